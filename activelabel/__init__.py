@@ -1,0 +1,3 @@
+"""activelabel: train, score the unlabeled pool by uncertainty, label the most uncertain, repeat."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Acquisition functions: pure numpy math over class probabilities.
+
+Convention (used by every function in this package):
+
+* Probabilities are shaped ``[T, N, C]``: ``T`` stochastic forward passes (MC-dropout samples
+  or ensemble members; ``T = 1`` for a deterministic model, see :func:`deterministic`),
+  ``N`` pool samples, ``C >= 2`` classes. Each ``[t, n, :]`` row sums to 1.
+  float32 or float64 input is accepted; everything is computed in float64.
+* Every score function has the signature ``fn(probs, *, rng=None) -> np.ndarray`` and reduces
+  T and C to a float64 ``[N]`` array where HIGHER = MORE UNCERTAIN = selected first.
+  Entropies are in nats. ``N = 0`` gives an empty ``[0]`` array.
+* :func:`select_top_k` turns scores into the ranked batch (ties -> lower index first).
+
+References: Gal, Islam & Ghahramani 2017 ("Deep Bayesian Active Learning with Image Data");
+Kirsch, van Amersfoort & Gal 2019 ("BatchBALD").
+"""
+
+from __future__ import annotations
+
+from activelabel.acquisition.registry import (
+    ALIASES,
+    STRATEGIES,
+    Strategy,
+    get_strategy,
+    strategy_names,
+)
+from activelabel.acquisition.selection import select_top_k
+from activelabel.acquisition.summaries import confidence, mean_probabilities, predicted_class
+from activelabel.acquisition.uncertainty import (
+    bald,
+    least_confidence,
+    margin,
+    mean_std,
+    predictive_entropy,
+    random_scores,
+    variation_ratios,
+)
+from activelabel.acquisition.validation import as_probabilities, deterministic
+
+__all__ = [
+    "ALIASES",
+    "STRATEGIES",
+    "Strategy",
+    "as_probabilities",
+    "bald",
+    "confidence",
+    "deterministic",
+    "get_strategy",
+    "least_confidence",
+    "margin",
+    "mean_probabilities",
+    "mean_std",
+    "predicted_class",
+    "predictive_entropy",
+    "random_scores",
+    "select_top_k",
+    "strategy_names",
+    "variation_ratios",
+]

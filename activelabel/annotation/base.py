@@ -1,0 +1,41 @@
+"""Who labels: one small protocol for simulated annotators and Label Studio alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A selected sample as it leaves for annotation."""
+
+    sample_id: int
+    uri: str
+    rank: int
+    score: float
+    predicted_label: str
+    confidence: float
+    external_task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelAnswer:
+    """One annotator's answer for one sample, keyed by the backend's own id."""
+
+    sample_id: int
+    annotator: str
+    label: str
+    external_id: str
+
+
+class Annotator(Protocol):
+    source: str
+
+    def push(self, tasks: list[TaskRequest]) -> dict[int, str]:
+        """Hand tasks to annotators; returns ``sample_id -> external task id``. Idempotent."""
+        ...
+
+    def pull(self, tasks: list[TaskRequest]) -> list[LabelAnswer]:
+        """Answers available now for these tasks (may be fewer than asked; may repeat)."""
+        ...

@@ -1,0 +1,102 @@
+"""Create a campaign (samples, splits, seed labels) or find it again to continue."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sqlalchemy import Engine
+
+from activelabel.annotation import LabelAnswer, OracleAnnotator, TaskRequest
+from activelabel.campaign.config import CampaignConfig
+from activelabel.pipeline.datasets import LabeledImages, load_dataset
+from activelabel.storage import Campaign, SampleSplit, session_scope
+from activelabel.storage.repository import (
+    NewAnnotation,
+    NewSample,
+    add_annotations,
+    add_samples,
+    get_campaign,
+    samples_by_uri,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> OracleAnnotator:
+    return OracleAnnotator(dataset, noise=config.annotator_noise, seed=config.seed)
+
+
+def split_dataset(size: int, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (test, pool, initially labeled) row numbers; the seed set is drawn from the pool."""
+    rng = np.random.default_rng([config.seed, 0])
+    order = rng.permutation(size)
+    n_test, n_pool, _ = _split_sizes(size, config)
+    config.check_pool(n_pool)
+    test, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
+    initial = np.sort(rng.choice(pool, size=config.initial_labeled, replace=False))
+    return test, pool, initial
+
+
+def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
+    """The campaign's id: created with samples and seed labels, or found with the same settings.
+
+    Everything a new campaign writes is one transaction: a failure leaves nothing behind.
+    """
+    with session_scope(engine) as session:
+        existing = get_campaign(session, config.name)
+        if existing is not None:
+            config.check_compatible(CampaignConfig.from_dict(existing.config))
+            return existing.id
+
+    dataset = load_dataset(config.dataset)
+    test, pool, initial = split_dataset(len(dataset), config)
+    with session_scope(engine) as session:
+        campaign = Campaign(
+            name=config.name,
+            labels=list(dataset.labels),
+            strategy=config.strategy,
+            dataset=config.dataset,
+            config=config.to_dict(),
+        )
+        session.add(campaign)
+        session.flush()
+        split_of = {int(i): SampleSplit.test for i in test} | {int(i): SampleSplit.pool for i in pool}
+        add_samples(
+            session,
+            campaign.id,
+            [NewSample(dataset.uris[i], dataset.content_hash(i), split_of[i]) for i in range(len(dataset))],
+        )
+        uris = [dataset.uris[int(i)] for i in initial]
+        ids = samples_by_uri(session, campaign.id, uris)
+        answers = build_annotator(config, dataset).pull(
+            [TaskRequest(ids[u], u, rank=-1, score=0.0, predicted_label="", confidence=0.0) for u in uris]
+        )
+        add_annotations(session, campaign.id, [_seed_annotation(a) for a in answers])
+        log.info(
+            "Created campaign %r: %d pool samples (%d labeled to start), %d test samples",
+            config.name, len(pool), len(initial), len(test),
+        )
+        return campaign.id
+
+
+def _seed_annotation(answer: LabelAnswer) -> NewAnnotation:
+    return NewAnnotation(
+        sample_id=answer.sample_id,
+        annotator=answer.annotator,
+        label=answer.label,
+        source=OracleAnnotator.source,
+        external_id=answer.external_id,
+    )
+
+
+def check_dataset(config: CampaignConfig) -> None:
+    """Load the dataset and check the campaign fits its pool, before anything is written."""
+    dataset = load_dataset(config.dataset)
+    _, pool, _ = _split_sizes(len(dataset), config)
+    config.check_pool(pool)
+
+
+def _split_sizes(size: int, config: CampaignConfig) -> tuple[int, int, int]:
+    n_test = max(1, round(size * config.test_fraction))
+    return n_test, size - n_test, config.initial_labeled

@@ -1,0 +1,47 @@
+"""Typed errors a user can catch by name.
+
+Every message names the thing that is wrong and, where there is one, what to do about it.
+The CLI prints ``str(error)`` on one line and exits non-zero, so messages stay single-line.
+"""
+
+from __future__ import annotations
+
+
+class ActiveLabelError(Exception):
+    """Base class for every error activelabel raises on purpose."""
+
+
+class UnknownStrategyError(ActiveLabelError, KeyError):
+    """An acquisition strategy name that is not in the registry."""
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        self.name = name
+        self.available = available
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown strategy {self.name!r}; choose one of: {', '.join(self.available)}"
+
+
+class InvalidProbabilitiesError(ActiveLabelError, ValueError):
+    """A probability tensor with the wrong shape, NaNs, negative values or rows not summing to 1."""
+
+
+class SelectionSizeError(ActiveLabelError, ValueError):
+    """Asked to select more samples than the pool holds (or a non-positive number)."""
+
+
+class ConfigError(ActiveLabelError, ValueError):
+    """A campaign setting that cannot work (sizes, names, paths)."""
+
+
+class DatabaseUnavailableError(ActiveLabelError):
+    """The database URL is malformed or the server cannot be reached. Never carries the password."""
+
+
+class CampaignStateError(ActiveLabelError):
+    """The stored campaign cannot do what was asked (e.g. conflicting settings, round already running)."""
+
+
+class DatasetError(ActiveLabelError):
+    """A dataset that cannot be read: missing files, corrupt images, unknown labels."""

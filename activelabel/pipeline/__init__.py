@@ -1,0 +1,1 @@
+"""The ML side: datasets, the model, seeded training, stochastic prediction, metrics."""

@@ -1,0 +1,34 @@
+"""Model weights to bytes and back, with a content-derived version string."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import torch
+from torch import nn
+
+from activelabel.pipeline.model import ModelSpec, build_model
+
+
+def serialize_weights(model: nn.Module) -> bytes:
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Hash of the parameter values themselves (torch.save bytes are not canonical)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_model(spec: ModelSpec, state: bytes, device: torch.device) -> nn.Module:
+    model = build_model(spec)
+    model.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
+    model.to(device).eval()
+    return model

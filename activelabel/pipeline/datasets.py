@@ -1,0 +1,117 @@
+"""Labeled image arrays the pipeline can train on, loaded from named sources.
+
+A source is named by a short spec string stored with the campaign, so every process that
+resumes the campaign loads the very same samples:
+
+- ``digits`` — scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download);
+- ``mnist:/path/to/dir`` — the MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and
+  ``train-labels-idx1-ubyte[.gz]``) in that folder, or in ``dir/MNIST/raw`` as torchvision
+  lays them out. ``mnist:/dir?limit=5000`` keeps the first 5,000 images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from activelabel.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images ``[N, channels, H, W]`` as float32 in [0, 1], integer targets and class names."""
+
+    name: str
+    images: np.ndarray
+    targets: np.ndarray
+    labels: list[str]
+    uris: list[str]
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.targets) or len(self.images) != len(self.uris):
+            raise DatasetError(
+                f"dataset {self.name!r}: {len(self.images)} images, {len(self.targets)} targets "
+                f"and {len(self.uris)} uris do not match"
+            )
+        self._index.update({uri: i for i, uri in enumerate(self.uris)})
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def indices_of(self, uris: list[str]) -> np.ndarray:
+        """Row numbers of the given sample URIs (raises DatasetError naming a missing one)."""
+        try:
+            return np.fromiter((self._index[u] for u in uris), dtype=np.int64, count=len(uris))
+        except KeyError as exc:
+            raise DatasetError(f"sample {exc.args[0]!r} is not in dataset {self.name!r}") from None
+
+    def content_hash(self, i: int) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.images[i]).tobytes()).hexdigest()
+
+
+def load_digits_images() -> LabeledImages:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+    targets = bunch.target.astype(np.int64)
+    uris = [f"digits/{i}" for i in range(len(targets))]
+    return LabeledImages("digits", images, targets, [str(c) for c in range(10)], uris)
+
+
+def _read_idx(path: Path, offset: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
+    except (OSError, EOFError, ValueError) as exc:
+        raise DatasetError(f"cannot read MNIST file {path}: {exc}") from None
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for base in (folder, folder / "MNIST" / "raw", folder / "raw"):
+        for candidate in (base / stem, base / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DatasetError(f"no {stem}[.gz] under {folder} (looked in ., MNIST/raw, raw)")
+
+
+def load_mnist_images(folder: str | Path, limit: int | None = None) -> LabeledImages:
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"MNIST folder {root} does not exist")
+    pixels = _read_idx(_find(root, "train-images-idx3-ubyte"), offset=16)
+    targets = _read_idx(_find(root, "train-labels-idx1-ubyte"), offset=8).astype(np.int64)
+    if pixels.size != len(targets) * 28 * 28:
+        raise DatasetError(
+            f"MNIST files under {root} disagree: {pixels.size} pixels for {len(targets)} labels"
+        )
+    images = pixels.reshape(-1, 1, 28, 28)
+    if limit is not None:
+        images, targets = images[:limit], targets[:limit]
+    uris = [f"mnist/train/{i}" for i in range(len(targets))]
+    return LabeledImages(
+        "mnist", images.astype(np.float32) / 255.0, targets, [str(c) for c in range(10)], uris
+    )
+
+
+@lru_cache(maxsize=4)
+def load_dataset(spec: str) -> LabeledImages:
+    """Load the dataset a campaign names (cached per process: rounds reload it often)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "digits" and not rest:
+        return load_digits_images()
+    if kind == "mnist" and rest:
+        path, _, query = rest.partition("?")
+        limit = parse_qs(query).get("limit", [None])[0]
+        return load_mnist_images(path, int(limit) if limit else None)
+    raise DatasetError(
+        f"unknown dataset {spec!r}; use 'digits' or 'mnist:/path/to/folder[?limit=N]'"
+    )

@@ -1,0 +1,107 @@
+"""Engines from URLs, with errors that name the database and never the password."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from activelabel.errors import DatabaseUnavailableError
+from activelabel.storage.models import Base
+
+DEFAULT_DATABASE_URL = "sqlite:///activelabel.db"
+DATABASE_URL_ENV = "ACTIVELABEL_DATABASE_URL"
+DATABASE_PASSWORD_ENV = "ACTIVELABEL_DATABASE_PASSWORD"
+
+
+def resolve_database_url(url: str | None = None) -> str:
+    """The URL to use: the one given, else ``$ACTIVELABEL_DATABASE_URL``, else the SQLite default.
+
+    A password can stay out of the URL (and so out of flow parameters, logs and shell history):
+    ``$ACTIVELABEL_DATABASE_PASSWORD`` is filled in when the URL has none.
+    """
+    chosen = url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    password = os.environ.get(DATABASE_PASSWORD_ENV)
+    if not password:
+        return chosen
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError:
+        return chosen
+    if parsed.password or parsed.get_backend_name() == "sqlite":
+        return chosen
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
+def has_password(url: str) -> bool:
+    try:
+        return make_url(url).password is not None
+    except ArgumentError:
+        return False
+
+
+def describe_url(url: str) -> str:
+    """The URL as it is safe to show: host, port and database, password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        # Unparseable: show only the scheme so a password in a malformed URL never leaks.
+        return url.split(":", 1)[0] + ":…" if ":" in url else "<unparseable URL>"
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return message[0] if message else type(exc).__name__
+
+
+def _enable_sqlite_foreign_keys(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+
+def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) -> Engine:
+    """Connect, check the server answers, and create the schema on first use.
+
+    Raises DatabaseUnavailableError naming the (password-masked) URL when the URL is malformed,
+    the driver is missing, or the server cannot be reached — before anything is written.
+    """
+    shown = describe_url(url)
+    try:
+        engine = create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise DatabaseUnavailableError(f"invalid database URL {shown}: {_first_line(exc)}") from None
+    if engine.dialect.name == "sqlite":
+        _enable_sqlite_foreign_keys(engine)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        if create_schema:
+            Base.metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DatabaseUnavailableError(
+            f"cannot reach database {shown}: {_mask(_first_line(exc), engine)}"
+        ) from None
+    return engine
+
+
+def _mask(message: str, engine: Engine) -> str:
+    password = engine.url.password
+    return message.replace(str(password), "***") if password else message
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,187 @@
+"""The database schema: every campaign, sample, round, score, selection and annotation.
+
+The database is the single source of truth. What can be derived (a sample's resolved label,
+the labeled count) is derived from these rows, never kept as a second copy that can drift.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SampleSplit(str, enum.Enum):
+    """Where a sample lives. Labeled-ness is derived from annotations, not stored here."""
+
+    pool = "pool"
+    test = "test"
+
+
+class RoundStatus(str, enum.Enum):
+    """A round's persisted state machine; each transition is committed with the step's output."""
+
+    training = "training"
+    scoring = "scoring"
+    selecting = "selecting"
+    pushing = "pushing"
+    waiting_for_labels = "waiting_for_labels"
+    complete = "complete"
+    failed = "failed"
+
+
+class AnnotationStatus(str, enum.Enum):
+    accepted = "accepted"
+    rejected = "rejected"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Store the value as a plain string (no native PG enum): portable and easy to migrate.
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task_kind: Mapped[str] = mapped_column(String(32), default="classification")
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    strategy: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    rounds: Mapped[list[Round]] = relationship(back_populates="campaign", order_by="Round.index")
+
+
+class Sample(Base):
+    __tablename__ = "sample"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "uri", name="uq_sample_campaign_uri"),
+        Index("ix_sample_campaign_split", "campaign_id", "split"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(String(1000))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    split: Mapped[SampleSplit] = mapped_column(_enum(SampleSplit))
+
+
+class Round(Base):
+    __tablename__ = "round"
+    __table_args__ = (UniqueConstraint("campaign_id", "index", name="uq_round_campaign_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus), default=RoundStatus.training)
+    strategy: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    labeled_count: Mapped[int | None] = mapped_column(Integer)
+    pool_count: Mapped[int | None] = mapped_column(Integer)
+    test_accuracy: Mapped[float | None] = mapped_column(Float)
+    test_nll: Mapped[float | None] = mapped_column(Float)
+    test_ece: Mapped[float | None] = mapped_column(Float)
+    mean_selected_score: Mapped[float | None] = mapped_column(Float)
+    timings: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The step a failed round was in, so `resume` can continue exactly there.
+    failed_step: Mapped[RoundStatus | None] = mapped_column(_enum(RoundStatus))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="rounds")
+
+
+class ModelCheckpoint(Base):
+    """The weights a round trained, so its metrics and scores can be recomputed and audited."""
+
+    __tablename__ = "model_checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), unique=True)
+    version: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Score(Base):
+    __tablename__ = "score"
+
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("round.id", ondelete="CASCADE"), primary_key=True
+    )
+    sample_id: Mapped[int] = mapped_column(
+        ForeignKey("sample.id", ondelete="CASCADE"), primary_key=True
+    )
+    strategy: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    # The model's mean prediction behind the score: what annotators see as a pre-annotation.
+    predicted_class: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class Selection(Base):
+    __tablename__ = "selection"
+    __table_args__ = (
+        # A sample is selected at most once in a campaign, whatever crashes in between.
+        UniqueConstraint("campaign_id", "sample_id", name="uq_selection_campaign_sample"),
+        UniqueConstraint("round_id", "rank", name="uq_selection_round_rank"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("sample.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    predicted_label: Mapped[str] = mapped_column(String(200))
+    confidence: Mapped[float] = mapped_column(Float)
+    external_task_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class Annotation(Base):
+    __tablename__ = "annotation"
+    __table_args__ = (
+        # Keyed by the backend's own id, so a second sync is a no-op.
+        UniqueConstraint("campaign_id", "source", "external_id", name="uq_annotation_external"),
+        Index("ix_annotation_sample", "sample_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("sample.id", ondelete="CASCADE"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("round.id", ondelete="SET NULL"))
+    annotator: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[AnnotationStatus] = mapped_column(
+        _enum(AnnotationStatus), default=AnnotationStatus.accepted
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
