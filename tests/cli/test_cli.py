@@ -1,0 +1,104 @@
+"""The `activelabel` command as a user runs it: a real subprocess, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from activelabel.storage import Round, RoundStatus, Selection, open_engine, session_scope
+
+EXE = shutil.which("activelabel") or str(Path(sys.executable).with_name("activelabel"))
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "COLUMNS": "200", "PREFECT_HOME": str(cwd / "prefect-home"), **(env or {})}
+    return subprocess.run(
+        [EXE, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_help_explains_every_demo_option(tmp_path):
+    top = run_cli("--help", cwd=tmp_path)
+    assert top.returncode == 0
+    for command in ("demo", "strategies"):
+        assert command in top.stdout
+    demo = run_cli("demo", "--help", cwd=tmp_path)
+    assert demo.returncode == 0
+    for option in ("--strategy", "--rounds", "--batch-size", "--initial-labeled", "--mc-samples",
+                   "--seed", "--database-url"):
+        assert option in demo.stdout
+
+
+def test_strategies_lists_every_registered_strategy(tmp_path):
+    from activelabel.acquisition import STRATEGIES
+
+    result = run_cli("strategies", cwd=tmp_path)
+    assert result.returncode == 0
+    for name, strategy in STRATEGIES.items():
+        assert name in result.stdout
+    assert "mutual information" in result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_unknown_strategy_is_one_line_and_writes_nothing(tmp_path):
+    line = one_line_error(run_cli("demo", "--strategy", "bogus", cwd=tmp_path))
+    assert "unknown strategy 'bogus'" in line and "bald" in line
+    assert not (tmp_path / "activelabel.db").exists()
+
+
+def test_batch_larger_than_pool_is_one_line_and_writes_nothing(tmp_path):
+    line = one_line_error(run_cli("demo", "--batch-size", "5000", cwd=tmp_path))
+    assert "batch size 5000 is larger than the unlabeled pool" in line
+    assert not (tmp_path / "activelabel.db").exists()
+
+
+def test_unreachable_database_is_one_line_naming_it_without_password(tmp_path):
+    url = "postgresql+psycopg://annotator:topsecretpw@127.0.0.1:1/labels"
+    line = one_line_error(run_cli("demo", "--database-url", url, cwd=tmp_path))
+    assert "cannot reach database" in line
+    assert "127.0.0.1:1/labels" in line
+    assert "topsecretpw" not in line
+
+
+def test_sqlite_in_missing_folder_is_one_line(tmp_path):
+    line = one_line_error(
+        run_cli("demo", "--database-url", f"sqlite:///{tmp_path}/missing/dir/al.db", cwd=tmp_path)
+    )
+    assert "missing/dir/al.db" in line
+
+
+def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
+    args = ("demo", "--rounds", "2", "--batch-size", "10", "--initial-labeled", "20",
+            "--mc-samples", "4", "--epochs", "3", "--strategy", "entropy")
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "Campaign demo-entropy-seed0" in first.stdout
+    assert "test accuracy" in first.stdout
+    table_rows = [line for line in first.stdout.splitlines() if "complete" in line]
+    assert len(table_rows) == 2
+    assert "round 2 complete" in first.stderr  # the per-round progress bar's last state
+
+    again = run_cli(*args[:2], "3", *args[3:], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")
+    with session_scope(engine) as session:
+        statuses = session.scalars(select(Round.status).order_by(Round.index)).all()
+        assert statuses == [RoundStatus.complete] * 3
+        assert session.scalar(select(func.count()).select_from(Selection)) == 30
+
+    changed = run_cli(*args[:-1], "entropy", "--batch-size", "7", cwd=tmp_path)
+    line = one_line_error(changed)
+    assert "already exists with other settings" in line and "batch_size 10 -> 7" in line
