@@ -61,6 +61,7 @@ def demo(
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
+    cpu_threads: Annotated[int, typer.Option(help="CPU threads for torch (1 is fastest for the small demo CNN).")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
     """Run a whole simulated campaign on bundled digits: a simulated annotator answers with the
@@ -76,6 +77,7 @@ def demo(
         name=campaign or f"demo-{strategy}-seed{seed}", dataset=dataset, strategy=strategy,
         rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
         mc_samples=mc_samples, seed=seed, epochs=epochs, device=device,
+        cpu_threads=cpu_threads,
     )
     check_dataset(config)
     url = resolve_database_url(database_url)

@@ -8,7 +8,7 @@ from activelabel.acquisition import get_strategy
 from activelabel.errors import CampaignStateError, ConfigError
 
 # Settings that may change between runs of the same campaign without changing its meaning.
-_MUTABLE = {"rounds", "device"}
+_MUTABLE = {"rounds", "device", "cpu_threads"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class CampaignConfig:
     test_fraction: float = 0.2
     epochs: int = 40
     device: str = "auto"
+    # Small CNNs train fastest on one CPU thread; more threads pay off for larger images.
+    cpu_threads: int = 1
     annotator_noise: float = 0.0
 
     def __post_init__(self) -> None:
@@ -31,7 +33,7 @@ class CampaignConfig:
         object.__setattr__(self, "strategy", strategy.name)  # aliases stored canonically
         if not self.name.strip():
             raise ConfigError("campaign name must not be empty")
-        for name in ("rounds", "batch_size", "mc_samples", "epochs"):
+        for name in ("rounds", "batch_size", "mc_samples", "epochs", "cpu_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
         if self.initial_labeled < 2:

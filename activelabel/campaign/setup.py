@@ -47,6 +47,8 @@ def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
         existing = get_campaign(session, config.name)
         if existing is not None:
             config.check_compatible(CampaignConfig.from_dict(existing.config))
+            # Only settings that keep the campaign's meaning can differ; take the new ones.
+            existing.config = config.to_dict()
             return existing.id
 
     dataset = load_dataset(config.dataset)

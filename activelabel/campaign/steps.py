@@ -23,7 +23,7 @@ from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.datasets import load_dataset
-from activelabel.pipeline.device import resolve_device
+from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate
 from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.prediction import predict_probabilities
@@ -70,7 +70,9 @@ def _load(engine: Engine, round_id: int) -> tuple[Round, Campaign, CampaignConfi
             raise CampaignStateError(f"round id {round_id} does not exist")
         campaign = session.get(Campaign, rnd.campaign_id)
         assert campaign is not None
-        return rnd, campaign, CampaignConfig.from_dict(campaign.config)
+        config = CampaignConfig.from_dict(campaign.config)
+    use_cpu_threads(config.cpu_threads)
+    return rnd, campaign, config
 
 
 def _seed(config: CampaignConfig, rnd: Round) -> int:

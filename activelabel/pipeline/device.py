@@ -7,6 +7,12 @@ import torch
 from activelabel.errors import ConfigError
 
 
+def use_cpu_threads(threads: int) -> None:
+    """Set torch's intra-op threads; tiny models lose time to thread hand-offs, not gain."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` takes CUDA when present, else CPU; an explicit CUDA request without CUDA fails."""
     if name == "auto":

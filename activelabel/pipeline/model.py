@@ -19,7 +19,7 @@ class ModelSpec:
 
     in_channels: int
     num_classes: int
-    width: int = 32
+    width: int = 16
     conv_dropout: float = 0.25
     head_dropout: float = 0.5
 
