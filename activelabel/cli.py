@@ -97,6 +97,10 @@ def _run_with_progress(campaign_name: str, rounds: int) -> None:
     from activelabel.flows import campaign_flow
     from activelabel.progress import set_reporter
 
+    if not logging.getLogger("activelabel").isEnabledFor(logging.INFO):
+        # The CLI reports a failed round itself, on one line; Prefect would add a traceback.
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     with RichRoundProgress(err_console) as progress:
         set_reporter(progress)
         try:

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from activelabel.annotation import LabelAnswer, OracleAnnotator, TaskRequest
 from activelabel.campaign.config import CampaignConfig
@@ -53,6 +54,21 @@ def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
 
     dataset = load_dataset(config.dataset)
     test, pool, initial = split_dataset(len(dataset), config)
+    try:
+        return _create_campaign(engine, config, dataset, test, pool, initial)
+    except IntegrityError:
+        # Another process created the same campaign a moment ago: use theirs.
+        return prepare_campaign(engine, config)
+
+
+def _create_campaign(
+    engine: Engine,
+    config: CampaignConfig,
+    dataset: LabeledImages,
+    test: np.ndarray,
+    pool: np.ndarray,
+    initial: np.ndarray,
+) -> int:
     with session_scope(engine) as session:
         campaign = Campaign(
             name=config.name,

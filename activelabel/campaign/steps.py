@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from activelabel.acquisition import confidence, get_strategy, predicted_class, select_top_k
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.faults import crash_point
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
@@ -148,6 +149,7 @@ def train_step(engine: Engine, round_id: int) -> None:
     probs = predict_probabilities(model, dataset.images[test_rows], samples=0, device=device, seed=0)
     metrics = evaluate(probs[0], dataset.targets[test_rows])
     version = f"r{rnd.index}-{weights_digest(model)[:12]}"
+    crash_point("train", rnd.index)
     with session_scope(engine) as session:
         moved = move_round(
             session, round_id, RoundStatus.training, RoundStatus.scoring,
@@ -196,6 +198,7 @@ def score_step(engine: Engine, round_id: int) -> None:
         }
         for s, v, c, p in zip(pool, values, predicted, conf)
     ]
+    crash_point("score", rnd.index)
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
                       pool_count=len(pool), timings=_timings(rnd, "score", started)):
@@ -214,6 +217,7 @@ def select_step(engine: Engine, round_id: int) -> None:
         chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), config.batch_size)
         picked = [scores[int(i)] for i in chosen]
         mean_score = float(np.mean([s.value for s in picked]))
+        crash_point("select", rnd.index)
         if move_round(session, round_id, RoundStatus.selecting, RoundStatus.pushing,
                       mean_selected_score=mean_score, timings=_timings(rnd, "select", started)):
             session.add_all(
@@ -251,6 +255,7 @@ def push_step(engine: Engine, round_id: int) -> None:
     annotator = build_annotator(config, load_dataset(campaign.dataset))
     tasks = _task_requests(engine, round_id)
     task_ids = annotator.push([t for t in tasks if t.external_task_id is None])
+    crash_point("push", rnd.index)
     with session_scope(engine) as session:
         for selection in round_selections(session, round_id):
             if selection.sample_id in task_ids:
@@ -283,6 +288,7 @@ def sync_step(engine: Engine, round_id: int) -> SyncResult:
         for a in answers
     ]
     rejected = sum(r.status == AnnotationStatus.rejected for r in records)
+    crash_point("sync", rnd.index)
     with session_scope(engine) as session:
         new = add_annotations(session, campaign.id, records)
         labels = resolved_labels(session, campaign.id)
@@ -299,6 +305,15 @@ def campaign_id(engine: Engine, name: str) -> int:
         if campaign is None:
             raise CampaignStateError(f"no campaign named {name!r} in this database")
         return campaign.id
+
+
+def current_round_index(engine: Engine, campaign_id: int) -> int:
+    """The index of the round a run would work on: the unfinished one, else the next."""
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        if last is None:
+            return 1
+        return last.index if last.status != RoundStatus.complete else last.index + 1
 
 
 def completed_rounds(engine: Engine, campaign_id: int) -> int:

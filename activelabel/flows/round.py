@@ -9,11 +9,16 @@ from __future__ import annotations
 import logging
 
 from prefect import flow, task
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from prefect.cache_policies import NO_CACHE
 
 from activelabel.campaign import steps
 from activelabel.campaign.summary import RoundSummary, round_summary
+from activelabel.errors import DatabaseUnavailableError
 from activelabel.flows.engines import engine_for
+from activelabel.storage.database import describe_url
+from activelabel.storage.lease import campaign_lease
 from activelabel.progress import reporter
 
 log = logging.getLogger(__name__)
@@ -46,25 +51,51 @@ def sync_task(database_url: str | None, round_id: int) -> steps.SyncResult:
 
 @flow(name="activelabel-round", flow_run_name="{campaign_name}")
 def round_flow(campaign_name: str, database_url: str | None = None) -> RoundSummary:
-    """Run (or resume) the campaign's current round: train → score → select → push → sync."""
+    """Run (or resume) the campaign's current round: train → score → select → push → sync.
+
+    Holds the campaign's lease throughout, so a second process gets "already running".
+    """
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
-    round_id = steps.start_round(engine, campaign_id)
+    index = steps.current_round_index(engine, campaign_id)
     progress = reporter()
-    progress.start_round(round_summary(engine, round_id).index)
-    try:
-        train_task(database_url, round_id)
-        score_task(database_url, round_id)
-        select_task(database_url, round_id)
-        push_task(database_url, round_id)
-        sync_task(database_url, round_id)
-    except BaseException as error:
-        steps.mark_failed(engine, round_id, error)
-        progress.finish_round(f"failed: {error}")
-        raise
-    summary = round_summary(engine, round_id)
+    with campaign_lease(engine, campaign_id, campaign_name, index):
+        round_id = steps.start_round(engine, campaign_id)
+        progress.start_round(index)
+        try:
+            train_task(database_url, round_id)
+            score_task(database_url, round_id)
+            select_task(database_url, round_id)
+            push_task(database_url, round_id)
+            sync_task(database_url, round_id)
+        except OperationalError as error:
+            progress.finish_round(f"round {index}: database unreachable")
+            raise lost_database(engine, campaign_name, index, error) from None
+        except BaseException as error:
+            _record_failure(engine, round_id, error)
+            progress.finish_round(f"round {index} failed: {error}")
+            raise
+        summary = round_summary(engine, round_id)
     progress.finish_round(summary.describe())
+    log.info("Campaign %r: %s", campaign_name, summary.describe())
     return summary
+
+
+def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None:
+    try:
+        steps.mark_failed(engine, round_id, error)
+    except SQLAlchemyError:
+        log.warning("could not record the failure of round id %d: database unreachable", round_id)
+
+
+def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception) -> DatabaseUnavailableError:
+    """A clear message for a database that went away mid-round (the round resumes later)."""
+    reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+    return DatabaseUnavailableError(
+        f"lost the database {describe_url(engine.url.render_as_string(hide_password=False))} "
+        f"during round {index} of campaign {campaign_name!r} ({reason}); the round keeps its last "
+        f"committed step — run `activelabel resume {campaign_name}` once the database is back"
+    )
 
 
 @flow(name="activelabel-campaign", flow_run_name="{campaign_name}")

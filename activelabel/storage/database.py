@@ -12,7 +12,6 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from activelabel.errors import DatabaseUnavailableError
-from activelabel.storage.models import Base
 
 DEFAULT_DATABASE_URL = "sqlite:///activelabel.db"
 DATABASE_URL_ENV = "ACTIVELABEL_DATABASE_URL"
@@ -85,13 +84,30 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         if create_schema:
-            Base.metadata.create_all(engine)
+            ensure_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseUnavailableError(
             f"cannot reach database {shown}: {_mask(_first_line(exc), engine)}"
         ) from None
     return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Migrate the schema to the newest revision (creating it on first use).
+
+    Two processes may race to create a fresh database; the loser finds the schema current.
+    """
+    from activelabel.storage import migrate
+
+    head = migrate.head_revision()
+    if migrate.current_revision(engine) == head:
+        return
+    try:
+        migrate.upgrade(engine)
+    except SQLAlchemyError:
+        if migrate.current_revision(engine) != head:
+            raise
 
 
 def _mask(message: str, engine: Engine) -> str:

@@ -185,3 +185,24 @@ class Annotation(Base):
     )
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CampaignLease(Base):
+    """Which process is running a round of the campaign now: at most one row per campaign.
+
+    A lease is taken before a round starts and dropped when it ends; a lease whose process is
+    gone (same host, dead pid) or whose heartbeat is stale can be taken over, so a crash never
+    blocks the campaign for good.
+    """
+
+    __tablename__ = "campaign_lease"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    round_index: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

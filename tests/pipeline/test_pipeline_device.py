@@ -42,3 +42,19 @@ def test_cuda_without_cuda_is_config_error(monkeypatch: pytest.MonkeyPatch, name
 def test_cuda_really_unavailable_here() -> None:
     with pytest.raises(ConfigError):
         resolve_device("cuda")
+
+
+def test_use_cpu_threads_sets_and_keeps_thread_count() -> None:
+    from activelabel.pipeline.device import use_cpu_threads
+
+    original = torch.get_num_threads()
+    try:
+        use_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+        use_cpu_threads(1)  # already set: a no-op
+        assert torch.get_num_threads() == 1
+        use_cpu_threads(2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(original)
+    assert torch.get_num_threads() == original

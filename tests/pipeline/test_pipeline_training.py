@@ -45,13 +45,18 @@ def test_returns_model_in_eval_mode() -> None:
 
 
 def test_it_learns_digits() -> None:
-    x, y = _digits(300)
-    config = TrainingConfig(epochs=10, batch_size=32, learning_rate=3e-3, min_steps=0)
+    data = load_dataset("digits")
+    x, y = data.images[:300], data.targets[:300]
+    config = TrainingConfig(epochs=10, batch_size=32, min_steps=0)
     model = train_model(x, y, ModelSpec(in_channels=1, num_classes=10, width=16), config, seed=0, device=CPU)
     probs = predict_probabilities(model, x, samples=0, device=CPU, seed=0)[0]
     train_accuracy = float(np.mean(probs.argmax(axis=1) == y))
-    # Chance is 0.1; a CNN that trains at all fits 300 digits far better than that.
+    # Chance is 0.1; a CNN that trains at all fits 300 digits far better (observed ~0.99).
     assert train_accuracy > 0.8, train_accuracy
+    # And it generalises to digits it never saw (observed ~0.95).
+    held_out = predict_probabilities(model, data.images[1000:1300], samples=0, device=CPU, seed=0)[0]
+    test_accuracy = float(np.mean(held_out.argmax(axis=1) == data.targets[1000:1300]))
+    assert test_accuracy > 0.7, test_accuracy
 
 
 def test_on_epoch_called_once_per_planned_epoch_with_finite_losses() -> None:

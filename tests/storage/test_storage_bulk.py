@@ -1,0 +1,243 @@
+"""Bulk score writes (storage.bulk.write_scores) on real SQLite and real PostgreSQL.
+
+PostgreSQL runs only when ``ACTIVELABEL_TEST_POSTGRES_URL`` is set. Each test gets its own
+throwaway PostgreSQL schema (a ``search_path`` on the connection) holding just the tables it
+needs, dropped afterwards: the database's other tables (another test module's) are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from activelabel.storage import (
+    Campaign,
+    Round,
+    RoundStatus,
+    Sample,
+    SampleSplit,
+    Score,
+    open_engine,
+    session_scope,
+)
+from activelabel.storage.bulk import SCORE_COLUMNS, _insert_core, write_scores
+from activelabel.storage.models import Base
+from activelabel.storage.repository import NewSample, add_samples
+
+POSTGRES_URL_ENV = "ACTIVELABEL_TEST_POSTGRES_URL"
+TABLES = [Base.metadata.tables[name] for name in ("campaign", "round", "sample", "score")]
+N = 10_000  # the round-trip test
+SMALL = 2_000  # the others: same code paths, less time
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def bulk_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = open_engine(f"sqlite:///{tmp_path / 'bulk.db'}", create_schema=False)
+        Base.metadata.create_all(engine, tables=TABLES)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"needs a PostgreSQL server: set {POSTGRES_URL_ENV}")
+    schema = f"al_bulk_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = open_engine(scoped.render_as_string(hide_password=False), create_schema=False)
+    try:
+        Base.metadata.drop_all(engine, tables=TABLES)  # a clean slate, even if the name recurs
+        Base.metadata.create_all(engine, tables=TABLES)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _setup(engine: Engine, n_samples: int = N, n_rounds: int = 2) -> tuple[list[int], list[int]]:
+    """A campaign with rounds (status ``scoring``) and pool samples; their ids."""
+    with session_scope(engine) as session:
+        campaign = Campaign(name="bulk", labels=["a", "b"], strategy="bald", dataset="d", config={})
+        session.add(campaign)
+        session.flush()
+        rounds = [
+            Round(campaign_id=campaign.id, index=i, strategy="bald", status=RoundStatus.scoring)
+            for i in range(n_rounds)
+        ]
+        session.add_all(rounds)
+        add_samples(
+            session,
+            campaign.id,
+            [NewSample(f"mem://{i}", f"{i:064x}", SampleSplit.pool) for i in range(n_samples)],
+        )
+        session.flush()
+        sample_ids = list(
+            session.scalars(
+                select(Sample.id).where(Sample.campaign_id == campaign.id).order_by(Sample.id)
+            )
+        )
+        return [r.id for r in rounds], sample_ids
+
+
+def _rows(round_id: int, sample_ids: list[int], strategy: str = "bald") -> list[tuple]:
+    # Values with full float precision, to check they round-trip exactly.
+    return [
+        (round_id, sid, strategy, 1.0 / (i + 3), i % 10, math.sqrt(i) / 100.0 + 1e-9)
+        for i, sid in enumerate(sample_ids)
+    ]
+
+
+def _count(engine: Engine, round_id: int) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(
+            select(func.count()).select_from(Score).where(Score.round_id == round_id)
+        )
+
+
+def test_write_scores_round_trips_every_value(bulk_engine: Engine) -> None:
+    (round_id, _), sample_ids = _setup(bulk_engine)
+    rows = _rows(round_id, sample_ids)
+
+    with session_scope(bulk_engine) as session:
+        assert write_scores(session, rows) == N
+
+    with bulk_engine.connect() as connection:
+        count, total = connection.execute(
+            select(func.count(), func.sum(Score.value)).where(Score.round_id == round_id)
+        ).one()
+        stored = {
+            (r.round_id, r.sample_id, r.strategy): tuple(r)
+            for r in connection.execute(
+                select(*(getattr(Score, c) for c in SCORE_COLUMNS)).where(
+                    Score.round_id == round_id
+                )
+            )
+        }
+    assert count == N
+    assert total == pytest.approx(math.fsum(r[3] for r in rows), rel=1e-12)
+    for row in (rows[0], rows[1], rows[N // 2], rows[-1]):
+        assert stored[row[:3]] == row  # exact: floats, ints and the strategy string
+    assert sorted(stored.values()) == sorted(rows)
+
+
+def test_write_scores_joins_the_callers_transaction(bulk_engine: Engine) -> None:
+    """Invisible to another connection until the caller commits, together with its other writes."""
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=SMALL)
+
+    with session_scope(bulk_engine) as session:
+        session.execute(
+            update(Round).where(Round.id == round_id).values(status=RoundStatus.selecting)
+        )
+        assert write_scores(session, _rows(round_id, sample_ids)) == SMALL
+        # The writing session sees its own rows ...
+        assert session.scalar(select(func.count()).select_from(Score)) == SMALL
+        # ... another connection sees neither the scores nor the status change yet.
+        assert _count(bulk_engine, round_id) == 0
+        with bulk_engine.connect() as other:
+            assert (
+                other.scalar(select(Round.status).where(Round.id == round_id))
+                == RoundStatus.scoring
+            )
+
+    assert _count(bulk_engine, round_id) == SMALL
+    with bulk_engine.connect() as other:
+        assert (
+            other.scalar(select(Round.status).where(Round.id == round_id)) == RoundStatus.selecting
+        )
+
+
+def test_rollback_leaves_nothing_written(bulk_engine: Engine) -> None:
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=100)
+    with pytest.raises(RuntimeError), session_scope(bulk_engine) as session:
+        session.execute(
+            update(Round).where(Round.id == round_id).values(status=RoundStatus.selecting)
+        )
+        write_scores(session, _rows(round_id, sample_ids))
+        raise RuntimeError("the step failed after scoring")
+    assert _count(bulk_engine, round_id) == 0
+    with bulk_engine.connect() as other:
+        assert other.scalar(select(Round.status).where(Round.id == round_id)) == RoundStatus.scoring
+
+
+def test_duplicate_in_batch_raises_integrity_error_and_writes_nothing(bulk_engine: Engine) -> None:
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=SMALL)
+    rows = _rows(round_id, sample_ids)
+    rows.append(rows[0][:3] + (0.5, 1, 0.5))  # same (round, sample, strategy) as the first row
+
+    with pytest.raises(IntegrityError) as raised, session_scope(bulk_engine) as session:
+        write_scores(session, rows)
+    assert _count(bulk_engine, round_id) == 0
+    # The message names the statement, not thousands of parameters.
+    assert len(str(raised.value)) < 2_000
+
+
+def test_duplicate_of_committed_row_rolls_back_only_the_new_batch(bulk_engine: Engine) -> None:
+    (round_id, other_round), sample_ids = _setup(bulk_engine, n_samples=1_000)
+    with session_scope(bulk_engine) as session:
+        assert write_scores(session, _rows(round_id, sample_ids[:10])) == 10
+
+    batch = _rows(other_round, sample_ids) + _rows(round_id, sample_ids[5:6])  # last row clashes
+    with pytest.raises(IntegrityError), session_scope(bulk_engine) as session:
+        write_scores(session, batch)
+
+    assert _count(bulk_engine, other_round) == 0
+    assert _count(bulk_engine, round_id) == 10
+
+
+def test_unknown_sample_raises_integrity_error(bulk_engine: Engine) -> None:
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=10)
+    rows = _rows(round_id, sample_ids) + [(round_id, max(sample_ids) + 1_000, "bald", 0.1, 0, 0.1)]
+    with pytest.raises(IntegrityError), session_scope(bulk_engine) as session:
+        write_scores(session, rows)
+    assert _count(bulk_engine, round_id) == 0
+
+
+def test_empty_batch_writes_nothing(bulk_engine: Engine) -> None:
+    with session_scope(bulk_engine) as session:
+        assert write_scores(session, []) == 0
+    with bulk_engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(Score)) == 0
+
+
+def test_same_samples_under_two_strategies(bulk_engine: Engine) -> None:
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=100)
+    with session_scope(bulk_engine) as session:
+        written = write_scores(session, _rows(round_id, sample_ids, "bald"))
+        written += write_scores(session, _rows(round_id, sample_ids, "entropy"))
+    assert written == 200
+    assert _count(bulk_engine, round_id) == 200
+
+
+def test_generic_core_path_matches(bulk_engine: Engine) -> None:
+    """The fallback for other dialects (Core insert() in chunks), exercised on this backend."""
+    (round_id, _), sample_ids = _setup(bulk_engine, n_samples=100)
+    rows = _rows(round_id, sample_ids)
+    with session_scope(bulk_engine) as session:
+        assert _insert_core(session, rows) == 100
+    with bulk_engine.connect() as connection:
+        stored = connection.execute(
+            select(*(getattr(Score, c) for c in SCORE_COLUMNS)).order_by(Score.sample_id)
+        ).all()
+    assert [tuple(r) for r in stored] == rows
+    with pytest.raises(IntegrityError), session_scope(bulk_engine) as session:
+        _insert_core(session, rows[:1])
