@@ -40,11 +40,11 @@ from activelabel.storage import (
     Selection,
     session_scope,
 )
+from activelabel.storage.bulk import write_scores
 from activelabel.storage.models import utcnow
 from activelabel.storage.repository import (
     NewAnnotation,
     add_annotations,
-    insert_scores,
     latest_round,
     move_round,
     resolved_labels,
@@ -192,17 +192,14 @@ def score_step(engine: Engine, round_id: int) -> None:
     values = strategy.score(probs, rng=np.random.default_rng(_seed(config, rnd)))
     predicted, conf = predicted_class(probs), confidence(probs)
     score_rows = [
-        {
-            "round_id": round_id, "sample_id": s.id, "strategy": strategy.name,
-            "value": float(v), "predicted_class": int(c), "confidence": float(p),
-        }
+        (round_id, s.id, strategy.name, float(v), int(c), float(p))
         for s, v, c, p in zip(pool, values, predicted, conf)
     ]
     crash_point("score", rnd.index)
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
                       pool_count=len(pool), timings=_timings(rnd, "score", started)):
-            insert_scores(session, score_rows)
+            write_scores(session, score_rows)
 
 
 def select_step(engine: Engine, round_id: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +72,7 @@ def _read_idx(path: Path, offset: int) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise DatasetError(f"cannot read MNIST file {path}: {exc}") from None
 
 
@@ -102,6 +103,14 @@ def load_mnist_images(folder: str | Path, limit: int | None = None) -> LabeledIm
     )
 
 
+def _limit(spec: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise DatasetError(f"limit must be a positive whole number in dataset {spec!r}, got {value!r}")
+    return int(value)
+
+
 @lru_cache(maxsize=4)
 def load_dataset(spec: str) -> LabeledImages:
     """Load the dataset a campaign names (cached per process: rounds reload it often)."""
@@ -110,8 +119,7 @@ def load_dataset(spec: str) -> LabeledImages:
         return load_digits_images()
     if kind == "mnist" and rest:
         path, _, query = rest.partition("?")
-        limit = parse_qs(query).get("limit", [None])[0]
-        return load_mnist_images(path, int(limit) if limit else None)
+        return load_mnist_images(path, _limit(spec, parse_qs(query).get("limit", [None])[0]))
     raise DatasetError(
         f"unknown dataset {spec!r}; use 'digits' or 'mnist:/path/to/folder[?limit=N]'"
     )

@@ -30,7 +30,7 @@ def resolve_database_url(url: str | None = None) -> str:
         return chosen
     try:
         parsed = make_url(chosen)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return chosen
     if parsed.password or parsed.get_backend_name() == "sqlite":
         return chosen
@@ -39,16 +39,20 @@ def resolve_database_url(url: str | None = None) -> str:
 
 def has_password(url: str) -> bool:
     try:
-        return make_url(url).password is not None
-    except ArgumentError:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
         return False
+    return parsed.password is not None or "password" in parsed.query
 
 
 def describe_url(url: str) -> str:
     """The URL as it is safe to show: host, port and database, password masked."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        parsed = make_url(url)
+        if "password" in parsed.query:  # psycopg also takes ?password=...
+            parsed = parsed.update_query_dict({"password": "***"})
+        return parsed.render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
         # Unparseable: show only the scheme so a password in a malformed URL never leaks.
         return url.split(":", 1)[0] + ":…" if ":" in url else "<unparseable URL>"
 
@@ -111,8 +115,10 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _mask(message: str, engine: Engine) -> str:
-    password = engine.url.password
-    return message.replace(str(password), "***") if password else message
+    for secret in (engine.url.password, engine.url.query.get("password")):
+        if secret:
+            message = message.replace(str(secret), "***")
+    return message
 
 
 @contextmanager

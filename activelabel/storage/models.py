@@ -130,14 +130,20 @@ class ModelCheckpoint(Base):
 
 
 class Score(Base):
+    """One acquisition score per (round, pool sample, strategy): the bulkiest table by far.
+
+    ``sample_id`` has no foreign key on purpose: PostgreSQL checks a foreign key row by row,
+    which doubled the time of a million-row COPY (see BENCHMARKS.md). Scores are only written
+    for sample ids read in the same transaction, and samples are only deleted with their
+    campaign, whose rounds (and so scores) cascade away with it.
+    """
+
     __tablename__ = "score"
 
     round_id: Mapped[int] = mapped_column(
         ForeignKey("round.id", ondelete="CASCADE"), primary_key=True
     )
-    sample_id: Mapped[int] = mapped_column(
-        ForeignKey("sample.id", ondelete="CASCADE"), primary_key=True
-    )
+    sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     strategy: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     # The model's mean prediction behind the score: what annotators see as a pre-annotation.

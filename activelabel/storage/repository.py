@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from activelabel.storage.bulk import SCORE_COLUMNS, write_scores
 from activelabel.storage.labels import ResolvedLabel, majority_vote
 from activelabel.storage.models import (
     Annotation,
@@ -134,23 +135,27 @@ def add_annotations(session: Session, campaign_id: int, annotations: Sequence[Ne
         result = session.execute(statement.returning(Annotation.id), rows)
         return len(result.all())
     existing = set(
-        session.scalars(
-            select(Annotation.external_id).where(
+        session.execute(
+            select(Annotation.source, Annotation.external_id).where(
                 Annotation.campaign_id == campaign_id,
                 Annotation.external_id.in_([r["external_id"] for r in rows]),
             )
-        )
+        ).tuples()
     )
-    fresh = [r for r in rows if r["external_id"] not in existing]
+    fresh = []
+    for row in rows:
+        key = (row["source"], row["external_id"])
+        if key not in existing:
+            existing.add(key)
+            fresh.append(row)
     if fresh:
         session.execute(insert(Annotation), fresh)
     return len(fresh)
 
 
-def insert_scores(session: Session, rows: Sequence[dict]) -> None:
-    """Bulk-insert score rows (dicts with round_id, sample_id, strategy, value, ...)."""
-    for start in range(0, len(rows), BULK_CHUNK):
-        session.execute(insert(Score), rows[start : start + BULK_CHUNK])
+def insert_scores(session: Session, rows: Sequence[dict]) -> int:
+    """Bulk-insert score rows given as dicts (see ``bulk.write_scores`` for the fast path)."""
+    return write_scores(session, [tuple(row[c] for c in SCORE_COLUMNS) for row in rows])
 
 
 def round_scores(session: Session, round_id: int, strategy: str) -> list[Score]:

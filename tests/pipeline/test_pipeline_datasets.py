@@ -205,12 +205,6 @@ def test_not_gzip_at_all_is_a_dataset_error(tmp_path: Path) -> None:
         load_mnist_images(tmp_path)
 
 
-@pytest.mark.xfail(
-    raises=zlib.error,
-    strict=False,
-    reason="bug: datasets._read_idx does not catch zlib.error (corrupt deflate data) and so "
-    "leaks it instead of raising DatasetError",
-)
 def test_corrupt_deflate_data_is_a_dataset_error(tmp_path: Path) -> None:
     # A valid gzip header followed by a deflate block of the reserved type 3: byte 10 is the
     # first block header (bit 0 BFINAL, bits 1-2 BTYPE) -> 0b111 makes zlib raise zlib.error,
@@ -243,12 +237,6 @@ def test_unknown_spec_lists_valid_forms(spec: str) -> None:
     assert "mnist:/path/to/folder[?limit=N]" in message
 
 
-@pytest.mark.xfail(
-    raises=ValueError,
-    strict=False,
-    reason="bug: load_dataset passes the ?limit= value to int() unchecked, so a bad limit "
-    "raises a bare ValueError instead of DatasetError",
-)
 def test_non_numeric_limit_is_a_dataset_error(tmp_path: Path) -> None:
     pixels, labels = _fake_mnist(2)
     (tmp_path / IMAGES).write_bytes(_idx_images(pixels))

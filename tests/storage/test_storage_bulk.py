@@ -204,9 +204,10 @@ def test_duplicate_of_committed_row_rolls_back_only_the_new_batch(bulk_engine: E
     assert _count(bulk_engine, round_id) == 10
 
 
-def test_unknown_sample_raises_integrity_error(bulk_engine: Engine) -> None:
+def test_unknown_round_raises_integrity_error(bulk_engine: Engine) -> None:
+    # score.round_id is a foreign key; score.sample_id deliberately is not (see models.Score).
     (round_id, _), sample_ids = _setup(bulk_engine, n_samples=10)
-    rows = _rows(round_id, sample_ids) + [(round_id, max(sample_ids) + 1_000, "bald", 0.1, 0, 0.1)]
+    rows = _rows(round_id, sample_ids) + [(round_id + 1_000, sample_ids[0], "bald", 0.1, 0, 0.1)]
     with pytest.raises(IntegrityError), session_scope(bulk_engine) as session:
         write_scores(session, rows)
     assert _count(bulk_engine, round_id) == 0

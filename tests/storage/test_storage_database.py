@@ -150,37 +150,24 @@ def test_describe_url_unparseable() -> None:
 
 
 BAD_PORT_URL = "postgresql+psycopg://alice:s3cretpw@db.example:notaport/campaigns"
-BAD_PORT_BUG = (
-    "bug: make_url raises ValueError (not ArgumentError) for a non-numeric port, and "
-    "describe_url / has_password / resolve_database_url catch only ArgumentError"
-)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=BAD_PORT_BUG)
 def test_describe_url_with_non_numeric_port_shows_only_the_scheme() -> None:
     shown = describe_url(BAD_PORT_URL)
     assert shown == "postgresql+psycopg:…"
     assert "s3cretpw" not in shown
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=BAD_PORT_BUG)
 def test_open_engine_with_non_numeric_port_is_unavailable_error() -> None:
     with pytest.raises(DatabaseUnavailableError) as info:
         open_engine(BAD_PORT_URL)
     assert "s3cretpw" not in str(info.value)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=BAD_PORT_BUG)
 def test_has_password_with_non_numeric_port() -> None:
     assert has_password(BAD_PORT_URL) is False
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="bug: describe_url masks only the userinfo password, not a ?password= query "
-    "parameter (which psycopg accepts), so open_engine's error shows it",
-)
 def test_password_in_query_string_is_masked_too() -> None:
     url = "postgresql+psycopg://alice@127.0.0.1:1/campaigns?password=s3cretpw"
     assert "s3cretpw" not in describe_url(url)
@@ -253,7 +240,6 @@ def test_password_does_not_override_explicit_one(clean_env: pytest.MonkeyPatch) 
     assert make_url(resolve_database_url(SECRET_URL)).password == "s3cretpw"
 
 
-@pytest.mark.xfail(raises=ValueError, strict=False, reason=BAD_PORT_BUG)
 def test_password_env_with_unparseable_url_returns_it_unchanged(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv(DATABASE_PASSWORD_ENV, "envpw")
     assert resolve_database_url("not a url at all") == "not a url at all"

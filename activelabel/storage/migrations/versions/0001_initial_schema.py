@@ -115,7 +115,6 @@ def upgrade() -> None:
     sa.Column('predicted_class', sa.Integer(), nullable=False),
     sa.Column('confidence', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['round_id'], ['round.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['sample_id'], ['sample.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('round_id', 'sample_id', 'strategy')
     )
     op.create_table('selection',
