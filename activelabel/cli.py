@@ -21,8 +21,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Pipes and CI logs get a table wide enough to read; terminals use their own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 DatabaseOption = Annotated[
     Optional[str],
@@ -71,7 +72,7 @@ def demo(
     _configure_logging(verbose)
     from activelabel.campaign import CampaignConfig, campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_dataset
-    from activelabel.storage.database import DATABASE_URL_ENV, describe_url, open_engine, resolve_database_url
+    from activelabel.storage.database import describe_url
 
     config = CampaignConfig(
         name=campaign or f"demo-{strategy}-seed{seed}", dataset=dataset, strategy=strategy,
@@ -80,11 +81,8 @@ def demo(
         cpu_threads=cpu_threads,
     )
     check_dataset(config)
-    url = resolve_database_url(database_url)
-    engine = open_engine(url)
+    engine, url = _open_database(database_url)
     prepare_campaign(engine, config)
-    # The flows read the URL from the environment so no password becomes a flow parameter.
-    os.environ[DATABASE_URL_ENV] = url
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
     )
@@ -92,9 +90,23 @@ def demo(
     _print_rounds(config.name, campaign_summaries(engine, config.name))
 
 
-def _run_with_progress(campaign_name: str, rounds: int) -> None:
+def _open_database(database_url: str | None):
+    """Open (and migrate) the database; the flows then find its URL in the environment.
+
+    Passing the URL through the environment keeps a password out of Prefect's flow parameters.
+    """
+    from activelabel.storage.database import DATABASE_URL_ENV, open_engine, resolve_database_url
+
+    url = resolve_database_url(database_url)
+    engine = open_engine(url)
+    os.environ[DATABASE_URL_ENV] = url
+    return engine, url
+
+
+def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
+    """Run the campaign up to ``rounds`` complete rounds, or (None) resume its current round."""
     from activelabel.cli_progress import RichRoundProgress
-    from activelabel.flows import campaign_flow
+    from activelabel.flows import campaign_flow, round_flow
     from activelabel.progress import set_reporter
 
     if not logging.getLogger("activelabel").isEnabledFor(logging.INFO):
@@ -104,7 +116,10 @@ def _run_with_progress(campaign_name: str, rounds: int) -> None:
     with RichRoundProgress(err_console) as progress:
         set_reporter(progress)
         try:
-            campaign_flow(campaign_name, rounds)
+            if rounds is None:
+                round_flow(campaign_name)
+            else:
+                campaign_flow(campaign_name, rounds)
         finally:
             set_reporter(None)
 
@@ -123,6 +138,110 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
             s.status.replace("_", " "),
         )
     console.print(table)
+
+
+@app.command()
+def resume(
+    campaign: Annotated[str, typer.Argument(help="Name of the campaign to resume.")],
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Continue a campaign's interrupted round from its last committed step.
+
+    A round stopped by a crash, a lost database or an unreachable annotation server keeps its
+    state in the database; this runs the remaining steps once, writing nothing twice.
+    """
+    _configure_logging(verbose)
+    from activelabel.campaign import campaign_summaries
+    from activelabel.campaign.steps import campaign_id, current_round_index
+    from activelabel.storage import RoundStatus, session_scope
+    from activelabel.storage.repository import latest_round
+
+    engine, _ = _open_database(database_url)
+    cid = campaign_id(engine, campaign)
+    with session_scope(engine) as session:
+        last = latest_round(session, cid)
+    if last is None or last.status == RoundStatus.complete:
+        err_console.print(
+            f"Nothing to resume: campaign {campaign!r} has no unfinished round "
+            f"(next would be round {current_round_index(engine, cid)})."
+        )
+    else:
+        err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
+        _run_with_progress(campaign, None)
+    _print_rounds(campaign, campaign_summaries(engine, campaign))
+
+
+@app.command()
+def status(
+    campaign: Annotated[Optional[str], typer.Argument(help="Campaign name; omit to list every campaign.", show_default=False)] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
+    _configure_logging(False)
+    from activelabel.campaign.summary import campaign_overviews, round_progress
+
+    engine, _ = _open_database(database_url)
+    if campaign is None:
+        table = Table(title="Campaigns")
+        for column in ("campaign", "strategy", "dataset", "rounds complete", "latest round", "labeled"):
+            table.add_column(column)
+        for c in campaign_overviews(engine):
+            table.add_row(c.name, c.strategy, c.dataset, str(c.rounds_complete),
+                          (c.latest_status or "-").replace("_", " "), str(c.labeled))
+        console.print(table)
+        return
+    rounds = round_progress(engine, campaign)
+    columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "test accuracy"]
+    if any(r.error for r in rounds):
+        columns.append("error")
+    table = Table(title=f"Campaign {campaign}")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("status", "error") else "right")
+    for r in rounds:
+        cells = [
+            str(r.index), r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
+            str(r.resolved), str(r.rejected),
+            "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}", r.error or "",
+        ]
+        table.add_row(*cells[: len(columns)])
+    console.print(table)
+
+
+db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseOption = None,
+    revision: Annotated[str, typer.Option(help="Target revision (default: the newest).")] = "head",
+) -> None:
+    """Migrate the database schema (Alembic) to the newest version, or to --revision."""
+    _configure_logging(False)
+    from activelabel.storage import migrate
+    from activelabel.storage.database import describe_url, open_engine, resolve_database_url
+
+    url = resolve_database_url(database_url)
+    engine = open_engine(url, create_schema=False)
+    before = migrate.current_revision(engine)
+    migrate.upgrade_or_downgrade(engine, revision)
+    after = migrate.current_revision(engine)
+    console.print(f"{describe_url(url)}: schema {before or 'empty'} -> {after or 'empty'}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Print the schema revision of the database and the newest this version knows."""
+    _configure_logging(False)
+    from activelabel.storage import migrate
+    from activelabel.storage.database import describe_url, open_engine, resolve_database_url
+
+    url = resolve_database_url(database_url)
+    engine = open_engine(url, create_schema=False)
+    current, head = migrate.current_revision(engine), migrate.head_revision()
+    state = "up to date" if current == head else f"behind: run `activelabel db upgrade` to reach {head}"
+    console.print(f"{describe_url(url)}: schema {current or 'empty'} ({state})")
 
 
 @app.command()

@@ -58,3 +58,85 @@ def campaign_summaries(engine: Engine, campaign_name: str) -> list[RoundSummary]
             select(Round).join(Campaign).where(Campaign.name == campaign_name).order_by(Round.index)
         )
         return [_summary(r) for r in rounds]
+
+
+@dataclass(frozen=True)
+class RoundProgress:
+    """Where each selected sample of a round is: sent, answered, resolved."""
+
+    index: int
+    status: str
+    selected: int
+    sent: int
+    annotated: int
+    resolved: int
+    rejected: int
+    test_accuracy: float | None
+    error: str | None
+
+
+def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
+    from sqlalchemy import func
+
+    from activelabel.storage import Annotation, AnnotationStatus, Selection
+    from activelabel.storage.repository import resolved_labels
+
+    with session_scope(engine) as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
+        if campaign is None:
+            from activelabel.errors import CampaignStateError
+
+            raise CampaignStateError(f"no campaign named {campaign_name!r} in this database")
+        resolved = resolved_labels(session, campaign.id)
+        answered = set(session.scalars(
+            select(Annotation.sample_id).where(Annotation.campaign_id == campaign.id)
+        ))
+        rejected_per_round = dict(session.execute(
+            select(Annotation.round_id, func.count())
+            .where(Annotation.campaign_id == campaign.id, Annotation.status == AnnotationStatus.rejected)
+            .group_by(Annotation.round_id)
+        ).all())
+        out = []
+        for rnd in session.scalars(select(Round).where(Round.campaign_id == campaign.id).order_by(Round.index)):
+            selections = session.scalars(select(Selection).where(Selection.round_id == rnd.id)).all()
+            out.append(RoundProgress(
+                index=rnd.index,
+                status=rnd.status.value,
+                selected=len(selections),
+                sent=sum(s.external_task_id is not None for s in selections),
+                annotated=sum(s.sample_id in answered for s in selections),
+                resolved=sum(s.sample_id in resolved for s in selections),
+                rejected=rejected_per_round.get(rnd.id, 0),
+                test_accuracy=rnd.test_accuracy,
+                error=rnd.error,
+            ))
+        return out
+
+
+@dataclass(frozen=True)
+class CampaignOverview:
+    name: str
+    strategy: str
+    dataset: str
+    rounds_complete: int
+    latest_status: str | None
+    labeled: int
+
+
+def campaign_overviews(engine: Engine) -> list[CampaignOverview]:
+    from activelabel.storage import RoundStatus
+    from activelabel.storage.repository import count_rounds, latest_round, resolved_labels
+
+    with session_scope(engine) as session:
+        out = []
+        for campaign in session.scalars(select(Campaign).order_by(Campaign.name)):
+            last = latest_round(session, campaign.id)
+            out.append(CampaignOverview(
+                name=campaign.name,
+                strategy=campaign.strategy,
+                dataset=campaign.dataset,
+                rounds_complete=count_rounds(session, campaign.id, RoundStatus.complete),
+                latest_status=None if last is None else last.status.value,
+                labeled=len(resolved_labels(session, campaign.id)),
+            ))
+        return out

@@ -87,13 +87,20 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        if create_schema:
-            ensure_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseUnavailableError(
             f"cannot reach database {shown}: {_mask(_first_line(exc), engine)}"
         ) from None
+    if create_schema:
+        try:
+            ensure_schema(engine)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise DatabaseUnavailableError(
+                f"cannot bring the schema of database {shown} up to date: "
+                f"{_mask(_first_line(exc), engine)}"
+            ) from None
     return engine
 
 

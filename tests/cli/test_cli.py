@@ -99,6 +99,21 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
         assert statuses == [RoundStatus.complete] * 3
         assert session.scalar(select(func.count()).select_from(Selection)) == 30
 
+    status = run_cli("status", "demo-entropy-seed0", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = [line.split("│") for line in status.stdout.splitlines() if "complete" in line]
+    # round | status | selected | sent | annotated | resolved | rejected | accuracy
+    assert [[cell.strip() for cell in row[1:8]] for row in rows] == [
+        [str(i), "complete", "10", "10", "10", "10", "0"] for i in (1, 2, 3)
+    ]
+    listing = run_cli("status", cwd=tmp_path)
+    assert "demo-entropy-seed0" in listing.stdout and " 3 " in listing.stdout
+
+    nothing = run_cli("resume", "demo-entropy-seed0", cwd=tmp_path)
+    assert nothing.returncode == 0 and "Nothing to resume" in nothing.stderr
+    current = run_cli("db", "current", cwd=tmp_path)
+    assert current.returncode == 0 and "up to date" in current.stdout
+
     changed = run_cli(*args[:-1], "entropy", "--batch-size", "7", cwd=tmp_path)
     line = one_line_error(changed)
     assert "already exists with other settings" in line and "batch_size 10 -> 7" in line
