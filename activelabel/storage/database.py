@@ -79,7 +79,8 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
     """
     shown = describe_url(url)
     try:
-        engine = create_engine(url)
+        # pre-ping: a server restarted mid-campaign leaves dead pooled connections behind.
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         raise DatabaseUnavailableError(f"invalid database URL {shown}: {_first_line(exc)}") from None
     if engine.dialect.name == "sqlite":
