@@ -35,6 +35,10 @@ class ConfigError(ActiveLabelError, ValueError):
     """A campaign setting that cannot work (sizes, names, paths)."""
 
 
+class ServiceUnavailableError(ActiveLabelError):
+    """An outside service (e.g. the annotation server) is down: the round waits in its step."""
+
+
 class DatabaseUnavailableError(ActiveLabelError):
     """The database URL is malformed or the server cannot be reached. Never carries the password."""
 

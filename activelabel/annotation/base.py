@@ -32,10 +32,12 @@ class LabelAnswer:
 class Annotator(Protocol):
     source: str
 
-    def push(self, tasks: list[TaskRequest]) -> dict[int, str]:
+    def push(
+        self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None
+    ) -> dict[int, str]:
         """Hand tasks to annotators; returns ``sample_id -> external task id``. Idempotent."""
         ...
 
-    def pull(self, tasks: list[TaskRequest]) -> list[LabelAnswer]:
+    def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
         """Answers available now for these tasks (may be fewer than asked; may repeat)."""
         ...

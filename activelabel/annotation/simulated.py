@@ -23,10 +23,12 @@ class OracleAnnotator:
         self.seed = seed
         self.name = "oracle" if noise == 0 else f"oracle-noise{noise:g}"
 
-    def push(self, tasks: list[TaskRequest]) -> dict[int, str]:
+    def push(
+        self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None
+    ) -> dict[int, str]:
         return {t.sample_id: f"sim-task-{t.sample_id}" for t in tasks}
 
-    def pull(self, tasks: list[TaskRequest]) -> list[LabelAnswer]:
+    def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
         rows = self.dataset.indices_of([t.uri for t in tasks])
         return [
             LabelAnswer(t.sample_id, self.name, self._answer(int(row)), f"sim-{t.sample_id}")

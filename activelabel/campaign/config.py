@@ -8,7 +8,8 @@ from activelabel.acquisition import get_strategy
 from activelabel.errors import CampaignStateError, ConfigError
 
 # Settings that may change between runs of the same campaign without changing its meaning.
-_MUTABLE = {"rounds", "device", "cpu_threads"}
+_MUTABLE = {"rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix"}
+ANNOTATORS = ("simulated", "labelstudio")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class CampaignConfig:
     # Small CNNs train fastest on one CPU thread; more threads pay off for larger images.
     cpu_threads: int = 1
     annotator_noise: float = 0.0
+    # Who labels: "simulated" (the oracle) or "labelstudio" (server and key from the environment).
+    annotator: str = "simulated"
+    annotations_per_task: int = 1
+    # A round completes once this many of its samples have resolved labels (None: all of them).
+    min_new_labels: int | None = None
+    # Label Studio images: URL prefix + sample URI; None embeds in-memory images as PNG data.
+    image_url_prefix: str | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.strategy)  # raises UnknownStrategyError
@@ -47,6 +55,14 @@ class CampaignConfig:
             )
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test fraction must be between 0 and 1, got {self.test_fraction}")
+        if self.annotator not in ANNOTATORS:
+            raise ConfigError(f"unknown annotator {self.annotator!r}; choose one of: {', '.join(ANNOTATORS)}")
+        if self.annotations_per_task < 1:
+            raise ConfigError(f"annotations per task must be at least 1, got {self.annotations_per_task}")
+        if self.min_new_labels is not None and not 1 <= self.min_new_labels <= self.batch_size:
+            raise ConfigError(
+                f"min new labels must be between 1 and the batch size {self.batch_size}, got {self.min_new_labels}"
+            )
         if not 0.0 <= self.annotator_noise < 1.0:
             raise ConfigError(f"annotator noise must be in [0, 1), got {self.annotator_noise}")
 
@@ -64,6 +80,16 @@ class CampaignConfig:
                 f"{self.rounds} rounds of {self.batch_size} plus {self.initial_labeled} initially "
                 f"labeled need {needed} pool samples, but the pool holds {pool_size}"
             )
+
+    @property
+    def labels_to_complete(self) -> int:
+        return self.min_new_labels or self.batch_size
+
+    @property
+    def labelstudio_project(self) -> str:
+        """The Label Studio project title (Label Studio allows at most 50 characters)."""
+        title = f"activelabel {self.name}"
+        return title if len(title) <= 50 else title[:50]
 
     def to_dict(self) -> dict:
         return asdict(self)

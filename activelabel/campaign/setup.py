@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from activelabel.annotation import LabelAnswer, OracleAnnotator, TaskRequest
+from activelabel.annotation import Annotator, LabelAnswer, OracleAnnotator, TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.pipeline.datasets import LabeledImages, load_dataset
 from activelabel.storage import Campaign, SampleSplit, session_scope
@@ -24,7 +24,27 @@ from activelabel.storage.repository import (
 log = logging.getLogger(__name__)
 
 
-def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> OracleAnnotator:
+def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> Annotator:
+    """The campaign's annotators: the simulated oracle, or a Label Studio project.
+
+    Label Studio's URL and key come from the environment (LABEL_STUDIO_URL,
+    LABEL_STUDIO_API_KEY) at run time, never from the stored campaign settings.
+    """
+    if config.annotator == "labelstudio":
+        from activelabel.annotation.images import dataset_image_source, url_prefix_source
+        from activelabel.annotation.labelstudio import LabelStudioAnnotator
+
+        images = (
+            url_prefix_source(config.image_url_prefix)
+            if config.image_url_prefix
+            else dataset_image_source(dataset)
+        )
+        return LabelStudioAnnotator.from_env(
+            project_title=config.labelstudio_project,
+            labels=list(dataset.labels),
+            image_source=images,
+            annotations_per_task=config.annotations_per_task,
+        )
     return OracleAnnotator(dataset, noise=config.annotator_noise, seed=config.seed)
 
 
@@ -87,7 +107,8 @@ def _create_campaign(
         )
         uris = [dataset.uris[int(i)] for i in initial]
         ids = samples_by_uri(session, campaign.id, uris)
-        answers = build_annotator(config, dataset).pull(
+        # The seed set takes the dataset's own labels, whoever labels the rounds.
+        answers = OracleAnnotator(dataset).pull(
             [TaskRequest(ids[u], u, rank=-1, score=0.0, predicted_label="", confidence=0.0) for u in uris]
         )
         add_annotations(session, campaign.id, [_seed_annotation(a) for a in answers])

@@ -119,6 +119,14 @@ def mark_failed(engine: Engine, round_id: int, error: BaseException) -> None:
         rnd.error = f"{type(error).__name__}: {error}"[:4000]
 
 
+def note_error(engine: Engine, round_id: int, error: BaseException) -> None:
+    """Record why a round is waiting (e.g. Label Studio down) without moving it anywhere."""
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        if rnd is not None:
+            rnd.error = f"{type(error).__name__}: {error}"[:4000]
+
+
 def train_step(engine: Engine, round_id: int) -> None:
     """Train on every resolved label, evaluate on the test split, store weights and metrics."""
     rnd, campaign, config = _load(engine, round_id)
@@ -126,7 +134,7 @@ def train_step(engine: Engine, round_id: int) -> None:
         return
     started = time.perf_counter()
     with session_scope(engine) as session:
-        labels = resolved_labels(session, campaign.id)
+        labels = resolved_labels(session, campaign.id, config.annotations_per_task)
         pool = split_samples(session, campaign.id, SampleSplit.pool)
         test = split_samples(session, campaign.id, SampleSplit.test)
     labeled = [s for s in pool if s.id in labels]
@@ -227,18 +235,18 @@ def select_step(engine: Engine, round_id: int) -> None:
             )
 
 
-def _task_requests(engine: Engine, round_id: int) -> list[TaskRequest]:
+def _task_requests(engine: Engine, where) -> list[TaskRequest]:
     from activelabel.storage import Sample
 
     with session_scope(engine) as session:
-        uri_of = dict(session.execute(
-            select(Sample.id, Sample.uri).join(Selection, Selection.sample_id == Sample.id)
-            .where(Selection.round_id == round_id)
-        ).all())
+        rows = session.execute(
+            select(Selection, Sample.uri).join(Sample, Sample.id == Selection.sample_id)
+            .where(where).order_by(Selection.round_id, Selection.rank)
+        ).all()
         return [
-            TaskRequest(s.sample_id, uri_of[s.sample_id], s.rank, s.score, s.predicted_label,
-                        s.confidence, s.external_task_id)
-            for s in round_selections(session, round_id)
+            TaskRequest(s.sample_id, uri, s.rank, s.score, s.predicted_label, s.confidence,
+                        s.external_task_id)
+            for s, uri in rows
         ]
 
 
@@ -250,8 +258,11 @@ def push_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
     annotator = build_annotator(config, load_dataset(campaign.dataset))
-    tasks = _task_requests(engine, round_id)
-    task_ids = annotator.push([t for t in tasks if t.external_task_id is None])
+    tasks = _task_requests(engine, Selection.round_id == round_id)
+    task_ids = annotator.push(
+        [t for t in tasks if t.external_task_id is None],
+        model_version=rnd.model_version, round_index=rnd.index,
+    )
     crash_point("push", rnd.index)
     with session_scope(engine) as session:
         for selection in round_selections(session, round_id):
@@ -262,38 +273,62 @@ def push_step(engine: Engine, round_id: int) -> None:
 
 
 def sync_step(engine: Engine, round_id: int) -> SyncResult:
-    """Store the annotators' answers once each; complete the round when every sample is labeled.
+    """Store the annotators' answers once each; complete the round once enough are resolved.
 
-    A label outside the campaign's label set is stored as rejected, with the reason, so it is
-    visible and never silently trained on.
+    Answers are pulled for every sample of the campaign still out with annotators (earlier
+    rounds' stragglers too). A label outside the campaign's label set is stored as rejected,
+    with a reason naming the task and the label, so it is visible and never trained on.
+    The round completes when ``labels_to_complete`` of its own samples are resolved.
     """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.waiting_for_labels:
         return SyncResult(0, 0, 0)
     started = time.perf_counter()
-    annotator = build_annotator(config, load_dataset(campaign.dataset))
-    tasks = _task_requests(engine, round_id)
-    answers = annotator.pull(tasks)
-    known = set(campaign.labels)
-    records = [
-        NewAnnotation(
-            sample_id=a.sample_id, annotator=a.annotator, label=a.label, source=annotator.source,
-            external_id=a.external_id, round_id=round_id,
-            status=AnnotationStatus.accepted if a.label in known else AnnotationStatus.rejected,
-            reason=None if a.label in known else f"label {a.label!r} is not in the label set",
-        )
-        for a in answers
+    reporter().phase(f"round {rnd.index} · collecting labels", total=1)
+    with session_scope(engine) as session:
+        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
+    outstanding = [
+        t for t in _task_requests(engine, Selection.campaign_id == campaign.id)
+        if t.sample_id not in resolved_before and t.external_task_id is not None
     ]
-    rejected = sum(r.status == AnnotationStatus.rejected for r in records)
+    annotator = build_annotator(config, load_dataset(campaign.dataset))
+    answers = annotator.pull(outstanding, round_index=rnd.index) if outstanding else []
+    task_of = {t.sample_id: t for t in outstanding}
+    with session_scope(engine) as session:
+        round_of = dict(session.execute(
+            select(Selection.sample_id, Selection.round_id).where(Selection.campaign_id == campaign.id)
+        ).all())
+    records = [_annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id),
+                                  set(campaign.labels), annotator.source)
+               for a in answers]
     crash_point("sync", rnd.index)
     with session_scope(engine) as session:
         new = add_annotations(session, campaign.id, records)
-        labels = resolved_labels(session, campaign.id)
-        pending = sum(t.sample_id not in labels for t in tasks)
-        if pending == 0:
+        resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
+        mine = session.scalars(select(Selection.sample_id).where(Selection.round_id == round_id)).all()
+        done = sum(sample_id in resolved for sample_id in mine)
+        if done >= min(config.labels_to_complete, len(mine)):
             move_round(session, round_id, RoundStatus.waiting_for_labels, RoundStatus.complete,
-                       finished_at=utcnow(), timings=_timings(rnd, "sync", started))
-    return SyncResult(new_labels=new, rejected=rejected, pending=pending)
+                       finished_at=utcnow(), error=None, timings=_timings(rnd, "sync", started))
+    rejected = [r for r in records if r.status == AnnotationStatus.rejected]
+    if new:
+        for record in rejected:
+            log.warning("Round %d: %s; stored as rejected", rnd.index, record.reason)
+        log.info("Round %d: %d new answers, %d of %d samples resolved", rnd.index, new, done, len(mine))
+    return SyncResult(new_labels=new, rejected=len(rejected), pending=len(mine) - done)
+
+
+def _annotation_record(
+    answer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str
+) -> NewAnnotation:
+    accepted = answer.label in known
+    where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"
+    return NewAnnotation(
+        sample_id=answer.sample_id, annotator=answer.annotator, label=answer.label, source=source,
+        external_id=answer.external_id, round_id=round_id,
+        status=AnnotationStatus.accepted if accepted else AnnotationStatus.rejected,
+        reason=None if accepted else f"{where}: label {answer.label!r} is not in the label set",
+    )
 
 
 def campaign_id(engine: Engine, name: str) -> int:

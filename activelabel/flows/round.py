@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from activelabel.campaign import steps
 from activelabel.campaign.summary import RoundSummary, round_summary
-from activelabel.errors import DatabaseUnavailableError
+from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
 from activelabel.storage.database import describe_url
 from activelabel.storage.lease import campaign_lease
@@ -71,6 +71,11 @@ def round_flow(campaign_name: str, database_url: str | None = None) -> RoundSumm
         except OperationalError as error:
             progress.finish_round(f"round {index}: database unreachable")
             raise lost_database(engine, campaign_name, index, error) from None
+        except ServiceUnavailableError as error:
+            # Nothing is wrong with the round: it waits in its step for the service to return.
+            steps.note_error(engine, round_id, error)
+            progress.finish_round(f"round {index} waits: {error}")
+            raise
         except BaseException as error:
             _record_failure(engine, round_id, error)
             progress.finish_round(f"round {index} failed: {error}")
@@ -107,6 +112,12 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
     while steps.completed_rounds(engine, campaign_id) < rounds:
         summary = round_flow(campaign_name, database_url)
         summaries.append(summary)
+        if summary.status == "waiting_for_labels":
+            log.warning(
+                "Round %d waits for labels from the annotators; run `activelabel sync %s` or "
+                "`activelabel watch %s` to continue", summary.index, campaign_name, campaign_name,
+            )
+            break
         if summary.status != "complete":
             log.warning("Round %d is %s; stopping the campaign here", summary.index, summary.status)
             break

@@ -81,20 +81,33 @@ def split_samples(session: Session, campaign_id: int, split: SampleSplit) -> lis
     )
 
 
-def resolved_labels(session: Session, campaign_id: int) -> dict[int, ResolvedLabel]:
-    """Each labeled sample's label, derived from its accepted annotations by majority vote."""
+def resolved_labels(
+    session: Session, campaign_id: int, min_votes: int = 1
+) -> dict[int, ResolvedLabel]:
+    """Each labeled sample's label, derived from its accepted annotations by majority vote.
+
+    A sample counts as labeled once it has ``min_votes`` accepted answers (the campaign's
+    annotators per task); seed labels (no round) always count.
+    """
     votes: dict[int, list[str]] = defaultdict(list)
+    seeded: set[int] = set()
     rows = session.execute(
-        select(Annotation.sample_id, Annotation.label)
+        select(Annotation.sample_id, Annotation.label, Annotation.round_id)
         .where(
             Annotation.campaign_id == campaign_id,
             Annotation.status == AnnotationStatus.accepted,
         )
         .order_by(Annotation.id)
     )
-    for sample_id, label in rows:
+    for sample_id, label, round_id in rows:
         votes[sample_id].append(label)
-    return {sample_id: majority_vote(v) for sample_id, v in votes.items()}
+        if round_id is None:
+            seeded.add(sample_id)
+    return {
+        sample_id: majority_vote(v)
+        for sample_id, v in votes.items()
+        if len(v) >= min_votes or sample_id in seeded
+    }
 
 
 def selected_sample_ids(session: Session, campaign_id: int) -> set[int]:

@@ -1,0 +1,480 @@
+"""Label Studio as the annotator: selected samples become tasks, annotations come back as answers.
+
+One Label Studio project per campaign, found by its title (created on first use, with an
+Image + single-choice labeling config built from the label set and "Uncertainty sampling").
+
+- :meth:`LabelStudioAnnotator.push` imports one task per selected sample, with
+  ``data.sample_id`` and one prediction per task whose ``score`` is the model's confidence in
+  its predicted label. Label Studio's uncertainty sampling serves tasks by ascending prediction
+  score among the predictions of the project's ``model_version`` — so the least confident
+  sample comes first; push keeps the project's model version on the round's. Push is
+  idempotent: it reads back which samples the project already holds (by ``data.sample_id``)
+  and imports only the missing ones.
+- :meth:`LabelStudioAnnotator.pull` returns one :class:`LabelAnswer` per submitted annotation,
+  keyed by Label Studio's annotation id. Skipped tasks (cancelled, empty result) give no answer.
+  A label outside the label set, several choices or a malformed result are returned as text so
+  the caller can reject them with a reason.
+
+Errors are typed: :class:`LabelStudioUnavailableError` (refused, timed out, 5xx) and
+:class:`LabelStudioAuthError` (401/403) name the server URL and what was being done. The API
+key never appears in a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+import httpx
+
+from activelabel.annotation.base import LabelAnswer, TaskRequest
+from activelabel.annotation.images import (
+    ImageSource,
+    LocalFilesSource,
+    UnsafeImagePathError,
+    dataset_image_source,
+    png_data_uri,
+    url_prefix_source,
+)
+from activelabel.errors import ActiveLabelError, ConfigError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ImageSource",
+    "LabelStudioAnnotator",
+    "LabelStudioAuthError",
+    "LabelStudioError",
+    "LabelStudioProjectError",
+    "LabelStudioUnavailableError",
+    "LocalFilesSource",
+    "UnsafeImagePathError",
+    "build_label_config",
+    "dataset_image_source",
+    "png_data_uri",
+    "url_prefix_source",
+]
+
+FROM_NAME = "label"
+TO_NAME = "image"
+SAMPLING = "Uncertainty sampling"
+DEFAULT_MODEL_VERSION = "activelabel"
+IMPORT_CHUNK = 500  # tasks per import request
+PAGE_SIZE = 200  # tasks per page when listing
+_ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
+    {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
+]}})
+
+ModelVersion = str | Callable[[], str] | None
+
+
+class LabelStudioError(ActiveLabelError):
+    """Label Studio answered something this adapter cannot use (e.g. a 4xx on a valid request)."""
+
+
+class LabelStudioUnavailableError(LabelStudioError, ServiceUnavailableError):
+    """The Label Studio server cannot be reached, timed out or failed (5xx). Retry later."""
+
+
+class LabelStudioAuthError(LabelStudioError):
+    """Label Studio refused the API key (401/403). Never carries the key."""
+
+
+class LabelStudioProjectError(LabelStudioError):
+    """The project with the campaign's title exists but does not fit the campaign (other labels)."""
+
+
+def build_label_config(labels: list[str]) -> str:
+    """An Image + single-choice labeling config for ``labels`` (values XML-escaped)."""
+    choices = "\n    ".join(f"<Choice value={quoteattr(label)}/>" for label in labels)
+    return (
+        "<View>\n"
+        f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
+        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true" required="true">\n'
+        f"    {choices}\n"
+        "  </Choices>\n"
+        "</View>"
+    )
+
+
+def config_labels(label_config: str) -> list[str]:
+    """The Choice values of a labeling config (empty when it cannot be parsed)."""
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError:
+        return []
+    return [c.get("value", "") for c in root.iter("Choice")]
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of an SDK object or a plain dict (task lists return annotations as dicts)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _sample_id(data: Any) -> int | None:
+    try:
+        return int(_get(data or {}, "sample_id"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _label_of(result: list) -> str:
+    """The one chosen label, or the raw text of what was found when it is not exactly one."""
+    choices: list = []
+    malformed = False
+    for item in result:
+        value = _get(item, "value")
+        found = _get(value, "choices") if value is not None else None
+        if _get(item, "type") == "choices" and isinstance(found, list):
+            choices.extend(found)
+        else:
+            malformed = True
+    if not malformed and len(choices) == 1 and isinstance(choices[0], str):
+        return choices[0]
+    raw = json.dumps(choices if choices and not malformed else result, sort_keys=True, default=str)
+    return raw if len(raw) <= 200 else raw[:197] + "..."
+
+
+class LabelStudioAnnotator:
+    """Annotate through a Label Studio server (implements the ``Annotator`` protocol).
+
+    ``image_source`` turns a sample URI into the task's image value (see
+    :mod:`activelabel.annotation.images`). ``model_version`` (a string, or a callable giving
+    the current round's version) tags the predictions; push sets the project's model version
+    to it so Label Studio orders tasks by those predictions' scores. ``annotations_per_task``
+    (> 1 for several annotators per sample) is set on the project when it is created.
+    ``local_files_storage`` (default: the image source's ``local_storage_path``, as a
+    :class:`LocalFilesSource` has) is a folder under the server's LOCAL_FILES_DOCUMENT_ROOT that
+    the project gets as a local-files storage, without which Label Studio does not serve its files.
+    """
+
+    source = "labelstudio"
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        project_title: str,
+        labels: list[str],
+        image_source: ImageSource,
+        model_version: ModelVersion = None,
+        annotations_per_task: int = 1,
+        local_files_storage: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 2,
+    ) -> None:
+        url = (url or "").strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"Label Studio URL {url!r} must start with http:// or https://")
+        if not api_key:
+            raise ConfigError("the Label Studio API key is empty: set LABEL_STUDIO_API_KEY")
+        labels = [str(label) for label in labels]
+        if not labels or len(set(labels)) != len(labels) or any(not label for label in labels):
+            raise ConfigError(f"Label Studio labels must be distinct non-empty names, got {labels!r}")
+        if annotations_per_task < 1:
+            raise ConfigError(f"annotations_per_task must be >= 1, got {annotations_per_task}")
+        if not project_title or len(project_title) > 50:
+            raise ConfigError(
+                f"Label Studio project title {project_title!r} must be 1 to 50 characters long"
+            )
+        self.url = url
+        self.project_title = project_title
+        self.labels = labels
+        self.image_source = image_source
+        self.model_version = model_version
+        self.annotations_per_task = annotations_per_task
+        self.local_files_storage = local_files_storage or getattr(image_source, "local_storage_path", None)
+        self._api_key = api_key
+        self._project_id: int | None = None
+        self._users: dict[int, str] | None = None
+        from label_studio_sdk import LabelStudio
+
+        with self._talking("connecting"):
+            self._ls = LabelStudio(base_url=url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        project_title: str,
+        labels: list[str],
+        image_source: ImageSource,
+        model_version: ModelVersion = None,
+        environ: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> LabelStudioAnnotator:
+        """Read ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` from the environment."""
+        env = os.environ if environ is None else environ
+        url, key = env.get("LABEL_STUDIO_URL", ""), env.get("LABEL_STUDIO_API_KEY", "")
+        if not url:
+            raise ConfigError("LABEL_STUDIO_URL is not set: export the Label Studio server's URL")
+        if not key:
+            raise ConfigError("LABEL_STUDIO_API_KEY is not set: export a Label Studio access token")
+        return cls(url, key, project_title=project_title, labels=labels, image_source=image_source,
+                   model_version=model_version, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"LabelStudioAnnotator(url={self.url!r}, project_title={self.project_title!r}, "
+                f"labels={self.labels!r})")
+
+    @property
+    def client(self):
+        """The underlying ``label_studio_sdk.LabelStudio`` client."""
+        return self._ls
+
+    @property
+    def project_id(self) -> int:
+        return self.ensure_project()
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    @contextmanager
+    def _talking(self, what: str) -> Iterator[None]:
+        """Turn SDK and transport failures into typed errors naming the URL, never the key."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        try:
+            yield
+        except ApiError as exc:
+            code = exc.status_code
+            if code in (401, 403):
+                raise LabelStudioAuthError(
+                    f"authentication failed at {self.url}: check LABEL_STUDIO_API_KEY "
+                    f"(HTTP {code} while {what})"
+                ) from None
+            if code is None or code >= 500 or code in (408, 429):
+                raise LabelStudioUnavailableError(
+                    f"Label Studio at {self.url} failed while {what} (HTTP {code}); retry later"
+                ) from None
+            body = self._scrub(json.dumps(exc.body, default=str) if not isinstance(exc.body, str) else exc.body)
+            raise LabelStudioError(
+                f"Label Studio at {self.url} refused {what} (HTTP {code}): {body[:300]}"
+            ) from None
+        except httpx.TimeoutException:
+            raise LabelStudioUnavailableError(
+                f"Label Studio at {self.url} timed out while {what}; is the server overloaded?"
+            ) from None
+        except httpx.TransportError as exc:
+            raise LabelStudioUnavailableError(
+                f"Label Studio at {self.url} is unreachable while {what} "
+                f"({type(exc).__name__}: {self._scrub(str(exc))}); is the server running?"
+            ) from None
+
+    # -- project --------------------------------------------------------------------------
+
+    def ensure_project(self) -> int:
+        """The id of the project titled ``project_title``, created if there is none."""
+        return self._ensure_project("")
+
+    def _ensure_project(self, doing: str) -> int:
+        if self._project_id is not None:
+            return self._project_id
+        doing = f"{doing}: " if doing else ""
+        what = f"{doing}looking up project {self.project_title!r}"
+        with self._talking(what):
+            found = [p for p in self._ls.projects.list(title=self.project_title)
+                     if p.title == self.project_title]
+        if found:
+            project = min(found, key=lambda p: p.id)
+            with self._talking(what):
+                config = self._ls.projects.get(id=project.id).label_config or ""
+            theirs = config_labels(config)
+            if sorted(theirs) != sorted(self.labels):
+                raise LabelStudioProjectError(
+                    f"Label Studio project {self.project_title!r} (id {project.id}) at {self.url} has "
+                    f"labels {theirs!r}, the campaign has {self.labels!r}; use another project title"
+                )
+            log.info("Label Studio %s: using project %r (id %d)", self.url, self.project_title, project.id)
+        else:
+            with self._talking(f"{doing}creating project {self.project_title!r}"):
+                project = self._ls.projects.create(
+                    title=self.project_title,
+                    label_config=build_label_config(self.labels),
+                    sampling=SAMPLING,
+                    show_skip_button=True,
+                    maximum_annotations=self.annotations_per_task,
+                    overlap_cohort_percentage=100,
+                    description="Created by activelabel: uncertain samples first.",
+                )
+            log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
+        self._project_id = int(project.id)
+        self._ensure_local_storage(self._project_id, doing)
+        return self._project_id
+
+    def _ensure_local_storage(self, project_id: int, doing: str) -> None:
+        """Local files are served only to a project with a local-files storage holding them."""
+        path = self.local_files_storage
+        if not path:
+            return
+        what = f"{doing}adding local-files storage {path!r} to project {project_id}"
+        with self._talking(what):
+            existing = self._ls.import_storage.local.list(project=project_id)
+            if not any(_get(s, "path") == path for s in existing):
+                self._ls.import_storage.local.create(
+                    project=project_id, path=path, title="activelabel images", use_blob_urls=False,
+                )
+
+    # -- push -----------------------------------------------------------------------------
+
+    def _version(self, model_version: str | None) -> str:
+        if model_version:
+            return model_version
+        provided = self.model_version() if callable(self.model_version) else self.model_version
+        return provided or DEFAULT_MODEL_VERSION
+
+    def _prediction(self, task: TaskRequest, version: str) -> dict:
+        result = [] if not task.predicted_label else [{
+            "from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+            "value": {"choices": [task.predicted_label]},
+        }]
+        return {"model_version": version, "score": _finite(task.confidence), "result": result}
+
+    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str]]]:
+        """``sample_id -> (task id, model versions of its predictions)`` for the whole project."""
+        with self._talking(f"{what}: listing the project's tasks"):
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE))
+        found: dict[int, tuple[int, set[str]]] = {}
+        for task in sorted(rows, key=lambda t: t.id):
+            sample_id = _sample_id(task.data)
+            if sample_id is None:
+                continue
+            if sample_id in found:
+                log.warning("Label Studio %s: project %d holds sample %d twice (tasks %d and %d); using %d",
+                            self.url, project_id, sample_id, found[sample_id][0], task.id, found[sample_id][0])
+                continue
+            versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
+            found[sample_id] = (int(task.id), versions)
+        return found
+
+    def push(
+        self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None,
+    ) -> dict[int, str]:
+        """Make sure each sample is a task in the project; returns ``sample_id -> task id``.
+
+        Samples the project already holds keep their task (and get a prediction for this model
+        version if they lack one); only the missing ones are imported.
+        """
+        what = f"pushing round {round_index}" if round_index is not None else f"pushing {len(tasks)} tasks"
+        unique = list({t.sample_id: t for t in tasks}.values())
+        version = self._version(model_version)
+        project_id = self._ensure_project(what)
+        if not unique:
+            return {}
+        existing = self._existing_tasks(project_id, what)
+        missing = [t for t in unique if t.sample_id not in existing]
+        payload = [
+            {
+                "data": {
+                    "image": self.image_source(t.uri),  # may refuse a path before anything is sent
+                    "sample_id": t.sample_id,
+                    "uri": t.uri,
+                    "uncertainty": _finite(t.score),
+                    "rank": t.rank,
+                    "predicted_label": t.predicted_label,
+                    "confidence": _finite(t.confidence),
+                },
+                "predictions": [self._prediction(t, version)],
+            }
+            for t in missing
+        ]
+        ids: dict[int, str] = {}
+        stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
+        for t in stale:
+            with self._talking(f"{what}: adding a {version} prediction to task {existing[t.sample_id][0]}"):
+                self._ls.predictions.create(task=existing[t.sample_id][0], project=project_id,
+                                            **self._prediction(t, version))
+        for t in unique:
+            if t.sample_id in existing:
+                ids[t.sample_id] = str(existing[t.sample_id][0])
+        for start in range(0, len(payload), IMPORT_CHUNK):
+            chunk, requests = missing[start:start + IMPORT_CHUNK], payload[start:start + IMPORT_CHUNK]
+            with self._talking(f"{what}: importing {len(chunk)} tasks into project {project_id}"):
+                response = self._ls.projects.import_tasks(id=project_id, request=requests, return_task_ids=True)
+            task_ids = list(response.task_ids or [])
+            if len(task_ids) != len(chunk):
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} returned {len(task_ids)} task ids for {len(chunk)} "
+                    f"imported tasks while {what}; push again to reconcile"
+                )
+            ids.update({t.sample_id: str(task_id) for t, task_id in zip(chunk, task_ids)})
+        # Label Studio accepts a project model version only once predictions of it exist.
+        with self._talking(f"{what}: setting the project's model version to {version!r}"):
+            self._ls.projects.update(id=project_id, model_version=version)
+        log.info(
+            "Label Studio %s: project %d: imported %d tasks, %d already there, model version %s",
+            self.url, project_id, len(missing), len(unique) - len(missing), version,
+        )
+        return ids
+
+    # -- pull -----------------------------------------------------------------------------
+
+    def _user_names(self) -> dict[int, str]:
+        """User id -> email (read once per pull); empty when the user list is not readable."""
+        if self._users is None:
+            try:
+                with self._talking("listing users"):
+                    self._users = {int(u.id): str(u.email) for u in self._ls.users.list() if u.email}
+            except LabelStudioUnavailableError:
+                raise
+            except LabelStudioError:
+                self._users = {}
+        return self._users
+
+    def _annotator(self, completed_by: Any) -> str:
+        """The annotator's email where Label Studio shows it, else the user id as text."""
+        if isinstance(completed_by, Mapping):
+            if completed_by.get("email"):
+                return str(completed_by["email"])
+            completed_by = completed_by.get("id")
+        try:
+            user_id = int(completed_by)
+        except (TypeError, ValueError):
+            return str(completed_by)
+        return self._user_names().get(user_id, str(user_id))
+
+    def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
+        """Every submitted annotation of these samples, one answer each (skips give none)."""
+        what = f"pulling round {round_index}" if round_index is not None else f"pulling {len(tasks)} tasks"
+        wanted = {t.sample_id for t in tasks}
+        if not wanted:
+            return []
+        project_id = self._ensure_project(what)
+        self._users = None
+        with self._talking(f"{what}: listing annotated tasks of project {project_id}"):
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", query=_ANNOTATED, page_size=PAGE_SIZE))
+        answers: list[LabelAnswer] = []
+        for task in sorted(rows, key=lambda t: t.id):
+            sample_id = _sample_id(task.data)
+            if sample_id not in wanted:
+                continue
+            for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
+                result = _get(annotation, "result") or []
+                if _get(annotation, "was_cancelled") or not result:
+                    continue
+                answers.append(LabelAnswer(
+                    sample_id=sample_id,
+                    annotator=self._annotator(_get(annotation, "completed_by")),
+                    label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
+                    external_id=str(_get(annotation, "id")),
+                ))
+        log.info("Label Studio %s: project %d: %d answers for %d samples", self.url, project_id,
+                 len(answers), len({a.sample_id for a in answers}))
+        return answers
