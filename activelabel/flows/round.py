@@ -122,3 +122,15 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
             log.warning("Round %d is %s; stopping the campaign here", summary.index, summary.status)
             break
     return summaries
+
+
+@flow(name="activelabel-sync", flow_run_name="{campaign_name}")
+def sync_flow(campaign_name: str, database_url: str | None = None) -> steps.SyncResult:
+    """Pull finished annotations back; the waiting round completes once enough are resolved."""
+    engine = engine_for(database_url)
+    return sync_campaign_task(database_url, steps.campaign_id(engine, campaign_name))
+
+
+@task(name="sync-campaign", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
+def sync_campaign_task(database_url: str | None, campaign_id: int) -> steps.SyncResult:
+    return steps.sync_campaign(engine_for(database_url), campaign_id)
