@@ -63,11 +63,18 @@ def demo(
     database_url: DatabaseOption = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
     cpu_threads: Annotated[int, typer.Option(help="CPU threads for torch (1 is fastest for the small demo CNN).")] = 1,
+    annotator: Annotated[str, typer.Option(help="Who labels: 'simulated' (answers the true label) or 'labelstudio' (server from $LABEL_STUDIO_URL, token from $LABEL_STUDIO_API_KEY).")] = "simulated",
+    annotations_per_task: Annotated[int, typer.Option(help="Label Studio: annotators per sample; the label is their majority vote.")] = 1,
+    min_new_labels: Annotated[Optional[int], typer.Option(help="A round completes once this many of its samples are labeled (default: all).", show_default=False)] = None,
+    image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
-    """Run a whole simulated campaign on bundled digits: a simulated annotator answers with the
-    true label, every round, score, selection and annotation lands in the database, and a table
-    of learning progress ends the run. Rerunning the same command continues the campaign.
+    """Run a whole campaign: by default on bundled digits with a simulated annotator that answers
+    with the true label. Every round, score, selection and annotation lands in the database, and
+    a table of learning progress ends the run. Rerunning the same command continues the campaign.
+
+    With --annotator labelstudio each round's selection goes to a Label Studio project instead;
+    the run stops when a round waits for labels: continue with `activelabel watch` or `sync`.
     """
     _configure_logging(verbose)
     from activelabel.campaign import CampaignConfig, campaign_summaries, prepare_campaign
@@ -78,7 +85,8 @@ def demo(
         name=campaign or f"demo-{strategy}-seed{seed}", dataset=dataset, strategy=strategy,
         rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
         mc_samples=mc_samples, seed=seed, epochs=epochs, device=device,
-        cpu_threads=cpu_threads,
+        cpu_threads=cpu_threads, annotator=annotator, annotations_per_task=annotations_per_task,
+        min_new_labels=min_new_labels, image_url_prefix=image_url_prefix,
     )
     check_dataset(config)
     engine, url = _open_database(database_url)
@@ -138,6 +146,55 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
             s.status.replace("_", " "),
         )
     console.print(table)
+
+
+app.command(
+    "run",
+    help="Same as `demo`, for your own campaigns: pick the dataset, annotator and sizes.",
+)(demo)
+
+
+@app.command()
+def sync(
+    campaign: Annotated[str, typer.Argument(help="Name of the campaign.")],
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Pull finished annotations back from the annotators (once each); the waiting round
+    completes when enough of its samples are labeled. Prints what arrived."""
+    _configure_logging(verbose)
+    from activelabel.flows import sync_flow
+
+    _open_database(database_url)
+    result = sync_flow(campaign)
+    console.print(
+        f"{result.new_labels} new answers ({result.rejected} rejected: label not in the label set); "
+        f"{result.pending} samples of the current round still wait for labels"
+    )
+
+
+@app.command()
+def watch(
+    campaign: Annotated[str, typer.Argument(help="Name of the campaign.")],
+    rounds: Annotated[int, typer.Option(help="Stop once the campaign has this many complete rounds.")] = 10,
+    poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
+    webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
+    webhook_host: Annotated[str, typer.Option(help="Address the webhook receiver binds to.")] = "127.0.0.1",
+    webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (keep it fixed so Label Studio keeps one webhook).")] = 18093,
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Keep a campaign going: collect labels, and start the next round as soon as the current
+    one has enough (see --min-new-labels of `run`), until --rounds rounds are complete."""
+    _configure_logging(verbose)
+    from activelabel.flows.watch import watch_campaign
+
+    engine, _ = _open_database(database_url)
+    watch_campaign(
+        engine, campaign, rounds, poll_seconds=poll_seconds,
+        webhook=(webhook_host, webhook_port) if webhook else None,
+        on_round=lambda summary: err_console.print(summary.describe()),
+    )
 
 
 @app.command()

@@ -258,3 +258,42 @@ def test_crash_between_import_and_database_write_creates_no_second_task(campaign
     assert len(tasks) == 4
     selection = stored_selection(engine, 1)
     assert {str(t.id) for t in tasks} == {s.external_task_id for s in selection.values()}
+
+
+def test_watch_starts_the_next_round_when_the_webhook_reports_labels(campaign, ls_client):
+    """Annotators label in the background; with a 10-minute poll interval, only the webhook
+    can make the watcher notice in time."""
+    import threading
+
+    from activelabel.flows.watch import watch_campaign
+
+    config, engine = campaign(rounds=2, batch_size=3)
+    uris = uri_of(engine)
+    stop = threading.Event()
+
+    def annotators() -> None:
+        while not stop.wait(0.5):
+            try:
+                tasks = project_tasks(ls_client, config.labelstudio_project)
+            except StopIteration:  # project not created yet
+                continue
+            for task in tasks:
+                if not task.annotations:
+                    answer(ls_client, task, TRUTH[uris[task.data["sample_id"]]])
+
+    worker = threading.Thread(target=annotators, daemon=True)
+    worker.start()
+    finished: list[int] = []
+    started = __import__("time").monotonic()
+    try:
+        done = watch_campaign(
+            engine, config.name, 2, poll_seconds=600, webhook=("127.0.0.1", 0),
+            on_round=lambda summary: finished.append(summary.index), deadline_seconds=240,
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert done == 2 and finished == [1, 2]
+    assert __import__("time").monotonic() - started < 240
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).where(Annotation.source == "labelstudio")) == 6

@@ -1,0 +1,90 @@
+"""Keep a campaign going: the next round starts as soon as the current one has its labels.
+
+Polling is the source of truth (Label Studio delivers webhooks once, best effort); the webhook,
+when enabled, only wakes the loop early so labels are picked up within seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from activelabel.campaign import steps
+from activelabel.campaign.summary import RoundSummary
+from activelabel.errors import ConfigError
+from activelabel.flows.round import campaign_flow
+
+log = logging.getLogger(__name__)
+
+
+def watch_campaign(
+    engine: Engine,
+    campaign_name: str,
+    rounds: int,
+    *,
+    poll_seconds: float = 30.0,
+    webhook: tuple[str, int] | None = None,
+    on_round: Callable[[RoundSummary], None] = lambda _summary: None,
+    deadline_seconds: float | None = None,
+) -> int:
+    """Run rounds until ``rounds`` are complete; returns the number of complete rounds.
+
+    ``webhook=(host, port)`` starts a receiver there and registers it with the campaign's
+    Label Studio project. ``deadline_seconds`` stops waiting after that long (for tests and
+    batch jobs); by default it waits as long as the labels take.
+    """
+    campaign_id = steps.campaign_id(engine, campaign_name)
+    receiver = _start_webhook(engine, campaign_id, webhook) if webhook else None
+    started = time.monotonic()
+    reported: set[int] = set()
+    try:
+        while True:
+            for summary in campaign_flow(campaign_name, rounds):
+                if summary.status == "complete" and summary.index not in reported:
+                    reported.add(summary.index)
+                    on_round(summary)
+            done = steps.completed_rounds(engine, campaign_id)
+            if done >= rounds:
+                return done
+            if deadline_seconds is not None and time.monotonic() - started > deadline_seconds:
+                log.warning("Stopped watching %r after %.0f s: %d of %d rounds complete",
+                            campaign_name, deadline_seconds, done, rounds)
+                return done
+            if receiver is not None:
+                if receiver.wait_for_event(poll_seconds):
+                    log.info("Label Studio reported new annotations; syncing now")
+            else:
+                time.sleep(poll_seconds)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
+    from activelabel.annotation.labelstudio import LabelStudioAnnotator
+    from activelabel.annotation.webhook import WebhookReceiver, generate_secret, register_webhook
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.setup import build_annotator
+    from activelabel.pipeline.datasets import load_dataset
+    from activelabel.storage import Campaign, session_scope
+
+    with session_scope(engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        config, dataset_spec = CampaignConfig.from_dict(campaign.config), campaign.dataset
+    annotator = build_annotator(config, load_dataset(dataset_spec))
+    if not isinstance(annotator, LabelStudioAnnotator):
+        raise ConfigError(f"--webhook needs a Label Studio campaign; {config.name!r} uses {config.annotator!r}")
+    secret = generate_secret()
+    receiver = WebhookReceiver(secret, host=where[0], port=where[1])
+    receiver.start()
+    try:
+        register_webhook(annotator.client, annotator.ensure_project(), receiver.url, secret)
+    except BaseException:
+        receiver.stop()
+        raise
+    log.info("Listening for Label Studio webhooks on %s", receiver.url)
+    return receiver
