@@ -69,8 +69,9 @@ def demo(
     image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
-    """Run a whole campaign: by default on bundled digits with a simulated annotator that answers
-    with the true label. Every round, score, selection and annotation lands in the database, and
+    """Run a whole campaign (default: bundled digits, simulated annotator).
+
+    A simulated annotator answers with the true label. Every round, score, selection and annotation lands in the database, and
     a table of learning progress ends the run. Rerunning the same command continues the campaign.
 
     With --annotator labelstudio each round's selection goes to a Label Studio project instead;
@@ -160,8 +161,10 @@ def sync(
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
-    """Pull finished annotations back from the annotators (once each); the waiting round
-    completes when enough of its samples are labeled. Prints what arrived."""
+    """Pull finished annotations back from the annotators, once each.
+
+    The waiting round completes when enough of its samples are labeled. Prints what arrived.
+    """
     _configure_logging(verbose)
     from activelabel.flows import sync_flow
 
@@ -184,8 +187,11 @@ def watch(
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
-    """Keep a campaign going: collect labels, and start the next round as soon as the current
-    one has enough (see --min-new-labels of `run`), until --rounds rounds are complete."""
+    """Keep a campaign going: next round as soon as the current one has its labels.
+
+    Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until
+    --rounds rounds are complete. See --min-new-labels of `run` for "enough labels".
+    """
     _configure_logging(verbose)
     from activelabel.flows.watch import watch_campaign
 
