@@ -18,18 +18,25 @@ _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Alpha
 
 
 @contextmanager
-def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode everywhere except dropout layers; restores the previous modes on exit."""
+def _restoring_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Put the model in eval mode for the block; every module gets its own mode back after."""
     previous = {m: m.training for m in model.modules()}
     model.eval()
-    for module in model.modules():
-        if isinstance(module, _DROPOUT_TYPES):
-            module.train()
     try:
         yield model
     finally:
         for module, mode in previous.items():
             module.train(mode)
+
+
+@contextmanager
+def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode everywhere except dropout layers; restores the previous modes on exit."""
+    with _restoring_modes(model):
+        for module in model.modules():
+            if isinstance(module, _DROPOUT_TYPES):
+                module.train()
+        yield model
 
 
 @torch.no_grad()
@@ -53,7 +60,7 @@ def predict_probabilities(
     passes = 1 if deterministic else samples
     n = len(images)
     chunks: list[np.ndarray] = []
-    context = _eval_mode(model) if deterministic else mc_dropout(model)
+    context = _restoring_modes(model) if deterministic else mc_dropout(model)
     with context:
         for start in range(0, n, batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
@@ -65,17 +72,6 @@ def predict_probabilities(
         num_classes = _num_classes(model)
         return np.zeros((passes, 0, num_classes), dtype=np.float32)
     return np.concatenate(chunks, axis=1)
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    previous = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in previous.items():
-            module.train(mode)
 
 
 def _num_classes(model: nn.Module) -> int:
