@@ -58,7 +58,7 @@ def demo(
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs per round (at least 200 steps are taken).")] = 40,
-    dataset: Annotated[str, typer.Option(help="'digits' (bundled) or 'mnist:/folder[?limit=N]'.")] = "digits",
+    dataset: Annotated[str, typer.Option(help="'digits' (bundled), 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class) or 'mnist:/folder[?limit=N]'.")] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
@@ -67,6 +67,7 @@ def demo(
     annotations_per_task: Annotated[int, typer.Option(help="Label Studio: annotators per sample; the label is their majority vote.")] = 1,
     min_new_labels: Annotated[Optional[int], typer.Option(help="A round completes once this many of its samples are labeled (default: all).", show_default=False)] = None,
     image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
+    document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT; image files of an imagefolder dataset under it are served from there.", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
     """Run a whole campaign (default: bundled digits, simulated annotator).
@@ -87,7 +88,7 @@ def demo(
         rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
         mc_samples=mc_samples, seed=seed, epochs=epochs, device=device,
         cpu_threads=cpu_threads, annotator=annotator, annotations_per_task=annotations_per_task,
-        min_new_labels=min_new_labels, image_url_prefix=image_url_prefix,
+        min_new_labels=min_new_labels, image_url_prefix=image_url_prefix, document_root=document_root,
     )
     check_dataset(config)
     engine, url = _open_database(database_url)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
+
+# Helpers shared by several test folders (no package __init__ files in tests/).
+sys.path.insert(0, str(Path(__file__).with_name("support")))
 
 # Prefect reads its settings at import time: isolate it before any test imports it.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="activelabel-prefect-")

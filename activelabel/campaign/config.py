@@ -8,7 +8,7 @@ from activelabel.acquisition import get_strategy
 from activelabel.errors import CampaignStateError, ConfigError
 
 # Settings that may change between runs of the same campaign without changing its meaning.
-_MUTABLE = {"rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix"}
+_MUTABLE = {"rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root"}
 ANNOTATORS = ("simulated", "labelstudio")
 
 
@@ -35,6 +35,8 @@ class CampaignConfig:
     min_new_labels: int | None = None
     # Label Studio images: URL prefix + sample URI; None embeds in-memory images as PNG data.
     image_url_prefix: str | None = None
+    # Label Studio's LOCAL_FILES_DOCUMENT_ROOT: image files of the dataset are served from there.
+    document_root: str | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.strategy)  # raises UnknownStrategyError

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from activelabel.annotation import Annotator, LabelAnswer, OracleAnnotator, TaskRequest
 from activelabel.campaign.config import CampaignConfig
+from activelabel.errors import ConfigError
 from activelabel.pipeline.datasets import LabeledImages, load_dataset
 from activelabel.storage import Campaign, SampleSplit, session_scope
 from activelabel.storage.repository import (
@@ -31,14 +32,26 @@ def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> Annotator
     LABEL_STUDIO_API_KEY) at run time, never from the stored campaign settings.
     """
     if config.annotator == "labelstudio":
-        from activelabel.annotation.images import dataset_image_source, url_prefix_source
+        from activelabel.annotation.images import (
+            LocalFilesSource,
+            dataset_image_source,
+            url_prefix_source,
+        )
         from activelabel.annotation.labelstudio import LabelStudioAnnotator
 
-        images = (
-            url_prefix_source(config.image_url_prefix)
-            if config.image_url_prefix
-            else dataset_image_source(dataset)
-        )
+        if config.image_url_prefix:
+            images = url_prefix_source(config.image_url_prefix)
+        elif config.document_root:
+            if dataset.root is None:
+                raise ConfigError(
+                    f"--document-root serves image files, but dataset {config.dataset!r} is in memory; "
+                    "leave it out to embed the images"
+                )
+            # The project's local-files storage is the dataset folder (Label Studio refuses the root).
+            images = LocalFilesSource(config.document_root, base_dir=dataset.root, storage_path=dataset.root)
+            images.local_path(dataset.uris[0])  # refuse a dataset outside the root up front
+        else:
+            images = dataset_image_source(dataset)
         return LabelStudioAnnotator.from_env(
             project_title=config.labelstudio_project,
             labels=list(dataset.labels),

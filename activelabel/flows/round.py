@@ -39,12 +39,26 @@ def select_task(database_url: str | None, round_id: int) -> None:
     steps.select_step(engine_for(database_url), round_id)
 
 
-@task(name="push", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
+def _service_down(task, task_run, state) -> bool:
+    """Retry only when an outside service is down; a refusal or a bug fails at once."""
+    try:
+        state.result()
+    except ServiceUnavailableError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+RETRY_WHEN_DOWN = dict(retries=3, retry_delay_seconds=[1, 4, 16], retry_condition_fn=_service_down)
+
+
+@task(name="push", cache_policy=NO_CACHE, **RETRY_WHEN_DOWN)
 def push_task(database_url: str | None, round_id: int) -> None:
     steps.push_step(engine_for(database_url), round_id)
 
 
-@task(name="sync", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
+@task(name="sync", cache_policy=NO_CACHE, **RETRY_WHEN_DOWN)
 def sync_task(database_url: str | None, round_id: int) -> steps.SyncResult:
     return steps.sync_step(engine_for(database_url), round_id)
 
@@ -131,6 +145,6 @@ def sync_flow(campaign_name: str, database_url: str | None = None) -> steps.Sync
     return sync_campaign_task(database_url, steps.campaign_id(engine, campaign_name))
 
 
-@task(name="sync-campaign", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
+@task(name="sync-campaign", cache_policy=NO_CACHE, **RETRY_WHEN_DOWN)
 def sync_campaign_task(database_url: str | None, campaign_id: int) -> steps.SyncResult:
     return steps.sync_campaign(engine_for(database_url), campaign_id)

@@ -4,6 +4,8 @@ A source is named by a short spec string stored with the campaign, so every proc
 resumes the campaign loads the very same samples:
 
 - ``digits`` — scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download);
+- ``imagefolder:/path[?size=28&channels=1]`` — your own images, one sub-folder per class
+  (see :mod:`activelabel.pipeline.imagefolder`);
 - ``mnist:/path/to/dir`` — the MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and
   ``train-labels-idx1-ubyte[.gz]``) in that folder, or in ``dir/MNIST/raw`` as torchvision
   lays them out. ``mnist:/dir?limit=5000`` keeps the first 5,000 images.
@@ -33,6 +35,10 @@ class LabeledImages:
     targets: np.ndarray
     labels: list[str]
     uris: list[str]
+    # Folder the URIs are relative to, for datasets read from files (None: in memory only).
+    root: Path | None = None
+    # Files that could not be read and were skipped, one message each.
+    problems: list[str] = field(default_factory=list, compare=False)
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +113,7 @@ def _limit(spec: str, value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise DatasetError(f"limit must be a positive whole number in dataset {spec!r}, got {value!r}")
+        raise DatasetError(f"options must be positive whole numbers in dataset {spec!r}, got {value!r}")
     return int(value)
 
 
@@ -117,9 +123,18 @@ def load_dataset(spec: str) -> LabeledImages:
     kind, _, rest = spec.partition(":")
     if kind == "digits" and not rest:
         return load_digits_images()
+    if kind == "imagefolder" and rest:
+        from activelabel.pipeline.imagefolder import load_image_folder
+
+        path, _, query = rest.partition("?")
+        options = parse_qs(query)
+        size = _limit(spec, options.get("size", ["28"])[0])
+        channels = _limit(spec, options.get("channels", ["1"])[0])
+        return load_image_folder(path, size=size or 28, channels=channels or 1)
     if kind == "mnist" and rest:
         path, _, query = rest.partition("?")
         return load_mnist_images(path, _limit(spec, parse_qs(query).get("limit", [None])[0]))
     raise DatasetError(
-        f"unknown dataset {spec!r}; use 'digits' or 'mnist:/path/to/folder[?limit=N]'"
+        f"unknown dataset {spec!r}; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]' "
+        "or 'mnist:/path/to/folder[?limit=N]'"
     )

@@ -297,3 +297,48 @@ def test_watch_starts_the_next_round_when_the_webhook_reports_labels(campaign, l
     assert __import__("time").monotonic() - started < 240
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).where(Annotation.source == "labelstudio")) == 6
+
+
+def test_image_files_are_served_from_the_document_root(campaign, ls_client, ls_server, tmp_path):
+    import httpx
+
+    from tests_support_imagefolder import write_folder
+
+    if ls_server.document_root is None:
+        pytest.skip("this Label Studio server's LOCAL_FILES_DOCUMENT_ROOT is unknown")
+    folder = ls_server.document_root / f"pets-{uuid.uuid4().hex[:8]}"
+    write_folder(folder, per_class=8)
+    config, engine = campaign(
+        dataset=f"imagefolder:{folder}?size=8", rounds=1, batch_size=3, initial_labeled=6,
+        document_root=str(ls_server.document_root),
+    )
+    assert campaign_flow(config.name, 1)[0].status == "waiting_for_labels"
+    tasks = project_tasks(ls_client, config.labelstudio_project)
+    assert len(tasks) == 3
+    uris = uri_of(engine)
+    for task in tasks:
+        relative = f"{folder.name}/{uris[task.data['sample_id']]}"
+        assert task.data["image"] == f"/data/local-files/?d={relative}"
+        served = httpx.get(ls_server.url + task.data["image"],
+                           headers={"Authorization": f"Token {ls_server.api_key}"})
+        assert served.status_code == 200
+        assert served.content == (ls_server.document_root / relative).read_bytes()
+
+
+def test_image_files_outside_the_document_root_are_refused(campaign, ls_server, tmp_path):
+    from activelabel.annotation.images import UnsafeImagePathError
+    from tests_support_imagefolder import write_folder
+
+    outside = tmp_path / "elsewhere"
+    write_folder(outside, per_class=8)
+    root = ls_server.document_root or tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    config, engine = campaign(
+        dataset=f"imagefolder:{outside}?size=8", rounds=1, batch_size=3, initial_labeled=6,
+        document_root=str(root),
+    )
+    with pytest.raises(UnsafeImagePathError) as info:
+        campaign_flow(config.name, 1)
+    assert str(outside.resolve()) in str(info.value) and str(root.resolve()) in str(info.value)
+    with session_scope(engine) as session:
+        assert session.scalar(select(Round.status)) == RoundStatus.failed
