@@ -1,0 +1,54 @@
+"""The commands a labeling lead types: run into Label Studio, status, sync (real processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.labelstudio
+
+EXE = str(Path(sys.executable).with_name("activelabel"))
+
+
+def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "LABEL_STUDIO_URL": ls_server.url, "LABEL_STUDIO_API_KEY": ls_server.api_key,
+           "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([EXE, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    try:
+        run = cli("run", "--campaign", name, "--annotator", "labelstudio", "--rounds", "1",
+                  "--batch-size", "3", "--initial-labeled", "10", "--mc-samples", "3", "--epochs", "2")
+        assert run.returncode == 0, run.stderr
+        assert "waits for labels" in run.stderr and f"activelabel sync {name}" in run.stderr
+        assert ls_server.api_key not in run.stdout + run.stderr
+
+        status = cli("status", name)
+        row = next(line for line in status.stdout.splitlines() if "waiting for labels" in line)
+        assert [c.strip() for c in row.split("│")[3:7]] == ["3", "3", "0", "0"]  # selected sent annotated resolved
+
+        project = next(p for p in ls_client.projects.list() if p.title == f"activelabel {name}")
+        for task in ls_client.tasks.list(project=project.id, fields="all"):
+            ls_client.annotations.create(id=task.id, result=[{
+                "from_name": "label", "to_name": "image", "type": "choices",
+                "value": {"choices": [task.data["predicted_label"]]},
+            }])
+        synced = cli("sync", name)
+        assert synced.returncode == 0, synced.stderr
+        assert "3 new answers (0 rejected" in synced.stdout and "0 samples" in synced.stdout
+        again = cli("sync", name)
+        assert "0 new answers" in again.stdout
+        final = cli("status", name)
+        row = next(line for line in final.stdout.splitlines() if "│     1 │" in line)
+        assert [c.strip() for c in row.split("│")[2:7]] == ["complete", "3", "3", "3", "3"]
+    finally:
+        for project in ls_client.projects.list():
+            if project.title == f"activelabel {name}":
+                ls_client.projects.delete(id=project.id)
