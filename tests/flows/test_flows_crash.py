@@ -155,3 +155,43 @@ def test_a_second_process_gets_already_running_and_changes_nothing(tmp_path):
     time.sleep(0.1)
     assert run_demo(tmp_path).returncode == 0
     assert [r.status.value for r in snapshot(tmp_path)["rounds"]] == ["complete", "complete"]
+
+
+@pytest.mark.slow
+def test_two_demo_processes_at_once_one_proceeds_the_other_is_refused(tmp_path):
+    """Two real `activelabel demo` processes on the same campaign; the first stalls mid-round."""
+    first_dir = tmp_path
+    release = tmp_path / "let-the-first-go-on"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-a"), "ACTIVELABEL_PAUSE_AT": f"train:{release}"}
+    with open(tmp_path / "a.out", "w") as out, open(tmp_path / "a.err", "w") as err:
+        first = subprocess.Popen([EXE, *DEMO, "--rounds", "1"], cwd=first_dir, env=env,
+                                 stdout=out, stderr=err, start_new_session=True)
+    try:
+        db = first_dir / "activelabel.db"
+        deadline = time.monotonic() + 120
+        while True:  # wait until the first process holds the lease (mid-round)
+            assert time.monotonic() < deadline, (tmp_path / "a.err").read_text()[-2000:]
+            if db.exists():
+                try:
+                    if snapshot(first_dir)["leases"]:
+                        break
+                except Exception:  # schema not created yet
+                    pass
+            time.sleep(0.5)
+        second = run_demo(first_dir, "--rounds", "1")
+        assert second.returncode == 1, second.stderr[-2000:]
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "round 1 of campaign 'crashy' is already running" in errors[0]
+        assert f"process {first.pid}" in errors[0]
+        release.touch()
+        assert first.wait(timeout=300) == 0, (tmp_path / "a.err").read_text()[-2000:]
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    final = snapshot(first_dir)
+    assert [r.status.value for r in final["rounds"]] == ["complete"]
+    assert len(final["selections"]) == 8 and len({s.uri for s in final["selections"]}) == 8
+    assert len({(r, uri) for r, uri, _, _ in final["scores"]}) == len(final["scores"])
+    assert final["leases"] == []
