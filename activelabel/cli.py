@@ -80,7 +80,7 @@ def demo(
     """
     _configure_logging(verbose)
     from activelabel.campaign import CampaignConfig, campaign_summaries, prepare_campaign
-    from activelabel.campaign.setup import check_dataset
+    from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
 
     config = CampaignConfig(
@@ -91,6 +91,7 @@ def demo(
         min_new_labels=min_new_labels, image_url_prefix=image_url_prefix, document_root=document_root,
     )
     check_dataset(config)
+    check_annotator(config)
     engine, url = _open_database(database_url)
     prepare_campaign(engine, config)
     err_console.print(

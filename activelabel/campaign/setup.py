@@ -152,3 +152,11 @@ def check_dataset(config: CampaignConfig) -> None:
 def _split_sizes(size: int, config: CampaignConfig) -> tuple[int, int, int]:
     n_test = max(1, round(size * config.test_fraction))
     return n_test, size - n_test, config.initial_labeled
+
+
+def check_annotator(config: CampaignConfig) -> None:
+    """Reach the annotation backend before any round starts (fail fast on URL or token)."""
+    if config.annotator != "labelstudio":
+        return
+    annotator = build_annotator(config, load_dataset(config.dataset))
+    annotator.ensure_project()

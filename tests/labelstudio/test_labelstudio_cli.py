@@ -52,3 +52,23 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
         for project in ls_client.projects.list():
             if project.title == f"activelabel {name}":
                 ls_client.projects.delete(id=project.id)
+
+
+def test_a_wrong_token_or_missing_settings_stop_before_anything_is_written(ls_server, tmp_path):
+    base = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    base.pop("LABEL_STUDIO_API_KEY", None)
+    args = [EXE, "run", "--campaign", "nope", "--annotator", "labelstudio", "--rounds", "1"]
+
+    wrong = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env={**base, "LABEL_STUDIO_URL": ls_server.url,
+                                "LABEL_STUDIO_API_KEY": "wrong-token-value-123"})
+    assert wrong.returncode == 1
+    errors = [line for line in wrong.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"authentication failed at {ls_server.url}" in errors[0]
+    assert "wrong-token-value-123" not in wrong.stderr + wrong.stdout
+    assert not (tmp_path / "activelabel.db").exists()
+
+    missing = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                             env={**base, "LABEL_STUDIO_URL": ls_server.url})
+    assert missing.returncode == 1 and "LABEL_STUDIO_API_KEY is not set" in missing.stderr
+    assert not (tmp_path / "activelabel.db").exists()
