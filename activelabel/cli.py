@@ -206,6 +206,31 @@ def watch(
 
 
 @app.command()
+def serve(
+    campaign: Annotated[str, typer.Argument(help="Name of an existing campaign (create it with `run`).")],
+    rounds: Annotated[int, typer.Option(help="Stop advancing once the campaign has this many complete rounds.")] = 10,
+    interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
+    cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Advance a campaign on a schedule (a Prefect deployment served by this process).
+
+    Every --interval seconds (or at each --cron time) one round is resumed or started; for a
+    Label Studio campaign a tick collects labels and moves on once enough arrived. Needs a
+    Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C.
+    """
+    _configure_logging(verbose)
+    from activelabel.flows.schedule import serve_campaign
+
+    engine, _ = _open_database(database_url)
+    from activelabel.campaign.steps import campaign_id
+
+    campaign_id(engine, campaign)  # a clear error for an unknown campaign
+    serve_campaign(campaign, max_rounds=rounds, interval=interval, cron=cron)
+
+
+@app.command()
 def resume(
     campaign: Annotated[str, typer.Argument(help="Name of the campaign to resume.")],
     database_url: DatabaseOption = None,

@@ -47,5 +47,9 @@ class CampaignStateError(ActiveLabelError):
     """The stored campaign cannot do what was asked (e.g. conflicting settings, round already running)."""
 
 
+class RoundAlreadyRunningError(CampaignStateError):
+    """Another live process holds the campaign's lease: one round per campaign at a time."""
+
+
 class DatasetError(ActiveLabelError):
     """A dataset that cannot be read: missing files, corrupt images, unknown labels."""

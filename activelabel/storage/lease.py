@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from activelabel.errors import CampaignStateError
+from activelabel.errors import RoundAlreadyRunningError
 from activelabel.storage.database import session_scope
 from activelabel.storage.models import CampaignLease, utcnow
 
@@ -78,7 +78,7 @@ def acquire(
         now = utcnow()
         if lease is not None and not _is_stale(lease, now, stale_after):
             age = (now - _aware(lease.heartbeat_at)).total_seconds()
-            raise CampaignStateError(
+            raise RoundAlreadyRunningError(
                 f"round {lease.round_index} of campaign {campaign_name!r} is already running "
                 f"(process {lease.pid} on {lease.host}, last heartbeat {age:.0f}s ago)"
             )
@@ -90,12 +90,21 @@ def acquire(
             .values(acquired_at=now, heartbeat_at=now, **fields)
         ).rowcount
     if taken != 1:
-        raise CampaignStateError(
+        raise RoundAlreadyRunningError(
             f"round {round_index} of campaign {campaign_name!r} is already running "
             "(another process took it over just now)"
         )
     _held.add(owner)
     return owner
+
+
+def live_holder(engine: Engine, campaign_id: int, *, stale_after: timedelta = STALE_AFTER) -> str | None:
+    """Who runs a round of the campaign now ("process P on H"), or None when nobody does."""
+    with session_scope(engine) as session:
+        lease = session.get(CampaignLease, campaign_id)
+        if lease is None or _is_stale(lease, utcnow(), stale_after):
+            return None
+        return f"process {lease.pid} on {lease.host} (round {lease.round_index})"
 
 
 def release(engine: Engine, campaign_id: int, owner: str) -> None:
