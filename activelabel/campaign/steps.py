@@ -21,7 +21,7 @@ from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.setup import build_annotator
-from activelabel.errors import CampaignStateError
+from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.datasets import load_dataset
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
@@ -103,7 +103,7 @@ def start_round(engine: Engine, campaign_id: int) -> int:
         try:
             session.flush()
         except IntegrityError:
-            raise CampaignStateError(
+            raise RoundAlreadyRunningError(
                 f"round {index} of campaign {campaign.name!r} is already running"
             ) from None
         return rnd.id
