@@ -101,6 +101,16 @@ def demo(
     _print_rounds(config.name, campaign_summaries(engine, config.name))
 
 
+def _quiet_prefect() -> None:
+    """Unless --verbose: the CLI reports a failed run itself, on one line; Prefect would add
+    a traceback. Called after Prefect is imported (its import configures its loggers)."""
+    import prefect  # noqa: F401  (configures Prefect's logging first)
+
+    if not logging.getLogger("activelabel").isEnabledFor(logging.INFO):
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _open_database(database_url: str | None):
     """Open (and migrate) the database; the flows then find its URL in the environment.
 
@@ -120,10 +130,7 @@ def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
     from activelabel.flows import campaign_flow, round_flow
     from activelabel.progress import set_reporter
 
-    if not logging.getLogger("activelabel").isEnabledFor(logging.INFO):
-        # The CLI reports a failed round itself, on one line; Prefect would add a traceback.
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+    _quiet_prefect()
     with RichRoundProgress(err_console) as progress:
         set_reporter(progress)
         try:
@@ -171,6 +178,7 @@ def sync(
     from activelabel.flows import sync_flow
 
     _open_database(database_url)
+    _quiet_prefect()
     result = sync_flow(campaign)
     console.print(
         f"{result.new_labels} new answers ({result.rejected} rejected: label not in the label set); "
@@ -198,6 +206,7 @@ def watch(
     from activelabel.flows.watch import watch_campaign
 
     engine, _ = _open_database(database_url)
+    _quiet_prefect()
     watch_campaign(
         engine, campaign, rounds, poll_seconds=poll_seconds,
         webhook=(webhook_host, webhook_port) if webhook else None,
