@@ -17,7 +17,7 @@ from activelabel.campaign import steps
 from activelabel.campaign.summary import RoundSummary, round_summary
 from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
-from activelabel.storage.database import describe_url
+from activelabel.storage.database import describe_error, describe_url
 from activelabel.storage.lease import campaign_lease
 from activelabel.progress import reporter
 
@@ -109,10 +109,10 @@ def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None
 
 def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception) -> DatabaseUnavailableError:
     """A clear message for a database that went away mid-round (the round resumes later)."""
-    reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
     return DatabaseUnavailableError(
         f"lost the database {describe_url(engine.url.render_as_string(hide_password=False))} "
-        f"during round {index} of campaign {campaign_name!r} ({reason}); the round keeps its last "
+        f"during round {index} of campaign {campaign_name!r} ({describe_error(error, engine)}); "
+        "the round keeps its last "
         f"committed step — run `activelabel resume {campaign_name}` once the database is back"
     )
 

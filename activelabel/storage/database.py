@@ -91,7 +91,7 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
     except SQLAlchemyError as exc:
         engine.dispose()
         raise DatabaseUnavailableError(
-            f"cannot reach database {shown}: {_mask(_first_line(exc), engine)}"
+            f"cannot reach database {shown}: {describe_error(exc, engine)}"
         ) from None
     if create_schema:
         try:
@@ -100,7 +100,7 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
             engine.dispose()
             raise DatabaseUnavailableError(
                 f"cannot bring the schema of database {shown} up to date: "
-                f"{_mask(_first_line(exc), engine)}"
+                f"{describe_error(exc, engine)}"
             ) from None
     return engine
 
@@ -120,6 +120,11 @@ def ensure_schema(engine: Engine) -> None:
     except SQLAlchemyError:
         if migrate.current_revision(engine) != head:
             raise
+
+
+def describe_error(exc: BaseException, engine: Engine) -> str:
+    """The first line of a database error, with the engine's password masked out."""
+    return _mask(_first_line(exc), engine)
 
 
 def _mask(message: str, engine: Engine) -> str:
