@@ -1,4 +1,10 @@
-"""A campaign's settings, checked before anything is written."""
+"""A campaign's settings, checked before anything is written.
+
+``CampaignConfig`` is the flat, stored form (the ``campaign.config`` JSON column). Users write
+it as a campaign file (:mod:`activelabel.campaign.file`) or as command-line options; both end
+here, so every process that resumes the campaign sees the same settings. Secrets never live
+here: Label Studio's token and the database password come from the environment at run time.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,27 @@ from activelabel.acquisition import get_strategy
 from activelabel.errors import CampaignStateError, ConfigError
 
 # Settings that may change between runs of the same campaign without changing its meaning.
-_MUTABLE = {"rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root"}
+# Data locations are compared by resolved path and content hash instead (see campaign.data).
+_MUTABLE = {
+    "rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root",
+    "loader_workers", "label_budget", "target_accuracy", "plateau_threshold", "plateau_rounds",
+    "data_pool", "data_labeled", "data_test", "truth",
+}
 ANNOTATORS = ("simulated", "labelstudio")
+ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
 
 
 @dataclass(frozen=True)
 class CampaignConfig:
     name: str
+    # A built-in dataset spec ('digits', 'mnist:/dir', 'imagefolder:/dir'), or 'files' when the
+    # campaign reads its own pool/labeled/test sources (data_pool and friends).
     dataset: str = "digits"
     strategy: str = "bald"
     rounds: int = 10
     batch_size: int = 20
+    # Built-in datasets only: this many random pool samples get the dataset's own labels at
+    # creation (a simulation shortcut). Campaigns on your own data start from data_labeled.
     initial_labeled: int = 20
     mc_samples: int = 20
     seed: int = 0
@@ -37,18 +53,51 @@ class CampaignConfig:
     image_url_prefix: str | None = None
     # Label Studio's LOCAL_FILES_DOCUMENT_ROOT: image files of the dataset are served from there.
     document_root: str | None = None
+    # --- your own data (dataset == "files") ---
+    data_pool: str | None = None
+    data_labeled: str | None = None
+    data_test: str | None = None
+    labels: tuple[str, ...] | None = None
+    # Without a test set, this many random pool samples are labeled first as the yardstick.
+    evaluation_size: int = 0
+    truth: str | None = None
+    image_size: int = 28
+    channels: int = 1
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augmentation: bool = False
+    loader_workers: int = 0
+    # Cold start: below this many labels a round trains nothing and sends a random batch.
+    # None: the batch size.
+    min_labels_to_train: int | None = None
+    # --- model ---
+    architecture: str = "small_cnn"
+    weights: str | None = None
+    freeze_backbone: bool = False
+    dropout: float = 0.5
+    # --- stopping rules (None: off) ---
+    label_budget: int | None = None
+    target_accuracy: float | None = None
+    plateau_threshold: float | None = None
+    plateau_rounds: int = 3
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.strategy)  # raises UnknownStrategyError
+        object.__setattr__(self, "dataset", normalize_dataset_spec(self.dataset))
         object.__setattr__(self, "strategy", strategy.name)  # aliases stored canonically
+        for name in ("labels", "mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
         if not self.name.strip():
             raise ConfigError("campaign name must not be empty")
-        for name in ("rounds", "batch_size", "mc_samples", "epochs", "cpu_threads"):
+        for name in ("rounds", "batch_size", "mc_samples", "epochs", "cpu_threads", "image_size", "plateau_rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if self.initial_labeled < 2:
+        if self.initial_labeled < 0 or self.initial_labeled == 1:
             raise ConfigError(
-                f"initial labeled size must be at least 2 to train a first model, got {self.initial_labeled}"
+                f"initial labeled size must be 0 (cold start through annotators) or at least 2, "
+                f"got {self.initial_labeled}"
             )
         if strategy.needs_samples and self.mc_samples < 2:
             raise ConfigError(
@@ -67,6 +116,54 @@ class CampaignConfig:
             )
         if not 0.0 <= self.annotator_noise < 1.0:
             raise ConfigError(f"annotator noise must be in [0, 1), got {self.annotator_noise}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.channels:
+                raise ConfigError(f"{name} needs one value per channel ({self.channels}), got {list(value)}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ConfigError(f"std values must be positive, got {list(self.std)}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown model architecture {self.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.evaluation_size < 0 or self.loader_workers < 0:
+            raise ConfigError("evaluation size and loader workers must not be negative")
+        if self.min_labels_to_train is not None and self.min_labels_to_train < 2:
+            raise ConfigError(f"min labels to train must be at least 2, got {self.min_labels_to_train}")
+        if self.label_budget is not None and self.label_budget < 1:
+            raise ConfigError(f"label budget must be at least 1, got {self.label_budget}")
+        if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:
+            raise ConfigError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
+        if self.plateau_threshold is not None and self.plateau_threshold <= 0:
+            raise ConfigError(f"plateau threshold must be positive, got {self.plateau_threshold}")
+        if self.uses_own_data:
+            if self.data_pool is None:
+                raise ConfigError("data.pool is required: a folder of images or a manifest (CSV or JSON Lines)")
+            if self.data_labeled is None and not self.labels:
+                raise ConfigError(
+                    "data.labels is required when nothing labeled is given: list the label set, "
+                    'e.g. labels = ["cat", "dog"]'
+                )
+            if self.annotator == "simulated" and self.truth is None:
+                raise ConfigError(
+                    "annotator.truth is required for a simulated annotator on your own data: a manifest "
+                    "(CSV or JSON Lines) with path and label columns that the simulation answers from"
+                )
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"data.labels has duplicates: {list(self.labels)}")
+
+    @property
+    def uses_own_data(self) -> bool:
+        return self.dataset == "files"
+
+    @property
+    def cold_start_threshold(self) -> int:
+        """Labels needed before a round trains a model (below: a random batch is sent)."""
+        return self.min_labels_to_train or self.batch_size
 
     def check_pool(self, pool_size: int) -> None:
         """The pool must hold the seed set plus one batch per round."""
@@ -94,7 +191,11 @@ class CampaignConfig:
         return title if len(title) <= 50 else title[:50]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        for name in ("labels", "mean", "std"):
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> CampaignConfig:
@@ -113,3 +214,16 @@ class CampaignConfig:
                 f"campaign {self.name!r} already exists with other settings ({'; '.join(changed)}); "
                 "pick another --campaign name or a fresh --database-url"
             )
+
+
+def normalize_dataset_spec(spec: str) -> str:
+    """The spec with its folder resolved: ``imagefolder:data/`` and ``imagefolder:./data`` name
+    the same campaign data, so a rerun spelled differently continues the same campaign."""
+    import os
+
+    kind, sep, rest = spec.partition(":")
+    if kind not in ("imagefolder", "mnist") or not sep or not rest:
+        return spec
+    path, qsep, query = rest.partition("?")
+    resolved = os.path.realpath(os.path.expanduser(path))
+    return f"{kind}:{resolved}{qsep}{query}"

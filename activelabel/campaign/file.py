@@ -1,0 +1,264 @@
+"""Campaign files: one TOML file holds everything a campaign needs, except secrets.
+
+``activelabel init campaign.toml`` writes a commented template (:func:`template`);
+``activelabel run campaign.toml`` reads it (:func:`load_campaign_file`). The file is checked by
+pydantic before anything is written: an unknown key names the nearest valid one, a wrong type
+names the key and the value, and every message names the file. Paths in the file are relative
+to the file's folder, so a campaign folder can be moved or shared as a whole.
+
+Secrets are never read from the file: Label Studio's token comes from ``$LABEL_STUDIO_API_KEY``
+and the database password from ``$ACTIVELABEL_DATABASE_PASSWORD`` (see :class:`Secrets`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from activelabel.campaign.config import ARCHITECTURES, CampaignConfig
+from activelabel.errors import ActiveLabelError, ConfigError
+
+
+class CampaignFileError(ConfigError):
+    """A campaign file that cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class CampaignSection(_Section):
+    name: str = Field(description="Campaign name: the key for status, sync, export (unique per database)")
+    strategy: str = Field("bald", description="Acquisition strategy (see `activelabel strategies`)")
+    rounds: int = Field(10, description="Labeling rounds to run (a rerun continues up to this many)")
+    batch_size: int = Field(20, description="Samples sent to annotators each round")
+    min_labels_to_train: int | None = Field(
+        None, description="Cold start: below this many labels a round sends a random batch (default: batch_size)"
+    )
+    mc_samples: int = Field(20, description="Stochastic forward passes per pool sample (T, MC dropout)")
+    epochs: int = Field(40, description="Training epochs per round (at least 200 steps are taken)")
+    seed: int = Field(0, description="Seed for evaluation draw, cold-start batches, training and dropout")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
+    cpu_threads: int = Field(1, description="CPU threads for torch")
+
+
+class DataSection(_Section):
+    pool: str = Field(description="Unlabeled images: a folder (any layout, read recursively) or a manifest (.csv/.jsonl with a path column)")
+    labeled: str | None = Field(None, description="Seed labels: an ImageFolder (one sub-folder per label) or a manifest with path,label")
+    test: str | None = Field(None, description="Labeled test set (folder or manifest); without it annotators label an evaluation set first")
+    labels: list[str] | None = Field(None, description="The label set; required when nothing labeled is given")
+    evaluation_size: int = Field(100, description="Without data.test: random pool samples labeled first as the yardstick (never trained on)")
+    image_size: int = Field(28, description="Images are resized to image_size x image_size pixels")
+    channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB")
+    mean: list[float] | None = Field(None, description="Per-channel normalisation mean (e.g. [0.5]); default: none")
+    std: list[float] | None = Field(None, description="Per-channel normalisation std (e.g. [0.25]); default: none")
+    augmentation: bool = Field(False, description="Random shifts while training")
+    workers: int = Field(2, description="DataLoader worker processes that decode images while scoring")
+
+
+class ModelSection(_Section):
+    architecture: Literal[ARCHITECTURES] = Field(  # type: ignore[valid-type]
+        "small_cnn", description=f"One of: {', '.join(ARCHITECTURES)}"
+    )
+    weights: str | None = Field(None, description="A weights file to start from (a path; nothing is downloaded)")
+    freeze_backbone: bool = Field(False, description="Train only the classifier head (with weights)")
+    dropout: float = Field(0.5, description="Dropout before the classifier (MC dropout samples it)")
+
+
+class AnnotatorSection(_Section):
+    kind: Literal["simulated", "labelstudio"] = Field(
+        "labelstudio", description="'labelstudio' (URL from $LABEL_STUDIO_URL, token from $LABEL_STUDIO_API_KEY) or 'simulated'"
+    )
+    truth: str | None = Field(None, description="Simulated only: manifest of true labels the simulation answers from")
+    noise: float = Field(0.0, description="Simulated only: share of wrong answers")
+    annotations_per_task: int = Field(1, description="Annotators per sample; the label is their majority vote")
+    min_new_labels: int | None = Field(None, description="A round completes once this many of its samples are labeled (default: all)")
+    image_url_prefix: str | None = Field(None, description="Image URL = prefix + sample path (default: embed images)")
+    document_root: str | None = Field(None, description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT: serve image files from there")
+
+
+class StopSection(_Section):
+    label_budget: int | None = Field(None, description="Stop once this many labels are spent")
+    target_accuracy: float | None = Field(None, description="Stop once test accuracy reaches this (0-1)")
+    plateau_threshold: float | None = Field(None, description="Stop when mean pool uncertainty changes less than this ...")
+    plateau_rounds: int = Field(3, description="... over this many rounds")
+
+
+class DatabaseSection(_Section):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL without password (password: $ACTIVELABEL_DATABASE_PASSWORD); default sqlite:///activelabel.db"
+    )
+
+
+class CampaignFile(_Section):
+    campaign: CampaignSection
+    data: DataSection
+    model: ModelSection = ModelSection()
+    annotator: AnnotatorSection = AnnotatorSection()
+    stop: StopSection = StopSection()
+    database: DatabaseSection = DatabaseSection()
+
+
+class Secrets(BaseSettings):
+    """Secrets, from the environment only (never the campaign file, the database or logs)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    label_studio_api_key: SecretStr | None = Field(None, validation_alias="LABEL_STUDIO_API_KEY")
+    database_password: SecretStr | None = Field(None, validation_alias="ACTIVELABEL_DATABASE_PASSWORD")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "campaign": CampaignSection,
+    "data": DataSection,
+    "model": ModelSection,
+    "annotator": AnnotatorSection,
+    "stop": StopSection,
+    "database": DatabaseSection,
+}
+_PATH_KEYS = {("data", "pool"), ("data", "labeled"), ("data", "test"), ("model", "weights"), ("annotator", "truth")}
+
+
+def _all_keys() -> list[str]:
+    return [f"{section}.{key}" for section, model in SECTIONS.items() for key in model.model_fields]
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        guess = difflib.get_close_matches(where, _all_keys() + list(SECTIONS), n=1, cutoff=0.5)
+        if not guess and "." in where:  # a known key in the wrong section
+            key = where.rsplit(".", 1)[1]
+            guess = [k for k in _all_keys() if k.endswith(f".{key}")][:1]
+        hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys: {', '.join(_all_keys())}"
+        return f"unknown key {where!r}{hint}"
+    if error["type"] == "missing":
+        return f"missing key {where!r}"
+    value = error.get("input")
+    return f"{where}: {error['msg'].lower()}, got {value!r}"
+
+
+def parse_campaign_file(path: str | Path) -> CampaignFile:
+    """Read and check a campaign file (raises CampaignFileError naming the file and the key)."""
+    file = Path(path)
+    if not file.is_file():
+        raise CampaignFileError(
+            f"campaign file {file} does not exist; write one with `activelabel init {file}`"
+        )
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise CampaignFileError(f"{file}: not valid TOML ({error})") from None
+    try:
+        parsed = CampaignFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(e) for e in error.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CampaignFileError(f"{file}: {problems[0]}{more}") from None
+    if parsed.database.url and _has_password(parsed.database.url):
+        raise CampaignFileError(
+            f"{file}: database.url holds a password; remove it from the file and export "
+            "ACTIVELABEL_DATABASE_PASSWORD instead"
+        )
+    return parsed
+
+
+def _has_password(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).password is not None
+    except ArgumentError:
+        return "password=" in url
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    path = Path(value).expanduser()
+    return str((path if path.is_absolute() else base / path).resolve())
+
+
+def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
+    """The stored campaign settings for a parsed file; ``overrides`` (CLI options) win."""
+    c, d, m, a, s = parsed.campaign, parsed.data, parsed.model, parsed.annotator, parsed.stop
+    values: dict[str, Any] = dict(
+        name=c.name, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
+        initial_labeled=0, mc_samples=c.mc_samples, seed=c.seed, epochs=c.epochs, device=c.device,
+        cpu_threads=c.cpu_threads, min_labels_to_train=c.min_labels_to_train,
+        data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
+        data_test=_resolve(base, d.test), labels=tuple(d.labels) if d.labels else None,
+        evaluation_size=0 if d.test else d.evaluation_size,
+        image_size=d.image_size, channels=d.channels,
+        mean=tuple(d.mean) if d.mean else None, std=tuple(d.std) if d.std else None,
+        augmentation=d.augmentation, loader_workers=d.workers,
+        architecture=m.architecture, weights=_resolve(base, m.weights),
+        freeze_backbone=m.freeze_backbone, dropout=m.dropout,
+        annotator=a.kind, truth=_resolve(base, a.truth), annotator_noise=a.noise,
+        annotations_per_task=a.annotations_per_task, min_new_labels=a.min_new_labels,
+        image_url_prefix=a.image_url_prefix, document_root=_resolve(base, a.document_root),
+        label_budget=s.label_budget, target_accuracy=s.target_accuracy,
+        plateau_threshold=s.plateau_threshold, plateau_rounds=s.plateau_rounds,
+    )
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return CampaignConfig(**values)
+
+
+def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[CampaignConfig, str | None]:
+    """(campaign settings, database URL from the file or None) — errors name the file."""
+    file = Path(path)
+    parsed = parse_campaign_file(file)
+    try:
+        config = to_config(parsed, file.resolve().parent, overrides)
+    except ActiveLabelError as error:
+        raise CampaignFileError(f"{file}: {error}") from None
+    return config, parsed.database.url
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+_EXAMPLES = {
+    ("campaign", "name"): "my-campaign",
+    ("data", "pool"): "images/",
+    ("data", "labels"): ["cat", "dog"],
+}
+
+
+def template(name: str = "my-campaign") -> str:
+    """A commented campaign file: every key with its default and a one-line meaning.
+
+    Keys without a default value are commented out; uncomment the ones you need.
+    """
+    lines = [
+        "# activelabel campaign file. Run it with `activelabel run <this file>`.",
+        "# Paths are relative to this file's folder. Secrets never go here: export",
+        "# LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ACTIVELABEL_DATABASE_PASSWORD instead.",
+    ]
+    for section, model in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        for key, field in model.model_fields.items():
+            example = _EXAMPLES.get((section, key))
+            if section == "campaign" and key == "name":
+                example = name
+            default = None if field.is_required() else field.default
+            value = example if example is not None else default
+            comment = f"  # {field.description}"
+            if value is None:
+                lines.append(f"# {key} = ...{comment}")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}{comment}")
+    return "\n".join(lines) + "\n"
