@@ -1,24 +1,53 @@
-"""A simulated annotator for campaigns on fully labeled data: it answers with the true label.
+"""A simulated annotator: it answers from a *truth* table, for simulations and benchmarks.
 
-``noise`` > 0 makes it answer a uniformly wrong label with that probability, seeded per sample
-so answers do not depend on the order they are asked in.
+The truth is a mapping sample URI -> label: a built-in dataset's own labels, or the manifest
+named by ``annotator.truth`` for a simulation on your own images. ``noise`` > 0 makes it answer a
+uniformly wrong label with that probability, seeded per sample so answers do not depend on the
+order they are asked in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from activelabel.annotation.base import LabelAnswer, TaskRequest
-from activelabel.pipeline.datasets import LabeledImages
+from activelabel.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The labels a simulated annotator answers with, by sample URI (in a fixed order)."""
+
+    labels: tuple[str, ...]
+    by_uri: dict[str, str]
+    _row: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._row.update({uri: i for i, uri in enumerate(self.by_uri)})
+
+    def label(self, uri: str) -> str:
+        """The true label (raises ConfigError naming the sample when the truth lacks it)."""
+        try:
+            return self.by_uri[uri]
+        except KeyError:
+            raise ConfigError(
+                f"sample {uri!r} has no true label in the simulated annotator's truth; add it to "
+                "the annotator.truth manifest"
+            ) from None
+
+    def row(self, uri: str) -> int:
+        return self._row[uri]
 
 
 class OracleAnnotator:
     source = "simulated"
 
-    def __init__(self, dataset: LabeledImages, *, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, truth: Truth, *, noise: float = 0.0, seed: int = 0) -> None:
         if not 0.0 <= noise < 1.0:
             raise ValueError(f"oracle noise must be in [0, 1), got {noise}")
-        self.dataset = dataset
+        self.truth = truth
         self.noise = noise
         self.seed = seed
         self.name = "oracle" if noise == 0 else f"oracle-noise{noise:g}"
@@ -29,18 +58,14 @@ class OracleAnnotator:
         return {t.sample_id: f"sim-task-{t.sample_id}" for t in tasks}
 
     def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
-        rows = self.dataset.indices_of([t.uri for t in tasks])
-        return [
-            LabelAnswer(t.sample_id, self.name, self._answer(int(row)), f"sim-{t.sample_id}")
-            for t, row in zip(tasks, rows)
-        ]
+        return [LabelAnswer(t.sample_id, self.name, self._answer(t.uri), f"sim-{t.sample_id}") for t in tasks]
 
-    def _answer(self, row: int) -> str:
-        labels = self.dataset.labels
-        truth = int(self.dataset.targets[row])
+    def _answer(self, uri: str) -> str:
+        truth = self.truth.label(uri)
         if self.noise > 0:
-            rng = np.random.default_rng([self.seed, row])
+            labels = self.truth.labels
+            rng = np.random.default_rng([self.seed, self.truth.row(uri)])
             if rng.random() < self.noise:
-                wrong = [i for i in range(len(labels)) if i != truth]
-                return labels[int(rng.choice(wrong))]
-        return labels[truth]
+                wrong = [label for label in labels if label != truth]
+                return wrong[int(rng.choice(len(wrong)))]
+        return truth

@@ -1,18 +1,24 @@
-"""Create a campaign (samples, splits, seed labels) or find it again to continue."""
+"""Create a campaign (samples, splits, seed labels) or find it again to continue.
+
+Creation is one transaction: a failure leaves nothing behind. The splits never mix copies:
+byte-identical images are one sample (the first copy stands for all; see ``duplicate_of``), so
+a picture cannot sit in the test split and in the pool at once, nor be labeled twice.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 
-from activelabel.annotation import Annotator, LabelAnswer, OracleAnnotator, TaskRequest
+from activelabel.annotation import Annotator, OracleAnnotator
 from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.data import CampaignData, campaign_data, missing_classes
 from activelabel.errors import ConfigError
-from activelabel.pipeline.datasets import LabeledImages, load_dataset
-from activelabel.storage import Campaign, SampleSplit, session_scope
+from activelabel.storage import Campaign, Sample, SampleProblem, SampleSplit, session_scope
 from activelabel.storage.repository import (
     NewAnnotation,
     NewSample,
@@ -24,8 +30,11 @@ from activelabel.storage.repository import (
 
 log = logging.getLogger(__name__)
 
+# Where a copy goes when its content also appears in another part: the stricter part wins.
+_SPLIT_PRIORITY = {SampleSplit.test: 0, SampleSplit.evaluation: 1, SampleSplit.pool: 2}
 
-def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> Annotator:
+
+def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
     """The campaign's annotators: the simulated oracle, or a Label Studio project.
 
     Label Studio's URL and key come from the environment (LABEL_STUDIO_URL,
@@ -34,7 +43,7 @@ def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> Annotator
     if config.annotator == "labelstudio":
         from activelabel.annotation.images import (
             LocalFilesSource,
-            dataset_image_source,
+            store_image_source,
             url_prefix_source,
         )
         from activelabel.annotation.labelstudio import LabelStudioAnnotator
@@ -42,34 +51,119 @@ def build_annotator(config: CampaignConfig, dataset: LabeledImages) -> Annotator
         if config.image_url_prefix:
             images = url_prefix_source(config.image_url_prefix)
         elif config.document_root:
-            if dataset.root is None:
+            if data.root is None:
                 raise ConfigError(
                     f"--document-root serves image files, but dataset {config.dataset!r} is in memory; "
                     "leave it out to embed the images"
                 )
-            # The project's local-files storage is the dataset folder (Label Studio refuses the root).
-            images = LocalFilesSource(config.document_root, base_dir=dataset.root, storage_path=dataset.root)
-            images.local_path(dataset.uris[0])  # refuse a dataset outside the root up front
+            # The project's local-files storage is the data folder (Label Studio refuses the root).
+            images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
+            images.local_path(data.pool[0])  # refuse a dataset outside the root up front
         else:
-            images = dataset_image_source(dataset)
+            images = store_image_source(data.store)
         return LabelStudioAnnotator.from_env(
             project_title=config.labelstudio_project,
-            labels=list(dataset.labels),
+            labels=list(data.labels),
             image_source=images,
             annotations_per_task=config.annotations_per_task,
         )
-    return OracleAnnotator(dataset, noise=config.annotator_noise, seed=config.seed)
+    if data.truth is None:
+        raise ConfigError(
+            f"campaign {config.name!r} has a simulated annotator but no truth to answer from; "
+            "set annotator.truth to a manifest with path and label columns"
+        )
+    return OracleAnnotator(data.truth, noise=config.annotator_noise, seed=config.seed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a new campaign writes: each URI's split, the seed labels, and copies."""
+
+    split_of: dict[str, SampleSplit]
+    seeds: dict[str, str]  # uri -> label
+    seed_source: str
+    hashes: dict[str, str]
+    signatures: dict[str, tuple[int, int] | None]
+    duplicate_of: dict[str, str]  # copy uri -> representative uri
+    problems: list[tuple[str, str]]
 
 
 def split_dataset(size: int, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded (test, pool, initially labeled) row numbers; the seed set is drawn from the pool."""
+    """Built-in datasets: seeded (test, pool, initially labeled) row numbers."""
     rng = np.random.default_rng([config.seed, 0])
     order = rng.permutation(size)
     n_test, n_pool, _ = _split_sizes(size, config)
     config.check_pool(n_pool)
     test, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
-    initial = np.sort(rng.choice(pool, size=config.initial_labeled, replace=False))
+    initial = np.sort(rng.choice(pool, size=config.initial_labeled, replace=False)) if config.initial_labeled else np.array([], dtype=np.int64)
     return test, pool, initial
+
+
+def plan_campaign(config: CampaignConfig, data: CampaignData) -> Plan:
+    """Decide every sample's split and seed label (no database access: easy to test)."""
+    if not config.uses_own_data:
+        test, pool, initial = split_dataset(len(data.pool), config)
+        uris = data.pool
+        split_of = {uris[int(i)]: SampleSplit.test for i in test} | {uris[int(i)]: SampleSplit.pool for i in pool}
+        seeds = {uris[int(i)]: data.truth.label(uris[int(i)]) for i in initial}
+        hashes = {u: data.store.content_hash(u) for u in uris}
+        signatures = {u: None for u in uris}
+        source = OracleAnnotator.source
+    else:
+        from activelabel.pipeline.sources import file_signature, hash_files
+
+        uris = data.test + data.pool
+        paths = [data.store.locate(u) for u in uris]
+        hashes = dict(zip(uris, hash_files(paths)))
+        signatures = {u: file_signature(p) for u, p in zip(uris, paths)}
+        split_of = {u: SampleSplit.pool for u in data.pool} | {u: SampleSplit.test for u in data.test}
+        seeds = {u: data.given[u] for u in data.seeds}
+        source = "given"
+    duplicate_of = _group_copies(uris, hashes, split_of)
+    problems: list[tuple[str, str]] = []
+    if config.uses_own_data and config.evaluation_size:
+        _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems)
+    for copy, first in duplicate_of.items():
+        split_of[copy] = split_of[first]
+        if copy in seeds and first not in seeds:
+            seeds[first] = seeds[copy]
+        seeds.pop(copy, None)
+    return Plan(split_of, seeds, source, hashes, signatures, duplicate_of, problems)
+
+
+def _group_copies(uris: list[str], hashes: dict[str, str], split_of: dict[str, SampleSplit]) -> dict[str, str]:
+    """copy -> representative for byte-identical contents; the stricter split's copy stands."""
+    first: dict[str, str] = {}
+    for uri in sorted(uris, key=lambda u: (_SPLIT_PRIORITY[split_of[u]], u)):
+        first.setdefault(hashes[uri], uri)
+    return {u: first[hashes[u]] for u in uris if first[hashes[u]] != u}
+
+
+def _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems) -> None:
+    """Draw ``evaluation_size`` random, readable pool samples (not seeds) as the yardstick."""
+    from activelabel.pipeline.decode import UnreadableImageError
+
+    candidates = [u for u in data.pool if split_of[u] == SampleSplit.pool and u not in seeds
+                  and u not in duplicate_of]
+    order = np.random.default_rng([config.seed, 1]).permutation(len(candidates))
+    wanted = config.evaluation_size
+    if wanted > len(candidates) - config.batch_size:
+        raise ConfigError(
+            f"data.evaluation_size {wanted} leaves fewer than one batch ({config.batch_size}) of "
+            f"the {len(candidates)} unlabeled pool images; lower it or add images"
+        )
+    taken = 0
+    for i in order:
+        if taken == wanted:
+            break
+        uri = candidates[int(i)]
+        try:
+            data.store.read([uri])
+        except UnreadableImageError as error:
+            problems.append((uri, error.reason))
+            continue
+        split_of[uri] = SampleSplit.evaluation
+        taken += 1
 
 
 def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
@@ -85,67 +179,74 @@ def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
             existing.config = config.to_dict()
             return existing.id
 
-    dataset = load_dataset(config.dataset)
-    test, pool, initial = split_dataset(len(dataset), config)
+    data = campaign_data(config)
+    plan = plan_campaign(config, data)
+    _warn_missing_classes(config, data, plan)
     try:
-        return _create_campaign(engine, config, dataset, test, pool, initial)
+        return _create_campaign(engine, config, data, plan)
     except IntegrityError:
         # Another process created the same campaign a moment ago: use theirs.
         return prepare_campaign(engine, config)
 
 
-def _create_campaign(
-    engine: Engine,
-    config: CampaignConfig,
-    dataset: LabeledImages,
-    test: np.ndarray,
-    pool: np.ndarray,
-    initial: np.ndarray,
-) -> int:
+def _warn_missing_classes(config: CampaignConfig, data: CampaignData, plan: Plan) -> None:
+    if not plan.seeds:
+        return
+    missing = missing_classes(data.labels, plan.seeds.values())
+    if missing:
+        log.warning(
+            "The seed labels of campaign %r cover %d of %d classes; missing: %s. The first model "
+            "cannot predict them until annotators label some.",
+            config.name, len(data.labels) - len(missing), len(data.labels), ", ".join(missing),
+        )
+
+
+def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData, plan: Plan) -> int:
     with session_scope(engine) as session:
         campaign = Campaign(
             name=config.name,
-            labels=list(dataset.labels),
+            labels=list(data.labels),
             strategy=config.strategy,
-            dataset=config.dataset,
+            dataset=config.dataset if not config.uses_own_data else f"files:{data.root}",
             config=config.to_dict(),
         )
         session.add(campaign)
         session.flush()
-        split_of = {int(i): SampleSplit.test for i in test} | {int(i): SampleSplit.pool for i in pool}
-        add_samples(
-            session,
-            campaign.id,
-            [NewSample(dataset.uris[i], dataset.content_hash(i), split_of[i]) for i in range(len(dataset))],
-        )
-        uris = [dataset.uris[int(i)] for i in initial]
-        ids = samples_by_uri(session, campaign.id, uris)
-        # The seed set takes the dataset's own labels, whoever labels the rounds.
-        answers = OracleAnnotator(dataset).pull(
-            [TaskRequest(ids[u], u, rank=-1, score=0.0, predicted_label="", confidence=0.0) for u in uris]
-        )
-        add_annotations(session, campaign.id, [_seed_annotation(a) for a in answers])
+        add_samples(session, campaign.id, [
+            NewSample(uri, plan.hashes[uri], split, *(plan.signatures.get(uri) or (None, None)))
+            for uri, split in plan.split_of.items()
+        ])
+        ids = samples_by_uri(session, campaign.id, plan.split_of)
+        for copy, first in plan.duplicate_of.items():
+            session.execute(update(Sample).where(Sample.id == ids[copy]).values(duplicate_of=ids[first]))
+        add_annotations(session, campaign.id, [
+            NewAnnotation(sample_id=ids[uri], annotator=plan.seed_source, label=label,
+                          source=plan.seed_source, external_id=f"seed-{ids[uri]}")
+            for uri, label in plan.seeds.items()
+        ])
+        session.add_all(SampleProblem(campaign_id=campaign.id, uri=u, reason=r) for u, r in plan.problems)
+        counts = {s: sum(v == s for v in plan.split_of.values()) for s in SampleSplit}
         log.info(
-            "Created campaign %r: %d pool samples (%d labeled to start), %d test samples",
-            config.name, len(pool), len(initial), len(test),
+            "Created campaign %r: %d pool samples (%d labeled to start), %d test, %d evaluation, "
+            "%d duplicate copies", config.name, counts[SampleSplit.pool], len(plan.seeds),
+            counts[SampleSplit.test], counts[SampleSplit.evaluation], len(plan.duplicate_of),
         )
         return campaign.id
 
 
-def _seed_annotation(answer: LabelAnswer) -> NewAnnotation:
-    return NewAnnotation(
-        sample_id=answer.sample_id,
-        annotator=answer.annotator,
-        label=answer.label,
-        source=OracleAnnotator.source,
-        external_id=answer.external_id,
-    )
-
-
 def check_dataset(config: CampaignConfig) -> None:
-    """Load the dataset and check the campaign fits its pool, before anything is written."""
-    dataset = load_dataset(config.dataset)
-    _, pool, _ = _split_sizes(len(dataset), config)
+    """Load the data and check the campaign fits its pool, before anything is written."""
+    data = campaign_data(config)
+    if config.uses_own_data:
+        free = len(data.pool) - len(data.seeds) - config.evaluation_size
+        if free < config.batch_size:
+            raise ConfigError(
+                f"data.pool holds {len(data.pool)} images; after {len(data.seeds)} seed labels and "
+                f"{config.evaluation_size} evaluation samples fewer than one batch "
+                f"({config.batch_size}) remain to select from"
+            )
+        return
+    _, pool, _ = _split_sizes(len(data.pool), config)
     config.check_pool(pool)
 
 
@@ -158,5 +259,5 @@ def check_annotator(config: CampaignConfig) -> None:
     """Reach the annotation backend before any round starts (fail fast on URL or token)."""
     if config.annotator != "labelstudio":
         return
-    annotator = build_annotator(config, load_dataset(config.dataset))
+    annotator = build_annotator(config, campaign_data(config))
     annotator.ensure_project()

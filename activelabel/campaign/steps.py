@@ -17,18 +17,20 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.acquisition import confidence, get_strategy, predicted_class, select_top_k
+from activelabel.acquisition.uncertainty import predictive_entropy
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.faults import crash_point
+from activelabel.campaign.data import CampaignData, campaign_data
+from activelabel.campaign.model_settings import model_spec, training_config
+from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
-from activelabel.pipeline.datasets import load_dataset
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate
 from activelabel.pipeline.model import ModelSpec
-from activelabel.pipeline.prediction import predict_probabilities
-from activelabel.pipeline.training import TrainingConfig, planned_epochs, train_model
+from activelabel.pipeline.training import planned_epochs, train_model
 from activelabel.progress import reporter
 from activelabel.storage import (
     Annotation,
@@ -36,6 +38,7 @@ from activelabel.storage import (
     Campaign,
     ModelCheckpoint,
     Round,
+    RoundKind,
     RoundStatus,
     SampleSplit,
     Selection,
@@ -48,9 +51,12 @@ from activelabel.storage.repository import (
     add_annotations,
     latest_round,
     move_round,
+    problem_uris,
+    record_problems,
     resolved_labels,
     round_scores,
     round_selections,
+    selected_sample_ids,
     split_samples,
     unlabeled_pool,
 )
@@ -86,7 +92,12 @@ def _timings(rnd: Round, step: str, started: float) -> dict:
 
 
 def start_round(engine: Engine, campaign_id: int) -> int:
-    """The round to work on: the unfinished one (a failed one is reopened), else a new one."""
+    """The round to work on: the unfinished one (a failed one is reopened), else a new one.
+
+    A new round's kind follows from the labels so far: ``evaluation`` while the evaluation
+    split is unlabeled, ``cold_start`` while fewer labels than ``min_labels_to_train`` exist,
+    else ``active``.
+    """
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
@@ -98,7 +109,10 @@ def start_round(engine: Engine, campaign_id: int) -> int:
                 move_round(session, last.id, RoundStatus.failed, resume_at, error=None, failed_step=None)
             return last.id
         index = 1 if last is None else last.index + 1
-        rnd = Round(campaign_id=campaign_id, index=index, strategy=campaign.strategy, timings={})
+        config = CampaignConfig.from_dict(campaign.config)
+        kind = next_round_kind(session, campaign_id, config)
+        strategy = campaign.strategy if kind == RoundKind.active else "random"
+        rnd = Round(campaign_id=campaign_id, index=index, strategy=strategy, kind=kind, timings={})
         session.add(rnd)
         try:
             session.flush()
@@ -107,6 +121,18 @@ def start_round(engine: Engine, campaign_id: int) -> int:
                 f"round {index} of campaign {campaign.name!r} is already running"
             ) from None
         return rnd.id
+
+
+def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundKind:
+    resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
+    taken = selected_sample_ids(session, campaign_id)
+    evaluation = split_samples(session, campaign_id, SampleSplit.evaluation)
+    if any(s.id not in resolved and s.id not in taken for s in evaluation):
+        return RoundKind.evaluation
+    pool_labels = sum(
+        s.id in resolved for s in split_samples(session, campaign_id, SampleSplit.pool) if s.duplicate_of is None
+    )
+    return RoundKind.cold_start if pool_labels < config.cold_start_threshold else RoundKind.active
 
 
 def mark_failed(engine: Engine, round_id: int, error: BaseException) -> None:
@@ -128,23 +154,55 @@ def note_error(engine: Engine, round_id: int, error: BaseException) -> None:
             rnd.error = f"{type(error).__name__}: {error}"[:4000]
 
 
+def _labeled_pool(session, campaign_id: int, config: CampaignConfig):
+    """(resolved labels, pool samples a model trains on: labeled, readable, not copies)."""
+    labels = resolved_labels(session, campaign_id, config.annotations_per_task)
+    unreadable = problem_uris(session, campaign_id)
+    pool = split_samples(session, campaign_id, SampleSplit.pool)
+    return labels, [s for s in pool if s.id in labels and s.duplicate_of is None and s.uri not in unreadable]
+
+
+def _yardstick(session, campaign_id: int, config: CampaignConfig, data: CampaignData, labels) -> tuple[list[str], list[str]]:
+    """(URIs, labels) the round is measured on: the given test split, or the evaluation split
+    labeled by the annotators. Never samples a strategy picked: they are a biased sample."""
+    unreadable = problem_uris(session, campaign_id)
+    uris, names = [], []
+    for s in split_samples(session, campaign_id, SampleSplit.test):
+        if s.duplicate_of is None and s.uri not in unreadable:
+            uris.append(s.uri)
+            names.append(data.given_label(s.uri))
+    for s in split_samples(session, campaign_id, SampleSplit.evaluation):
+        if s.id in labels and s.duplicate_of is None and s.uri not in unreadable:
+            uris.append(s.uri)
+            names.append(labels[s.id].label)
+    return uris, names
+
+
 def train_step(engine: Engine, round_id: int) -> None:
-    """Train on every resolved label, evaluate on the test split, store weights and metrics."""
+    """Train on every resolved pool label, measure on the yardstick, store weights and metrics.
+
+    Evaluation and cold-start rounds train nothing: they move straight on to picking samples.
+    """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.training:
         return
     started = time.perf_counter()
+    data = campaign_data(config)
     with session_scope(engine) as session:
-        labels = resolved_labels(session, campaign.id, config.annotations_per_task)
-        pool = split_samples(session, campaign.id, SampleSplit.pool)
-        test = split_samples(session, campaign.id, SampleSplit.test)
-    labeled = [s for s in pool if s.id in labels]
-    dataset = load_dataset(campaign.dataset)
+        labels, labeled = _labeled_pool(session, campaign.id, config)
+        yard_uris, yard_labels = _yardstick(session, campaign.id, config, data, labels)
+    if rnd.kind != RoundKind.active:
+        with session_scope(engine) as session:
+            move_round(session, round_id, RoundStatus.training, RoundStatus.scoring,
+                       labeled_count=len(labeled), timings=_timings(rnd, "train", started))
+        log.info("Round %d (%s): no model trained, %d labels so far", rnd.index, rnd.kind.value, len(labeled))
+        return
+    x, kept, problems = read_readable(data.store, [s.uri for s in labeled])
+    labeled = [labeled[i] for i in kept]
     class_of = {name: i for i, name in enumerate(campaign.labels)}
-    x = dataset.images[dataset.indices_of([s.uri for s in labeled])]
     y = np.array([class_of[labels[s.id].label] for s in labeled], dtype=np.int64)
-    spec = ModelSpec(in_channels=dataset.images.shape[1], num_classes=len(campaign.labels))
-    training = TrainingConfig(epochs=config.epochs)
+    spec = model_spec(config, data.in_channels, len(campaign.labels))
+    training = training_config(config)
     device = resolve_device(config.device)
     progress = reporter()
     progress.phase(
@@ -154,16 +212,15 @@ def train_step(engine: Engine, round_id: int) -> None:
         x, y, spec, training, seed=_seed(config, rnd), device=device,
         on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
     )
-    test_rows = dataset.indices_of([s.uri for s in test])
-    probs = predict_probabilities(model, dataset.images[test_rows], samples=0, device=device, seed=0)
-    metrics = evaluate(probs[0], dataset.targets[test_rows])
+    metrics = _measure(model, data, config, yard_uris, yard_labels, class_of, device, problems)
     version = f"r{rnd.index}-{weights_digest(model)[:12]}"
     crash_point("train", rnd.index)
     with session_scope(engine) as session:
         moved = move_round(
             session, round_id, RoundStatus.training, RoundStatus.scoring,
             model_version=version, labeled_count=len(labeled),
-            test_accuracy=metrics.accuracy, test_nll=metrics.nll, test_ece=metrics.ece,
+            test_accuracy=metrics.accuracy if metrics else None,
+            test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
             timings=_timings(rnd, "train", started),
         )
         if moved:
@@ -171,69 +228,143 @@ def train_step(engine: Engine, round_id: int) -> None:
                 round_id=round_id, version=version, architecture=spec.to_dict(),
                 state=serialize_weights(model),
             ))
-    log.info(
-        "Round %d: trained on %d labels, test accuracy %.3f (NLL %.3f, ECE %.3f)",
-        rnd.index, len(labeled), metrics.accuracy, metrics.nll, metrics.ece,
-    )
+            record_problems(session, campaign.id, problems)
+    if metrics is None:
+        log.warning("Round %d: trained on %d labels; no test or labeled evaluation sample to measure on",
+                    rnd.index, len(labeled))
+    else:
+        log.info(
+            "Round %d: trained on %d labels, test accuracy %.3f (NLL %.3f, ECE %.3f)",
+            rnd.index, len(labeled), metrics.accuracy, metrics.nll, metrics.ece,
+        )
+
+
+def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
+    if not uris:
+        return None
+    targets = np.array([class_of[n] for n in names], dtype=np.int64)
+    probs, rows = [], []
+    for positions, p in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
+                                             workers=config.loader_workers, problems=problems):
+        rows.append(positions)
+        probs.append(p[0])
+    if not rows:
+        return None
+    return evaluate(np.concatenate(probs), targets[np.concatenate(rows)])
 
 
 def score_step(engine: Engine, round_id: int) -> None:
-    """Score every unlabeled pool sample with the campaign's strategy; one bulk write."""
+    """Score every candidate sample; one bulk write with the round's move to selecting.
+
+    Active rounds score the unlabeled pool chunk by chunk with the round's model (MC dropout);
+    cold-start rounds give the unlabeled pool seeded random scores; evaluation rounds give the
+    evaluation split random scores (a random order for the annotators).
+    """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.scoring:
         return
     started = time.perf_counter()
     with session_scope(engine) as session:
+        if rnd.kind == RoundKind.evaluation:
+            taken = selected_sample_ids(session, campaign.id)
+            pool = [s for s in split_samples(session, campaign.id, SampleSplit.evaluation)
+                    if s.id not in taken and s.duplicate_of is None]
+        else:
+            pool = unlabeled_pool(session, campaign.id)
         checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id))
-        pool = unlabeled_pool(session, campaign.id)
-    assert checkpoint is not None
-    dataset = load_dataset(campaign.dataset)
+    problems: list[tuple[str, str]] = []
+    mean_entropy = None
+    if rnd.kind != RoundKind.active:
+        values = np.random.default_rng(_seed(config, rnd)).random(len(pool))
+        score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
+    else:
+        assert checkpoint is not None
+        score_rows, mean_entropy = _score_pool(rnd, campaign, config, checkpoint, pool, problems)
+    crash_point("score", rnd.index)
+    with session_scope(engine) as session:
+        if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
+                      pool_count=len(score_rows), mean_pool_entropy=mean_entropy,
+                      timings=_timings(rnd, "score", started)):
+            write_scores(session, score_rows)
+            record_problems(session, campaign.id, problems)
+    if problems:
+        log.warning("Round %d: %d unreadable images skipped (recorded; see `activelabel status`)",
+                    rnd.index, len(problems))
+
+
+def _score_pool(rnd, campaign, config, checkpoint, pool, problems) -> tuple[list[tuple], float | None]:
+    data = campaign_data(config)
     device = resolve_device(config.device)
     model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, device)
     progress = reporter()
     progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × {config.mc_samples} passes", len(pool))
-    rows = dataset.indices_of([s.uri for s in pool])
-    probs = predict_probabilities(
-        model, dataset.images[rows], samples=config.mc_samples, device=device,
-        seed=_seed(config, rnd), on_batch=lambda done, _total: progress.advance(done),
-    )
     strategy = get_strategy(rnd.strategy)
-    values = strategy.score(probs, rng=np.random.default_rng(_seed(config, rnd)))
-    predicted, conf = predicted_class(probs), confidence(probs)
-    score_rows = [
-        (round_id, s.id, strategy.name, float(v), int(c), float(p))
-        for s, v, c, p in zip(pool, values, predicted, conf)
-    ]
-    crash_point("score", rnd.index)
-    with session_scope(engine) as session:
-        if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
-                      pool_count=len(pool), timings=_timings(rnd, "score", started)):
-            write_scores(session, score_rows)
+    rng = np.random.default_rng(_seed(config, rnd))
+    rows: list[tuple] = []
+    entropy_sum = 0.0
+    for positions, probs in stream_probabilities(
+        model, data.store, [s.uri for s in pool], samples=config.mc_samples, device=device,
+        seed=_seed(config, rnd), workers=config.loader_workers, problems=problems,
+        on_batch=progress.advance,
+    ):
+        values = strategy.score(probs, rng=rng)
+        predicted, conf = predicted_class(probs), confidence(probs)
+        entropy_sum += float(predictive_entropy(probs).sum())
+        rows.extend(
+            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p))
+            for i, v, c, p in zip(positions, values, predicted, conf)
+        )
+    return rows, (entropy_sum / len(rows) if rows else None)
 
 
 def select_step(engine: Engine, round_id: int) -> None:
-    """Keep the batch_size highest scores (ties: lower sample id first) as this round's selection."""
+    """Keep the highest scores (ties: lower sample id first) as this round's selection.
+
+    Active and cold-start rounds take ``batch_size`` (fewer when the label budget is nearly
+    spent); an evaluation round takes every evaluation sample it scored.
+    """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.selecting:
         return
     started = time.perf_counter()
-    reporter().phase(f"round {rnd.index} · selecting {config.batch_size}", total=1)
     with session_scope(engine) as session:
         scores = round_scores(session, round_id, rnd.strategy)
-        chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), config.batch_size)
+        size = len(scores) if rnd.kind == RoundKind.evaluation else batch_size_now(session, campaign.id, config)
+        reporter().phase(f"round {rnd.index} · selecting {min(size, len(scores))}", total=1)
+        chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores))) if scores else []
         picked = [scores[int(i)] for i in chosen]
-        mean_score = float(np.mean([s.value for s in picked]))
+        mean_score = float(np.mean([s.value for s in picked])) if picked and rnd.kind == RoundKind.active else None
         crash_point("select", rnd.index)
         if move_round(session, round_id, RoundStatus.selecting, RoundStatus.pushing,
                       mean_selected_score=mean_score, timings=_timings(rnd, "select", started)):
             session.add_all(
                 Selection(
                     campaign_id=campaign.id, round_id=round_id, sample_id=s.sample_id, rank=rank,
-                    score=s.value, predicted_label=campaign.labels[s.predicted_class],
+                    score=s.value,
+                    predicted_label=campaign.labels[s.predicted_class] if s.predicted_class >= 0 else "",
                     confidence=s.confidence,
                 )
                 for rank, s in enumerate(picked)
             )
+
+
+def labels_spent(session, campaign_id: int, config: CampaignConfig) -> int:
+    """Samples labeled through the campaign (annotators or simulation; given labels excluded)."""
+    from activelabel.storage import Annotation
+
+    given = set(session.scalars(select(Annotation.sample_id).where(
+        Annotation.campaign_id == campaign_id, Annotation.source == "given")))
+    resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
+    return sum(sample_id not in given for sample_id in resolved)
+
+
+def batch_size_now(session, campaign_id: int, config: CampaignConfig) -> int:
+    """The batch size, cut so the label budget is never exceeded (counting samples still out)."""
+    if config.label_budget is None:
+        return config.batch_size
+    out = len(selected_sample_ids(session, campaign_id) - set(resolved_labels(session, campaign_id)))
+    left = config.label_budget - labels_spent(session, campaign_id, config) - out
+    return max(0, min(config.batch_size, left))
 
 
 def _task_requests(engine: Engine, where) -> list[TaskRequest]:
@@ -258,7 +389,7 @@ def push_step(engine: Engine, round_id: int) -> None:
         return
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
-    annotator = build_annotator(config, load_dataset(campaign.dataset))
+    annotator = build_annotator(config, campaign_data(config))
     tasks = _task_requests(engine, Selection.round_id == round_id)
     task_ids = annotator.push(
         [t for t in tasks if t.external_task_id is None],
@@ -289,7 +420,7 @@ def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, 
     ]
     if not outstanding:
         return 0, 0
-    annotator = build_annotator(config, load_dataset(campaign.dataset))
+    annotator = build_annotator(config, campaign_data(config))
     answers = annotator.pull(outstanding, round_index=round_index)
     task_of = {t.sample_id: t for t in outstanding}
     records = [_annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id),

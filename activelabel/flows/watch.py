@@ -68,14 +68,14 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
     from activelabel.annotation.webhook import WebhookReceiver, generate_secret, register_webhook
     from activelabel.campaign.config import CampaignConfig
     from activelabel.campaign.setup import build_annotator
-    from activelabel.pipeline.datasets import load_dataset
+    from activelabel.campaign.data import campaign_data
     from activelabel.storage import Campaign, session_scope
 
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
-        config, dataset_spec = CampaignConfig.from_dict(campaign.config), campaign.dataset
-    annotator = build_annotator(config, load_dataset(dataset_spec))
+        config = CampaignConfig.from_dict(campaign.config)
+    annotator = build_annotator(config, campaign_data(config))
     if not isinstance(annotator, LabelStudioAnnotator):
         raise ConfigError(f"--webhook needs a Label Studio campaign; {config.name!r} uses {config.annotator!r}")
     secret = generate_secret()

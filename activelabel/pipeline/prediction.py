@@ -7,7 +7,7 @@ leaks into the batch-norm statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,7 +39,33 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
-@torch.no_grad()
+def predict_stream(
+    model: nn.Module,
+    chunks: Iterable[torch.Tensor | np.ndarray],
+    *,
+    samples: int,
+    device: torch.device,
+    seed: int,
+) -> Iterator[np.ndarray]:
+    """Class probabilities ``[T, b, C]`` (float32) for each chunk of images ``[b, C, H, W]``.
+
+    ``samples=0`` means one deterministic pass (T = 1). Chunks are consumed one at a time, so a
+    pool of any size streams through with memory bounded by one chunk (the caller reduces each
+    chunk to per-sample figures). Dropout masks come from one torch generator seeded with
+    ``seed``: the same chunks in the same order give the same probabilities.
+    """
+    torch.manual_seed(seed)
+    deterministic = samples == 0
+    passes = 1 if deterministic else samples
+    context = _restoring_modes(model) if deterministic else mc_dropout(model)
+    with context, torch.no_grad():
+        for chunk in chunks:
+            x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+            x = x.to(device)
+            logits = torch.stack([model(x) for _ in range(passes)])
+            yield torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+
 def predict_probabilities(
     model: nn.Module,
     images: np.ndarray,
@@ -52,25 +78,21 @@ def predict_probabilities(
 ) -> np.ndarray:
     """Class probabilities ``[T, N, C]`` (float32); ``samples=0`` means one deterministic pass.
 
-    The pool streams through in chunks of ``batch_size`` so memory stays bounded; each chunk
-    is run T times. ``on_batch(done, total)`` reports progress in samples.
+    The images stream through in chunks of ``batch_size`` (see :func:`predict_stream`); each
+    chunk is run T times. ``on_batch(done, total)`` reports progress in samples.
     """
-    torch.manual_seed(seed)
-    deterministic = samples == 0
-    passes = 1 if deterministic else samples
     n = len(images)
+    starts = range(0, n, batch_size)
     chunks: list[np.ndarray] = []
-    context = _restoring_modes(model) if deterministic else mc_dropout(model)
-    with context:
-        for start in range(0, n, batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-            logits = torch.stack([model(x) for _ in range(passes)])
-            chunks.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-            if on_batch is not None:
-                on_batch(min(start + batch_size, n), n)
+    stream = predict_stream(
+        model, (images[s : s + batch_size] for s in starts), samples=samples, device=device, seed=seed
+    )
+    for start, probs in zip(starts, stream):
+        chunks.append(probs)
+        if on_batch is not None:
+            on_batch(min(start + batch_size, n), n)
     if not chunks:
-        num_classes = _num_classes(model)
-        return np.zeros((passes, 0, num_classes), dtype=np.float32)
+        return np.zeros((1 if samples == 0 else samples, 0, _num_classes(model)), dtype=np.float32)
     return np.concatenate(chunks, axis=1)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Enum,
     Float,
@@ -38,6 +39,20 @@ class SampleSplit(str, enum.Enum):
 
     pool = "pool"
     test = "test"
+    # Drawn at random from the pool and labeled first by the annotators: the yardstick of a
+    # campaign without a given test set. Never trained on, never selected by a strategy.
+    evaluation = "evaluation"
+
+
+class RoundKind(str, enum.Enum):
+    """What a round is for; the round table says so."""
+
+    # Labels the evaluation split (no model is trained).
+    evaluation = "evaluation"
+    # Fewer labels than min_labels_to_train: a seeded random batch, no model.
+    cold_start = "cold_start"
+    # Train, score the pool by uncertainty, select the most uncertain.
+    active = "active"
 
 
 class RoundStatus(str, enum.Enum):
@@ -89,6 +104,25 @@ class Sample(Base):
     uri: Mapped[str] = mapped_column(String(1000))
     content_hash: Mapped[str] = mapped_column(String(64))
     split: Mapped[SampleSplit] = mapped_column(_enum(SampleSplit))
+    # File size and modification time when hashed: a cheap first check for changed files.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # Byte-identical copies are one sample: the first copy stands for all, the others point to
+    # it here. Copies are never scored, selected or trained on; they share its label.
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("sample.id", ondelete="CASCADE"))
+
+
+class SampleProblem(Base):
+    """A file of the campaign's data that could not be read: recorded, skipped, never selected."""
+
+    __tablename__ = "sample_problem"
+    __table_args__ = (UniqueConstraint("campaign_id", "uri", name="uq_sample_problem_campaign_uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(String(1000))
+    reason: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Round(Base):
@@ -100,6 +134,7 @@ class Round(Base):
     index: Mapped[int] = mapped_column(Integer)
     status: Mapped[RoundStatus] = mapped_column(_enum(RoundStatus), default=RoundStatus.training)
     strategy: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[RoundKind] = mapped_column(_enum(RoundKind), default=RoundKind.active)
     model_version: Mapped[str | None] = mapped_column(String(64))
     labeled_count: Mapped[int | None] = mapped_column(Integer)
     pool_count: Mapped[int | None] = mapped_column(Integer)
@@ -107,6 +142,10 @@ class Round(Base):
     test_nll: Mapped[float | None] = mapped_column(Float)
     test_ece: Mapped[float | None] = mapped_column(Float)
     mean_selected_score: Mapped[float | None] = mapped_column(Float)
+    # Mean predictive entropy (nats) of the scored pool: the plateau stopping rule reads it.
+    mean_pool_entropy: Mapped[float | None] = mapped_column(Float)
+    # The stopping rule that ended the campaign after this round (None: not stopped here).
+    stop_reason: Mapped[str | None] = mapped_column(Text)
     timings: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     # The step a failed round was in, so `resume` can continue exactly there.

@@ -23,6 +23,7 @@ from activelabel.storage.models import (
     Round,
     RoundStatus,
     Sample,
+    SampleProblem,
     SampleSplit,
     Score,
     Selection,
@@ -36,6 +37,8 @@ class NewSample:
     uri: str
     content_hash: str
     split: SampleSplit
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def get_campaign(session: Session, name: str) -> Campaign | None:
 
 def add_samples(session: Session, campaign_id: int, samples: Sequence[NewSample]) -> None:
     rows = [
-        {"campaign_id": campaign_id, "uri": s.uri, "content_hash": s.content_hash, "split": s.split}
+        {"campaign_id": campaign_id, "uri": s.uri, "content_hash": s.content_hash, "split": s.split,
+         "size_bytes": s.size_bytes, "mtime_ns": s.mtime_ns}
         for s in samples
     ]
     for start in range(0, len(rows), BULK_CHUNK):
@@ -115,10 +119,28 @@ def selected_sample_ids(session: Session, campaign_id: int) -> set[int]:
 
 
 def unlabeled_pool(session: Session, campaign_id: int) -> list[Sample]:
-    """Pool samples with no label and not already sent to annotators, in id order."""
+    """Pool samples a strategy may pick, in id order: no label, not sent to annotators yet, not
+    a copy of another sample, and not recorded as unreadable."""
     labeled = resolved_labels(session, campaign_id).keys()
     taken = selected_sample_ids(session, campaign_id) | set(labeled)
-    return [s for s in split_samples(session, campaign_id, SampleSplit.pool) if s.id not in taken]
+    unreadable = problem_uris(session, campaign_id)
+    return [
+        s for s in split_samples(session, campaign_id, SampleSplit.pool)
+        if s.id not in taken and s.duplicate_of is None and s.uri not in unreadable
+    ]
+
+
+def problem_uris(session: Session, campaign_id: int) -> set[str]:
+    """URIs of the campaign's files recorded as unreadable."""
+    return set(session.scalars(select(SampleProblem.uri).where(SampleProblem.campaign_id == campaign_id)))
+
+
+def record_problems(session: Session, campaign_id: int, problems: Iterable[tuple[str, str]]) -> int:
+    """Store (uri, reason) for unreadable files not recorded yet; returns how many were new."""
+    known = problem_uris(session, campaign_id)
+    fresh = {uri: reason for uri, reason in problems if uri not in known}
+    session.add_all(SampleProblem(campaign_id=campaign_id, uri=u, reason=r) for u, r in fresh.items())
+    return len(fresh)
 
 
 def add_annotations(session: Session, campaign_id: int, annotations: Sequence[NewAnnotation]) -> int:

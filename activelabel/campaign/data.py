@@ -1,0 +1,155 @@
+"""A campaign's data: where pixels come from, what is already known, and what the truth is.
+
+Three things that today's built-in datasets blur together are kept apart (DESIGN "Data"):
+
+- *pixels*: an :class:`~activelabel.pipeline.store.ImageStore` reads any sample by URI,
+  lazily (files) or from memory (digits, MNIST);
+- *given labels*: labels the user handed over with the data (a labeled test set, seed labels)
+  — never the pool's truth;
+- *truth*: what a simulated annotator answers (``annotator.truth``, or a built-in dataset's
+  own labels). A campaign on unlabeled images has none, and needs none.
+
+Sample URIs of file campaigns are paths relative to the *data root* (the pool folder, or the
+pool manifest's folder), so the same file has the same URI however its folder was spelled,
+and a moved data folder keeps its URIs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from activelabel.annotation.simulated import Truth
+from activelabel.campaign.config import CampaignConfig
+from activelabel.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CampaignData:
+    """Everything a round reads about the campaign's data (built once per process)."""
+
+    labels: list[str]
+    store: object  # ImageStore
+    # Folder the URIs are relative to (file campaigns and image folders); None: in memory.
+    root: Path | None
+    # Labels handed over with the data: the test split's labels and seed labels, by URI.
+    given: dict[str, str]
+    truth: Truth | None
+    # Creation only: the URIs of each part, in a stable order.
+    pool: list[str]
+    test: list[str]
+    seeds: list[str]
+    # (uri, reason) of files that could not be listed or read.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    in_channels: int = 1
+
+    def given_label(self, uri: str) -> str:
+        try:
+            return self.given[uri]
+        except KeyError:
+            raise ConfigError(f"sample {uri!r} has no given label") from None
+
+
+def campaign_data(config: CampaignConfig) -> CampaignData:
+    """The campaign's data (cached per process: rounds read it often)."""
+    return _cached(config.dataset, config.data_pool, config.data_labeled, config.data_test,
+                   config.labels, config.truth, config.image_size, config.channels)
+
+
+def clear_cache() -> None:
+    _cached.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def _cached(dataset, pool, labeled, test, labels, truth, image_size, channels) -> CampaignData:
+    if dataset != "files":
+        return _builtin(dataset)
+    return _from_files(pool, labeled, test, labels, truth, image_size, channels)
+
+
+def _builtin(spec: str) -> CampaignData:
+    from activelabel.pipeline.datasets import load_dataset
+    from activelabel.pipeline.store import ArrayStore
+
+    dataset = load_dataset(spec)
+    names = list(dataset.labels)
+    given = {uri: names[int(t)] for uri, t in zip(dataset.uris, dataset.targets)}
+    return CampaignData(
+        labels=names,
+        store=ArrayStore(dataset.images, list(dataset.uris)),
+        root=dataset.root,
+        given=given,
+        truth=Truth(tuple(names), given),
+        pool=list(dataset.uris),
+        test=[],
+        seeds=[],
+        problems=[(p, "unreadable") for p in dataset.problems],
+        in_channels=int(dataset.images.shape[1]),
+    )
+
+
+def data_root(pool: str) -> Path:
+    """The folder sample URIs are relative to: the pool folder, or the pool manifest's folder."""
+    path = Path(pool)
+    return path if path.is_dir() else path.parent
+
+
+def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> CampaignData:
+    from activelabel.pipeline.sources import load_source, read_manifest, uri_for
+    from activelabel.pipeline.store import FileStore
+
+    root = data_root(pool)
+    pool_records = load_source(pool, key="data.pool", labels=labels, labeled=False)
+    seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True) if labeled else []
+    test_records = load_source(test, key="data.test", labels=labels, labeled=True) if test else []
+    names = list(labels) if labels else sorted({r.label for r in seed_records if r.label})
+    if not names:
+        raise ConfigError("data.labels is required: no label set given and data.labeled holds no labels")
+    _check_labels(names, seed_records, "data.labeled")
+    _check_labels(names, test_records, "data.test")
+
+    test_uris = [uri_for(r.path, root) for r in test_records]
+    seed_uris = [uri_for(r.path, root) for r in seed_records]
+    given = {u: r.label for u, r in zip(test_uris + seed_uris, test_records + seed_records) if r.label}
+    in_test = set(test_uris)
+    pool_uris = [u for u in (uri_for(r.path, root) for r in pool_records) if u not in in_test]
+    # Seed images outside the pool folder join the pool (labeled already).
+    known = set(pool_uris)
+    pool_uris += [u for u in seed_uris if u not in known and u not in in_test]
+    truth_map = None
+    if truth:
+        records = read_manifest(truth, key="annotator.truth", labels=names, require_labels=True)
+        truth_map = Truth(tuple(names), {uri_for(r.path, root): r.label for r in records})
+    if not pool_uris:
+        raise ConfigError(f"data.pool: no image found in {pool}")
+    return CampaignData(
+        labels=names,
+        store=FileStore(root, size=image_size, channels=channels),
+        root=root,
+        given=given,
+        truth=truth_map,
+        pool=pool_uris,
+        test=test_uris,
+        seeds=[u for u in seed_uris if u not in in_test],
+        in_channels=channels,
+    )
+
+
+def _check_labels(names: list[str], records, key: str) -> None:
+    allowed = set(names)
+    for record in records:
+        if record.label is not None and record.label not in allowed:
+            raise ConfigError(
+                f"{key}: {record.path} has label {record.label!r}, which is not in the label set "
+                f"{names}; add it to data.labels or fix the label"
+            )
+
+
+def missing_classes(names: list[str], labels_present) -> list[str]:
+    """Label-set entries that no given label uses (a seed set covering 2 of 10 classes)."""
+    present = set(labels_present)
+    return [n for n in names if n not in present]
