@@ -18,10 +18,10 @@ import numpy as np
 
 from activelabel.errors import DatasetError
 from activelabel.pipeline.decode import read_image
+from activelabel.pipeline.sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _read(path: Path, size: int, channels: int) -> np.ndarray:
