@@ -1,8 +1,9 @@
 """A user's own images: one sub-folder per class, as torchvision's ImageFolder lays them out.
 
 ``imagefolder:/data/pets?size=64&channels=3`` reads every image under ``/data/pets/<class>/``,
-converts it to grayscale (``channels=1``, the default) or RGB (``channels=3``) and resizes it to
-``size`` x ``size`` pixels (default 28). A file that cannot be decoded is skipped and reported
+decodes it as a browser shows it (:mod:`activelabel.pipeline.decode`), converts it to grayscale
+(``channels=1``, the default) or RGB (``channels=3``) and resizes it to ``size`` x ``size`` pixels
+(default 28). A file that cannot be decoded is skipped and reported
 (log warning + ``LabeledImages.problems``), never fatal; a folder with no readable image is.
 Sample URIs are paths relative to the folder (``cat/001.png``), so they stay valid when the
 folder moves and can be served to annotators from a document root.
@@ -16,23 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from activelabel.errors import DatasetError
+from activelabel.pipeline.decode import read_image
+from activelabel.pipeline.sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def _read(path: Path, size: int, channels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            converted = image.convert("L" if channels == 1 else "RGB").resize((size, size))
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from None
-    array = np.asarray(converted, dtype=np.float32) / 255.0
-    return array[None, :, :] if channels == 1 else array.transpose(2, 0, 1)
+    # The one decoder shared with Label Studio's view (EXIF, alpha over white, 16-bit scaling).
+    return read_image(path, size=size, channels=channels)
 
 
 def load_image_folder(folder: str | Path, *, size: int = 28, channels: int = 1):
