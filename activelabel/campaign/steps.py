@@ -358,12 +358,17 @@ def labels_spent(session, campaign_id: int, config: CampaignConfig) -> int:
     return sum(sample_id not in given for sample_id in resolved)
 
 
+def labels_committed(session, campaign_id: int, config: CampaignConfig) -> int:
+    """Labels spent plus samples still out with the annotators (they will be spent)."""
+    out = len(selected_sample_ids(session, campaign_id) - set(resolved_labels(session, campaign_id)))
+    return labels_spent(session, campaign_id, config) + out
+
+
 def batch_size_now(session, campaign_id: int, config: CampaignConfig) -> int:
     """The batch size, cut so the label budget is never exceeded (counting samples still out)."""
     if config.label_budget is None:
         return config.batch_size
-    out = len(selected_sample_ids(session, campaign_id) - set(resolved_labels(session, campaign_id)))
-    left = config.label_budget - labels_spent(session, campaign_id, config) - out
+    left = config.label_budget - labels_committed(session, campaign_id, config)
     return max(0, min(config.batch_size, left))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from prefect.cache_policies import NO_CACHE
 
 from activelabel.campaign import steps
+from activelabel.campaign.stopping import check_stop
 from activelabel.campaign.summary import RoundSummary, round_summary
 from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
@@ -124,6 +125,10 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
     campaign_id = steps.campaign_id(engine, campaign_name)
     summaries = []
     while steps.completed_rounds(engine, campaign_id) < rounds:
+        reason = check_stop(engine, campaign_id)
+        if reason:
+            log.warning("Campaign %r stopped: %s", campaign_name, reason)
+            break
         summary = round_flow(campaign_name, database_url)
         summaries.append(summary)
         if summary.status == "waiting_for_labels":
@@ -135,6 +140,10 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
         if summary.status != "complete":
             log.warning("Round %d is %s; stopping the campaign here", summary.index, summary.status)
             break
+    else:
+        reason = check_stop(engine, campaign_id)
+        if reason:
+            log.warning("Campaign %r stopped: %s", campaign_name, reason)
     return summaries
 
 
