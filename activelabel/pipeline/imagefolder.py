@@ -18,7 +18,7 @@ import numpy as np
 
 from activelabel.errors import DatasetError
 from activelabel.pipeline.decode import read_image
-from activelabel.pipeline.sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported)
+from activelabel.pipeline.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
