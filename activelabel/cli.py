@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -79,9 +80,7 @@ def demo(
     the run stops when a round waits for labels: continue with `activelabel watch` or `sync`.
     """
     _configure_logging(verbose)
-    from activelabel.campaign import CampaignConfig, campaign_summaries, prepare_campaign
-    from activelabel.campaign.setup import check_annotator, check_dataset
-    from activelabel.storage.database import describe_url
+    from activelabel.campaign import CampaignConfig
 
     config = CampaignConfig(
         name=campaign or f"demo-{strategy}-seed{seed}", dataset=dataset, strategy=strategy,
@@ -90,15 +89,28 @@ def demo(
         cpu_threads=cpu_threads, annotator=annotator, annotations_per_task=annotations_per_task,
         min_new_labels=min_new_labels, image_url_prefix=image_url_prefix, document_root=document_root,
     )
+    _run_campaign(config, database_url)
+
+
+def _run_campaign(config, database_url: str | None, **data_checks: bool) -> None:
+    """Check data and annotators, create or continue the campaign, run its rounds, print them."""
+    from activelabel.campaign import campaign_summaries, prepare_campaign
+    from activelabel.campaign.setup import check_annotator, check_dataset
+    from activelabel.storage.database import describe_url
+
     check_dataset(config)
     check_annotator(config)
     engine, url = _open_database(database_url)
-    prepare_campaign(engine, config)
+    prepare_campaign(engine, config, **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
     )
     _run_with_progress(config.name, config.rounds)
-    _print_rounds(config.name, campaign_summaries(engine, config.name))
+    summaries = campaign_summaries(engine, config.name)
+    _print_rounds(config.name, summaries)
+    stopped = [s.stop_reason for s in summaries if s.stop_reason]
+    if stopped:
+        err_console.print(f"Stopped: {stopped[-1]}")
 
 
 def _quiet_prefect() -> None:
@@ -144,29 +156,133 @@ def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
 
 def _print_rounds(campaign_name: str, summaries: list) -> None:
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "labeled", "test accuracy", "mean uncertainty of selected", "seconds", "status"):
-        table.add_column(column, justify="left" if column == "status" else "right")
+    for column in ("round", "kind", "labeled", "test accuracy", "mean uncertainty of selected", "seconds", "status"):
+        table.add_column(column, justify="left" if column in ("status", "kind") else "right")
     for s in summaries:
         table.add_row(
             str(s.index),
+            s.kind.replace("_", " "),
             "" if s.labeled is None else str(s.labeled),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             "" if s.mean_selected_score is None else f"{s.mean_selected_score:.4f}",
             f"{s.seconds:.1f}",
-            s.status.replace("_", " "),
+            s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
         )
     console.print(table)
 
 
-app.command(
-    "run",
-    help="Same as `demo`, for your own campaigns: pick the dataset, annotator and sizes.",
-)(demo)
+@app.command("run")
+def run(
+    campaign_file: Annotated[Optional[Path], typer.Argument(help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
+    strategy: Annotated[Optional[str], typer.Option(help="Acquisition strategy (see `activelabel strategies`). Default: bald.", show_default=False)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples sent to annotators each round. Default: 20.", show_default=False)] = None,
+    initial_labeled: Annotated[Optional[int], typer.Option(help="Built-in datasets: randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
+    mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for splits, training, dropout and random picks. Default: 0.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset when no campaign file is given: 'digits', 'imagefolder:/folder[?size=28&channels=1]' or 'mnist:/folder[?limit=N]'.", show_default=False)] = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Campaign name (overrides the file's campaign.name).", show_default=False)] = None,
+    database_url: DatabaseOption = None,
+    device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
+    cpu_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch.", show_default=False)] = None,
+    annotator: Annotated[Optional[str], typer.Option(help="Who labels: 'simulated' or 'labelstudio' ($LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY).", show_default=False)] = None,
+    annotations_per_task: Annotated[Optional[int], typer.Option(help="Label Studio: annotators per sample (majority vote).", show_default=False)] = None,
+    min_new_labels: Annotated[Optional[int], typer.Option(help="A round completes once this many of its samples are labeled (default: all).", show_default=False)] = None,
+    image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI.", show_default=False)] = None,
+    document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT, to serve image files from.", show_default=False)] = None,
+    relocate: Annotated[bool, typer.Option("--relocate", help="Accept a moved data folder: continue when every stored file is found at the new place with the same content.")] = False,
+    accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Labeled images changed since they were labeled: keep their labels.")] = False,
+    relabel_changes: Annotated[bool, typer.Option("--relabel-changes", help="Labeled images changed since they were labeled: send them to the annotators again.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+) -> None:
+    """Run a campaign from a campaign file, or from options as `demo` does.
+
+    Options given on the command line override the file's values. Rerunning continues the
+    campaign. With Label Studio the run stops when a round waits for labels: continue with
+    `activelabel watch FILE` or `sync FILE`.
+    """
+    _configure_logging(verbose)
+    from activelabel.campaign import CampaignConfig
+    from activelabel.errors import ConfigError
+
+    overrides = dict(
+        strategy=strategy, rounds=rounds, batch_size=batch_size, mc_samples=mc_samples, seed=seed,
+        epochs=epochs, device=device, cpu_threads=cpu_threads, annotator=annotator,
+        annotations_per_task=annotations_per_task, min_new_labels=min_new_labels,
+        image_url_prefix=image_url_prefix, document_root=document_root, name=campaign,
+    )
+    if campaign_file is not None:
+        from activelabel.campaign.file import load_campaign_file
+
+        for flag, value in (("--dataset", dataset), ("--initial-labeled", initial_labeled)):
+            if value is not None:
+                raise ConfigError(f"{flag} does not apply with a campaign file; set data.pool / data.labeled in {campaign_file}")
+        config, file_url = load_campaign_file(campaign_file, overrides)
+        database_url = database_url or file_url
+    else:
+        given = {k: v for k, v in overrides.items() if v is not None and k != "name"}
+        given.update({k: v for k, v in (("dataset", dataset), ("initial_labeled", initial_labeled)) if v is not None})
+        name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
+        config = CampaignConfig(name=name, **given)
+    _run_campaign(config, database_url, relocate=relocate, accept_changes=accept_changes,
+                  relabel_changes=relabel_changes)
+
+
+@app.command()
+def init(
+    campaign_file: Annotated[Path, typer.Argument(help="Where to write the campaign file, e.g. campaign.toml.")],
+    name: Annotated[Optional[str], typer.Option(help="Campaign name to put in the file (default: the file's stem).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented campaign file: every key with its default and a one-line meaning."""
+    from activelabel.campaign.file import template
+    from activelabel.errors import ConfigError
+
+    if campaign_file.exists() and not force:
+        raise ConfigError(f"{campaign_file} already exists; pass --force to overwrite it")
+    campaign_file.parent.mkdir(parents=True, exist_ok=True)
+    campaign_file.write_text(template(name or campaign_file.stem), encoding="utf-8")
+    console.print(f"Wrote {campaign_file}: set data.pool and data.labels, then `activelabel run {campaign_file}`")
+
+
+@app.command()
+def export(
+    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Export the labels a campaign collected, and optionally its latest model."""
+    _configure_logging(False)
+    from activelabel.campaign.export import export_labels, export_model
+    from activelabel.errors import ConfigError
+
+    name, database_url = _campaign_ref(campaign, database_url)
+    if to is None and model is None:
+        raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
+    engine, _ = _open_database(database_url)
+    if to is not None:
+        count = export_labels(engine, name, to)
+        console.print(f"Wrote {count} labeled samples to {to}")
+    if model is not None:
+        version = export_model(engine, name, model)
+        console.print(f"Wrote model {version} to {model}")
+
+
+def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
+    """A campaign named directly, or by its campaign file: (name, database URL)."""
+    if value.endswith(".toml") or Path(value).is_file():
+        from activelabel.campaign.file import load_campaign_file
+
+        config, file_url = load_campaign_file(value)
+        return config.name, database_url or file_url
+    return value, database_url
 
 
 @app.command()
 def sync(
-    campaign: Annotated[str, typer.Argument(help="Name of the campaign.")],
+    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
@@ -175,6 +291,7 @@ def sync(
     The waiting round completes when enough of its samples are labeled. Prints what arrived.
     """
     _configure_logging(verbose)
+    campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows import sync_flow
 
     _open_database(database_url)
@@ -188,7 +305,7 @@ def sync(
 
 @app.command()
 def watch(
-    campaign: Annotated[str, typer.Argument(help="Name of the campaign.")],
+    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     rounds: Annotated[int, typer.Option(help="Stop once the campaign has this many complete rounds.")] = 10,
     poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
@@ -203,6 +320,7 @@ def watch(
     --rounds rounds are complete. See --min-new-labels of `run` for "enough labels".
     """
     _configure_logging(verbose)
+    campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.watch import watch_campaign
 
     engine, _ = _open_database(database_url)
@@ -216,7 +334,7 @@ def watch(
 
 @app.command()
 def serve(
-    campaign: Annotated[str, typer.Argument(help="Name of an existing campaign (create it with `run`).")],
+    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     rounds: Annotated[int, typer.Option(help="Stop advancing once the campaign has this many complete rounds.")] = 10,
     interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
@@ -230,6 +348,7 @@ def serve(
     Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C.
     """
     _configure_logging(verbose)
+    campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.schedule import serve_campaign
 
     engine, _ = _open_database(database_url)
@@ -241,7 +360,7 @@ def serve(
 
 @app.command()
 def resume(
-    campaign: Annotated[str, typer.Argument(help="Name of the campaign to resume.")],
+    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
@@ -251,6 +370,7 @@ def resume(
     state in the database; this runs the remaining steps once, writing nothing twice.
     """
     _configure_logging(verbose)
+    campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign import campaign_summaries
     from activelabel.campaign.steps import campaign_id, current_round_index
     from activelabel.storage import RoundStatus, session_scope
@@ -273,11 +393,13 @@ def resume(
 
 @app.command()
 def status(
-    campaign: Annotated[Optional[str], typer.Argument(help="Campaign name; omit to list every campaign.", show_default=False)] = None,
+    campaign: Annotated[Optional[str], typer.Argument(help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
+    if campaign is not None:
+        campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign.summary import campaign_overviews, round_progress
 
     engine, _ = _open_database(database_url)

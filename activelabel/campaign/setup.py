@@ -166,18 +166,33 @@ def _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems) -> N
         taken += 1
 
 
-def prepare_campaign(engine: Engine, config: CampaignConfig) -> int:
+def prepare_campaign(
+    engine: Engine, config: CampaignConfig, *, relocate: bool = False,
+    accept_changes: bool = False, relabel_changes: bool = False,
+) -> int:
     """The campaign's id: created with samples and seed labels, or found with the same settings.
 
-    Everything a new campaign writes is one transaction: a failure leaves nothing behind.
+    Everything a new campaign writes is one transaction: a failure leaves nothing behind. A
+    campaign on your own files is checked on every run for moved or changed files (see
+    :mod:`activelabel.campaign.integrity`) before its new settings are stored.
     """
     with session_scope(engine) as session:
         existing = get_campaign(session, config.name)
-        if existing is not None:
-            config.check_compatible(CampaignConfig.from_dict(existing.config))
+        stored = CampaignConfig.from_dict(existing.config) if existing is not None else None
+    if existing is not None:
+        config.check_compatible(stored)
+        if config.uses_own_data:
+            from activelabel.campaign.integrity import check_relocation, find_changes, reconcile_changes
+
+            check_relocation(stored, config, relocate=relocate)
+            relocating = stored.data_pool != config.data_pool
+            changes = find_changes(engine, existing.id, campaign_data(config).store, config)
+            reconcile_changes(engine, existing.id, changes, accept=accept_changes,
+                              relabel=relabel_changes, relocating=relocating)
+        with session_scope(engine) as session:
             # Only settings that keep the campaign's meaning can differ; take the new ones.
-            existing.config = config.to_dict()
-            return existing.id
+            session.get(Campaign, existing.id).config = config.to_dict()
+        return existing.id
 
     data = campaign_data(config)
     plan = plan_campaign(config, data)

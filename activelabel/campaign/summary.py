@@ -20,11 +20,15 @@ class RoundSummary:
     mean_selected_score: float | None
     seconds: float
     model_version: str | None
+    kind: str = "active"
+    stop_reason: str | None = None
 
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
         if self.status != "complete":
             return f"round {self.index} {self.status.replace('_', ' ')}"
+        if self.kind != "active":
+            return f"round {self.index} complete · {self.kind.replace('_', ' ')} batch labeled · {self.seconds:.1f}s"
         return (
             f"round {self.index} complete · {self.labeled} labels · "
             f"test accuracy {self.test_accuracy:.3f} · {self.seconds:.1f}s"
@@ -42,6 +46,8 @@ def _summary(rnd: Round) -> RoundSummary:
         mean_selected_score=rnd.mean_selected_score,
         seconds=round(sum((rnd.timings or {}).values()), 3),
         model_version=rnd.model_version,
+        kind=rnd.kind.value,
+        stop_reason=rnd.stop_reason,
     )
 
 

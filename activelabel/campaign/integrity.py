@@ -1,0 +1,127 @@
+"""Data that changed or moved between runs of a campaign on your own files.
+
+- **Moved.** Sample URIs are relative to the data root, so a moved folder keeps them. A run
+  whose data path differs from the stored one (after resolving ``..``, trailing ``/`` and
+  symlinks, which are not moves) continues only with ``--relocate``, and only when every
+  stored file is found at the new place with the same content hash.
+- **Changed.** A file overwritten since it was hashed is found cheaply: size and mtime first,
+  then the hash of those that differ. An unlabeled changed file is simply re-hashed. A
+  *labeled* changed file stops the run until the user says how: ``--accept-changes`` keeps
+  its label (the new content is hashed), ``--relabel-changes`` withdraws its labels (kept in
+  the database as rejected, with the reason) so it returns to the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, select, update
+
+from activelabel.campaign.config import CampaignConfig
+from activelabel.errors import CampaignStateError
+from activelabel.storage import Annotation, AnnotationStatus, Sample, Selection, session_scope
+from activelabel.storage.repository import resolved_labels
+
+log = logging.getLogger(__name__)
+_DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
+
+
+class DataChangedError(CampaignStateError):
+    """Labeled images changed since they were labeled; the user must say how to go on."""
+
+
+@dataclass(frozen=True)
+class Changed:
+    sample_id: int
+    uri: str
+    path: Path
+    content_hash: str | None  # None: the file is gone
+    signature: tuple[int, int] | None
+    labeled: bool
+
+
+def check_relocation(stored: CampaignConfig, new: CampaignConfig, *, relocate: bool) -> None:
+    """Refuse a changed data path unless ``relocate`` (the files are then checked by hash)."""
+    moved = [
+        f"{key} {getattr(stored, field)} -> {getattr(new, field)}"
+        for field, key in _DATA_KEYS
+        if getattr(stored, field) != getattr(new, field)
+    ]
+    if moved and not relocate:
+        raise CampaignStateError(
+            f"campaign {new.name!r}: the data moved ({'; '.join(moved)}); rerun with --relocate to "
+            "check every stored file at the new place and continue"
+        )
+
+
+def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig) -> list[Changed]:
+    """Stored samples whose file is gone or whose content differs from the stored hash."""
+    from activelabel.pipeline.sources import file_sha256, file_signature
+
+    with session_scope(engine) as session:
+        samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign_id)))
+        labeled = set(resolved_labels(session, campaign_id, config.annotations_per_task))
+    changed = []
+    for sample in samples:
+        path = store.locate(sample.uri)
+        try:
+            signature = file_signature(path)
+        except OSError:
+            changed.append(Changed(sample.id, sample.uri, path, None, None, sample.id in labeled))
+            continue
+        if signature == (sample.size_bytes, sample.mtime_ns):
+            continue
+        digest = file_sha256(path)
+        if digest != sample.content_hash:
+            changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled))
+        else:  # touched, not changed: remember the new signature to stay cheap next time
+            with session_scope(engine) as session:
+                session.execute(update(Sample).where(Sample.id == sample.id)
+                                .values(size_bytes=signature[0], mtime_ns=signature[1]))
+    return changed
+
+
+def reconcile_changes(
+    engine: Engine, campaign_id: int, changes: list[Changed], *, accept: bool, relabel: bool, relocating: bool
+) -> None:
+    """Apply the user's decision about changed files, or raise naming them and the choices."""
+    missing = [c for c in changes if c.content_hash is None]
+    if missing:
+        where = "at the new place" if relocating else "any more"
+        raise CampaignStateError(
+            f"{len(missing)} stored image(s) are not found {where} (e.g. {missing[0].path}); "
+            "restore them, or point the campaign file's data paths at the folder that holds them"
+        )
+    if relocating and changes:
+        raise CampaignStateError(
+            f"--relocate: {len(changes)} file(s) at the new place differ from the stored content "
+            f"(e.g. {changes[0].path}); this is not the same data"
+        )
+    labeled = [c for c in changes if c.labeled]
+    if labeled and not (accept or relabel):
+        raise DataChangedError(
+            f"{len(labeled)} labeled image(s) changed since they were labeled (e.g. {labeled[0].path}); "
+            "rerun with --accept-changes to keep their labels, or --relabel-changes to send them "
+            "to the annotators again"
+        )
+    with session_scope(engine) as session:
+        for change in changes:
+            session.execute(update(Sample).where(Sample.id == change.sample_id).values(
+                content_hash=change.content_hash, size_bytes=change.signature[0], mtime_ns=change.signature[1],
+            ))
+        if relabel and labeled:
+            ids = [c.sample_id for c in labeled]
+            # Back to the pool: the old answers stay (rejected, with the reason); the selection
+            # that sent it out is withdrawn so a strategy may pick it again.
+            session.execute(delete(Selection).where(Selection.sample_id.in_(ids)))
+            session.execute(
+                update(Annotation)
+                .where(Annotation.sample_id.in_([c.sample_id for c in labeled]),
+                       Annotation.status == AnnotationStatus.accepted)
+                .values(status=AnnotationStatus.rejected, reason="image changed after it was labeled; relabel")
+            )
+    for change in changes:
+        log.warning("Image %s changed since it was hashed%s", change.path,
+                    "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
