@@ -3,9 +3,9 @@ into the string Label Studio puts in ``<Image value="$image"/>``.
 
 Three kinds:
 
-- :func:`dataset_image_source` / :func:`png_data_uri` — the pixels themselves, embedded as a
-  ``data:image/png;base64,...`` URI (in-memory datasets such as the bundled digits; no file
-  server needed);
+- :func:`dataset_image_source` / :func:`png_data_uri` / :func:`store_image_source` — the pixels
+  themselves, embedded as a ``data:image/png;base64,...`` URI (in-memory datasets such as the
+  bundled digits, or files decoded exactly as the model reads them; no file server needed);
 - :func:`url_prefix_source` — ``prefix + relative path`` for images served over HTTP;
 - :class:`LocalFilesSource` — files under Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``, served
   by Label Studio itself as ``/data/local-files/?d=<path relative to the root>``. A path that
@@ -82,6 +82,40 @@ def dataset_image_source(dataset, *, min_size: int = 128) -> ImageSource:
     def source(uri: str) -> str:
         row = int(dataset.indices_of([uri])[0])
         return png_data_uri(dataset.images[row], scale=scale)
+
+    return source
+
+
+def _enlarged_png(data: bytes, min_size: int) -> bytes:
+    """PNG bytes enlarged by a whole factor (pixel repetition) so the shorter side is at least
+    ``min_size``; returned unchanged when already large enough."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        scale = max(1, math.ceil(min_size / max(1, min(width, height))))
+        if scale == 1:
+            return data
+        image.load()
+        out = io.BytesIO()
+        image.resize((width * scale, height * scale), Image.Resampling.NEAREST).save(out, format="PNG")
+        return out.getvalue()
+
+
+def store_image_source(store, *, min_size: int = 128) -> ImageSource:
+    """Embed a sample of an :class:`~activelabel.pipeline.store.ImageStore` as a PNG data URI.
+
+    The PNG is ``store.png(uri)``: for files, the output of the same decoder the model trains
+    on (:func:`activelabel.pipeline.decode.decode_image`: EXIF orientation, alpha over white,
+    16-bit scaling), so the annotator judges the pixels the model sees (issue #13 §2). Images
+    whose shorter side is under ``min_size`` pixels are enlarged by a whole factor (pixel
+    repetition), as :func:`dataset_image_source` does. Raises
+    :class:`~activelabel.pipeline.decode.UnreadableImageError` for an unreadable sample.
+    """
+
+    def source(uri: str) -> str:
+        data = _enlarged_png(store.png(uri), min_size)
+        return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
     return source
 

@@ -146,3 +146,41 @@ def test_peak_memory_does_not_grow_with_the_pool(tmp_path_factory):
     # The bound is sensitive: a pass that keeps every image does exceed it.
     hoarding = _peak(root, 2000, 0, keep=True)
     assert hoarding["self_kb"] - small["self_kb"] > margin_kb + 20 * 1024, (small, hoarding)
+
+
+def _data_uri_image(uri: str) -> Image.Image:
+    import base64
+
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    return Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):])))
+
+
+def test_store_image_source_shows_the_pixels_the_model_reads(tmp_path):
+    from activelabel.annotation.images import store_image_source
+
+    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
+    rgba[4, :, 3] = 255  # black stroke only in alpha
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "stroke.png")
+    deep = (np.arange(100, dtype=np.uint32) * 600).astype(np.uint16).reshape(10, 10)
+    Image.fromarray(deep).save(tmp_path / "deep.png")
+    big = np.full((150, 200), 7, dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    store = FileStore(tmp_path, size=10, channels=1)
+    source = store_image_source(store, min_size=30)
+
+    shown = _data_uri_image(source("stroke.png"))
+    assert shown.size == (30, 30)  # 10 px enlarged 3x by pixel repetition
+    pixels = np.asarray(shown.convert("L"))[::3, ::3] / np.float32(255.0)
+    np.testing.assert_array_equal(pixels, store.read(["stroke.png"])[0, 0])  # what the model reads
+    assert pixels[4].max() == 0.0 and pixels[0].min() == 1.0
+
+    shown16 = np.asarray(_data_uri_image(source("deep.png")))[::3, ::3] / np.float32(255.0)
+    np.testing.assert_array_equal(shown16, store.read(["deep.png"])[0, 0])
+    assert _data_uri_image(source("big.png")).size == (200, 150)  # large enough: unchanged
+
+    memory = ArrayStore(np.full((1, 1, 4, 4), 0.5, dtype=np.float32), ["digits/0"])
+    small = _data_uri_image(store_image_source(memory, min_size=128)("digits/0"))
+    assert small.size == (128, 128) and np.all(np.asarray(small) == 128)
+    with pytest.raises(UnreadableImageError, match="missing.png: file does not exist"):
+        source("missing.png")
