@@ -232,7 +232,7 @@ class TorchvisionNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.normalize = Normalize(spec.mean, spec.std)
-        self.body, self.feature_dim = _torchvision_body(spec.architecture, spec.in_channels)
+        self.body, self.feature_dim = torchvision_body(spec.architecture, spec.in_channels)
         self.classifier = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(self.feature_dim, spec.num_classes))
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +256,7 @@ FIRST_CONV_KEY = {
 TORCHVISION_HEAD_PREFIX = {"resnet18": "fc.", "mobilenet_v3_small": "classifier.", "efficientnet_b0": "classifier."}
 
 
-def _torchvision_body(architecture: str, in_channels: int) -> tuple[nn.Module, int]:
+def torchvision_body(architecture: str, in_channels: int) -> tuple[nn.Module, int]:
     from torchvision import models  # imported lazily: the small CNN does not need it
 
     if architecture == "resnet18":

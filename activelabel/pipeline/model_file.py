@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,10 +210,12 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
         translated[first_conv] = conv.sum(dim=1, keepdim=True)
         summed = True
 
-    problems = _mismatches(translated, target, wanted)
+    problems = _mismatches(translated, target, wanted, shown_prefix="" if native else "body.")
     if problems:
+        guess = "" if native else _guess_architecture(state.keys(), arch)
+        hint = f"it looks like a {guess} state_dict: set the architecture to {guess}, or " if guess else ""
         raise WeightsFileError(
-            f"{where} does not match: {problems}; give a {arch} state_dict "
+            f"{where} does not match: {problems}; {hint}give a {arch} state_dict "
             f"(torch.save(model.state_dict(), path)) or an activelabel {arch} model file"
         )
     loadable = {k: v for k, v in translated.items() if k in wanted}
@@ -234,12 +236,25 @@ def build_model_for_training(spec: ModelSpec) -> Model:
     return model
 
 
-def _mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], wanted: set[str]) -> str:
-    """Empty when ``state`` has exactly the ``wanted`` keys of ``target`` with their shapes."""
-    missing = sorted(k for k in wanted - state.keys() if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(state.keys() - wanted)
+def _mismatches(
+    state: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    wanted: set[str],
+    *,
+    shown_prefix: str = "",
+) -> str:
+    """Empty when ``state`` has exactly the ``wanted`` keys of ``target`` with their shapes.
+
+    Otherwise the problems on one line, keys shown without ``shown_prefix`` (as the file names them).
+    """
+
+    def shown(key: str) -> str:
+        return key.removeprefix(shown_prefix)
+
+    missing = sorted(shown(k) for k in wanted - state.keys() if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(shown(k) for k in state.keys() - wanted)
     mismatched = [
-        f"{k} {list(state[k].shape)} vs {list(target[k].shape)}"
+        f"{shown(k)} {list(state[k].shape)} vs {list(target[k].shape)}"
         for k in sorted(state.keys() & wanted)
         if state[k].shape != target[k].shape
     ]
@@ -249,6 +264,22 @@ def _mismatches(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Te
                             ("shape mismatch(es), file vs model", mismatched))
         if items
     )
+
+
+def _guess_architecture(keys: Iterable[str], architecture: str) -> str | None:
+    """The other torchvision architecture whose state keys (head aside) are exactly ``keys``."""
+    from activelabel.pipeline.model import TORCHVISION_ARCHITECTURES, torchvision_body
+
+    def body_keys(names: Iterable[str], arch: str) -> set[str]:
+        return {k for k in names if not k.startswith(TORCHVISION_HEAD_PREFIX[arch]) and not k.endswith("num_batches_tracked")}
+
+    for other in TORCHVISION_ARCHITECTURES:
+        if other == architecture:
+            continue
+        body, _ = torchvision_body(other, 3)
+        if body_keys(keys, other) == body_keys(body.state_dict().keys(), other):
+            return other
+    return None
 
 
 def _classifier_prefixes(model: Model) -> tuple[str, ...]:
