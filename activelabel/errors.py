@@ -53,3 +53,8 @@ class RoundAlreadyRunningError(CampaignStateError):
 
 class DatasetError(ActiveLabelError):
     """A dataset that cannot be read: missing files, corrupt images, unknown labels."""
+
+
+class WeightsFileError(ActiveLabelError):
+    """A weights or model file that cannot be used: missing, unreadable, or not matching the
+    architecture. The message names the file, the architecture and the first offending keys."""

@@ -1,42 +1,189 @@
-"""A small CNN with dropout, sized for any square grayscale or colour image.
+"""Classification networks by name: the small CNN, or a torchvision architecture with a dropout head.
 
-Dropout sits after the convolutional block and in the head, as in Gal et al. 2017, so MC
-dropout samples the whole feature hierarchy. Batch norm keeps small labeled sets trainable and
-is frozen (eval mode) during MC sampling.
+Every network built here has the same shape, so training, MC dropout and feature-space methods
+(feature density, DDU) treat them alike::
+
+    forward(x) = classifier(backbone(normalize(x)))
+
+- ``normalize``: the campaign's per-channel mean/std, the first layer of the network, so a
+  checkpoint or an exported file carries it (its values come from the ``ModelSpec``, which is
+  stored with every checkpoint; the buffers are not in the state_dict).
+- ``backbone(x) -> [N, D]``: penultimate features, after global pooling and before the head
+  dropout. ``embed(x)`` is ``backbone(normalize(x))`` for raw images.
+- ``classifier``: an ``nn.Module`` holding the head dropout and the final ``nn.Linear(D, C)``.
+
+The small CNN keeps dropout after its convolutional block as well as in the head (Gal et al.
+2017), so MC dropout samples the whole feature hierarchy (``mc_dropout_mode`` says
+``"full_network"``). torchvision networks get dropout only in the new head: their backbone is
+deterministic in eval mode, so the features can be computed once and only the head resampled
+(``"head_only"``). Batch norm is frozen (eval mode) during MC sampling either way.
+
+torchvision networks are always built with ``weights=None``: nothing is ever downloaded. A
+weights file the user supplies is loaded by ``activelabel.pipeline.model_file.load_backbone_weights``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import torch
 from torch import nn
 
+from activelabel.errors import ConfigError
+
+SMALL_CNN = "small_cnn"
+TORCHVISION_ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = (SMALL_CNN, *TORCHVISION_ARCHITECTURES)
+
+DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+McDropoutMode = Literal["head_only", "full_network"]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild the network from a stored checkpoint."""
+    """Everything needed to rebuild the network of a checkpoint; stored with every checkpoint.
+
+    - ``architecture``: one of ``ARCHITECTURES``.
+    - ``dropout``: probability of the head dropout (before the final linear layer).
+    - ``width``, ``conv_dropout``: the small CNN's channel width and convolutional dropout;
+      only meaningful for ``small_cnn`` (other values raise ``ConfigError`` elsewhere).
+    - ``weights``: path of a user weights file to start training from. Used only when a model is
+      built fresh for training, never when a stored checkpoint is loaded.
+    - ``freeze_backbone``: train only ``classifier`` (backbone weights and batch-norm statistics
+      stay as loaded).
+    - ``mean``, ``std``: per-channel normalisation ``(x - mean) / std`` of images in [0, 1];
+      ``None`` means none. One value per input channel.
+
+    Raises ``ConfigError`` for an unknown architecture or inconsistent values.
+    """
 
     in_channels: int
     num_classes: int
+    architecture: str = SMALL_CNN
+    dropout: float = 0.5
     width: int = 16
     conv_dropout: float = 0.25
-    head_dropout: float = 0.5
+    weights: str | None = None
+    freeze_backbone: bool = False
+    mean: tuple[float, ...] | None = field(default=None)
+    std: tuple[float, ...] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown model architecture {self.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}"
+            )
+        if self.in_channels < 1 or self.num_classes < 1:
+            raise ConfigError(
+                f"model needs at least 1 input channel and 1 class, got {self.in_channels} "
+                f"channel(s) and {self.num_classes} class(es)"
+            )
+        for name in ("dropout", "conv_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"model {name} must be in [0, 1), got {value}")
+        if self.architecture != SMALL_CNN and (self.width != 16 or self.conv_dropout != 0.25):
+            raise ConfigError(
+                f"width and conv_dropout apply only to small_cnn, not to {self.architecture}; remove them"
+            )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            values = tuple(float(v) for v in value)
+            if len(values) != self.in_channels:
+                raise ConfigError(
+                    f"normalisation {name} has {len(values)} value(s) but the images have "
+                    f"{self.in_channels} channel(s); give one value per channel"
+                )
+            object.__setattr__(self, name, values)
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("normalisation needs both mean and std (or neither)")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ConfigError(f"normalisation std must be positive, got {list(self.std)}")
 
     def to_dict(self) -> dict:
-        return {"name": "small_cnn", **asdict(self)}
+        """JSON-ready form, as stored with checkpoints and model files.
+
+        Options left at their "unset" value are left out, so the default small CNN is stored
+        exactly as earlier versions stored it: ``{"name": "small_cnn", "in_channels", "num_classes",
+        "width", "conv_dropout", "head_dropout"}``.
+        """
+        data: dict = {"name": self.architecture, "in_channels": self.in_channels, "num_classes": self.num_classes}
+        if self.architecture == SMALL_CNN:
+            data |= {"width": self.width, "conv_dropout": self.conv_dropout}
+        data["head_dropout"] = self.dropout
+        if self.weights is not None:
+            data["weights"] = self.weights
+        if self.freeze_backbone:
+            data["freeze_backbone"] = True
+        if self.mean is not None:
+            data["mean"] = list(self.mean)
+        if self.std is not None:
+            data["std"] = list(self.std)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
-        fields = {k: v for k, v in data.items() if k != "name"}
-        return cls(**fields)
+        """Inverse of ``to_dict``; also reads the field names (``architecture``, ``dropout``).
+
+        Raises ``ConfigError`` for an unknown key or architecture.
+        """
+        aliases = {"name": "architecture", "head_dropout": "dropout"}
+        known = {f.name for f in fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            name = aliases.get(key, key)
+            if name not in known:
+                raise ConfigError(
+                    f"unknown model setting {key!r} in stored architecture {data!r}; "
+                    "it was written by a newer activelabel, upgrade to read it"
+                )
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; identity when the spec has no normalisation.
+
+    The buffers are not persistent: their values come from the ``ModelSpec``, so state_dicts
+    written before normalisation existed still load.
+    """
+
+    def __init__(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        super().__init__()
+        self.enabled = mean is not None and std is not None
+        shape = (1, -1, 1, 1)
+        self.register_buffer(
+            "mean", torch.tensor(mean if self.enabled else [0.0]).view(shape), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(std if self.enabled else [1.0]).view(shape), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        return (x - self.mean) / self.std
 
 
 class SmallCNN(nn.Module):
+    """Two conv layers, pooling, a 128-unit hidden layer, dropout in both parts.
+
+    State keys ``features.*`` and ``head.*`` are those of every earlier version. ``backbone`` is
+    ``features`` plus the hidden layer (``D = 128``); ``classifier`` is the head's dropout and
+    final linear layer (a view on ``head``, so it adds no keys).
+    """
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         w = spec.width
         self.spec = spec
+        self.feature_dim = 128
+        self.normalize = Normalize(spec.mean, spec.std)
         self.features = nn.Sequential(
             nn.Conv2d(spec.in_channels, w, 3, padding=1),
             nn.BatchNorm2d(w),
@@ -51,15 +198,131 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
         )
         self.head = nn.Sequential(
-            nn.Linear(2 * w * 16, 128),
+            nn.Linear(2 * w * 16, self.feature_dim),
             nn.ReLU(),
-            nn.Dropout(spec.head_dropout),
-            nn.Linear(128, spec.num_classes),
+            nn.Dropout(spec.dropout),
+            nn.Linear(self.feature_dim, spec.num_classes),
         )
 
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head[2:]
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:2](self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
+        return self.backbone(self.normalize(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.classifier(self.embed(x))
 
 
-def build_model(spec: ModelSpec) -> SmallCNN:
-    return SmallCNN(spec)
+class TorchvisionNet(nn.Module):
+    """A torchvision architecture built with ``weights=None``, first conv fitted to the channels.
+
+    ``body`` is the torchvision network with its own head replaced by ``nn.Identity`` (state keys
+    ``body.<torchvision key>``); ``classifier`` is ``Dropout(p)`` + ``Linear(D, C)`` (keys
+    ``classifier.1.*``). D is 512 for resnet18, 576 for mobilenet_v3_small (its 1024-unit hidden
+    layer is part of the replaced head), 1280 for efficientnet_b0.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.normalize = Normalize(spec.mean, spec.std)
+        self.body, self.feature_dim = torchvision_body(spec.architecture, spec.in_channels)
+        self.classifier = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(self.feature_dim, spec.num_classes))
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, D]`` of raw images ``[N, C, H, W]``."""
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+# The key of the first convolution's weight, as torchvision names it (inside ``body``).
+FIRST_CONV_KEY = {
+    "resnet18": "conv1.weight",
+    "mobilenet_v3_small": "features.0.0.weight",
+    "efficientnet_b0": "features.0.0.weight",
+}
+# torchvision's own head, replaced by ours: keys under these prefixes are never loaded.
+TORCHVISION_HEAD_PREFIX = {"resnet18": "fc.", "mobilenet_v3_small": "classifier.", "efficientnet_b0": "classifier."}
+
+
+def torchvision_body(architecture: str, in_channels: int) -> tuple[nn.Module, int]:
+    from torchvision import models  # imported lazily: the small CNN does not need it
+
+    if architecture == "resnet18":
+        net = models.resnet18(weights=None)
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
+        net.conv1 = _with_in_channels(net.conv1, in_channels)
+    elif architecture == "mobilenet_v3_small":
+        net = models.mobilenet_v3_small(weights=None)
+        dim = net.classifier[0].in_features
+        net.classifier = nn.Identity()
+        net.features[0][0] = _with_in_channels(net.features[0][0], in_channels)
+    elif architecture == "efficientnet_b0":
+        net = models.efficientnet_b0(weights=None)
+        dim = net.classifier[1].in_features
+        net.classifier = nn.Identity()
+        net.features[0][0] = _with_in_channels(net.features[0][0], in_channels)
+    else:  # pragma: no cover - ModelSpec validates the name
+        raise ConfigError(f"unknown model architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    return net, dim
+
+
+def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    if conv.in_channels == in_channels:
+        return conv
+    return nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+        padding=conv.padding, bias=conv.bias is not None,
+    )
+
+
+Model = SmallCNN | TorchvisionNet
+
+
+def build_model(spec: ModelSpec) -> Model:
+    """A freshly initialised network for ``spec`` (current torch seed); never reads ``spec.weights``."""
+    if spec.architecture == SMALL_CNN:
+        return SmallCNN(spec)
+    return TorchvisionNet(spec)
+
+
+def classifier_parameters(model: Model) -> list[nn.Parameter]:
+    return list(model.classifier.parameters())
+
+
+def backbone_modules(model: Model) -> Iterator[nn.Module]:
+    """Every module of ``model`` outside its classifier (including ``normalize``)."""
+    head = {id(m) for m in model.classifier.modules()}
+    for module in model.modules():
+        if module is not model and id(module) not in head:
+            yield module
+
+
+def backbone_parameters(model: Model) -> list[nn.Parameter]:
+    head = {id(p) for p in classifier_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def mc_dropout_mode(model: Model) -> McDropoutMode:
+    """``"head_only"`` when every active dropout (p > 0) sits in the classifier, else ``"full_network"``.
+
+    In ``"head_only"`` mode the backbone is deterministic under MC dropout, so its features can
+    be computed once per image and only ``classifier`` resampled T times.
+    """
+    head = {id(m) for m in model.classifier.modules()}
+    for module in model.modules():
+        if isinstance(module, DROPOUT_TYPES) and module.p > 0 and id(module) not in head:
+            return "full_network"
+    return "head_only"

@@ -1,4 +1,10 @@
-"""A seeded training loop: same labeled set and seed → same weights (on CPU)."""
+"""A seeded training loop: same labeled set and seed → same weights (on CPU).
+
+The network starts fresh each round (from ``spec.weights`` when the user gave a weights file).
+With ``spec.freeze_backbone`` only the classifier learns: the backbone's parameters get no
+gradient and its batch-norm layers stay in eval mode, so their running statistics do not move.
+Augmentation (random translations, optional horizontal flips) draws from the seeded generator.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from activelabel.pipeline.model import ModelSpec, build_model
+from activelabel.pipeline.model import Model, ModelSpec, backbone_modules, backbone_parameters
+from activelabel.pipeline.model_file import build_model_for_training
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,10 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     # Small labeled sets give few steps per epoch; train at least this many steps.
     min_steps: int = 200
+    # Random translations by up to 1/8 of each side (zero padding, then a random crop).
+    augment: bool = False
+    # With ``augment``, also flip half the images left-right (off: digits and text are not symmetric).
+    augment_flip: bool = False
 
 
 def planned_epochs(n_samples: int, config: TrainingConfig) -> int:
@@ -38,24 +49,34 @@ def train_model(
     device: torch.device,
     on_epoch: Callable[[int, int, float], None] | None = None,
 ) -> nn.Module:
-    """Train a fresh model from scratch (standard in active learning: no warm-start bias).
+    """Train a fresh model (standard in active learning: no warm-start bias from the last round).
 
-    ``on_epoch(epoch, epochs, mean_loss)`` reports progress.
+    ``images`` ``[N, C, H, W]`` float32 in [0, 1], ``targets`` ``[N]`` int64 class indices.
+    ``on_epoch(epoch, epochs, mean_loss)`` reports progress. Returns the model in eval mode.
+    Raises ``ValueError`` for an empty labeled set and ``WeightsFileError`` when ``spec.weights``
+    does not fit ``spec.architecture``.
     """
     if len(images) == 0:
         raise ValueError("cannot train on an empty labeled set")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(spec).to(device)
+    model = build_model_for_training(spec).to(device)
+    frozen = backbone_parameters(model) if spec.freeze_backbone else []
+    for parameter in frozen:
+        parameter.requires_grad_(False)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
     x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     y_all = torch.from_numpy(np.ascontiguousarray(targets)).to(device)
     n = len(x_all)
     epochs = planned_epochs(n, config)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
+    _train_mode(model, frozen_backbone=spec.freeze_backbone)
+    # A frozen backbone without augmentation gives the same features every epoch: compute them once.
+    cached = _features(model, x_all, config.batch_size) if spec.freeze_backbone and not config.augment else None
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator).to(device)
         total = 0.0
@@ -65,11 +86,59 @@ def train_model(
                 # BatchNorm cannot normalise a batch of one; fold it into the next epoch.
                 continue
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_all[batch]), y_all[batch])
+            if cached is not None:
+                logits = model.classifier(cached[batch])
+            else:
+                x = x_all[batch]
+                if config.augment:
+                    x = augment_batch(x, generator, flip=config.augment_flip)
+                logits = model(x)
+            loss = loss_fn(logits, y_all[batch])
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
         if on_epoch is not None:
             on_epoch(epoch + 1, epochs, total / n)
+    for parameter in frozen:
+        parameter.requires_grad_(True)
     model.eval()
     return model
+
+
+def _train_mode(model: Model, *, frozen_backbone: bool) -> None:
+    model.train()
+    if frozen_backbone:
+        for module in backbone_modules(model):
+            module.eval()
+
+
+@torch.no_grad()
+def _features(model: Model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, *, flip: bool = False) -> torch.Tensor:
+    """Shift each image ``[N, C, H, W]`` by up to 1/8 of its height/width (zero fill); maybe flip.
+
+    Offsets (and flips, with ``flip``) are drawn from ``generator`` (a CPU generator), so a
+    seeded run augments identically every time. Returns a new tensor of the same shape.
+    """
+    n, c, h, w = x.shape
+    ph, pw = h // 8, w // 8
+    out = x
+    if ph or pw:
+        padded = nn.functional.pad(x, (pw, pw, ph, ph))
+        dy = torch.randint(0, 2 * ph + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * pw + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        out = padded[
+            torch.arange(n, device=x.device)[:, None, None, None],
+            torch.arange(c, device=x.device)[None, :, None, None],
+            rows,
+            cols,
+        ]
+    if flip:
+        mirrored = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        out = torch.where(mirrored[:, None, None, None], out.flip(-1), out)
+    return out

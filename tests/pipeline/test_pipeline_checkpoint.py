@@ -73,3 +73,29 @@ def test_digest_is_hex_sha256_and_depends_on_init_seed() -> None:
 def test_loading_into_a_wrong_architecture_fails(trained) -> None:
     with pytest.raises(RuntimeError, match="size mismatch"):
         load_model(ModelSpec(in_channels=1, num_classes=10, width=4), serialize_weights(trained), CPU)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec(in_channels=1, num_classes=3, width=4, mean=(0.5,), std=(0.25,)),
+        ModelSpec(in_channels=1, num_classes=3, architecture="resnet18", dropout=0.3, mean=(0.5,), std=(0.25,)),
+    ],
+    ids=["small_cnn", "resnet18"],
+)
+def test_round_trip_for_each_architecture_never_reads_the_weights_file(spec: ModelSpec) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(3)
+    model = build_model(spec).train()
+    with torch.no_grad():  # move the batch-norm statistics off their defaults
+        model(torch.rand(8, 1, 28, 28))
+    model.eval()
+    stored = ModelSpec.from_dict(spec.to_dict() | {"weights": "/nonexistent/start.pt"})
+    restored = load_model(stored, serialize_weights(model), CPU)  # the checkpoint is the weights
+    assert weights_digest(restored) == weights_digest(model)
+    x = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    for samples in (0, 3):
+        np.testing.assert_array_equal(
+            predict_probabilities(model, x, samples=samples, device=CPU, seed=1),
+            predict_probabilities(restored, x, samples=samples, device=CPU, seed=1),
+        )

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+import torchvision
+
+from activelabel.errors import WeightsFileError
 from activelabel.pipeline.checkpoint import weights_digest
 from activelabel.pipeline.datasets import load_dataset
-from activelabel.pipeline.model import ModelSpec
+from activelabel.pipeline.model import ModelSpec, build_model
+from activelabel.pipeline.model_file import build_model_for_training
 from activelabel.pipeline.prediction import predict_probabilities
-from activelabel.pipeline.training import TrainingConfig, planned_epochs, train_model
+from activelabel.pipeline.training import TrainingConfig, augment_batch, planned_epochs, train_model
 
 CPU = torch.device("cpu")
 SPEC = ModelSpec(in_channels=1, num_classes=10, width=8)
@@ -99,3 +103,112 @@ def test_empty_labeled_set_is_rejected() -> None:
         train_model(
             np.zeros((0, 1, 8, 8), np.float32), np.zeros(0, np.int64), SPEC, QUICK, seed=0, device=CPU
         )
+
+
+def _frozen_round(tmp_path, config: TrainingConfig):
+    """A frozen-backbone resnet18 round on 16 grey 28x28 images, from a weights file written here."""
+    torch.set_num_threads(1)
+    torch.manual_seed(21)
+    source = torchvision.models.resnet18(weights=None)
+    with torch.no_grad():  # non-default batch-norm statistics, as in any trained file
+        for module in source.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 1, 28, 28), dtype=np.float32)
+    y = np.arange(16, dtype=np.int64) % 3
+    spec = ModelSpec(in_channels=1, num_classes=3, architecture="resnet18", weights=str(path),
+                     freeze_backbone=True, mean=(0.5,), std=(0.25,))
+    torch.manual_seed(4)
+    fresh = build_model_for_training(spec)  # what train_model starts from with seed=4
+    model = train_model(x, y, spec, config, seed=4, device=CPU)
+    return source.state_dict(), fresh, model, x
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["cached_features", "augmented"])
+def test_frozen_backbone_trains_only_the_classifier(tmp_path, augment: bool) -> None:
+    config = TrainingConfig(epochs=3, batch_size=8, min_steps=0, augment=augment)
+    source, fresh, model, x = _frozen_round(tmp_path, config)
+    state = model.state_dict()
+    for key, value in source.items():
+        if key.startswith("fc."):
+            continue
+        expected = value.sum(dim=1, keepdim=True) if key == "conv1.weight" else value
+        # Weights, running means/variances and batch counters all as loaded.
+        assert torch.equal(state[f"body.{key}"], expected), key
+    head_before = fresh.classifier.state_dict()
+    for key, value in model.classifier.state_dict().items():
+        assert not torch.allclose(value, head_before[key]), key
+    assert all(p.requires_grad for p in model.parameters())  # the returned model is not left frozen
+    assert not any(m.training for m in model.modules())
+
+    probs = predict_probabilities(model, x, samples=3, device=CPU, seed=0)
+    assert probs.shape == (3, 16, 3) and probs.dtype == np.float32
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+    assert not np.allclose(probs[0], probs[1])  # head dropout sampled
+
+
+def test_frozen_small_cnn_keeps_its_batch_norm_statistics() -> None:
+    x, y = _digits(32)
+    spec = ModelSpec(in_channels=1, num_classes=10, width=8, freeze_backbone=True)
+    torch.manual_seed(0)
+    fresh = build_model(spec)
+    model = train_model(x, y, spec, QUICK, seed=0, device=CPU)
+    before, after = fresh.state_dict(), model.state_dict()
+    for key in after:
+        same = torch.equal(before[key], after[key])
+        # features.* and the hidden layer head.0 are the backbone; head.3 is the output layer.
+        assert same == (not key.startswith("head.3.")), key
+
+
+def test_a_weights_file_that_does_not_fit_stops_training_before_it_starts(tmp_path) -> None:
+    path = tmp_path / "wrong.pth"
+    torch.save(build_model(ModelSpec(in_channels=1, num_classes=10, width=4)).state_dict(), path)
+    spec = ModelSpec(in_channels=1, num_classes=10, width=8, weights=str(path))
+    calls: list[tuple] = []
+    with pytest.raises(WeightsFileError, match="wrong.pth"):
+        train_model(*_digits(16), spec, QUICK, seed=0, device=CPU, on_epoch=lambda *a: calls.append(a))
+    assert calls == []
+
+
+def test_augmented_training_is_seeded_and_differs_from_plain() -> None:
+    x, y = _digits(32)
+    augmented = TrainingConfig(epochs=2, batch_size=16, min_steps=0, augment=True, augment_flip=True)
+    a = train_model(x, y, SPEC, augmented, seed=3, device=CPU)
+    b = train_model(x, y, SPEC, augmented, seed=3, device=CPU)
+    plain = train_model(x, y, SPEC, QUICK, seed=3, device=CPU)
+    assert weights_digest(a) == weights_digest(b)
+    assert weights_digest(a) != weights_digest(plain)
+
+
+def test_augment_batch_shifts_by_at_most_an_eighth_and_flips_only_when_asked() -> None:
+    # Two pixels per 16x24 image, away from the borders: 1 at column 10, 2 at column 11, so a
+    # flip shows as the 2 left of the 1. Shifts: <= 16/8 = 2 rows, <= 24/8 = 3 columns.
+    x = torch.zeros(64, 2, 16, 24)
+    x[:, :, 7, 10] = 1.0
+    x[:, :, 7, 11] = 2.0
+    shifts = []
+    for flip in (False, True):
+        out = augment_batch(x, torch.Generator().manual_seed(0), flip=flip)
+        assert out.shape == x.shape and torch.equal(out.sum(dim=(2, 3)), x.sum(dim=(2, 3)))
+        for image in out:
+            assert torch.equal(image[0], image[1])  # both channels move together
+            (r1, c1), = torch.nonzero(image[0] == 1.0).tolist()
+            (r2, c2), = torch.nonzero(image[0] == 2.0).tolist()
+            flipped = c2 < c1
+            assert r1 == r2 and abs(c2 - c1) == 1 and (flipped <= flip)
+            col = 23 - c1 if flipped else c1  # where the 1 was before the flip
+            shifts.append((r1 - 7, col - 10, flipped))
+    rows, cols, flips = zip(*shifts)
+    assert (min(rows), max(rows), min(cols), max(cols)) == (-2, 2, -3, 3)  # the full range, no more
+    assert set(flips) == {False, True}
+    # Same generator seed, same augmentation; images smaller than 8 pixels are not shifted.
+    torch.testing.assert_close(
+        augment_batch(x, torch.Generator().manual_seed(5)), augment_batch(x, torch.Generator().manual_seed(5))
+    )
+    small = torch.rand(4, 1, 7, 7)
+    assert torch.equal(augment_batch(small, torch.Generator().manual_seed(0)), small)
