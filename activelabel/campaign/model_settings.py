@@ -9,8 +9,23 @@ from activelabel.pipeline.training import TrainingConfig
 
 def model_spec(config: CampaignConfig, in_channels: int, num_classes: int) -> ModelSpec:
     """The network a round trains, built for the campaign's channels and label set."""
-    return ModelSpec(in_channels=in_channels, num_classes=num_classes)
+    return ModelSpec(
+        in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
+        dropout=config.dropout, weights=config.weights, freeze_backbone=config.freeze_backbone,
+        mean=config.mean, std=config.std,
+    )
 
 
 def training_config(config: CampaignConfig) -> TrainingConfig:
-    return TrainingConfig(epochs=config.epochs)
+    return TrainingConfig(epochs=config.epochs, augment=config.augmentation)
+
+
+def check_model(config: CampaignConfig, in_channels: int, num_classes: int) -> None:
+    """Build the network once (and read its weights file) before anything is written.
+
+    Raises ``WeightsFileError`` naming the file when it does not fit the architecture.
+    """
+    from activelabel.pipeline.model_file import build_model_for_training
+
+    if config.weights is not None:
+        build_model_for_training(model_spec(config, in_channels, num_classes))

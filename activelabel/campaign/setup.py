@@ -250,8 +250,12 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
 
 
 def check_dataset(config: CampaignConfig) -> None:
-    """Load the data and check the campaign fits its pool, before anything is written."""
+    """Load the data and the model's weights file; check the campaign fits its pool. Before
+    anything is written, so a mistake costs nothing."""
+    from activelabel.campaign.model_settings import check_model
+
     data = campaign_data(config)
+    check_model(config, data.in_channels, len(data.labels))
     if config.uses_own_data:
         free = len(data.pool) - len(data.seeds) - config.evaluation_size
         if free < config.batch_size:
