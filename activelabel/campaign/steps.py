@@ -276,6 +276,8 @@ def score_step(engine: Engine, round_id: int) -> None:
     mean_entropy = None
     if rnd.kind != RoundKind.active:
         values = np.random.default_rng(_seed(config, rnd)).random(len(pool))
+        wanted = len(pool) if rnd.kind == RoundKind.evaluation else config.batch_size
+        pool, values = _readable_first(campaign_data(config).store, pool, values, wanted, problems)
         score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
     else:
         assert checkpoint is not None
@@ -290,6 +292,25 @@ def score_step(engine: Engine, round_id: int) -> None:
     if problems:
         log.warning("Round %d: %d unreadable images skipped (recorded; see `activelabel status`)",
                     rnd.index, len(problems))
+
+
+def _readable_first(store, pool, values, wanted: int, problems) -> tuple[list, np.ndarray]:
+    """Random picks must be images an annotator can see: decode the best-scored candidates
+    until ``wanted`` readable ones are found; unreadable ones are recorded and dropped."""
+    order = np.argsort(-values, kind="stable")
+    bad: set[int] = set()
+    readable = 0
+    for i in order:
+        if readable == wanted:
+            break
+        _, kept, found = read_readable(store, [pool[int(i)].uri])
+        if kept:
+            readable += 1
+        else:
+            bad.add(int(i))
+            problems.extend(found)
+    keep = [i for i in range(len(pool)) if i not in bad]
+    return [pool[i] for i in keep], values[keep]
 
 
 def _score_pool(rnd, campaign, config, checkpoint, pool, problems) -> tuple[list[tuple], float | None]:

@@ -1,0 +1,118 @@
+"""Campaign files: the template, overrides, and each bad input as one clear line, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import mobilenet_v3_small
+
+from activelabel.campaign.file import CampaignFileError, load_campaign_file, template
+from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+
+EXE = [sys.executable, "-m", "activelabel.cli"]
+
+
+def write_campaign(folder: Path, **replace: str) -> Path:
+    text = template("files-test").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / "campaign.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("own")
+    truth = write_unlabeled_pool(root / "images", count=60)
+    write_manifest(root / "truth.csv", truth, base=root / "images")
+    return root
+
+
+def test_template_lists_every_key_with_default_and_meaning() -> None:
+    text = template("x")
+    for key in ("pool =", "# labeled =", "# test =", "labels =", "evaluation_size = 100", "image_size = 28",
+                "channels = 1", "# mean =", "augmentation = false", "architecture = \"small_cnn\"",
+                "# weights =", "freeze_backbone = false", 'kind = "labelstudio"', "# truth =",
+                "# label_budget =", "# target_accuracy =", "# plateau_threshold =", "min_labels_to_train"):
+        assert key in text, key
+    assert all("#" in line for line in text.splitlines() if "=" in line)  # every key explained
+
+
+def test_file_values_paths_relative_to_the_file_and_overrides_win(data_folder) -> None:
+    path = write_campaign(data_folder, **{"batch_size = 20": "batch_size = 7"})
+    config, url = load_campaign_file(path, {"rounds": 3, "name": None})
+    assert config.batch_size == 7 and config.rounds == 3 and config.name == "files-test"
+    assert config.data_pool == str((data_folder / "images").resolve())
+    assert config.truth == str((data_folder / "truth.csv").resolve())
+    assert config.dataset == "files" and url is None
+
+
+@pytest.mark.parametrize("replace, message", [
+    ({"image_size = 28": "imag_size = 28"}, "unknown key 'data.imag_size'; did you mean 'data.image_size'?"),
+    ({"[stop]": "[stop]\nbatch_size = 3"}, "unknown key 'stop.batch_size'; did you mean 'campaign.batch_size'?"),
+    ({"image_size = 28": 'image_size = "big"'}, "data.image_size: input should be a valid integer"),
+    ({"channels = 1": "channels = 2"}, "data.channels: input should be 1 or 3, got 2"),
+    ({'pool = "images/"': 'pool = "nowhere/"'}, "data.pool: folder or manifest"),
+    ({"# url = ...": 'url = "postgresql+psycopg://u:secret@localhost/db"'}, "database.url holds a password"),
+])
+def test_each_config_error_names_file_and_key(data_folder, replace, message) -> None:
+    from activelabel.campaign.setup import check_dataset
+
+    path = write_campaign(data_folder, **replace)
+    with pytest.raises(Exception) as error:
+        config, _ = load_campaign_file(path)
+        check_dataset(config)
+    assert message in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_manifest_row_with_missing_file_and_label_outside_the_set(data_folder, tmp_path) -> None:
+    from activelabel.campaign.setup import check_dataset
+
+    manifest = tmp_path / "pool.csv"
+    first = next(iter(sorted((data_folder / "images").rglob("*.png"))))
+    manifest.write_text(f"path\n{first}\n{tmp_path / 'gone.png'}\n")
+    path = write_campaign(data_folder, **{'pool = "images/"': f'pool = "{manifest}"'})
+    with pytest.raises(Exception) as error:
+        check_dataset(load_campaign_file(path)[0])
+    assert "gone.png" in str(error.value) and "line 3" in str(error.value) and "data.pool" in str(error.value)
+
+    labeled = tmp_path / "seeds.csv"
+    labeled.write_text(f"path,label\n{first},zebra\n")
+    path = write_campaign(data_folder, **{"# labeled = ...": f'labeled = "{labeled}"'})
+    with pytest.raises(Exception) as error:
+        check_dataset(load_campaign_file(path)[0])
+    assert "zebra" in str(error.value) and "data.labeled" in str(error.value)
+
+
+def test_weights_file_for_another_architecture_is_refused_before_anything_is_written(data_folder, tmp_path) -> None:
+    weights = tmp_path / "mobilenet.pt"
+    torch.save(mobilenet_v3_small(weights=None).state_dict(), weights)
+    path = write_campaign(data_folder, **{'architecture = "small_cnn"': 'architecture = "resnet18"',
+                                          "# weights = ...": f'weights = "{weights}"'})
+    db = tmp_path / "al.db"
+    result = subprocess.run([*EXE, "run", str(path), "--database-url", f"sqlite:///{db}"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "mobilenet.pt" in lines[0] and "resnet18" in lines[0]
+    assert not db.exists()  # nothing written
+
+
+def test_init_writes_a_file_that_runs_after_setting_the_pool(tmp_path) -> None:
+    result = subprocess.run([*EXE, "init", "campaign.toml"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "campaign.toml").read_text()
+    assert 'name = "campaign"' in text
+    again = subprocess.run([*EXE, "init", "campaign.toml"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert again.returncode == 1 and "already exists" in again.stderr

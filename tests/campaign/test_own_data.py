@@ -1,0 +1,264 @@
+"""Campaigns on a folder of unlabeled images: evaluation set first, cold start, active rounds,
+export; copies, unreadable files, moved and changed data. Real files, real SQLite, the round's
+own steps (the flows wrap exactly these)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from activelabel.campaign import campaign_summaries, prepare_campaign, steps
+from activelabel.campaign.data import clear_cache
+from activelabel.campaign.export import export_labels
+from activelabel.campaign.file import load_campaign_file, template
+from activelabel.errors import CampaignStateError
+from activelabel.storage import (
+    Annotation, AnnotationStatus, Round, Sample, SampleProblem, SampleSplit, Selection, open_engine,
+    session_scope,
+)
+from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+
+EXE = [sys.executable, "-m", "activelabel.cli"]
+SMALL = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 2", "mc_samples = 20": "mc_samples = 3",
+         "workers = 2": "workers = 0", "evaluation_size = 100": "evaluation_size = 20",
+         "cpu_threads = 1": "cpu_threads = 1"}
+
+
+def campaign_file(root: Path, name: str = "own", **replace: str) -> Path:
+    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
+    for old, new in {**SMALL, **replace}.items():
+        text = text.replace(old, new)
+    path = root / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def make_data(root: Path, count: int = 80) -> dict[str, str]:
+    truth = write_unlabeled_pool(root / "images", count=count)
+    write_manifest(root / "truth.csv", truth, base=root / "images")
+    return truth
+
+
+def run_rounds(engine, campaign_id: int, rounds: int) -> None:
+    for _ in range(rounds):
+        round_id = steps.start_round(engine, campaign_id)
+        for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step, steps.sync_step):
+            step(engine, round_id)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def test_evaluation_first_then_cold_start_then_active_and_export_equals_truth(tmp_path) -> None:
+    truth = make_data(tmp_path)
+    config, _ = load_campaign_file(campaign_file(tmp_path))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 4)
+
+    summaries = campaign_summaries(engine, "own")
+    assert [s.kind for s in summaries] == ["evaluation", "cold_start", "active", "active"]
+    assert [s.labeled for s in summaries] == [0, 0, 10, 20]
+    assert summaries[0].test_accuracy is None and summaries[2].test_accuracy is not None
+    with session_scope(engine) as session:
+        evaluation = {s.id for s in session.scalars(select(Sample).where(Sample.split == SampleSplit.evaluation))}
+        assert len(evaluation) == 20
+        by_round = session.execute(select(Round.index, Selection.sample_id).join(Round)).all()
+    # The yardstick is labeled first and never picked again; the evaluation round took it all.
+    assert {sid for index, sid in by_round if index == 1} == evaluation
+    assert not {sid for index, sid in by_round if index > 1} & evaluation
+
+    export_path = tmp_path / "labels.csv"
+    count = export_labels(engine, "own", export_path)
+    rows = list(csv.DictReader(export_path.open()))
+    assert count == len(rows) == 20 + 3 * 10
+    root = (tmp_path / "images").resolve()
+    for row in rows:
+        assert row["label"] == truth[Path(row["path"]).relative_to(root).as_posix()]
+        assert row["annotations"] == "1" and row["agreement"] == "1.0"
+    assert {row["round"] for row in rows} == {"1", "2", "3", "4"}
+    assert sum(row["split"] == "evaluation" for row in rows) == 20
+
+
+def test_cold_start_batch_is_seeded_and_random(tmp_path) -> None:
+    make_data(tmp_path)
+    picks = []
+    for name in ("one", "two"):
+        config, _ = load_campaign_file(campaign_file(tmp_path, name, **{"evaluation_size = 20": "evaluation_size = 0"}))
+        engine = open_engine(f"sqlite:///{tmp_path}/{name}.db")
+        campaign_id = prepare_campaign(engine, config)
+        run_rounds(engine, campaign_id, 1)
+        with session_scope(engine) as session:
+            picks.append(sorted(session.scalars(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id))))
+            kinds = list(session.scalars(select(Round.kind)))
+        assert [k.value for k in kinds] == ["cold_start"]
+    assert picks[0] == picks[1] and len(picks[0]) == 10
+
+
+def test_test_folder_is_the_yardstick_and_seeds_train_the_first_round(tmp_path) -> None:
+    truth = make_data(tmp_path, count=90)
+    names = sorted(truth)
+    test_rows = {n: truth[n] for n in names[:20]}
+    seed_rows = {n: truth[n] for n in names[20:35]}
+    write_manifest(tmp_path / "test.csv", test_rows, base=tmp_path / "images")
+    write_manifest(tmp_path / "seeds.csv", seed_rows, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"'}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)
+    summary = campaign_summaries(engine, "own")[0]
+    assert summary.kind == "active" and summary.labeled == 15 and summary.test_accuracy is not None
+    with session_scope(engine) as session:
+        splits = dict(session.execute(select(Sample.split, func.count()).group_by(Sample.split)).all())
+        given = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.source == "given"))
+    assert splits == {SampleSplit.test: 20, SampleSplit.pool: 70} and given == 15
+
+
+def test_identical_images_are_one_sample(tmp_path) -> None:
+    """8 byte-identical copies among 40 others: one sample, one label for all copies."""
+    truth = make_data(tmp_path, count=40)
+    original = tmp_path / "images" / sorted(truth)[0]
+    for i in range(8):
+        copy = tmp_path / "images" / "copies" / f"copy{i}{original.suffix}"
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(original, copy)
+        truth[copy.relative_to(tmp_path / "images").as_posix()] = truth[sorted(truth)[0]]
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    test_rows = {k: truth[k] for k in list(truth)[-3:]}  # 3 copies named in the test set
+    write_manifest(tmp_path / "test.csv", test_rows, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, **{"# test = ...": 'test = "test.csv"', 'strategy = "bald"': 'strategy = "margin"',
+                     "batch_size = 10": "batch_size = 6", "# min_labels_to_train = ...": "min_labels_to_train = 2"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    with session_scope(engine) as session:
+        copies = list(session.scalars(select(Sample).where(Sample.content_hash == session.scalar(
+            select(Sample.content_hash).where(Sample.uri == original.relative_to(tmp_path / "images").as_posix())))))
+    assert len(copies) == 9
+    assert {c.split for c in copies} == {SampleSplit.test}  # never straddling test and pool
+    assert sum(c.duplicate_of is None for c in copies) == 1
+    run_rounds(engine, campaign_id, 3)
+    with session_scope(engine) as session:
+        picked = list(session.scalars(select(Sample.content_hash).join(Selection, Selection.sample_id == Sample.id)))
+    assert len(picked) == len(set(picked))  # at most one copy of each content, ever
+
+
+def test_copies_in_the_pool_share_one_answer_in_the_export(tmp_path) -> None:
+    truth = make_data(tmp_path, count=40)
+    first = sorted(truth)[0]
+    for i in range(3):
+        shutil.copy(tmp_path / "images" / first, tmp_path / "images" / f"dup{i}.png")
+        truth[f"dup{i}.png"] = truth[first]
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0",
+                                                              "batch_size = 10": "batch_size = 40"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)  # the cold start labels every representative
+    export_labels(engine, "own", tmp_path / "labels.jsonl")
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert len(rows) == 43
+    copies = [r for r in rows if r["copy_of"]]
+    assert len(copies) == 3 and {r["label"] for r in copies} == {truth[first]}
+
+
+def test_unreadable_images_are_recorded_and_never_selected(tmp_path) -> None:
+    truth = make_data(tmp_path, count=40)
+    some_png = next((tmp_path / "images").glob("**/*.png"))
+    broken = {"zero.png": b"", "truncated.png": some_png.read_bytes()[:60], "text.png": b"hello, not an image"}
+    for name, content in broken.items():
+        (tmp_path / "images" / name).write_bytes(content)
+        truth[name] = "0"
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(tmp_path, **{
+        "evaluation_size = 20": "evaluation_size = 0", "# min_labels_to_train = ...": "min_labels_to_train = 10",
+        "batch_size = 10": "batch_size = 12"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 3)  # cold start (random), then two active rounds
+    with session_scope(engine) as session:
+        problems = dict(session.execute(select(SampleProblem.uri, SampleProblem.reason)).all())
+        selected = set(session.scalars(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id)))
+    assert set(problems) == set(broken)
+    assert all(problems.values())
+    assert not selected & set(broken) and len(selected) == 36
+
+
+def test_changed_labeled_image_stops_the_run_until_the_user_decides(tmp_path) -> None:
+    make_data(tmp_path, count=60)
+    path = campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0"})
+    config, _ = load_campaign_file(path)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        labeled_uri = session.scalar(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id).limit(1))
+        unlabeled_uri = session.scalar(select(Sample.uri).where(Sample.id.not_in(select(Selection.sample_id))).limit(1))
+    for uri in (labeled_uri, unlabeled_uri):
+        target = tmp_path / "images" / uri
+        Image.fromarray(np.full((16, 16), 7, np.uint8)).save(target, format="PNG" if uri.endswith("png") else "JPEG")
+    with pytest.raises(CampaignStateError, match="1 labeled image.*changed.*--accept-changes"):
+        prepare_campaign(engine, config)
+    prepare_campaign(engine, config, relabel_changes=True)
+    with session_scope(engine) as session:
+        statuses = set(session.scalars(select(Annotation.status).join(Sample).where(Sample.uri == labeled_uri)))
+        reselectable = session.scalar(select(func.count()).select_from(Selection).join(Sample).where(Sample.uri == labeled_uri))
+    assert statuses == {AnnotationStatus.rejected} and reselectable == 0
+    prepare_campaign(engine, config)  # decided once: the next run goes on
+
+
+def test_a_moved_folder_continues_with_relocate_and_spelling_is_not_a_move(tmp_path) -> None:
+    make_data(tmp_path / "a", count=40)
+    path = campaign_file(tmp_path / "a", **{"evaluation_size = 20": "evaluation_size = 0"})
+    config, _ = load_campaign_file(path)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    respelled = campaign_file(tmp_path / "a", **{"evaluation_size = 20": "evaluation_size = 0",
+                                                 'pool = "images/"': 'pool = "./images/../images/"'})
+    assert prepare_campaign(engine, load_campaign_file(respelled)[0]) == campaign_id
+
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved, _ = load_campaign_file(tmp_path / "b" / "own.toml")
+    with pytest.raises(CampaignStateError, match="--relocate"):
+        prepare_campaign(engine, moved)
+    assert prepare_campaign(engine, moved, relocate=True) == campaign_id
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Selection)) == 10
+
+
+def test_cli_run_and_export_on_a_campaign_file(tmp_path) -> None:
+    truth = make_data(tmp_path, count=60)
+    path = campaign_file(tmp_path, **{"rounds = 10": "rounds = 3"})
+    env = {**os.environ, "COLUMNS": "200"}
+    run = subprocess.run([*EXE, "run", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr
+    assert "evaluation" in run.stdout and "cold start" in run.stdout
+    out = subprocess.run([*EXE, "export", str(path), "--to", "labels.csv", "--model", "model.pt"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
+    assert len(rows) == 20 + 2 * 10
+    root = (tmp_path / "images").resolve()
+    assert all(r["label"] == truth[Path(r["path"]).relative_to(root).as_posix()] for r in rows)
+    from activelabel.pipeline.model_file import load_model_file
+
+    _, spec, labels = load_model_file(tmp_path / "model.pt")
+    assert labels == LABELS and spec.architecture == "small_cnn"
