@@ -170,7 +170,8 @@ def _decode(source: str | Path | bytes, *, name: str | None, at_least: int | Non
     except UnreadableImageError:
         raise
     except UnidentifiedImageError:
-        raise UnreadableImageError(label, "not an image file Pillow can identify (corrupt or another format)") from None
+        reason = "not an image file Pillow can identify (corrupt or another format)"
+        raise UnreadableImageError(label, reason) from None
     except Image.DecompressionBombError as exc:
         raise UnreadableImageError(label, f"too many pixels ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
@@ -229,9 +230,12 @@ def array_png(array: np.ndarray, *, scale: int = 1) -> bytes:
     if pixels.ndim == 3 and pixels.shape[0] in (1, 3):
         pixels = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
     elif pixels.ndim != 2:
-        raise DatasetError(f"cannot encode an image of shape {tuple(np.shape(array))} as PNG: expected [C, H, W], C in (1, 3)")
+        raise DatasetError(
+            f"cannot encode an image of shape {tuple(np.shape(array))} as PNG: expected [C, H, W], C in (1, 3)"
+        )
     if scale > 1:
         pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     out = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(np.rint(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8))).save(out, format="PNG")
+    as_bytes = np.rint(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+    Image.fromarray(np.ascontiguousarray(as_bytes)).save(out, format="PNG")
     return out.getvalue()
