@@ -248,3 +248,13 @@ def test_gray_and_rgb_with_a_transparent_colour_key_show_white(tmp_path):
     rgb = tmp_path / "keyed-rgb.png"
     Image.fromarray(np.array([[[0, 0, 0], [10, 20, 30]]], dtype=np.uint8)).save(rgb, transparency=(0, 0, 0))
     assert np.asarray(decode_image(rgb)).tolist() == [[[255, 255, 255], [10, 20, 30]]]
+
+
+def test_16_and_10_bit_pgm_are_scaled_by_their_maximum(tmp_path):
+    deep = tmp_path / "deep.pgm"
+    deep.write_bytes(b"P5\n2 2\n65535\n" + np.array([0, 257, 65535, 32896], dtype=">u2").tobytes())
+    assert Image.open(deep).mode == "I"
+    assert np.asarray(decode_image(deep)).tolist() == [[0, 1], [255, 128]]
+    ten = tmp_path / "ten.pgm"  # maxval 1023: 1023 is white, 512 is mid-gray
+    ten.write_bytes(b"P5\n2 2\n1023\n" + np.array([0, 1023, 512, 100], dtype=">u2").tobytes())
+    assert np.asarray(decode_image(ten)).tolist() == [[0, 255], [128, 25]]
