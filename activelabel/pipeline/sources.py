@@ -5,9 +5,9 @@ A source is a folder or a manifest:
 - a folder in **any layout** (:func:`list_images`, recursive, for an unlabeled pool) or in the
   ImageFolder layout ``<folder>/<class>/...`` (:func:`list_image_folder`, labeled seed/test);
 - a manifest (:func:`read_manifest`): CSV with a header row holding a ``path`` column and an
-  optional ``label`` column, or JSON Lines (``.jsonl`` / ``.ndjson``) with one
-  ``{"path": ..., "label": ...}`` object per line. Relative paths are relative to the
-  manifest's folder.
+  optional ``label`` column (names compared case-insensitively; other columns ignored), or
+  JSON Lines (``.jsonl`` / ``.ndjson``) with one ``{"path": ..., "label": ...}`` object per
+  line. Relative paths are relative to the manifest's folder.
 
 Each sample gets a URI (:func:`uri_for`): the posix path of the *resolved* file relative to the
 *resolved* base folder. The campaign stores URIs, so the same file must get the same URI
@@ -93,8 +93,9 @@ def _records(paths: Iterable[tuple[Path, str | None]], base: Path) -> list[Sourc
     """Records sorted by URI; a file reached twice (symlinks) is kept once."""
     unique: dict[str, SourceRecord] = {}
     for path, label in paths:
-        uri = uri_for(path, base)
-        unique.setdefault(uri, SourceRecord(uri, path.resolve(), label))
+        resolved = path.resolve()
+        uri = Path(os.path.relpath(resolved, base)).as_posix()  # uri_for, resolving once
+        unique.setdefault(uri, SourceRecord(uri, resolved, label))
     return [unique[uri] for uri in sorted(unique)]
 
 
@@ -172,13 +173,16 @@ def _manifest_rows(manifest: Path, *, key: str) -> Iterable[tuple[int, dict]]:
         try:
             if suffix == ".csv":
                 reader = csv.DictReader(handle)
-                if reader.fieldnames is None or "path" not in [f.strip() for f in reader.fieldnames]:
+                if reader.fieldnames is None or "path" not in [f.strip().lower() for f in reader.fieldnames]:
                     raise DataSourceError(
                         f"{key}: manifest {manifest} has no 'path' column in its header row "
-                        f"(found {reader.fieldnames or 'nothing'}); the first line must name the columns, e.g. path,label"
+                        f"(found {reader.fieldnames or 'nothing'}); "
+                        "the first line must name the columns, e.g. path,label"
                     )
                 for row in reader:
-                    cleaned = {(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+                    cleaned = {
+                        (k or "").strip().lower(): (v.strip() if isinstance(v, str) else v) for k, v in row.items()
+                    }
                     yield reader.line_num, cleaned
                 return
             for number, line in enumerate(handle, start=1):
@@ -198,7 +202,9 @@ def _manifest_rows(manifest: Path, *, key: str) -> Iterable[tuple[int, dict]]:
                     )
                 yield number, row
         except UnicodeDecodeError as exc:
-            raise DataSourceError(f"{key}: manifest {manifest} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+            raise DataSourceError(
+                f"{key}: manifest {manifest} is not UTF-8 text ({exc.reason}); save it as UTF-8"
+            ) from None
         except csv.Error as exc:
             raise DataSourceError(f"{key}: manifest {manifest} is not valid CSV ({exc})") from None
 

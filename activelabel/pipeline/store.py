@@ -123,7 +123,8 @@ class ArrayStore:
             for position in range(start, min(start + batch_size, len(uris))):
                 row = self._rows.get(uris[position])
                 if row is None:
-                    failures.append((position, str(UnreadableImageError(uris[position], "sample is not in this in-memory dataset"))))
+                    missing = UnreadableImageError(uris[position], "sample is not in this in-memory dataset")
+                    failures.append((position, str(missing)))
                 else:
                     positions.append(position)
                     rows.append(row)

@@ -224,3 +224,37 @@ def _png_bytes(image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def test_large_jpeg_is_read_at_reduced_scale_with_the_same_content(tmp_path):
+    # Four flat quadrants survive any scaling: the reduced decode must give the same picture.
+    quadrants = np.zeros((400, 600), dtype=np.uint8)
+    quadrants[:200, 300:] = 255
+    quadrants[200:, :300] = 128
+    path = tmp_path / "big.jpg"
+    Image.fromarray(quadrants).save(path, quality=95)
+    array = read_image(path, size=8, channels=1)[0]
+    full = image_array(decode_image(path), size=8, channels=1)[0]
+    np.testing.assert_allclose(array, full, atol=3 / 255)
+    assert [round(float(array[r, c]) * 255) for r, c in ((1, 1), (1, 6), (6, 1))] == pytest.approx([0, 255, 128], abs=3)
+    assert decode_image(path).size == (600, 400)  # what the annotator sees: full resolution
+
+
+def test_gray_and_rgb_with_a_transparent_colour_key_show_white(tmp_path):
+    gray = tmp_path / "keyed-gray.png"
+    Image.fromarray(np.array([[0, 50]], dtype=np.uint8), mode="L").save(gray, transparency=0)
+    assert Image.open(gray).info["transparency"] == 0
+    assert np.asarray(decode_image(gray)).tolist() == [[255, 50]]
+    rgb = tmp_path / "keyed-rgb.png"
+    Image.fromarray(np.array([[[0, 0, 0], [10, 20, 30]]], dtype=np.uint8)).save(rgb, transparency=(0, 0, 0))
+    assert np.asarray(decode_image(rgb)).tolist() == [[[255, 255, 255], [10, 20, 30]]]
+
+
+def test_16_and_10_bit_pgm_are_scaled_by_their_maximum(tmp_path):
+    deep = tmp_path / "deep.pgm"
+    deep.write_bytes(b"P5\n2 2\n65535\n" + np.array([0, 257, 65535, 32896], dtype=">u2").tobytes())
+    assert Image.open(deep).mode == "I"
+    assert np.asarray(decode_image(deep)).tolist() == [[0, 1], [255, 128]]
+    ten = tmp_path / "ten.pgm"  # maxval 1023: 1023 is white, 512 is mid-gray
+    ten.write_bytes(b"P5\n2 2\n1023\n" + np.array([0, 1023, 512, 100], dtype=">u2").tobytes())
+    assert np.asarray(decode_image(ten)).tolist() == [[0, 255], [128, 25]]

@@ -89,7 +89,7 @@ def test_csv_manifest_relative_absolute_and_labels(tmp_path):
     outside = tmp_path / "other" / "c.png"
     write_png(outside)
     manifest = tmp_path / "imgs" / "list.csv"
-    manifest.write_text(f"path,label\na.png,cat\n./b.png,\n{outside},dog\n")
+    manifest.write_text(f"Path, Label,notes\na.png,cat,x\n./b.png,,\n{outside},dog,\n")
     records = read_manifest(manifest, key="data.pool", labels=["cat", "dog"])
     assert [(r.uri, r.label) for r in records] == [("a.png", "cat"), ("b.png", None), ("../other/c.png", "dog")]
     assert records[2].path == outside.resolve()
