@@ -359,10 +359,13 @@ def strategies() -> None:
 
 def main() -> None:
     """Console entry point: known problems print one line and exit 1, without a traceback."""
+    from rich.markup import escape
+
     try:
         app()
     except ActiveLabelError as error:
-        err_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (e.g. 'activelabel[postgres]') that are not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -53,3 +53,12 @@ class RoundAlreadyRunningError(CampaignStateError):
 
 class DatasetError(ActiveLabelError):
     """A dataset that cannot be read: missing files, corrupt images, unknown labels."""
+
+
+class DatabaseSchemaError(ActiveLabelError):
+    """The database's schema is in a state activelabel will not change on its own (e.g. tables
+    holding rows but no schema version); the message says what to do."""
+
+
+class PrefectApiUnavailableError(ActiveLabelError):
+    """Prefect's API (its temporary local server, or the one at PREFECT_API_URL) did not answer."""
