@@ -481,11 +481,35 @@ def strategies() -> None:
 
 def main() -> None:
     """Console entry point: known problems print one line and exit 1, without a traceback."""
+    import signal
+
+    from rich.markup import escape
+
+    class Stopped(BaseException):  # not KeyboardInterrupt: typer would turn that into "Aborted"
+        def __init__(self, signum: int) -> None:
+            super().__init__(signum)
+            self.signum = signum
+
+    def _stop(signum: int, _frame: object) -> None:
+        # Ctrl-C and SIGTERM end the run the same way: the flow is marked crashed, the lease
+        # and Prefect's temporary server are released, and the next run resumes from the database.
+        raise Stopped(signum)
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop)
     try:
         app()
     except ActiveLabelError as error:
-        err_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+        # escape: a message may hold brackets (e.g. 'activelabel[postgres]') that are not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
+    except Stopped as stopped:
+        name = "SIGTERM" if stopped.signum == signal.SIGTERM else "Ctrl-C"
+        err_console.print(
+            f"[bold red]error:[/] stopped by {name}; run the same command again to resume",
+            markup=True, highlight=False, soft_wrap=True,
+        )
+        sys.exit(128 + stopped.signum)
 
 
 if __name__ == "__main__":

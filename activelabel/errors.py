@@ -58,3 +58,11 @@ class DatasetError(ActiveLabelError):
 class WeightsFileError(ActiveLabelError):
     """A weights or model file that cannot be used: missing, unreadable, or not matching the
     architecture. The message names the file, the architecture and the first offending keys."""
+
+class DatabaseSchemaError(ActiveLabelError):
+    """The database's schema is in a state activelabel will not change on its own (e.g. tables
+    holding rows but no schema version); the message says what to do."""
+
+
+class PrefectApiUnavailableError(ActiveLabelError):
+    """Prefect's API (its temporary local server, or the one at PREFECT_API_URL) did not answer."""

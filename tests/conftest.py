@@ -1,11 +1,32 @@
-"""Test-wide setup: an isolated Prefect home (ephemeral API, no server) and shared helpers."""
+"""Test-wide setup: an isolated Prefect home, ONE Prefect API server for the whole run, helpers.
+
+Why one shared server: without PREFECT_API_URL every flow run (in this process, and in every
+`activelabel` subprocess) starts Prefect's temporary API server, and on a busy machine those
+starts took longer than Prefect allows, so tests failed for reasons that had nothing to do
+with activelabel. Here `prefect server start` is launched once when pytest starts (loopback,
+a free port, its own PREFECT_HOME), PREFECT_API_URL is exported before anything imports
+Prefect (in-process flows and subprocess CLI runs both use it), the first test waits for its
+/api/health with a generous explicit bound (SERVER_START_BOUND_S), and it is stopped, with
+its whole process group, when pytest ends.
+
+Tests of the temporary-server path itself drop PREFECT_API_URL from their subprocess's
+environment. To use a server of your own instead, export PREFECT_API_URL and
+ACTIVELABEL_TEST_KEEP_PREFECT_API=1.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 # Helpers shared by several test folders (no package __init__ files in tests/).
 sys.path.insert(0, str(Path(__file__).with_name("support")))
@@ -15,6 +36,81 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="activelabel-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.pop("PREFECT_API_URL", None) if os.environ.get("ACTIVELABEL_TEST_KEEP_PREFECT_API") is None else None
 os.environ.pop("ACTIVELABEL_DATABASE_URL", None)
 os.environ.pop("ACTIVELABEL_DATABASE_PASSWORD", None)
+
+KEEP_API_ENV = "ACTIVELABEL_TEST_KEEP_PREFECT_API"
+SERVER_START_BOUND_S = 300  # a loaded 2-core machine; an idle one answers in a few seconds
+_server: dict = {}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Launch the shared Prefect server (no wait here: collection runs while it starts)."""
+    if os.environ.get(KEEP_API_ENV) and os.environ.get("PREFECT_API_URL"):
+        return
+    os.environ.pop("PREFECT_API_URL", None)
+    home = Path(tempfile.mkdtemp(prefix="activelabel-prefect-server-"))
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    log = open(home / "server.log", "w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start",
+         "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    os.environ["PREFECT_API_URL"] = url
+    _server.update(process=process, url=url, log=log, log_path=home / "server.log")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the shared server and everything it started (its own process group)."""
+    process = _server.pop("process", None)
+    if process is None:
+        return
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            os.killpg(process.pid, signal.SIGKILL)  # any straggler of the group
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            continue
+        break
+    _server["log"].close()
+
+
+def wait_for_prefect_api(url: str, bound_s: float = SERVER_START_BOUND_S) -> None:
+    """Poll ``url``/health until it answers 200; pytest.fail with the server's log after ``bound_s``."""
+    deadline = time.monotonic() + bound_s
+    process = _server.get("process")
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        exited = process is not None and process.poll() is not None
+        if exited or time.monotonic() > deadline:
+            log = _server["log_path"].read_text()[-3000:] if "log_path" in _server else ""
+            pytest.fail(f"the shared Prefect server at {url} did not answer within {bound_s} s "
+                        f"(exited: {exited}):\n{log}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_api_url() -> str:
+    """The shared Prefect API's URL, once it answers (every test may run a flow)."""
+    url = os.environ["PREFECT_API_URL"] if "url" not in _server else _server["url"]
+    wait_for_prefect_api(url)
+    return url

@@ -62,6 +62,22 @@ def _first_line(exc: BaseException) -> str:
     return message[0] if message else type(exc).__name__
 
 
+def _missing_driver(shown: str, url: str, exc: ImportError) -> str:
+    """What to install when the URL is fine but its database driver is not importable."""
+    try:
+        parsed = make_url(url)
+        backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    except (ArgumentError, ValueError):
+        backend = driver = ""
+    if backend == "postgresql":
+        other = "" if driver == "psycopg" else " and use a postgresql+psycopg:// URL"
+        return (
+            f"database {shown} is PostgreSQL, but its driver is not installed ({_first_line(exc)}); "
+            f"install activelabel's postgres extra: pip install 'activelabel[postgres]'{other}"
+        )
+    return f"the driver for database {shown} is not installed: {_first_line(exc)}"
+
+
 def _enable_sqlite_foreign_keys(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -81,7 +97,9 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
     try:
         # pre-ping: a server restarted mid-campaign leaves dead pooled connections behind.
         engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+    except ImportError as exc:
+        raise DatabaseUnavailableError(_missing_driver(shown, url, exc)) from None
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise DatabaseUnavailableError(f"invalid database URL {shown}: {_first_line(exc)}") from None
     if engine.dialect.name == "sqlite":
         _enable_sqlite_foreign_keys(engine)

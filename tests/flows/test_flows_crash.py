@@ -32,10 +32,43 @@ DEMO = ("demo", "--campaign", "crashy", "--rounds", "2", "--batch-size", "8",
         "--initial-labeled", "16", "--mc-samples", "3", "--epochs", "2", "--strategy", "bald")
 
 
+def session_processes(session: int) -> dict[int, str]:
+    """Live (not zombie) processes of a session, by pid: their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[3]) == session:
+            found[int(stat.parent.name)] = cmdline.strip()
+    return found
+
+
+def children(pid: int) -> dict[int, str]:
+    """Direct children of ``pid`` (all its threads), by pid: their command lines."""
+    pids = []
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(p) for p in tasks.read_text().split()]
+        except OSError:
+            pass
+    return {p: c for p, c in session_processes(os.getsid(pid)).items() if p in pids} if pids else {}
+
+
+def assert_none_left(session: int, bound_s: float = 60) -> None:
+    """No process of ``session`` may outlive its leader (the `activelabel` CLI) for ``bound_s``."""
+    deadline = time.monotonic() + bound_s
+    while (left := session_processes(session)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == {}, f"left behind after the CLI ended: {left}"
+
+
 def run_demo(folder: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `activelabel demo` to its end (or its crash), then check it left no process behind."""
     full_env = {**os.environ, "PREFECT_HOME": str(folder / "prefect-home"), **(env or {})}
-    # Files, not pipes: a SIGKILLed CLI leaves Prefect's temporary API server running, and it
-    # would hold a pipe open. The whole process group is ended afterwards.
+    # Files, not pipes: a process left behind would hold a pipe open and hang the test.
     with open(folder / "stdout.txt", "w+") as out, open(folder / "stderr.txt", "w+") as err:
         process = subprocess.Popen(
             [EXE, *DEMO, *extra], cwd=folder, env=full_env, stdout=out, stderr=err,
@@ -43,9 +76,10 @@ def run_demo(folder: Path, *extra: str, env: dict | None = None) -> subprocess.C
         )
         try:
             process.wait(timeout=600)
+            assert_none_left(process.pid)  # its own session: session id == its pid
         finally:
             try:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGKILL)  # cleanup only; asserted above
             except ProcessLookupError:
                 pass
         out.seek(0)
@@ -195,3 +229,72 @@ def test_two_demo_processes_at_once_one_proceeds_the_other_is_refused(tmp_path):
     assert len(final["selections"]) == 8 and len({s.uri for s in final["selections"]}) == 8
     assert len({(r, uri) for r, uri, _, _ in final["scores"]}) == len(final["scores"])
     assert final["leases"] == []
+
+
+def _without_prefect_api() -> dict:
+    """The environment of a CLI that must start Prefect's temporary API server itself."""
+    env = dict(os.environ)
+    env.pop("PREFECT_API_URL", None)  # the suite's shared server (tests/conftest.py) is not used
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_prefect_temporary_server_ends_with_the_cli_however_it_is_stopped(tmp_path, sig):
+    """SIGKILL, SIGTERM or Ctrl-C (SIGINT) of the CLI alone, mid-round: its uvicorn child goes too."""
+    env = {**_without_prefect_api(), "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        cli = subprocess.Popen([EXE, *DEMO, "--rounds", "1"], cwd=tmp_path, env=env,
+                               stdout=out, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # the flow runs (lease held) and Prefect's server is up
+        while True:
+            assert cli.poll() is None, (tmp_path / "err").read_text()[-2000:]
+            assert time.monotonic() < deadline, (tmp_path / "err").read_text()[-2000:]
+            servers = {p: c for p, c in children(cli.pid).items() if "uvicorn" in c}
+            db = tmp_path / "activelabel.db"
+            if servers and db.exists():
+                try:
+                    if snapshot(tmp_path)["leases"]:
+                        break
+                except Exception:  # schema not created yet
+                    pass
+            time.sleep(0.5)
+        os.kill(cli.pid, sig)  # the CLI alone, not its process group
+        code = cli.wait(timeout=120)
+        assert code == {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 128 + signal.SIGTERM,
+                        signal.SIGINT: 128 + signal.SIGINT}[sig], (tmp_path / "err").read_text()[-2000:]
+        assert_none_left(cli.pid)
+        assert all(not Path(f"/proc/{pid}").exists() or "Z" in (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0])
+                   for pid in servers)
+        if sig != signal.SIGKILL:
+            stderr = (tmp_path / "err").read_text()
+            assert "Traceback" not in stderr
+            errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+            name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+            assert errors == [f"error: stopped by {name}; run the same command again to resume"], stderr[-2000:]
+    finally:
+        try:
+            os.killpg(cli.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Stopped mid-round: the rerun (shared API now) resumes it to the end.
+    rerun = run_demo(tmp_path, "--rounds", "1")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert [r.status.value for r in snapshot(tmp_path)["rounds"]] == ["complete"]
+
+
+def test_prefect_server_too_slow_to_start_is_one_line_saying_what_to_do(tmp_path):
+    """Prefect's temporary server gets 1 s; a first start (it creates its database) takes more."""
+    env = {**_without_prefect_api(), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1"}
+    result = run_demo(tmp_path, "--rounds", "1", env=env)  # also: nothing left behind
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert errors[0].startswith("error: Prefect's temporary API server did not start within 1 s")
+    assert "export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=600" in errors[0]
+    assert "`prefect server start`" in errors[0] and "export PREFECT_API_URL=" in errors[0]
+    # Nothing of the round ran: the campaign exists, no round was started.
+    assert snapshot(tmp_path)["rounds"] == []

@@ -18,6 +18,8 @@ def run_migrations() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters by table copy
         compare_type=True,
+        # activelabel.storage.migrate runs all of it in one transaction, SQLite included.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
