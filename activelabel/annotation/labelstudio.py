@@ -29,6 +29,8 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -48,6 +50,7 @@ from activelabel.errors import ActiveLabelError, ConfigError, ServiceUnavailable
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AnnotationSnapshot",
     "ImageSource",
     "LabelStudioAnnotator",
     "LabelStudioAuthError",
@@ -72,7 +75,58 @@ _ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
 ]}})
 
+# Data Manager datetime filters accept exactly this format (anything else is an HTTP 500).
+LS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Changes read again on the next sync: a save that committed late with an earlier timestamp
+# is not missed (reading a task twice is harmless, the sync reconciles idempotently).
+CURSOR_OVERLAP = timedelta(seconds=5)
+
 ModelVersion = str | Callable[[], str] | None
+
+
+@dataclass(frozen=True)
+class AnnotationSnapshot:
+    """Every current annotation of the tasks changed since a cursor.
+
+    ``sample_ids``: samples whose tasks were read — every annotation they hold now is in
+    ``answers``, so a stored one missing there was deleted. ``updated_at``: annotation id ->
+    when Label Studio last changed it. ``cursor``: the newest task change seen (Label Studio's
+    clock, :data:`LS_TIME_FORMAT`), to pass to the next call; the old one when nothing changed.
+    """
+
+    sample_ids: set[int]
+    answers: list[LabelAnswer]
+    cursor: str | None
+    updated_at: dict[str, datetime] = field(default_factory=dict)
+    tasks_read: int = 0
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Label Studio timestamp (a datetime or ISO text, ``Z`` or offset) as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime(LS_TIME_FORMAT)
+
+
+def _changed_since(cursor: str) -> str:
+    since = (parse_time(cursor) or datetime(1970, 1, 1, tzinfo=timezone.utc)) - CURSOR_OVERLAP
+    return json.dumps({"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime",
+         "value": format_time(since)},
+    ]}})
 
 
 class LabelStudioError(ActiveLabelError):
@@ -465,16 +519,60 @@ class LabelStudioAnnotator:
             sample_id = _sample_id(task.data)
             if sample_id not in wanted:
                 continue
-            for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
-                result = _get(annotation, "result") or []
-                if _get(annotation, "was_cancelled") or not result:
-                    continue
-                answers.append(LabelAnswer(
-                    sample_id=sample_id,
-                    annotator=self._annotator(_get(annotation, "completed_by")),
-                    label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
-                    external_id=str(_get(annotation, "id")),
-                ))
+            answers.extend(answer for answer, _ in self._answers(sample_id, task))
         log.info("Label Studio %s: project %d: %d answers for %d samples", self.url, project_id,
                  len(answers), len({a.sample_id for a in answers}))
         return answers
+
+    def _answers(self, sample_id: int, task: Any) -> list[tuple[LabelAnswer, datetime | None]]:
+        """The submitted annotations of one task (skips and empty results give none)."""
+        out = []
+        for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
+            result = _get(annotation, "result") or []
+            if _get(annotation, "was_cancelled") or not result:
+                continue
+            out.append((LabelAnswer(
+                sample_id=sample_id,
+                annotator=self._annotator(_get(annotation, "completed_by")),
+                label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
+                external_id=str(_get(annotation, "id")),
+            ), parse_time(_get(annotation, "updated_at")) or parse_time(_get(annotation, "created_at"))))
+        return out
+
+    def changed_since(self, cursor: str | None, *, round_index: int | None = None) -> AnnotationSnapshot:
+        """Every current annotation of the tasks Label Studio changed since ``cursor``.
+
+        A task's ``updated_at`` moves when one of its annotations is created, edited or deleted
+        (checked on 1.23.2), so a Data Manager filter on it finds exactly the tasks to re-read —
+        the cost follows what changed, not the size of the project. ``cursor=None`` reads every
+        annotated task (the first sync). Tasks are read whole, so an annotation missing from
+        the answers of a sample in ``sample_ids`` was deleted there.
+        """
+        what = f"syncing round {round_index}" if round_index is not None else "syncing"
+        project_id = self._ensure_project(what)
+        self._users = None
+        query = _ANNOTATED if cursor is None else _changed_since(cursor)
+        with self._talking(f"{what}: listing tasks of project {project_id} changed since {cursor or 'ever'}"):
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", query=query, page_size=PAGE_SIZE))
+        newest = parse_time(cursor) if cursor else None
+        sample_ids: set[int] = set()
+        answers: list[LabelAnswer] = []
+        updated: dict[str, datetime] = {}
+        for task in sorted(rows, key=lambda t: t.id):
+            changed = parse_time(_get(task, "updated_at"))
+            if changed is not None and (newest is None or changed > newest):
+                newest = changed
+            sample_id = _sample_id(task.data)
+            if sample_id is None:
+                continue
+            sample_ids.add(sample_id)
+            for answer, at in self._answers(sample_id, task):
+                answers.append(answer)
+                if at is not None:
+                    updated[answer.external_id] = at
+        log.info("Label Studio %s: project %d: %d tasks changed since %s, %d answers", self.url, project_id,
+                 len(rows), cursor or "ever", len(answers))
+        return AnnotationSnapshot(
+            sample_ids=sample_ids, answers=answers, updated_at=updated, tasks_read=len(rows),
+            cursor=format_time(newest) if newest is not None else cursor,
+        )
