@@ -394,18 +394,46 @@ class LabelStudioAnnotator:
         provided = self.model_version() if callable(self.model_version) else self.model_version
         return provided or DEFAULT_MODEL_VERSION
 
-    def _prediction(self, task: TaskRequest, version: str) -> dict:
+    def _prediction(self, task: TaskRequest, version: str, serving_score: float) -> dict:
+        """The pre-annotation: the predicted label, scored by the task's place in the order.
+
+        Label Studio serves ascending prediction scores first, so the score is the task's
+        position in the strategy's ranking over everything sent (0 = most informative), not
+        the model's confidence; the confidence rides along in the result and the task data.
+        """
         result = [] if not task.predicted_label else [{
             "from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-            "value": {"choices": [task.predicted_label]},
+            "value": {"choices": [task.predicted_label]}, "score": _finite(task.confidence),
         }]
-        return {"model_version": version, "score": _finite(task.confidence), "result": result}
+        return {"model_version": version, "score": serving_score, "result": result}
 
-    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str]]]:
-        """``sample_id -> (task id, model versions of its predictions)`` for the whole project."""
+    @staticmethod
+    def serving_scores(tasks: list[TaskRequest]) -> dict[int, float]:
+        """``sample_id -> position / n`` in the strategy's ranking (highest score first, ties by
+        the lower sample id; a non-finite score last). Ascending, that is the serving order."""
+        def key(t: TaskRequest) -> tuple[float, int]:
+            score = _finite(t.score)
+            return (-score if score is not None else math.inf, t.sample_id)
+
+        ordered = sorted(tasks, key=key)
+        return {t.sample_id: round(i / len(ordered), 9) for i, t in enumerate(ordered)}
+
+    def _task_data(self, t: TaskRequest, order: int) -> dict:
+        return {
+            "sample_id": t.sample_id,
+            "uri": t.uri,
+            "uncertainty": _finite(t.score),
+            "rank": t.rank,
+            "order": order,
+            "predicted_label": t.predicted_label,
+            "confidence": _finite(t.confidence),
+        }
+
+    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str], dict]]:
+        """``sample_id -> (task id, model versions of its predictions, data)`` for the whole project."""
         with self._talking(f"{what}: listing the project's tasks"):
             rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE))
-        found: dict[int, tuple[int, set[str]]] = {}
+        found: dict[int, tuple[int, set[str], dict]] = {}
         for task in sorted(rows, key=lambda t: t.id):
             sample_id = _sample_id(task.data)
             if sample_id is None:
@@ -415,7 +443,7 @@ class LabelStudioAnnotator:
                             self.url, project_id, sample_id, found[sample_id][0], task.id, found[sample_id][0])
                 continue
             versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
-            found[sample_id] = (int(task.id), versions)
+            found[sample_id] = (int(task.id), versions, dict(task.data or {}))
         return found
 
     def push(
@@ -423,8 +451,13 @@ class LabelStudioAnnotator:
     ) -> dict[int, str]:
         """Make sure each sample is a task in the project; returns ``sample_id -> task id``.
 
-        Samples the project already holds keep their task (and get a prediction for this model
-        version if they lack one); only the missing ones are imported.
+        ``tasks`` are all the samples that should be out with annotators now: the round's
+        selection and those of earlier rounds still unresolved, each with this round's score.
+        Samples the project already holds keep their task and get this model version's
+        prediction (and this round's figures in their data) if they lack it; only the missing
+        ones are imported. Every prediction's score is the task's place in the strategy's
+        ranking over all of ``tasks`` (:meth:`serving_scores`), so Label Studio's uncertainty
+        sampling serves them in the strategy's order. Idempotent.
         """
         what = f"pushing round {round_index}" if round_index is not None else f"pushing {len(tasks)} tasks"
         unique = list({t.sample_id: t for t in tasks}.values())
@@ -432,29 +465,29 @@ class LabelStudioAnnotator:
         project_id = self._ensure_project(what)
         if not unique:
             return {}
+        serving = self.serving_scores(unique)
+        order = {sample_id: i + 1 for i, sample_id in enumerate(sorted(serving, key=serving.get))}
         existing = self._existing_tasks(project_id, what)
         missing = [t for t in unique if t.sample_id not in existing]
         payload = [
             {
                 "data": {
                     "image": self.image_source(t.uri),  # may refuse a path before anything is sent
-                    "sample_id": t.sample_id,
-                    "uri": t.uri,
-                    "uncertainty": _finite(t.score),
-                    "rank": t.rank,
-                    "predicted_label": t.predicted_label,
-                    "confidence": _finite(t.confidence),
+                    **self._task_data(t, order[t.sample_id]),
                 },
-                "predictions": [self._prediction(t, version)],
+                "predictions": [self._prediction(t, version, serving[t.sample_id])],
             }
             for t in missing
         ]
-        ids: dict[int, str] = {}
         stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
         for t in stale:
-            with self._talking(f"{what}: adding a {version} prediction to task {existing[t.sample_id][0]}"):
-                self._ls.predictions.create(task=existing[t.sample_id][0], project=project_id,
-                                            **self._prediction(t, version))
+            task_id, _, data = existing[t.sample_id]
+            with self._talking(f"{what}: adding a {version} prediction to task {task_id}"):
+                # This round's figures in the data first: a crash before the prediction redoes both.
+                self._ls.tasks.update(id=task_id, data={**data, **self._task_data(t, order[t.sample_id])})
+                self._ls.predictions.create(task=task_id, project=project_id,
+                                            **self._prediction(t, version, serving[t.sample_id]))
+        ids: dict[int, str] = {}
         for t in unique:
             if t.sample_id in existing:
                 ids[t.sample_id] = str(existing[t.sample_id][0])

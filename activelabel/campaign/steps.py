@@ -43,9 +43,11 @@ from activelabel.storage.bulk import write_scores
 from activelabel.storage.repository import (
     latest_round,
     move_round,
+    outstanding_samples,
     resolved_labels,
     round_scores,
     round_selections,
+    selected_sample_ids,
     split_samples,
     unlabeled_pool,
 )
@@ -174,6 +176,11 @@ def score_step(engine: Engine, round_id: int) -> None:
     with session_scope(engine) as session:
         checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id))
         pool = unlabeled_pool(session, campaign.id)
+        # Still out with annotators from earlier rounds: scored too (as this round's scores, never
+        # selected again) so push gives their tasks this round's prediction and place in the order.
+        leftovers = outstanding_samples(session, campaign.id, config.annotations_per_task)
+    pool_count = len(pool)
+    pool = pool + leftovers
     assert checkpoint is not None
     dataset = load_dataset(campaign.dataset)
     device = resolve_device(config.device)
@@ -195,7 +202,7 @@ def score_step(engine: Engine, round_id: int) -> None:
     crash_point("score", rnd.index)
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
-                      pool_count=len(pool), timings=_timings(rnd, "score", started)):
+                      pool_count=pool_count, timings=_timings(rnd, "score", started)):
             write_scores(session, score_rows)
 
 
@@ -207,7 +214,8 @@ def select_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · selecting {config.batch_size}", total=1)
     with session_scope(engine) as session:
-        scores = round_scores(session, round_id, rnd.strategy)
+        taken = selected_sample_ids(session, campaign.id)  # earlier rounds' leftovers were scored too
+        scores = [s for s in round_scores(session, round_id, rnd.strategy) if s.sample_id not in taken]
         chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), config.batch_size)
         picked = [scores[int(i)] for i in chosen]
         mean_score = float(np.mean([s.value for s in picked]))
@@ -239,19 +247,41 @@ def _task_requests(engine: Engine, where) -> list[TaskRequest]:
         ]
 
 
+def _leftover_requests(engine: Engine, rnd: Round, campaign: Campaign, config: CampaignConfig) -> list[TaskRequest]:
+    """Earlier rounds' samples still out with annotators, with this round's scores and prediction."""
+    from activelabel.storage import Sample, Score
+
+    with session_scope(engine) as session:
+        waiting = {s.id for s in outstanding_samples(session, campaign.id, config.annotations_per_task)}
+        rows = session.execute(
+            select(Selection, Sample.uri, Score).join(Sample, Sample.id == Selection.sample_id)
+            .join(Score, (Score.sample_id == Selection.sample_id) & (Score.round_id == rnd.id)
+                  & (Score.strategy == rnd.strategy))
+            .where(Selection.campaign_id == campaign.id, Selection.round_id != rnd.id,
+                   Selection.external_task_id.is_not(None))
+            .order_by(Selection.sample_id)
+        ).all()
+        return [
+            TaskRequest(s.sample_id, uri, s.rank, score.value, campaign.labels[score.predicted_class],
+                        score.confidence, s.external_task_id)
+            for s, uri, score in rows if s.sample_id in waiting
+        ]
+
+
 def push_step(engine: Engine, round_id: int) -> None:
-    """Hand the selection to the annotators and store the task ids they gave back."""
+    """Hand the selection to the annotators and store the task ids they gave back.
+
+    Samples of earlier rounds still out go along with this round's scores, so every task
+    waiting in the tool carries the current model's prediction and its place in the order.
+    """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.pushing:
         return
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
     annotator = build_annotator(config, load_dataset(campaign.dataset))
-    tasks = _task_requests(engine, Selection.round_id == round_id)
-    task_ids = annotator.push(
-        [t for t in tasks if t.external_task_id is None],
-        model_version=rnd.model_version, round_index=rnd.index,
-    )
+    tasks = _task_requests(engine, Selection.round_id == round_id) + _leftover_requests(engine, rnd, campaign, config)
+    task_ids = annotator.push(tasks, model_version=rnd.model_version, round_index=rnd.index)
     crash_point("push", rnd.index)
     with session_scope(engine) as session:
         for selection in round_selections(session, round_id):
