@@ -413,7 +413,9 @@ def status(
         console.print(table)
         return
     rounds = round_progress(engine, campaign)
-    columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "test accuracy"]
+    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
+    columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
+               "test accuracy"]
     if any(r.error for r in rounds):
         columns.append("error")
     table = Table(title=f"Campaign {campaign}")
@@ -422,7 +424,7 @@ def status(
     for r in rounds:
         cells = [
             str(r.index), r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
-            str(r.resolved), str(r.rejected),
+            str(r.resolved), str(r.rejected), str(r.changed),
             "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}", r.error or "",
         ]
         table.add_row(*cells[: len(columns)])

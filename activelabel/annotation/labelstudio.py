@@ -29,6 +29,8 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -48,6 +50,7 @@ from activelabel.errors import ActiveLabelError, ConfigError, ServiceUnavailable
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AnnotationSnapshot",
     "ImageSource",
     "LabelStudioAnnotator",
     "LabelStudioAuthError",
@@ -72,7 +75,58 @@ _ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
 ]}})
 
+# Data Manager datetime filters accept exactly this format (anything else is an HTTP 500).
+LS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Changes read again on the next sync: a save that committed late with an earlier timestamp
+# is not missed (reading a task twice is harmless, the sync reconciles idempotently).
+CURSOR_OVERLAP = timedelta(seconds=5)
+
 ModelVersion = str | Callable[[], str] | None
+
+
+@dataclass(frozen=True)
+class AnnotationSnapshot:
+    """Every current annotation of the tasks changed since a cursor.
+
+    ``sample_ids``: samples whose tasks were read — every annotation they hold now is in
+    ``answers``, so a stored one missing there was deleted. ``updated_at``: annotation id ->
+    when Label Studio last changed it. ``cursor``: the newest task change seen (Label Studio's
+    clock, :data:`LS_TIME_FORMAT`), to pass to the next call; the old one when nothing changed.
+    """
+
+    sample_ids: set[int]
+    answers: list[LabelAnswer]
+    cursor: str | None
+    updated_at: dict[str, datetime] = field(default_factory=dict)
+    tasks_read: int = 0
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Label Studio timestamp (a datetime or ISO text, ``Z`` or offset) as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime(LS_TIME_FORMAT)
+
+
+def _changed_since(cursor: str) -> str:
+    since = (parse_time(cursor) or datetime(1970, 1, 1, tzinfo=timezone.utc)) - CURSOR_OVERLAP
+    return json.dumps({"filters": {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime",
+         "value": format_time(since)},
+    ]}})
 
 
 class LabelStudioError(ActiveLabelError):
@@ -340,18 +394,46 @@ class LabelStudioAnnotator:
         provided = self.model_version() if callable(self.model_version) else self.model_version
         return provided or DEFAULT_MODEL_VERSION
 
-    def _prediction(self, task: TaskRequest, version: str) -> dict:
+    def _prediction(self, task: TaskRequest, version: str, serving_score: float) -> dict:
+        """The pre-annotation: the predicted label, scored by the task's place in the order.
+
+        Label Studio serves ascending prediction scores first, so the score is the task's
+        position in the strategy's ranking over everything sent (0 = most informative), not
+        the model's confidence; the confidence rides along in the result and the task data.
+        """
         result = [] if not task.predicted_label else [{
             "from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-            "value": {"choices": [task.predicted_label]},
+            "value": {"choices": [task.predicted_label]}, "score": _finite(task.confidence),
         }]
-        return {"model_version": version, "score": _finite(task.confidence), "result": result}
+        return {"model_version": version, "score": serving_score, "result": result}
 
-    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str]]]:
-        """``sample_id -> (task id, model versions of its predictions)`` for the whole project."""
+    @staticmethod
+    def serving_scores(tasks: list[TaskRequest]) -> dict[int, float]:
+        """``sample_id -> position / n`` in the strategy's ranking (highest score first, ties by
+        the lower sample id; a non-finite score last). Ascending, that is the serving order."""
+        def key(t: TaskRequest) -> tuple[float, int]:
+            score = _finite(t.score)
+            return (-score if score is not None else math.inf, t.sample_id)
+
+        ordered = sorted(tasks, key=key)
+        return {t.sample_id: round(i / len(ordered), 9) for i, t in enumerate(ordered)}
+
+    def _task_data(self, t: TaskRequest, order: int) -> dict:
+        return {
+            "sample_id": t.sample_id,
+            "uri": t.uri,
+            "uncertainty": _finite(t.score),
+            "rank": t.rank,
+            "order": order,
+            "predicted_label": t.predicted_label,
+            "confidence": _finite(t.confidence),
+        }
+
+    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str], dict]]:
+        """``sample_id -> (task id, model versions of its predictions, data)`` for the whole project."""
         with self._talking(f"{what}: listing the project's tasks"):
             rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE))
-        found: dict[int, tuple[int, set[str]]] = {}
+        found: dict[int, tuple[int, set[str], dict]] = {}
         for task in sorted(rows, key=lambda t: t.id):
             sample_id = _sample_id(task.data)
             if sample_id is None:
@@ -361,7 +443,7 @@ class LabelStudioAnnotator:
                             self.url, project_id, sample_id, found[sample_id][0], task.id, found[sample_id][0])
                 continue
             versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
-            found[sample_id] = (int(task.id), versions)
+            found[sample_id] = (int(task.id), versions, dict(task.data or {}))
         return found
 
     def push(
@@ -369,8 +451,13 @@ class LabelStudioAnnotator:
     ) -> dict[int, str]:
         """Make sure each sample is a task in the project; returns ``sample_id -> task id``.
 
-        Samples the project already holds keep their task (and get a prediction for this model
-        version if they lack one); only the missing ones are imported.
+        ``tasks`` are all the samples that should be out with annotators now: the round's
+        selection and those of earlier rounds still unresolved, each with this round's score.
+        Samples the project already holds keep their task and get this model version's
+        prediction (and this round's figures in their data) if they lack it; only the missing
+        ones are imported. Every prediction's score is the task's place in the strategy's
+        ranking over all of ``tasks`` (:meth:`serving_scores`), so Label Studio's uncertainty
+        sampling serves them in the strategy's order. Idempotent.
         """
         what = f"pushing round {round_index}" if round_index is not None else f"pushing {len(tasks)} tasks"
         unique = list({t.sample_id: t for t in tasks}.values())
@@ -378,29 +465,29 @@ class LabelStudioAnnotator:
         project_id = self._ensure_project(what)
         if not unique:
             return {}
+        serving = self.serving_scores(unique)
+        order = {sample_id: i + 1 for i, sample_id in enumerate(sorted(serving, key=serving.get))}
         existing = self._existing_tasks(project_id, what)
         missing = [t for t in unique if t.sample_id not in existing]
         payload = [
             {
                 "data": {
                     "image": self.image_source(t.uri),  # may refuse a path before anything is sent
-                    "sample_id": t.sample_id,
-                    "uri": t.uri,
-                    "uncertainty": _finite(t.score),
-                    "rank": t.rank,
-                    "predicted_label": t.predicted_label,
-                    "confidence": _finite(t.confidence),
+                    **self._task_data(t, order[t.sample_id]),
                 },
-                "predictions": [self._prediction(t, version)],
+                "predictions": [self._prediction(t, version, serving[t.sample_id])],
             }
             for t in missing
         ]
-        ids: dict[int, str] = {}
         stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
         for t in stale:
-            with self._talking(f"{what}: adding a {version} prediction to task {existing[t.sample_id][0]}"):
-                self._ls.predictions.create(task=existing[t.sample_id][0], project=project_id,
-                                            **self._prediction(t, version))
+            task_id, _, data = existing[t.sample_id]
+            with self._talking(f"{what}: adding a {version} prediction to task {task_id}"):
+                # This round's figures in the data first: a crash before the prediction redoes both.
+                self._ls.tasks.update(id=task_id, data={**data, **self._task_data(t, order[t.sample_id])})
+                self._ls.predictions.create(task=task_id, project=project_id,
+                                            **self._prediction(t, version, serving[t.sample_id]))
+        ids: dict[int, str] = {}
         for t in unique:
             if t.sample_id in existing:
                 ids[t.sample_id] = str(existing[t.sample_id][0])
@@ -465,16 +552,60 @@ class LabelStudioAnnotator:
             sample_id = _sample_id(task.data)
             if sample_id not in wanted:
                 continue
-            for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
-                result = _get(annotation, "result") or []
-                if _get(annotation, "was_cancelled") or not result:
-                    continue
-                answers.append(LabelAnswer(
-                    sample_id=sample_id,
-                    annotator=self._annotator(_get(annotation, "completed_by")),
-                    label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
-                    external_id=str(_get(annotation, "id")),
-                ))
+            answers.extend(answer for answer, _ in self._answers(sample_id, task))
         log.info("Label Studio %s: project %d: %d answers for %d samples", self.url, project_id,
                  len(answers), len({a.sample_id for a in answers}))
         return answers
+
+    def _answers(self, sample_id: int, task: Any) -> list[tuple[LabelAnswer, datetime | None]]:
+        """The submitted annotations of one task (skips and empty results give none)."""
+        out = []
+        for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
+            result = _get(annotation, "result") or []
+            if _get(annotation, "was_cancelled") or not result:
+                continue
+            out.append((LabelAnswer(
+                sample_id=sample_id,
+                annotator=self._annotator(_get(annotation, "completed_by")),
+                label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
+                external_id=str(_get(annotation, "id")),
+            ), parse_time(_get(annotation, "updated_at")) or parse_time(_get(annotation, "created_at"))))
+        return out
+
+    def changed_since(self, cursor: str | None, *, round_index: int | None = None) -> AnnotationSnapshot:
+        """Every current annotation of the tasks Label Studio changed since ``cursor``.
+
+        A task's ``updated_at`` moves when one of its annotations is created, edited or deleted
+        (checked on 1.23.2), so a Data Manager filter on it finds exactly the tasks to re-read —
+        the cost follows what changed, not the size of the project. ``cursor=None`` reads every
+        annotated task (the first sync). Tasks are read whole, so an annotation missing from
+        the answers of a sample in ``sample_ids`` was deleted there.
+        """
+        what = f"syncing round {round_index}" if round_index is not None else "syncing"
+        project_id = self._ensure_project(what)
+        self._users = None
+        query = _ANNOTATED if cursor is None else _changed_since(cursor)
+        with self._talking(f"{what}: listing tasks of project {project_id} changed since {cursor or 'ever'}"):
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", query=query, page_size=PAGE_SIZE))
+        newest = parse_time(cursor) if cursor else None
+        sample_ids: set[int] = set()
+        answers: list[LabelAnswer] = []
+        updated: dict[str, datetime] = {}
+        for task in sorted(rows, key=lambda t: t.id):
+            changed = parse_time(_get(task, "updated_at"))
+            if changed is not None and (newest is None or changed > newest):
+                newest = changed
+            sample_id = _sample_id(task.data)
+            if sample_id is None:
+                continue
+            sample_ids.add(sample_id)
+            for answer, at in self._answers(sample_id, task):
+                answers.append(answer)
+                if at is not None:
+                    updated[answer.external_id] = at
+        log.info("Label Studio %s: project %d: %d tasks changed since %s, %d answers", self.url, project_id,
+                 len(rows), cursor or "ever", len(answers))
+        return AnnotationSnapshot(
+            sample_ids=sample_ids, answers=answers, updated_at=updated, tasks_read=len(rows),
+            cursor=format_time(newest) if newest is not None else cursor,
+        )

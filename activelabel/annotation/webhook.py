@@ -50,7 +50,8 @@ __all__ = [
 SECRET_HEADER = "X-Activelabel-Secret"
 DEFAULT_PATH = "/activelabel/webhook"
 MAX_BODY_BYTES = 5 * 1024 * 1024
-WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+# Deletions matter too: a deleted annotation stops being a vote at the next sync.
+WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
 class LabelStudioWebhookError(LabelStudioError):

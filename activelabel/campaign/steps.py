@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Engine, select
@@ -33,8 +32,6 @@ from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.training import planned_epochs, train_model
 from activelabel.progress import reporter
 from activelabel.storage import (
-    Annotation,
-    AnnotationStatus,
     Campaign,
     ModelCheckpoint,
     Round,
@@ -45,12 +42,10 @@ from activelabel.storage import (
     session_scope,
 )
 from activelabel.storage.bulk import write_scores
-from activelabel.storage.models import utcnow
 from activelabel.storage.repository import (
-    NewAnnotation,
-    add_annotations,
     latest_round,
     move_round,
+    outstanding_samples,
     problem_uris,
     record_problems,
     resolved_labels,
@@ -62,13 +57,6 @@ from activelabel.storage.repository import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    new_labels: int
-    rejected: int
-    pending: int
 
 
 def _load(engine: Engine, round_id: int) -> tuple[Round, Campaign, CampaignConfig]:
@@ -271,6 +259,10 @@ def score_step(engine: Engine, round_id: int) -> None:
                     if s.id not in taken and s.duplicate_of is None]
         else:
             pool = unlabeled_pool(session, campaign.id)
+        # Still out with annotators from earlier rounds: scored too (as this round's scores, never
+        # selected again) so push gives their tasks this round's prediction and place in the order.
+        leftovers = (outstanding_samples(session, campaign.id, config.annotations_per_task)
+                     if rnd.kind == RoundKind.active else [])
         checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id))
     problems: list[tuple[str, str]] = []
     mean_entropy = None
@@ -281,11 +273,11 @@ def score_step(engine: Engine, round_id: int) -> None:
         score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
     else:
         assert checkpoint is not None
-        score_rows, mean_entropy = _score_pool(rnd, campaign, config, checkpoint, pool, problems)
+        score_rows, mean_entropy = _score_pool(rnd, campaign, config, checkpoint, pool + leftovers, problems)
     crash_point("score", rnd.index)
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
-                      pool_count=len(score_rows), mean_pool_entropy=mean_entropy,
+                      pool_count=len(score_rows) - len(leftovers), mean_pool_entropy=mean_entropy,
                       timings=_timings(rnd, "score", started)):
             write_scores(session, score_rows)
             record_problems(session, campaign.id, problems)
@@ -349,7 +341,8 @@ def select_step(engine: Engine, round_id: int) -> None:
         return
     started = time.perf_counter()
     with session_scope(engine) as session:
-        scores = round_scores(session, round_id, rnd.strategy)
+        taken = selected_sample_ids(session, campaign.id)  # earlier rounds' leftovers were scored too
+        scores = [s for s in round_scores(session, round_id, rnd.strategy) if s.sample_id not in taken]
         size = len(scores) if rnd.kind == RoundKind.evaluation else batch_size_now(session, campaign.id, config)
         reporter().phase(f"round {rnd.index} · selecting {min(size, len(scores))}", total=1)
         chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores))) if scores else []
@@ -408,19 +401,42 @@ def _task_requests(engine: Engine, where) -> list[TaskRequest]:
         ]
 
 
+def _leftover_requests(engine: Engine, rnd: Round, campaign: Campaign, config: CampaignConfig) -> list[TaskRequest]:
+    """Earlier rounds' samples still out with annotators, with this round's scores and prediction."""
+    from activelabel.storage import Sample, Score
+
+    with session_scope(engine) as session:
+        waiting = {s.id for s in outstanding_samples(session, campaign.id, config.annotations_per_task)}
+        rows = session.execute(
+            select(Selection, Sample.uri, Score).join(Sample, Sample.id == Selection.sample_id)
+            .join(Score, (Score.sample_id == Selection.sample_id) & (Score.round_id == rnd.id)
+                  & (Score.strategy == rnd.strategy))
+            .where(Selection.campaign_id == campaign.id, Selection.round_id != rnd.id,
+                   Selection.external_task_id.is_not(None))
+            .order_by(Selection.sample_id)
+        ).all()
+        return [
+            TaskRequest(s.sample_id, uri, s.rank, score.value,
+                        campaign.labels[score.predicted_class] if score.predicted_class >= 0 else "",
+                        score.confidence, s.external_task_id)
+            for s, uri, score in rows if s.sample_id in waiting
+        ]
+
+
 def push_step(engine: Engine, round_id: int) -> None:
-    """Hand the selection to the annotators and store the task ids they gave back."""
+    """Hand the selection to the annotators and store the task ids they gave back.
+
+    Samples of earlier rounds still out go along with this round's scores, so every task
+    waiting in the tool carries the current model's prediction and its place in the order.
+    """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.pushing:
         return
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
     annotator = build_annotator(config, campaign_data(config))
-    tasks = _task_requests(engine, Selection.round_id == round_id)
-    task_ids = annotator.push(
-        [t for t in tasks if t.external_task_id is None],
-        model_version=rnd.model_version, round_index=rnd.index,
-    )
+    tasks = _task_requests(engine, Selection.round_id == round_id) + _leftover_requests(engine, rnd, campaign, config)
+    task_ids = annotator.push(tasks, model_version=rnd.model_version, round_index=rnd.index)
     crash_point("push", rnd.index)
     with session_scope(engine) as session:
         for selection in round_selections(session, round_id):
@@ -428,92 +444,6 @@ def push_step(engine: Engine, round_id: int) -> None:
                 selection.external_task_id = task_ids[selection.sample_id]
         move_round(session, round_id, RoundStatus.pushing, RoundStatus.waiting_for_labels,
                    timings=_timings(rnd, "push", started))
-
-
-def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, round_index: int) -> tuple[int, int]:
-    """Pull and store the answers for every sample still out with annotators.
-
-    Covers earlier rounds' stragglers too. Returns (new answers stored, of which rejected).
-    """
-    with session_scope(engine) as session:
-        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
-        round_of = dict(session.execute(
-            select(Selection.sample_id, Selection.round_id).where(Selection.campaign_id == campaign.id)
-        ).all())
-    outstanding = [
-        t for t in _task_requests(engine, Selection.campaign_id == campaign.id)
-        if t.sample_id not in resolved_before and t.external_task_id is not None
-    ]
-    if not outstanding:
-        return 0, 0
-    annotator = build_annotator(config, campaign_data(config))
-    answers = annotator.pull(outstanding, round_index=round_index)
-    task_of = {t.sample_id: t for t in outstanding}
-    records = [_annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id),
-                                  set(campaign.labels), annotator.source)
-               for a in answers]
-    crash_point("sync", round_index)
-    with session_scope(engine) as session:
-        known = set(session.scalars(select(Annotation.external_id).where(
-            Annotation.campaign_id == campaign.id, Annotation.source == annotator.source,
-        )))
-        fresh = [r for r in records if r.external_id not in known]
-        add_annotations(session, campaign.id, fresh)
-    rejected = [r for r in fresh if r.status == AnnotationStatus.rejected]
-    for record in rejected:
-        log.warning("Round %d: %s; stored as rejected", round_index, record.reason)
-    return len(fresh), len(rejected)
-
-
-def sync_step(engine: Engine, round_id: int) -> SyncResult:
-    """Store the annotators' answers once each; complete the round once enough are resolved.
-
-    A label outside the campaign's label set is stored as rejected, with a reason naming the
-    task and the label, so it is visible and never trained on. The round completes when
-    ``labels_to_complete`` of its own samples are resolved.
-    """
-    rnd, campaign, config = _load(engine, round_id)
-    if rnd.status != RoundStatus.waiting_for_labels:
-        return SyncResult(0, 0, 0)
-    started = time.perf_counter()
-    reporter().phase(f"round {rnd.index} · collecting labels", total=1)
-    new, rejected = collect_answers(engine, campaign, config, rnd.index)
-    with session_scope(engine) as session:
-        resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
-        mine = session.scalars(select(Selection.sample_id).where(Selection.round_id == round_id)).all()
-        done = sum(sample_id in resolved for sample_id in mine)
-        if done >= min(config.labels_to_complete, len(mine)):
-            move_round(session, round_id, RoundStatus.waiting_for_labels, RoundStatus.complete,
-                       finished_at=utcnow(), error=None, timings=_timings(rnd, "sync", started))
-    if new:
-        log.info("Round %d: %d new answers, %d of %d samples resolved", rnd.index, new, done, len(mine))
-    return SyncResult(new_labels=new, rejected=rejected, pending=len(mine) - done)
-
-
-def sync_campaign(engine: Engine, campaign_id: int) -> SyncResult:
-    """Pull answers for a campaign: completes its waiting round when enough are resolved."""
-    with session_scope(engine) as session:
-        last = latest_round(session, campaign_id)
-    if last is None:
-        return SyncResult(0, 0, 0)
-    if last.status == RoundStatus.waiting_for_labels:
-        return sync_step(engine, last.id)
-    _, campaign, config = _load(engine, last.id)
-    new, rejected = collect_answers(engine, campaign, config, last.index)
-    return SyncResult(new_labels=new, rejected=rejected, pending=0)
-
-
-def _annotation_record(
-    answer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str
-) -> NewAnnotation:
-    accepted = answer.label in known
-    where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"
-    return NewAnnotation(
-        sample_id=answer.sample_id, annotator=answer.annotator, label=answer.label, source=source,
-        external_id=answer.external_id, round_id=round_id,
-        status=AnnotationStatus.accepted if accepted else AnnotationStatus.rejected,
-        reason=None if accepted else f"{where}: label {answer.label!r} is not in the label set",
-    )
 
 
 def campaign_id(engine: Engine, name: str) -> int:
@@ -538,3 +468,13 @@ def completed_rounds(engine: Engine, campaign_id: int) -> int:
 
     with session_scope(engine) as session:
         return count_rounds(session, campaign_id, RoundStatus.complete)
+
+
+# Sync lives in its own module; re-exported so ``steps.sync_step`` etc. keep working.
+from activelabel.campaign.sync import (  # noqa: E402
+    SyncResult,
+    _annotation_record,
+    collect_answers,
+    sync_campaign,
+    sync_step,
+)

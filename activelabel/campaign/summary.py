@@ -68,7 +68,8 @@ def campaign_summaries(engine: Engine, campaign_name: str) -> list[RoundSummary]
 
 @dataclass(frozen=True)
 class RoundProgress:
-    """Where each selected sample of a round is: sent, answered, resolved."""
+    """Where each selected sample of a round is: sent, answered, resolved; ``changed`` counts
+    its samples whose annotations were edited or deleted in the backend after a sync."""
 
     index: int
     status: str
@@ -79,13 +80,14 @@ class RoundProgress:
     rejected: int
     test_accuracy: float | None
     error: str | None
+    changed: int = 0
 
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
     from sqlalchemy import func
 
     from activelabel.storage import Annotation, AnnotationStatus, Selection
-    from activelabel.storage.repository import resolved_labels
+    from activelabel.storage.repository import changed_samples_per_round, resolved_labels
 
     with session_scope(engine) as session:
         campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
@@ -93,7 +95,9 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
             from activelabel.errors import CampaignStateError
 
             raise CampaignStateError(f"no campaign named {campaign_name!r} in this database")
-        resolved = resolved_labels(session, campaign.id)
+        min_votes = int((campaign.config or {}).get("annotations_per_task", 1) or 1)
+        resolved = resolved_labels(session, campaign.id, min_votes)
+        changed = changed_samples_per_round(session, campaign.id)
         answered = set(session.scalars(
             select(Annotation.sample_id).where(Annotation.campaign_id == campaign.id)
         ))
@@ -115,6 +119,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 rejected=rejected_per_round.get(rnd.id, 0),
                 test_accuracy=rnd.test_accuracy,
                 error=rnd.error,
+                changed=changed.get(rnd.id, 0),
             ))
         return out
 

@@ -230,6 +230,60 @@ class Annotation(Base):
     )
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # When the backend last changed this annotation (Label Studio's ``updated_at``); None for
+    # seed labels and backends that do not say. A later edit there replaces label and time here.
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationChangeKind(str, enum.Enum):
+    edited = "edited"
+    deleted = "deleted"
+
+
+class AnnotationChange(Base):
+    """History: one row per annotation edited or deleted in the backend after it was stored.
+
+    The ``annotation`` table holds only what the backend holds now (resolved labels are derived
+    from it); what was replaced, by what and when is kept here and never changed.
+    """
+
+    __tablename__ = "annotation_change"
+    __table_args__ = (Index("ix_annotation_change_campaign_sample", "campaign_id", "sample_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("sample.id", ondelete="CASCADE"))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("round.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(100))
+    annotator: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[AnnotationChangeKind] = mapped_column(_enum(AnnotationChangeKind))
+    old_label: Mapped[str] = mapped_column(String(200))
+    old_status: Mapped[AnnotationStatus] = mapped_column(_enum(AnnotationStatus))
+    old_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # None when the annotation was deleted.
+    new_label: Mapped[str | None] = mapped_column(String(200))
+    new_status: Mapped[AnnotationStatus | None] = mapped_column(_enum(AnnotationStatus))
+    new_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the sync saw the change (this machine's clock).
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SyncCursor(Base):
+    """How far a campaign's sync has read a backend: its high-water mark of task changes.
+
+    For Label Studio: the newest task ``updated_at`` seen (Label Studio's own clock, as text);
+    the next sync reads only tasks changed since then (minus a small overlap).
+    """
+
+    __tablename__ = "sync_cursor"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    synced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CampaignLease(Base):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +19,8 @@ from activelabel.storage.bulk import SCORE_COLUMNS, write_scores
 from activelabel.storage.labels import ResolvedLabel, majority_vote
 from activelabel.storage.models import (
     Annotation,
+    AnnotationChange,
+    AnnotationChangeKind,
     AnnotationStatus,
     Campaign,
     Round,
@@ -27,6 +30,8 @@ from activelabel.storage.models import (
     SampleSplit,
     Score,
     Selection,
+    SyncCursor,
+    utcnow,
 )
 
 BULK_CHUNK = 20_000
@@ -51,6 +56,7 @@ class NewAnnotation:
     round_id: int | None = None
     status: AnnotationStatus = AnnotationStatus.accepted
     reason: str | None = None
+    updated_at: datetime | None = None
 
 
 def get_campaign(session: Session, name: str) -> Campaign | None:
@@ -158,6 +164,7 @@ def add_annotations(session: Session, campaign_id: int, annotations: Sequence[Ne
             "external_id": a.external_id,
             "status": a.status,
             "reason": a.reason,
+            "updated_at": a.updated_at,
         }
         for a in annotations
     ]
@@ -230,3 +237,138 @@ def move_round(session: Session, round_id: int, expected: RoundStatus, new: Roun
         .values(status=new, **values)
     )
     return result.rowcount == 1
+
+
+IN_CHUNK = 900  # ids per IN (...) list: below SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconciliation changed: rows inserted, edited in place, deleted."""
+
+    new: int
+    edited: int
+    deleted: int
+    new_rejected: list[NewAnnotation]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timezone-aware columns back naive (UTC): compare like with like.
+    if value is None or value.tzinfo is not None:
+        return value
+    from datetime import timezone
+
+    return value.replace(tzinfo=timezone.utc)
+
+
+def reconcile_annotations(
+    session: Session,
+    campaign_id: int,
+    source: str,
+    sample_ids: Iterable[int],
+    current: Sequence[NewAnnotation],
+) -> ReconcileResult:
+    """Make the stored annotations of ``sample_ids`` (from ``source``) equal ``current``.
+
+    ``current`` is everything the backend holds now for those samples (one entry per
+    annotation, keyed by ``external_id``). An annotation not stored yet is inserted; one whose
+    label or status differs is updated in place and the old version written to
+    ``annotation_change`` (kind ``edited``); a stored one missing from ``current`` is deleted
+    and recorded (kind ``deleted``). Samples outside ``sample_ids`` are left alone, so the
+    caller passes only samples whose every annotation it has read. Idempotent.
+    """
+    wanted = sorted(set(sample_ids))
+    stored: dict[str, Annotation] = {}
+    for start in range(0, len(wanted), IN_CHUNK):
+        for row in session.scalars(
+            select(Annotation).where(
+                Annotation.campaign_id == campaign_id,
+                Annotation.source == source,
+                Annotation.sample_id.in_(wanted[start : start + IN_CHUNK]),
+            )
+        ):
+            stored[row.external_id] = row
+    now = utcnow()
+    fresh: list[NewAnnotation] = []
+    edited = deleted = 0
+    seen: set[str] = set()
+    for item in current:
+        if item.external_id in seen:
+            continue
+        seen.add(item.external_id)
+        row = stored.get(item.external_id)
+        if row is None:
+            fresh.append(item)
+            continue
+        if row.label == item.label and row.status == item.status:
+            if item.updated_at is not None and _aware(row.updated_at) != _aware(item.updated_at):
+                row.updated_at = item.updated_at  # re-submitted unchanged: no history entry
+            continue
+        session.add(AnnotationChange(
+            campaign_id=campaign_id, sample_id=row.sample_id, round_id=row.round_id, source=source,
+            external_id=row.external_id, annotator=row.annotator, kind=AnnotationChangeKind.edited,
+            old_label=row.label, old_status=row.status, old_updated_at=row.updated_at,
+            new_label=item.label, new_status=item.status, new_updated_at=item.updated_at,
+            changed_at=now,
+        ))
+        row.label, row.status, row.reason = item.label, item.status, item.reason
+        row.annotator, row.updated_at = item.annotator, item.updated_at
+        edited += 1
+    for external_id, row in stored.items():
+        if external_id in seen:
+            continue
+        session.add(AnnotationChange(
+            campaign_id=campaign_id, sample_id=row.sample_id, round_id=row.round_id, source=source,
+            external_id=row.external_id, annotator=row.annotator, kind=AnnotationChangeKind.deleted,
+            old_label=row.label, old_status=row.status, old_updated_at=row.updated_at,
+            changed_at=now,
+        ))
+        session.delete(row)
+        deleted += 1
+    session.flush()
+    new = add_annotations(session, campaign_id, fresh)
+    rejected = [a for a in fresh if a.status == AnnotationStatus.rejected]
+    return ReconcileResult(new=new, edited=edited, deleted=deleted, new_rejected=rejected)
+
+
+def annotation_changes(session: Session, campaign_id: int) -> list[AnnotationChange]:
+    """The campaign's edit/deletion history, oldest first."""
+    return list(session.scalars(
+        select(AnnotationChange)
+        .where(AnnotationChange.campaign_id == campaign_id)
+        .order_by(AnnotationChange.id)
+    ))
+
+
+def changed_samples_per_round(session: Session, campaign_id: int) -> dict[int | None, int]:
+    """``round id -> how many of its samples had an annotation edited or deleted``."""
+    rows = session.execute(
+        select(AnnotationChange.round_id, func.count(func.distinct(AnnotationChange.sample_id)))
+        .where(AnnotationChange.campaign_id == campaign_id)
+        .group_by(AnnotationChange.round_id)
+    ).all()
+    return {round_id: int(count) for round_id, count in rows}
+
+
+def get_sync_cursor(session: Session, campaign_id: int, source: str) -> str | None:
+    row = session.get(SyncCursor, (campaign_id, source))
+    return None if row is None else row.value
+
+
+def set_sync_cursor(session: Session, campaign_id: int, source: str, value: str) -> None:
+    row = session.get(SyncCursor, (campaign_id, source))
+    if row is None:
+        session.add(SyncCursor(campaign_id=campaign_id, source=source, value=value, synced_at=utcnow()))
+    else:
+        row.value, row.synced_at = value, utcnow()
+
+
+def outstanding_samples(session: Session, campaign_id: int, min_votes: int = 1) -> list[Sample]:
+    """Selected samples (any round) that are not resolved yet: still out with annotators."""
+    resolved = resolved_labels(session, campaign_id, min_votes).keys()
+    rows = session.scalars(
+        select(Sample).join(Selection, Selection.sample_id == Sample.id)
+        .where(Selection.campaign_id == campaign_id)
+        .order_by(Sample.id)
+    )
+    return [s for s in rows if s.id not in resolved]

@@ -104,7 +104,8 @@ def test_two_round_campaign_labeled_in_label_studio(campaign, ls_client):
         assert len(task.predictions) == 1
         prediction = task.predictions[0]
         assert field(prediction, "model_version") == version
-        assert field(prediction, "score") == pytest.approx(stored.confidence)
+        assert field(prediction, "score") == pytest.approx(stored.rank / config.batch_size)
+        assert task.data["confidence"] == pytest.approx(stored.confidence)
         assert field(field(field(prediction, "result")[0], "value"), "choices") == [stored.predicted_label]
         assert task.data["uncertainty"] == pytest.approx(stored.score)
         assert task.data["image"].startswith("data:image/png;base64,")

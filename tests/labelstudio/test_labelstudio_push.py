@@ -37,7 +37,11 @@ def test_push_creates_one_task_with_one_prediction_per_sample(make_annotator, ma
         assert task.data["image"].startswith("data:image/png;base64,")
         assert len(task.predictions) == 1
         prediction = task.predictions[0]
-        assert prediction.score == pytest.approx(r.confidence)
+        # The score orders the serving (strategy rank / n); the confidence stays in data and result.
+        place = sorted(CONFIDENCES).index(r.confidence)
+        assert prediction.score == pytest.approx(place / 5)
+        assert task.data["order"] == place + 1
+        assert prediction.result[0]["score"] == pytest.approx(r.confidence)
         assert prediction.model_version == "r1-abc"
         assert prediction.result[0]["value"]["choices"] == [r.predicted_label]
     project = ls_client.projects.get(id=annotator.project_id)

@@ -198,7 +198,7 @@ def test_annotation_in_label_studio_wakes_the_receiver(make_annotator, make_task
         hooks = _project_webhooks(ls_client, project_id)
         assert [w.id for w in hooks] == [hook_id]
         hook = hooks[0]
-        assert sorted(hook.actions) == ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
+        assert sorted(hook.actions) == ["ANNOTATIONS_DELETED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED"]
         assert (hook.url, hook.send_payload, hook.is_active, hook.send_for_all_actions) == (
             receiver.url, True, True, False)
         assert hook.headers == {SECRET_HEADER: secret}
@@ -219,6 +219,11 @@ def test_annotation_in_label_studio_wakes_the_receiver(make_annotator, make_task
         assert receiver.wait_for_event(5) is True
         assert receiver.last_event["action"] == "ANNOTATION_UPDATED"
         assert receiver.action_counts == {"ANNOTATION_CREATED": 1, "ANNOTATION_UPDATED": 1}
+
+        # A deletion wakes the loop too (the sync then drops the vote).
+        ls_client.annotations.delete(id=annotation.id)
+        assert receiver.wait_for_event(5) is True
+        assert receiver.last_event["action"] == "ANNOTATIONS_DELETED"
 
         # A new secret updates the same webhook; events signed with the old one would be refused.
         rotated = generate_secret()

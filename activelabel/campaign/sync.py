@@ -1,0 +1,199 @@
+"""Labels come back: the annotators' answers as the database's annotations, kept equal to theirs.
+
+The backend (Label Studio) is the source of truth for annotations. A sync stores new answers
+once each, follows edits (the label is replaced, the old one kept in ``annotation_change``) and
+deletions (the row goes, its vote with it, the history keeps it), including on samples resolved
+long ago. Resolved labels are derived from the current rows, so the next round trains on the
+new labels while finished rounds' records stay as they were.
+
+It reads only what changed: a backend that offers ``changed_since(cursor)`` (Label Studio) is
+asked for the tasks changed since the stored high-water mark; one that does not (the simulated
+oracle, whose answers never change) is asked for the samples still out, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from activelabel.annotation import TaskRequest
+from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.faults import crash_point
+from activelabel.campaign.setup import build_annotator
+from activelabel.campaign.data import campaign_data
+from activelabel.progress import reporter
+from activelabel.storage import (
+    Annotation,
+    AnnotationStatus,
+    Campaign,
+    RoundKind,
+    RoundStatus,
+    Selection,
+    session_scope,
+)
+from activelabel.storage.models import utcnow
+from activelabel.storage.repository import (
+    NewAnnotation,
+    add_annotations,
+    get_sync_cursor,
+    latest_round,
+    move_round,
+    reconcile_annotations,
+    resolved_labels,
+    set_sync_cursor,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CollectResult", "SyncResult", "collect_answers", "sync_campaign", "sync_step"]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync did: answers stored, of which rejected, samples of the round still out,
+    and annotations edited or deleted in the backend since the last sync."""
+
+    new_labels: int
+    rejected: int
+    pending: int
+    edited: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    new: int
+    rejected: int
+    edited: int = 0
+    deleted: int = 0
+
+
+def _steps():
+    # steps.py re-exports this module's names; import it lazily so either can be imported first.
+    from activelabel.campaign import steps
+
+    return steps
+
+
+def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, round_index: int) -> CollectResult:
+    """Make the campaign's stored annotations equal to what the annotators hold now.
+
+    With a backend that reports changes (``changed_since``), every changed task of any round is
+    reconciled (new, edited, deleted) and the cursor moves, in one transaction. Otherwise only
+    the samples still out are asked and new answers stored. A label outside the label set is
+    stored as rejected with a reason naming the task and the label.
+    """
+    steps = _steps()
+    tasks = steps._task_requests(engine, Selection.campaign_id == campaign.id)
+    with session_scope(engine) as session:
+        round_of = dict(session.execute(
+            select(Selection.sample_id, Selection.round_id).where(Selection.campaign_id == campaign.id)
+        ).all())
+        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
+    task_of = {t.sample_id: t for t in tasks}
+    annotator = build_annotator(config, campaign_data(config))
+    known = set(campaign.labels)
+    if hasattr(annotator, "changed_since"):
+        with session_scope(engine) as session:
+            cursor = get_sync_cursor(session, campaign.id, annotator.source)
+        snapshot = annotator.changed_since(cursor, round_index=round_index)
+        samples = {s for s in snapshot.sample_ids if s in task_of}
+        records = [
+            _annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id), known,
+                               annotator.source, snapshot.updated_at.get(a.external_id))
+            for a in snapshot.answers if a.sample_id in samples
+        ]
+        crash_point("sync", round_index)
+        with session_scope(engine) as session:
+            result = reconcile_annotations(session, campaign.id, annotator.source, samples, records)
+            if snapshot.cursor is not None:
+                set_sync_cursor(session, campaign.id, annotator.source, snapshot.cursor)
+        for record in result.new_rejected:
+            log.warning("Round %d: %s; stored as rejected", round_index, record.reason)
+        if result.edited or result.deleted:
+            log.info("Round %d: %d annotations edited and %d deleted in %s since the last sync; "
+                     "labels follow them", round_index, result.edited, result.deleted, annotator.source)
+        return CollectResult(result.new, len(result.new_rejected), result.edited, result.deleted)
+
+    outstanding = [
+        t for t in tasks if t.sample_id not in resolved_before and t.external_task_id is not None
+    ]
+    if not outstanding:
+        return CollectResult(0, 0)
+    answers = annotator.pull(outstanding, round_index=round_index)
+    records = [_annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id), known,
+                                  annotator.source)
+               for a in answers]
+    crash_point("sync", round_index)
+    with session_scope(engine) as session:
+        stored = set(session.scalars(select(Annotation.external_id).where(
+            Annotation.campaign_id == campaign.id, Annotation.source == annotator.source,
+        )))
+        fresh = [r for r in records if r.external_id not in stored]
+        add_annotations(session, campaign.id, fresh)
+    rejected = [r for r in fresh if r.status == AnnotationStatus.rejected]
+    for record in rejected:
+        log.warning("Round %d: %s; stored as rejected", round_index, record.reason)
+    return CollectResult(len(fresh), len(rejected))
+
+
+def sync_step(engine: Engine, round_id: int) -> SyncResult:
+    """Store the annotators' answers once each; complete the round once enough are resolved.
+
+    A label outside the campaign's label set is stored as rejected, with a reason naming the
+    task and the label, so it is visible and never trained on. The round completes when
+    ``labels_to_complete`` of its own samples are resolved.
+    """
+    steps = _steps()
+    rnd, campaign, config = steps._load(engine, round_id)
+    if rnd.status != RoundStatus.waiting_for_labels:
+        return SyncResult(0, 0, 0)
+    started = time.perf_counter()
+    reporter().phase(f"round {rnd.index} · collecting labels", total=1)
+    got = collect_answers(engine, campaign, config, rnd.index)
+    with session_scope(engine) as session:
+        resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
+        mine = session.scalars(select(Selection.sample_id).where(Selection.round_id == round_id)).all()
+        done = sum(sample_id in resolved for sample_id in mine)
+        # An evaluation round is the yardstick: all of it must be labeled.
+        needed = len(mine) if rnd.kind == RoundKind.evaluation else min(config.labels_to_complete, len(mine))
+        if done >= needed:
+            move_round(session, round_id, RoundStatus.waiting_for_labels, RoundStatus.complete,
+                       finished_at=utcnow(), error=None, timings=steps._timings(rnd, "sync", started))
+    if got.new:
+        log.info("Round %d: %d new answers, %d of %d samples resolved", rnd.index, got.new, done, len(mine))
+    return SyncResult(new_labels=got.new, rejected=got.rejected, pending=len(mine) - done,
+                      edited=got.edited, deleted=got.deleted)
+
+
+def sync_campaign(engine: Engine, campaign_id: int) -> SyncResult:
+    """Pull answers for a campaign: completes its waiting round when enough are resolved."""
+    steps = _steps()
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+    if last is None:
+        return SyncResult(0, 0, 0)
+    if last.status == RoundStatus.waiting_for_labels:
+        return sync_step(engine, last.id)
+    _, campaign, config = steps._load(engine, last.id)
+    got = collect_answers(engine, campaign, config, last.index)
+    return SyncResult(new_labels=got.new, rejected=got.rejected, pending=0, edited=got.edited,
+                      deleted=got.deleted)
+
+
+def _annotation_record(
+    answer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str,
+    updated_at=None,
+) -> NewAnnotation:
+    accepted = answer.label in known
+    where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"
+    return NewAnnotation(
+        sample_id=answer.sample_id, annotator=answer.annotator, label=answer.label, source=source,
+        external_id=answer.external_id, round_id=round_id,
+        status=AnnotationStatus.accepted if accepted else AnnotationStatus.rejected,
+        reason=None if accepted else f"{where}: label {answer.label!r} is not in the label set",
+        updated_at=updated_at,
+    )

@@ -1,0 +1,156 @@
+"""Label Studio is the source of truth: edits, deletions and late answers there reach the
+database at the next sync, with history, and only changed tasks are read again."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+from activelabel.campaign.summary import round_progress
+from activelabel.pipeline.datasets import load_dataset
+from activelabel.storage import Round, RoundStatus, Sample, open_engine, session_scope
+from activelabel.storage.models import AnnotationChangeKind
+from activelabel.storage.repository import annotation_changes, resolved_labels
+
+pytestmark = pytest.mark.labelstudio
+
+DIGITS = load_dataset("digits")
+TRUTH = {uri: DIGITS.labels[DIGITS.targets[i]] for i, uri in enumerate(DIGITS.uris)}
+
+
+def choice(label: str) -> list[dict]:
+    return [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+
+
+@pytest.fixture
+def campaign(ls_server, ls_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    made = []
+
+    def make(**overrides):
+        settings = dict(
+            name=f"lse-{uuid.uuid4().hex[:10]}", annotator="labelstudio", strategy="entropy",
+            rounds=3, batch_size=4, initial_labeled=12, mc_samples=2, epochs=1, device="cpu",
+        )
+        settings.update(overrides)
+        config = CampaignConfig(**settings)
+        engine = open_engine(f"sqlite:///{tmp_path / (config.name + '.db')}")
+        prepare_campaign(engine, config)
+        made.append(config.labelstudio_project)
+        return config, engine, steps.campaign_id(engine, config.name)
+
+    yield make
+    for project in ls_client.projects.list():
+        if project.title in made:
+            ls_client.projects.delete(id=project.id)
+
+
+def run_round(engine, campaign_id: int) -> int:
+    round_id = steps.start_round(engine, campaign_id)
+    for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step):
+        step(engine, round_id)
+    return round_id
+
+
+def project_tasks(ls_client, title: str) -> list:
+    project = next(p for p in ls_client.projects.list() if p.title == title)
+    return sorted(ls_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
+
+
+def test_edits_deletions_and_late_answers_in_label_studio_follow_into_the_database(campaign, ls_client):
+    config, engine, campaign_id = campaign()
+    round_id = run_round(engine, campaign_id)
+    with session_scope(engine) as session:
+        uri = dict(session.execute(select(Sample.id, Sample.uri)).all())
+    edited, deleted, late, kept = project_tasks(ls_client, config.labelstudio_project)
+    truth = {t.id: TRUTH[uri[t.data["sample_id"]]] for t in (edited, deleted, late, kept)}
+    wrong = str((int(truth[edited.id]) + 1) % 10)
+    first = ls_client.annotations.create(id=edited.id, result=choice(wrong))
+    gone = ls_client.annotations.create(id=deleted.id, result=choice(truth[deleted.id]))
+    for task in (late, kept):
+        ls_client.annotations.create(id=task.id, result=choice(truth[task.id]))
+
+    result = steps.sync_campaign(engine, campaign_id)
+    assert (result.new_labels, result.edited, result.deleted, result.pending) == (4, 0, 0, 0)
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        assert rnd.status == RoundStatus.complete
+        record = (rnd.labeled_count, rnd.test_accuracy, rnd.model_version)
+        labels = resolved_labels(session, campaign_id)
+        assert labels[edited.data["sample_id"]].label == wrong
+
+    # The annotators change their minds in Label Studio after the round completed.
+    ls_client.annotations.update(id=first.id, result=choice(truth[edited.id]))
+    ls_client.annotations.delete(id=gone.id)
+    other = "0" if truth[late.id] != "0" else "1"
+    ls_client.annotations.create(id=late.id, result=choice(other))
+
+    result = steps.sync_campaign(engine, campaign_id)
+    assert (result.new_labels, result.edited, result.deleted) == (1, 1, 1)
+    with session_scope(engine) as session:
+        labels = resolved_labels(session, campaign_id)
+        assert labels[edited.data["sample_id"]].label == truth[edited.id]
+        assert deleted.data["sample_id"] not in labels  # its only vote is gone
+        assert labels[late.data["sample_id"]].votes == 2  # the late answer counts
+        assert labels[late.data["sample_id"]].label == truth[late.id]  # 1-1 tie: first answer
+        history = annotation_changes(session, campaign_id)
+        assert sorted((h.kind, h.sample_id, h.old_label, h.new_label) for h in history) == sorted([
+            (AnnotationChangeKind.edited, edited.data["sample_id"], wrong, truth[edited.id]),
+            (AnnotationChangeKind.deleted, deleted.data["sample_id"], truth[deleted.id], None),
+        ])
+        edit = next(h for h in history if h.kind == AnnotationChangeKind.edited)
+        assert edit.new_updated_at > edit.old_updated_at
+        # The finished round's record stays as it was.
+        rnd = session.get(Round, round_id)
+        assert rnd.status == RoundStatus.complete
+        assert (rnd.labeled_count, rnd.test_accuracy, rnd.model_version) == record
+    [progress] = round_progress(engine, config.name)
+    assert (progress.resolved, progress.changed) == (3, 2)
+
+    # Nothing changed since: a sync changes nothing and writes no history.
+    again = steps.sync_campaign(engine, campaign_id)
+    assert (again.new_labels, again.edited, again.deleted) == (0, 0, 0)
+    with session_scope(engine) as session:
+        assert len(annotation_changes(session, campaign_id)) == 2
+
+    # The next round trains on the current labels: 12 seeds + 3 resolved.
+    round_2 = steps.start_round(engine, campaign_id)
+    steps.train_step(engine, round_2)
+    with session_scope(engine) as session:
+        assert session.get(Round, round_2).labeled_count == 15
+
+
+def test_changed_since_reads_only_tasks_changed_after_the_cursor(make_annotator, make_tasks, ls_client, monkeypatch):
+    from activelabel.annotation import labelstudio
+
+    monkeypatch.setattr(labelstudio, "CURSOR_OVERLAP", labelstudio.timedelta(0))
+    annotator = make_annotator()
+    ids = annotator.push(make_tasks([0.5, 0.6, 0.7]))
+    t1, t2, t3 = (int(ids[s]) for s in sorted(ids))
+    a2 = ls_client.annotations.create(id=t2, result=choice("dog"))
+    time.sleep(0.05)
+    a1 = ls_client.annotations.create(id=t1, result=choice("cat"))
+
+    first = annotator.changed_since(None)
+    assert first.sample_ids == {100, 101}  # annotated tasks only; 102 was never touched
+    assert {(a.sample_id, a.label, a.external_id) for a in first.answers} == {
+        (100, "cat", str(a1.id)), (101, "dog", str(a2.id))}
+    assert set(first.updated_at) == {str(a1.id), str(a2.id)}
+
+    time.sleep(0.05)
+    ls_client.annotations.update(id=a1.id, result=choice("bird"))
+    second = annotator.changed_since(first.cursor)
+    assert second.tasks_read == 1 and second.sample_ids == {100}
+    assert [(a.label, a.external_id) for a in second.answers] == [("bird", str(a1.id))]
+    assert second.cursor > first.cursor
+
+    time.sleep(0.05)
+    ls_client.annotations.delete(id=a2.id)
+    third = annotator.changed_since(second.cursor)
+    assert 101 in third.sample_ids and not [a for a in third.answers if a.sample_id == 101]
+    assert 102 not in third.sample_ids and t3

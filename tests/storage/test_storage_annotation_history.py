@@ -1,0 +1,124 @@
+"""Annotations follow the backend: edits and deletions replace the current rows, history keeps
+what was replaced; resolved labels are derived from what is current (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine
+
+from activelabel.storage import AnnotationStatus, SampleSplit, Selection, session_scope
+from activelabel.storage.models import AnnotationChangeKind
+from activelabel.storage.repository import (
+    NewAnnotation,
+    NewSample,
+    add_samples,
+    annotation_changes,
+    changed_samples_per_round,
+    get_sync_cursor,
+    outstanding_samples,
+    reconcile_annotations,
+    resolved_labels,
+    samples_by_uri,
+    set_sync_cursor,
+)
+
+T1 = datetime(2026, 1, 1, 10, 0, 0, tzinfo=timezone.utc)
+T2 = datetime(2026, 1, 1, 11, 0, 0, tzinfo=timezone.utc)
+
+
+def _setup(engine: Engine, make_campaign, make_round) -> tuple[int, int, dict[str, int]]:
+    campaign_id = make_campaign(labels=["3", "4", "5"])
+    round_id = make_round(campaign_id, index=1)
+    with session_scope(engine) as session:
+        add_samples(session, campaign_id, [NewSample(u, f"h-{u}", SampleSplit.pool) for u in "abc"])
+        ids = samples_by_uri(session, campaign_id, "abc")
+        for rank, uri in enumerate("abc"):
+            session.add(Selection(campaign_id=campaign_id, round_id=round_id, sample_id=ids[uri], rank=rank,
+                                  score=1.0, predicted_label="3", confidence=0.5))
+    return campaign_id, round_id, ids
+
+
+def _ann(sample_id: int, label: str, ext: str, round_id: int, who: str = "ann@x", at=T1, **kw) -> NewAnnotation:
+    return NewAnnotation(sample_id=sample_id, annotator=who, label=label, source="labelstudio",
+                         external_id=ext, round_id=round_id, updated_at=at, **kw)
+
+
+def test_an_edit_replaces_the_label_and_keeps_the_old_one_in_history(engine, make_campaign, make_round):
+    campaign_id, round_id, ids = _setup(engine, make_campaign, make_round)
+    a = ids["a"]
+    with session_scope(engine) as session:
+        first = reconcile_annotations(session, campaign_id, "labelstudio", [a], [_ann(a, "3", "11", round_id)])
+    assert (first.new, first.edited, first.deleted) == (1, 0, 0)
+    with session_scope(engine) as session:
+        assert resolved_labels(session, campaign_id)[a].label == "3"
+        again = reconcile_annotations(session, campaign_id, "labelstudio", [a], [_ann(a, "3", "11", round_id)])
+    assert (again.new, again.edited, again.deleted) == (0, 0, 0)
+    with session_scope(engine) as session:
+        edit = reconcile_annotations(session, campaign_id, "labelstudio", [a],
+                                     [_ann(a, "4", "11", round_id, at=T2)])
+    assert (edit.new, edit.edited, edit.deleted) == (0, 1, 0)
+    with session_scope(engine) as session:
+        assert resolved_labels(session, campaign_id)[a].label == "4"
+        history = annotation_changes(session, campaign_id)
+        assert [(h.kind, h.old_label, h.new_label, h.external_id, h.sample_id) for h in history] == [
+            (AnnotationChangeKind.edited, "3", "4", "11", a)]
+        assert history[0].old_updated_at.replace(tzinfo=timezone.utc) == T1
+        assert history[0].new_updated_at.replace(tzinfo=timezone.utc) == T2
+        assert changed_samples_per_round(session, campaign_id) == {round_id: 1}
+        # Replaying the same state changes nothing more.
+        reconcile_annotations(session, campaign_id, "labelstudio", [a], [_ann(a, "4", "11", round_id, at=T2)])
+    with session_scope(engine) as session:
+        assert len(annotation_changes(session, campaign_id)) == 1
+
+
+def test_a_deleted_annotation_stops_being_a_vote(engine, make_campaign, make_round):
+    campaign_id, round_id, ids = _setup(engine, make_campaign, make_round)
+    b = ids["b"]
+    two = [_ann(b, "5", "21", round_id, who="x@x"), _ann(b, "5", "22", round_id, who="y@y")]
+    with session_scope(engine) as session:
+        reconcile_annotations(session, campaign_id, "labelstudio", [b], two)
+        assert resolved_labels(session, campaign_id, min_votes=2)[b].votes == 2
+    with session_scope(engine) as session:
+        gone = reconcile_annotations(session, campaign_id, "labelstudio", [b], two[:1])
+    assert (gone.new, gone.edited, gone.deleted) == (0, 0, 1)
+    with session_scope(engine) as session:
+        assert b not in resolved_labels(session, campaign_id, min_votes=2)
+        assert resolved_labels(session, campaign_id, min_votes=1)[b].votes == 1
+        [change] = annotation_changes(session, campaign_id)
+        assert (change.kind, change.old_label, change.new_label, change.annotator) == (
+            AnnotationChangeKind.deleted, "5", None, "y@y")
+        # The sample is out with annotators again (2 votes asked for).
+        assert [s.id for s in outstanding_samples(session, campaign_id, min_votes=2)] == sorted(ids.values())
+        assert b not in {s.id for s in outstanding_samples(session, campaign_id, min_votes=1)}
+
+
+def test_samples_not_named_are_left_alone_and_an_edit_to_an_unknown_label_is_rejected(
+    engine, make_campaign, make_round
+):
+    campaign_id, round_id, ids = _setup(engine, make_campaign, make_round)
+    a, c = ids["a"], ids["c"]
+    with session_scope(engine) as session:
+        reconcile_annotations(session, campaign_id, "labelstudio", [a, c],
+                              [_ann(a, "3", "31", round_id), _ann(c, "5", "32", round_id)])
+    with session_scope(engine) as session:
+        # Only sample c was re-read: a's annotation is not taken as deleted.
+        result = reconcile_annotations(session, campaign_id, "labelstudio", [c], [
+            _ann(c, "zebra", "32", round_id, at=T2, status=AnnotationStatus.rejected,
+                 reason="label 'zebra' is not in the label set")])
+    assert (result.new, result.edited, result.deleted) == (0, 1, 0)
+    with session_scope(engine) as session:
+        labels = resolved_labels(session, campaign_id)
+        assert a in labels and c not in labels
+
+
+def test_sync_cursor_is_stored_per_campaign_and_source(engine, make_campaign):
+    campaign_id = make_campaign()
+    with session_scope(engine) as session:
+        assert get_sync_cursor(session, campaign_id, "labelstudio") is None
+        set_sync_cursor(session, campaign_id, "labelstudio", "2026-01-01T10:00:00.000000Z")
+    with session_scope(engine) as session:
+        set_sync_cursor(session, campaign_id, "labelstudio", "2026-01-01T11:00:00.000000Z")
+    with session_scope(engine) as session:
+        assert get_sync_cursor(session, campaign_id, "labelstudio") == "2026-01-01T11:00:00.000000Z"
+        assert get_sync_cursor(session, campaign_id, "simulated") is None
