@@ -1,0 +1,95 @@
+"""A campaign on a folder of unlabeled PNG/JPEG files, labeled through a real Label Studio.
+
+Nothing is simulated: the campaign knows no label but the label set. The "annotators" are this
+test answering through Label Studio's API (as the web UI does): first the evaluation batch,
+then the cold-start batch, then two active rounds; the export must hold exactly their answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from activelabel.campaign import campaign_summaries, prepare_campaign
+from activelabel.campaign.data import clear_cache
+from activelabel.campaign.export import export_labels
+from activelabel.campaign.file import load_campaign_file, template
+from activelabel.flows import campaign_flow, sync_flow
+from activelabel.storage import Round, Sample, Selection, open_engine, session_scope
+from tests_support_owndata import LABELS, write_unlabeled_pool
+
+pytestmark = pytest.mark.labelstudio
+
+
+def answer(ls_client, task_id: int, label: str) -> None:
+    result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+    ls_client.annotations.create(id=task_id, result=result)
+
+
+def tasks_of_round(engine, index: int) -> dict[str, int]:
+    """uri -> Label Studio task id of the samples a round sent out."""
+    with session_scope(engine) as session:
+        rows = session.execute(
+            select(Sample.uri, Selection.external_task_id).join(Selection, Selection.sample_id == Sample.id)
+            .join(Round, Round.id == Selection.round_id).where(Round.index == index)
+        ).all()
+    assert all(task for _, task in rows)
+    return {uri: int(task) for uri, task in rows}
+
+
+def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, tmp_path, monkeypatch) -> None:
+    clear_cache()
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    db_url = f"sqlite:///{tmp_path / 'al.db'}"
+    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    truth = write_unlabeled_pool(tmp_path / "images", count=60)
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    for old, new in {"batch_size = 20": "batch_size = 6", "evaluation_size = 100": "evaluation_size = 10",
+                     "epochs = 40": "epochs = 2", "mc_samples = 20": "mc_samples = 3", "workers = 2": "workers = 0",
+                     'device = "auto"': 'device = "cpu"'}.items():
+        text = text.replace(old, new)
+    (tmp_path / "campaign.toml").write_text(text)
+    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    assert config.annotator == "labelstudio" and config.truth is None
+    engine = open_engine(db_url)
+    prepare_campaign(engine, config)
+
+    given: dict[str, str] = {}
+    try:
+        for index in (1, 2, 3, 4):
+            summaries = campaign_flow(name, index)
+            assert summaries[-1].status == "waiting_for_labels"
+            sent = tasks_of_round(engine, index)
+            assert len(sent) == (10 if index == 1 else 6)
+            for n, (uri, task_id) in enumerate(sorted(sent.items())):
+                # People are not an oracle: one answer per round disagrees with the "truth".
+                label = truth[uri] if n else LABELS[(LABELS.index(truth[uri]) + 1) % len(LABELS)]
+                answer(ls_client, task_id, label)
+                given[uri] = label
+            result = sync_flow(name)
+            assert result.pending == 0
+        campaign_flow(name, 4)  # everything answered: nothing more to do
+
+        kinds = [s.kind for s in campaign_summaries(engine, name)]
+        assert kinds == ["evaluation", "cold_start", "active", "active"]
+        summaries = campaign_summaries(engine, name)
+        assert summaries[2].labeled == 6 and summaries[3].labeled == 12
+        assert summaries[2].test_accuracy is not None  # measured on the annotators' evaluation set
+
+        count = export_labels(engine, name, tmp_path / "labels.csv")
+        rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
+        root = (tmp_path / "images").resolve()
+        exported = {Path(r["path"]).relative_to(root).as_posix(): r["label"] for r in rows}
+        assert count == len(given) == 28
+        assert exported == given
+        assert {r["round"] for r in rows} == {"1", "2", "3", "4"}
+    finally:
+        for project in ls_client.projects.list():
+            if project.title == config.labelstudio_project:
+                ls_client.projects.delete(id=project.id)
