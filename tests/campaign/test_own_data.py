@@ -262,3 +262,40 @@ def test_cli_run_and_export_on_a_campaign_file(tmp_path) -> None:
 
     _, spec, labels = load_model_file(tmp_path / "model.pt")
     assert labels == LABELS and spec.architecture == "small_cnn"
+
+
+def test_frozen_resnet18_round_from_a_weights_file_the_test_writes(tmp_path) -> None:
+    import torch
+    from torchvision.models import resnet18
+
+    from activelabel.pipeline.model import ModelSpec
+    from activelabel.storage import ModelCheckpoint
+
+    truth = make_data(tmp_path, count=40)
+    seeds = dict(sorted(truth.items())[:12])
+    write_manifest(tmp_path / "seeds.csv", seeds, base=tmp_path / "images")
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pt"
+    torch.save(resnet18(weights=None).state_dict(), weights)  # a "pretrained" file of our own
+    config, _ = load_campaign_file(campaign_file(tmp_path, **{
+        "evaluation_size = 20": "evaluation_size = 0", "# labeled = ...": 'labeled = "seeds.csv"',
+        'architecture = "small_cnn"': 'architecture = "resnet18"', "# weights = ...": 'weights = "resnet18.pt"',
+        "freeze_backbone = false": "freeze_backbone = true", "image_size = 28": "image_size = 16",
+        "# min_labels_to_train = ...": "min_labels_to_train = 10"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)
+    summary = campaign_summaries(engine, "own")[0]
+    assert summary.kind == "active" and summary.labeled == 12
+    with session_scope(engine) as session:
+        checkpoint = session.scalar(select(ModelCheckpoint))
+        selected = session.scalar(select(func.count()).select_from(Selection))
+    spec = ModelSpec.from_dict(checkpoint.architecture)
+    assert spec.architecture == "resnet18" and spec.freeze_backbone and selected == 10
+    from activelabel.pipeline.checkpoint import load_model
+
+    trained = load_model(spec, checkpoint.state, torch.device("cpu")).state_dict()
+    original = torch.load(weights, weights_only=True)
+    # The frozen backbone is exactly the file's (1-channel first conv: summed over RGB).
+    assert torch.equal(trained["body.layer1.0.conv1.weight"], original["layer1.0.conv1.weight"])
+    assert torch.allclose(trained["body.conv1.weight"], original["conv1.weight"].sum(dim=1, keepdim=True))

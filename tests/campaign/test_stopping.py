@@ -1,0 +1,72 @@
+"""Stopping rules on hand-made rounds, and the label budget through real rounds."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from activelabel.campaign import prepare_campaign, steps
+from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.data import clear_cache
+from activelabel.campaign.file import load_campaign_file
+from activelabel.campaign.stopping import check_stop, stop_reason
+from activelabel.storage import Round, RoundKind, RoundStatus, Selection, open_engine, session_scope
+from test_own_data import campaign_file, make_data, run_rounds
+
+
+def rounds(*entries) -> list[Round]:
+    """Complete active rounds from (test accuracy, mean pool entropy) pairs."""
+    return [Round(index=i + 1, kind=RoundKind.active, status=RoundStatus.complete, test_accuracy=a,
+                  mean_pool_entropy=h, strategy="bald") for i, (a, h) in enumerate(entries)]
+
+
+def config(**rules) -> CampaignConfig:
+    return CampaignConfig(name="stop", **rules)
+
+
+def test_no_rule_no_stop() -> None:
+    assert stop_reason(config(), rounds((0.9, 0.5), (0.99, 0.5)), labels_spent=10_000) is None
+
+
+def test_label_budget() -> None:
+    assert stop_reason(config(label_budget=100), rounds((0.5, 1.0)), labels_spent=99) is None
+    assert stop_reason(config(label_budget=100), rounds((0.5, 1.0)), labels_spent=100) == (
+        "label budget reached: 100 of 100 labels spent")
+
+
+def test_target_accuracy_reads_the_newest_active_round() -> None:
+    rule = config(target_accuracy=0.9)
+    assert stop_reason(rule, rounds((0.95, 1.0), (0.85, 0.9)), 0) is None
+    assert stop_reason(rule, rounds((0.85, 1.0), (0.9, 0.9)), 0) == "target accuracy reached: 0.900 >= 0.900 in round 2"
+
+
+def test_plateau_needs_every_change_in_the_window_below_the_threshold() -> None:
+    rule = config(plateau_threshold=0.05, plateau_rounds=3)
+    # Changes 0.3, 0.04, 0.01, 0.02: the last three are below 0.05.
+    stopped = stop_reason(rule, rounds((0.5, 1.0), (0.6, 0.7), (0.7, 0.66), (0.7, 0.65), (0.7, 0.67)), 0)
+    assert stopped.startswith("uncertainty plateau") and "(largest change 0.0400)" in stopped
+    # Only three rounds: two changes, not enough to judge three.
+    assert stop_reason(rule, rounds((0.5, 1.0), (0.6, 0.99), (0.6, 0.98)), 0) is None
+    # A jump inside the window.
+    assert stop_reason(rule, rounds((0.5, 1.0), (0.6, 0.99), (0.6, 0.5), (0.6, 0.49)), 0) is None
+
+
+def test_budget_cuts_the_last_batch_and_stops_the_campaign(tmp_path) -> None:
+    clear_cache()
+    make_data(tmp_path, count=60)
+    path = campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0",
+                                      "# label_budget = ...": "label_budget = 25"})
+    cfg, _ = load_campaign_file(path)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, cfg)
+    run_rounds(engine, campaign_id, 2)
+    assert check_stop(engine, campaign_id) is None
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        sizes = [len(list(session.scalars(select(Selection).where(Selection.round_id == r.id))))
+                 for r in session.scalars(select(Round).order_by(Round.index))]
+    assert sizes == [10, 10, 5]  # the third batch is cut to the budget
+    reason = check_stop(engine, campaign_id)
+    assert reason == "label budget reached: 25 of 25 labels spent"
+    with session_scope(engine) as session:
+        assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == reason
