@@ -429,6 +429,9 @@ def status(
         ]
         table.add_row(*cells[: len(columns)])
     console.print(table)
+    from activelabel.campaign.summary import data_counts
+
+    console.print(data_counts(engine, campaign).describe())
 
 
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")

@@ -110,6 +110,11 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
     if not names:
         raise ConfigError("data.labels is required: no label set given and data.labeled holds no labels")
     _check_labels(names, seed_records, "data.labeled")
+    if labeled and Path(labeled).is_dir():
+        from activelabel.pipeline.sources import empty_classes
+
+        for name in empty_classes(labeled, seed_records, key="data.labeled"):
+            log.warning("data.labeled: class folder %s has no image", Path(labeled) / name)
     _check_labels(names, test_records, "data.test")
 
     test_uris = [uri_for(r.path, root) for r in test_records]

@@ -151,3 +151,41 @@ def campaign_overviews(engine: Engine) -> list[CampaignOverview]:
                 labeled=len(resolved_labels(session, campaign.id)),
             ))
         return out
+
+
+@dataclass(frozen=True)
+class DataCounts:
+    """A campaign's samples by split, with copies and unreadable files counted apart."""
+
+    by_split: dict[str, int]
+    copies: int
+    unreadable: int
+    labeled: int
+
+    def describe(self) -> str:
+        splits = ", ".join(f"{n} {split}" for split, n in sorted(self.by_split.items()))
+        return (f"Samples: {splits} · {self.copies} byte-identical copies (labeled once with their "
+                f"original) · {self.unreadable} unreadable (skipped) · {self.labeled} labeled")
+
+
+def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
+    from sqlalchemy import func
+
+    from activelabel.storage import Sample, SampleProblem
+    from activelabel.storage.repository import resolved_labels
+
+    with session_scope(engine) as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
+        if campaign is None:
+            from activelabel.errors import CampaignStateError
+
+            raise CampaignStateError(f"no campaign named {campaign_name!r} in this database")
+        by_split = dict(session.execute(
+            select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id).group_by(Sample.split)
+        ).all())
+        copies = session.scalar(select(func.count()).select_from(Sample).where(
+            Sample.campaign_id == campaign.id, Sample.duplicate_of.is_not(None)))
+        unreadable = session.scalar(select(func.count()).select_from(SampleProblem).where(
+            SampleProblem.campaign_id == campaign.id))
+        labeled = len(resolved_labels(session, campaign.id))
+    return DataCounts({k.value: v for k, v in by_split.items()}, copies, unreadable, labeled)

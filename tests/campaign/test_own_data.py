@@ -254,6 +254,11 @@ def test_cli_run_and_export_on_a_campaign_file(tmp_path) -> None:
     out = subprocess.run([*EXE, "export", str(path), "--to", "labels.csv", "--model", "model.pt"],
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
+    status = subprocess.run([*EXE, "status", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=600)
+    assert status.returncode == 0, status.stderr
+    assert "Samples: 20 evaluation, 40 pool · 0 byte-identical copies" in status.stdout
+    assert "0 unreadable (skipped) · 40 labeled" in status.stdout
     rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
     assert len(rows) == 20 + 2 * 10
     root = (tmp_path / "images").resolve()
@@ -299,3 +304,14 @@ def test_frozen_resnet18_round_from_a_weights_file_the_test_writes(tmp_path) -> 
     # The frozen backbone is exactly the file's (1-channel first conv: summed over RGB).
     assert torch.equal(trained["body.layer1.0.conv1.weight"], original["layer1.0.conv1.weight"])
     assert torch.allclose(trained["body.conv1.weight"], original["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_seed_labels_missing_classes_are_named_in_a_warning(tmp_path, caplog) -> None:
+    truth = make_data(tmp_path, count=60)
+    two_classes = {k: v for k, v in truth.items() if v in ("3", "7")}
+    write_manifest(tmp_path / "seeds.csv", two_classes, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(tmp_path, **{"# labeled = ...": 'labeled = "seeds.csv"'}))
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    with caplog.at_level("WARNING"):
+        prepare_campaign(engine, config)
+    assert "cover 2 of 10 classes; missing: 0, 1, 2, 4, 5, 6, 8, 9" in caplog.text
