@@ -53,3 +53,7 @@ class RoundAlreadyRunningError(CampaignStateError):
 
 class DatasetError(ActiveLabelError):
     """A dataset that cannot be read: missing files, corrupt images, unknown labels."""
+
+
+class InvalidArrayError(ActiveLabelError, ValueError):
+    """A feature, logit or label array with the wrong shape, non-finite values or labels out of range."""
