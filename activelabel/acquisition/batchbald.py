@@ -44,7 +44,7 @@ DEFAULT_NUM_SAMPLES = 1000
 #: Default L-infinity distance over ``[S, C]`` under which two samples count as duplicates.
 DEFAULT_DEDUP_TOLERANCE = 1e-3
 #: Largest ``configurations x candidates x C`` block held in memory at once (float64 elements).
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 20
 
 
 class BatchSelection(NamedTuple):
@@ -130,26 +130,31 @@ class _JointState:
 
         Exact: ``-sum_{j,c} P log P`` with ``P[j, c] = mean_s w[j, s] p_s(c)``.
         Sampled (importance-weighted, as batchbald_redux): ``(1/M) sum_m sum_c
-        P[m, c] / Q[m] * (-log P[m, c])`` with ``Q[m] = mean_s w[m, s]``.
+        P[m, c] / Q[m] * (-log P[m, c])`` with ``Q[m] = mean_s w[m, s]``. Because
+        ``sum_c P[m, c] = Q[m]``, the configurations' scale factors add the same constant
+        ``-(1/M) sum_m log_scale[m]`` to every candidate and are applied once.
         """
         weights = self.exact if self.exact is not None else self.sampled
         rows = weights.shape[0]
+        if self.exact is not None:
+            row_weights = np.ones(rows)
+            offset = 0.0
+        else:
+            row_weights = 1.0 / (weights.mean(axis=1) * rows)  # 1 / (M Q[m])
+            offset = -float(self.log_scale.mean())
         out = np.empty(candidates.size)
         step = max(1, _CHUNK_ELEMENTS // (rows * self.c))
-        if self.exact is None:
-            q = weights.mean(axis=1)  # [M]
+        tiny = np.finfo(np.float64).tiny
         for start in range(0, candidates.size, step):
             idx = candidates[start : start + step]
             block = flat[:, idx, :].reshape(self.s, -1)  # [S, b*C]
-            p = (weights @ block / self.s).reshape(rows, idx.size, self.c)  # [rows, b, C]
-            if self.exact is not None:
-                out[start : start + step] = -_xlogx_sum(p, axis=(0, 2))
-            else:
-                logp = np.log(p, where=p > 0, out=np.full_like(p, 0.0))
-                logp += np.where(p > 0, self.log_scale[:, None, None], 0.0)
-                out[start : start + step] = -np.sum(
-                    p / q[:, None, None] * logp, axis=(0, 2)
-                ) / rows
+            p = weights @ block  # [rows, b*C], S x the joint probabilities
+            p *= 1.0 / self.s
+            logp = np.maximum(p, tiny)  # 0 log 0 = 0: p = 0 gives 0 * log(tiny) = 0
+            np.log(logp, out=logp)
+            logp *= p
+            per_row = logp.reshape(rows, idx.size, self.c).sum(axis=2)  # [rows, b]
+            out[start : start + step] = offset - row_weights @ per_row
         return out
 
 
