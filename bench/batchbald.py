@@ -7,8 +7,11 @@ has something to avoid). Passes are shared across samples (one "w_s" per pass), 
 requires.
 
 Reports, for each configuration: wall time of the whole selection, seconds per acquired point,
-the joint mutual information of the batch (sum of the marginal gains, nats) and how many
-duplicate pairs the batch contains — next to top-k BALD and Power/SoftmaxBALD for reference.
+the sum of the returned scores (for BatchBALD: the batch's joint mutual information, the sum
+of its marginal gains; for top-k / Power / SoftmaxBALD: the sum of the picks' BALD scores, an
+upper bound on their joint MI) and how many picks are copies of another pick — next to top-k
+BALD and Power/SoftmaxBALD for reference. The joint MI can never exceed log S (log 20 = 3.0
+nats): S passes cannot carry more information than which pass is the true one.
 
     OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 \\
         python bench/batchbald.py --pool 2000 --passes 20 --classes 10 --batch 10
@@ -87,7 +90,7 @@ def main() -> None:
         indices, scores = result
         print(
             f"{label:<44} {best:8.3f} s total {best / args.batch:8.3f} s/point   "
-            f"joint MI {np.sum(scores):.3f} nats   duplicate picks {duplicate_pairs(indices, group)}"
+            f"score sum {np.sum(scores):7.3f} nats   duplicate picks {duplicate_pairs(indices, group)}"
         )
 
     def topk(rng):
