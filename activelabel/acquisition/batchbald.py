@@ -234,14 +234,6 @@ def batchbald_select(
     return BatchSelection(np.asarray(chosen, dtype=np.int64), np.asarray(gains, dtype=np.float64))
 
 
-def _near_duplicate(candidate: np.ndarray, chosen: list[np.ndarray], tolerance: float) -> bool:
-    """True when ``candidate`` ``[S, C]`` is within ``tolerance`` (L-inf) of any chosen ``[S, C]``."""
-    if not chosen:
-        return False
-    stack = np.stack(chosen)  # [k', S, C]
-    return bool((np.abs(stack - candidate).max(axis=(1, 2)) <= tolerance).any())
-
-
 def stochastic_bald_select(
     probs: ArrayLike,
     batch_size: int,
@@ -296,16 +288,18 @@ def stochastic_bald_select(
 
     picked: list[int] = []
     deferred: list[int] = []
-    rows: list[np.ndarray] = []
+    rows = np.empty((k,) + p[:, 0, :].shape)  # [k, S, C] per-pass predictions of the picks
     for index in order:
         if len(picked) == k:
             break
         row = p[:, index, :]
-        if dedup_tolerance is not None and _near_duplicate(row, rows, dedup_tolerance):
-            deferred.append(int(index))
-            continue
+        if dedup_tolerance is not None and picked:
+            distance = np.abs(rows[: len(picked)] - row).max(axis=(1, 2))  # L-inf to each pick
+            if (distance <= dedup_tolerance).any():
+                deferred.append(int(index))
+                continue
+        rows[len(picked)] = row
         picked.append(int(index))
-        rows.append(row)
     picked.extend(deferred[: k - len(picked)])
     indices = np.asarray(picked, dtype=np.int64)
     return BatchSelection(indices, scores[indices])

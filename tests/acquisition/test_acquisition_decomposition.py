@@ -95,3 +95,28 @@ def test_empty_pool() -> None:
 def test_rejects_logits() -> None:
     with pytest.raises(InvalidProbabilitiesError, match="not logits"):
         uncertainty_decomposition(np.full((2, 3, 2), 3.0))
+
+
+# --- property: the identity holds for any valid tensor, zeros included -----------------------
+
+import hypothesis.extra.numpy as hnp  # noqa: E402
+import hypothesis.strategies as st  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+
+
+@st.composite
+def _tensors(draw: st.DrawFn) -> np.ndarray:
+    shape = (draw(st.integers(1, 6)), draw(st.integers(1, 8)), draw(st.integers(2, 6)))
+    w = draw(hnp.arrays(np.float64, shape, elements=st.one_of(st.just(0.0), st.floats(1e-8, 1.0))))
+    w[..., 0] += w.sum(axis=-1) == 0
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_tensors())
+def test_identity_and_ranges_hold_for_any_tensor(p: np.ndarray) -> None:
+    d = uncertainty_decomposition(p)
+    np.testing.assert_allclose(d.aleatoric + d.epistemic, d.total, rtol=0, atol=1e-9)
+    assert (d.epistemic >= 0).all() and (d.aleatoric >= 0).all()
+    assert (d.total <= math.log(p.shape[2]) + 1e-12).all()
+    np.testing.assert_allclose(d.epistemic, bald(p), rtol=0, atol=1e-12)
