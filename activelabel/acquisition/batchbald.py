@@ -72,12 +72,6 @@ def as_generator(rng: np.random.Generator | None) -> np.random.Generator:
     return rng
 
 
-def _xlogx_sum(p: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
-    """``sum p log p`` over ``axis`` with ``0 log 0 = 0`` (no NaN, no warnings)."""
-    logp = np.log(p, where=p > 0, out=np.zeros_like(p))
-    return np.sum(p * logp, axis=axis)
-
-
 class _JointState:
     """The joint distribution of the labels of the points chosen so far, exact or sampled.
 
@@ -94,13 +88,12 @@ class _JointState:
         self.rng = rng
         self.n = 0
         self.exact: np.ndarray | None = np.ones((1, s))  # [J, S]
-        self.model_of_sample = np.arange(num_samples) % s  # [M]
-        self.sampled = np.ones((num_samples, s))  # [M, S]
-        self.log_scale = np.zeros(num_samples)  # [M]
-
-    @property
-    def is_exact(self) -> bool:
-        return self.exact is not None
+        # Round M up to a multiple of S: every pass draws the same number of configurations, so
+        # the draws follow the mixture p(y) = mean_s p_s(y) exactly (stratified sampling).
+        m = -(-num_samples // s) * s
+        self.model_of_sample = np.arange(m) % s  # [M]
+        self.sampled = np.ones((m, s))  # [M, S]
+        self.log_scale = np.zeros(m)  # [M]
 
     def add(self, p_point: np.ndarray) -> None:
         """Condition on one more chosen point, ``p_point`` ``[S, C]``."""
@@ -177,13 +170,15 @@ def batchbald_select(
 
     Joint entropy: exact while the ``C^n`` label configurations of the ``n`` points already
     chosen number at most ``max_exact_configurations`` (default ``num_samples``); beyond, it is
-    estimated from ``num_samples`` configurations drawn from the joint (stratified over passes,
-    importance-weighted as in batchbald_redux), which costs ``O(num_samples · S · N · C)`` per
+    estimated from ``num_samples`` configurations (rounded up to a multiple of S) drawn from
+    the joint (stratified over passes, importance-weighted as in batchbald_redux), which costs ``O(num_samples · S · N · C)`` per
     pick and makes later gains estimates (seeded by ``rng``). Ties go to the lower pool index.
 
     ``candidates``: restrict the search to the ``candidates`` highest-BALD samples (at least
-    ``batch_size``); BatchBALD never picks a zero-BALD point before a high-BALD one anyway, and
-    this bounds the cost on big pools. ``None`` searches the whole pool.
+    ``batch_size``). A point's gain can never exceed its own BALD score (conditioning on more
+    labels only removes information), so low-BALD points can only win once every high-BALD
+    point's gain has collapsed; restricting to the top ``m`` bounds the cost on big pools
+    (cost per pick ∝ ``m`` instead of ``N``). ``None`` searches the whole pool.
 
     Raises :class:`~activelabel.errors.SelectionSizeError` for a bad ``batch_size``,
     :class:`~activelabel.errors.InvalidProbabilitiesError` for bad ``probs``,
