@@ -66,3 +66,7 @@ class DatabaseSchemaError(ActiveLabelError):
 
 class PrefectApiUnavailableError(ActiveLabelError):
     """Prefect's API (its temporary local server, or the one at PREFECT_API_URL) did not answer."""
+
+
+class InvalidArrayError(ActiveLabelError, ValueError):
+    """A feature, logit or label array with the wrong shape, non-finite values or labels out of range."""

@@ -1,4 +1,27 @@
-"""Named acquisition strategies: the names a user types in a campaign config or on the CLI."""
+"""Named acquisition strategies: the names a user types in a campaign config or on the CLI.
+
+Two kinds share one registry:
+
+* **Per-sample** strategies (entropy, BALD, ...) score every sample alone; the batch is the
+  top-k of the scores (:func:`~activelabel.acquisition.select_top_k`).
+* **Batch-aware** strategies (``batchbald``, ``power_bald``, ``softmax_bald``) choose the whole
+  batch at once, so that one batch does not spend two labels on near-identical samples. They
+  still have a per-sample ``score`` (BALD, stored beside each pool sample like any score), and
+  add a ``select`` hook that needs the batch size.
+
+How the round calls a strategy (one path for both kinds)::
+
+    strategy = get_strategy(name)
+    scores = strategy.score(probs, rng=np.random.default_rng(seed))      # [N], stored per sample
+    batch = strategy.select_batch(probs, batch_size, rng=np.random.default_rng(seed))
+    # batch.indices: int64 [k] into the pool, rank order; batch.scores: float64 [k]
+
+``select_batch`` needs the ``[S, N, C]`` probabilities, not only the stored scores, so a round
+that scores and selects in separate steps must choose the batch while the probabilities are in
+memory (or keep them) when ``strategy.batch_aware`` is true. Feature density (``density``)
+needs penultimate-layer features, not probabilities, so it is not a ``Strategy`` here: see
+:func:`activelabel.acquisition.density.density_scores`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +30,13 @@ from typing import Callable
 
 import numpy as np
 
+from activelabel.acquisition.batchbald import (
+    BatchSelection,
+    batchbald_select,
+    power_bald_select,
+    softmax_bald_select,
+)
+from activelabel.acquisition.selection import select_top_k
 from activelabel.acquisition.uncertainty import (
     bald,
     least_confidence,
@@ -19,6 +49,8 @@ from activelabel.acquisition.uncertainty import (
 from activelabel.errors import UnknownStrategyError
 
 ScoreFn = Callable[..., np.ndarray]
+#: ``select(probs [S, N, C], k, *, rng=None) -> BatchSelection``
+SelectFn = Callable[..., BatchSelection]
 
 
 @dataclass(frozen=True)
@@ -28,12 +60,38 @@ class Strategy:
     ``score(probs, *, rng=None)`` maps ``[T, N, C]`` probabilities to float64 ``[N]`` scores,
     higher = selected first. ``needs_samples`` is True when the score is only informative with
     T > 1 stochastic passes (it is 0 everywhere for T = 1).
+
+    ``select`` is set for batch-aware strategies only: ``select(probs, k, *, rng=None)`` returns
+    a :class:`~activelabel.acquisition.batchbald.BatchSelection` of ``k`` distinct indices.
+    Call :meth:`select_batch` rather than ``select`` so that both kinds work the same way.
     """
 
     name: str
     description: str
     score: ScoreFn
     needs_samples: bool
+    select: SelectFn | None = None
+
+    @property
+    def batch_aware(self) -> bool:
+        """True when the batch is chosen jointly (the ``select`` hook), not as top-k scores."""
+        return self.select is not None
+
+    def select_batch(
+        self, probs: np.ndarray, k: int, *, rng: np.random.Generator | None = None
+    ) -> BatchSelection:
+        """The ranked batch of ``k`` distinct pool indices for ``[T, N, C]`` probabilities.
+
+        Batch-aware strategies run their ``select`` hook; the others take the top-k of
+        ``score`` (ties -> lower index) and return those scores. Deterministic for a seeded
+        ``rng``. Raises :class:`~activelabel.errors.SelectionSizeError` when ``k <= 0`` or
+        ``k > N`` and :class:`~activelabel.errors.InvalidProbabilitiesError` for bad ``probs``.
+        """
+        if self.select is not None:
+            return self.select(probs, k, rng=rng)
+        scores = self.score(probs, rng=rng)
+        indices = select_top_k(scores, k)
+        return BatchSelection(indices, scores[indices])
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -84,6 +142,30 @@ STRATEGIES: dict[str, Strategy] = {
             "Random: uniform random order (passive-learning baseline); seeded for reproducibility",
             random_scores,
             False,
+        ),
+        Strategy(
+            "batchbald",
+            "BatchBALD: greedy batch maximising the joint mutual information of its labels "
+            "(no two labels on near-identical samples); needs T > 1 passes shared by the pool",
+            bald,
+            True,
+            batchbald_select,
+        ),
+        Strategy(
+            "power_bald",
+            "PowerBALD: batch sampled with probability proportional to BALD (stochastic, cheap "
+            "for large batches; skips near-duplicates); needs T > 1",
+            bald,
+            True,
+            power_bald_select,
+        ),
+        Strategy(
+            "softmax_bald",
+            "SoftmaxBALD: batch sampled with probability proportional to exp(BALD) (stochastic; "
+            "skips near-duplicates); needs T > 1",
+            bald,
+            True,
+            softmax_bald_select,
         ),
     )
 }

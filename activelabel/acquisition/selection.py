@@ -10,6 +10,29 @@ from numpy.typing import ArrayLike
 from activelabel.errors import InvalidProbabilitiesError, SelectionSizeError
 
 
+def check_batch_size(k: int, n: int) -> int:
+    """Validate a batch size ``k`` against a pool of ``n`` samples and return it as an ``int``.
+
+    Raises :class:`SelectionSizeError` when ``k`` is not an integer, ``k <= 0`` or ``k > n``.
+    Shared by every selection function so they all refuse the same inputs the same way.
+    """
+    if isinstance(k, bool):
+        raise SelectionSizeError(f"number of samples to select must be an integer; got {k!r}")
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise SelectionSizeError(
+            f"number of samples to select must be an integer; got {k!r}"
+        ) from None
+    if k <= 0:
+        raise SelectionSizeError(f"number of samples to select must be positive; got {k}")
+    if k > n:
+        raise SelectionSizeError(
+            f"cannot select {k} samples from a pool of {n} unlabeled samples"
+        )
+    return k
+
+
 def select_top_k(scores: ArrayLike, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores, in rank order (rank 0 = most uncertain).
 
@@ -24,21 +47,7 @@ def select_top_k(scores: ArrayLike, k: int) -> np.ndarray:
         raise InvalidProbabilitiesError(
             f"scores contain NaN ({int(np.isnan(arr).sum())} of {arr.size}); cannot rank them"
         )
-    if isinstance(k, bool):
-        raise SelectionSizeError(f"number of samples to select must be an integer; got {k!r}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise SelectionSizeError(
-            f"number of samples to select must be an integer; got {k!r}"
-        ) from None
-    n = arr.shape[0]
-    if k <= 0:
-        raise SelectionSizeError(f"number of samples to select must be positive; got {k}")
-    if k > n:
-        raise SelectionSizeError(
-            f"cannot select {k} samples from a pool of {n} unlabeled samples"
-        )
+    k = check_batch_size(k, arr.shape[0])
     # Stable sort on the negated scores: descending score, ascending index among equals.
     # (-0.0 and 0.0 compare equal, so they tie as well.)
     order = np.argsort(-arr, kind="stable")

@@ -85,3 +85,102 @@ def test_random_requires_a_generator_type() -> None:
 def test_random_without_rng_still_works() -> None:
     out = STRATEGIES["random"].score(_probs())
     assert out.shape == (9,) and ((out >= 0) & (out < 1)).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch selection: every strategy, per-sample or batch-aware, through Strategy.select_batch.
+# ---------------------------------------------------------------------------------------------
+
+
+def _shared_pass_probs(t: int = 6, n: int = 40, c: int = 4, seed: int = 3) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(scale=2.0, size=(t, n, c))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_batch_is_k_distinct_indices_in_range(strategy: Strategy, k: int) -> None:
+    p = _shared_pass_probs()
+    batch = strategy.select_batch(p, k, rng=np.random.default_rng(0))
+    assert batch.indices.dtype == np.int64 and batch.indices.shape == (k,)
+    assert batch.scores.dtype == np.float64 and batch.scores.shape == (k,)
+    assert len(set(batch.indices.tolist())) == k
+    assert ((batch.indices >= 0) & (batch.indices < p.shape[1])).all()
+    assert np.isfinite(batch.scores).all()
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_can_take_the_whole_pool(strategy: Strategy) -> None:
+    p = _probs()
+    batch = strategy.select_batch(p, 9, rng=np.random.default_rng(0))
+    assert sorted(batch.indices.tolist()) == list(range(9))
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_reproducible_with_same_seed(strategy: Strategy) -> None:
+    p = _shared_pass_probs()
+    a = strategy.select_batch(p, 8, rng=np.random.default_rng(5))
+    b = strategy.select_batch(p, 8, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+@pytest.mark.parametrize("k", [0, -1, 10])
+def test_batch_size_out_of_range_is_refused(strategy: Strategy, k: int) -> None:
+    from activelabel.errors import SelectionSizeError
+
+    with pytest.raises(SelectionSizeError):
+        strategy.select_batch(_probs(), k, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_rejects_invalid_probabilities(strategy: Strategy) -> None:
+    from activelabel.errors import InvalidProbabilitiesError
+
+    with pytest.raises(InvalidProbabilitiesError):
+        strategy.select_batch(np.full((2, 3, 2), 0.9), 1, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_does_not_modify_input(strategy: Strategy) -> None:
+    p = _shared_pass_probs()
+    before = p.copy()
+    strategy.select_batch(p, 4, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(p, before)
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_single_pass_still_selects(strategy: Strategy) -> None:
+    batch = strategy.select_batch(_probs(t=1, c=2), 3, rng=np.random.default_rng(0))
+    assert len(set(batch.indices.tolist())) == 3
+
+
+@pytest.mark.parametrize("strategy", [s for s in ALL if not s.batch_aware], ids=lambda s: s.name)
+def test_per_sample_batch_is_top_k_of_scores(strategy: Strategy) -> None:
+    from activelabel.acquisition import select_top_k
+
+    p = _shared_pass_probs()
+    batch = strategy.select_batch(p, 7, rng=np.random.default_rng(9))
+    scores = strategy.score(p, rng=np.random.default_rng(9))
+    np.testing.assert_array_equal(batch.indices, select_top_k(scores, 7))
+    np.testing.assert_array_equal(batch.scores, scores[batch.indices])
+
+
+STOCHASTIC_BATCHES = {"random", "power_bald", "softmax_bald"}
+
+
+@pytest.mark.parametrize("strategy", ALL, ids=IDS)
+def test_batch_seed_dependence(strategy: Strategy) -> None:
+    p = _shared_pass_probs(n=200)
+    # k = 5 with C = 4: BatchBALD's joint stays exact (4^4 = 256 <= 1000 configurations), so
+    # only the stochastic strategies may depend on the seed.
+    batches = {
+        tuple(strategy.select_batch(p, 5, rng=np.random.default_rng(seed)).indices.tolist())
+        for seed in range(4)
+    }
+    if strategy.name in STOCHASTIC_BATCHES:
+        assert len(batches) > 1
+    else:
+        assert len(batches) == 1

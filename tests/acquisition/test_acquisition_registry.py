@@ -17,7 +17,11 @@ from activelabel.acquisition import (
 )
 from activelabel.errors import UnknownStrategyError
 
-EXPECTED = ["entropy", "bald", "mean_std", "variation_ratios", "margin", "least_confidence", "random"]
+EXPECTED = [
+    "entropy", "bald", "mean_std", "variation_ratios", "margin", "least_confidence", "random",
+    "batchbald", "power_bald", "softmax_bald",
+]
+BATCH_AWARE = {"batchbald", "power_bald", "softmax_bald"}
 
 
 def test_names_in_stable_order() -> None:
@@ -35,7 +39,9 @@ def test_description_is_one_nonempty_line(name: str) -> None:
 
 
 def test_needs_samples_flags() -> None:
-    assert {n for n, s in STRATEGIES.items() if s.needs_samples} == {"bald", "mean_std", "variation_ratios"}
+    assert {n for n, s in STRATEGIES.items() if s.needs_samples} == {
+        "bald", "mean_std", "variation_ratios", *BATCH_AWARE
+    }
     assert "T > 1" in get_strategy("bald").description
 
 
@@ -79,3 +85,16 @@ def test_unknown_name_is_a_key_error() -> None:
 def test_non_string_name_is_unknown() -> None:
     with pytest.raises(UnknownStrategyError):
         get_strategy(None)  # type: ignore[arg-type]
+
+
+def test_batch_aware_flags_and_hooks() -> None:
+    from activelabel.acquisition import batchbald_select, power_bald_select, softmax_bald_select
+
+    assert {n for n, s in STRATEGIES.items() if s.batch_aware} == BATCH_AWARE
+    assert get_strategy("batchbald").select is batchbald_select
+    assert get_strategy("power-bald").select is power_bald_select
+    assert get_strategy("SoftmaxBALD".replace("BALD", "_bald")).select is softmax_bald_select
+    # their per-sample score (stored beside each pool sample) is BALD
+    for name in BATCH_AWARE:
+        assert get_strategy(name).score is bald
+    assert get_strategy("entropy").select is None

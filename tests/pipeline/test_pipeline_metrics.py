@@ -105,3 +105,61 @@ def test_empty_inputs_give_nan() -> None:
     assert math.isnan(expected_calibration_error(probs, targets))
     result = evaluate(probs, targets)
     assert math.isnan(result.accuracy) and math.isnan(result.nll) and math.isnan(result.ece)
+
+
+# --- Brier score, reliability bins, AUROC ----------------------------------------------------
+
+from activelabel.pipeline.metrics import (  # noqa: E402
+    ReliabilityBin,
+    auroc,
+    brier_score,
+    ece_from_bins,
+    reliability_bins,
+)
+
+
+def test_brier_by_hand() -> None:
+    probs = np.array([[0.7, 0.3], [0.4, 0.6]])
+    targets = np.array([0, 0])
+    # sample 0: (0.7-1)^2 + 0.3^2 = 0.09 + 0.09 = 0.18; sample 1: (0.4-1)^2 + 0.6^2 = 0.72
+    # mean = 0.45
+    assert brier_score(probs, targets) == pytest.approx(0.45)
+    assert brier_score(np.eye(3), np.arange(3)) == 0.0
+    assert math.isnan(brier_score(np.zeros((0, 2)), np.zeros(0, dtype=np.int64)))
+
+
+def test_reliability_bins_by_hand() -> None:
+    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.4, 0.35, 0.25], [0.45, 0.3, 0.25]])
+    targets = np.array([0, 1, 0, 2])
+    bins = reliability_bins(probs, targets, bins=2)
+    assert bins == [
+        ReliabilityBin(0.0, 0.5, pytest.approx(0.425), 0.5, 2),
+        ReliabilityBin(0.5, 1.0, pytest.approx(0.85), 0.5, 2),
+    ]
+    assert ece_from_bins(bins) == pytest.approx(0.2125)
+
+
+def test_reliability_bins_cover_every_sample_and_keep_empty_bins() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.random((500, 10)) ** 4
+    probs = w / w.sum(axis=1, keepdims=True)
+    targets = rng.integers(0, 10, 500)
+    bins = reliability_bins(probs, targets)
+    assert len(bins) == 15
+    assert sum(b.count for b in bins) == 500
+    assert bins[0].count == 0 and math.isnan(bins[0].confidence)  # max prob >= 0.1 > 1/15
+    assert bins[0].lower == 0.0 and bins[-1].upper == 1.0
+    for b in bins:
+        if b.count:
+            assert b.lower <= b.confidence <= b.upper
+    assert ece_from_bins(bins) == pytest.approx(expected_calibration_error(probs, targets))
+
+
+def test_auroc_by_hand() -> None:
+    # positives {2, 4} vs negatives {1, 3}: pairs (2>1), (2<3), (4>1), (4>3) -> 3/4
+    assert auroc(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == 0.75
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0
+    # a tie counts one half: positive 1 vs negatives {1, 0} -> (0.5 + 1) / 2
+    assert auroc(np.array([1.0, 0.0]), np.array([1.0])) == 0.75
+    assert math.isnan(auroc(np.array([]), np.array([1.0])))

@@ -1,0 +1,242 @@
+"""Temperature scaling and calibration reports (Guo, Pleiss, Sun & Weinberger 2017).
+
+Modern networks are over-confident: their softmax peaks exceed their accuracy. Temperature
+scaling divides the logits by one scalar ``T > 0`` fitted to minimise the negative
+log-likelihood on a *labeled validation split held out from training* (fitting it on the
+training labels would learn the over-confidence back). ``T`` does not change any argmax, so
+accuracy is untouched for a single prediction; it only softens (``T > 1``) or sharpens
+(``T < 1``) the probabilities that acquisition and users read.
+
+Shapes. ``logits`` are ``[N, C]`` (one deterministic pass) or ``[S, N, C]`` (S MC-dropout
+passes or ensemble members). For ``[S, N, C]`` the same ``T`` scales *each pass's* logits, each
+pass goes through its own softmax, and the predictive distribution is the mean of those
+softmaxes — the distribution acquisition sees (``[S, N, C]`` probabilities keep their S axis
+for BALD). :func:`fit_temperature` fits ``T`` against exactly that averaged distribution's NLL.
+Averaging the passes can move the argmax of the mean slightly when ``T`` changes, so for
+``[S, N, C]`` accuracy is preserved only approximately.
+
+Labels are int ``[N]`` in ``[0, C)``. NLL is in nats per sample; Brier in [0, 2]; ECE in
+[0, 1] over 15 equal-width confidence bins. Numbers come back as Python floats; the torch
+dependency is only the LBFGS fit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from activelabel.errors import InvalidArrayError
+from activelabel.pipeline.metrics import (
+    ReliabilityBin,
+    accuracy,
+    brier_score,
+    ece_from_bins,
+    negative_log_likelihood,
+    reliability_bins,
+)
+
+#: Fitted temperatures are kept inside [MIN_TEMPERATURE, MAX_TEMPERATURE]. A validation split
+#: the model gets entirely right pushes the NLL optimum towards T -> 0; the bound stops that.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 100.0
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """How good and how calibrated predictions are on one labeled split.
+
+    ``accuracy`` (fraction), ``nll`` (nats per sample), ``brier`` (mean over samples of the
+    summed squared error over classes), ``ece`` (15 equal-width bins unless told otherwise),
+    ``bins`` the reliability-diagram data, one :class:`ReliabilityBin`
+    ``(lower, upper, confidence, accuracy, count)`` per bin, counts summing to ``N``.
+    """
+
+    accuracy: float
+    nll: float
+    brier: float
+    ece: float
+    bins: list[ReliabilityBin]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN -> ``None``), for storing beside the round."""
+
+        def clean(x: float) -> float | None:
+            return None if math.isnan(x) else float(x)
+
+        return {
+            "accuracy": clean(self.accuracy),
+            "nll": clean(self.nll),
+            "brier": clean(self.brier),
+            "ece": clean(self.ece),
+            "bins": [
+                {"lower": b.lower, "upper": b.upper, "confidence": clean(b.confidence),
+                 "accuracy": clean(b.accuracy), "count": b.count}
+                for b in self.bins
+            ],
+        }
+
+
+def _as_logits(logits: ArrayLike | torch.Tensor) -> np.ndarray:
+    """A finite float64 ``[N, C]`` or ``[S, N, C]`` numpy copy of ``logits``."""
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().cpu().numpy()
+    try:
+        z = np.array(logits, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArrayError(f"logits must be a numeric array [N, C] or [S, N, C]: {exc}") from exc
+    if z.ndim not in (2, 3) or z.shape[-1] < 2:
+        raise InvalidArrayError(
+            f"logits must be shaped [N, C] or [S, N, C] with C >= 2; got shape {z.shape}"
+        )
+    if not np.isfinite(z).all():
+        raise InvalidArrayError(
+            f"logits contain {int((~np.isfinite(z)).sum())} non-finite values (NaN or inf)"
+        )
+    return z
+
+
+def _as_labels(labels: ArrayLike | torch.Tensor, n: int, c: int, what: str = "labels") -> np.ndarray:
+    """Integer ``[n]`` labels in ``[0, c)``, or a typed error."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InvalidArrayError(f"{what} must be shaped [N] = [{n}] to match the logits; got {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise InvalidArrayError(f"{what} must be integers; got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= c):
+        raise InvalidArrayError(f"{what} must lie in [0, {c}); got values from {y.min()} to {y.max()}")
+    return y.astype(np.int64)
+
+
+def _check_temperature(temperature: float) -> float:
+    t = float(temperature)
+    if not math.isfinite(t) or t <= 0:
+        raise InvalidArrayError(f"temperature must be a finite number > 0; got {temperature!r}")
+    return t
+
+
+def apply_temperature(logits: ArrayLike | torch.Tensor, temperature: float) -> np.ndarray:
+    """Probabilities ``softmax(logits / T)`` over the last axis, same shape as ``logits``.
+
+    ``[N, C]`` -> ``[N, C]``; ``[S, N, C]`` -> ``[S, N, C]`` (each pass scaled and softmaxed on
+    its own; average over S for the predictive distribution, or hand the tensor to an
+    acquisition function as is). float64. Raises
+    :class:`~activelabel.errors.InvalidArrayError` for bad logits or ``T <= 0``.
+    """
+    z = _as_logits(logits) / _check_temperature(temperature)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predictive_probabilities(logits: ArrayLike | torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """The predictive distribution ``[N, C]``: the softmax of ``[N, C]`` logits, or the mean
+    over S of the per-pass softmaxes of ``[S, N, C]`` logits, each at temperature ``T``."""
+    probs = apply_temperature(logits, temperature)
+    return probs.mean(axis=0) if probs.ndim == 3 else probs
+
+
+def _nll_torch(z: torch.Tensor, y: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+    """Mean NLL (nats) of the labels under the temperature-scaled predictive distribution."""
+    log_p = torch.log_softmax(z / log_t.exp(), dim=-1)
+    if z.ndim == 3:  # log mean_s softmax = logsumexp_s log softmax - log S
+        log_p = torch.logsumexp(log_p, dim=0) - math.log(z.shape[0])
+    return -log_p.gather(-1, y[:, None]).mean()
+
+
+def fit_temperature(
+    logits: ArrayLike | torch.Tensor,
+    labels: ArrayLike | torch.Tensor,
+    *,
+    max_iter: int = 100,
+) -> float:
+    """Fit the temperature ``T`` minimising validation NLL (Guo et al. 2017), as a float.
+
+    ``logits`` ``[N, C]`` or ``[S, N, C]`` and ``labels`` int ``[N]`` of a *held-out labeled
+    validation split*. Optimises ``log T`` (so ``T`` stays positive) with LBFGS and a
+    strong-Wolfe line search in float64, starting at ``T = 1``; ``T`` is kept inside
+    [:data:`MIN_TEMPERATURE`, :data:`MAX_TEMPERATURE`]. ``T > 1`` means the model was
+    over-confident. For ``[S, N, C]`` the NLL is that of the mean of the per-pass softmaxes.
+    Deterministic. Raises :class:`~activelabel.errors.InvalidArrayError` for bad or empty
+    inputs, or when the fit does not produce a finite temperature.
+    """
+    z_np = _as_logits(logits)
+    n, c = z_np.shape[-2], z_np.shape[-1]
+    y_np = _as_labels(labels, n, c)
+    if n == 0:
+        raise InvalidArrayError("cannot fit a temperature on an empty validation split")
+    z = torch.from_numpy(z_np)
+    y = torch.from_numpy(y_np)
+    lo, hi = math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9, tolerance_change=1e-12,
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = _nll_torch(z, y, log_t.clamp(lo, hi))
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    t = math.exp(min(max(float(log_t.detach()), lo), hi))
+    if not math.isfinite(t):
+        raise InvalidArrayError("temperature fit diverged; check the validation logits and labels")
+    return t
+
+
+def calibration_report(
+    probs: ArrayLike, labels: ArrayLike, *, bins: int = 15
+) -> CalibrationReport:
+    """Accuracy, NLL, Brier, ECE and reliability bins of predictive probabilities ``[N, C]``.
+
+    ``labels`` int ``[N]``. ECE uses ``bins`` equal-width confidence bins, right-closed
+    (``(lower, upper]``; confidence 0 goes to the first bin) — the same binning as
+    :func:`~activelabel.pipeline.metrics.expected_calibration_error`. Empty input gives NaN
+    figures and empty bins. Raises :class:`~activelabel.errors.InvalidArrayError` for
+    mis-shaped or non-finite probabilities or bad labels.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2 or not np.isfinite(p).all():
+        raise InvalidArrayError(
+            f"probabilities must be a finite [N, C] array with C >= 2 (average [S, N, C] over S "
+            f"first); got shape {p.shape}"
+        )
+    y = _as_labels(labels, p.shape[0], p.shape[1])
+    reliability = reliability_bins(p, y, bins)
+    return CalibrationReport(
+        accuracy=accuracy(p, y),
+        nll=negative_log_likelihood(p, y),
+        brier=brier_score(p, y),
+        ece=ece_from_bins(reliability),
+        bins=reliability,
+    )
+
+
+def calibration_before_after(
+    val_logits: ArrayLike | torch.Tensor,
+    val_labels: ArrayLike | torch.Tensor,
+    test_logits: ArrayLike | torch.Tensor,
+    test_labels: ArrayLike | torch.Tensor,
+    *,
+    bins: int = 15,
+) -> tuple[float, CalibrationReport, CalibrationReport]:
+    """Fit ``T`` on the validation split, report the test split before (``T = 1``) and after.
+
+    Logits ``[N, C]`` or ``[S, N, C]`` (the two splits may differ in N, not in S or C); labels
+    int ``[N]``. Returns ``(temperature, before, after)``. Errors: see :func:`fit_temperature`
+    and :func:`calibration_report`.
+    """
+    temperature = fit_temperature(val_logits, val_labels)
+    test = _as_logits(test_logits)
+    before = calibration_report(predictive_probabilities(test, 1.0), test_labels, bins=bins)
+    after = calibration_report(predictive_probabilities(test, temperature), test_labels, bins=bins)
+    return temperature, before, after

@@ -1,0 +1,157 @@
+"""Temperature scaling (Guo et al. 2017) and calibration reports, with values worked out by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from activelabel.pipeline.calibration import (
+    CalibrationReport,
+    apply_temperature,
+    calibration_before_after,
+    calibration_report,
+    fit_temperature,
+    predictive_probabilities,
+)
+from activelabel.errors import InvalidArrayError
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _calibrated_set(n: int, c: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose softmax IS the label distribution: labels are drawn from it."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=2.0, size=(n, c))
+    p = _softmax(z)
+    u = rng.random(n)[:, None]
+    y = np.minimum((p.cumsum(axis=1) < u).sum(axis=1), c - 1)
+    return z, y
+
+
+def test_report_by_hand() -> None:
+    probs = np.array([[0.7, 0.3], [0.05, 0.95]])
+    labels = np.array([0, 0])
+    report = calibration_report(probs, labels)
+    assert isinstance(report, CalibrationReport)
+    # hits: T, F
+    assert report.accuracy == 0.5
+    # -(ln 0.7 + ln 0.05) / 2 = (0.356675 + 2.995732) / 2 = 1.676204
+    assert report.nll == pytest.approx(-(math.log(0.7) + math.log(0.05)) / 2)
+    # (0.3^2 + 0.3^2 + 0.95^2 + 0.95^2) / 2 = (0.18 + 1.805) / 2 = 0.9925
+    assert report.brier == pytest.approx(0.9925)
+    # 15 bins: 0.7 in (0.6667, 0.7333] correct -> |1 - 0.7| = 0.3; 0.95 in (0.9333, 1] wrong
+    # -> 0.95; ECE = (0.3 + 0.95) / 2 = 0.625
+    assert report.ece == pytest.approx(0.625)
+    filled = [b for b in report.bins if b.count]
+    assert [(b.count, b.accuracy) for b in filled] == [(1, 1.0), (1, 0.0)]
+    assert filled[0].lower == pytest.approx(10 / 15) and filled[0].upper == pytest.approx(11 / 15)
+    assert filled[0].confidence == pytest.approx(0.7) and filled[1].confidence == pytest.approx(0.95)
+
+
+def test_reliability_bins_sum_to_n() -> None:
+    z, y = _calibrated_set(1234)
+    report = calibration_report(_softmax(z), y)
+    assert len(report.bins) == 15
+    assert sum(b.count for b in report.bins) == 1234
+    assert len(calibration_report(_softmax(z), y, bins=7).bins) == 7
+
+
+def test_temperature_fixes_an_overconfident_model() -> None:
+    z, y = _calibrated_set(4000, seed=1)
+    overconfident = 3.0 * z  # same argmax, probabilities far too peaked
+    t = fit_temperature(overconfident, y)
+    assert t == pytest.approx(3.0, rel=0.1)
+    before = calibration_report(_softmax(overconfident), y)
+    after = calibration_report(apply_temperature(overconfident, t), y)
+    assert after.nll < before.nll - 0.1
+    assert after.ece < before.ece / 2
+    assert after.brier < before.brier
+    assert after.accuracy == before.accuracy  # T never changes an argmax of one pass
+
+
+def test_calibrated_model_keeps_t_near_one() -> None:
+    z, y = _calibrated_set(20_000, seed=2)
+    assert fit_temperature(z, y) == pytest.approx(1.0, abs=0.06)
+
+
+def test_underconfident_model_gets_t_below_one() -> None:
+    z, y = _calibrated_set(4000, seed=3)
+    assert fit_temperature(z / 2.0, y) == pytest.approx(0.5, rel=0.1)
+
+
+def test_fit_lowers_validation_nll_at_the_optimum() -> None:
+    z, y = _calibrated_set(2000, seed=4)
+    z = 2.0 * z
+    t = fit_temperature(z, y)
+
+    def nll(temp: float) -> float:
+        return calibration_report(apply_temperature(z, temp), y).nll
+
+    assert nll(t) <= nll(t * 1.05) and nll(t) <= nll(t / 1.05) and nll(t) < nll(1.0)
+
+
+def test_mc_logits_scale_each_pass_then_average() -> None:
+    rng = np.random.default_rng(5)
+    z, y = _calibrated_set(3000, seed=5)
+    passes = 3.0 * (z[None] + rng.normal(scale=0.3, size=(8, 3000, 5)))  # [S, N, C]
+    probs = apply_temperature(passes, 2.0)
+    assert probs.shape == (8, 3000, 5)
+    np.testing.assert_allclose(probs[3], _softmax(passes[3] / 2.0))
+    np.testing.assert_allclose(predictive_probabilities(passes, 2.0), probs.mean(axis=0))
+    t = fit_temperature(passes, y)
+    assert 2.0 < t < 4.0
+    before = calibration_report(predictive_probabilities(passes), y)
+    after = calibration_report(predictive_probabilities(passes, t), y)
+    assert after.nll < before.nll
+
+
+def test_before_after_on_separate_splits() -> None:
+    z, y = _calibrated_set(6000, seed=6)
+    logits = 2.5 * z
+    t, before, after = calibration_before_after(logits[:3000], y[:3000], logits[3000:], y[3000:])
+    assert t == pytest.approx(2.5, rel=0.12)
+    assert before.accuracy == after.accuracy
+    assert after.nll < before.nll and after.ece < before.ece
+    assert sum(b.count for b in after.bins) == 3000
+    # JSON-ready for storage: no NaN even with empty bins
+    json.dumps(after.to_dict(), allow_nan=False)
+    assert after.to_dict()["bins"][0]["confidence"] is None or after.bins[0].count > 0
+
+
+def test_accepts_torch_tensors() -> None:
+    z, y = _calibrated_set(500, seed=7)
+    t_np = fit_temperature(2.0 * z, y)
+    t_torch = fit_temperature(torch.from_numpy(2.0 * z).float(), torch.from_numpy(y))
+    assert t_torch == pytest.approx(t_np, rel=1e-3)
+
+
+def test_perfectly_separated_validation_stays_bounded() -> None:
+    z = np.array([[5.0, 0.0], [0.0, 5.0]] * 10)
+    y = np.array([0, 1] * 10)
+    t = fit_temperature(z, y)
+    assert 0.01 <= t < 1.0  # sharper is better here, but never below the bound
+
+
+def test_bad_inputs_raise_typed_errors() -> None:
+    z, y = _calibrated_set(10)
+    with pytest.raises(InvalidArrayError, match="labels must lie in"):
+        fit_temperature(z, y + 5)
+    with pytest.raises(InvalidArrayError, match="match the logits"):
+        fit_temperature(z, y[:-1])
+    with pytest.raises(InvalidArrayError, match="empty"):
+        fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    with pytest.raises(InvalidArrayError, match="shaped"):
+        fit_temperature(np.zeros(5), np.zeros(5, dtype=np.int64))
+    with pytest.raises(InvalidArrayError, match="non-finite"):
+        apply_temperature(np.array([[np.nan, 0.0]]), 1.0)
+    with pytest.raises(InvalidArrayError, match="temperature"):
+        apply_temperature(z, 0.0)
+    with pytest.raises(InvalidArrayError, match="average"):
+        calibration_report(np.zeros((2, 3, 4)), np.zeros(3, dtype=np.int64))
