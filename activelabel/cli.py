@@ -502,6 +502,9 @@ def main() -> None:
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, _stop)
+    from activelabel.memory import steady_allocator
+
+    steady_allocator()
     try:
         app()
     except ActiveLabelError as error:
