@@ -4,12 +4,16 @@ One Label Studio project per campaign, found by its title (created on first use,
 Image + single-choice labeling config built from the label set and "Uncertainty sampling").
 
 - :meth:`LabelStudioAnnotator.push` imports one task per selected sample, with
-  ``data.sample_id`` and one prediction per task whose ``score`` is the model's confidence in
-  its predicted label. Label Studio's uncertainty sampling serves tasks by ascending prediction
-  score among the predictions of the project's ``model_version`` — so the least confident
-  sample comes first; push keeps the project's model version on the round's. Push is
-  idempotent: it reads back which samples the project already holds (by ``data.sample_id``)
-  and imports only the missing ones.
+  ``data.sample_id`` and one prediction per task of the round's model version. Label Studio's
+  uncertainty sampling serves tasks by ascending prediction score among the predictions of the
+  project's ``model_version``, so the score is the task's place in the strategy's ranking over
+  every task pushed (``position / n``), and the model's confidence stays in the task data.
+  Tasks of earlier rounds still out get this version's prediction added. Push keeps the
+  project's model version on the round's and is idempotent: it reads back which samples the
+  project already holds (by ``data.sample_id``) and imports only the missing ones.
+- :meth:`LabelStudioAnnotator.changed_since` returns every current annotation of the tasks
+  changed since a cursor (a task's ``updated_at`` moves on each annotation created, edited or
+  deleted), so a sync follows edits and deletions while reading only what changed.
 - :meth:`LabelStudioAnnotator.pull` returns one :class:`LabelAnswer` per submitted annotation,
   keyed by Label Studio's annotation id. Skipped tasks (cancelled, empty result) give no answer.
   A label outside the label set, several choices or a malformed result are returned as text so
@@ -71,6 +75,7 @@ SAMPLING = "Uncertainty sampling"
 DEFAULT_MODEL_VERSION = "activelabel"
 IMPORT_CHUNK = 500  # tasks per import request
 PAGE_SIZE = 200  # tasks per page when listing
+LOOKUP_CHUNK = 100  # sample ids per Data Manager lookup when pushing
 _ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
 ]}})
@@ -429,14 +434,29 @@ class LabelStudioAnnotator:
             "confidence": _finite(t.confidence),
         }
 
-    def _existing_tasks(self, project_id: int, what: str) -> dict[int, tuple[int, set[str], dict]]:
-        """``sample_id -> (task id, model versions of its predictions, data)`` for the whole project."""
-        with self._talking(f"{what}: listing the project's tasks"):
-            rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE))
+    def _existing_tasks(
+        self, project_id: int, what: str, sample_ids: list[int]
+    ) -> dict[int, tuple[int, set[str], dict]]:
+        """``sample_id -> (task id, model versions of its predictions, data)`` for these samples.
+
+        Asks for those samples only (a Data Manager filter on ``data.sample_id``, in chunks), so
+        a push costs what it sends, not the size of the project.
+        """
+        rows = []
+        for start in range(0, len(sample_ids), LOOKUP_CHUNK):
+            chunk = sample_ids[start:start + LOOKUP_CHUNK]
+            query = json.dumps({"filters": {"conjunction": "or", "items": [
+                {"filter": "filter:tasks:data.sample_id", "operator": "equal", "type": "Number", "value": s}
+                for s in chunk
+            ]}})
+            with self._talking(f"{what}: looking up {len(chunk)} samples among the project's tasks"):
+                rows.extend(self._ls.tasks.list(project=project_id, fields="all", query=query,
+                                                page_size=PAGE_SIZE))
+        wanted = set(sample_ids)
         found: dict[int, tuple[int, set[str], dict]] = {}
         for task in sorted(rows, key=lambda t: t.id):
             sample_id = _sample_id(task.data)
-            if sample_id is None:
+            if sample_id is None or sample_id not in wanted:
                 continue
             if sample_id in found:
                 log.warning("Label Studio %s: project %d holds sample %d twice (tasks %d and %d); using %d",
@@ -467,7 +487,7 @@ class LabelStudioAnnotator:
             return {}
         serving = self.serving_scores(unique)
         order = {sample_id: i + 1 for i, sample_id in enumerate(sorted(serving, key=serving.get))}
-        existing = self._existing_tasks(project_id, what)
+        existing = self._existing_tasks(project_id, what, [t.sample_id for t in unique])
         missing = [t for t in unique if t.sample_id not in existing]
         payload = [
             {

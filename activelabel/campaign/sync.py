@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine, select
 
-from activelabel.annotation import TaskRequest
+from activelabel.annotation import LabelAnswer, TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.setup import build_annotator
@@ -92,7 +93,6 @@ def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, 
         round_of = dict(session.execute(
             select(Selection.sample_id, Selection.round_id).where(Selection.campaign_id == campaign.id)
         ).all())
-        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
     task_of = {t.sample_id: t for t in tasks}
     annotator = build_annotator(config, campaign_data(config))
     known = set(campaign.labels)
@@ -118,6 +118,8 @@ def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, 
                      "labels follow them", round_index, result.edited, result.deleted, annotator.source)
         return CollectResult(result.new, len(result.new_rejected), result.edited, result.deleted)
 
+    with session_scope(engine) as session:
+        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
     outstanding = [
         t for t in tasks if t.sample_id not in resolved_before and t.external_task_id is not None
     ]
@@ -185,8 +187,8 @@ def sync_campaign(engine: Engine, campaign_id: int) -> SyncResult:
 
 
 def _annotation_record(
-    answer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str,
-    updated_at=None,
+    answer: LabelAnswer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str,
+    updated_at: datetime | None = None,
 ) -> NewAnnotation:
     accepted = answer.label in known
     where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"

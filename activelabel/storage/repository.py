@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -256,8 +256,6 @@ def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands timezone-aware columns back naive (UTC): compare like with like.
     if value is None or value.tzinfo is not None:
         return value
-    from datetime import timezone
-
     return value.replace(tzinfo=timezone.utc)
 
 

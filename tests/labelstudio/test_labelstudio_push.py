@@ -71,6 +71,7 @@ def test_push_pages_through_the_project_and_imports_in_chunks(make_annotator, ma
 
     monkeypatch.setattr(labelstudio, "PAGE_SIZE", 4)
     monkeypatch.setattr(labelstudio, "IMPORT_CHUNK", 3)
+    monkeypatch.setattr(labelstudio, "LOOKUP_CHUNK", 4)
     annotator = make_annotator()
     confidences = [round(0.05 * i, 2) for i in range(1, 12)]
     ids = annotator.push(make_tasks(confidences))

@@ -3,6 +3,9 @@ database at the next sync, with history, and only changed tasks are read again."
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -14,7 +17,7 @@ from activelabel.campaign.summary import round_progress
 from activelabel.pipeline.datasets import load_dataset
 from activelabel.storage import Round, RoundStatus, Sample, open_engine, session_scope
 from activelabel.storage.models import AnnotationChangeKind
-from activelabel.storage.repository import annotation_changes, resolved_labels
+from activelabel.storage.repository import annotation_changes, get_sync_cursor, resolved_labels
 
 pytestmark = pytest.mark.labelstudio
 
@@ -111,6 +114,16 @@ def test_edits_deletions_and_late_answers_in_label_studio_follow_into_the_databa
         assert (rnd.labeled_count, rnd.test_accuracy, rnd.model_version) == record
     [progress] = round_progress(engine, config.name)
     assert (progress.resolved, progress.changed) == (3, 2)
+    status = subprocess.run(
+        [sys.executable, "-m", "activelabel.cli", "status", config.name, "--database-url", str(engine.url)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert status.returncode == 0, status.stderr
+    header = next(line for line in status.stdout.splitlines() if "changed" in line)
+    row = next(line for line in status.stdout.splitlines() if "complete" in line)
+    columns = [c.strip() for c in header.split("┃")]
+    cells = [c.strip() for c in row.split("│")]
+    assert (cells[columns.index("resolved")], cells[columns.index("changed")]) == ("3", "2")
 
     # Nothing changed since: a sync changes nothing and writes no history.
     again = steps.sync_campaign(engine, campaign_id)
@@ -154,3 +167,38 @@ def test_changed_since_reads_only_tasks_changed_after_the_cursor(make_annotator,
     third = annotator.changed_since(second.cursor)
     assert 101 in third.sample_ids and not [a for a in third.answers if a.sample_id == 101]
     assert 102 not in third.sample_ids and t3
+
+
+def test_a_crash_during_sync_loses_no_change_and_writes_none_twice(campaign, ls_client, monkeypatch):
+    from activelabel.campaign import sync
+
+    config, engine, campaign_id = campaign(batch_size=2, min_new_labels=1)
+    run_round(engine, campaign_id)
+    first, second = project_tasks(ls_client, config.labelstudio_project)
+    one = ls_client.annotations.create(id=first.id, result=choice("1"))
+    ls_client.annotations.create(id=second.id, result=choice("2"))
+
+    def crash(step: str, round_index: int) -> None:
+        if step == "sync":  # read from Label Studio, died before the database write
+            raise SystemExit("crashed mid-sync")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync, "crash_point", crash)
+        with pytest.raises(SystemExit):
+            steps.sync_campaign(engine, campaign_id)
+    with session_scope(engine) as session:
+        assert get_sync_cursor(session, campaign_id, "labelstudio") is None
+    assert steps.sync_campaign(engine, campaign_id).new_labels == 2
+
+    ls_client.annotations.update(id=one.id, result=choice("7"))
+    with monkeypatch.context() as patch:
+        patch.setattr(sync, "crash_point", crash)
+        with pytest.raises(SystemExit):
+            steps.sync_campaign(engine, campaign_id)
+    with session_scope(engine) as session:
+        assert resolved_labels(session, campaign_id)[first.data["sample_id"]].label == "1"
+    assert steps.sync_campaign(engine, campaign_id).edited == 1
+    assert steps.sync_campaign(engine, campaign_id).edited == 0
+    with session_scope(engine) as session:
+        assert resolved_labels(session, campaign_id)[first.data["sample_id"]].label == "7"
+        assert [(h.old_label, h.new_label) for h in annotation_changes(session, campaign_id)] == [("1", "7")]

@@ -122,3 +122,30 @@ def test_sync_cursor_is_stored_per_campaign_and_source(engine, make_campaign):
     with session_scope(engine) as session:
         assert get_sync_cursor(session, campaign_id, "labelstudio") == "2026-01-01T11:00:00.000000Z"
         assert get_sync_cursor(session, campaign_id, "simulated") is None
+
+
+def test_migration_0002_keeps_existing_annotations_both_ways(engine):
+    from sqlalchemy import inspect, text
+
+    from activelabel.storage import migrate
+
+    migrate.upgrade_or_downgrade(engine, "0001")
+    assert "annotation_change" not in inspect(engine).get_table_names()
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO campaign (id, name, task_kind, labels, strategy, dataset, config, created_at) "
+            "VALUES (1, 'old', 'classification', '[\"3\"]', 'bald', 'digits', '{}', '2026-01-01')"))
+        connection.execute(text(
+            "INSERT INTO sample (id, campaign_id, uri, content_hash, split) VALUES (1, 1, 'a', 'h', 'pool')"))
+        connection.execute(text(
+            "INSERT INTO annotation (campaign_id, sample_id, annotator, label, source, external_id, status, "
+            "created_at) VALUES (1, 1, 'x@x', '3', 'labelstudio', '7', 'accepted', '2026-01-01')"))
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT label, updated_at FROM annotation")).all() == [("3", None)]
+    migrate.upgrade_or_downgrade(engine, "0001")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT label FROM annotation")).scalars().all() == ["3"]
+    assert {"annotation_change", "sync_cursor"}.isdisjoint(inspect(engine).get_table_names())
+    migrate.upgrade(engine)
