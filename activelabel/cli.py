@@ -298,7 +298,8 @@ def sync(
     _quiet_prefect()
     result = sync_flow(campaign)
     console.print(
-        f"{result.new_labels} new answers ({result.rejected} rejected: label not in the label set); "
+        f"{result.new_labels} new answers ({result.rejected} rejected: label not in the label set), "
+        f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
         f"{result.pending} samples of the current round still wait for labels"
     )
 
