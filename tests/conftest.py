@@ -16,6 +16,7 @@ ACTIVELABEL_TEST_KEEP_PREFECT_API=1.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -50,6 +51,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_pytest():
+    """A preexec_fn: the kernel sends the server SIGTERM when pytest ends without unconfigure."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Launch the shared Prefect server (no wait here: collection runs while it starts)."""
     if os.environ.get(KEEP_API_ENV) and os.environ.get("PREFECT_API_URL"):
@@ -64,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
         [str(Path(sys.executable).with_name("prefect")), "server", "start",
          "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+        preexec_fn=_die_with_pytest(),  # pytest killed (timeout, SIGKILL): no orphan server
     )
     url = f"http://127.0.0.1:{port}/api"
     os.environ["PREFECT_API_URL"] = url

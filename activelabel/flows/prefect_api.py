@@ -106,6 +106,7 @@ class _BoundMixin:
     server process that the kernel ends together with this one (Linux)."""
 
     bound_to_activelabel = True
+    failed: str | None = None  # the error of a start that failed
     running: bool
 
     def start(self, timeout: int | None = None) -> None:
@@ -119,6 +120,8 @@ class _BoundMixin:
         """
         if self.running:
             return
+        if self.failed is not None:  # once per process: no second wait from Prefect's workers
+            raise PrefectApiUnavailableError(self.failed)
         limit = float(timeout or startup_timeout())
         deadline = time.monotonic() + limit
         try:
@@ -145,7 +148,11 @@ class _BoundMixin:
                     time.sleep(0.2)
         except Exception as exc:
             self.stop()  # type: ignore[attr-defined]  # a server that answers late must not stay behind
-            raise PrefectApiUnavailableError(_explain(exc, limit)) from None
+            self.failed = _explain(exc, limit)
+            # stop() unregistered this instance; stay the one Prefect finds, so that its later
+            # calls get this error at once instead of a server started Prefect's way.
+            type(self)._instances[None] = self  # type: ignore[attr-defined]
+            raise PrefectApiUnavailableError(self.failed) from None
 
     def _run_uvicorn_command(self) -> Any:
         import prefect.server.api.server as prefect_server
