@@ -3,53 +3,73 @@
 Without ``PREFECT_API_URL`` Prefect 3 starts a temporary API server (``uvicorn``, a child
 process) the first time a flow runs. Two things went wrong with it on a busy machine:
 
-* It had 20 s to answer. On a loaded 2-core machine (several campaigns at once) that is not
-  enough, and the failure was a 70-line traceback. Here the bound defaults to
-  :data:`DEFAULT_STARTUP_TIMEOUT_S` (unless ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
-  is set; read when the server starts) and running out of it is a :class:`PrefectApiUnavailableError` that says what to do.
-* It outlived activelabel: Prefect stops it from ``atexit``, which a SIGKILL or SIGTERM never
-  runs, so the server stayed up, orphaned. Here the child gets a parent-death signal
-  (Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``): the kernel ends it whenever activelabel ends,
-  however it ends. Prefect 3 has no in-process mode any more, and a process group would not
-  help against a SIGKILL of the parent alone, so this is the one bound that always holds.
+* It had 20 s to answer (counted in its own pauses only, so really much longer), too little
+  on a loaded 2-core machine, and the failure was a 70-line traceback. Here the wait is a
+  wall-clock bound: ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` when set, else
+  :func:`default_startup_timeout` (120 s, more on a loaded machine, at most 600 s). Running
+  out of it is a :class:`PrefectApiUnavailableError` that says what to do.
+* It outlived activelabel: Prefect stops it from ``atexit``, which a SIGKILL never runs, so
+  the server stayed up, orphaned. Here the child gets a parent-death signal (Linux
+  ``prctl(PR_SET_PDEATHSIG, SIGTERM)``): the kernel ends it whenever activelabel ends, however
+  it ends. Prefect 3 has no in-process mode any more, and a process group alone does not help
+  against a SIGKILL of the parent, so this is the bound that always holds. The child also gets
+  a process group of its own, so a terminal's Ctrl-C reaches activelabel, which then stops it.
 
-:func:`install` puts a ``BoundEphemeralServer`` (see :func:`bound_server_class`) where Prefect looks for its temporary
-server (the ``SubprocessASGIServer`` instance for "no port"), the way Prefect's own test
-utilities swap it. Nothing is started here; Prefect still starts it when a flow needs it.
+:func:`install` puts a ``BoundEphemeralServer`` (see :func:`bound_server_class`) where Prefect
+looks for its temporary server (the ``SubprocessASGIServer`` instance for "no port"), the way
+Prefect's own test utilities swap it. Nothing starts here; Prefect starts it when a flow needs it.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache, partial
 from typing import Any
+
+import httpx
 
 from activelabel.errors import PrefectApiUnavailableError
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-# Idle, the server answers in about 3 s; its first start (it migrates its own SQLite
-# database) under a load of 10 on 2 cores took more than Prefect's 20 s. 180 s covers that
-# with room; a healthy machine never waits for it (the bound only ends a wait that fails).
-DEFAULT_STARTUP_TIMEOUT_S = 180
+# Measured on 2 cores: idle, the first start (it creates its own SQLite database) takes ~3 s;
+# at a load average of 11 it took 32 s (Prefect allows 20 s); at ~20 it took over 220 s. So the
+# default grows with the machine's load per core: 120 s when idle, up to 600 s. A healthy
+# start never waits for the bound; it only ends a wait that is failing.
+BASE_STARTUP_TIMEOUT_S = 120.0
+MAX_DEFAULT_STARTUP_TIMEOUT_S = 600.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def startup_timeout() -> float:
-    """Seconds to wait for the temporary server: ``$PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``."""
+def default_startup_timeout() -> float:
+    """Seconds: ``BASE_STARTUP_TIMEOUT_S`` times the 1-minute load average per CPU core (at
+    least 1), at most ``MAX_DEFAULT_STARTUP_TIMEOUT_S``."""
     try:
-        value = float(os.environ.get(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT_S))
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = 0.0
+    busy = max(1.0, load / (os.cpu_count() or 1))
+    return min(MAX_DEFAULT_STARTUP_TIMEOUT_S, BASE_STARTUP_TIMEOUT_S * busy)
+
+
+def startup_timeout() -> float:
+    """Seconds to wait for the temporary server: ``$PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
+    when the user set it, else :func:`default_startup_timeout`."""
+    try:
+        value = float(os.environ.get(STARTUP_TIMEOUT_ENV, ""))
     except ValueError:
-        return DEFAULT_STARTUP_TIMEOUT_S
-    return value if value > 0 else DEFAULT_STARTUP_TIMEOUT_S
+        return default_startup_timeout()
+    return value if value > 0 else default_startup_timeout()
 
 
 def install() -> None:
@@ -86,18 +106,53 @@ class _BoundMixin:
     server process that the kernel ends together with this one (Linux)."""
 
     bound_to_activelabel = True
+    failed: str | None = None  # the error of a start that failed
     running: bool
 
     def start(self, timeout: int | None = None) -> None:
-        """Start the server once; raises PrefectApiUnavailableError when it does not answer."""
+        """Start the server once and wait for its /health, at most ``timeout`` seconds of wall
+        clock (default :func:`startup_timeout`).
+
+        Prefect's own wait counts only its 0.1 s pauses, not the time its health requests
+        take, so on a loaded machine it waited many times its bound; this one is a real
+        bound. Raises PrefectApiUnavailableError (the server stopped) when it runs out or the
+        server exits.
+        """
         if self.running:
             return
-        limit = timeout or startup_timeout()
+        if self.failed is not None:  # once per process: no second wait from Prefect's workers
+            raise PrefectApiUnavailableError(self.failed)
+        limit = float(timeout or startup_timeout())
+        deadline = time.monotonic() + limit
         try:
-            super().start(timeout=limit)  # type: ignore[arg-type]
-        except Exception as exc:  # Prefect raises RuntimeError (timeout) or an httpx error
+            if self.port is None:
+                self.port = self.find_available_port()
+            self.running = True
+            self.server_process = self._run_uvicorn_command()
+            atexit.register(self.stop)
+            with httpx.Client(timeout=5) as client:
+                while True:
+                    code = self.server_process.poll()
+                    if code == 3:  # uvicorn could not bind: the port was taken meanwhile
+                        self.port = self.find_available_port()
+                        self.server_process = self._run_uvicorn_command()
+                    elif code is not None:
+                        raise RuntimeError(f"it exited with code {code}; run with --verbose to see why")
+                    try:
+                        if client.get(f"{self.api_url}/health").status_code == 200:
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("no answer yet")
+                    time.sleep(0.2)
+        except Exception as exc:
             self.stop()  # type: ignore[attr-defined]  # a server that answers late must not stay behind
-            raise PrefectApiUnavailableError(_explain(exc, limit)) from None
+            self.failed = _explain(exc, limit)
+            # stop() unregistered this instance; stay the one Prefect finds, so that its later
+            # calls get this error at once instead of a server started Prefect's way.
+            type(self)._instances[None] = self  # type: ignore[attr-defined]
+            raise PrefectApiUnavailableError(self.failed) from None
 
     def _run_uvicorn_command(self) -> Any:
         import prefect.server.api.server as prefect_server
@@ -108,7 +163,6 @@ class _BoundMixin:
 
 def _explain(exc: BaseException, limit: float) -> str:
     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    reason = reason.split(" stdout:")[0].split(" stderr:")[0]
     return (
         f"Prefect's temporary API server did not start within {limit:g} s ({reason}); on a busy "
         f"machine allow it more time (export {STARTUP_TIMEOUT_ENV}=600), or run `prefect server "
