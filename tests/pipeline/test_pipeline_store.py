@@ -112,9 +112,12 @@ _MEASURE = textwrap.dedent("""
         seen += len(batch.positions)
         if keep:
             kept.append(batch.images.numpy().copy())
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child forked from a large
+    # pytest process would report the parent's size; VmHWM belongs to this program's memory.
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({
         "seen": seen,
-        "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "self_kb": hwm,
         "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     }))
 """)
