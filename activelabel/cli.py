@@ -198,9 +198,9 @@ def run(
 ) -> None:
     """Run a campaign from a campaign file, or from options as `demo` does.
 
-    Options given on the command line override the file's values. Rerunning continues the
-    campaign. With Label Studio the run stops when a round waits for labels: continue with
-    `activelabel watch FILE` or `sync FILE`.
+    Options given on the command line override the file's values. Rerunning continues the campaign.
+
+    With Label Studio the run stops when a round waits for labels: continue with `activelabel watch FILE` or `sync FILE`.
     """
     _configure_logging(verbose)
     from activelabel.campaign import CampaignConfig

@@ -215,10 +215,11 @@ def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None
     file = Path(path)
     parsed = parse_campaign_file(file)
     try:
-        config = to_config(parsed, file.resolve().parent, overrides)
+        to_config(parsed, file.resolve().parent)
     except ActiveLabelError as error:
         raise CampaignFileError(f"{file}: {error}") from None
-    return config, parsed.database.url
+    # The file is fine on its own: a problem now comes from a command-line option.
+    return to_config(parsed, file.resolve().parent, overrides), parsed.database.url
 
 
 def _toml_value(value: Any) -> str:

@@ -84,7 +84,8 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
 
 
 def reconcile_changes(
-    engine: Engine, campaign_id: int, changes: list[Changed], *, accept: bool, relabel: bool, relocating: bool
+    engine: Engine, campaign_id: int, changes: list[Changed], *, accept: bool, relabel: bool, relocating: bool,
+    annotator: str = "simulated",
 ) -> None:
     """Apply the user's decision about changed files, or raise naming them and the choices."""
     missing = [c for c in changes if c.content_hash is None]
@@ -100,6 +101,12 @@ def reconcile_changes(
             f"(e.g. {changes[0].path}); this is not the same data"
         )
     labeled = [c for c in changes if c.labeled]
+    if labeled and relabel and annotator == "labelstudio":
+        raise CampaignStateError(
+            f"{len(labeled)} labeled image(s) changed (e.g. {labeled[0].path}); in Label Studio the task "
+            "shows the new file already: ask the annotators to review it there (sync follows their edits), "
+            "then rerun with --accept-changes"
+        )
     if labeled and not (accept or relabel):
         raise DataChangedError(
             f"{len(labeled)} labeled image(s) changed since they were labeled (e.g. {labeled[0].path}); "
@@ -116,12 +123,14 @@ def reconcile_changes(
             # Back to the pool: the old answers stay (rejected, with the reason); the selection
             # that sent it out is withdrawn so a strategy may pick it again.
             session.execute(delete(Selection).where(Selection.sample_id.in_(ids)))
-            session.execute(
-                update(Annotation)
-                .where(Annotation.sample_id.in_([c.sample_id for c in labeled]),
-                       Annotation.status == AnnotationStatus.accepted)
-                .values(status=AnnotationStatus.rejected, reason="image changed after it was labeled; relabel")
-            )
+            withdrawn = list(session.scalars(select(Annotation).where(
+                Annotation.sample_id.in_(ids), Annotation.status == AnnotationStatus.accepted)))
+            for annotation in withdrawn:
+                # Kept as history under a new key, so the annotator's next answer (which may reuse
+                # the backend's id, as the simulation does) is stored as a new annotation.
+                annotation.status = AnnotationStatus.rejected
+                annotation.reason = "image changed after it was labeled; relabel"
+                annotation.external_id = f"{annotation.external_id}~withdrawn-{annotation.id}"[:100]
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))

@@ -188,7 +188,7 @@ def prepare_campaign(
             relocating = stored.data_pool != config.data_pool
             changes = find_changes(engine, existing.id, campaign_data(config).store, config)
             reconcile_changes(engine, existing.id, changes, accept=accept_changes,
-                              relabel=relabel_changes, relocating=relocating)
+                              relabel=relabel_changes, relocating=relocating, annotator=config.annotator)
         with session_scope(engine) as session:
             # Only settings that keep the campaign's meaning can differ; take the new ones.
             session.get(Campaign, existing.id).config = config.to_dict()

@@ -344,8 +344,10 @@ def select_step(engine: Engine, round_id: int) -> None:
         taken = selected_sample_ids(session, campaign.id)  # earlier rounds' leftovers were scored too
         scores = [s for s in round_scores(session, round_id, rnd.strategy) if s.sample_id not in taken]
         size = len(scores) if rnd.kind == RoundKind.evaluation else batch_size_now(session, campaign.id, config)
+        if _target_reached(rnd, config):
+            size = 0  # the model this round trained is good enough: no more labels are spent
         reporter().phase(f"round {rnd.index} · selecting {min(size, len(scores))}", total=1)
-        chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores))) if scores else []
+        chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores))) if scores and size > 0 else []
         picked = [scores[int(i)] for i in chosen]
         mean_score = float(np.mean([s.value for s in picked])) if picked and rnd.kind == RoundKind.active else None
         crash_point("select", rnd.index)
@@ -360,6 +362,11 @@ def select_step(engine: Engine, round_id: int) -> None:
                 )
                 for rank, s in enumerate(picked)
             )
+
+
+def _target_reached(rnd: Round, config: CampaignConfig) -> bool:
+    return (rnd.kind == RoundKind.active and config.target_accuracy is not None
+            and rnd.test_accuracy is not None and rnd.test_accuracy >= config.target_accuracy)
 
 
 def labels_spent(session, campaign_id: int, config: CampaignConfig) -> int:

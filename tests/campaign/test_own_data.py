@@ -222,6 +222,24 @@ def test_changed_labeled_image_stops_the_run_until_the_user_decides(tmp_path) ->
         reselectable = session.scalar(select(func.count()).select_from(Selection).join(Sample).where(Sample.uri == labeled_uri))
     assert statuses == {AnnotationStatus.rejected} and reselectable == 0
     prepare_campaign(engine, config)  # decided once: the next run goes on
+    # Sent out again, the annotator's new answer is stored and the round completes.
+    from activelabel.storage import RoundKind, RoundStatus
+
+    with session_scope(engine) as session:
+        sample_id = session.scalar(select(Sample.id).where(Sample.uri == labeled_uri))
+        again = Round(campaign_id=campaign_id, index=2, strategy="random", kind=RoundKind.cold_start,
+                      status=RoundStatus.pushing, timings={})
+        session.add(again)
+        session.flush()
+        session.add(Selection(campaign_id=campaign_id, round_id=again.id, sample_id=sample_id, rank=0,
+                              score=0.0, predicted_label="", confidence=0.0))
+        again_id = again.id
+    steps.push_step(engine, again_id)
+    assert steps.sync_step(engine, again_id).pending == 0
+    with session_scope(engine) as session:
+        statuses = sorted(s.value for s in session.scalars(select(Annotation.status).where(Annotation.sample_id == sample_id)))
+        assert statuses == ["accepted", "rejected"]
+        assert session.get(Round, again_id).status == RoundStatus.complete
 
 
 def test_a_moved_folder_continues_with_relocate_and_spelling_is_not_a_move(tmp_path) -> None:

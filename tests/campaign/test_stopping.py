@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.config import CampaignConfig
@@ -70,3 +70,24 @@ def test_budget_cuts_the_last_batch_and_stops_the_campaign(tmp_path) -> None:
     assert reason == "label budget reached: 25 of 25 labels spent"
     with session_scope(engine) as session:
         assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == reason
+
+
+def test_reaching_the_target_spends_no_further_batch(tmp_path) -> None:
+    clear_cache()
+    truth = make_data(tmp_path, count=60)
+    from tests_support_owndata import write_manifest
+
+    write_manifest(tmp_path / "seeds.csv", dict(sorted(truth.items())[:20]), base=tmp_path / "images")
+    path = campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 10",
+                                      "# labeled = ...": 'labeled = "seeds.csv"',
+                                      "# target_accuracy = ...": "target_accuracy = 0.01"})
+    cfg, _ = load_campaign_file(path)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, cfg)
+    run_rounds(engine, campaign_id, 2)  # the evaluation round, then an active round that hits the target
+    with session_scope(engine) as session:
+        active = session.scalar(select(Round).where(Round.index == 2))
+        assert active.kind == RoundKind.active and active.status == RoundStatus.complete
+        assert active.test_accuracy >= 0.01
+        assert session.scalar(select(func.count()).select_from(Selection).where(Selection.round_id == active.id)) == 0
+    assert check_stop(engine, campaign_id).startswith("target accuracy reached")
