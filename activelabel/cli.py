@@ -447,6 +447,8 @@ def compare(
     pool_subset: Annotated[Optional[int], typer.Option(help="Score only a random subset of this many pool samples per round (Gal et al. 2017: 2000). Default: the whole pool.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    fixed_epochs: Annotated[bool, typer.Option("--fixed-epochs", help="Train exactly --epochs epochs (default: at least 200 steps).")] = False,
+    weight_decay_scale: Annotated[Optional[float], typer.Option(help="Weight decay = this / labels trained on (Gal et al. 2017). Default: a fixed 1e-4.", show_default=False)] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of the dataset held out as the test split. Default: 0.2.", show_default=False)] = None,
     experiment: Annotated[Optional[str], typer.Option(help="Experiment name (campaigns are NAME-STRATEGY-seedN). Default: compare-<dataset>.", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option(help="Campaigns run at once (separate processes). Default: 1.", show_default=False)] = None,
@@ -469,7 +471,8 @@ def compare(
         name=experiment, strategies=strategies, seeds=seeds, workers=workers,
         campaign=dict(dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
                       initial_balanced=initial_balanced or None, pool_subset=pool_subset,
-                      mc_samples=mc_samples, epochs=epochs, test_fraction=test_fraction, device=device,
+                      mc_samples=mc_samples, epochs=epochs, fixed_epochs=fixed_epochs or None,
+                      weight_decay_scale=weight_decay_scale, test_fraction=test_fraction, device=device,
                       cpu_threads=cpu_threads),
         open_database=_open_database, quiet_prefect=_quiet_prefect,
     )

@@ -82,6 +82,11 @@ class CampaignConfig:
     # Built-in datasets: draw the initial labeled set balanced over the classes (Gal et al.: 20
     # labels, 2 per digit) instead of uniformly at random.
     initial_balanced: bool = False
+    # Weight decay = this / the number of labels a round trains on (Gal et al. 2017 scale the
+    # prior's weight decay with the training-set size); None: the fixed default (1e-4).
+    weight_decay_scale: float | None = None
+    # Train exactly ``epochs`` epochs (off: at least 200 optimizer steps, whatever the set size).
+    fixed_epochs: bool = False
     # --- stopping rules (None: off) ---
     label_budget: int | None = None
     target_accuracy: float | None = None
@@ -145,6 +150,8 @@ class CampaignConfig:
             raise ConfigError(
                 f"pool subset must hold at least one batch ({self.batch_size}), got {self.pool_subset}"
             )
+        if self.weight_decay_scale is not None and self.weight_decay_scale <= 0:
+            raise ConfigError(f"weight decay scale must be positive, got {self.weight_decay_scale}")
         if self.initial_balanced and self.uses_own_data:
             raise ConfigError(
                 "initial balanced applies to built-in datasets only; give your own seed labels "

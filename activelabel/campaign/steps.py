@@ -190,7 +190,7 @@ def train_step(engine: Engine, round_id: int) -> None:
     class_of = {name: i for i, name in enumerate(campaign.labels)}
     y = np.array([class_of[labels[s.id].label] for s in labeled], dtype=np.int64)
     spec = model_spec(config, data.in_channels, len(campaign.labels))
-    training = training_config(config)
+    training = training_config(config, len(labeled))
     device = resolve_device(config.device)
     progress = reporter()
     progress.phase(

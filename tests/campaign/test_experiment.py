@@ -109,3 +109,18 @@ def test_migrating_to_0004_keeps_campaigns_and_their_rows(tmp_path):
     migrate.upgrade_or_downgrade(engine, "0003_own_data")
     with engine.connect() as c:
         assert c.execute(text("SELECT count(*) FROM sample")).scalar() == 1
+
+
+def test_weight_decay_scales_with_the_labels_and_fixed_epochs_drop_the_step_minimum():
+    from activelabel.campaign.model_settings import training_config
+    from activelabel.pipeline.training import TrainingConfig, planned_epochs
+
+    gal = CampaignConfig(name="w", weight_decay_scale=2.5, fixed_epochs=True, epochs=50)
+    assert training_config(gal, 100).weight_decay == pytest.approx(0.025)
+    assert training_config(gal, 500).weight_decay == pytest.approx(0.005)
+    assert planned_epochs(20, training_config(gal, 20)) == 50
+    default = training_config(CampaignConfig(name="d", epochs=50), 20)
+    assert default.weight_decay == TrainingConfig().weight_decay
+    assert planned_epochs(20, default) == 200  # one step per epoch: the 200-step minimum rules
+    with pytest.raises(ConfigError, match="weight decay scale"):
+        CampaignConfig(name="x", weight_decay_scale=0)
