@@ -436,7 +436,7 @@ def status(
 
 @app.command()
 def compare(
-    experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): [experiment] name, strategies, seeds, workers; [campaign] shared settings. Options given here override it.", show_default=False)] = None,
+    experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: 'digits', 'mnist:/folder[?limit=N]' or 'imagefolder:/folder'. Default: digits.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,

@@ -225,3 +225,25 @@ def test_report_of_an_unknown_name_fails_with_one_line(tiny_experiment):
     result = run_cli("report", "nothing-here", "--database-url", tiny_experiment.url, cwd=tiny_experiment.folder)
     assert result.returncode == 1
     assert "no experiment or campaign named 'nothing-here'" in result.stderr
+
+
+def test_an_experiment_file_names_the_same_experiment(tiny_experiment):
+    exp = tiny_experiment
+    before = exp.query(ROUND_ROWS)
+    (exp.folder / "tiny.toml").write_text(
+        '[experiment]\nname = "tiny"\nstrategies = ["random", "entropy"]\nseeds = [0, 1]\n\n'
+        '[campaign]\nrounds = 2\nbatch_size = 5\nepochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n',
+        encoding="utf-8")
+    result = run_cli("compare", "tiny.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert result.returncode == 0, result.stderr
+    assert "4 campaigns already finished" in result.stderr
+    assert exp.query(ROUND_ROWS) == before
+    (exp.folder / "changed.toml").write_text(
+        '[experiment]\nname = "tiny"\nstrategies = ["random"]\nseeds = 1\n\n[campaign]\nrounds = 2\nbatch_size = 6\n'
+        'epochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n', encoding="utf-8")
+    refused = run_cli("compare", "changed.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert refused.returncode == 1
+    assert "batch_size 5 -> 6" in refused.stderr
+    (exp.folder / "typo.toml").write_text('[experiment]\nname = "tiny"\nseed = 1\n', encoding="utf-8")
+    typo = run_cli("compare", "typo.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert typo.returncode == 1 and "unknown key(s) in [experiment]: seed" in typo.stderr
