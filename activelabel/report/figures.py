@@ -44,7 +44,7 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
         xs, mean, std, count = mean_curve(runs)
         if not xs:
             continue
-        ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seeds)")
+        ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
         low = [m - s for m, s in zip(mean, std)]
         high = [m + s for m, s in zip(mean, std)]
         ax.fill_between(xs, low, high, color=color(i), alpha=0.2, linewidth=0)
