@@ -435,6 +435,74 @@ def status(
     console.print(data_counts(engine, campaign).describe())
 
 
+@app.command()
+def compare(
+    experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: 'digits', 'mnist:/folder[?limit=N]' or 'imagefolder:/folder'. Default: digits.", show_default=False)] = None,
+    strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Rounds per campaign (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples acquired per round. Default: 20.", show_default=False)] = None,
+    initial_labeled: Annotated[Optional[int], typer.Option(help="Randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
+    initial_balanced: Annotated[bool, typer.Option("--initial-balanced", help="Draw the initial labels balanced over the classes (Gal et al. 2017: 2 per digit).")] = False,
+    pool_subset: Annotated[Optional[int], typer.Option(help="Score only a random subset of this many pool samples per round (Gal et al. 2017: 2000). Default: the whole pool.", show_default=False)] = None,
+    mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    fixed_epochs: Annotated[bool, typer.Option("--fixed-epochs", help="Train exactly --epochs epochs (default: at least 200 steps).")] = False,
+    weight_decay_scale: Annotated[Optional[float], typer.Option(help="Weight decay = this / labels trained on (Gal et al. 2017). Default: a fixed 1e-4.", show_default=False)] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Share of the dataset held out as the test split. Default: 0.2.", show_default=False)] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Experiment name (campaigns are NAME-STRATEGY-seedN). Default: compare-<dataset>.", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Campaigns run at once (separate processes). Default: 1.", show_default=False)] = None,
+    database_url: DatabaseOption = None,
+    device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
+    cpu_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch per campaign. Default: 1.", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+) -> None:
+    """Compare acquisition strategies: one simulated campaign per strategy × seed.
+
+    Every strategy of a seed starts from the same initial labels and is measured on the same
+    test split. All campaigns are stored under one experiment; a rerun continues it without
+    redoing finished campaigns. Then `activelabel report EXPERIMENT` writes the HTML report.
+    """
+    _configure_logging(verbose)
+    from activelabel.cli_compare import run_compare_command
+
+    run_compare_command(
+        experiment_file, console=console, err_console=err_console, database_url=database_url,
+        name=experiment, strategies=strategies, seeds=seeds, workers=workers,
+        campaign=dict(dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
+                      initial_balanced=initial_balanced or None, pool_subset=pool_subset,
+                      mc_samples=mc_samples, epochs=epochs, fixed_epochs=fixed_epochs or None,
+                      weight_decay_scale=weight_decay_scale, test_fraction=test_fraction, device=device,
+                      cpu_threads=cpu_threads),
+        open_database=_open_database, quiet_prefect=_quiet_prefect,
+    )
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for; repeat for several. Default: 0.8, 0.9, 0.95.", show_default=False)] = None,
+    gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy.")] = 8,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write one self-contained HTML report of an experiment or a campaign (no server, no network).
+
+    An experiment: learning curves (accuracy, NLL, ECE; mean ± std over seeds), labels needed
+    per target accuracy, area under the curve and each strategy's gain over random with a paired
+    t-test, class balance of the picks, selected samples, timings. A campaign: its learning
+    curve, the scores of pool against selected samples, selected samples, timings. Read from
+    the database only: nothing is retrained.
+    """
+    _configure_logging(False)
+    from activelabel.report import write_report
+
+    engine, _ = _open_database(database_url)
+    info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
+    console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} campaigns) to {info.path}")
+
+
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")
 app.add_typer(db_app, name="db")
 

@@ -75,6 +75,18 @@ class CampaignConfig:
     weights: str | None = None
     freeze_backbone: bool = False
     dropout: float = 0.5
+    # --- settings of Gal et al. 2017 (experiments) ---
+    # Active rounds score only a seeded random subset of this many unlabeled pool samples
+    # (None: the whole pool). Gal, Islam & Ghahramani 2017 score 2,000 per round.
+    pool_subset: int | None = None
+    # Built-in datasets: draw the initial labeled set balanced over the classes (Gal et al.: 20
+    # labels, 2 per digit) instead of uniformly at random.
+    initial_balanced: bool = False
+    # Weight decay = this / the number of labels a round trains on (Gal et al. 2017 scale the
+    # prior's weight decay with the training-set size); None: the fixed default (1e-4).
+    weight_decay_scale: float | None = None
+    # Train exactly ``epochs`` epochs (off: at least 200 optimizer steps, whatever the set size).
+    fixed_epochs: bool = False
     # --- stopping rules (None: off) ---
     label_budget: int | None = None
     target_accuracy: float | None = None
@@ -134,6 +146,17 @@ class CampaignConfig:
             raise ConfigError("evaluation size and loader workers must not be negative")
         if self.min_labels_to_train is not None and self.min_labels_to_train < 2:
             raise ConfigError(f"min labels to train must be at least 2, got {self.min_labels_to_train}")
+        if self.pool_subset is not None and self.pool_subset < self.batch_size:
+            raise ConfigError(
+                f"pool subset must hold at least one batch ({self.batch_size}), got {self.pool_subset}"
+            )
+        if self.weight_decay_scale is not None and self.weight_decay_scale <= 0:
+            raise ConfigError(f"weight decay scale must be positive, got {self.weight_decay_scale}")
+        if self.initial_balanced and self.uses_own_data:
+            raise ConfigError(
+                "initial balanced applies to built-in datasets only; give your own seed labels "
+                "in data.labeled instead"
+            )
         if self.label_budget is not None and self.label_budget < 1:
             raise ConfigError(f"label budget must be at least 1, got {self.label_budget}")
         if self.target_accuracy is not None and not 0.0 < self.target_accuracy <= 1.0:

@@ -16,8 +16,18 @@ def model_spec(config: CampaignConfig, in_channels: int, num_classes: int) -> Mo
     )
 
 
-def training_config(config: CampaignConfig) -> TrainingConfig:
-    return TrainingConfig(epochs=config.epochs, augment=config.augmentation)
+def training_config(config: CampaignConfig, n_labeled: int | None = None) -> TrainingConfig:
+    """The training recipe of a round on ``n_labeled`` labels.
+
+    ``weight_decay_scale`` gives weight decay ``scale / n_labeled`` (Gal et al. 2017);
+    ``fixed_epochs`` drops the 200-step minimum so ``epochs`` is exactly what runs.
+    """
+    extra: dict = {}
+    if config.weight_decay_scale is not None and n_labeled:
+        extra["weight_decay"] = config.weight_decay_scale / n_labeled
+    if config.fixed_epochs:
+        extra["min_steps"] = 0
+    return TrainingConfig(epochs=config.epochs, augment=config.augmentation, **extra)
 
 
 def check_model(config: CampaignConfig, in_channels: int, num_classes: int) -> None:

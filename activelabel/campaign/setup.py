@@ -88,22 +88,61 @@ class Plan:
     problems: list[tuple[str, str]]
 
 
-def split_dataset(size: int, config: CampaignConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Built-in datasets: seeded (test, pool, initially labeled) row numbers."""
+def split_dataset(
+    size: int, config: CampaignConfig, targets: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Built-in datasets: seeded (test, pool, initially labeled) row numbers.
+
+    The draw depends only on ``seed``, ``size``, ``test_fraction``, ``initial_labeled`` and
+    ``initial_balanced`` — never on the strategy — so every strategy of an experiment's seed
+    starts from the same labeled set and is measured on the same test split. With
+    ``config.initial_balanced`` the ``targets`` (``[size]`` class indices) are needed: each
+    class gets ``initial_labeled // C`` samples, and a seeded random ``initial_labeled % C``
+    classes one more (Gal et al. 2017: 20 labels, 2 per digit). Raises ``ConfigError`` when a
+    class has too few pool samples.
+    """
     rng = np.random.default_rng([config.seed, 0])
     order = rng.permutation(size)
     n_test, n_pool, _ = _split_sizes(size, config)
     config.check_pool(n_pool)
     test, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
-    initial = np.sort(rng.choice(pool, size=config.initial_labeled, replace=False)) if config.initial_labeled else np.array([], dtype=np.int64)
+    if not config.initial_labeled:
+        initial = np.array([], dtype=np.int64)
+    elif config.initial_balanced:
+        if targets is None:
+            raise ConfigError("a balanced initial set needs the dataset's labels")
+        initial = _balanced_draw(rng, pool, np.asarray(targets)[pool], config.initial_labeled)
+    else:
+        initial = np.sort(rng.choice(pool, size=config.initial_labeled, replace=False))
     return test, pool, initial
+
+
+def _balanced_draw(rng: np.random.Generator, pool: np.ndarray, pool_targets: np.ndarray, n: int) -> np.ndarray:
+    classes = np.unique(pool_targets)
+    base, extra = divmod(n, len(classes))
+    more = set(rng.permutation(len(classes))[:extra].tolist())
+    picked = []
+    for i, c in enumerate(classes):
+        members = pool[pool_targets == c]
+        wanted = base + (i in more)
+        if wanted > len(members):
+            raise ConfigError(
+                f"a balanced initial set of {n} needs {wanted} pool samples of class {c}, "
+                f"but the pool holds {len(members)}; lower --initial-labeled"
+            )
+        picked.append(rng.choice(members, size=wanted, replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def plan_campaign(config: CampaignConfig, data: CampaignData) -> Plan:
     """Decide every sample's split and seed label (no database access: easy to test)."""
     if not config.uses_own_data:
-        test, pool, initial = split_dataset(len(data.pool), config)
         uris = data.pool
+        targets = None
+        if config.initial_balanced:
+            index = {name: i for i, name in enumerate(data.labels)}
+            targets = np.array([index[data.truth.label(u)] for u in uris], dtype=np.int64)
+        test, pool, initial = split_dataset(len(data.pool), config, targets)
         split_of = {uris[int(i)]: SampleSplit.test for i in test} | {uris[int(i)]: SampleSplit.pool for i in pool}
         seeds = {uris[int(i)]: data.truth.label(uris[int(i)]) for i in initial}
         hashes = {u: data.store.content_hash(u) for u in uris}

@@ -190,7 +190,7 @@ def train_step(engine: Engine, round_id: int) -> None:
     class_of = {name: i for i, name in enumerate(campaign.labels)}
     y = np.array([class_of[labels[s.id].label] for s in labeled], dtype=np.int64)
     spec = model_spec(config, data.in_channels, len(campaign.labels))
-    training = training_config(config)
+    training = training_config(config, len(labeled))
     device = resolve_device(config.device)
     progress = reporter()
     progress.phase(
@@ -258,7 +258,7 @@ def score_step(engine: Engine, round_id: int) -> None:
             pool = [s for s in split_samples(session, campaign.id, SampleSplit.evaluation)
                     if s.id not in taken and s.duplicate_of is None]
         else:
-            pool = unlabeled_pool(session, campaign.id)
+            pool = _pool_subset(unlabeled_pool(session, campaign.id), config, rnd)
         # Still out with annotators from earlier rounds: scored too (as this round's scores, never
         # selected again) so push gives their tasks this round's prediction and place in the order.
         leftovers = (outstanding_samples(session, campaign.id, config.annotations_per_task)
@@ -284,6 +284,15 @@ def score_step(engine: Engine, round_id: int) -> None:
     if problems:
         log.warning("Round %d: %d unreadable images skipped (recorded; see `activelabel status`)",
                     rnd.index, len(problems))
+
+
+def _pool_subset(pool: list, config: CampaignConfig, rnd: Round) -> list:
+    """Active rounds with ``pool_subset``: a random subset of the pool, seeded by the campaign's
+    seed and the round index (Gal et al. 2017 score 2,000 random pool samples per round)."""
+    if rnd.kind != RoundKind.active or config.pool_subset is None or len(pool) <= config.pool_subset:
+        return pool
+    rng = np.random.default_rng([config.seed, rnd.index, 2])
+    return [pool[int(i)] for i in np.sort(rng.choice(len(pool), config.pool_subset, replace=False))]
 
 
 def _readable_first(store, pool, values, wanted: int, problems) -> tuple[list, np.ndarray]:

@@ -59,16 +59,31 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
         raw = connection.connection.driver_connection
         manual_sqlite = engine.dialect.name == "sqlite" and hasattr(raw, "isolation_level")
         saved = raw.isolation_level if manual_sqlite else None
+        foreign_keys = None
         if manual_sqlite:
             connection.commit()  # nothing open before the driver's mode changes
             raw.isolation_level = None  # pysqlite: no implicit BEGIN/COMMIT around statements
+            # Batch mode rebuilds a table (copy, DROP, rename): with foreign keys on, the DROP
+            # would cascade-delete every child row. SQLite's own recipe for altering a table:
+            # keys off outside the transaction, checked before commit, back on afterwards.
+            foreign_keys = raw.execute("PRAGMA foreign_keys").fetchone()[0]
+            raw.execute("PRAGMA foreign_keys=OFF")
         try:
             with connection.begin():
                 if manual_sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
                 yield connection
+                if manual_sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise DatabaseSchemaError(
+                            f"the migration would leave {len(broken)} rows pointing at missing rows "
+                            f"(first: {tuple(broken[0])}); nothing was changed"
+                        )
         finally:
             if manual_sqlite:
+                if foreign_keys:
+                    raw.execute("PRAGMA foreign_keys=ON")
                 raw.isolation_level = saved
 
 

@@ -77,6 +77,21 @@ def _enum(cls: type[enum.Enum]) -> Enum:
     return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
 
 
+class Experiment(Base):
+    """A group of campaigns (strategy × seed) over the same data, compared in one report.
+
+    ``config`` holds the settings every campaign of the experiment shares (the strategies and
+    seeds included), so a rerun can continue it and a report can say how it was run.
+    """
+
+    __tablename__ = "experiment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Campaign(Base):
     __tablename__ = "campaign"
 
@@ -88,6 +103,10 @@ class Campaign(Base):
     dataset: Mapped[str] = mapped_column(String(500))
     config: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The experiment this campaign is one arm of (None: a campaign of its own).
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiment.id", ondelete="SET NULL"), index=True
+    )
 
     rounds: Mapped[list[Round]] = relationship(back_populates="campaign", order_by="Round.index")
 

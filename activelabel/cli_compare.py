@@ -1,0 +1,160 @@
+"""The `compare` command's console side: one progress bar over every arm, and a final table.
+
+The bar reads complete rounds from the database every second instead of listening to the
+steps: arms may run in other processes, where this process's reporter cannot hear them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class ExperimentProgress:
+    """A Rich bar of complete rounds over all arms, refreshed from ``count()`` by a thread."""
+
+    def __init__(self, console: Console, description: str, total: int, count: Callable[[], int]) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self._count = count
+        self._task = self._progress.add_task(description, total=max(total, 1), completed=min(count(), total))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            self._progress.update(self._task, completed=self._count())
+        except Exception:  # a busy database must not end the run; the next poll tries again
+            pass
+
+    def __enter__(self) -> ExperimentProgress:
+        self._progress.start()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._refresh()
+        self._progress.stop()
+
+
+def final_table(title: str, rows: list[tuple[str, int, int | None, float | None, float | None]]) -> Table:
+    """rows: (strategy, seeds, labels, mean accuracy, std accuracy) at each arm's last round."""
+    table = Table(title=title)
+    for column in ("strategy", "seeds", "labels", "test accuracy (mean ± std)"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for strategy, seeds, labels, mean, std in rows:
+        accuracy = "" if mean is None else f"{mean:.3f} ± {std or 0.0:.3f}"
+        table.add_row(strategy, str(seeds), "" if labels is None else str(labels), accuracy)
+    return table
+
+
+DEFAULT_STRATEGIES = ("random", "entropy", "bald", "mean_std", "margin")
+
+
+def load_experiment_file(path) -> tuple[dict, dict]:
+    """(``[experiment]`` table, ``[campaign]`` table) of an experiment TOML file.
+
+    Raises ``ConfigError`` naming the file for a syntax error or an unknown table or key.
+    """
+    import tomllib
+    from pathlib import Path
+
+    from activelabel.errors import ConfigError
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"experiment file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    unknown = sorted(set(raw) - {"experiment", "campaign"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [experiment] and [campaign]")
+    experiment = dict(raw.get("experiment", {}))
+    extra = sorted(set(experiment) - {"name", "strategies", "seeds", "workers", "database_url"})
+    if extra:
+        raise ConfigError(f"{path}: unknown key(s) in [experiment]: {', '.join(extra)} "
+                          "(known: name, strategies, seeds, workers, database_url)")
+    return experiment, dict(raw.get("campaign", {}))
+
+
+def run_compare_command(experiment_file, *, console: Console, err_console: Console, database_url, name,
+                        strategies, seeds, workers, campaign: dict, open_database, quiet_prefect) -> None:
+    """The `compare` command: build the experiment, run its unfinished arms, print a summary."""
+    from activelabel.campaign.experiment import (
+        ExperimentConfig, completed_rounds, is_finished, prepare_experiment,
+    )
+    from activelabel.campaign.setup import check_dataset
+    from activelabel.errors import ConfigError
+    from activelabel.flows.compare import run_compare
+    from activelabel.storage.database import describe_url
+
+    settings, shared = ({}, {}) if experiment_file is None else load_experiment_file(experiment_file)
+    shared.update({k: v for k, v in campaign.items() if v is not None})
+    shared.setdefault("dataset", "digits")
+    given = settings.get("strategies", DEFAULT_STRATEGIES) if strategies is None else strategies
+    names = [s.strip() for s in given.split(",")] if isinstance(given, str) else list(given)
+    seed_value = settings.get("seeds", 3) if seeds is None else seeds
+    seed_list = list(range(seed_value)) if isinstance(seed_value, int) else [int(s) for s in seed_value]
+    if isinstance(seed_value, int) and seed_value < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seed_value}")
+    kind = shared["dataset"].partition(":")[0]
+    config = ExperimentConfig(name=name or settings.get("name") or f"compare-{kind}", strategies=tuple(names),
+                              seeds=tuple(seed_list), campaign=shared)
+    workers = workers or int(settings.get("workers", 1))
+    for arm in config.arms()[: len(config.strategies)]:
+        check_dataset(arm)  # one arm per strategy: data and pool size, before anything is written
+    engine, url = open_database(database_url or settings.get("database_url"))
+    arms = prepare_experiment(engine, config)
+    pending = [a for a in arms if not is_finished(engine, a.campaign_id, config.rounds)]
+    err_console.print(
+        f"Experiment [bold]{config.name}[/] · {len(config.strategies)} strategies × {len(config.seeds)} seeds · "
+        f"{len(arms) - len(pending)} campaigns already finished · database {describe_url(url)}"
+    )
+    failed: dict[str, str] = {}
+    if pending:
+        quiet_prefect()
+        ids = [a.campaign_id for a in arms]
+        with ExperimentProgress(err_console, f"{config.name}: rounds over {len(arms)} campaigns",
+                                len(arms) * config.rounds, lambda: completed_rounds(engine, ids)):
+            failed = run_compare(config.name, [a.name for a in pending], config.rounds, workers=workers)
+    console.print(final_table(f"Experiment {config.name}", summary_rows(engine, arms)))
+    if failed:
+        for campaign_name, error in failed.items():
+            err_console.print(f"[bold red]failed:[/] {campaign_name}: {error}", highlight=False)
+        raise ConfigError(
+            f"{len(failed)} of {len(pending)} campaigns failed; run the same command again to continue them"
+        )
+    err_console.print(f"Report: activelabel report {config.name}")
+
+
+def summary_rows(engine, arms) -> list[tuple]:
+    from activelabel.report.data import load_campaign
+
+    groups: dict[str, list] = {}
+    for arm in arms:
+        groups.setdefault(arm.strategy, []).append(load_campaign(engine, arm.campaign_id).curve("accuracy"))
+    rows = []
+    for strategy, curves in groups.items():
+        last = [(labels[-1], acc[-1]) for labels, acc in curves if labels]
+        if not last:
+            rows.append((strategy, len(curves), None, None, None))
+            continue
+        values = [a for _, a in last]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+        rows.append((strategy, len(curves), max(n for n, _ in last), mean, std))
+    return rows

@@ -1,0 +1,84 @@
+"""Prefect flow of an experiment: every unfinished arm's campaign as a subflow, a few at a time.
+
+Prefect shows the experiment as one flow run with a subflow per campaign
+(:func:`activelabel.flows.round.campaign_flow`). With one worker they run one after the other
+in this process; with more, each runs inside a task on a process-pool task runner bounded by
+``workers``. An arm that fails does not stop the others: its error is
+returned, and a rerun continues it from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from activelabel.flows.round import campaign_flow
+
+log = logging.getLogger(__name__)
+
+
+@task(name="campaign", task_run_name="{campaign_name}", cache_policy=NO_CACHE)
+def campaign_task(campaign_name: str, rounds: int, database_url: str | None = None) -> int:
+    """Run one arm up to ``rounds`` complete rounds; the number of rounds run now."""
+    return len(campaign_flow(campaign_name, rounds, database_url))
+
+
+@flow(name="activelabel-compare", flow_run_name="{experiment_name}")
+def compare_flow(
+    experiment_name: str, campaign_names: list[str], rounds: int, database_url: str | None = None,
+    workers: int = 1,
+) -> dict[str, str]:
+    """Run the given arms of ``experiment_name``; returns ``{campaign: error}`` for failed ones.
+
+    One worker: the campaigns run one after the other in this process, so Ctrl-C stops the
+    current round as it stops `activelabel run`. More: each runs in a worker process.
+    """
+    failed: dict[str, str] = {}
+    if workers == 1:
+        for name in campaign_names:
+            try:
+                campaign_flow(name, rounds, database_url)
+            except Exception as error:  # one arm's failure must not stop the others
+                _failed(failed, experiment_name, name, error)
+        return failed
+    futures = {name: campaign_task.submit(name, rounds, database_url) for name in campaign_names}
+    for name, future in futures.items():
+        try:
+            future.result()
+        except Exception as error:
+            _failed(failed, experiment_name, name, error)
+    return failed
+
+
+def _failed(failed: dict[str, str], experiment_name: str, name: str, error: Exception) -> None:
+    log.warning("Campaign %r of experiment %r failed: %s", name, experiment_name, error)
+    failed[name] = f"{type(error).__name__}: {error}"
+
+
+def run_compare(
+    experiment_name: str, campaign_names: list[str], rounds: int, *, workers: int = 1,
+    database_url: str | None = None,
+) -> dict[str, str]:
+    """:func:`compare_flow` with at most ``workers`` campaigns running at once.
+
+    Processes, not threads: torch's random generator is global to a process, so two campaigns
+    training in threads would draw each other's dropout masks and lose reproducibility. When
+    this process is stopped (Ctrl-C, SIGTERM) the worker processes are ended too; every
+    campaign resumes from its last committed step on the next run.
+    """
+    if workers < 1:
+        from activelabel.errors import ConfigError
+
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
+    try:
+        return compare_flow.with_options(task_runner=runner)(
+            experiment_name, campaign_names, rounds, database_url, workers)
+    except BaseException:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise

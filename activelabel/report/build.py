@@ -1,0 +1,266 @@
+"""Assemble a report — of an experiment (strategies × seeds) or of one campaign — into HTML.
+
+Everything comes from the database (rounds, scores, selections, annotations); thumbnails come
+from the campaign's image store. Nothing is trained or predicted here.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from activelabel.report import figures, html
+from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
+from activelabel.report.data import CampaignRecord, load_campaign, round_score_values
+
+DEFAULT_TARGETS = (0.80, 0.90, 0.95)
+METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
+STEPS = ("train", "score", "select")
+BASELINE = "random"
+
+TEST_EXPLANATION = (
+    "Gain over random: for each seed, the area under the accuracy curve (AULC, normalised by "
+    "the label span, so it is the curve's mean accuracy) of the strategy minus that of random "
+    "on the same seed — same initial labels, same test split — over the label counts both "
+    "measured. The p-value is a two-sided paired t-test on these per-seed differences. Why not "
+    "Wilcoxon's signed-rank test: with n seeds its smallest possible two-sided p-value is "
+    "2/2^n (0.25 for 3 seeds, 0.0625 for 5), so with 3 to 5 seeds it can never reach 0.05. The "
+    "t-test can, assuming the per-seed differences are roughly normal; with so few seeds, read "
+    "it as evidence, not proof, and add seeds when it matters."
+)
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    kind: str  # "experiment" or "campaign"
+    path: Path
+    campaigns: int
+
+
+def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequence[float] | None = None,
+                 gallery_size: int = 8) -> ReportInfo:
+    """Write the report of experiment ``name`` (or, if none, campaign ``name``) to ``path``.
+
+    Raises ``CampaignStateError`` when neither an experiment nor a campaign has that name.
+    """
+    from activelabel.campaign.experiment import experiment_arms, find_experiment
+    from activelabel.errors import CampaignStateError
+    from activelabel.storage import Campaign, session_scope
+
+    path = Path(path)
+    targets = tuple(targets or DEFAULT_TARGETS)
+    settings = find_experiment(engine, name)
+    if settings is not None:
+        records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
+        text = experiment_page(name, settings, records, targets, gallery_size)
+        kind = "experiment"
+    else:
+        with session_scope(engine) as session:
+            campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == name))
+        if campaign_id is None:
+            raise CampaignStateError(f"no experiment or campaign named {name!r} in this database")
+        records = [load_campaign(engine, campaign_id)]
+        text = campaign_page(engine, campaign_id, records[0], targets, gallery_size)
+        kind = "campaign"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return ReportInfo(kind, path, len(records))
+
+
+def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRecord]]:
+    """Records grouped by strategy, random first (the baseline), then by name."""
+    groups: dict[str, list[CampaignRecord]] = {}
+    for r in sorted(records, key=lambda r: (r.strategy != BASELINE, r.strategy, r.seed)):
+        groups.setdefault(r.strategy, []).append(r)
+    return groups
+
+
+def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequence[float]) -> list[list[str]]:
+    """Per strategy: labels at which the mean accuracy curve over seeds first reaches each
+    target, with the per-seed figures after it."""
+    rows = []
+    for strategy, runs in groups.items():
+        xs, mean, _, _ = mean_curve([r.curve("accuracy") for r in runs])
+        row = [strategy]
+        for target in targets:
+            reached = labels_to_target(xs, mean, target)
+            per_seed = [labels_to_target(*r.curve("accuracy"), target) for r in runs]
+            seeds = ", ".join("—" if n is None else str(n) for n in per_seed)
+            row.append(f"{'not reached' if reached is None else reached} (seeds: {seeds})")
+        rows.append(row)
+    return rows
+
+
+def aulc_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
+    baseline = {r.seed: r for r in groups.get(BASELINE, [])}
+    rows = []
+    for strategy, runs in groups.items():
+        own = [aulc(*r.curve("accuracy")) for r in runs if r.curve("accuracy")[0]]
+        mean = sum(own) / len(own) if own else math.nan
+        std = (sum((v - mean) ** 2 for v in own) / (len(own) - 1)) ** 0.5 if len(own) > 1 else 0.0
+        gain, t, p, n = "", "", "", ""
+        if strategy != BASELINE and baseline:
+            pairs = []
+            for r in runs:
+                if r.seed in baseline:
+                    a, b = common_points(r.curve("accuracy"), baseline[r.seed].curve("accuracy"))
+                    if a[0]:
+                        pairs.append((aulc(*a), aulc(*b)))
+            test = paired_t_test([p_[0] for p_ in pairs], [p_[1] for p_ in pairs])
+            n = str(test.n)
+            if test.n:
+                gain = f"{test.mean_difference:+.4f}"
+            t = "" if test.t is None else f"{test.t:.2f}"
+            p = "n/a (needs 2+ seeds with spread)" if test.p_value is None else f"{test.p_value:.3g}"
+        rows.append([strategy, str(len(own)), f"{mean:.4f} ± {std:.4f}" if own else "", gain, t, p, n])
+    return rows
+
+
+def _gallery(record: CampaignRecord, size: int) -> str:
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.data import campaign_data
+
+    active = [r.index for r in record.rounds if r.kind == "active"]
+    if not active:
+        return html.note("No active round has selected samples yet.")
+    last = active[-1]
+    picked = [p for p in record.picked if p.round_index == last][:size]
+    try:
+        store = campaign_data(CampaignConfig.from_dict(record.config)).store
+        items = [(base64.b64encode(store.png(p.uri)).decode("ascii"),
+                  f"#{p.rank + 1} score {p.score:.3f} · label {p.label or '?'} · model {p.predicted or '?'}")
+                 for p in picked]
+    except Exception as error:  # the data moved away: the report still shows everything else
+        return html.note(f"Images of {record.name} are not readable here ({error}).")
+    return html.note(f"{record.name}, round {last}: the {len(items)} highest-ranked selections.") + html.gallery(items)
+
+
+def _timing_series(records: Sequence[CampaignRecord]) -> dict[str, dict[int, float]]:
+    sums: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        for row in r.rounds:
+            for step in STEPS:
+                if step in row.timings:
+                    sums.setdefault(step, {}).setdefault(row.index, []).append(float(row.timings[step]))
+    return {step: {i: sum(v) / len(v) for i, v in rows.items()} for step, rows in sums.items()}
+
+
+def _timing_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
+    rows = []
+    for strategy, runs in groups.items():
+        series = _timing_series(runs)
+        cells = []
+        for step in STEPS:
+            values = list(series.get(step, {}).values())
+            cells.append(f"{sum(values) / len(values):.2f}" if values else "")
+        rows.append([strategy, *cells])
+    return rows
+
+
+def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
+    counts: dict[int, Counter] = {}
+    for r in records:
+        for p in r.picked:
+            counts.setdefault(p.round_index, Counter())[p.label or "unlabeled"] += 1
+    return counts
+
+
+def _settings_table(settings: dict) -> str:
+    shared = settings.get("campaign", {})
+    keys = ["dataset", "rounds", "batch_size", "initial_labeled", "initial_balanced", "pool_subset",
+            "mc_samples", "epochs", "test_fraction", "architecture", "dropout"]
+    rows = [["strategies", ", ".join(settings.get("strategies", []))],
+            ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
+    rows += [[k, str(shared.get(k))] for k in keys if k in shared]
+    return html.table("settings", ["setting", "value"], rows)
+
+
+def experiment_page(name: str, settings: dict, records: Sequence[CampaignRecord], targets: Sequence[float],
+                    gallery_size: int) -> str:
+    groups = by_strategy(records)
+    classes = records[0].labels if records else []
+    body = [html.section("Settings", _settings_table(settings), anchor="settings")]
+    curves = [
+        html.figure(figures.learning_curves({s: [r.curve(metric) for r in runs] for s, runs in groups.items()},
+                                            label, f"{label} against labels (mean ± std over seeds)"),
+                    f"learning-curve-{metric}", f"Learning curve: {label}, mean ± one std over seeds")
+        for metric, label in METRICS
+    ]
+    body.append(html.section("Learning curves", *curves, anchor="learning-curves"))
+    body.append(html.section(
+        "Labels needed to reach a test accuracy",
+        html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
+                   labels_to_target_rows(groups, targets)),
+        html.note("Read on the mean curve over seeds: the first measured label count at or above the "
+                  "target (no interpolation). Per-seed figures in brackets; — : not reached."),
+        anchor="labels-to-target-section",
+    ))
+    body.append(html.section(
+        "Area under the learning curve and gain over random",
+        html.table("aulc", ["strategy", "seeds", "AULC (mean ± std)", "gain over random", "t", "p (paired t-test)",
+                            "pairs"], aulc_rows(groups)),
+        html.paragraph(TEST_EXPLANATION), anchor="aulc-section",
+    ))
+    balance = {s: _class_counts(runs) for s, runs in groups.items()}
+    body.append(html.section(
+        "Class balance of the picks",
+        html.figure(figures.class_balance(balance, [*classes, "unlabeled"]), "class-balance",
+                    "Classes (their annotated labels) of the samples each strategy picked, per round"),
+        anchor="class-balance-section",
+    ))
+    body.append(html.section("Selected samples", *[_gallery(runs[0], gallery_size) for runs in groups.values()],
+                             anchor="gallery"))
+    body.append(html.section(
+        "Timings per round",
+        html.figure(figures.timings({s: _timing_series(runs) for s, runs in groups.items()}, STEPS), "timings",
+                    "Mean seconds per round over seeds: training, scoring the pool, selecting"),
+        html.table("timings-table", ["strategy", *[f"{s} (mean s per round)" for s in STEPS]], _timing_rows(groups)),
+        anchor="timings-section",
+    ))
+    return html.page(f"Experiment {name}", body)
+
+
+def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float],
+                  gallery_size: int) -> str:
+    groups = {record.strategy: [record]}
+    body = [html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
+                                                      "campaign": record.config}), anchor="settings")]
+    curves = [
+        html.figure(figures.learning_curves({record.strategy: [record.curve(metric)]}, label, f"{label} against labels"),
+                    f"learning-curve-{metric}", f"Learning curve: {label}")
+        for metric, label in METRICS
+    ]
+    body.append(html.section("Learning curve", *curves, anchor="learning-curves"))
+    rows = [[str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
+             *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
+             *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]
+    body.append(html.section(
+        "Rounds",
+        html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", *[f"{s} s" for s in STEPS]], rows),
+        html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
+                   labels_to_target_rows(groups, targets)),
+        anchor="rounds-section",
+    ))
+    active = [r.index for r in record.rounds if r.kind == "active"]
+    histograms = []
+    for index in active[-3:]:
+        pool, chosen = round_score_values(engine, campaign_id, index)
+        histograms.append(html.figure(
+            figures.score_histogram(pool, chosen, f"round {index}: scores of the pool and of the selected"),
+            f"uncertainty-round-{index}", f"Round {index}: {record.strategy} scores, pool against selected"))
+    body.append(html.section("Uncertainty of pool and selected samples",
+                             *(histograms or [html.note("No active round yet.")]), anchor="uncertainty"))
+    body.append(html.section("Selected samples", _gallery(record, gallery_size), anchor="gallery"))
+    body.append(html.section(
+        "Timings per round",
+        html.figure(figures.timings({record.strategy: _timing_series([record])}, STEPS), "timings",
+                    "Seconds per round: training, scoring the pool, selecting"),
+        anchor="timings-section",
+    ))
+    return html.page(f"Campaign {record.name}", body)

@@ -1,0 +1,94 @@
+"""Gal, Islam & Ghahramani 2017 (Deep Bayesian Active Learning with Image Data), MNIST, Table 1,
+run through `activelabel compare`, and our labels-to-target table printed beside theirs.
+
+Their setup: 20 balanced initial labels, 10 acquisitions per round up to 1,000 labels, a random
+pool subset of 2,000 scored per round, test error on the 10,000 test images, a small CNN with
+dropout. Table 1 gives the labels needed to reach 10 % and 5 % test error.
+
+CPU-feasible defaults (2 cores): up to 200 labels, one seed, MNIST limited to its first 20,000
+training images (test split: a seeded 20 % of them). A GPU run may use the paper's settings:
+``--max-labels 1000 --seeds 3 --limit 0``.
+
+    python bench/gal2017_mnist.py --data /work/shared/data --database-url sqlite:///bench-gal.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+# Table 1 of Gal et al. 2017: labels to reach 10 % / 5 % test error.
+PAPER = {
+    "bald": (145, 335),
+    "variation_ratios": (120, 295),
+    "entropy": (165, 355),
+    "mean_std": (230, 695),
+    "random": (255, 835),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="/work/shared/data", help="folder with the MNIST IDX files")
+    parser.add_argument("--database-url", default="sqlite:///bench-gal2017.db")
+    parser.add_argument("--experiment", default="gal2017-mnist")
+    parser.add_argument("--strategies", default="bald,variation_ratios,entropy,mean_std,random")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--max-labels", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=20000, help="first N training images (0: all 60,000)")
+    parser.add_argument("--mc-samples", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--extra", default="", help="more `compare` options, e.g. '--fixed-epochs --weight-decay-scale 2.5'")
+    args = parser.parse_args()
+
+    rounds = (args.max_labels - 20) // 10 + 1  # the last round trains on max_labels
+    dataset = f"mnist:{args.data}" + (f"?limit={args.limit}" if args.limit else "")
+    command = [
+        sys.executable, "-m", "activelabel.cli", "compare", "--dataset", dataset,
+        "--strategies", args.strategies, "--seeds", str(args.seeds), "--rounds", str(rounds),
+        "--batch-size", "10", "--initial-labeled", "20", "--initial-balanced", "--pool-subset", "2000",
+        "--mc-samples", str(args.mc_samples), "--epochs", str(args.epochs), "--workers", str(args.workers),
+        "--device", args.device, "--experiment", args.experiment, "--database-url", args.database_url,
+        *args.extra.split(),
+    ]
+    print("$", " ".join(command), flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        print(f"compare failed ({result.returncode}) after {wall:.0f} s")
+        return result.returncode
+    print(f"wall time: {wall:.0f} s")
+    print_table(args.database_url, args.experiment)
+    return 0
+
+
+def print_table(database_url: str, experiment: str) -> None:
+    from activelabel.campaign.experiment import experiment_arms
+    from activelabel.report.build import by_strategy
+    from activelabel.report.curves import labels_to_target, mean_curve
+    from activelabel.report.data import load_campaign
+    from activelabel.storage import open_engine
+
+    engine = open_engine(database_url)
+    records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, experiment)]
+    print(f"\n{'strategy':<18}{'ours 10% err':>14}{'paper':>8}{'ours 5% err':>14}{'paper':>8}"
+          f"{'last labels':>13}{'last acc':>10}")
+    for strategy, runs in by_strategy(records).items():
+        xs, mean, _, _ = mean_curve([r.curve("accuracy") for r in runs])
+        ours = [labels_to_target(xs, mean, t) for t in (0.90, 0.95)]
+        paper = PAPER.get(strategy, (None, None))
+        cells = [("—" if v is None else str(v)) for v in (ours[0], paper[0], ours[1], paper[1])]
+        last = f"{mean[-1]:.3f}" if mean else ""
+        print(f"{strategy:<18}{cells[0]:>14}{cells[1]:>8}{cells[2]:>14}{cells[3]:>8}"
+              f"{(xs[-1] if xs else ''):>13}{last:>10}")
+    print("(— : not reached within the run's labels; ours read off the mean curve over seeds)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

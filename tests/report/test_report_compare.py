@@ -1,0 +1,249 @@
+"""`activelabel compare` then `activelabel report` on a tiny digits experiment (see conftest).
+
+Rows per run, the resume after an interrupted experiment, the same start for every strategy
+of a seed, and the HTML report's figures and numbers checked against the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections import defaultdict
+from html.parser import HTMLParser
+
+import pytest
+from report_tiny import BATCH, POOL_SUBSET, ROUND_ROWS, ROUNDS, run_cli
+
+STRATEGIES = ("random", "entropy")
+SEEDS = (0, 1)
+
+
+def test_every_strategy_and_seed_is_one_campaign_of_the_experiment(tiny_experiment):
+    exp = tiny_experiment
+    [(experiment_id, config)] = exp.query("SELECT id, config FROM experiment WHERE name = 'tiny'")
+    assert json.loads(config)["seeds"] == [0, 1]
+    campaigns = exp.query("SELECT name, strategy, experiment_id FROM campaign ORDER BY name")
+    assert sorted((n, s) for n, s, _ in campaigns) == sorted(
+        (f"tiny-{s}-seed{seed}", s) for s in STRATEGIES for seed in SEEDS)
+    assert {e for _, _, e in campaigns} == {experiment_id}
+    for name, _, _ in campaigns:
+        rounds = exp.query("SELECT r.status, r.kind, r.labeled_count, r.pool_count, r.id FROM round r "
+                           "JOIN campaign c ON c.id = r.campaign_id WHERE c.name = ? ORDER BY r.\"index\"", name)
+        assert [(s, k, n) for s, k, n, _, _ in rounds] == [
+            ("complete", "active", 20), ("complete", "active", 25)]
+        for _, _, _, pool_count, round_id in rounds:
+            # --pool-subset: each active round scores exactly that many pool samples
+            assert pool_count == POOL_SUBSET
+            assert exp.query("SELECT count(*) FROM score WHERE round_id = ?", round_id) == [(POOL_SUBSET,)]
+            assert exp.query("SELECT count(*) FROM selection WHERE round_id = ?", round_id) == [(BATCH,)]
+    assert exp.query("SELECT count(*) FROM selection") == [(len(campaigns) * ROUNDS * BATCH,)]
+    # 20 seed labels, then one simulated answer per selected sample
+    assert exp.query("SELECT count(*) FROM annotation") == [(len(campaigns) * (20 + ROUNDS * BATCH),)]
+
+
+def test_a_rerun_continues_the_experiment_without_redoing_finished_campaigns(tiny_experiment):
+    exp = tiny_experiment
+    assert len(exp.first_rounds) == len(STRATEGIES) * ROUNDS
+    assert {row[1] for row in exp.first_rounds} == {f"tiny-{s}-seed0" for s in STRATEGIES}
+    now = exp.query(ROUND_ROWS)
+    kept = [row for row in now if row[1].endswith("seed0")]
+    assert kept == exp.first_rounds  # same round ids, same start and finish times
+    assert "2 campaigns already finished" in exp.second_stderr
+    # a third run finds everything finished and runs nothing
+    again = run_cli("compare", "--strategies", "random,entropy", "--rounds", "2", "--batch-size", "5",
+                    "--epochs", "1", "--mc-samples", "2", "--pool-subset", "300", "--device", "cpu",
+                    "--experiment", "tiny", "--seeds", "2", "--database-url", exp.url, cwd=exp.folder)
+    assert again.returncode == 0, again.stderr
+    assert "4 campaigns already finished" in again.stderr
+    assert exp.query(ROUND_ROWS) == now
+
+
+def test_every_strategy_of_a_seed_starts_from_the_same_labels_and_test_split(tiny_experiment):
+    exp = tiny_experiment
+    for seed in SEEDS:
+        seeds_of, tests_of, first_accuracy = {}, {}, {}
+        for strategy in STRATEGIES:
+            name = f"tiny-{strategy}-seed{seed}"
+            seeds_of[strategy] = exp.query(
+                "SELECT s.uri FROM annotation a JOIN sample s ON s.id = a.sample_id JOIN campaign c "
+                "ON c.id = a.campaign_id WHERE c.name = ? AND a.external_id LIKE 'seed-%' ORDER BY s.uri", name)
+            tests_of[strategy] = exp.query(
+                "SELECT s.uri FROM sample s JOIN campaign c ON c.id = s.campaign_id "
+                "WHERE c.name = ? AND s.split = 'test' ORDER BY s.uri", name)
+            first_accuracy[strategy] = exp.query(
+                "SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
+                "WHERE c.name = ? AND r.\"index\" = 1", name)
+        assert len(seeds_of["random"]) == 20 and len(tests_of["random"]) == 359
+        assert seeds_of["random"] == seeds_of["entropy"]
+        assert tests_of["random"] == tests_of["entropy"]
+        # Same labels, same training seed: round 1 trains the same model, even when the two
+        # campaigns ran at the same time in two worker processes (seed 1).
+        assert first_accuracy["random"] == first_accuracy["entropy"]
+    assert seeds_of["random"] != exp.query(
+        "SELECT s.uri FROM annotation a JOIN sample s ON s.id = a.sample_id JOIN campaign c "
+        "ON c.id = a.campaign_id WHERE c.name = 'tiny-random-seed0' AND a.external_id LIKE 'seed-%' ORDER BY s.uri")
+
+
+class ReportParser(HTMLParser):
+    """Figures (data-figure -> img src), tables (id -> rows of cell texts), every <img> src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, list[str]] = defaultdict(list)
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: list[str] = []
+        self._figure: str | None = None
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "figure":
+            self._figure = attrs.get("data-figure")
+        elif tag == "img":
+            self.images.append(attrs["src"])
+            if self._figure:
+                self.figures[self._figure].append(attrs["src"])
+        elif tag == "table":
+            self._table = attrs.get("id")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+        elif tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _curves(exp) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """strategy -> seed -> [(labels, accuracy)] straight from the round table."""
+    curves: dict[str, dict[int, list]] = defaultdict(dict)
+    for strategy in STRATEGIES:
+        for seed in SEEDS:
+            curves[strategy][seed] = exp.query(
+                "SELECT r.labeled_count, r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
+                "WHERE c.name = ? AND r.status = 'complete' AND r.kind = 'active' ORDER BY r.\"index\"",
+                f"tiny-{strategy}-seed{seed}")
+    return curves
+
+
+def _first_reaching(points, target):
+    return next((n for n, acc in points if acc >= target), None)
+
+
+@pytest.fixture(scope="module")
+def experiment_report(tiny_experiment):
+    exp = tiny_experiment
+    curves = _curves(exp)
+    # a target the entropy mean curve reaches only at its last point, one below all, one above all
+    mean_entropy_last = sum(curves["entropy"][s][-1][1] for s in SEEDS) / len(SEEDS)
+    middle = math.floor(mean_entropy_last * 10000) / 10000
+    targets = [0.3, middle, 0.999]
+    out = exp.folder / "tiny.html"
+    result = run_cli("report", "tiny", "--out", str(out), *[a for t in targets for a in ("--target", f"{t:g}")],
+                     "--database-url", exp.url, cwd=exp.folder)
+    assert result.returncode == 0, result.stderr
+    assert "experiment report" in result.stdout
+    parser = ReportParser()
+    parser.feed(out.read_text(encoding="utf-8"))
+    return out, parser, curves, targets
+
+
+def test_the_report_holds_a_learning_curve_image_per_metric(experiment_report):
+    _, parser, _, _ = experiment_report
+    for metric in ("accuracy", "nll", "ece"):
+        [src] = parser.figures[f"learning-curve-{metric}"]
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    for name in ("class-balance", "timings"):
+        assert len(parser.figures[name]) == 1
+    # gallery: the 5 picks of the last round, for each strategy
+    assert len(parser.images) == 3 + 2 + 2 * BATCH
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)  # no network
+
+
+def test_the_labels_to_target_table_matches_the_database(experiment_report):
+    _, parser, curves, targets = experiment_report
+    rows = parser.tables["labels-to-target"]
+    assert rows[0] == ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]]
+    by_strategy = {row[0]: row[1:] for row in rows[1:]}
+    assert set(by_strategy) == set(STRATEGIES)
+    for strategy in STRATEGIES:
+        per_seed = [curves[strategy][seed] for seed in SEEDS]
+        labels = [n for n, _ in per_seed[0]]
+        mean = [(n, sum(c[i][1] for c in per_seed) / len(per_seed)) for i, n in enumerate(labels)]
+        for target, cell in zip(targets, by_strategy[strategy]):
+            reached = _first_reaching(mean, target)
+            seeds = ", ".join("—" if v is None else str(v) for v in (_first_reaching(c, target) for c in per_seed))
+            assert cell == f"{'not reached' if reached is None else reached} (seeds: {seeds})"
+    assert by_strategy["entropy"][0].startswith("20 ")
+    assert by_strategy["entropy"][1].startswith("25 ")
+    assert by_strategy["random"][2].startswith("not reached")
+
+
+def test_the_aulc_table_gives_the_paired_gain_over_random(experiment_report):
+    _, parser, curves, _ = experiment_report
+    rows = {row[0]: row for row in parser.tables["aulc"][1:]}
+
+    def area(points):  # two points: the trapezoid's mean height is the mean of the two
+        return (points[0][1] + points[1][1]) / 2
+
+    diffs = [area(curves["entropy"][s]) - area(curves["random"][s]) for s in SEEDS]
+    assert rows["entropy"][3] == f"{sum(diffs) / 2:+.4f}"
+    assert rows["entropy"][6] == "2"
+    assert rows["random"][3] == ""  # the baseline has no gain over itself
+
+
+def test_a_campaign_report_shows_its_curve_and_pool_against_selected_scores(tiny_experiment):
+    exp = tiny_experiment
+    out = exp.folder / "one.html"
+    result = run_cli("report", "tiny-entropy-seed1", "--out", str(out), "--database-url", exp.url, cwd=exp.folder)
+    assert result.returncode == 0, result.stderr
+    parser = ReportParser()
+    parser.feed(out.read_text(encoding="utf-8"))
+    assert set(parser.figures) >= {"learning-curve-accuracy", "uncertainty-round-1", "uncertainty-round-2", "timings"}
+    rounds = parser.tables["rounds"]
+    accuracy = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
+                         "WHERE c.name = 'tiny-entropy-seed1' ORDER BY r.\"index\"")
+    assert [row[3] for row in rounds[1:]] == [f"{a:.4f}" for (a,) in accuracy]
+
+
+def test_report_of_an_unknown_name_fails_with_one_line(tiny_experiment):
+    result = run_cli("report", "nothing-here", "--database-url", tiny_experiment.url, cwd=tiny_experiment.folder)
+    assert result.returncode == 1
+    assert "no experiment or campaign named 'nothing-here'" in result.stderr
+
+
+def test_an_experiment_file_names_the_same_experiment(tiny_experiment):
+    exp = tiny_experiment
+    before = exp.query(ROUND_ROWS)
+    (exp.folder / "tiny.toml").write_text(
+        '[experiment]\nname = "tiny"\nstrategies = ["random", "entropy"]\nseeds = [0, 1]\n\n'
+        '[campaign]\nrounds = 2\nbatch_size = 5\nepochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n',
+        encoding="utf-8")
+    result = run_cli("compare", "tiny.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert result.returncode == 0, result.stderr
+    assert "4 campaigns already finished" in result.stderr
+    assert exp.query(ROUND_ROWS) == before
+    (exp.folder / "changed.toml").write_text(
+        '[experiment]\nname = "tiny"\nstrategies = ["random"]\nseeds = 1\n\n[campaign]\nrounds = 2\nbatch_size = 6\n'
+        'epochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n', encoding="utf-8")
+    refused = run_cli("compare", "changed.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert refused.returncode == 1
+    assert "batch_size 5 -> 6" in refused.stderr
+    (exp.folder / "typo.toml").write_text('[experiment]\nname = "tiny"\nseed = 1\n', encoding="utf-8")
+    typo = run_cli("compare", "typo.toml", "--database-url", exp.url, cwd=exp.folder)
+    assert typo.returncode == 1 and "unknown key(s) in [experiment]: seed" in typo.stderr
