@@ -37,6 +37,9 @@ class CampaignConfig:
     # creation (a simulation shortcut). Campaigns on your own data start from data_labeled.
     initial_labeled: int = 20
     mc_samples: int = 20
+    # Hold out a validation split, fit a temperature (Guo et al. 2017) each round, and let
+    # acquisition use the temperature-scaled probabilities (see campaign.calibrate).
+    calibrate: bool = True
     seed: int = 0
     test_fraction: float = 0.2
     epochs: int = 40

@@ -20,6 +20,7 @@ from activelabel.acquisition import confidence, get_strategy, predicted_class, s
 from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.data import CampaignData, campaign_data
@@ -199,11 +200,16 @@ def train_step(engine: Engine, round_id: int) -> None:
     progress.phase(
         f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(labeled), training)
     )
+    held = validation_positions(len(labeled), _seed(config, rnd)) if config.calibrate else np.zeros(0, np.int64)
+    train = np.setdiff1d(np.arange(len(labeled)), held)
     model = train_model(
-        x, y, spec, training, seed=_seed(config, rnd), device=device,
+        x[train], y[train], spec, training, seed=_seed(config, rnd), device=device,
         on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
     )
-    metrics = _measure(model, data, config, yard_uris, yard_labels, class_of, device, problems)
+    metrics, yard_logits, yard_targets = _measure(model, data, config, yard_uris, yard_labels, class_of, device,
+                                                  problems)
+    calibration = (fit_round_calibration(model, x[held], y[held], yard_logits, yard_targets, device)
+                   if len(held) else None)
     version = f"r{rnd.index}-{weights_digest(model)[:12]}"
     crash_point("train", rnd.index)
     with session_scope(engine) as session:
@@ -212,7 +218,7 @@ def train_step(engine: Engine, round_id: int) -> None:
             model_version=version, labeled_count=len(labeled),
             test_accuracy=metrics.accuracy if metrics else None,
             test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
-            timings=_timings(rnd, "train", started),
+            timings=_timings(rnd, "train", started), calibration=calibration,
         )
         if moved:
             session.add(ModelCheckpoint(
@@ -231,17 +237,23 @@ def train_step(engine: Engine, round_id: int) -> None:
 
 
 def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
+    """(metrics, logits [N, C], targets [N]) of one deterministic pass over the yardstick;
+    (None, None, None) without a readable yardstick sample."""
     if not uris:
-        return None
+        return None, None, None
     targets = np.array([class_of[n] for n in names], dtype=np.int64)
-    probs, rows = [], []
-    for positions, p in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
-                                             workers=config.loader_workers, problems=problems):
+    logits, rows = [], []
+    for positions, z in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
+                                             workers=config.loader_workers, problems=problems, logits=True):
         rows.append(positions)
-        probs.append(p[0])
+        logits.append(z[0])
     if not rows:
-        return None
-    return evaluate(np.concatenate(probs), targets[np.concatenate(rows)])
+        return None, None, None
+    z = np.concatenate(logits)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    targets = targets[np.concatenate(rows)]
+    return evaluate(probs.astype(np.float32), targets), z, targets
 
 
 def score_step(engine: Engine, round_id: int) -> None:

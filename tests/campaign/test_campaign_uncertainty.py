@@ -161,3 +161,70 @@ def test_distinct_keeps_the_most_informative_of_each_group_of_near_copies() -> N
     probs = np.concatenate([base, near], axis=1)  # samples 5, 6 copy sample 0; 7 copies 2
     scores = np.array([0.1, 0.5, 0.2, 0.3, 0.4, 0.9, 0.1, 0.25])
     np.testing.assert_array_equal(distinct(probs, scores), [1, 3, 4, 5, 7])
+
+
+def _seeded_campaign(tmp_path: Path, name: str, **replace: str):
+    """A pool with a labeled test split and 30 seed labels: round 1 is already active."""
+    truth = write_unlabeled_pool(tmp_path / "images", count=110)
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    names = sorted(truth)
+    write_manifest(tmp_path / "test.csv", {n: truth[n] for n in names[:30]}, base=tmp_path / "images")
+    write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in names[30:60]}, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, name, "bald", **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
+                                   "epochs = 3": "epochs = 10", **replace}))
+    engine = open_engine(f"sqlite:///{tmp_path}/{name}.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.index == 1))
+        session.expunge_all()
+    return config, engine, rnd
+
+
+def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_it(tmp_path) -> None:
+    config, engine, rnd = _seeded_campaign(tmp_path, "calibrated")
+    assert rnd.kind.value == "active" and rnd.labeled_count == 30
+    calibration = rnd.calibration
+    assert calibration["validation_size"] == 4  # round(0.15 * 30) = round(4.5) of the 30 labels, held out
+    assert 0.01 <= calibration["temperature"] <= 100 and calibration["temperature"] != 1.0
+    before, after = calibration["before"], calibration["after"]
+    assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30
+    assert len(before["bins"]) == 15
+    assert after["accuracy"] == before["accuracy"] == pytest.approx(rnd.test_accuracy)  # T keeps the argmax
+    assert before["nll"] == pytest.approx(rnd.test_nll, rel=1e-5)
+    assert before["ece"] == pytest.approx(rnd.test_ece, rel=1e-5)
+    assert rnd.uncertainty["temperature"] == calibration["temperature"]  # acquisition is calibrated
+
+    # The CLI shows the pool's distribution of each part, as stored.
+    import subprocess
+    import sys
+
+    with session_scope(engine) as session:
+        epistemic = np.array(session.scalars(select(Score.epistemic).where(Score.round_id == rnd.id)).all())
+    out = subprocess.run(
+        [sys.executable, "-m", "activelabel.cli", "status", "calibrated", "--round", "1",
+         "--database-url", f"sqlite:///{tmp_path}/calibrated.db"],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if "epistemic" in l)
+    cells = [c.strip() for c in line.split("│") if c.strip()]
+    expected = [epistemic.min(), *np.quantile(epistemic, [0.25, 0.5, 0.75]), epistemic.max(), epistemic.mean()]
+    assert cells[1] == str(len(epistemic))
+    assert [float(c) for c in cells[2:]] == pytest.approx(expected, abs=6e-5)
+    assert "temperature" in out.stdout and "before" in out.stdout and "after" in out.stdout
+
+
+def test_calibrate_false_trains_on_every_label_and_scores_at_temperature_one(tmp_path) -> None:
+    _, _, rnd = _seeded_campaign(tmp_path, "raw", **{"calibrate = true": "calibrate = false"})
+    assert rnd.calibration is None and rnd.uncertainty["temperature"] == 1.0
+
+
+def test_validation_split_is_seeded_and_only_from_twenty_labels() -> None:
+    from activelabel.campaign.calibrate import validation_positions
+
+    assert len(validation_positions(19, 0)) == 0
+    assert len(validation_positions(20, 0)) == 3 and len(validation_positions(100, 0)) == 15
+    np.testing.assert_array_equal(validation_positions(100, 4), validation_positions(100, 4))
+    assert not np.array_equal(validation_positions(100, 4), validation_positions(100, 5))
