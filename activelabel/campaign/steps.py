@@ -343,16 +343,18 @@ def _score_pool(rnd, campaign, config, checkpoint, pool, problems, *, batch_size
     device = resolve_device(config.device)
     model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, device)
     progress = reporter()
-    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × {config.mc_samples} passes", len(pool))
+    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × "
+                   f"{1 if config.uncertainty == 'deterministic' else config.mc_samples} passes", len(pool))
     strategy = get_strategy(rnd.strategy)
     seed = _seed(config, rnd)
     rng = np.random.default_rng(seed)
     temperature = _acquisition_temperature(rnd, config)
+    samples = 0 if config.uncertainty == "deterministic" else config.mc_samples
     candidates = Candidates(candidate_count(batch_size)) if strategy.batch_aware else None
     rows: list[tuple] = []
     entropy_sum = 0.0
     for positions, probs in stream_probabilities(
-        model, data.store, [s.uri for s in pool], samples=config.mc_samples, device=device,
+        model, data.store, [s.uri for s in pool], samples=samples, device=device,
         seed=seed, workers=config.loader_workers, problems=problems,
         on_batch=progress.advance, temperature=temperature,
     ):
@@ -369,9 +371,9 @@ def _score_pool(rnd, campaign, config, checkpoint, pool, problems, *, batch_size
             mine = positions < selectable
             candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
     uncertainty = {
-        "method": "mc_dropout" if config.mc_samples > 0 else "deterministic",
-        "samples": config.mc_samples,
-        "mode": mc_strategy(model, config.mc_samples),
+        "method": config.uncertainty,
+        "samples": max(samples, 1),
+        "mode": mc_strategy(model, samples),
         "temperature": temperature,
     }
     plan = None

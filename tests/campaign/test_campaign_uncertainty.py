@@ -163,7 +163,7 @@ def test_distinct_keeps_the_most_informative_of_each_group_of_near_copies() -> N
     np.testing.assert_array_equal(distinct(probs, scores), [1, 3, 4, 5, 7])
 
 
-def _seeded_campaign(tmp_path: Path, name: str, **replace: str):
+def _seeded_campaign(tmp_path: Path, name: str, strategy: str = "bald", **replace: str):
     """A pool with a labeled test split and 30 seed labels: round 1 is already active."""
     truth = write_unlabeled_pool(tmp_path / "images", count=110)
     write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
@@ -171,7 +171,7 @@ def _seeded_campaign(tmp_path: Path, name: str, **replace: str):
     write_manifest(tmp_path / "test.csv", {n: truth[n] for n in names[:30]}, base=tmp_path / "images")
     write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in names[30:60]}, base=tmp_path / "images")
     config, _ = load_campaign_file(campaign_file(
-        tmp_path, name, "bald", **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
+        tmp_path, name, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
                                    "epochs = 3": "epochs = 10", **replace}))
     engine = open_engine(f"sqlite:///{tmp_path}/{name}.db")
     campaign_id = prepare_campaign(engine, config)
@@ -228,3 +228,23 @@ def test_validation_split_is_seeded_and_only_from_twenty_labels() -> None:
     assert len(validation_positions(20, 0)) == 3 and len(validation_positions(100, 0)) == 15
     np.testing.assert_array_equal(validation_positions(100, 4), validation_positions(100, 4))
     assert not np.array_equal(validation_positions(100, 4), validation_positions(100, 5))
+
+
+def test_deterministic_method_is_one_softmax_pass_with_no_epistemic_part(tmp_path) -> None:
+    _, engine, rnd = _seeded_campaign(tmp_path, "softmax", "entropy",
+                                      **{'uncertainty = "mc_dropout"': 'uncertainty = "deterministic"'})
+    assert rnd.uncertainty["method"] == "deterministic"
+    assert rnd.uncertainty["samples"] == 1 and rnd.uncertainty["mode"] == "deterministic"
+    with session_scope(engine) as session:
+        scores = session.scalars(select(Score).where(Score.round_id == rnd.id)).all()
+        assert len(scores) == 50 and all(s.epistemic == 0.0 and s.aleatoric == s.total for s in scores)
+
+
+def test_bald_refuses_the_deterministic_method() -> None:
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs stochastic passes"):
+        CampaignConfig(name="x", strategy="bald", uncertainty="deterministic")
+    with pytest.raises(ConfigError, match="unknown uncertainty method 'ensemble"):
+        CampaignConfig(name="x", strategy="entropy", uncertainty="ensemble+dropout")
