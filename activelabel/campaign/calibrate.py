@@ -38,7 +38,7 @@ def validation_positions(labeled: int, seed: int) -> np.ndarray:
 
 
 def fit_round_calibration(
-    model: torch.nn.Module,
+    model: torch.nn.Module | list[torch.nn.Module],
     x_val: np.ndarray,
     y_val: np.ndarray,
     yard_logits: np.ndarray | None,
@@ -46,8 +46,10 @@ def fit_round_calibration(
     device: torch.device,
 ) -> dict:
     """Fit ``T`` on the validation images ``[n, C, H, W]`` / labels ``[n]``; report the yardstick
-    logits ``[N, C]`` before and after (JSON-ready dict, see the module docstring)."""
-    val_logits = predict_probabilities(model, x_val, samples=0, device=device, seed=0, logits=True)[0]
+    logits ``[M, N, C]`` (one deterministic pass of each of M models; M = 1 unless an ensemble)
+    before and after (JSON-ready dict, see the module docstring). For an ensemble, ``T`` scales
+    every member's logits and the NLL is that of the members' mean softmax."""
+    val_logits = predict_probabilities(model, x_val, samples=0, device=device, seed=0, logits=True)  # [M, n, C]
     temperature = fit_temperature(val_logits, y_val)
     result: dict = {"temperature": temperature, "validation_size": int(len(y_val)), "before": None, "after": None}
     if yard_logits is not None and len(yard_logits):

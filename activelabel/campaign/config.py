@@ -21,7 +21,7 @@ _MUTABLE = {
     "data_pool", "data_labeled", "data_test", "truth",
 }
 ANNOTATORS = ("simulated", "labelstudio")
-UNCERTAINTY_METHODS = ("mc_dropout", "deterministic")
+UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
 ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
 
 
@@ -41,9 +41,12 @@ class CampaignConfig:
     # Hold out a validation split, fit a temperature (Guo et al. 2017) each round, and let
     # acquisition use the temperature-scaled probabilities (see campaign.calibrate).
     calibrate: bool = True
-    # How the pool's predictive distribution is sampled: "mc_dropout" (mc_samples passes) or
-    # "deterministic" (one eval pass, T = 1: the softmax baseline; BALD-type strategies refuse it).
+    # How the pool's predictive distribution is sampled: "mc_dropout" (mc_samples passes),
+    # "deterministic" (one eval pass, T = 1: the softmax baseline; BALD-type strategies refuse
+    # it), "ensemble" (ensemble_size models of different seeds, one pass each) or
+    # "ensemble+mc_dropout" (ensemble_size x mc_samples passes).
     uncertainty: str = "mc_dropout"
+    ensemble_size: int = 5
     seed: int = 0
     test_fraction: float = 0.2
     epochs: int = 40
@@ -110,6 +113,8 @@ class CampaignConfig:
             raise ConfigError(
                 f"unknown uncertainty method {self.uncertainty!r}; choose one of: {', '.join(UNCERTAINTY_METHODS)}"
             )
+        if self.uncertainty.startswith("ensemble") and self.ensemble_size < 2:
+            raise ConfigError(f"an ensemble needs at least 2 members, got ensemble_size {self.ensemble_size}")
         if strategy.needs_samples and self.uncertainty == "deterministic":
             raise ConfigError(
                 f"strategy {strategy.name!r} needs stochastic passes, but uncertainty = 'deterministic' gives one; "

@@ -75,6 +75,11 @@ def _load(engine: Engine, round_id: int) -> tuple[Round, Campaign, CampaignConfi
     return rnd, campaign, config
 
 
+def ensemble_members(config: CampaignConfig) -> int:
+    """Models trained per round: ``ensemble_size`` for the ensemble methods, else 1."""
+    return config.ensemble_size if config.uncertainty.startswith("ensemble") else 1
+
+
 def _seed(config: CampaignConfig, rnd: Round) -> int:
     return config.seed * 1_000_003 + rnd.index
 
@@ -202,13 +207,18 @@ def train_step(engine: Engine, round_id: int) -> None:
     )
     held = validation_positions(len(labeled), _seed(config, rnd)) if config.calibrate else np.zeros(0, np.int64)
     train = np.setdiff1d(np.arange(len(labeled)), held)
-    model = train_model(
-        x[train], y[train], spec, training, seed=_seed(config, rnd), device=device,
-        on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
-    )
-    metrics, yard_logits, yard_targets = _measure(model, data, config, yard_uris, yard_labels, class_of, device,
+    # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
+    models = [
+        train_model(
+            x[train], y[train], spec, training, seed=_seed(config, rnd) + 7919 * member, device=device,
+            on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
+        )
+        for member in range(ensemble_members(config))
+    ]
+    model = models[0]
+    metrics, yard_logits, yard_targets = _measure(models, data, config, yard_uris, yard_labels, class_of, device,
                                                   problems)
-    calibration = (fit_round_calibration(model, x[held], y[held], yard_logits, yard_targets, device)
+    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device)
                    if len(held) else None)
     version = f"r{rnd.index}-{weights_digest(model)[:12]}"
     crash_point("train", rnd.index)
@@ -221,10 +231,11 @@ def train_step(engine: Engine, round_id: int) -> None:
             timings=_timings(rnd, "train", started), calibration=calibration,
         )
         if moved:
-            session.add(ModelCheckpoint(
-                round_id=round_id, version=version, architecture=spec.to_dict(),
-                state=serialize_weights(model),
-            ))
+            session.add_all(
+                ModelCheckpoint(round_id=round_id, member=member, version=version, architecture=spec.to_dict(),
+                                state=serialize_weights(net))
+                for member, net in enumerate(models)
+            )
             record_problems(session, campaign.id, problems)
     if metrics is None:
         log.warning("Round %d: trained on %d labels; no test or labeled evaluation sample to measure on",
@@ -237,8 +248,9 @@ def train_step(engine: Engine, round_id: int) -> None:
 
 
 def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
-    """(metrics, logits [N, C], targets [N]) of one deterministic pass over the yardstick;
-    (None, None, None) without a readable yardstick sample."""
+    """(metrics, logits [M, N, C], targets [N]) of one deterministic pass of each of the M
+    models over the yardstick (metrics on the mean of their softmaxes); (None, None, None)
+    without a readable yardstick sample."""
     if not uris:
         return None, None, None
     targets = np.array([class_of[n] for n in names], dtype=np.int64)
@@ -246,12 +258,12 @@ def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, cla
     for positions, z in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
                                              workers=config.loader_workers, problems=problems, logits=True):
         rows.append(positions)
-        logits.append(z[0])
+        logits.append(z)
     if not rows:
         return None, None, None
-    z = np.concatenate(logits)
-    probs = np.exp(z - z.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    z = np.concatenate(logits, axis=1)
+    probs = np.exp(z - z.max(axis=-1, keepdims=True))
+    probs = (probs / probs.sum(axis=-1, keepdims=True)).mean(axis=0)
     targets = targets[np.concatenate(rows)]
     return evaluate(probs.astype(np.float32), targets), z, targets
 
@@ -278,7 +290,8 @@ def score_step(engine: Engine, round_id: int) -> None:
         # selected again) so push gives their tasks this round's prediction and place in the order.
         leftovers = (outstanding_samples(session, campaign.id, config.annotations_per_task)
                      if rnd.kind == RoundKind.active else [])
-        checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id))
+        checkpoints = list(session.scalars(
+            select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id).order_by(ModelCheckpoint.member)))
         batch_now = batch_size_now(session, campaign.id, config)
     problems: list[tuple[str, str]] = []
     mean_entropy = None
@@ -289,8 +302,8 @@ def score_step(engine: Engine, round_id: int) -> None:
         pool, values = _readable_first(campaign_data(config).store, pool, values, wanted, problems)
         score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
     else:
-        assert checkpoint is not None
-        scored = _score_pool(rnd, campaign, config, checkpoint, pool + leftovers, problems,
+        assert checkpoints
+        scored = _score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
                              batch_size=batch_now, selectable=len(pool))
         score_rows, mean_entropy = scored.rows, scored.mean_entropy
     crash_point("score", rnd.index)
@@ -336,20 +349,23 @@ class ScoredPool:
     batch_plan: dict | None
 
 
-def _score_pool(rnd, campaign, config, checkpoint, pool, problems, *, batch_size: int, selectable: int) -> ScoredPool:
-    """Score ``pool`` chunk by chunk; the first ``selectable`` samples may be selected (the rest
-    are earlier rounds' leftovers, scored for their tasks only)."""
+def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_size: int, selectable: int) -> ScoredPool:
+    """Score ``pool`` chunk by chunk with the round's model (or ensemble members); the first
+    ``selectable`` samples may be selected (the rest are earlier rounds' leftovers, scored for
+    their tasks only)."""
     data = campaign_data(config)
     device = resolve_device(config.device)
-    model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, device)
+    models = [load_model(ModelSpec.from_dict(c.architecture), c.state, device) for c in checkpoints]
+    model = models if len(models) > 1 else models[0]
     progress = reporter()
     progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × "
-                   f"{1 if config.uncertainty == 'deterministic' else config.mc_samples} passes", len(pool))
+                   f"{len(models) * (1 if config.uncertainty in ('deterministic', 'ensemble') else config.mc_samples)}"
+                   " passes", len(pool))
     strategy = get_strategy(rnd.strategy)
     seed = _seed(config, rnd)
     rng = np.random.default_rng(seed)
     temperature = _acquisition_temperature(rnd, config)
-    samples = 0 if config.uncertainty == "deterministic" else config.mc_samples
+    samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
     candidates = Candidates(candidate_count(batch_size)) if strategy.batch_aware else None
     rows: list[tuple] = []
     entropy_sum = 0.0
@@ -372,8 +388,9 @@ def _score_pool(rnd, campaign, config, checkpoint, pool, problems, *, batch_size
             candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
     uncertainty = {
         "method": config.uncertainty,
-        "samples": max(samples, 1),
-        "mode": mc_strategy(model, samples),
+        "samples": len(models) * max(samples, 1),
+        "members": len(models),
+        "mode": mc_strategy(models[0], samples),
         "temperature": temperature,
     }
     plan = None

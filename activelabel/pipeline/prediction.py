@@ -28,7 +28,7 @@ input's non-batch shape and is broadcast over the batch. So pass ``t`` is one mo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Literal
 
 import numpy as np
@@ -114,8 +114,9 @@ def _split_index(chain: Sequence[nn.Module]) -> int:
     return len(chain)
 
 
-def _mask_seed(seed: int, pass_index: int, module_index: int) -> int:
-    state = np.random.SeedSequence([seed % (1 << 64), pass_index, module_index]).generate_state(2, np.uint32)
+def _mask_seed(seed: int, pass_index: int, module_index: int, member: int = 0) -> int:
+    entropy = [seed % (1 << 64), pass_index, module_index] + ([member] if member else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
 
 
@@ -130,8 +131,9 @@ class SharedMasks:
     channels (shape ``[C, 1, ...]``). ``AlphaDropout`` is not supported (``TypeError``).
     """
 
-    def __init__(self, model: nn.Module, seed: int) -> None:
+    def __init__(self, model: nn.Module, seed: int, member: int = 0) -> None:
         self.seed = seed
+        self.member = member
         self.modules = _active_dropouts(model)
         for module in self.modules:
             if isinstance(module, nn.AlphaDropout):
@@ -147,7 +149,7 @@ class SharedMasks:
             mask_shape = shape
             if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
                 mask_shape = (shape[0],) + (1,) * (len(shape) - 1)
-            generator = torch.Generator().manual_seed(_mask_seed(self.seed, t, k))
+            generator = torch.Generator().manual_seed(_mask_seed(self.seed, t, k, self.member))
             keep = torch.rand(mask_shape, generator=generator) >= module.p
             cached = (keep.float() / (1.0 - module.p)).to(device)
             self._cache[key] = cached
@@ -204,7 +206,7 @@ def _sequential(layers: Sequence[nn.Module]) -> Callable[[torch.Tensor], torch.T
 
 
 def predict_stream(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     chunks: Iterable[torch.Tensor | np.ndarray],
     *,
     samples: int,
@@ -222,6 +224,10 @@ def predict_stream(
     and shared by every sample (see the module docstring), so a sample's output does not
     depend on the chunking or on its position.
 
+    ``model`` may be a sequence of M models (a deep ensemble, Lakshminarayanan et al. 2017):
+    each chunk then gives ``[M * T, b, C]``, member-major (member m's passes at
+    ``[m * T:(m + 1) * T]``), member m's masks seeded with (``seed``, pass, layer, m).
+
     ``temperature`` divides each pass's logits before the softmax (temperature scaling, Guo et
     al. 2017; 1.0 = none). ``logits=True`` yields the scaled logits ``[T, b, C]`` instead of
     probabilities. ``mode`` forces ``naive``/``full_network``/``head_only`` (default: the
@@ -229,18 +235,29 @@ def predict_stream(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    chosen = mc_strategy(model, samples)
-    if mode is not None and samples > 0 and mode != chosen:
-        if mode not in _applicable_modes(model, chosen):
-            raise ValueError(f"MC mode {mode!r} does not apply to this model (it gets {chosen!r})")
-        chosen = mode
-    masks = SharedMasks(model, seed)
-    hooks = masks.hooked() if samples > 0 else nullcontext()
-    with _restoring_modes(model), hooks, torch.no_grad():
+    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not members:
+        raise ValueError("an ensemble needs at least one model")
+    chosen = []
+    for net in members:
+        picked = mc_strategy(net, samples)
+        if mode is not None and samples > 0 and mode != picked:
+            if mode not in _applicable_modes(net, picked):
+                raise ValueError(f"MC mode {mode!r} does not apply to this model (it gets {picked!r})")
+            picked = mode
+        chosen.append(picked)
+    masks = [SharedMasks(net, seed, m) for m, net in enumerate(members)]
+    with ExitStack() as stack:
+        for net, mask in zip(members, masks):
+            stack.enter_context(_restoring_modes(net))
+            if samples > 0:
+                stack.enter_context(mask.hooked())
+        stack.enter_context(torch.no_grad())
         for chunk in chunks:
             x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
             x = x.to(device)
-            out = _logits(model, x, samples, chosen, masks).float() / temperature
+            out = torch.cat([_logits(net, x, samples, how, mask) for net, how, mask in zip(members, chosen, masks)])
+            out = out.float() / temperature
             yield (out if logits else torch.softmax(out, dim=-1)).cpu().numpy()
 
 
@@ -271,7 +288,7 @@ def _logits(model: nn.Module, x: torch.Tensor, samples: int, mode: PredictionMod
 
 
 def predict_probabilities(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     images: np.ndarray,
     *,
     samples: int,
@@ -301,7 +318,8 @@ def predict_probabilities(
         if on_batch is not None:
             on_batch(min(start + batch_size, n), n)
     if not chunks:
-        return np.zeros((1 if samples == 0 else samples, 0, _num_classes(model)), dtype=np.float32)
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        return np.zeros((len(members) * max(samples, 1), 0, _num_classes(members[0])), dtype=np.float32)
     return np.concatenate(chunks, axis=1)
 
 

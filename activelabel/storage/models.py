@@ -170,9 +170,12 @@ class ModelCheckpoint(Base):
     """The weights a round trained, so its metrics and scores can be recomputed and audited."""
 
     __tablename__ = "model_checkpoint"
+    __table_args__ = (UniqueConstraint("round_id", "member", name="uq_model_checkpoint_round_member"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), unique=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
+    # Deep ensembles store one checkpoint per member (0..M-1); a single model is member 0.
+    member: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[str] = mapped_column(String(64))
     architecture: Mapped[dict] = mapped_column(JSON)
     state: Mapped[bytes] = mapped_column(LargeBinary)

@@ -103,7 +103,7 @@ def test_batchbald_round_picks_no_two_copies_where_bald_does(tmp_path) -> None:
     # Both rounds scored the same pool with the same model: same per-sample BALD.
     assert [s.sample_id for s in scores] == [s.sample_id for s in bald_scores]
     np.testing.assert_allclose([s.value for s in scores], [s.value for s in bald_scores], rtol=1e-9)
-    assert rnd.uncertainty == {"method": "mc_dropout", "samples": 10, "mode": "full_network",
+    assert rnd.uncertainty == {"method": "mc_dropout", "samples": 10, "members": 1, "mode": "full_network",
                                "temperature": rnd.uncertainty["temperature"], "candidates": len(scores)}
     assert bald_round.batch_plan is None and rnd.batch_plan["sample_ids"] == [sid for sid, _ in picks]
 
@@ -248,3 +248,25 @@ def test_bald_refuses_the_deterministic_method() -> None:
         CampaignConfig(name="x", strategy="bald", uncertainty="deterministic")
     with pytest.raises(ConfigError, match="unknown uncertainty method 'ensemble"):
         CampaignConfig(name="x", strategy="entropy", uncertainty="ensemble+dropout")
+
+
+def test_ensemble_round_stores_every_member_and_scores_their_disagreement(tmp_path) -> None:
+    config, engine, rnd = _seeded_campaign(
+        tmp_path, "ensemble", "bald", **{'uncertainty = "mc_dropout"': 'uncertainty = "ensemble"',
+                                         "ensemble_size = 5": "ensemble_size = 3"})
+    assert rnd.uncertainty["method"] == "ensemble" and rnd.uncertainty["members"] == 3
+    assert rnd.uncertainty["samples"] == 3 and rnd.uncertainty["mode"] == "deterministic"
+    with session_scope(engine) as session:
+        checkpoints = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
+                                      .order_by(ModelCheckpoint.member)).all()
+        assert [c.member for c in checkpoints] == [0, 1, 2]
+        assert len({c.state for c in checkpoints}) == 3  # different seeds, different weights
+        models = [load_model(ModelSpec.from_dict(c.architecture), c.state, torch.device("cpu")) for c in checkpoints]
+        scores = session.scalars(select(Score).where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
+        uris = dict(session.execute(select(Sample.id, Sample.uri)).all())
+    images = campaign_data(config).store.read([uris[s.sample_id] for s in scores])
+    probs = predict_probabilities(models, images, samples=0, device=torch.device("cpu"), seed=0,
+                                  temperature=rnd.uncertainty["temperature"])
+    assert probs.shape == (3, len(scores), 10)
+    np.testing.assert_allclose([s.value for s in scores], bald(probs), rtol=1e-4, atol=1e-6)
+    assert max(s.epistemic for s in scores) > 0.01

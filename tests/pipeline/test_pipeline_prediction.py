@@ -272,3 +272,18 @@ def test_temperature_divides_the_logits_of_every_pass(model: SmallCNN) -> None:
     np.testing.assert_allclose(cold, logits * 2.0, rtol=1e-6)
     with pytest.raises(ValueError, match="temperature"):
         predict_probabilities(model, x, samples=3, device=CPU, seed=1, temperature=0.0)
+
+
+def test_an_ensemble_stacks_its_members_passes_member_major(model: SmallCNN) -> None:
+    torch.manual_seed(5)
+    other = build_model(SPEC).eval()
+    x = _images(7)
+    both = predict_probabilities([model, other], x, samples=3, device=CPU, seed=4)
+    assert both.shape == (6, 7, 10)
+    np.testing.assert_array_equal(both[:3], predict_probabilities(model, x, samples=3, device=CPU, seed=4))
+    deterministic = predict_probabilities([model, other], x, samples=0, device=CPU, seed=0)
+    np.testing.assert_allclose(deterministic[1], predict_probabilities(other, x, samples=0, device=CPU, seed=0)[0],
+                               atol=1e-6)
+    # Member 1 draws its own masks: the same network twice is not the same passes twice.
+    twice = predict_probabilities([model, model], x, samples=3, device=CPU, seed=4)
+    assert not np.allclose(twice[:3], twice[3:])
