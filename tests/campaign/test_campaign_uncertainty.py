@@ -182,7 +182,10 @@ def _seeded_campaign(tmp_path: Path, name: str, strategy: str = "bald", **replac
     return config, engine, rnd
 
 
-def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_it(tmp_path) -> None:
+def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_it(tmp_path, monkeypatch) -> None:
+    from activelabel.campaign import calibrate
+
+    monkeypatch.setattr(calibrate, "MIN_LABELS", 20)  # the default (500) needs a bigger pool
     config, engine, rnd = _seeded_campaign(tmp_path, "calibrated")
     assert rnd.kind.value == "active" and rnd.labeled_count == 30
     calibration = rnd.calibration
@@ -216,18 +219,22 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     assert "temperature" in out.stdout and "before" in out.stdout and "after" in out.stdout
 
 
-def test_calibrate_false_trains_on_every_label_and_scores_at_temperature_one(tmp_path) -> None:
+def test_calibrate_false_trains_on_every_label_and_scores_at_temperature_one(tmp_path, monkeypatch) -> None:
+    from activelabel.campaign import calibrate
+
+    monkeypatch.setattr(calibrate, "MIN_LABELS", 20)
     _, _, rnd = _seeded_campaign(tmp_path, "raw", **{"calibrate = true": "calibrate = false"})
     assert rnd.calibration is None and rnd.uncertainty["temperature"] == 1.0
 
 
-def test_validation_split_is_seeded_and_only_from_twenty_labels() -> None:
+def test_validation_split_is_seeded_and_only_from_500_labels() -> None:
     from activelabel.campaign.calibrate import validation_positions
 
-    assert len(validation_positions(19, 0)) == 0
-    assert len(validation_positions(20, 0)) == 3 and len(validation_positions(100, 0)) == 15
-    np.testing.assert_array_equal(validation_positions(100, 4), validation_positions(100, 4))
-    assert not np.array_equal(validation_positions(100, 4), validation_positions(100, 5))
+    assert len(validation_positions(499, 0)) == 0
+    assert len(validation_positions(500, 0)) == 75 and len(validation_positions(1000, 0)) == 150
+    np.testing.assert_array_equal(validation_positions(600, 4), validation_positions(600, 4))
+    assert not np.array_equal(validation_positions(600, 4), validation_positions(600, 5))
+    assert len(set(validation_positions(600, 4))) == 90 and validation_positions(600, 4).max() < 600
 
 
 def test_deterministic_method_is_one_softmax_pass_with_no_epistemic_part(tmp_path) -> None:
