@@ -396,6 +396,7 @@ def resume(
 def status(
     campaign: Annotated[Optional[str], typer.Argument(help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
@@ -404,6 +405,11 @@ def status(
     from activelabel.campaign.summary import campaign_overviews, round_progress
 
     engine, _ = _open_database(database_url)
+    if round_index is not None:
+        if campaign is None:
+            raise typer.BadParameter("--round needs a campaign name or campaign file")
+        _print_round_uncertainty(engine, campaign, round_index)
+        return
     if campaign is None:
         table = Table(title="Campaigns")
         for column in ("campaign", "strategy", "dataset", "rounds complete", "latest round", "labeled"):
@@ -501,6 +507,35 @@ def report(
     engine, _ = _open_database(database_url)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} campaigns) to {info.path}")
+
+
+def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
+    from activelabel.campaign.uncertainty_report import round_uncertainty
+
+    report = round_uncertainty(engine, campaign, index)
+    how = report.uncertainty or {}
+    detail = ", ".join(f"{k} {v}" for k, v in how.items())
+    if not report.distributions:
+        console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
+                      "no uncertainty to show.")
+    else:
+        table = Table(title=f"Campaign {campaign} · round {index} · pool uncertainty (nats)"
+                      + (f" · {detail}" if detail else ""))
+        for column in ("part", "samples", "min", "25 %", "median", "75 %", "max", "mean"):
+            table.add_column(column, justify="left" if column == "part" else "right")
+        for d in report.distributions:
+            table.add_row(d.part, str(d.count), *(f"{v:.4f}" for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
+        console.print(table)
+    calibration = report.calibration
+    if calibration:
+        table = Table(title=f"Calibration · temperature {calibration['temperature']:.3f} "
+                            f"(fitted on {calibration['validation_size']} held-out labels)")
+        for column in ("", "accuracy", "NLL", "Brier", "ECE"):
+            table.add_column(column, justify="left" if not column else "right")
+        for when in ("before", "after"):
+            m = calibration[when]
+            table.add_row(when, *(f"{m[k]:.4f}" for k in ("accuracy", "nll", "brier", "ece")))
+        console.print(table)
 
 
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")

@@ -21,6 +21,7 @@ _MUTABLE = {
     "data_pool", "data_labeled", "data_test", "truth",
 }
 ANNOTATORS = ("simulated", "labelstudio")
+UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
 ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
 
 
@@ -37,6 +38,15 @@ class CampaignConfig:
     # creation (a simulation shortcut). Campaigns on your own data start from data_labeled.
     initial_labeled: int = 20
     mc_samples: int = 20
+    # Hold out a validation split, fit a temperature (Guo et al. 2017) each round, and let
+    # acquisition use the temperature-scaled probabilities (see campaign.calibrate).
+    calibrate: bool = True
+    # How the pool's predictive distribution is sampled: "mc_dropout" (mc_samples passes),
+    # "deterministic" (one eval pass, T = 1: the softmax baseline; BALD-type strategies refuse
+    # it), "ensemble" (ensemble_size models of different seeds, one pass each) or
+    # "ensemble+mc_dropout" (ensemble_size x mc_samples passes).
+    uncertainty: str = "mc_dropout"
+    ensemble_size: int = 5
     seed: int = 0
     test_fraction: float = 0.2
     epochs: int = 40
@@ -110,6 +120,17 @@ class CampaignConfig:
             raise ConfigError(
                 f"initial labeled size must be 0 (cold start through annotators) or at least 2, "
                 f"got {self.initial_labeled}"
+            )
+        if self.uncertainty not in UNCERTAINTY_METHODS:
+            raise ConfigError(
+                f"unknown uncertainty method {self.uncertainty!r}; choose one of: {', '.join(UNCERTAINTY_METHODS)}"
+            )
+        if self.uncertainty.startswith("ensemble") and self.ensemble_size < 2:
+            raise ConfigError(f"an ensemble needs at least 2 members, got ensemble_size {self.ensemble_size}")
+        if strategy.needs_samples and self.uncertainty == "deterministic":
+            raise ConfigError(
+                f"strategy {strategy.name!r} needs stochastic passes, but uncertainty = 'deterministic' gives one; "
+                "use uncertainty = 'mc_dropout' or a strategy that works with T = 1 (entropy, margin, least_confidence)"
             )
         if strategy.needs_samples and self.mc_samples < 2:
             raise ConfigError(

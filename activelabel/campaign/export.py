@@ -92,7 +92,7 @@ def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
         campaign = _campaign(session, campaign_name)
         checkpoint = session.scalar(
             select(ModelCheckpoint).join(Round, Round.id == ModelCheckpoint.round_id)
-            .where(Round.campaign_id == campaign.id).order_by(Round.index.desc()).limit(1)
+            .where(Round.campaign_id == campaign.id).order_by(Round.index.desc(), ModelCheckpoint.member).limit(1)
         )
         if checkpoint is None:
             raise CampaignStateError(f"campaign {campaign_name!r} has not trained a model yet")

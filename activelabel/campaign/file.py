@@ -41,6 +41,13 @@ class CampaignSection(_Section):
         None, description="Cold start: below this many labels a round sends a random batch (default: batch_size)"
     )
     mc_samples: int = Field(20, description="Stochastic forward passes per pool sample (T, MC dropout)")
+    calibrate: bool = Field(
+        True, description="Fit a temperature each round on 15 % of the labels held out from training (from 500 labels on); acquisition then uses the calibrated probabilities"
+    )
+    uncertainty: Literal["mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout"] = Field(
+        "mc_dropout", description="'mc_dropout' (mc_samples passes), 'deterministic' (one pass: the softmax baseline), 'ensemble' (ensemble_size models) or 'ensemble+mc_dropout'"
+    )
+    ensemble_size: int = Field(5, description="Models of different seeds trained each round by the ensemble methods (M)")
     epochs: int = Field(40, description="Training epochs per round (at least 200 steps are taken)")
     seed: int = Field(0, description="Seed for evaluation draw, cold-start batches, training and dropout")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
@@ -190,7 +197,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
     c, d, m, a, s = parsed.campaign, parsed.data, parsed.model, parsed.annotator, parsed.stop
     values: dict[str, Any] = dict(
         name=c.name, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
-        initial_labeled=0, mc_samples=c.mc_samples, seed=c.seed, epochs=c.epochs, device=c.device,
+        initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, seed=c.seed, epochs=c.epochs, device=c.device,
         cpu_threads=c.cpu_threads, min_labels_to_train=c.min_labels_to_train,
         data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
         data_test=_resolve(base, d.test), labels=tuple(d.labels) if d.labels else None,

@@ -46,11 +46,15 @@ def stream_probabilities(
     batch_size: int = 256,
     problems: list[tuple[str, str]],
     on_batch: Callable[[int], None] | None = None,
+    temperature: float = 1.0,
+    logits: bool = False,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(positions into ``uris``, probabilities ``[T, b, C]``) chunk by chunk.
 
     Pixels are decoded by the store's DataLoader (``workers`` processes); nothing proportional
     to the pool is held. Unreadable files are appended to ``problems`` and skipped.
+    ``temperature`` and ``logits`` are those of :func:`predict_stream` (masks are shared by the
+    whole pool, so a sample's probabilities do not depend on the batch it was decoded in).
     """
     batches = store.batches(list(uris), batch_size=batch_size, workers=workers)
     positions: list[np.ndarray] = []
@@ -66,5 +70,6 @@ def stream_probabilities(
                 positions.append(np.asarray(batch.positions))
                 yield batch.images
 
-    for probs in predict_stream(model, images(), samples=samples, device=device, seed=seed):
+    for probs in predict_stream(model, images(), samples=samples, device=device, seed=seed,
+                                temperature=temperature, logits=logits):
         yield positions.pop(0), probs

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.acquisition import confidence, get_strategy, predicted_class, select_top_k
-from activelabel.acquisition.uncertainty import predictive_entropy
+from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
+from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.model_settings import model_spec, training_config
@@ -29,6 +32,7 @@ from activelabel.pipeline.checkpoint import load_model, serialize_weights, weigh
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate
 from activelabel.pipeline.model import ModelSpec
+from activelabel.pipeline.prediction import mc_strategy
 from activelabel.pipeline.training import planned_epochs, train_model
 from activelabel.progress import reporter
 from activelabel.storage import (
@@ -69,6 +73,11 @@ def _load(engine: Engine, round_id: int) -> tuple[Round, Campaign, CampaignConfi
         config = CampaignConfig.from_dict(campaign.config)
     use_cpu_threads(config.cpu_threads)
     return rnd, campaign, config
+
+
+def ensemble_members(config: CampaignConfig) -> int:
+    """Models trained per round: ``ensemble_size`` for the ensemble methods, else 1."""
+    return config.ensemble_size if config.uncertainty.startswith("ensemble") else 1
 
 
 def _seed(config: CampaignConfig, rnd: Round) -> int:
@@ -196,11 +205,21 @@ def train_step(engine: Engine, round_id: int) -> None:
     progress.phase(
         f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(labeled), training)
     )
-    model = train_model(
-        x, y, spec, training, seed=_seed(config, rnd), device=device,
-        on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
-    )
-    metrics = _measure(model, data, config, yard_uris, yard_labels, class_of, device, problems)
+    held = validation_positions(len(labeled), _seed(config, rnd)) if config.calibrate else np.zeros(0, np.int64)
+    train = np.setdiff1d(np.arange(len(labeled)), held)
+    # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
+    models = [
+        train_model(
+            x[train], y[train], spec, training, seed=_seed(config, rnd) + 7919 * member, device=device,
+            on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
+        )
+        for member in range(ensemble_members(config))
+    ]
+    model = models[0]
+    metrics, yard_logits, yard_targets = _measure(models, data, config, yard_uris, yard_labels, class_of, device,
+                                                  problems)
+    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device)
+                   if len(held) else None)
     version = f"r{rnd.index}-{weights_digest(model)[:12]}"
     crash_point("train", rnd.index)
     with session_scope(engine) as session:
@@ -209,13 +228,14 @@ def train_step(engine: Engine, round_id: int) -> None:
             model_version=version, labeled_count=len(labeled),
             test_accuracy=metrics.accuracy if metrics else None,
             test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
-            timings=_timings(rnd, "train", started),
+            timings=_timings(rnd, "train", started), calibration=calibration,
         )
         if moved:
-            session.add(ModelCheckpoint(
-                round_id=round_id, version=version, architecture=spec.to_dict(),
-                state=serialize_weights(model),
-            ))
+            session.add_all(
+                ModelCheckpoint(round_id=round_id, member=member, version=version, architecture=spec.to_dict(),
+                                state=serialize_weights(net))
+                for member, net in enumerate(models)
+            )
             record_problems(session, campaign.id, problems)
     if metrics is None:
         log.warning("Round %d: trained on %d labels; no test or labeled evaluation sample to measure on",
@@ -228,17 +248,24 @@ def train_step(engine: Engine, round_id: int) -> None:
 
 
 def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
+    """(metrics, logits [M, N, C], targets [N]) of one deterministic pass of each of the M
+    models over the yardstick (metrics on the mean of their softmaxes); (None, None, None)
+    without a readable yardstick sample."""
     if not uris:
-        return None
+        return None, None, None
     targets = np.array([class_of[n] for n in names], dtype=np.int64)
-    probs, rows = [], []
-    for positions, p in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
-                                             workers=config.loader_workers, problems=problems):
+    logits, rows = [], []
+    for positions, z in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
+                                             workers=config.loader_workers, problems=problems, logits=True):
         rows.append(positions)
-        probs.append(p[0])
+        logits.append(z)
     if not rows:
-        return None
-    return evaluate(np.concatenate(probs), targets[np.concatenate(rows)])
+        return None, None, None
+    z = np.concatenate(logits, axis=1)
+    probs = np.exp(z - z.max(axis=-1, keepdims=True))
+    probs = (probs / probs.sum(axis=-1, keepdims=True)).mean(axis=0)
+    targets = targets[np.concatenate(rows)]
+    return evaluate(probs.astype(np.float32), targets), z, targets
 
 
 def score_step(engine: Engine, round_id: int) -> None:
@@ -263,22 +290,28 @@ def score_step(engine: Engine, round_id: int) -> None:
         # selected again) so push gives their tasks this round's prediction and place in the order.
         leftovers = (outstanding_samples(session, campaign.id, config.annotations_per_task)
                      if rnd.kind == RoundKind.active else [])
-        checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id))
+        checkpoints = list(session.scalars(
+            select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id).order_by(ModelCheckpoint.member)))
+        batch_now = batch_size_now(session, campaign.id, config)
     problems: list[tuple[str, str]] = []
     mean_entropy = None
+    scored = None
     if rnd.kind != RoundKind.active:
         values = np.random.default_rng(_seed(config, rnd)).random(len(pool))
         wanted = len(pool) if rnd.kind == RoundKind.evaluation else config.batch_size
         pool, values = _readable_first(campaign_data(config).store, pool, values, wanted, problems)
         score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
     else:
-        assert checkpoint is not None
-        score_rows, mean_entropy = _score_pool(rnd, campaign, config, checkpoint, pool + leftovers, problems)
+        assert checkpoints
+        scored = _score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
+                             batch_size=batch_now, selectable=len(pool))
+        score_rows, mean_entropy = scored.rows, scored.mean_entropy
     crash_point("score", rnd.index)
+    extra = {} if scored is None else {"uncertainty": scored.uncertainty, "batch_plan": scored.batch_plan}
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
                       pool_count=len(score_rows) - len(leftovers), mean_pool_entropy=mean_entropy,
-                      timings=_timings(rnd, "score", started)):
+                      timings=_timings(rnd, "score", started), **extra):
             write_scores(session, score_rows)
             record_problems(session, campaign.id, problems)
     if problems:
@@ -314,29 +347,88 @@ def _readable_first(store, pool, values, wanted: int, problems) -> tuple[list, n
     return [pool[i] for i in keep], values[keep]
 
 
-def _score_pool(rnd, campaign, config, checkpoint, pool, problems) -> tuple[list[tuple], float | None]:
+@dataclass
+class ScoredPool:
+    """What scoring the pool gives the round: score rows (with the uncertainty split), the
+    mean predictive entropy, how it was scored, and a batch-aware strategy's batch."""
+
+    rows: list[tuple]
+    mean_entropy: float | None
+    uncertainty: dict
+    batch_plan: dict | None
+
+
+def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_size: int, selectable: int) -> ScoredPool:
+    """Score ``pool`` chunk by chunk with the round's model (or ensemble members); the first
+    ``selectable`` samples may be selected (the rest are earlier rounds' leftovers, scored for
+    their tasks only)."""
     data = campaign_data(config)
     device = resolve_device(config.device)
-    model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, device)
+    models = [load_model(ModelSpec.from_dict(c.architecture), c.state, device) for c in checkpoints]
+    model = models if len(models) > 1 else models[0]
     progress = reporter()
-    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × {config.mc_samples} passes", len(pool))
+    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × "
+                   f"{len(models) * (1 if config.uncertainty in ('deterministic', 'ensemble') else config.mc_samples)}"
+                   " passes", len(pool))
     strategy = get_strategy(rnd.strategy)
-    rng = np.random.default_rng(_seed(config, rnd))
+    seed = _seed(config, rnd)
+    rng = np.random.default_rng(seed)
+    temperature = _acquisition_temperature(rnd, config)
+    samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
+    candidates = Candidates(candidate_count(batch_size)) if strategy.batch_aware else None
     rows: list[tuple] = []
     entropy_sum = 0.0
     for positions, probs in stream_probabilities(
-        model, data.store, [s.uri for s in pool], samples=config.mc_samples, device=device,
-        seed=_seed(config, rnd), workers=config.loader_workers, problems=problems,
-        on_batch=progress.advance,
+        model, data.store, [s.uri for s in pool], samples=samples, device=device,
+        seed=seed, workers=config.loader_workers, problems=problems,
+        on_batch=progress.advance, temperature=temperature,
     ):
         values = strategy.score(probs, rng=rng)
         predicted, conf = predicted_class(probs), confidence(probs)
-        entropy_sum += float(predictive_entropy(probs).sum())
+        split = uncertainty_decomposition(probs)
+        entropy_sum += float(split.total.sum())
         rows.extend(
-            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p))
-            for i, v, c, p in zip(positions, values, predicted, conf)
+            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p), float(t), float(a), float(e))
+            for i, v, c, p, t, a, e in zip(positions, values, predicted, conf, split.total, split.aleatoric,
+                                           split.epistemic)
         )
-    return rows, (entropy_sum / len(rows) if rows else None)
+        if candidates is not None:
+            mine = positions < selectable
+            candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
+    uncertainty = {
+        "method": config.uncertainty,
+        "samples": len(models) * max(samples, 1),
+        "members": len(models),
+        "mode": mc_strategy(models[0], samples),
+        "temperature": temperature,
+    }
+    plan = None
+    if candidates is not None:
+        uncertainty["candidates"] = int(len(candidates.positions))
+        plan = _batch_plan(strategy, candidates, pool, batch_size, seed)
+    return ScoredPool(rows, entropy_sum / len(rows) if rows else None, uncertainty, plan)
+
+
+def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: int) -> dict:
+    """The batch a batch-aware strategy picks among the distinct candidates, in rank order."""
+    if candidates.probs is None or batch_size == 0:
+        return {"sample_ids": [], "scores": [], "distinct": 0}
+    keep = distinct(candidates.probs, candidates.bald)
+    k = min(batch_size, len(keep))
+    batch = strategy.select_batch(candidates.probs[:, keep], k, rng=np.random.default_rng(seed))
+    return {
+        "sample_ids": [pool[int(candidates.positions[keep[i]])].id for i in batch.indices],
+        "scores": [float(v) for v in batch.scores],
+        "distinct": int(len(keep)),
+    }
+
+
+def _acquisition_temperature(rnd, config) -> float:
+    """The temperature acquisition divides logits by (1.0 unless calibrated and asked for)."""
+    calibration = getattr(rnd, "calibration", None)
+    if getattr(config, "calibrate", False) and calibration and calibration.get("temperature"):
+        return float(calibration["temperature"])
+    return 1.0
 
 
 def select_step(engine: Engine, round_id: int) -> None:
@@ -356,8 +448,13 @@ def select_step(engine: Engine, round_id: int) -> None:
         if _target_reached(rnd, config):
             size = 0  # the model this round trained is good enough: no more labels are spent
         reporter().phase(f"round {rnd.index} · selecting {min(size, len(scores))}", total=1)
-        chosen = select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores))) if scores and size > 0 else []
-        picked = [scores[int(i)] for i in chosen]
+        if rnd.batch_plan is not None:  # a batch-aware strategy chose the batch while scoring
+            by_id = {s.sample_id: s for s in scores}
+            picked = [by_id[i] for i in rnd.batch_plan["sample_ids"] if i in by_id][:size]
+        else:
+            chosen = (select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores)))
+                      if scores and size > 0 else [])
+            picked = [scores[int(i)] for i in chosen]
         mean_score = float(np.mean([s.value for s in picked])) if picked and rnd.kind == RoundKind.active else None
         crash_point("select", rnd.index)
         if move_round(session, round_id, RoundStatus.selecting, RoundStatus.pushing,

@@ -3,18 +3,46 @@
 MC dropout (Gal & Ghahramani 2016) keeps dropout active at test time while batch norm uses its
 running statistics (eval mode): only dropout is the source of randomness, and the pool never
 leaks into the batch-norm statistics.
+
+**One mask per pass, shared by the whole pool.** Pass ``t`` of dropout layer ``k`` multiplies
+its input by one mask drawn from a generator seeded with ``(seed, t, k)``; the mask has the
+input's non-batch shape and is broadcast over the batch. So pass ``t`` is one model draw
+``w_t`` for every sample ("consistent MC dropout", as batchbald_redux calls it). Why:
+
+* BatchBALD's joint ``p(y_1..y_n) = mean_t prod_i p_t(y_i)`` and the stochastic-BALD dedup
+  guard only mean something when pass ``t`` is the same network for every sample;
+* a sample's probabilities depend only on its pixels, the weights and the seed: never on its
+  position in the pool, on the chunk size, or on which worker or shard scored it.
+
+**Three ways to run the passes** (same masks, so the same numbers up to float rounding):
+
+* ``naive``: T full forward passes per chunk (the reference);
+* ``full_network``: the layers before the first active dropout run once per chunk, the rest
+  runs once on the T copies batched along the batch axis;
+* ``head_only``: when every active dropout is in the classifier (``mc_dropout_mode``), the
+  backbone runs once per chunk (``embed``) and only the classifier runs on the T copies.
+
+:func:`mc_strategy` says which one a model gets; the round stores it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+from activelabel.pipeline.model import DROPOUT_TYPES, SmallCNN, TorchvisionNet, mc_dropout_mode
+
+_DROPOUT_TYPES = DROPOUT_TYPES
+#: The modes :func:`predict_stream` runs; ``deterministic`` is one eval pass (T = 1).
+PredictionMode = Literal["deterministic", "naive", "full_network", "head_only"]
+#: Largest ``T x b x features`` block (elements) of the sampled part run at once; more passes
+#: are split into groups so memory stays bounded for wide feature maps.
+_GROUP_ELEMENTS = 1 << 24
 
 
 @contextmanager
@@ -31,7 +59,11 @@ def _restoring_modes(model: nn.Module) -> Iterator[nn.Module]:
 
 @contextmanager
 def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode everywhere except dropout layers; restores the previous modes on exit."""
+    """Eval mode everywhere except dropout layers; restores the previous modes on exit.
+
+    Dropout then draws fresh masks per call and per sample (torch's own dropout). The round's
+    scoring uses :func:`predict_stream` instead, whose masks are seeded per pass and shared.
+    """
     with _restoring_modes(model):
         for module in model.modules():
             if isinstance(module, _DROPOUT_TYPES):
@@ -39,35 +71,224 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
+def _active_dropouts(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, _DROPOUT_TYPES) and m.p > 0]
+
+
+def _chain(model: nn.Module) -> list[nn.Module] | None:
+    """The model as a list of modules applied one after the other, or None if not a chain."""
+    if isinstance(model, SmallCNN):
+        return [model.normalize, *model.features, *model.head]
+    if isinstance(model, TorchvisionNet):
+        return [model.normalize, model.body, *model.classifier]
+    if isinstance(model, nn.Sequential):
+        layers: list[nn.Module] = []
+        for module in model:
+            layers.extend(_chain(module) if isinstance(module, nn.Sequential) else [module])
+        return layers
+    return None
+
+
+def mc_strategy(model: nn.Module, samples: int) -> PredictionMode:
+    """The mode :func:`predict_stream` uses for ``model`` and ``samples`` (0: deterministic).
+
+    ``head_only`` when the model has ``embed``/``classifier`` and ``mc_dropout_mode`` says so;
+    ``full_network`` when the model is a chain (our small CNN, a torchvision net with our head,
+    or an ``nn.Sequential``) whose first active dropout is not its first layer; else ``naive``.
+    """
+    if samples == 0:
+        return "deterministic"
+    if isinstance(model, (SmallCNN, TorchvisionNet)) and mc_dropout_mode(model) == "head_only":
+        return "head_only"
+    chain = _chain(model)
+    if chain is not None and _split_index(chain) > 0:
+        return "full_network"
+    return "naive"
+
+
+def _split_index(chain: Sequence[nn.Module]) -> int:
+    """Index of the first layer holding an active dropout (len(chain) if none)."""
+    for i, layer in enumerate(chain):
+        if _active_dropouts(layer):
+            return i
+    return len(chain)
+
+
+def _mask_seed(seed: int, pass_index: int, module_index: int, member: int = 0) -> int:
+    entropy = [seed % (1 << 64), pass_index, module_index] + ([member] if member else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+class SharedMasks:
+    """Dropout masks seeded per (seed, pass, dropout module), shared by every sample.
+
+    While :meth:`hooked` is active, each active dropout layer of the model (in eval mode, so
+    torch's dropout is the identity) multiplies its input by the mask of the current passes
+    through a forward hook. The input is either ``[b, ...]`` for one pass (``self.passes`` is
+    an int) or ``[len(passes) * b, ...]`` for a group of passes stacked pass-major.
+    ``nn.Dropout`` masks have the input's non-batch shape; ``Dropout1d/2d/3d`` masks drop whole
+    channels (shape ``[C, 1, ...]``). ``AlphaDropout`` is not supported (``TypeError``).
+    """
+
+    def __init__(self, model: nn.Module, seed: int, member: int = 0) -> None:
+        self.seed = seed
+        self.member = member
+        self.modules = _active_dropouts(model)
+        for module in self.modules:
+            if isinstance(module, nn.AlphaDropout):
+                raise TypeError("shared MC-dropout masks do not support AlphaDropout; use nn.Dropout")
+        self.passes: int | range = 0
+        self._cache: dict[tuple[int, int, tuple[int, ...], torch.device], torch.Tensor] = {}
+
+    def mask(self, k: int, t: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        key = (k, t, shape, device)
+        cached = self._cache.get(key)
+        if cached is None:
+            module = self.modules[k]
+            mask_shape = shape
+            if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+                mask_shape = (shape[0],) + (1,) * (len(shape) - 1)
+            generator = torch.Generator().manual_seed(_mask_seed(self.seed, t, k, self.member))
+            keep = torch.rand(mask_shape, generator=generator) >= module.p
+            cached = (keep.float() / (1.0 - module.p)).to(device)
+            self._cache[key] = cached
+        return cached
+
+    def _hook(self, k: int) -> Callable:
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
+            x = inputs[0]
+            if isinstance(self.passes, int):
+                return x * self.mask(k, self.passes, tuple(x.shape[1:]), x.device).to(x.dtype)
+            groups = len(self.passes)
+            shape = tuple(x.shape[1:])
+            masks = torch.stack([self.mask(k, t, shape, x.device) for t in self.passes]).to(x.dtype)
+            y = x.reshape(groups, x.shape[0] // groups, *shape) * masks.unsqueeze(1)
+            return y.reshape(x.shape)
+
+        return hook
+
+    @contextmanager
+    def hooked(self) -> Iterator[SharedMasks]:
+        """The masks on the model's active dropouts for the block (forward hooks, removed after)."""
+        handles = [m.register_forward_hook(self._hook(k)) for k, m in enumerate(self.modules)]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def _run_sampled(
+    suffix: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor, masks: SharedMasks, passes: int
+) -> torch.Tensor:
+    """``suffix`` on ``passes`` stacked copies of ``h`` (one mask each): logits ``[T, b, C]``."""
+    b = h.shape[0]
+    per_pass = max(1, h[0].numel() * b)
+    group = max(1, min(passes, _GROUP_ELEMENTS // per_pass))
+    outs = []
+    for start in range(0, passes, group):
+        ts = range(start, min(passes, start + group))
+        masks.passes = ts
+        stacked = h.unsqueeze(0).expand(len(ts), *h.shape).reshape(len(ts) * b, *h.shape[1:])
+        out = suffix(stacked)
+        outs.append(out.reshape(len(ts), b, *out.shape[1:]))
+    return torch.cat(outs)
+
+
+def _sequential(layers: Sequence[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    return run
+
+
 def predict_stream(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     chunks: Iterable[torch.Tensor | np.ndarray],
     *,
     samples: int,
     device: torch.device,
     seed: int,
+    temperature: float = 1.0,
+    logits: bool = False,
+    mode: PredictionMode | None = None,
 ) -> Iterator[np.ndarray]:
     """Class probabilities ``[T, b, C]`` (float32) for each chunk of images ``[b, C, H, W]``.
 
     ``samples=0`` means one deterministic pass (T = 1). Chunks are consumed one at a time, so a
     pool of any size streams through with memory bounded by one chunk (the caller reduces each
-    chunk to per-sample figures). Dropout masks come from one torch generator seeded with
-    ``seed``: the same chunks in the same order give the same probabilities.
+    chunk to per-sample figures). Dropout masks are seeded per (``seed``, pass, dropout layer)
+    and shared by every sample (see the module docstring), so a sample's output does not
+    depend on the chunking or on its position.
+
+    ``model`` may be a sequence of M models (a deep ensemble, Lakshminarayanan et al. 2017):
+    each chunk then gives ``[M * T, b, C]``, member-major (member m's passes at
+    ``[m * T:(m + 1) * T]``), member m's masks seeded with (``seed``, pass, layer, m).
+
+    ``temperature`` divides each pass's logits before the softmax (temperature scaling, Guo et
+    al. 2017; 1.0 = none). ``logits=True`` yields the scaled logits ``[T, b, C]`` instead of
+    probabilities. ``mode`` forces ``naive``/``full_network``/``head_only`` (default: the
+    fastest that applies, :func:`mc_strategy`); a mode that does not apply raises ``ValueError``.
     """
-    torch.manual_seed(seed)
-    deterministic = samples == 0
-    passes = 1 if deterministic else samples
-    context = _restoring_modes(model) if deterministic else mc_dropout(model)
-    with context, torch.no_grad():
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not members:
+        raise ValueError("an ensemble needs at least one model")
+    chosen = []
+    for net in members:
+        picked = mc_strategy(net, samples)
+        if mode is not None and samples > 0 and mode != picked:
+            if mode not in _applicable_modes(net, picked):
+                raise ValueError(f"MC mode {mode!r} does not apply to this model (it gets {picked!r})")
+            picked = mode
+        chosen.append(picked)
+    masks = [SharedMasks(net, seed, m) for m, net in enumerate(members)]
+    with ExitStack() as stack:
+        for net, mask in zip(members, masks):
+            stack.enter_context(_restoring_modes(net))
+            if samples > 0:
+                stack.enter_context(mask.hooked())
+        stack.enter_context(torch.no_grad())
         for chunk in chunks:
             x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
             x = x.to(device)
-            logits = torch.stack([model(x) for _ in range(passes)])
-            yield torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            out = torch.cat([_logits(net, x, samples, how, mask) for net, how, mask in zip(members, chosen, masks)])
+            out = out.float() / temperature
+            yield (out if logits else torch.softmax(out, dim=-1)).cpu().numpy()
+
+
+def _applicable_modes(model: nn.Module, chosen: PredictionMode) -> set[str]:
+    modes = {"naive", chosen}
+    chain = _chain(model)
+    if chain is not None and _split_index(chain) > 0:
+        modes.add("full_network")
+    return modes
+
+
+def _logits(model: nn.Module, x: torch.Tensor, samples: int, mode: PredictionMode, masks: SharedMasks) -> torch.Tensor:
+    if mode == "deterministic":
+        return model(x).unsqueeze(0)  # eval mode: the hooks' mask is never asked for
+    if mode == "naive":
+        outs = []
+        for t in range(samples):
+            masks.passes = t
+            outs.append(model(x))
+        return torch.stack(outs)
+    if mode == "head_only":
+        return _run_sampled(model.classifier, model.embed(x), masks, samples)
+    chain = _chain(model)
+    assert chain is not None
+    split = _split_index(chain)
+    h = _sequential(chain[:split])(x)
+    return _run_sampled(_sequential(chain[split:]), h, masks, samples)
 
 
 def predict_probabilities(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     images: np.ndarray,
     *,
     samples: int,
@@ -75,24 +296,30 @@ def predict_probabilities(
     seed: int,
     batch_size: int = 512,
     on_batch: Callable[[int, int], None] | None = None,
+    temperature: float = 1.0,
+    logits: bool = False,
+    mode: PredictionMode | None = None,
 ) -> np.ndarray:
     """Class probabilities ``[T, N, C]`` (float32); ``samples=0`` means one deterministic pass.
 
-    The images stream through in chunks of ``batch_size`` (see :func:`predict_stream`); each
-    chunk is run T times. ``on_batch(done, total)`` reports progress in samples.
+    The images stream through in chunks of ``batch_size`` (see :func:`predict_stream`, which
+    also explains ``temperature``, ``logits`` and ``mode``). ``on_batch(done, total)`` reports
+    progress in samples.
     """
     n = len(images)
     starts = range(0, n, batch_size)
     chunks: list[np.ndarray] = []
     stream = predict_stream(
-        model, (images[s : s + batch_size] for s in starts), samples=samples, device=device, seed=seed
+        model, (images[s : s + batch_size] for s in starts), samples=samples, device=device, seed=seed,
+        temperature=temperature, logits=logits, mode=mode,
     )
     for start, probs in zip(starts, stream):
         chunks.append(probs)
         if on_batch is not None:
             on_batch(min(start + batch_size, n), n)
     if not chunks:
-        return np.zeros((1 if samples == 0 else samples, 0, _num_classes(model)), dtype=np.float32)
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        return np.zeros((len(members) * max(samples, 1), 0, _num_classes(members[0])), dtype=np.float32)
     return np.concatenate(chunks, axis=1)
 
 

@@ -42,14 +42,21 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "confidence",
 )
 
-ScoreRow = tuple[int, int, str, float, int, float]
+#: Optional trailing values of a row: the sample's uncertainty split in nats (None allowed).
+UNCERTAINTY_COLUMNS: tuple[str, ...] = ("total", "aleatoric", "epistemic")
+#: Every column a row may carry, in order: a row has 6 values or all 9.
+ALL_SCORE_COLUMNS: tuple[str, ...] = SCORE_COLUMNS + UNCERTAINTY_COLUMNS
+
+ScoreRow = tuple  # (round_id, sample_id, strategy, value, predicted_class, confidence[, total, aleatoric, epistemic])
 
 
 def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
     """Write score rows in the session's current transaction; return how many were written.
 
     Each row is a tuple in :data:`SCORE_COLUMNS` order:
-    ``(round_id, sample_id, strategy, value, predicted_class, confidence)``.
+    ``(round_id, sample_id, strategy, value, predicted_class, confidence)``, optionally
+    followed by ``(total, aleatoric, epistemic)`` in nats (:data:`UNCERTAINTY_COLUMNS`; None
+    allowed). All rows of one call have the same length.
     Pending ORM changes are flushed first, so rows may refer to a round or samples added to the
     same session. The caller commits (or rolls back). Raises
     :class:`sqlalchemy.exc.IntegrityError` on a duplicate (round_id, sample_id, strategy) or a
@@ -57,34 +64,45 @@ def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
     """
     if not rows:
         return 0
+    columns = _columns_of(rows)
     session.flush()
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         dbapi_connection = connection.connection.driver_connection
-        statement = _copy_statement(dialect)
+        statement = _copy_statement(dialect, columns)
         try:
-            return _copy_postgres(dbapi_connection, statement, rows)
+            return _copy_postgres(dbapi_connection, statement, rows, columns)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrap(exc, statement, dialect) from exc
     if dialect.name == "sqlite":
         dbapi_connection = connection.connection.driver_connection
-        statement = _insert_statement(dialect, "?")
+        statement = _insert_statement(dialect, "?", columns)
         try:
             return _executemany_sqlite(dbapi_connection, statement, rows)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrap(exc, statement, dialect) from exc
-    return _insert_core(session, rows)
+    return _insert_core(session, rows, columns)
 
 
-def _pg_binary_types() -> tuple[str, ...] | None:
+def _columns_of(rows: Sequence[ScoreRow]) -> tuple[str, ...]:
+    width = len(rows[0])
+    if width not in (len(SCORE_COLUMNS), len(ALL_SCORE_COLUMNS)):
+        raise ValueError(
+            f"a score row has {len(SCORE_COLUMNS)} or {len(ALL_SCORE_COLUMNS)} values "
+            f"({', '.join(ALL_SCORE_COLUMNS)}), got {width}"
+        )
+    return SCORE_COLUMNS if width == len(SCORE_COLUMNS) else ALL_SCORE_COLUMNS
+
+
+def _pg_binary_types(columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[str, ...] | None:
     """PostgreSQL type names of SCORE_COLUMNS for binary COPY; None if one has no known mapping.
 
     Binary COPY needs the exact server types, so they are derived from the model rather than
     hard-coded: a migration to BigInteger, say, keeps working.
     """
     names = []
-    for name in SCORE_COLUMNS:
+    for name in columns:
         column_type = Score.__table__.c[name].type
         if isinstance(column_type, BigInteger):
             names.append("int8")
@@ -104,13 +122,21 @@ def _pg_binary_types() -> tuple[str, ...] | None:
 
 # None: fall back to text-format COPY (slower, but any type the server can parse).
 _PG_BINARY_TYPES = _pg_binary_types()
+_PG_BINARY_TYPES_ALL = _pg_binary_types(ALL_SCORE_COLUMNS)
 
 
-def _copy_postgres(dbapi_connection: Any, statement: str, rows: Sequence[ScoreRow]) -> int:
+def _binary_types(columns: tuple[str, ...]) -> tuple[str, ...] | None:
+    return _PG_BINARY_TYPES if columns == SCORE_COLUMNS else _PG_BINARY_TYPES_ALL
+
+
+def _copy_postgres(
+    dbapi_connection: Any, statement: str, rows: Sequence[ScoreRow], columns: tuple[str, ...] = SCORE_COLUMNS
+) -> int:
+    types = _binary_types(columns)
     with dbapi_connection.cursor() as cursor:
         with cursor.copy(statement) as copy:
-            if _PG_BINARY_TYPES is not None:
-                copy.set_types(_PG_BINARY_TYPES)
+            if types is not None:
+                copy.set_types(types)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
@@ -128,31 +154,31 @@ def _executemany_sqlite(dbapi_connection: Any, statement: str, rows: Sequence[Sc
         cursor.close()
 
 
-def _insert_core(session: Session, rows: Sequence[ScoreRow]) -> int:
+def _insert_core(session: Session, rows: Sequence[ScoreRow], columns: tuple[str, ...] = SCORE_COLUMNS) -> int:
     written = 0
     iterator = iter(rows)
     while chunk := list(islice(iterator, CHUNK)):
-        session.execute(insert(Score), [dict(zip(SCORE_COLUMNS, row)) for row in chunk])
+        session.execute(insert(Score), [dict(zip(columns, row)) for row in chunk])
         written += len(chunk)
     return written
 
 
-def _quoted_columns(dialect: Dialect) -> tuple[str, str]:
+def _quoted_columns(dialect: Dialect, names: tuple[str, ...] = SCORE_COLUMNS) -> tuple[str, str]:
     preparer = dialect.identifier_preparer
     table = preparer.format_table(Score.__table__)
-    columns = ", ".join(preparer.quote(name) for name in SCORE_COLUMNS)
+    columns = ", ".join(preparer.quote(name) for name in names)
     return table, columns
 
 
-def _copy_statement(dialect: Dialect) -> str:
-    table, columns = _quoted_columns(dialect)
-    options = " (FORMAT BINARY)" if _PG_BINARY_TYPES is not None else ""
+def _copy_statement(dialect: Dialect, names: tuple[str, ...] = SCORE_COLUMNS) -> str:
+    table, columns = _quoted_columns(dialect, names)
+    options = " (FORMAT BINARY)" if _binary_types(names) is not None else ""
     return f"COPY {table} ({columns}) FROM STDIN{options}"
 
 
-def _insert_statement(dialect: Dialect, placeholder: str) -> str:
-    table, columns = _quoted_columns(dialect)
-    marks = ", ".join([placeholder] * len(SCORE_COLUMNS))
+def _insert_statement(dialect: Dialect, placeholder: str, names: tuple[str, ...] = SCORE_COLUMNS) -> str:
+    table, columns = _quoted_columns(dialect, names)
+    marks = ", ".join([placeholder] * len(names))
     return f"INSERT INTO {table} ({columns}) VALUES ({marks})"
 
 

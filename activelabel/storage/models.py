@@ -169,6 +169,16 @@ class Round(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The step a failed round was in, so `resume` can continue exactly there.
     failed_step: Mapped[RoundStatus | None] = mapped_column(_enum(RoundStatus))
+    # How the pool was scored: {"method", "samples", "mode" (naive | full_network | head_only |
+    # deterministic), "temperature" (1.0: uncalibrated), "candidates" (batch-aware strategies)}.
+    uncertainty: Mapped[dict | None] = mapped_column(JSON)
+    # Temperature scaling fitted on the held-out validation split: {"temperature",
+    # "validation_size", "before"/"after": {accuracy, nll, brier, ece, reliability}} on the
+    # test/evaluation yardstick (see campaign.calibrate). None: not enough labels to hold out.
+    calibration: Mapped[dict | None] = mapped_column(JSON)
+    # Batch-aware strategies choose the batch while scoring (they need the [S, N, C]
+    # probabilities): {"sample_ids": [...] in rank order, "scores": [...]}; select_step takes it.
+    batch_plan: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -179,9 +189,12 @@ class ModelCheckpoint(Base):
     """The weights a round trained, so its metrics and scores can be recomputed and audited."""
 
     __tablename__ = "model_checkpoint"
+    __table_args__ = (UniqueConstraint("round_id", "member", name="uq_model_checkpoint_round_member"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"), unique=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
+    # Deep ensembles store one checkpoint per member (0..M-1); a single model is member 0.
+    member: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[str] = mapped_column(String(64))
     architecture: Mapped[dict] = mapped_column(JSON)
     state: Mapped[bytes] = mapped_column(LargeBinary)
@@ -207,6 +220,11 @@ class Score(Base):
     # The model's mean prediction behind the score: what annotators see as a pre-annotation.
     predicted_class: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
+    # The sample's uncertainty split in nats (acquisition.uncertainty_decomposition); None for
+    # random scores (no model). total = aleatoric + epistemic; epistemic is BALD.
+    total: Mapped[float | None] = mapped_column(Float)
+    aleatoric: Mapped[float | None] = mapped_column(Float)
+    epistemic: Mapped[float | None] = mapped_column(Float)
 
 
 class Selection(Base):

@@ -197,3 +197,93 @@ def test_on_batch_reports_increasing_counts_ending_at_n(model: SmallCNN) -> None
         on_batch=lambda done, total: calls.append((done, total)),
     )
     assert calls == [(4, 10), (8, 10), (10, 10)]
+
+
+# --- shared masks and the fast modes ---------------------------------------------------------
+
+from activelabel.pipeline.prediction import SharedMasks, mc_strategy  # noqa: E402
+
+
+def test_naive_pass_is_the_network_with_the_shared_masks_written_out(model: SmallCNN) -> None:
+    """Pass t multiplies each dropout's input by mask (seed, t, layer), broadcast over the batch."""
+    x = torch.from_numpy(_images(6))
+    probs = predict_probabilities(model, x.numpy(), samples=3, device=CPU, seed=11, mode="naive")
+    masks = SharedMasks(model, 11)
+    model.eval()
+    with torch.no_grad():
+        for t in range(3):
+            h = model.features[:7](model.normalize(x))
+            h = h * masks.mask(0, t, tuple(h.shape[1:]), CPU)
+            h = model.head[:2](model.features[8:](h))
+            h = h * masks.mask(1, t, tuple(h.shape[1:]), CPU)
+            expected = torch.softmax(model.head[3](h), dim=-1).numpy()
+            np.testing.assert_allclose(probs[t], expected, rtol=0, atol=1e-6)
+    # Masks are inverted-dropout masks: 0 or 1/(1-p), about a fraction p of zeros.
+    big = masks.mask(0, 0, (32, 14, 14), CPU)
+    assert torch.unique(big).tolist() == pytest.approx([0.0, 1 / (1 - 0.25)])
+    assert abs(float((big == 0).float().mean()) - 0.25) < 0.03
+
+
+def test_full_network_mode_equals_naive_passes(model: SmallCNN) -> None:
+    assert mc_strategy(model, 5) == "full_network"
+    x = _images(17, size=28)
+    naive = predict_probabilities(model, x, samples=5, device=CPU, seed=3, mode="naive")
+    fast = predict_probabilities(model, x, samples=5, device=CPU, seed=3)
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-6)
+    assert not np.allclose(naive[0], naive[1])
+
+
+def test_head_only_mode_equals_naive_passes_for_both_model_kinds() -> None:
+    torch.manual_seed(4)
+    cnn = build_model(ModelSpec(in_channels=1, num_classes=10, width=8, conv_dropout=0.0)).eval()
+    r18 = build_model(ModelSpec(in_channels=1, num_classes=6, architecture="resnet18")).eval()
+    for net, size in ((cnn, 8), (r18, 32)):
+        assert mc_strategy(net, 4) == "head_only"
+        x = _images(9, size=size)
+        naive = predict_probabilities(net, x, samples=4, device=CPU, seed=8, mode="naive")
+        chain = predict_probabilities(net, x, samples=4, device=CPU, seed=8, mode="full_network")
+        fast = predict_probabilities(net, x, samples=4, device=CPU, seed=8)
+        np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(chain, naive, rtol=0, atol=1e-5)
+        assert not np.allclose(naive[0], naive[1])  # the head dropout is live
+
+
+def test_a_samples_output_does_not_depend_on_its_position_or_the_chunk_size(model: SmallCNN) -> None:
+    x = _images(30)
+    base = predict_probabilities(model, x, samples=6, device=CPU, seed=2, batch_size=30)
+    order = np.random.default_rng(0).permutation(30)
+    for batch_size in (1, 7, 30):
+        permuted = predict_probabilities(model, x[order], samples=6, device=CPU, seed=2, batch_size=batch_size)
+        np.testing.assert_allclose(permuted, base[:, order], rtol=0, atol=1e-6)
+
+
+def test_a_forced_mode_that_does_not_apply_is_refused(model: SmallCNN) -> None:
+    with pytest.raises(ValueError, match="head_only"):
+        predict_probabilities(model, _images(2), samples=2, device=CPU, seed=0, mode="head_only")
+
+
+def test_temperature_divides_the_logits_of_every_pass(model: SmallCNN) -> None:
+    x = _images(5)
+    logits = predict_probabilities(model, x, samples=3, device=CPU, seed=1, logits=True)
+    hot = predict_probabilities(model, x, samples=3, device=CPU, seed=1, temperature=2.5)
+    expected = torch.softmax(torch.from_numpy(logits) / 2.5, dim=-1).numpy()
+    np.testing.assert_allclose(hot, expected, rtol=0, atol=1e-6)
+    cold = predict_probabilities(model, x, samples=3, device=CPU, seed=1, logits=True, temperature=0.5)
+    np.testing.assert_allclose(cold, logits * 2.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        predict_probabilities(model, x, samples=3, device=CPU, seed=1, temperature=0.0)
+
+
+def test_an_ensemble_stacks_its_members_passes_member_major(model: SmallCNN) -> None:
+    torch.manual_seed(5)
+    other = build_model(SPEC).eval()
+    x = _images(7)
+    both = predict_probabilities([model, other], x, samples=3, device=CPU, seed=4)
+    assert both.shape == (6, 7, 10)
+    np.testing.assert_array_equal(both[:3], predict_probabilities(model, x, samples=3, device=CPU, seed=4))
+    deterministic = predict_probabilities([model, other], x, samples=0, device=CPU, seed=0)
+    np.testing.assert_allclose(deterministic[1], predict_probabilities(other, x, samples=0, device=CPU, seed=0)[0],
+                               atol=1e-6)
+    # Member 1 draws its own masks: the same network twice is not the same passes twice.
+    twice = predict_probabilities([model, model], x, samples=3, device=CPU, seed=4)
+    assert not np.allclose(twice[:3], twice[3:])

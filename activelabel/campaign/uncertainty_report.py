@@ -1,0 +1,65 @@
+"""What a round's scoring said about the pool: the distribution of each uncertainty part and
+the round's calibration, read from storage only (``activelabel status CAMPAIGN --round N``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from activelabel.errors import CampaignStateError
+from activelabel.storage import Campaign, Round, Score, session_scope
+
+PARTS = ("total", "aleatoric", "epistemic")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Summary of one part over the scored pool, in nats."""
+
+    part: str
+    count: int
+    minimum: float
+    q1: float
+    median: float
+    q3: float
+    maximum: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class RoundUncertainty:
+    index: int
+    kind: str
+    strategy: str
+    distributions: list[Distribution]  # empty when the round scored without a model
+    uncertainty: dict | None
+    calibration: dict | None
+
+
+def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncertainty:
+    """The pool's total / aleatoric / epistemic distribution in round ``index`` of ``campaign``.
+
+    Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
+    """
+    with session_scope(engine) as session:
+        campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == campaign))
+        if campaign_id is None:
+            raise CampaignStateError(f"no campaign named {campaign!r} in this database")
+        rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == index))
+        if rnd is None:
+            raise CampaignStateError(
+                f"campaign {campaign!r} has no round {index}; `activelabel status {campaign}` lists its rounds"
+            )
+        rows = session.execute(
+            select(Score.total, Score.aleatoric, Score.epistemic)
+            .where(Score.round_id == rnd.id, Score.strategy == rnd.strategy, Score.total.is_not(None))
+        ).all()
+        values = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        distributions = [] if not len(values) else [
+            Distribution(part, len(values), *(float(q) for q in np.quantile(values[:, i], [0, 0.25, 0.5, 0.75, 1])),
+                         float(values[:, i].mean()))
+            for i, part in enumerate(PARTS)
+        ]
+        return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration)

@@ -1,0 +1,174 @@
+"""MC-dropout pool scoring throughput and selection stability (issue #12).
+
+Throughput: pool scoring at T passes (default 20) over the 10,000 MNIST test images, in one
+process, same model and pool for every method:
+
+* ``deterministic``: one eval pass (the floor; T = 1);
+* ``naive``: T full forward passes per chunk (shared masks, activelabel's reference mode);
+* ``full_network``: ours, layers before the first dropout once per chunk, the rest on T copies;
+* ``head_only``: ours, backbone once per chunk, only the classifier on T copies.
+
+Models: ``gal_cnn`` is activelabel's ``small_cnn`` with width 32 (two 3x3 conv layers of 32 and
+64 channels with batch norm, max-pool, dropout 0.25, 128 hidden units, dropout 0.5). Gal et al.
+2017's MNIST CNN has two 4x4 conv layers of 32 filters and no batch norm: close enough for
+throughput (same layer sequence and dropout placement). Its conv dropout makes it
+``full_network``; the same network with conv dropout 0 is measured ``head_only``.
+``resnet18``: torchvision resnet18 (weights=None) with activelabel's dropout head, on the
+images padded to 32x32; its dropout is only in the head, so full-network and head-only coincide.
+
+Stability (``--stability``): a gal_cnn trained on ``--train`` MNIST training images scores the
+pool under two MC seeds; reports the overlap of the two top-20 BALD selections and the
+Spearman correlation of the scores, against T, with the cost relative to one deterministic pass.
+
+    OMP_NUM_THREADS=1 python bench/mc_speed.py --threads 1 --pool 10000 --passes 20 --stability
+
+``--baal`` also times baal's MCDropoutModule when ``import baal`` works (a throwaway venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from activelabel.acquisition import bald
+from activelabel.pipeline.model import ModelSpec, build_model
+from activelabel.pipeline.prediction import mc_strategy, predict_probabilities
+from activelabel.pipeline.training import TrainingConfig, train_model
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
+
+
+def read_idx(path: Path, offset: int) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        return np.frombuffer(handle.read(), dtype=np.uint8, offset=offset)
+
+
+def mnist(split: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    prefix = "t10k" if split == "test" else "train"
+    images = read_idx(DATA / f"{prefix}-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28)[:limit]
+    labels = read_idx(DATA / f"{prefix}-labels-idx1-ubyte.gz", 8)[:limit].astype(np.int64)
+    return images.astype(np.float32) / 255.0, labels
+
+
+def timed(model, images, *, samples, mode=None, batch_size, seed=0) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    probs = predict_probabilities(model, images, samples=samples, device=torch.device("cpu"), seed=seed,
+                                  batch_size=batch_size, mode=mode)
+    return time.perf_counter() - start, probs
+
+
+def baal_time(model, images, samples, batch_size) -> float | None:
+    try:
+        from baal.bayesian.dropout import MCDropoutModule
+    except ImportError:
+        return None
+    wrapped = MCDropoutModule(model)
+    wrapped.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[s:s + batch_size])
+            torch.stack([torch.softmax(wrapped(x), -1) for _ in range(samples)])
+    return time.perf_counter() - start
+
+
+def throughput(args) -> None:
+    pool, _ = mnist("test", args.pool)
+    padded = np.pad(pool, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    torch.manual_seed(0)
+    models = {
+        "gal_cnn": (build_model(ModelSpec(1, 10, width=32)), pool),
+        "gal_cnn (conv dropout 0)": (build_model(ModelSpec(1, 10, width=32, conv_dropout=0.0)), pool),
+        "resnet18": (build_model(ModelSpec(1, 10, architecture="resnet18")), padded),
+    }
+    print(f"\n## Throughput: {len(pool)} MNIST test images, T = {args.passes}, chunk {args.batch}, "
+          f"{torch.get_num_threads()} torch thread(s)\n")
+    print("| model | method | seconds | images/s | vs naive | vs deterministic |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, (model, images) in models.items():
+        if name == "resnet18" and args.resnet_pool:
+            images = images[: args.resnet_pool]
+        model.eval()
+        rows = []
+        det, _ = timed(model, images, samples=0, batch_size=args.batch)
+        rows.append(("deterministic (T = 1)", det))
+        naive, reference = timed(model, images, samples=args.passes, mode="naive", batch_size=args.batch)
+        rows.append((f"naive T = {args.passes} passes", naive))
+        fast_mode = mc_strategy(model, args.passes)
+        modes = ["full_network"] + (["head_only"] if fast_mode == "head_only" else [])
+        for mode in modes:
+            seconds, probs = timed(model, images, samples=args.passes, mode=mode, batch_size=args.batch)
+            assert np.allclose(probs, reference, atol=1e-4), f"{mode} differs from naive"
+            rows.append((f"ours, {mode}", seconds))
+        if args.baal:
+            seconds = baal_time(model, images, args.passes, args.batch)
+            rows.append(("baal MCDropoutModule", seconds))
+        for method, seconds in rows:
+            if seconds is None:
+                print(f"| {name} | {method} | not installed | | | |")
+                continue
+            print(f"| {name} ({len(images)} images) | {method} | {seconds:.2f} | {len(images) / seconds:,.0f} | "
+                  f"{naive / seconds:.1f}x | {seconds / det:.2f}x |")
+
+
+def overlap_top(a: np.ndarray, b: np.ndarray, k: int = 20) -> float:
+    top_a = set(np.argsort(-a, kind="stable")[:k])
+    top_b = set(np.argsort(-b, kind="stable")[:k])
+    return len(top_a & top_b) / k
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def stability(args) -> None:
+    x, y = mnist("train", args.train)
+    pool, _ = mnist("test", args.pool)
+    print(f"\n## Selection stability: models trained on {args.train} MNIST training images "
+          f"({args.epochs} epochs), pool = {len(pool)} test images, BALD top-20, MC seeds 1 vs 2\n")
+    print("| model (mode) | T | top-20 overlap | Spearman | cost vs deterministic |")
+    print("|---|---:|---:|---:|---:|")
+    for label, spec in (("gal_cnn (full_network)", ModelSpec(1, 10, width=32)),
+                        ("gal_cnn, conv dropout 0 (head_only)", ModelSpec(1, 10, width=32, conv_dropout=0.0))):
+        model = train_model(x, y, spec, TrainingConfig(epochs=args.epochs), seed=0, device=torch.device("cpu"))
+        det, _ = timed(model, pool, samples=0, batch_size=args.batch)
+        for t in args.stability_passes:
+            if "full_network" in label and t > args.max_full_passes:
+                continue
+            seconds, a = timed(model, pool, samples=t, batch_size=args.batch, seed=1)
+            _, b = timed(model, pool, samples=t, batch_size=args.batch, seed=2)
+            sa, sb = bald(a), bald(b)
+            print(f"| {label} | {t} | {overlap_top(sa, sb):.2f} | {spearman(sa, sb):.3f} | {seconds / det:.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pool", type=int, default=10_000)
+    parser.add_argument("--resnet-pool", type=int, default=0, help="fewer images for resnet18 (0: all)")
+    parser.add_argument("--passes", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baal", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--stability", action="store_true")
+    parser.add_argument("--stability-passes", type=int, nargs="+", default=[5, 20, 100, 500])
+    parser.add_argument("--max-full-passes", type=int, default=100, help="largest T for the full-network model")
+    parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.skip_throughput:
+        throughput(args)
+    if args.stability:
+        stability(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Uncertainty in the round (issue 12): shared-mask MC scoring, the decomposition stored per
+sample, batch-aware strategies wired into score/select, calibration per round. Real image
+files, real SQLite, the round's own steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sqlalchemy import select
+
+from activelabel.acquisition import bald, get_strategy
+from activelabel.campaign import prepare_campaign, steps
+from activelabel.campaign.candidates import Candidates, distinct
+from activelabel.campaign.data import campaign_data, clear_cache
+from activelabel.campaign.file import load_campaign_file, template
+from activelabel.pipeline.checkpoint import load_model
+from activelabel.pipeline.model import ModelSpec
+from activelabel.pipeline.prediction import predict_probabilities
+from activelabel.storage import ModelCheckpoint, Round, Sample, Score, Selection, open_engine, session_scope
+from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+
+COPIES = 3
+SETTINGS = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 3", "mc_samples = 20": "mc_samples = 10",
+            "workers = 2": "workers = 0", "evaluation_size = 100": "evaluation_size = 0"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_cache():
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def make_pool_with_near_copies(root: Path, originals: int = 50) -> None:
+    """Each image saved ``COPIES`` times, the copies one gray level apart in one pixel: distinct
+    files (not byte-identical, so not merged as duplicates) that any model sees as the same."""
+    images = root / "images"
+    truth = write_unlabeled_pool(images, count=originals, jpeg_every=10_000)
+    for rel, label in list(truth.items()):
+        pixels = np.array(Image.open(images / rel).convert("L"), dtype=np.int16)
+        for c in range(1, COPIES):
+            copy = pixels.copy()
+            copy[0, 0] = (copy[0, 0] + c) % 256
+            name = rel.replace(".png", f"-copy{c}.png")
+            Image.fromarray(copy.astype(np.uint8), mode="L").save(images / name)
+            truth[name] = label
+    write_manifest(root / "truth.csv", truth, base=images)
+
+
+def campaign_file(root: Path, name: str, strategy: str, **replace: str) -> Path:
+    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
+    text = text.replace('strategy = "bald"', f'strategy = "{strategy}"')
+    for old, new in {**SETTINGS, **replace}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = root / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def run_rounds(engine, campaign_id: int, rounds: int) -> None:
+    for _ in range(rounds):
+        round_id = steps.start_round(engine, campaign_id)
+        for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step, steps.sync_step):
+            step(engine, round_id)
+
+
+def original_of(uri: str) -> str:
+    return uri.split("-copy")[0].removesuffix(".png")
+
+
+def active_round(tmp_path: Path, strategy: str, **replace: str):
+    config, _ = load_campaign_file(campaign_file(tmp_path, strategy, strategy, **replace))
+    engine = open_engine(f"sqlite:///{tmp_path}/{strategy}.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 2)  # a random cold-start batch, then one active round
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.index == 2))
+        picked = session.execute(
+            select(Sample.id, Sample.uri).join(Selection, Selection.sample_id == Sample.id)
+            .where(Selection.round_id == rnd.id).order_by(Selection.rank)).all()
+        scores = session.scalars(select(Score).where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
+        session.expunge_all()
+    return config, engine, rnd, picked, scores
+
+
+def test_batchbald_round_picks_no_two_copies_where_bald_does(tmp_path) -> None:
+    make_pool_with_near_copies(tmp_path)
+    _, _, bald_round, bald_picks, bald_scores = active_round(tmp_path, "bald")
+    config, engine, rnd, picks, scores = active_round(tmp_path, "batchbald")
+    assert rnd.kind.value == "active" and len(picks) == len(bald_picks) == 10
+
+    bald_originals = [original_of(uri) for _, uri in bald_picks]
+    assert len(set(bald_originals)) < len(bald_originals)  # top-k BALD spends labels on copies
+    originals = [original_of(uri) for _, uri in picks]
+    assert len(set(originals)) == len(originals)  # BatchBALD never does
+
+    # Both rounds scored the same pool with the same model: same per-sample BALD.
+    assert [s.sample_id for s in scores] == [s.sample_id for s in bald_scores]
+    np.testing.assert_allclose([s.value for s in scores], [s.value for s in bald_scores], rtol=1e-9)
+    assert rnd.uncertainty == {"method": "mc_dropout", "samples": 10, "members": 1, "mode": "full_network",
+                               "temperature": rnd.uncertainty["temperature"], "candidates": len(scores)}
+    assert bald_round.batch_plan is None and rnd.batch_plan["sample_ids"] == [sid for sid, _ in picks]
+
+    # The selection is exactly select_batch on the pool's probabilities, recomputed here.
+    with session_scope(engine) as session:
+        checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id))
+        uris = dict(session.execute(select(Sample.id, Sample.uri)).all())
+        model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, torch.device("cpu"))
+    ids = [s.sample_id for s in scores]
+    images = campaign_data(config).store.read([uris[i] for i in ids])
+    seed = steps._seed(config, rnd)
+    probs = predict_probabilities(model, images, samples=10, device=torch.device("cpu"), seed=seed,
+                                  temperature=rnd.uncertainty["temperature"])
+    keep = distinct(probs, bald(probs))
+    images_left = {original_of(uris[i]) for i in ids}
+    assert len(keep) == len(images_left) == rnd.batch_plan["distinct"]  # one of each image
+    assert {original_of(uris[ids[i]]) for i in keep} == images_left
+    batch = get_strategy("batchbald").select_batch(probs[:, keep], 10, rng=np.random.default_rng(seed))
+    assert [ids[keep[i]] for i in batch.indices] == [sid for sid, _ in picks]
+    np.testing.assert_allclose(rnd.batch_plan["scores"], batch.scores, rtol=1e-6)
+
+
+def test_scores_carry_the_uncertainty_split(tmp_path) -> None:
+    make_pool_with_near_copies(tmp_path, originals=30)
+    _, _, rnd, _, scores = active_round(tmp_path, "entropy")
+    total = np.array([s.total for s in scores])
+    aleatoric = np.array([s.aleatoric for s in scores])
+    epistemic = np.array([s.epistemic for s in scores])
+    np.testing.assert_allclose(total, aleatoric + epistemic, rtol=0, atol=1e-9)
+    assert (epistemic >= 0).all() and epistemic.max() > 0
+    assert (total <= np.log(10) + 1e-9).all()
+    np.testing.assert_allclose([s.value for s in scores], total, rtol=1e-5)  # entropy is the total
+    assert rnd.mean_pool_entropy == pytest.approx(total.mean(), rel=1e-6)
+
+
+def test_candidate_set_does_not_depend_on_chunking_or_order() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=(5, 300)).astype(np.float32)
+    scores = np.round(bald(probs), 2)  # rounded: many ties, broken by position
+    expected = np.sort(np.lexsort((np.arange(300), -scores))[:50])
+    for chunk in (1, 7, 300):
+        order = rng.permutation(300)
+        candidates = Candidates(50)
+        for start in range(0, 300, chunk):
+            part = order[start:start + chunk]
+            candidates.offer(part, scores[part], probs[:, part])
+        np.testing.assert_array_equal(candidates.positions, expected)
+        np.testing.assert_array_equal(candidates.probs, probs[:, expected])
+
+
+def test_distinct_keeps_the_most_informative_of_each_group_of_near_copies() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.dirichlet(np.ones(3), size=(4, 5))  # [S, 5, C]
+    near = base[:, [0, 0, 2]] + np.array([0.0, 4e-4, -4e-4])[None, :, None] * [1, -1, 0]
+    probs = np.concatenate([base, near], axis=1)  # samples 5, 6 copy sample 0; 7 copies 2
+    scores = np.array([0.1, 0.5, 0.2, 0.3, 0.4, 0.9, 0.1, 0.25])
+    np.testing.assert_array_equal(distinct(probs, scores), [1, 3, 4, 5, 7])
+
+
+def _seeded_campaign(tmp_path: Path, name: str, strategy: str = "bald", **replace: str):
+    """A pool with a labeled test split and 30 seed labels: round 1 is already active."""
+    truth = write_unlabeled_pool(tmp_path / "images", count=110)
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    names = sorted(truth)
+    write_manifest(tmp_path / "test.csv", {n: truth[n] for n in names[:30]}, base=tmp_path / "images")
+    write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in names[30:60]}, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, name, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
+                                   "epochs = 3": "epochs = 10", **replace}))
+    engine = open_engine(f"sqlite:///{tmp_path}/{name}.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.index == 1))
+        session.expunge_all()
+    return config, engine, rnd
+
+
+def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_it(tmp_path, monkeypatch) -> None:
+    from activelabel.campaign import calibrate
+
+    monkeypatch.setattr(calibrate, "MIN_LABELS", 20)  # the default (500) needs a bigger pool
+    config, engine, rnd = _seeded_campaign(tmp_path, "calibrated")
+    assert rnd.kind.value == "active" and rnd.labeled_count == 30
+    calibration = rnd.calibration
+    assert calibration["validation_size"] == 4  # round(0.15 * 30) = round(4.5) of the 30 labels, held out
+    assert 0.01 <= calibration["temperature"] <= 100 and calibration["temperature"] != 1.0
+    before, after = calibration["before"], calibration["after"]
+    assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30
+    assert len(before["bins"]) == 15
+    assert after["accuracy"] == before["accuracy"] == pytest.approx(rnd.test_accuracy)  # T keeps the argmax
+    assert before["nll"] == pytest.approx(rnd.test_nll, rel=1e-5)
+    assert before["ece"] == pytest.approx(rnd.test_ece, rel=1e-5)
+    assert rnd.uncertainty["temperature"] == calibration["temperature"]  # acquisition is calibrated
+
+    # The CLI shows the pool's distribution of each part, as stored.
+    import subprocess
+    import sys
+
+    with session_scope(engine) as session:
+        epistemic = np.array(session.scalars(select(Score.epistemic).where(Score.round_id == rnd.id)).all())
+    out = subprocess.run(
+        [sys.executable, "-m", "activelabel.cli", "status", "calibrated", "--round", "1",
+         "--database-url", f"sqlite:///{tmp_path}/calibrated.db"],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if "epistemic" in l)
+    cells = [c.strip() for c in line.split("│") if c.strip()]
+    expected = [epistemic.min(), *np.quantile(epistemic, [0.25, 0.5, 0.75]), epistemic.max(), epistemic.mean()]
+    assert cells[1] == str(len(epistemic))
+    assert [float(c) for c in cells[2:]] == pytest.approx(expected, abs=6e-5)
+    assert "temperature" in out.stdout and "before" in out.stdout and "after" in out.stdout
+
+
+def test_calibrate_false_trains_on_every_label_and_scores_at_temperature_one(tmp_path, monkeypatch) -> None:
+    from activelabel.campaign import calibrate
+
+    monkeypatch.setattr(calibrate, "MIN_LABELS", 20)
+    _, _, rnd = _seeded_campaign(tmp_path, "raw", **{"calibrate = true": "calibrate = false"})
+    assert rnd.calibration is None and rnd.uncertainty["temperature"] == 1.0
+
+
+def test_validation_split_is_seeded_and_only_from_500_labels() -> None:
+    from activelabel.campaign.calibrate import validation_positions
+
+    assert len(validation_positions(499, 0)) == 0
+    assert len(validation_positions(500, 0)) == 75 and len(validation_positions(1000, 0)) == 150
+    np.testing.assert_array_equal(validation_positions(600, 4), validation_positions(600, 4))
+    assert not np.array_equal(validation_positions(600, 4), validation_positions(600, 5))
+    assert len(set(validation_positions(600, 4))) == 90 and validation_positions(600, 4).max() < 600
+
+
+def test_deterministic_method_is_one_softmax_pass_with_no_epistemic_part(tmp_path) -> None:
+    _, engine, rnd = _seeded_campaign(tmp_path, "softmax", "entropy",
+                                      **{'uncertainty = "mc_dropout"': 'uncertainty = "deterministic"'})
+    assert rnd.uncertainty["method"] == "deterministic"
+    assert rnd.uncertainty["samples"] == 1 and rnd.uncertainty["mode"] == "deterministic"
+    with session_scope(engine) as session:
+        scores = session.scalars(select(Score).where(Score.round_id == rnd.id)).all()
+        assert len(scores) == 50 and all(s.epistemic == 0.0 and s.aleatoric == s.total for s in scores)
+
+
+def test_bald_refuses_the_deterministic_method() -> None:
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs stochastic passes"):
+        CampaignConfig(name="x", strategy="bald", uncertainty="deterministic")
+    with pytest.raises(ConfigError, match="unknown uncertainty method 'ensemble"):
+        CampaignConfig(name="x", strategy="entropy", uncertainty="ensemble+dropout")
+
+
+def test_ensemble_round_stores_every_member_and_scores_their_disagreement(tmp_path) -> None:
+    config, engine, rnd = _seeded_campaign(
+        tmp_path, "ensemble", "bald", **{'uncertainty = "mc_dropout"': 'uncertainty = "ensemble"',
+                                         "ensemble_size = 5": "ensemble_size = 3"})
+    assert rnd.uncertainty["method"] == "ensemble" and rnd.uncertainty["members"] == 3
+    assert rnd.uncertainty["samples"] == 3 and rnd.uncertainty["mode"] == "deterministic"
+    with session_scope(engine) as session:
+        checkpoints = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
+                                      .order_by(ModelCheckpoint.member)).all()
+        assert [c.member for c in checkpoints] == [0, 1, 2]
+        assert len({c.state for c in checkpoints}) == 3  # different seeds, different weights
+        models = [load_model(ModelSpec.from_dict(c.architecture), c.state, torch.device("cpu")) for c in checkpoints]
+        scores = session.scalars(select(Score).where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
+        uris = dict(session.execute(select(Sample.id, Sample.uri)).all())
+    images = campaign_data(config).store.read([uris[s.sample_id] for s in scores])
+    probs = predict_probabilities(models, images, samples=0, device=torch.device("cpu"), seed=0,
+                                  temperature=rnd.uncertainty["temperature"])
+    assert probs.shape == (3, len(scores), 10)
+    np.testing.assert_allclose([s.value for s in scores], bald(probs), rtol=1e-4, atol=1e-6)
+    assert max(s.epistemic for s in scores) > 0.01
