@@ -438,7 +438,7 @@ def status(
     console.print(table)
     from activelabel.campaign.summary import data_counts
 
-    console.print(data_counts(engine, campaign).describe())
+    console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
 
 
 @app.command()
