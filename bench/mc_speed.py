@@ -91,6 +91,8 @@ def throughput(args) -> None:
     print("| model | method | seconds | images/s | vs naive | vs deterministic |")
     print("|---|---|---:|---:|---:|---:|")
     for name, (model, images) in models.items():
+        if args.models and name not in args.models:
+            continue
         if name == "resnet18" and args.resnet_pool:
             images = images[: args.resnet_pool]
         model.eval()
@@ -156,6 +158,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--baal", action="store_true")
+    parser.add_argument("--models", nargs="+", help="throughput only for these models (default: all)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--stability-passes", type=int, nargs="+", default=[5, 20, 100, 500])

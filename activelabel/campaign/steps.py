@@ -414,11 +414,19 @@ def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: i
     if candidates.probs is None or batch_size == 0:
         return {"sample_ids": [], "scores": [], "distinct": 0}
     keep = distinct(candidates.probs, candidates.bald)
-    k = min(batch_size, len(keep))
-    batch = strategy.select_batch(candidates.probs[:, keep], k, rng=np.random.default_rng(seed))
+    batch = strategy.select_batch(candidates.probs[:, keep], min(batch_size, len(keep)),
+                                  rng=np.random.default_rng(seed))
+    chosen = [int(keep[i]) for i in batch.indices]
+    scores = [float(v) for v in batch.scores]
+    # Fewer distinct images than the batch: near-copies fill it, most informative first.
+    kept = set(keep.tolist())
+    copies = [int(i) for i in np.lexsort((candidates.positions, -candidates.bald)) if int(i) not in kept]
+    for i in copies[: max(0, batch_size - len(chosen))]:
+        chosen.append(i)
+        scores.append(float(candidates.bald[i]))
     return {
-        "sample_ids": [pool[int(candidates.positions[keep[i]])].id for i in batch.indices],
-        "scores": [float(v) for v in batch.scores],
+        "sample_ids": [pool[int(candidates.positions[i])].id for i in chosen],
+        "scores": scores,
         "distinct": int(len(keep)),
     }
 

@@ -277,3 +277,17 @@ def test_ensemble_round_stores_every_member_and_scores_their_disagreement(tmp_pa
     assert probs.shape == (3, len(scores), 10)
     np.testing.assert_allclose([s.value for s in scores], bald(probs), rtol=1e-4, atol=1e-6)
     assert max(s.epistemic for s in scores) > 0.01
+
+
+def test_a_pool_with_fewer_distinct_images_than_the_batch_fills_it_with_copies() -> None:
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    base = rng.dirichlet(np.ones(4), size=(6, 3))  # [S, 3 distinct images, C]
+    probs = np.concatenate([base, base[:, [0, 1]]], axis=1).astype(np.float32)  # 5 samples, 2 copies
+    candidates = Candidates(10)
+    candidates.offer(np.arange(5), bald(probs), probs)
+    pool = [SimpleNamespace(id=100 + i) for i in range(5)]
+    plan = steps._batch_plan(get_strategy("batchbald"), candidates, pool, 4, seed=0)
+    assert plan["distinct"] == 3 and len(plan["sample_ids"]) == len(set(plan["sample_ids"])) == 4
+    assert set(plan["sample_ids"][:3]) == {100, 101, 102}  # every distinct image before any copy
