@@ -237,6 +237,10 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
         for metric, label in METRICS
     ]
     body.append(html.section("Learning curve", *curves, anchor="learning-curves"))
+    from activelabel.campaign.summary import data_counts
+
+    body.append(html.section("Data", html.paragraph(data_counts(engine, record.config["name"]).describe()),
+                             anchor="data"))
     rows = [[str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
              *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]

@@ -219,6 +219,11 @@ def test_a_campaign_report_shows_its_curve_and_pool_against_selected_scores(tiny
     accuracy = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
                          "WHERE c.name = 'tiny-entropy-seed1' ORDER BY r.\"index\"")
     assert [row[3] for row in rounds[1:]] == [f"{a:.4f}" for (a,) in accuracy]
+    # The data behind it, copies and unreadable files counted apart (digits has neither).
+    pool, test = (exp.query("SELECT count(*) FROM sample s JOIN campaign c ON c.id = s.campaign_id "
+                            f"WHERE c.name = 'tiny-entropy-seed1' AND s.split = '{split}'")[0][0]
+                  for split in ("pool", "test"))
+    assert f"Samples: {pool} pool, {test} test · 0 byte-identical copies" in out.read_text(encoding="utf-8")
 
 
 def test_report_of_an_unknown_name_fails_with_one_line(tiny_experiment):
