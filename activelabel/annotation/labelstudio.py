@@ -577,6 +577,22 @@ class LabelStudioAnnotator:
                  len(answers), len({a.sample_id for a in answers}))
         return answers
 
+    def answers_of_tasks(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[tuple[LabelAnswer, datetime | None]]:
+        """Every current annotation of these tasks, read task by task (by their Label Studio ids).
+
+        Sync's safety net for the few samples still out: whatever the change cursor saw, the
+        tasks a round waits for are read whole, so a round never waits on an answer that is there.
+        """
+        what = f"syncing round {round_index}" if round_index is not None else "syncing"
+        out: list[tuple[LabelAnswer, datetime | None]] = []
+        for task in tasks:
+            if task.external_task_id is None:
+                continue
+            with self._talking(f"{what}: reading task {task.external_task_id}"):
+                row = self._ls.tasks.get(id=str(task.external_task_id))
+            out.extend(self._answers(task.sample_id, row))
+        return out
+
     def _answers(self, sample_id: int, task: Any) -> list[tuple[LabelAnswer, datetime | None]]:
         """The submitted annotations of one task (skips and empty results give none)."""
         out = []

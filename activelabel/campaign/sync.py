@@ -101,10 +101,20 @@ def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, 
             cursor = get_sync_cursor(session, campaign.id, annotator.source)
         snapshot = annotator.changed_since(cursor, round_index=round_index)
         samples = {s for s in snapshot.sample_ids if s in task_of}
+        answers = [(a, snapshot.updated_at.get(a.external_id)) for a in snapshot.answers if a.sample_id in samples]
+        # The samples still out are few (a round's batch and its leftovers): read them whole too,
+        # so a round never waits on an answer the change cursor missed.
+        with session_scope(engine) as session:
+            resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
+        waiting = [t for t in tasks if t.external_task_id is not None and t.sample_id not in resolved
+                   and t.sample_id not in samples]
+        if waiting:
+            answers += annotator.answers_of_tasks(waiting, round_index=round_index)
+            samples |= {t.sample_id for t in waiting}
         records = [
             _annotation_record(a, task_of.get(a.sample_id), round_of.get(a.sample_id), known,
-                               annotator.source, snapshot.updated_at.get(a.external_id))
-            for a in snapshot.answers if a.sample_id in samples
+                               annotator.source, updated)
+            for a, updated in answers
         ]
         crash_point("sync", round_index)
         with session_scope(engine) as session:

@@ -343,3 +343,22 @@ def test_image_files_outside_the_document_root_are_refused(campaign, ls_server, 
     assert str(outside.resolve()) in str(info.value) and str(root.resolve()) in str(info.value)
     with session_scope(engine) as session:
         assert session.scalar(select(Round.status)) == RoundStatus.failed
+
+
+def test_a_round_never_waits_on_an_answer_the_change_cursor_missed(campaign, ls_client):
+    """The cursor is pushed past every change on purpose (as a clock or race could): the tasks
+    still out are read whole anyway, so the round completes."""
+    from activelabel.storage.repository import set_sync_cursor
+
+    config, engine = campaign(rounds=1, batch_size=3)
+    assert campaign_flow(config.name, 1)[0].status == "waiting_for_labels"
+    uris = uri_of(engine)
+    for task in project_tasks(ls_client, config.labelstudio_project):
+        answer(ls_client, task, TRUTH[uris[task.data["sample_id"]]])
+    with session_scope(engine) as session:
+        campaign_id = session.scalar(select(Round.campaign_id))
+        set_sync_cursor(session, campaign_id, "labelstudio", "2999-01-01T00:00:00.000000Z")
+    result = sync_flow(config.name)
+    assert result.pending == 0 and result.new_labels == 3
+    with session_scope(engine) as session:
+        assert session.scalar(select(Round.status)) == RoundStatus.complete
