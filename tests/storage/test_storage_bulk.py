@@ -33,7 +33,8 @@ from activelabel.storage.models import Base
 from activelabel.storage.repository import NewSample, add_samples
 
 POSTGRES_URL_ENV = "ACTIVELABEL_TEST_POSTGRES_URL"
-TABLES = [Base.metadata.tables[name] for name in ("campaign", "round", "sample", "score")]
+# campaign.experiment_id points at experiment: create it too (sorted by dependency on create and drop).
+TABLES = [Base.metadata.tables[name] for name in ("experiment", "campaign", "round", "sample", "score")]
 N = 10_000  # the round-trip test
 SMALL = 2_000  # the others: same code paths, less time
 
