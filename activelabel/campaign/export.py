@@ -18,8 +18,8 @@ from sqlalchemy import Engine, select
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.errors import CampaignStateError, ConfigError
-from activelabel.storage import Campaign, ModelCheckpoint, Round, Sample, Selection, session_scope
-from activelabel.storage.repository import get_campaign, resolved_labels
+from activelabel.storage import ModelCheckpoint, Round, Sample, Selection, session_scope
+from activelabel.storage.repository import require_campaign, resolved_labels
 
 FORMATS = (".csv", ".jsonl")
 
@@ -38,7 +38,7 @@ class LabelRow:
 def labeled_rows(engine: Engine, campaign_name: str) -> list[LabelRow]:
     """Every labeled sample of the campaign (and its copies), in sample order."""
     with session_scope(engine) as session:
-        campaign = _campaign(session, campaign_name)
+        campaign = require_campaign(session, campaign_name)
         config = CampaignConfig.from_dict(campaign.config)
         resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
         samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign.id).order_by(Sample.id)))
@@ -89,7 +89,7 @@ def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
     from activelabel.pipeline.model_file import save_model_file
 
     with session_scope(engine) as session:
-        campaign = _campaign(session, campaign_name)
+        campaign = require_campaign(session, campaign_name)
         checkpoint = session.scalar(
             select(ModelCheckpoint).join(Round, Round.id == ModelCheckpoint.round_id)
             .where(Round.campaign_id == campaign.id).order_by(Round.index.desc(), ModelCheckpoint.member).limit(1)
@@ -104,10 +104,3 @@ def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     save_model_file(target, model, spec, labels, extra={"campaign": campaign_name, "version": version})
     return version
-
-
-def _campaign(session, name: str) -> Campaign:
-    campaign = get_campaign(session, name)
-    if campaign is None:
-        raise CampaignStateError(f"no campaign named {name!r} in this database")
-    return campaign

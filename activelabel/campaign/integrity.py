@@ -64,6 +64,7 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
         samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign_id)))
         labeled = set(resolved_labels(session, campaign_id, config.annotations_per_task))
     changed = []
+    touched: list[tuple[int, tuple[int, int]]] = []
     for sample in samples:
         path = store.locate(sample.uri)
         try:
@@ -77,9 +78,11 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
         if digest != sample.content_hash:
             changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled))
         else:  # touched, not changed: remember the new signature to stay cheap next time
-            with session_scope(engine) as session:
-                session.execute(update(Sample).where(Sample.id == sample.id)
-                                .values(size_bytes=signature[0], mtime_ns=signature[1]))
+            touched.append((sample.id, signature))
+    if touched:
+        with session_scope(engine) as session:
+            for sample_id, (size, mtime) in touched:
+                session.execute(update(Sample).where(Sample.id == sample_id).values(size_bytes=size, mtime_ns=mtime))
     return changed
 
 

@@ -21,6 +21,7 @@ from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
+from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.data import CampaignData, campaign_data
@@ -52,6 +53,7 @@ from activelabel.storage.repository import (
     outstanding_samples,
     problem_uris,
     record_problems,
+    require_campaign,
     resolved_labels,
     round_scores,
     round_selections,
@@ -151,18 +153,15 @@ def note_error(engine: Engine, round_id: int, error: BaseException) -> None:
             rnd.error = f"{type(error).__name__}: {error}"[:4000]
 
 
-def _labeled_pool(session, campaign_id: int, config: CampaignConfig):
-    """(resolved labels, pool samples a model trains on: labeled, readable, not copies)."""
-    labels = resolved_labels(session, campaign_id, config.annotations_per_task)
-    unreadable = problem_uris(session, campaign_id)
+def _labeled_pool(session, campaign_id: int, labels, unreadable: set[str]):
+    """Pool samples a model trains on: labeled, readable, not copies."""
     pool = split_samples(session, campaign_id, SampleSplit.pool)
-    return labels, [s for s in pool if s.id in labels and s.duplicate_of is None and s.uri not in unreadable]
+    return [s for s in pool if s.id in labels and s.duplicate_of is None and s.uri not in unreadable]
 
 
-def _yardstick(session, campaign_id: int, config: CampaignConfig, data: CampaignData, labels) -> tuple[list[str], list[str]]:
+def _yardstick(session, campaign_id: int, data: CampaignData, labels, unreadable: set[str]) -> tuple[list[str], list[str]]:
     """(URIs, labels) the round is measured on: the given test split, or the evaluation split
     labeled by the annotators. Never samples a strategy picked: they are a biased sample."""
-    unreadable = problem_uris(session, campaign_id)
     uris, names = [], []
     for s in split_samples(session, campaign_id, SampleSplit.test):
         if s.duplicate_of is None and s.uri not in unreadable:
@@ -186,8 +185,10 @@ def train_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     data = campaign_data(config)
     with session_scope(engine) as session:
-        labels, labeled = _labeled_pool(session, campaign.id, config)
-        yard_uris, yard_labels = _yardstick(session, campaign.id, config, data, labels)
+        labels = resolved_labels(session, campaign.id, config.annotations_per_task)
+        unreadable = problem_uris(session, campaign.id)
+        labeled = _labeled_pool(session, campaign.id, labels, unreadable)
+        yard_uris, yard_labels = _yardstick(session, campaign.id, data, labels, unreadable)
     if rnd.kind != RoundKind.active:
         with session_scope(engine) as session:
             move_round(session, round_id, RoundStatus.training, RoundStatus.scoring,
@@ -262,8 +263,7 @@ def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, cla
     if not rows:
         return None, None, None
     z = np.concatenate(logits, axis=1)
-    probs = np.exp(z - z.max(axis=-1, keepdims=True))
-    probs = (probs / probs.sum(axis=-1, keepdims=True)).mean(axis=0)
+    probs = predictive_probabilities(z)  # the mean of the members' softmaxes
     targets = targets[np.concatenate(rows)]
     return evaluate(probs.astype(np.float32), targets), z, targets
 
@@ -433,9 +433,8 @@ def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: i
 
 def _acquisition_temperature(rnd, config) -> float:
     """The temperature acquisition divides logits by (1.0 unless calibrated and asked for)."""
-    calibration = getattr(rnd, "calibration", None)
-    if getattr(config, "calibrate", False) and calibration and calibration.get("temperature"):
-        return float(calibration["temperature"])
+    if config.calibrate and rnd.calibration and rnd.calibration.get("temperature"):
+        return float(rnd.calibration["temperature"])
     return 1.0
 
 
@@ -483,20 +482,16 @@ def _target_reached(rnd: Round, config: CampaignConfig) -> bool:
             and rnd.test_accuracy is not None and rnd.test_accuracy >= config.target_accuracy)
 
 
-def labels_spent(session, campaign_id: int, config: CampaignConfig) -> int:
-    """Samples labeled through the campaign (annotators or simulation; given labels excluded)."""
+def labels_committed(session, campaign_id: int, config: CampaignConfig) -> int:
+    """Labels spent through the campaign (annotators or simulation; labels given with the data
+    excluded) plus samples still out with the annotators (they will be spent)."""
     from activelabel.storage import Annotation
 
     given = set(session.scalars(select(Annotation.sample_id).where(
         Annotation.campaign_id == campaign_id, Annotation.source == "given")))
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
-    return sum(sample_id not in given for sample_id in resolved)
-
-
-def labels_committed(session, campaign_id: int, config: CampaignConfig) -> int:
-    """Labels spent plus samples still out with the annotators (they will be spent)."""
-    out = len(selected_sample_ids(session, campaign_id) - set(resolved_labels(session, campaign_id)))
-    return labels_spent(session, campaign_id, config) + out
+    spent = sum(sample_id not in given for sample_id in resolved)
+    return spent + len(selected_sample_ids(session, campaign_id) - set(resolved))
 
 
 def batch_size_now(session, campaign_id: int, config: CampaignConfig) -> int:
@@ -569,10 +564,7 @@ def push_step(engine: Engine, round_id: int) -> None:
 
 def campaign_id(engine: Engine, name: str) -> int:
     with session_scope(engine) as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.name == name))
-        if campaign is None:
-            raise CampaignStateError(f"no campaign named {name!r} in this database")
-        return campaign.id
+        return require_campaign(session, name).id
 
 
 def current_round_index(engine: Engine, campaign_id: int) -> int:

@@ -15,7 +15,7 @@ from activelabel.storage import Campaign, Round, RoundKind, RoundStatus, session
 def stop_reason(config: CampaignConfig, rounds: list[Round], labels_spent: int) -> str | None:
     """The first stopping rule met by the complete ``rounds`` (oldest first), or None.
 
-    - label budget: ``labels_spent >= label_budget`` (labels given plus samples still out);
+    - label budget: ``labels_spent >= label_budget`` (labels spent plus samples still out);
     - target accuracy: the newest active round's test accuracy ``>= target_accuracy``;
     - plateau: over the newest ``plateau_rounds`` steps between active rounds, the mean pool
       predictive entropy changed by less than ``plateau_threshold`` nats each time.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 
 from activelabel.storage import Campaign, Round, session_scope
+from activelabel.storage.repository import require_campaign
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
     from activelabel.storage.repository import changed_samples_per_round, resolved_labels
 
     with session_scope(engine) as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
-        if campaign is None:
-            from activelabel.errors import CampaignStateError
-
-            raise CampaignStateError(f"no campaign named {campaign_name!r} in this database")
+        campaign = require_campaign(session, campaign_name)
         min_votes = int((campaign.config or {}).get("annotations_per_task", 1) or 1)
         resolved = resolved_labels(session, campaign.id, min_votes)
         changed = changed_samples_per_round(session, campaign.id)
@@ -175,11 +172,7 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
     from activelabel.storage.repository import resolved_labels
 
     with session_scope(engine) as session:
-        campaign = session.scalar(select(Campaign).where(Campaign.name == campaign_name))
-        if campaign is None:
-            from activelabel.errors import CampaignStateError
-
-            raise CampaignStateError(f"no campaign named {campaign_name!r} in this database")
+        campaign = require_campaign(session, campaign_name)
         by_split = dict(session.execute(
             select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id).group_by(Sample.split)
         ).all())

@@ -9,7 +9,8 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from activelabel.errors import CampaignStateError
-from activelabel.storage import Campaign, Round, Score, session_scope
+from activelabel.storage import Round, Score, session_scope
+from activelabel.storage.repository import require_campaign
 
 PARTS = ("total", "aleatoric", "epistemic")
 
@@ -44,9 +45,7 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
     Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
     """
     with session_scope(engine) as session:
-        campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == campaign))
-        if campaign_id is None:
-            raise CampaignStateError(f"no campaign named {campaign!r} in this database")
+        campaign_id = require_campaign(session, campaign).id
         rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == index))
         if rnd is None:
             raise CampaignStateError(

@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from activelabel.errors import CampaignStateError
 from activelabel.storage.bulk import SCORE_COLUMNS, write_scores
 from activelabel.storage.labels import ResolvedLabel, majority_vote
 from activelabel.storage.models import (
@@ -61,6 +62,14 @@ class NewAnnotation:
 
 def get_campaign(session: Session, name: str) -> Campaign | None:
     return session.scalar(select(Campaign).where(Campaign.name == name))
+
+
+def require_campaign(session: Session, name: str) -> Campaign:
+    """The campaign named ``name``; raises CampaignStateError naming it when there is none."""
+    campaign = get_campaign(session, name)
+    if campaign is None:
+        raise CampaignStateError(f"no campaign named {name!r} in this database")
+    return campaign
 
 
 def add_samples(session: Session, campaign_id: int, samples: Sequence[NewSample]) -> None:
