@@ -11,7 +11,7 @@ import pytest
 import torch
 from torchvision.models import mobilenet_v3_small
 
-from activelabel.campaign.file import CampaignFileError, load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file, template
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
 
 EXE = [sys.executable, "-m", "activelabel.cli"]

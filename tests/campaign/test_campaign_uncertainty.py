@@ -22,6 +22,7 @@ from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.prediction import predict_probabilities
 from activelabel.storage import ModelCheckpoint, Round, Sample, Score, Selection, open_engine, session_scope
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+from tests_support_rounds import run_rounds
 
 COPIES = 3
 SETTINGS = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 3", "mc_samples = 20": "mc_samples = 10",
@@ -61,13 +62,6 @@ def campaign_file(root: Path, name: str, strategy: str, **replace: str) -> Path:
     path = root / f"{name}.toml"
     path.write_text(text)
     return path
-
-
-def run_rounds(engine, campaign_id: int, rounds: int) -> None:
-    for _ in range(rounds):
-        round_id = steps.start_round(engine, campaign_id)
-        for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step, steps.sync_step):
-            step(engine, round_id)
 
 
 def original_of(uri: str) -> str:

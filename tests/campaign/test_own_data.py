@@ -26,6 +26,7 @@ from activelabel.storage import (
     session_scope,
 )
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+from tests_support_rounds import run_rounds
 
 EXE = [sys.executable, "-m", "activelabel.cli"]
 SMALL = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 2", "mc_samples = 20": "mc_samples = 3",
@@ -47,13 +48,6 @@ def make_data(root: Path, count: int = 80) -> dict[str, str]:
     truth = write_unlabeled_pool(root / "images", count=count)
     write_manifest(root / "truth.csv", truth, base=root / "images")
     return truth
-
-
-def run_rounds(engine, campaign_id: int, rounds: int) -> None:
-    for _ in range(rounds):
-        round_id = steps.start_round(engine, campaign_id)
-        for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step, steps.sync_step):
-            step(engine, round_id)
 
 
 @pytest.fixture(autouse=True)

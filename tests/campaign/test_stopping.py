@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
-from activelabel.campaign import prepare_campaign, steps
+from activelabel.campaign import prepare_campaign
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign.stopping import check_stop, stop_reason
 from activelabel.storage import Round, RoundKind, RoundStatus, Selection, open_engine, session_scope
-from test_own_data import campaign_file, make_data, run_rounds
+from test_own_data import campaign_file, make_data
+from tests_support_rounds import run_rounds
 
 
 def rounds(*entries) -> list[Round]:

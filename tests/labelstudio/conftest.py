@@ -155,3 +155,28 @@ def choice(label: str) -> list[dict]:
 @pytest.fixture
 def choice_result():
     return choice
+
+
+@pytest.fixture
+def ls_campaign(ls_server: Server, ls_client, tmp_path, monkeypatch):
+    """Make Label Studio campaigns on digits, each with its own SQLite database:
+    ``make(prefix, **settings) -> (config, engine, campaign_id)``. Their projects are deleted after."""
+    from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+    from activelabel.storage import open_engine
+
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    made: list[str] = []
+
+    def make(prefix: str, **settings):
+        config = CampaignConfig(name=f"{prefix}-{uuid.uuid4().hex[:10]}", annotator="labelstudio", device="cpu",
+                                **settings)
+        engine = open_engine(f"sqlite:///{tmp_path / (config.name + '.db')}")
+        prepare_campaign(engine, config)
+        made.append(config.labelstudio_project)
+        return config, engine, steps.campaign_id(engine, config.name)
+
+    yield make
+    for project in ls_client.projects.list():
+        if project.title in made:
+            ls_client.projects.delete(id=project.id)

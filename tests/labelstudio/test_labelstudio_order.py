@@ -3,14 +3,15 @@ rounds included, each carrying the current model version's prediction."""
 
 from __future__ import annotations
 
-import uuid
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from activelabel.campaign import CampaignConfig, prepare_campaign, steps
-from activelabel.storage import Round, RoundStatus, Score, Selection, open_engine, session_scope
+from activelabel.campaign import steps
+from activelabel.storage import Round, RoundStatus, Score, Selection, session_scope
+
+from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
 
@@ -24,42 +25,20 @@ def field(obj, name):
 
 
 @pytest.fixture
-def campaign(ls_server, ls_client, tmp_path, monkeypatch):
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    made = []
-
+def campaign(ls_campaign):
     def make(**overrides):
-        settings = dict(
-            name=f"lso-{uuid.uuid4().hex[:10]}", annotator="labelstudio", strategy="bald",
-            rounds=3, batch_size=4, initial_labeled=12, mc_samples=4, epochs=1, device="cpu",
-            min_new_labels=2,
-        )
-        settings.update(overrides)
-        config = CampaignConfig(**settings)
-        engine = open_engine(f"sqlite:///{tmp_path / (config.name + '.db')}")
-        prepare_campaign(engine, config)
-        made.append(config.labelstudio_project)
-        return config, engine, steps.campaign_id(engine, config.name)
+        settings = dict(strategy="bald", rounds=3, batch_size=4, initial_labeled=12, mc_samples=4, epochs=1,
+                        min_new_labels=2)
+        return ls_campaign("lso", **{**settings, **overrides})
 
-    yield make
-    for project in ls_client.projects.list():
-        if project.title in made:
-            ls_client.projects.delete(id=project.id)
-
-
-def run_round(engine, campaign_id: int) -> int:
-    round_id = steps.start_round(engine, campaign_id)
-    for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step):
-        step(engine, round_id)
-    return round_id
+    return make
 
 
 def test_leftovers_get_the_current_prediction_and_next_serves_the_strategy_order(
     campaign, ls_client, ls_server
 ):
     config, engine, campaign_id = campaign()
-    run_round(engine, campaign_id)
+    run_round(engine, campaign_id, sync=False)
     project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
     tasks = sorted(ls_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
     for task in tasks[:2]:
@@ -67,7 +46,7 @@ def test_leftovers_get_the_current_prediction_and_next_serves_the_strategy_order
     assert steps.sync_campaign(engine, campaign_id).pending == 2
     leftovers = {t.data["sample_id"]: t.id for t in tasks[2:]}
 
-    round_2 = run_round(engine, campaign_id)
+    round_2 = run_round(engine, campaign_id, sync=False)
     with session_scope(engine) as session:
         rnd = session.get(Round, round_2)
         assert rnd.status == RoundStatus.waiting_for_labels

@@ -7,17 +7,18 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from sqlalchemy import select
 
-from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+from activelabel.campaign import steps
 from activelabel.campaign.summary import round_progress
 from activelabel.pipeline.datasets import load_dataset
-from activelabel.storage import Round, RoundStatus, Sample, open_engine, session_scope
+from activelabel.storage import Round, RoundStatus, Sample, session_scope
 from activelabel.storage.models import AnnotationChangeKind
 from activelabel.storage.repository import annotation_changes, get_sync_cursor, resolved_labels
+
+from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
 
@@ -30,34 +31,12 @@ def choice(label: str) -> list[dict]:
 
 
 @pytest.fixture
-def campaign(ls_server, ls_client, tmp_path, monkeypatch):
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    made = []
-
+def campaign(ls_campaign):
     def make(**overrides):
-        settings = dict(
-            name=f"lse-{uuid.uuid4().hex[:10]}", annotator="labelstudio", strategy="entropy",
-            rounds=3, batch_size=4, initial_labeled=12, mc_samples=2, epochs=1, device="cpu",
-        )
-        settings.update(overrides)
-        config = CampaignConfig(**settings)
-        engine = open_engine(f"sqlite:///{tmp_path / (config.name + '.db')}")
-        prepare_campaign(engine, config)
-        made.append(config.labelstudio_project)
-        return config, engine, steps.campaign_id(engine, config.name)
+        settings = dict(strategy="entropy", rounds=3, batch_size=4, initial_labeled=12, mc_samples=2, epochs=1)
+        return ls_campaign("lse", **{**settings, **overrides})
 
-    yield make
-    for project in ls_client.projects.list():
-        if project.title in made:
-            ls_client.projects.delete(id=project.id)
-
-
-def run_round(engine, campaign_id: int) -> int:
-    round_id = steps.start_round(engine, campaign_id)
-    for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step):
-        step(engine, round_id)
-    return round_id
+    return make
 
 
 def project_tasks(ls_client, title: str) -> list:
@@ -67,7 +46,7 @@ def project_tasks(ls_client, title: str) -> list:
 
 def test_edits_deletions_and_late_answers_in_label_studio_follow_into_the_database(campaign, ls_client):
     config, engine, campaign_id = campaign()
-    round_id = run_round(engine, campaign_id)
+    round_id = run_round(engine, campaign_id, sync=False)
     with session_scope(engine) as session:
         uri = dict(session.execute(select(Sample.id, Sample.uri)).all())
     edited, deleted, late, kept = project_tasks(ls_client, config.labelstudio_project)
@@ -173,7 +152,7 @@ def test_a_crash_during_sync_loses_no_change_and_writes_none_twice(campaign, ls_
     from activelabel.campaign import sync
 
     config, engine, campaign_id = campaign(batch_size=2, min_new_labels=1)
-    run_round(engine, campaign_id)
+    run_round(engine, campaign_id, sync=False)
     first, second = project_tasks(ls_client, config.labelstudio_project)
     one = ls_client.annotations.create(id=first.id, result=choice("1"))
     ls_client.annotations.create(id=second.id, result=choice("2"))

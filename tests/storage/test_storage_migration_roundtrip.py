@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+from activelabel.campaign import CampaignConfig, prepare_campaign
 from activelabel.storage import Annotation, Round, Sample, Score, Selection, open_engine, session_scope
 from activelabel.storage import migrate
+from tests_support_rounds import run_round
 
 TABLES = (Sample, Round, Score, Selection, Annotation)
 
@@ -26,9 +27,7 @@ def test_down_to_0001_and_back_to_head_keeps_every_row(tmp_path) -> None:
     config = CampaignConfig(name="keep", rounds=1, batch_size=5, initial_labeled=10, mc_samples=2,
                             epochs=1, device="cpu")
     campaign_id = prepare_campaign(engine, config)
-    round_id = steps.start_round(engine, campaign_id)
-    for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step, steps.sync_step):
-        step(engine, round_id)
+    run_round(engine, campaign_id)
     before = counts(engine)
     assert all(before.values()), before
 
