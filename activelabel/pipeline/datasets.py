@@ -90,12 +90,24 @@ def _find(folder: Path, stem: str) -> Path:
     raise DatasetError(f"no {stem}[.gz] under {folder} (looked in ., MNIST/raw, raw)")
 
 
-def load_mnist_images(folder: str | Path, limit: int | None = None) -> LabeledImages:
+MNIST_SPLITS = {"train": "train", "test": "t10k"}
+
+
+def load_mnist_images(folder: str | Path, limit: int | None = None, split: str = "train") -> LabeledImages:
+    """MNIST from its IDX files: ``split="train"`` (60,000 images, ``train-*``) or ``"test"``
+    (the 10,000 test images, ``t10k-*``), as float32 ``[N, 1, 28, 28]`` in [0, 1].
+
+    URIs are ``mnist/<split>/<row>``. Raises :class:`DatasetError` naming the folder or file
+    when the folder, a file, or a readable image/label pair is missing.
+    """
+    if split not in MNIST_SPLITS:
+        raise DatasetError(f"MNIST split must be one of {sorted(MNIST_SPLITS)}, got {split!r}")
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise DatasetError(f"MNIST folder {root} does not exist")
-    pixels = _read_idx(_find(root, "train-images-idx3-ubyte"), offset=16)
-    targets = _read_idx(_find(root, "train-labels-idx1-ubyte"), offset=8).astype(np.int64)
+    stem = MNIST_SPLITS[split]
+    pixels = _read_idx(_find(root, f"{stem}-images-idx3-ubyte"), offset=16)
+    targets = _read_idx(_find(root, f"{stem}-labels-idx1-ubyte"), offset=8).astype(np.int64)
     if pixels.size != len(targets) * 28 * 28:
         raise DatasetError(
             f"MNIST files under {root} disagree: {pixels.size} pixels for {len(targets)} labels"
@@ -103,7 +115,7 @@ def load_mnist_images(folder: str | Path, limit: int | None = None) -> LabeledIm
     images = pixels.reshape(-1, 1, 28, 28)
     if limit is not None:
         images, targets = images[:limit], targets[:limit]
-    uris = [f"mnist/train/{i}" for i in range(len(targets))]
+    uris = [f"mnist/{split}/{i}" for i in range(len(targets))]
     return LabeledImages(
         "mnist", images.astype(np.float32) / 255.0, targets, [str(c) for c in range(10)], uris
     )

@@ -243,3 +243,18 @@ def test_non_numeric_limit_is_a_dataset_error(tmp_path: Path) -> None:
     (tmp_path / LABELS).write_bytes(_idx_labels(labels))
     with pytest.raises(DatasetError, match="limit"):
         load_dataset(f"mnist:{tmp_path}?limit=abc")
+
+
+@needs_mnist
+def test_real_mnist_test_split_is_the_10k_t10k_files() -> None:
+    data = load_mnist_images(MNIST_DIR, split="test")
+    assert data.images.shape == (10000, 1, 28, 28)
+    # The well-known first five test labels (t10k-labels-idx1-ubyte).
+    assert data.targets[:5].tolist() == [7, 2, 1, 0, 4]
+    assert np.bincount(data.targets, minlength=10).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert data.uris[:2] == ["mnist/test/0", "mnist/test/1"]
+
+
+def test_mnist_unknown_split_is_refused(tmp_path) -> None:
+    with pytest.raises(DatasetError, match="split must be one of"):
+        load_mnist_images(tmp_path, split="validation")
