@@ -514,7 +514,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
 
     report = round_uncertainty(engine, campaign, index)
     how = report.uncertainty or {}
-    detail = ", ".join(f"{k} {v}" for k, v in how.items())
+    detail = ", ".join(f"{k} {v}" for k, v in how.items() if k != "density")
     if not report.distributions:
         console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
                       "no uncertainty to show.")
@@ -524,8 +524,22 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         for column in ("part", "samples", "min", "25 %", "median", "75 %", "max", "mean"):
             table.add_column(column, justify="left" if column == "part" else "right")
         for d in report.distributions:
-            table.add_row(d.part, str(d.count), *(f"{v:.4f}" for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
+            table.add_row(d.part, str(d.count), *(f"{v:.6g}" if abs(v) >= 1e4 else f"{v:.4f}"
+                                                  for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
         console.print(table)
+    density = how.get("density")
+    if density:
+        console.print(
+            f"Feature density: class Gaussians on {density['labeled']} labeled samples ({density['dim']} features); "
+            f"{density['flagged']} pool samples flagged out of distribution (log density below "
+            f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold)."
+        )
+        if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
+            console.print(
+                f"  [yellow]The smallest class has {density['smallest_class']} labeled samples, not more than the "
+                f"{density['dim']} feature dimensions: its covariance is held up by jitter, so densities are "
+                "extreme and the flag is rough until classes grow.[/yellow]"
+            )
     calibration = report.calibration
     if calibration:
         table = Table(title=f"Calibration · temperature {calibration['temperature']:.3f} "

@@ -32,11 +32,13 @@ from activelabel.acquisition.batchbald import (
 )
 from activelabel.acquisition.density import (
     GaussianDensity,
+    PoolFeatures,
     density_score,
     density_scores,
     fit_class_gaussians,
     is_ood,
     ood_threshold,
+    out_of_fold_log_densities,
 )
 from activelabel.acquisition.decomposition import Decomposition, uncertainty_decomposition
 from activelabel.acquisition.registry import (
@@ -65,6 +67,7 @@ __all__ = [
     "BatchSelection",
     "Decomposition",
     "GaussianDensity",
+    "PoolFeatures",
     "Strategy",
     "as_probabilities",
     "bald",
@@ -77,6 +80,7 @@ __all__ = [
     "fit_class_gaussians",
     "get_strategy",
     "is_ood",
+    "out_of_fold_log_densities",
     "least_confidence",
     "margin",
     "mean_probabilities",

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy.linalg import solve_triangular
 
+from activelabel.acquisition.validation import as_probabilities
 from activelabel.errors import InvalidArrayError
 
 #: Relative jitters tried in order on each class covariance's diagonal (x mean variance).
@@ -73,8 +75,9 @@ class GaussianDensity:
         out = np.empty((z.shape[0], self.classes.size))
         for k in range(self.classes.size):
             chol = self.cholesky[k]
-            # Mahalanobis distance via the triangular factor: |L^-1 (z - μ)|^2.
-            white = np.linalg.solve(chol, (z - self.means[k]).T)  # [D, M]
+            # Mahalanobis distance via the triangular factor: |L^-1 (z - μ)|^2 (a triangular
+            # solve, O(D^2 M), not a general one: pools are scored chunk by chunk with this).
+            white = solve_triangular(chol, (z - self.means[k]).T, lower=True, check_finite=False)  # [D, M]
             maha = np.einsum("dm,dm->m", white, white)
             log_det = 2.0 * np.sum(np.log(np.diag(chol)))
             out[:, k] = self.log_priors[k] - 0.5 * (self.dim * _LOG_2PI + log_det + maha)
@@ -247,3 +250,72 @@ def ood_threshold(
 def is_ood(density: GaussianDensity, features: ArrayLike, threshold: float) -> np.ndarray:
     """Out-of-distribution flag per input: bool ``[M]``, True where ``log q(z) < threshold``."""
     return density.log_density(features) < threshold
+
+
+def out_of_fold_log_densities(
+    features: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    jitters: tuple[float, ...] = DEFAULT_JITTERS,
+) -> np.ndarray:
+    """Each labeled input's log density under a mixture fitted *without* it: float64 ``[N]`` nats.
+
+    The labeled set is split into ``folds`` seeded random folds (fewer when ``N`` is small);
+    each fold is scored by :func:`fit_class_gaussians` on the other folds. Why: in-sample
+    densities are optimistic, and grossly so while a class has fewer samples than feature
+    dimensions (its Gaussian then sits on the very points it is asked about), so a threshold
+    set on them would flag most of the pool. Out-of-fold densities are what a new input from
+    the labeled distribution would get. Raises :class:`~activelabel.errors.InvalidArrayError`
+    as :func:`fit_class_gaussians` does, or when fewer than 4 labeled samples are given.
+    """
+    z = _as_features(features, "labeled features")
+    y = np.asarray(labels)
+    n = z.shape[0]
+    if n < 4:
+        raise InvalidArrayError(f"need at least 4 labeled samples for out-of-fold densities; got {n}")
+    k = max(2, min(int(folds), n // 2))
+    fold_of = np.random.default_rng(seed).permutation(n) % k
+    out = np.empty(n)
+    for f in range(k):
+        held = fold_of == f
+        fitted = fit_class_gaussians(z[~held], y[~held], num_classes, jitters=jitters)
+        out[held] = fitted.log_density(z[held])
+    return out
+
+
+@dataclass(frozen=True)
+class PoolFeatures:
+    """What the ``density`` strategy scores: the pool's penultimate features ``[N, D]`` and
+    the :class:`GaussianDensity` fitted on the labeled set's features of the same model."""
+
+    density: GaussianDensity
+    features: np.ndarray
+
+
+def density_strategy_score(
+    probs: np.ndarray, *, rng: np.random.Generator | None = None, features: PoolFeatures | None = None
+) -> np.ndarray:
+    """The registered ``density`` strategy: ``-log q(z)`` per pool sample, float64 ``[N]`` nats.
+
+    ``probs`` ``[T, N, C]`` is validated and fixes ``N`` (the scores come from ``features``, not from the
+    softmax: that is the point, Mukhoti et al. 2021); ``rng`` is unused (deterministic).
+    Raises :class:`~activelabel.errors.InvalidProbabilitiesError` for bad ``probs`` and
+    :class:`~activelabel.errors.InvalidArrayError` when ``features`` is missing or its row
+    count differs from ``N``.
+    """
+    n = as_probabilities(probs).shape[1]  # the same input contract as every strategy
+    if features is None:
+        raise InvalidArrayError(
+            "the density strategy scores penultimate-layer features: pass features=PoolFeatures(...)"
+        )
+    if len(features.features) != n:
+        raise InvalidArrayError(
+            f"features have {len(features.features)} rows but the probabilities {n} samples; "
+            "pass the same pool chunk's features"
+        )
+    if len(features.features) == 0:
+        return np.zeros(0)
+    return density_score(features.density, features.features)

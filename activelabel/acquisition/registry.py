@@ -18,9 +18,12 @@ How the round calls a strategy (one path for both kinds)::
 
 ``select_batch`` needs the ``[S, N, C]`` probabilities, not only the stored scores, so a round
 that scores and selects in separate steps must choose the batch while the probabilities are in
-memory (or keep them) when ``strategy.batch_aware`` is true. Feature density (``density``)
-needs penultimate-layer features, not probabilities, so it is not a ``Strategy`` here: see
-:func:`activelabel.acquisition.density.density_scores`.
+memory (or keep them) when ``strategy.batch_aware`` is true.
+
+Feature density (``density``, DDU) scores penultimate-layer features, not probabilities:
+its ``needs_features`` is True and the round passes them along::
+
+    scores = strategy.score(probs, rng=rng, features=PoolFeatures(density, pool_features))
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from activelabel.acquisition.batchbald import (
     power_bald_select,
     softmax_bald_select,
 )
+from activelabel.acquisition.density import PoolFeatures, density_strategy_score
 from activelabel.acquisition.selection import select_top_k
 from activelabel.acquisition.uncertainty import (
     bald,
@@ -59,7 +63,9 @@ class Strategy:
 
     ``score(probs, *, rng=None)`` maps ``[T, N, C]`` probabilities to float64 ``[N]`` scores,
     higher = selected first. ``needs_samples`` is True when the score is only informative with
-    T > 1 stochastic passes (it is 0 everywhere for T = 1).
+    T > 1 stochastic passes (it is 0 everywhere for T = 1). ``needs_features`` is True when
+    ``score`` reads the pool's penultimate features (keyword ``features``, a
+    :class:`~activelabel.acquisition.density.PoolFeatures`) instead of the probabilities.
 
     ``select`` is set for batch-aware strategies only: ``select(probs, k, *, rng=None)`` returns
     a :class:`~activelabel.acquisition.batchbald.BatchSelection` of ``k`` distinct indices.
@@ -71,6 +77,7 @@ class Strategy:
     score: ScoreFn
     needs_samples: bool
     select: SelectFn | None = None
+    needs_features: bool = False
 
     @property
     def batch_aware(self) -> bool:
@@ -78,7 +85,8 @@ class Strategy:
         return self.select is not None
 
     def select_batch(
-        self, probs: np.ndarray, k: int, *, rng: np.random.Generator | None = None
+        self, probs: np.ndarray, k: int, *, rng: np.random.Generator | None = None,
+        features: PoolFeatures | None = None,
     ) -> BatchSelection:
         """The ranked batch of ``k`` distinct pool indices for ``[T, N, C]`` probabilities.
 
@@ -89,7 +97,7 @@ class Strategy:
         """
         if self.select is not None:
             return self.select(probs, k, rng=rng)
-        scores = self.score(probs, rng=rng)
+        scores = self.score(probs, rng=rng, features=features) if self.needs_features else self.score(probs, rng=rng)
         indices = select_top_k(scores, k)
         return BatchSelection(indices, scores[indices])
 
@@ -142,6 +150,15 @@ STRATEGIES: dict[str, Strategy] = {
             "Random: uniform random order (passive-learning baseline); seeded for reproducibility",
             random_scores,
             False,
+        ),
+        Strategy(
+            "density",
+            "Feature density (DDU): low density of the penultimate features under a class-"
+            "conditional Gaussian fitted on the labeled set: inputs unlike anything labeled; "
+            "one deterministic pass",
+            density_strategy_score,
+            False,
+            needs_features=True,
         ),
         Strategy(
             "batchbald",

@@ -47,6 +47,9 @@ class CampaignConfig:
     # "ensemble+mc_dropout" (ensemble_size x mc_samples passes).
     uncertainty: str = "mc_dropout"
     ensemble_size: int = 5
+    # Feature density (DDU): a pool sample is flagged out of distribution when its log density
+    # is below this percentile of the labeled set's out-of-fold log densities.
+    ood_percentile: float = 5.0
     seed: int = 0
     test_fraction: float = 0.2
     epochs: int = 40
@@ -124,6 +127,11 @@ class CampaignConfig:
         if self.uncertainty not in UNCERTAINTY_METHODS:
             raise ConfigError(
                 f"unknown uncertainty method {self.uncertainty!r}; choose one of: {', '.join(UNCERTAINTY_METHODS)}"
+            )
+        if not 0.0 < self.ood_percentile < 100.0:
+            raise ConfigError(
+                f"ood_percentile must lie strictly between 0 and 100 (a percentile of the labeled set's "
+                f"densities), got {self.ood_percentile}"
             )
         if self.uncertainty.startswith("ensemble") and self.ensemble_size < 2:
             raise ConfigError(f"an ensemble needs at least 2 members, got ensemble_size {self.ensemble_size}")

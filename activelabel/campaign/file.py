@@ -48,6 +48,9 @@ class CampaignSection(_Section):
         "mc_dropout", description="'mc_dropout' (mc_samples passes), 'deterministic' (one pass: the softmax baseline), 'ensemble' (ensemble_size models) or 'ensemble+mc_dropout'"
     )
     ensemble_size: int = Field(5, description="Models of different seeds trained each round by the ensemble methods (M)")
+    ood_percentile: float = Field(
+        5.0, description="Pool samples whose feature density is below this percentile of the labeled set's are flagged out of distribution"
+    )
     epochs: int = Field(40, description="Training epochs per round (at least 200 steps are taken)")
     seed: int = Field(0, description="Seed for evaluation draw, cold-start batches, training and dropout")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
@@ -197,7 +200,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
     c, d, m, a, s = parsed.campaign, parsed.data, parsed.model, parsed.annotator, parsed.stop
     values: dict[str, Any] = dict(
         name=c.name, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
-        initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, seed=c.seed, epochs=c.epochs, device=c.device,
+        initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, ood_percentile=c.ood_percentile, seed=c.seed, epochs=c.epochs, device=c.device,
         cpu_threads=c.cpu_threads, min_labels_to_train=c.min_labels_to_train,
         data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
         data_test=_resolve(base, d.test), labels=tuple(d.labels) if d.labels else None,

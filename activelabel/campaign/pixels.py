@@ -48,12 +48,14 @@ def stream_probabilities(
     on_batch: Callable[[int], None] | None = None,
     temperature: float = 1.0,
     logits: bool = False,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(positions into ``uris``, probabilities ``[T, b, C]``) chunk by chunk.
+    features: bool = False,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """(positions into ``uris``, probabilities ``[T, b, C]``) chunk by chunk; with
+    ``features=True`` (positions, probabilities, penultimate features ``[b, D]``).
 
     Pixels are decoded by the store's DataLoader (``workers`` processes); nothing proportional
     to the pool is held. Unreadable files are appended to ``problems`` and skipped.
-    ``temperature`` and ``logits`` are those of :func:`predict_stream` (masks are shared by the
+    ``temperature``, ``logits`` and ``features`` are those of :func:`predict_stream` (masks are shared by the
     whole pool, so a sample's probabilities do not depend on the batch it was decoded in).
     """
     batches = store.batches(list(uris), batch_size=batch_size, workers=workers)
@@ -70,6 +72,6 @@ def stream_probabilities(
                 positions.append(np.asarray(batch.positions))
                 yield batch.images
 
-    for probs in predict_stream(model, images(), samples=samples, device=device, seed=seed,
-                                temperature=temperature, logits=logits):
-        yield positions.pop(0), probs
+    for out in predict_stream(model, images(), samples=samples, device=device, seed=seed,
+                              temperature=temperature, logits=logits, features=features):
+        yield (positions.pop(0), *out) if features else (positions.pop(0), out)

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from activelabel.acquisition import confidence, get_strategy, predicted_class, select_top_k
+from activelabel.acquisition import PoolFeatures, confidence, get_strategy, predicted_class, select_top_k
 from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
@@ -25,6 +25,7 @@ from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.data import CampaignData, campaign_data
+from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.setup import build_annotator
@@ -293,6 +294,12 @@ def score_step(engine: Engine, round_id: int) -> None:
         checkpoints = list(session.scalars(
             select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id).order_by(ModelCheckpoint.member)))
         batch_now = batch_size_now(session, campaign.id, config)
+        labeled: list[tuple[str, int]] = []
+        if rnd.kind == RoundKind.active:  # the feature density's fitting set: what the model learned
+            labels = resolved_labels(session, campaign.id, config.annotations_per_task)
+            class_of = {name: i for i, name in enumerate(campaign.labels)}
+            labeled = [(s.uri, class_of[labels[s.id].label])
+                       for s in _labeled_pool(session, campaign.id, labels, problem_uris(session, campaign.id))]
     problems: list[tuple[str, str]] = []
     mean_entropy = None
     scored = None
@@ -304,7 +311,7 @@ def score_step(engine: Engine, round_id: int) -> None:
     else:
         assert checkpoints
         scored = _score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
-                             batch_size=batch_now, selectable=len(pool))
+                             batch_size=batch_now, selectable=len(pool), labeled=labeled)
         score_rows, mean_entropy = scored.rows, scored.mean_entropy
     crash_point("score", rnd.index)
     extra = {} if scored is None else {"uncertainty": scored.uncertainty, "batch_plan": scored.batch_plan}
@@ -358,10 +365,11 @@ class ScoredPool:
     batch_plan: dict | None
 
 
-def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_size: int, selectable: int) -> ScoredPool:
+def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_size: int, selectable: int,
+                labeled: list[tuple[str, int]]) -> ScoredPool:
     """Score ``pool`` chunk by chunk with the round's model (or ensemble members); the first
     ``selectable`` samples may be selected (the rest are earlier rounds' leftovers, scored for
-    their tasks only)."""
+    their tasks only). ``labeled`` (uri, class index) is the feature density's fitting set."""
     data = campaign_data(config)
     device = resolve_device(config.device)
     models = [load_model(ModelSpec.from_dict(c.architecture), c.state, device) for c in checkpoints]
@@ -376,21 +384,38 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
     temperature = _acquisition_temperature(rnd, config)
     samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
     candidates = Candidates(candidate_count(batch_size)) if strategy.batch_aware else None
+    fitted = fit_round_density(model, data.store, [u for u, _ in labeled], np.array([c for _, c in labeled]),
+                               len(campaign.labels), percentile=config.ood_percentile, device=device, seed=seed,
+                               workers=config.loader_workers, problems=problems)
+    if fitted is None and strategy.needs_features:
+        raise CampaignStateError(
+            f"round {rnd.index}: the {strategy.name!r} strategy needs a feature density fitted on at least "
+            f"{MIN_LABELED} readable labeled images; label more (min_labels_to_train) or choose another strategy"
+        )
     rows: list[tuple] = []
     entropy_sum = 0.0
-    for positions, probs in stream_probabilities(
+    flagged = 0
+    for positions, probs, *feats in stream_probabilities(
         model, data.store, [s.uri for s in pool], samples=samples, device=device,
         seed=seed, workers=config.loader_workers, problems=problems,
-        on_batch=progress.advance, temperature=temperature,
+        on_batch=progress.advance, temperature=temperature, features=fitted is not None,
     ):
-        values = strategy.score(probs, rng=rng)
+        if strategy.needs_features:
+            values = strategy.score(probs, rng=rng, features=PoolFeatures(fitted.density, feats[0]))
+            log_q = -values
+        else:
+            values = strategy.score(probs, rng=rng)
+            log_q = fitted.log_density(feats[0]) if fitted is not None else np.full(len(positions), np.nan)
+        ood = log_q < fitted.threshold if fitted is not None else [None] * len(positions)
+        flagged += int(np.sum(ood[positions < selectable])) if fitted is not None else 0
         predicted, conf = predicted_class(probs), confidence(probs)
         split = uncertainty_decomposition(probs)
         entropy_sum += float(split.total.sum())
         rows.extend(
-            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p), float(t), float(a), float(e))
-            for i, v, c, p, t, a, e in zip(positions, values, predicted, conf, split.total, split.aleatoric,
-                                           split.epistemic)
+            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p), float(t), float(a), float(e),
+             None if fitted is None else float(q), None if fitted is None else bool(o))
+            for i, v, c, p, t, a, e, q, o in zip(positions, values, predicted, conf, split.total, split.aleatoric,
+                                                 split.epistemic, log_q, ood)
         )
         if candidates is not None:
             mine = positions < selectable
@@ -402,6 +427,8 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         "mode": mc_strategy(models[0], samples),
         "temperature": temperature,
     }
+    if fitted is not None:
+        uncertainty["density"] = {**fitted.summary, "flagged": flagged}
     plan = None
     if candidates is not None:
         uncertainty["candidates"] = int(len(candidates.positions))

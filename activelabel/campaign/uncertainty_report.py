@@ -15,9 +15,14 @@ from activelabel.storage.repository import require_campaign
 PARTS = ("total", "aleatoric", "epistemic")
 
 
+def _distribution(part: str, values: np.ndarray) -> Distribution:
+    quantiles = np.quantile(values, [0, 0.25, 0.5, 0.75, 1])
+    return Distribution(part, len(values), *(float(q) for q in quantiles), float(values.mean()))
+
+
 @dataclass(frozen=True)
 class Distribution:
-    """Summary of one part over the scored pool, in nats."""
+    """Summary of one part over the scored pool, in nats (``log density``: higher = more familiar)."""
 
     part: str
     count: int
@@ -40,7 +45,8 @@ class RoundUncertainty:
 
 
 def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncertainty:
-    """The pool's total / aleatoric / epistemic distribution in round ``index`` of ``campaign``.
+    """The pool's total / aleatoric / epistemic (and feature log density) distribution in round
+    ``index`` of ``campaign``.
 
     Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
     """
@@ -55,10 +61,12 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
             select(Score.total, Score.aleatoric, Score.epistemic)
             .where(Score.round_id == rnd.id, Score.strategy == rnd.strategy, Score.total.is_not(None))
         ).all()
+        densities = session.scalars(
+            select(Score.log_density)
+            .where(Score.round_id == rnd.id, Score.strategy == rnd.strategy, Score.log_density.is_not(None))
+        ).all()
         values = np.array(rows, dtype=np.float64).reshape(-1, 3)
-        distributions = [] if not len(values) else [
-            Distribution(part, len(values), *(float(q) for q in np.quantile(values[:, i], [0, 0.25, 0.5, 0.75, 1])),
-                         float(values[:, i].mean()))
-            for i, part in enumerate(PARTS)
-        ]
+        distributions = [_distribution(part, values[:, i]) for i, part in enumerate(PARTS)] if len(values) else []
+        if densities:
+            distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
         return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration)

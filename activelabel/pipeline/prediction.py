@@ -139,6 +139,8 @@ class SharedMasks:
             if isinstance(module, nn.AlphaDropout):
                 raise TypeError("shared MC-dropout masks do not support AlphaDropout; use nn.Dropout")
         self.passes: int | range = 0
+        # False while deterministic features are computed (dropout is the identity in eval mode).
+        self.enabled = True
         self._cache: dict[tuple[int, int, tuple[int, ...], torch.device], torch.Tensor] = {}
 
     def mask(self, k: int, t: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -156,7 +158,9 @@ class SharedMasks:
         return cached
 
     def _hook(self, k: int) -> Callable:
-        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor:
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor | None:
+            if not self.enabled:
+                return None
             x = inputs[0]
             if isinstance(self.passes, int):
                 return x * self.mask(k, self.passes, tuple(x.shape[1:]), x.device).to(x.dtype)
@@ -167,6 +171,15 @@ class SharedMasks:
             return y.reshape(x.shape)
 
         return hook
+
+    @contextmanager
+    def disabled(self) -> Iterator[SharedMasks]:
+        """No mask for the block: the model runs deterministically (eval-mode dropout)."""
+        self.enabled = False
+        try:
+            yield self
+        finally:
+            self.enabled = True
 
     @contextmanager
     def hooked(self) -> Iterator[SharedMasks]:
@@ -215,7 +228,8 @@ def predict_stream(
     temperature: float = 1.0,
     logits: bool = False,
     mode: PredictionMode | None = None,
-) -> Iterator[np.ndarray]:
+    features: bool = False,
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
     """Class probabilities ``[T, b, C]`` (float32) for each chunk of images ``[b, C, H, W]``.
 
     ``samples=0`` means one deterministic pass (T = 1). Chunks are consumed one at a time, so a
@@ -232,6 +246,13 @@ def predict_stream(
     al. 2017; 1.0 = none). ``logits=True`` yields the scaled logits ``[T, b, C]`` instead of
     probabilities. ``mode`` forces ``naive``/``full_network``/``head_only`` (default: the
     fastest that applies, :func:`mc_strategy`); a mode that does not apply raises ``ValueError``.
+
+    ``features=True`` yields ``(probs, features)`` pairs instead, ``features`` float32
+    ``[b, D]`` being the first member's penultimate features (``embed``) from a deterministic
+    pass, no dropout mask (feature density, DDU, Mukhoti et al. 2021, is defined on the
+    deterministic features). In head-only mode they are the features the head passes already
+    share, so they cost nothing; otherwise one more trunk pass. A model without ``embed``
+    raises ``ValueError``.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -246,6 +267,8 @@ def predict_stream(
                 raise ValueError(f"MC mode {mode!r} does not apply to this model (it gets {picked!r})")
             picked = mode
         chosen.append(picked)
+    if features and not hasattr(members[0], "embed"):
+        raise ValueError("features=True needs a model with embed() (penultimate features)")
     masks = [SharedMasks(net, seed, m) for m, net in enumerate(members)]
     with ExitStack() as stack:
         for net, mask in zip(members, masks):
@@ -256,9 +279,30 @@ def predict_stream(
         for chunk in chunks:
             x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
             x = x.to(device)
-            out = torch.cat([_logits(net, x, samples, how, mask) for net, how, mask in zip(members, chosen, masks)])
-            out = out.float() / temperature
-            yield (out if logits else torch.softmax(out, dim=-1)).cpu().numpy()
+            outs, feats = [], None
+            for m, (net, how, mask) in enumerate(zip(members, chosen, masks)):
+                if m == 0 and features:
+                    z, feats = _logits_and_features(net, x, samples, how, mask)
+                    outs.append(z)
+                else:
+                    outs.append(_logits(net, x, samples, how, mask))
+            out = torch.cat(outs).float() / temperature
+            probs = (out if logits else torch.softmax(out, dim=-1)).cpu().numpy()
+            yield (probs, feats.float().cpu().numpy()) if features else probs
+
+
+def _logits_and_features(
+    model: nn.Module, x: torch.Tensor, samples: int, mode: PredictionMode, masks: SharedMasks
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[T, b, C]`` and the deterministic penultimate features ``[b, D]``."""
+    if mode in ("deterministic", "head_only"):
+        h = model.embed(x)  # no active dropout before the head: deterministic features
+        if mode == "deterministic":
+            return model.classifier(h).unsqueeze(0), h
+        return _run_sampled(model.classifier, h, masks, samples), h
+    with masks.disabled():
+        h = model.embed(x)
+    return _logits(model, x, samples, mode, masks), h
 
 
 def _applicable_modes(model: nn.Module, chosen: PredictionMode) -> set[str]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, SmallInteger, String, insert
+from sqlalchemy import BigInteger, Boolean, Float, Integer, SmallInteger, String, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -44,10 +44,18 @@ SCORE_COLUMNS: tuple[str, ...] = (
 
 #: Optional trailing values of a row: the sample's uncertainty split in nats (None allowed).
 UNCERTAINTY_COLUMNS: tuple[str, ...] = ("total", "aleatoric", "epistemic")
-#: Every column a row may carry, in order: a row has 6 values or all 9.
-ALL_SCORE_COLUMNS: tuple[str, ...] = SCORE_COLUMNS + UNCERTAINTY_COLUMNS
+#: Optional after those: feature density log q(z) in nats and the OOD flag (None allowed).
+DENSITY_COLUMNS: tuple[str, ...] = ("log_density", "ood")
+#: Every column a row may carry, in order: a row has 6, 9 or all 11 values.
+ALL_SCORE_COLUMNS: tuple[str, ...] = SCORE_COLUMNS + UNCERTAINTY_COLUMNS + DENSITY_COLUMNS
+#: The column tuples a row may be, by its length.
+ROW_LAYOUTS: dict[int, tuple[str, ...]] = {
+    len(SCORE_COLUMNS): SCORE_COLUMNS,
+    len(SCORE_COLUMNS + UNCERTAINTY_COLUMNS): SCORE_COLUMNS + UNCERTAINTY_COLUMNS,
+    len(ALL_SCORE_COLUMNS): ALL_SCORE_COLUMNS,
+}
 
-ScoreRow = tuple  # (round_id, sample_id, strategy, value, predicted_class, confidence[, total, aleatoric, epistemic])
+ScoreRow = tuple  # (round_id, sample_id, strategy, value, predicted_class, confidence[, total, aleatoric, epistemic[, log_density, ood]])
 
 
 def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
@@ -56,7 +64,8 @@ def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
     Each row is a tuple in :data:`SCORE_COLUMNS` order:
     ``(round_id, sample_id, strategy, value, predicted_class, confidence)``, optionally
     followed by ``(total, aleatoric, epistemic)`` in nats (:data:`UNCERTAINTY_COLUMNS`; None
-    allowed). All rows of one call have the same length.
+    allowed), and then by ``(log_density, ood)`` (:data:`DENSITY_COLUMNS`). All rows of one
+    call have the same length (6, 9 or 11).
     Pending ORM changes are flushed first, so rows may refer to a round or samples added to the
     same session. The caller commits (or rolls back). Raises
     :class:`sqlalchemy.exc.IntegrityError` on a duplicate (round_id, sample_id, strategy) or a
@@ -87,12 +96,12 @@ def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
 
 def _columns_of(rows: Sequence[ScoreRow]) -> tuple[str, ...]:
     width = len(rows[0])
-    if width not in (len(SCORE_COLUMNS), len(ALL_SCORE_COLUMNS)):
+    if width not in ROW_LAYOUTS:
         raise ValueError(
-            f"a score row has {len(SCORE_COLUMNS)} or {len(ALL_SCORE_COLUMNS)} values "
+            f"a score row has {', '.join(map(str, ROW_LAYOUTS))} values "
             f"({', '.join(ALL_SCORE_COLUMNS)}), got {width}"
         )
-    return SCORE_COLUMNS if width == len(SCORE_COLUMNS) else ALL_SCORE_COLUMNS
+    return ROW_LAYOUTS[width]
 
 
 def _pg_binary_types(columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[str, ...] | None:
@@ -115,18 +124,19 @@ def _pg_binary_types(columns: tuple[str, ...] = SCORE_COLUMNS) -> tuple[str, ...
             names.append("float4" if precision is not None and precision <= 24 else "float8")
         elif isinstance(column_type, String):
             names.append("text")  # same binary wire format as varchar
+        elif isinstance(column_type, Boolean):
+            names.append("bool")
         else:
             return None
     return tuple(names)
 
 
 # None: fall back to text-format COPY (slower, but any type the server can parse).
-_PG_BINARY_TYPES = _pg_binary_types()
-_PG_BINARY_TYPES_ALL = _pg_binary_types(ALL_SCORE_COLUMNS)
+_PG_BINARY_TYPES = {columns: _pg_binary_types(columns) for columns in ROW_LAYOUTS.values()}
 
 
 def _binary_types(columns: tuple[str, ...]) -> tuple[str, ...] | None:
-    return _PG_BINARY_TYPES if columns == SCORE_COLUMNS else _PG_BINARY_TYPES_ALL
+    return _PG_BINARY_TYPES[columns]
 
 
 def _copy_postgres(

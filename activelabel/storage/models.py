@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -225,6 +226,11 @@ class Score(Base):
     total: Mapped[float | None] = mapped_column(Float)
     aleatoric: Mapped[float | None] = mapped_column(Float)
     epistemic: Mapped[float | None] = mapped_column(Float)
+    # Feature density (DDU): log q(z) of the sample's penultimate features under the class-
+    # conditional Gaussians fitted on the round's labeled set, in nats, and whether it falls
+    # below the round's OOD threshold (round.uncertainty["density"]). None without a model.
+    log_density: Mapped[float | None] = mapped_column(Float)
+    ood: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Selection(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from activelabel.acquisition import (
@@ -19,7 +20,7 @@ from activelabel.errors import UnknownStrategyError
 
 EXPECTED = [
     "entropy", "bald", "mean_std", "variation_ratios", "margin", "least_confidence", "random",
-    "batchbald", "power_bald", "softmax_bald",
+    "density", "batchbald", "power_bald", "softmax_bald",
 ]
 BATCH_AWARE = {"batchbald", "power_bald", "softmax_bald"}
 
@@ -43,6 +44,18 @@ def test_needs_samples_flags() -> None:
         "bald", "mean_std", "variation_ratios", *BATCH_AWARE
     }
     assert "T > 1" in get_strategy("bald").description
+
+
+def test_only_density_reads_features() -> None:
+    assert {n for n, s in STRATEGIES.items() if s.needs_features} == {"density"}
+
+
+def test_density_without_features_says_what_to_pass() -> None:
+    from activelabel.errors import InvalidArrayError
+
+    probs = np.full((1, 3, 2), 0.5)
+    with pytest.raises(InvalidArrayError, match="features=PoolFeatures"):
+        get_strategy("density").score(probs)
 
 
 def test_scores_are_the_public_functions() -> None:

@@ -98,7 +98,9 @@ def test_batchbald_round_picks_no_two_copies_where_bald_does(tmp_path) -> None:
     assert [s.sample_id for s in scores] == [s.sample_id for s in bald_scores]
     np.testing.assert_allclose([s.value for s in scores], [s.value for s in bald_scores], rtol=1e-9)
     assert rnd.uncertainty == {"method": "mc_dropout", "samples": 10, "members": 1, "mode": "full_network",
-                               "temperature": rnd.uncertainty["temperature"], "candidates": len(scores)}
+                               "temperature": rnd.uncertainty["temperature"], "candidates": len(scores),
+                               "density": rnd.uncertainty["density"]}
+    assert rnd.uncertainty["density"]["labeled"] == rnd.labeled_count  # fitted on the labels the model learned
     assert bald_round.batch_plan is None and rnd.batch_plan["sample_ids"] == [sid for sid, _ in picks]
 
     # The selection is exactly select_batch on the pool's probabilities, recomputed here.
@@ -285,3 +287,105 @@ def test_a_pool_with_fewer_distinct_images_than_the_batch_fills_it_with_copies()
     plan = steps._batch_plan(get_strategy("batchbald"), candidates, pool, 4, seed=0)
     assert plan["distinct"] == 3 and len(plan["sample_ids"]) == len(set(plan["sample_ids"])) == 4
     assert set(plan["sample_ids"][:3]) == {100, 101, 102}  # every distinct image before any copy
+
+
+def _campaign_with_noise_images(tmp_path: Path, strategy: str, noise: int = 8):
+    """Seeded campaign (30 test, 30 seed labels, 50 digit pool images) plus ``noise`` images of
+    uniform noise in the pool: inputs unlike anything labeled, which softmax may still be sure of."""
+    images = tmp_path / "images"
+    truth = write_unlabeled_pool(images, count=110)
+    names = sorted(truth)
+    rng = np.random.default_rng(5)
+    (images / "noise").mkdir()
+    for i in range(noise):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), mode="L").save(images / f"noise/n{i}.png")
+        truth[f"noise/n{i}.png"] = "0"
+    write_manifest(tmp_path / "truth.csv", truth, base=images)
+    write_manifest(tmp_path / "test.csv", {n: truth[n] for n in names[:30]}, base=images)
+    write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in names[30:60]}, base=images)
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, strategy, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
+                                         "epochs = 3": "epochs = 10", "batch_size = 10": "batch_size = 8"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/{strategy}.db")
+    run_rounds(engine, prepare_campaign(engine, config), 1)
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.index == 1))
+        rows = session.execute(select(Score, Sample.uri).join(Sample, Sample.id == Score.sample_id)
+                               .where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
+        picked = session.scalars(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id)
+                                 .where(Selection.round_id == rnd.id).order_by(Selection.rank)).all()
+        session.expunge_all()
+    return config, engine, rnd, [(score, uri) for score, uri in rows], picked
+
+
+@pytest.fixture(scope="module")
+def density_round(tmp_path_factory):
+    """One density campaign shared by the tests that only read it (a round costs a minute)."""
+    clear_cache()
+    tmp_path = tmp_path_factory.mktemp("density")
+    yield tmp_path, *_campaign_with_noise_images(tmp_path, "density")
+    clear_cache()
+
+
+def test_density_round_scores_minus_log_density_flags_noise_and_picks_it_first(density_round) -> None:
+    from activelabel.acquisition import fit_class_gaussians
+
+    tmp_path, config, engine, rnd, rows, picked = density_round
+    assert rnd.kind.value == "active" and len(rows) == 58
+    summary = rnd.uncertainty["density"]
+    assert summary["labeled"] == 30 and summary["dim"] == 128 and summary["percentile"] == 5.0
+    threshold = summary["threshold"]
+    log_q = np.array([s.log_density for s, _ in rows])
+    np.testing.assert_array_equal([s.value for s, _ in rows], -log_q)  # the score is -log q(z)
+    assert [s.ood for s, _ in rows] == [bool(q < threshold) for q in log_q]
+    assert summary["flagged"] == sum(s.ood for s, _ in rows)
+    noise = [s for s, uri in rows if uri.startswith("noise/")]
+    assert all(s.ood for s in noise)  # every noise image is flagged out of distribution
+    assert set(picked) == {f"noise/n{i}.png" for i in range(8)}  # and the batch is exactly them
+
+    # The stored densities are those of the class Gaussians fitted on the seed labels' features.
+    with session_scope(engine) as session:
+        checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id))
+        model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, torch.device("cpu"))
+    store = campaign_data(config).store
+    seeds = [line.split(",") for line in (tmp_path / "seeds.csv").read_text().splitlines()[1:]]
+    seed_uris = [str(Path(p).relative_to("images").as_posix()) for p, _ in seeds]
+    with torch.no_grad():
+        model.eval()
+        labeled = model.embed(torch.from_numpy(store.read(seed_uris))).numpy().astype(np.float64)
+        pool = model.embed(torch.from_numpy(store.read([uri for _, uri in rows]))).numpy().astype(np.float64)
+    density = fit_class_gaussians(labeled, np.array([int(label) for _, label in seeds]), 10)
+    np.testing.assert_allclose(density.log_density(pool), log_q, rtol=1e-4)
+
+
+def test_every_model_round_stores_density_and_flag_beside_its_own_score(tmp_path) -> None:
+    _, _, rnd, rows, _ = _campaign_with_noise_images(tmp_path, "entropy")
+    assert all(s.log_density is not None and s.ood is not None for s, _ in rows)
+    np.testing.assert_allclose([s.value for s, _ in rows], [s.total for s, _ in rows], rtol=1e-5)
+    noise = [s.log_density for s, uri in rows if uri.startswith("noise/")]
+    digits = [s.log_density for s, uri in rows if not uri.startswith("noise/")]
+    assert max(noise) < np.median(digits)
+    assert rnd.uncertainty["density"]["flagged"] >= 8
+
+
+def test_status_round_shows_the_density_and_how_many_samples_are_flagged(density_round) -> None:
+    import os
+    import subprocess
+    import sys
+
+    tmp_path, _, _, rnd, rows, _ = density_round
+    out = subprocess.run(
+        [sys.executable, "-m", "activelabel.cli", "status", "density", "--round", "1",
+         "--database-url", f"sqlite:///{tmp_path}/density.db"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if "log density" in l)
+    cells = [c.strip() for c in line.split("│") if c.strip()]
+    log_q = np.array([s.log_density for s, _ in rows])
+    assert cells[1] == "58" and float(cells[4]) == pytest.approx(np.median(log_q), rel=1e-5)
+    flagged = sum(s.ood for s, _ in rows)
+    text = " ".join(out.stdout.split())
+    assert f"{flagged} pool samples flagged out of distribution" in text
+    assert rnd.uncertainty["density"]["smallest_class"] == 1  # 30 seed labels over 10 classes, D = 128
+    assert "not more than the 128 feature dimensions" in text

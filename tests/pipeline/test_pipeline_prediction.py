@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from activelabel.pipeline.model import ModelSpec, SmallCNN, build_model
-from activelabel.pipeline.prediction import mc_dropout, predict_probabilities
+from activelabel.pipeline.prediction import mc_dropout, predict_probabilities, predict_stream
 
 CPU = torch.device("cpu")
 SPEC = ModelSpec(in_channels=1, num_classes=10, width=8)
@@ -287,3 +287,28 @@ def test_an_ensemble_stacks_its_members_passes_member_major(model: SmallCNN) -> 
     # Member 1 draws its own masks: the same network twice is not the same passes twice.
     twice = predict_probabilities([model, model], x, samples=3, device=CPU, seed=4)
     assert not np.allclose(twice[:3], twice[3:])
+
+
+@pytest.mark.parametrize("mode", ["naive", "full_network"])
+def test_features_are_the_deterministic_embedding_whatever_the_mc_mode(mode: str) -> None:
+    from activelabel.pipeline.model import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(num_classes=3, in_channels=1, dropout=0.5, conv_dropout=0.25))
+    x = torch.rand(10, 1, 8, 8)
+    with torch.no_grad():
+        model.eval()
+        expected = model.embed(x).numpy()
+    plain = list(predict_stream(model, [x[:6], x[6:]], samples=4, device=torch.device("cpu"), seed=3, mode=mode))
+    both = list(predict_stream(model, [x[:6], x[6:]], samples=4, device=torch.device("cpu"), seed=3, mode=mode,
+                               features=True))
+    np.testing.assert_allclose(np.concatenate([f for _, f in both]), expected, rtol=1e-5, atol=1e-6)
+    for p, (q, _) in zip(plain, both):  # asking for features leaves the MC passes unchanged
+        np.testing.assert_array_equal(p, q)
+
+
+def test_features_need_a_model_with_embed() -> None:
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="embed"):
+        next(predict_stream(net, [torch.rand(2, 1, 2, 2)], samples=2, device=torch.device("cpu"), seed=0,
+                            features=True))

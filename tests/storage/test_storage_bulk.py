@@ -246,12 +246,14 @@ def test_generic_core_path_matches(bulk_engine: Engine) -> None:
 
 
 def test_write_scores_carries_the_uncertainty_split(bulk_engine: Engine) -> None:
-    """Rows of 9 values also store total / aleatoric / epistemic (None allowed), exactly."""
+    """Rows of 11 values also store total / aleatoric / epistemic and log density / OOD flag
+    (None allowed), exactly; rows of 9 leave the density columns empty."""
     from activelabel.storage.bulk import ALL_SCORE_COLUMNS
 
     (round_id, _), sample_ids = _setup(bulk_engine, n_samples=SMALL)
     rows = [
-        (*row, None, None, None) if i % 3 == 0 else (*row, 0.5 + i / 7, 0.25 + i / 11, 0.25 + i / 7 - i / 11)
+        (*row, None, None, None, None, None) if i % 3 == 0
+        else (*row, 0.5 + i / 7, 0.25 + i / 11, 0.25 + i / 7 - i / 11, -40.0 - i / 3, i % 2 == 0)
         for i, row in enumerate(_rows(round_id, sample_ids))
     ]
     with session_scope(bulk_engine) as session:
@@ -260,6 +262,6 @@ def test_write_scores_carries_the_uncertainty_split(bulk_engine: Engine) -> None
         stored = [tuple(r) for r in connection.execute(
             select(*(getattr(Score, c) for c in ALL_SCORE_COLUMNS)).order_by(Score.sample_id))]
     assert stored == sorted(rows, key=lambda r: r[1])
-    with pytest.raises(ValueError, match="6 or 9 values"):
+    with pytest.raises(ValueError, match="6, 9, 11 values"):
         with session_scope(bulk_engine) as session:
             write_scores(session, [rows[0][:7]])
