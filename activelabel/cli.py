@@ -123,14 +123,28 @@ def _quiet_prefect() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _open_database(database_url: str | None):
+def _open_database(database_url: str | None, *, existing: bool = False):
     """Open (and migrate) the database; the flows then find its URL in the environment.
 
     Passing the URL through the environment keeps a password out of Prefect's flow parameters.
+    ``existing=True`` (commands that only read a campaign) refuses a SQLite file that does not
+    exist rather than leaving an empty database behind a typo.
     """
-    from activelabel.storage.database import DATABASE_URL_ENV, open_engine, resolve_database_url
+    from sqlalchemy.engine import make_url
+
+    from activelabel.storage.database import DATABASE_URL_ENV, describe_url, open_engine, resolve_database_url
 
     url = resolve_database_url(database_url)
+    if existing:
+        parsed = make_url(url)
+        path = parsed.database
+        if parsed.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+            from activelabel.errors import CampaignStateError
+
+            raise CampaignStateError(
+                f"no database at {describe_url(url)}: no campaign has run there yet. Pass the campaign's "
+                "--database-url (or set ACTIVELABEL_DATABASE_URL), or start one with `activelabel run`."
+            )
     engine = open_engine(url)
     os.environ[DATABASE_URL_ENV] = url
     return engine, url
@@ -261,7 +275,7 @@ def export(
     name, database_url = _campaign_ref(campaign, database_url)
     if to is None and model is None:
         raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     if to is not None:
         count = export_labels(engine, name, to)
         console.print(f"Wrote {count} labeled samples to {to}")
@@ -294,7 +308,7 @@ def sync(
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows import sync_flow
 
-    _open_database(database_url)
+    _open_database(database_url, existing=True)
     _quiet_prefect()
     result = sync_flow(campaign)
     console.print(
@@ -324,7 +338,7 @@ def watch(
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.watch import watch_campaign
 
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     _quiet_prefect()
     watch_campaign(
         engine, campaign, rounds, poll_seconds=poll_seconds,
@@ -352,7 +366,7 @@ def serve(
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.schedule import serve_campaign
 
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     from activelabel.campaign.steps import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
@@ -377,7 +391,7 @@ def resume(
     from activelabel.storage import RoundStatus, session_scope
     from activelabel.storage.repository import latest_round
 
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     cid = campaign_id(engine, campaign)
     with session_scope(engine) as session:
         last = latest_round(session, cid)
@@ -404,7 +418,7 @@ def status(
         campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign.summary import campaign_overviews, round_progress
 
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     if round_index is not None:
         if campaign is None:
             raise typer.BadParameter("--round needs a campaign name or campaign file")
@@ -504,7 +518,7 @@ def report(
     _configure_logging(False)
     from activelabel.report import write_report
 
-    engine, _ = _open_database(database_url)
+    engine, _ = _open_database(database_url, existing=True)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} campaigns) to {info.path}")
 

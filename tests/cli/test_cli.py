@@ -73,6 +73,13 @@ def test_unreachable_database_is_one_line_naming_it_without_password(tmp_path):
     assert "topsecretpw" not in line
 
 
+@pytest.mark.parametrize("command", [["status", "nosuch"], ["export", "nosuch", "--to", "x.csv"], ["report", "nosuch"]])
+def test_reading_commands_refuse_a_missing_database_and_create_none(tmp_path, command):
+    line = one_line_error(run_cli(*command, cwd=tmp_path))
+    assert "no database at" in line and "activelabel.db" in line and "--database-url" in line
+    assert not (tmp_path / "activelabel.db").exists()  # a typo leaves nothing behind
+
+
 def test_sqlite_in_missing_folder_is_one_line(tmp_path):
     line = one_line_error(
         run_cli("demo", "--database-url", f"sqlite:///{tmp_path}/missing/dir/al.db", cwd=tmp_path)
