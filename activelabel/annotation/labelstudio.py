@@ -427,7 +427,9 @@ class LabelStudioAnnotator:
         return {
             "sample_id": t.sample_id,
             "uri": t.uri,
-            "uncertainty": _finite(t.score),
+            # Evaluation and cold-start picks are random (no model, no predicted label): their
+            # score is a random draw, not an uncertainty, so annotators are not shown one.
+            "uncertainty": _finite(t.score) if t.predicted_label else None,
             "rank": t.rank,
             "order": order,
             "predicted_label": t.predicted_label,

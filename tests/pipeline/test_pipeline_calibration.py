@@ -155,3 +155,28 @@ def test_bad_inputs_raise_typed_errors() -> None:
         apply_temperature(z, 0.0)
     with pytest.raises(InvalidArrayError, match="average"):
         calibration_report(np.zeros((2, 3, 4)), np.zeros(3, dtype=np.int64))
+
+
+def _round_calibration(x: np.ndarray, y: np.ndarray) -> dict:
+    from activelabel.campaign.calibrate import fit_round_calibration
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[4.0, 0.0], [0.0, 4.0]]))  # predicts the larger coordinate
+    return fit_round_calibration(model, x, y, None, None, torch.device("cpu"))
+
+
+def test_round_keeps_t_1_when_the_held_out_split_has_no_error() -> None:
+    # Every validation image is predicted right: the NLL only asks for T -> 0 (the fit gave
+    # T = 0.09 in a report test and doubled the test NLL), so no temperature is fitted.
+    x = np.array([[[[1.0, 0.0]]], [[[0.0, 1.0]]], [[[0.9, 0.2]]]], dtype=np.float32)
+    result = _round_calibration(x, np.array([0, 1, 0]))
+    assert result["temperature"] == 1.0 and result["validation_errors"] == 0
+    assert "all predicted right" in result["skipped"]
+
+
+def test_round_fits_t_when_the_held_out_split_has_errors() -> None:
+    x = np.array([[[[1.0, 0.0]]], [[[0.0, 1.0]]], [[[0.9, 0.2]]], [[[1.0, 0.1]]]], dtype=np.float32)
+    result = _round_calibration(x, np.array([0, 1, 0, 1]))  # the last one is wrong, at p = 0.97
+    assert result["validation_errors"] == 1 and "skipped" not in result
+    assert result["temperature"] > 1.0  # over-confident on the error: soften
