@@ -217,6 +217,15 @@ def _timings(groups: dict[str, list[CampaignRecord]], caption: str) -> str:
     return html.figure(figures.timings(series, STEPS), "timings", caption)
 
 
+def _campaign_aulc(record: CampaignRecord) -> str:
+    xs, ys = record.curve("accuracy")
+    if not xs:
+        return html.note("No area under the learning curve: no active round measured the test accuracy yet.")
+    return html.table("aulc", ["strategy", "labels", "points", "AULC"],
+                      [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
+                      caption="Area under the accuracy curve over the label span (its mean accuracy)")
+
+
 def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence[CampaignRecord],
                     targets: Sequence[float], gallery_size: int) -> str:
     groups = by_strategy(records)
@@ -235,7 +244,11 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
         "Area under the learning curve and gain over random",
         html.table("aulc", ["strategy", "seeds", "AULC (mean ± std)", "gain over random", "t", "p (paired t-test)",
                             "pairs"], aulc_rows(groups)),
-        html.paragraph(TEST_EXPLANATION), anchor="aulc-section",
+        html.paragraph(TEST_EXPLANATION),
+        *([] if BASELINE in groups else [html.note(
+            f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
+            f"{BASELINE!r} to --strategies (a rerun adds only the missing campaigns).")]),
+        anchor="aulc-section",
     ))
     body.append(html.section("Calibration: temperature scaling", *uncertainty.experiment_calibration(groups),
                              anchor="calibration"))
@@ -275,6 +288,7 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
         html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", *[f"{s} s" for s in STEPS]], rows),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets)),
+        _campaign_aulc(record),
         anchor="rounds-section",
     ))
     body.append(html.section("Calibration: temperature scaling", *uncertainty.campaign_calibration(record),

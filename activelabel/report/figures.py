@@ -131,11 +131,15 @@ def calibration_curves(runs: Mapping[str, Mapping[str, Sequence[Curve]]]) -> str
     seeds with a ± one std band.
 
     ``runs[strategy]`` maps ``"ece_before"``, ``"ece_after"``, ``"nll_before"``, ``"nll_after"``
-    and ``"temperature"`` to one (labels, values) curve per seed. Call it only when some curve has
-    a point (an empty figure says nothing; the page says why instead).
+    and ``"temperature"`` to one (labels, values) curve per seed. A panel whose curves have no
+    point is left out (a round that fitted T without a test split to measure it on has only a
+    temperature); call it only when some curve has a point — the page says why otherwise.
     """
-    figure = Figure(figsize=(10.5, 3.4))
-    panels = (("ece", "test ECE"), ("nll", "test NLL (nats)"), ("temperature", "temperature T"))
+    panels = [(key, label) for key, label in (("ece", "test ECE"), ("nll", "test NLL (nats)"),
+                                              ("temperature", "temperature T"))
+              if any(xs for series in runs.values() for name, curves in series.items() if name.startswith(key)
+                     for xs, _ in curves)]
+    figure = Figure(figsize=(3.5 * len(panels), 3.4))
     for col, (key, label) in enumerate(panels):
         ax = figure.add_subplot(1, len(panels), col + 1)
         for i, (strategy, series) in enumerate(runs.items()):
