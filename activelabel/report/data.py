@@ -168,11 +168,11 @@ class DecompositionMeans:
 
 def decomposition_means(engine: Engine, campaign_id: int) -> dict[int, DecompositionMeans]:
     """Round index -> mean total / aleatoric / epistemic of the scored pool and of the selected
-    samples, for every round whose scores carry the decomposition (rounds scored without a model
+    samples, for every complete round whose scores carry the decomposition (rounds scored without a model
     — cold start, evaluation — are absent). Two grouped SQL aggregates: no score row is loaded."""
     parts = (func.count(), func.avg(Score.total), func.avg(Score.aleatoric), func.avg(Score.epistemic))
-    mine = and_(Round.id == Score.round_id, Round.campaign_id == campaign_id, Score.strategy == Round.strategy,
-                Score.total.is_not(None))
+    mine = and_(Round.id == Score.round_id, Round.campaign_id == campaign_id, Round.status == RoundStatus.complete,
+                Score.strategy == Round.strategy, Score.total.is_not(None))
     with session_scope(engine) as session:
         pool = {index: PartMeans(int(n), float(t), float(a), float(e)) for index, n, t, a, e in session.execute(
             select(Round.index, *parts).select_from(Score).join(Round, mine).group_by(Round.index))}

@@ -44,17 +44,18 @@ def calibration_absence(row: RoundRow, config: Mapping) -> str | None:
     from activelabel.campaign.calibrate import MIN_LABELS, VALIDATION_FRACTION
 
     if row.labeled is not None and row.labeled < MIN_LABELS:
-        return (f"{row.labeled} labels: temperature scaling starts at {MIN_LABELS} labels "
-                f"({VALIDATION_FRACTION:.0%} of them held out to fit it)")
+        return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "
+                f"{VALIDATION_FRACTION:.0%} of them out of training to fit T)")
     return "no calibration stored for this round"
 
 
-def _absences(rows: Sequence[tuple[str, str]]) -> list[str]:
-    """(what, reason) pairs grouped by reason into sentences: "Rounds 1, 2: reason."."""
+def _rounds_sentences(rows: Sequence[tuple[int, str]], what: str) -> list[str]:
+    """(round index, reason) pairs grouped by reason, one sentence each: "Rounds 1, 2: no {what} — reason."."""
     grouped: dict[str, list[str]] = {}
-    for what, reason in rows:
-        grouped.setdefault(reason, []).append(what)
-    return [html.note(f"{', '.join(whats)}: no calibration — {reason}.") for reason, whats in grouped.items()]
+    for index, reason in rows:
+        grouped.setdefault(reason, []).append(str(index))
+    return [html.note(f"Round{'s' if len(indices) > 1 else ''} {', '.join(indices)}: no {what} — {reason}.")
+            for reason, indices in grouped.items()]
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -89,7 +90,7 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
                      *[_fmt(r.calibrated(when, key)) for key in ("accuracy", "nll", "brier", "ece")
                        for when in ("before", "after")], why or ""])
         if why:
-            absent.append((f"Round {r.index}", why))
+            absent.append((r.index, why))
     parts.append(html.table(
         "calibration", ["round", "kind", "labels", "held out", "T", "accuracy before", "accuracy after",
                         "NLL before", "NLL after", "Brier before", "Brier after", "ECE before", "ECE after",
@@ -109,7 +110,7 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
     if len(measured) > last:
         parts.append(html.note(f"Reliability diagrams of the last {last} calibrated rounds; the table has every "
                                "round's figures."))
-    parts.extend(_absences(absent))
+    parts.extend(_rounds_sentences(absent, "calibration"))
     return parts
 
 
@@ -128,9 +129,8 @@ def experiment_calibration(groups: Mapping[str, Sequence[CampaignRecord]]) -> li
         reasons = []
         for runs in groups.values():
             for record in runs:
-                reasons += [(f"{record.name} round {r.index}", why) for r in record.rounds
-                            if (why := calibration_absence(r, record.config))]
-        reasons_by = sorted({why for _, why in reasons})
+                reasons += [why for r in record.rounds if (why := calibration_absence(r, record.config))]
+        reasons_by = sorted(set(reasons))
         return [html.note("No round of this experiment stored a calibration, so there is no calibration figure: "
                           + ("; ".join(reasons_by) if reasons_by else "no complete round yet") + ".")]
     rows = []
@@ -199,13 +199,8 @@ def campaign_decomposition(engine: Engine, campaign_id: int, record: CampaignRec
             "Means in nats. total = predictive entropy; aleatoric = expected entropy of each pass (noise the model "
             "sees in the data); epistemic = total − aleatoric (BALD: what more labels can reduce). A strategy that "
             "hunts model uncertainty picks samples far above the pool's epistemic mean."))
-    missing = [r for r in record.rounds if r.index not in means]
-    grouped: dict[str, list[str]] = {}
-    for r in missing:
-        grouped.setdefault(_decomposition_reason(r), []).append(str(r.index))
-    for reason, indices in grouped.items():
-        parts.append(html.note(f"Round{'s' if len(indices) > 1 else ''} {', '.join(indices)}: no uncertainty "
-                               f"decomposition — {reason}."))
+    parts.extend(_rounds_sentences([(r.index, _decomposition_reason(r)) for r in record.rounds
+                                    if r.index not in means], "uncertainty decomposition"))
     return parts
 
 

@@ -16,6 +16,7 @@ import pytest
 from report_tiny import BATCH, INITIAL, SEEDS, STRATEGIES, ReportParser, run_cli
 
 CAMPAIGN = "tiny-entropy-seed1"  # the campaign of the conftest's campaign_report
+TOO_FEW = "fewer than 500 labels (temperature scaling starts at 500, holding 15% of them out of training to fit T)"
 
 
 def _report(exp, name: str, out_name: str) -> ReportParser:
@@ -62,7 +63,7 @@ def test_the_campaign_report_shows_each_rounds_stored_calibration(tiny_experimen
     assert header[:5] == ["round", "kind", "labels", "held out", "T"]
     first, second = rows
     assert first[:3] == ["1", "active", str(INITIAL)] and first[3:13] == [""] * 10
-    assert first[13] == f"{INITIAL} labels: temperature scaling starts at 500 labels (15% of them held out to fit it)"
+    assert first[13] == TOO_FEW
     expected = [f"{stored[when][key]:.4f}" for key in ("accuracy", "nll", "brier", "ece") for when in ("before", "after")]
     assert second == ["2", "active", str(INITIAL + BATCH), "75", f"{stored['temperature']:.3f}", *expected, ""]
     # Before scaling is the model the learning curve measured: the same ECE as the round's own.
@@ -74,7 +75,7 @@ def test_the_campaign_report_shows_each_rounds_stored_calibration(tiny_experimen
     assert "reliability-round-1" not in parser.figures
     assert f"T = {stored['temperature']:.3f}" in parser.captions["reliability-round-2"]
     _png(parser, "calibration-curves")
-    assert f"Round 1: no calibration — {INITIAL} labels: temperature scaling starts at 500 labels" in parser.text
+    assert f"Round 1: no calibration — {TOO_FEW}." in parser.text
 
 
 def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposition(tiny_experiment,
@@ -159,6 +160,23 @@ def test_an_experiment_without_any_calibration_says_why(uncalibrated_experiment)
     parser = _report(uncalibrated_experiment, "tiny", "uncalibrated.html")
     assert "calibration-curves" not in parser.figures and "calibration-by-labels" not in parser.tables
     assert ("No round of this experiment stored a calibration, so there is no calibration figure: "
-            "495 labels: temperature scaling starts at 500 labels (15% of them held out to fit it); "
-            "no calibration stored for this round.") in parser.text
+            f"{TOO_FEW}; no calibration stored for this round.") in parser.text
     _png(parser, "decomposition-comparison")  # the decomposition does not depend on calibration
+
+
+def test_each_kind_of_missing_calibration_has_its_own_reason():
+    from activelabel.report.data import RoundRow
+    from activelabel.report.uncertainty import calibration_absence
+
+    def row(kind="active", labeled=600, calibration=None):
+        return RoundRow(1, kind, labeled, 0.9, 0.3, 0.02, {}, calibration)
+
+    measured = {"temperature": 1.2, "validation_size": 90, "before": {"ece": 0.05}, "after": {"ece": 0.02}}
+    assert calibration_absence(row(calibration=measured), {}) is None
+    assert calibration_absence(row(calibration={**measured, "before": None, "after": None}), {}).startswith(
+        "temperature fitted, but the campaign has no labeled test or evaluation split")
+    assert calibration_absence(row("evaluation", 0), {}) == "an evaluation round labels the yardstick; no model is trained"
+    assert calibration_absence(row("cold_start", 10), {}).startswith("a cold-start round")
+    assert calibration_absence(row(), {"calibrate": False}) == "calibration is off for this campaign (calibrate = false)"
+    assert calibration_absence(row(labeled=499), {}) == TOO_FEW
+    assert calibration_absence(row(labeled=500), {}) == "no calibration stored for this round"
