@@ -36,6 +36,16 @@ def _class_color(index: int, name: str):
     return colormaps["tab20"](index % 20)
 
 
+def _band(ax, xs: Sequence[int], mean: Sequence[float], std: Sequence[float], colour, alpha: float) -> None:
+    """± one std around the mean: a band, or an error bar where there is one point (a band of
+    zero width would not show)."""
+    if len(xs) == 1:
+        ax.errorbar(xs, mean, yerr=std, color=colour, linestyle="none", capsize=4, linewidth=1)
+    else:
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=colour, alpha=alpha, linewidth=0)
+
+
 def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str) -> str:
     """One line per strategy: the mean over its seeds' curves, with a ± one std band."""
     figure = Figure(figsize=(6.4, 4.0))
@@ -45,9 +55,7 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
         if not xs:
             continue
         ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
-        low = [m - s for m, s in zip(mean, std)]
-        high = [m + s for m, s in zip(mean, std)]
-        ax.fill_between(xs, low, high, color=color(i), alpha=0.2, linewidth=0)
+        _band(ax, xs, mean, std, color(i), 0.2)
     ax.set_xlabel("labels")
     ax.set_ylabel(metric)
     ax.set_title(title)
@@ -120,8 +128,7 @@ def _mean_band(ax, runs: Sequence[Curve], colour: str, label: str, linestyle: st
     if not xs:
         return False
     ax.plot(xs, mean, marker=marker, markersize=4, color=colour, linestyle=linestyle, label=label)
-    ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                    color=colour, alpha=0.15, linewidth=0)
+    _band(ax, xs, mean, std, colour, 0.15)
     return True
 
 
