@@ -273,7 +273,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
 def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float],
                   gallery_size: int) -> str:
     groups = {record.strategy: [record]}
-    body = [html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
+    body = [uncertainty.latest_round_summary(engine, campaign_id, record),
+            html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
                                                       "campaign": record.config}), anchor="settings")]
     body.append(html.section("Learning curve", *_learning_curves(groups, several=False), anchor="learning-curves"))
     from activelabel.campaign.summary import data_counts

@@ -239,3 +239,28 @@ def experiment_decomposition(engine: Engine, groups: Mapping[str, Sequence[Campa
                   "means over each round's scored pool and over its selected samples, then over seeds. Random picks "
                   "sit near 1× the pool; an uncertainty strategy well above it."),
     ]
+
+
+def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecord) -> str:
+    """One sentence on the latest complete round — what a team lead reads first: labels, test
+    accuracy, calibration before → after with T, and where its picks sit in the pool."""
+    if not record.rounds:
+        return html.note("No complete round yet.")
+    r = record.rounds[-1]
+    said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
+    if r.labeled is not None:
+        said.append(f"{r.labeled} labels")
+    if r.accuracy is not None:
+        said.append(f"test accuracy {r.accuracy:.4f}")
+    why = calibration_absence(r, record.config)
+    if why is None:
+        said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
+                    f"T = {r.calibration['temperature']:.3f}")
+    else:
+        said.append(f"no calibration ({why})")
+    split = round_decomposition(engine, campaign_id, r.index)
+    where = None if split is None else split.percentile("epistemic")
+    if where is not None:
+        said.append(f"its {len(split.selected['epistemic'])} picks' median epistemic uncertainty is above "
+                    f"{where:.0f} % of the scored pool")
+    return html.paragraph(" · ".join(said) + ".")

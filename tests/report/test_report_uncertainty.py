@@ -104,6 +104,14 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
         "AND s.strategy = r.strategy WHERE c.name = ? AND r.\"index\" = 2 AND l.rank = 0", CAMPAIGN)
     assert f"#1 score {score:.3f} · BALD {bald:.3f}" in parser.text
     _png(parser, "class-balance")
+    # The page opens with the latest round in one sentence.
+    [(accuracy,)] = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
+                              "WHERE c.name = ? AND r.\"index\" = 2", CAMPAIGN)
+    stored = _calibration(exp, CAMPAIGN, 2)
+    share = 100.0 * np.mean(pool[:, 2] < np.median(selected[:, 2]))
+    assert (f"Latest complete round: 2 (active) · {INITIAL + BATCH} labels · test accuracy {accuracy:.4f} · "
+            f"ECE {stored['before']['ece']:.4f} → {stored['after']['ece']:.4f} with T = {stored['temperature']:.3f} · "
+            f"its {BATCH} picks' median epistemic uncertainty is above {share:.0f} % of the scored pool.") in parser.text
 
 
 def test_the_experiment_report_compares_calibration_and_decomposition_per_strategy(tiny_experiment,
