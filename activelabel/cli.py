@@ -511,9 +511,12 @@ def report(
 
     An experiment: learning curves (accuracy, NLL, ECE; mean ± std over seeds), labels needed
     per target accuracy, area under the curve and each strategy's gain over random with a paired
-    t-test, class balance of the picks, selected samples, timings. A campaign: its learning
-    curve, the scores of pool against selected samples, selected samples, timings. Read from
-    the database only: nothing is retrained.
+    t-test, ECE/NLL before and after temperature scaling, the uncertainty decomposition of pool
+    against selected samples, class balance of the picks, selected samples, timings. A campaign:
+    its learning curve, calibration per round (reliability diagrams before/after temperature
+    scaling), the scores and the total/aleatoric/epistemic uncertainty of pool against selected
+    samples, class balance, selected samples, timings. Read from the database only: nothing is
+    retrained.
     """
     _configure_logging(False)
     from activelabel.report import write_report

@@ -1,7 +1,9 @@
 """Assemble a report — of an experiment (strategies × seeds) or of one campaign — into HTML.
 
-Everything comes from the database (rounds, scores, selections, annotations); thumbnails come
-from the campaign's image store. Nothing is trained or predicted here.
+Everything comes from the database (rounds, scores, selections, annotations, each round's
+stored calibration and uncertainty decomposition); thumbnails come from the campaign's image
+store. Nothing is trained or predicted here. A figure without data is replaced by a sentence
+saying why, never drawn as empty axes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from activelabel.report import figures, html
+from activelabel.report import figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
 from activelabel.report.data import CampaignRecord, load_campaign, round_score_values
 
@@ -58,7 +60,7 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     settings = find_experiment(engine, name)
     if settings is not None:
         records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
-        text = experiment_page(name, settings, records, targets, gallery_size)
+        text = experiment_page(engine, name, settings, records, targets, gallery_size)
         kind = "experiment"
     else:
         with session_scope(engine) as session:
@@ -134,7 +136,9 @@ def _gallery(record: CampaignRecord, size: int) -> str:
     try:
         store = campaign_data(CampaignConfig.from_dict(record.config)).store
         items = [(base64.b64encode(store.png(p.uri)).decode("ascii"),
-                  f"#{p.rank + 1} score {p.score:.3f} · label {p.label or '?'} · model {p.predicted or '?'}")
+                  f"#{p.rank + 1} score {p.score:.3f}"
+                  + ("" if p.epistemic is None else f" · BALD {p.epistemic:.3f}")
+                  + f" · label {p.label or '?'} · model {p.predicted or '?'}")
                  for p in picked]
     except Exception as error:  # the data moved away: the report still shows everything else
         return html.note(f"Images of {record.name} are not readable here ({error}).")
@@ -174,25 +178,60 @@ def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
 def _settings_table(settings: dict) -> str:
     shared = settings.get("campaign", {})
     keys = ["dataset", "rounds", "batch_size", "initial_labeled", "initial_balanced", "pool_subset",
-            "mc_samples", "epochs", "test_fraction", "architecture", "dropout"]
+            "uncertainty", "mc_samples", "ensemble_size", "calibrate", "epochs", "fixed_epochs",
+            "weight_decay_scale", "test_fraction", "architecture", "dropout"]
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
     rows += [[k, str(shared.get(k))] for k in keys if k in shared]
     return html.table("settings", ["setting", "value"], rows)
 
 
-def experiment_page(name: str, settings: dict, records: Sequence[CampaignRecord], targets: Sequence[float],
-                    gallery_size: int) -> str:
+def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool) -> list[str]:
+    """A learning-curve figure per metric, or a sentence where no round measured it."""
+    parts = []
+    for metric, label in METRICS:
+        curves = {s: [r.curve(metric) for r in runs] for s, runs in groups.items()}
+        if not any(xs for runs in curves.values() for xs, _ in runs):
+            parts.append(html.note(
+                f"No {label} curve: no complete active round measured it yet (rounds without a model — cold start, "
+                "evaluation — and campaigns without a labeled test or evaluation split measure nothing)."))
+            continue
+        band = " (mean ± std over seeds)" if several else ""
+        parts.append(html.figure(figures.learning_curves(curves, label, f"{label} against labels{band}"),
+                                 f"learning-curve-{metric}",
+                                 f"Learning curve: {label}" + (", mean ± one std over seeds" if several else "")))
+    return parts
+
+
+def _class_balance(groups: dict[str, list[CampaignRecord]], classes: Sequence[str], caption: str) -> str:
+    balance = {s: counts for s, runs in groups.items() if (counts := _class_counts(runs))}
+    if not balance:
+        return html.note("No sample has been selected yet, so there is no class balance to show.")
+    return html.figure(figures.class_balance(balance, [*classes, "unlabeled"]), "class-balance", caption)
+
+
+def _timings(groups: dict[str, list[CampaignRecord]], caption: str) -> str:
+    series = {s: t for s, runs in groups.items() if (t := _timing_series(runs))}
+    if not series:
+        return html.note("No complete round has recorded its timings yet.")
+    return html.figure(figures.timings(series, STEPS), "timings", caption)
+
+
+def _campaign_aulc(record: CampaignRecord) -> str:
+    xs, ys = record.curve("accuracy")
+    if not xs:
+        return html.note("No area under the learning curve: no active round measured the test accuracy yet.")
+    return html.table("aulc", ["strategy", "labels", "points", "AULC"],
+                      [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
+                      caption="Area under the accuracy curve over the label span (its mean accuracy)")
+
+
+def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence[CampaignRecord],
+                    targets: Sequence[float], gallery_size: int) -> str:
     groups = by_strategy(records)
     classes = records[0].labels if records else []
     body = [html.section("Settings", _settings_table(settings), anchor="settings")]
-    curves = [
-        html.figure(figures.learning_curves({s: [r.curve(metric) for r in runs] for s, runs in groups.items()},
-                                            label, f"{label} against labels (mean ± std over seeds)"),
-                    f"learning-curve-{metric}", f"Learning curve: {label}, mean ± one std over seeds")
-        for metric, label in METRICS
-    ]
-    body.append(html.section("Learning curves", *curves, anchor="learning-curves"))
+    body.append(html.section("Learning curves", *_learning_curves(groups, several=True), anchor="learning-curves"))
     body.append(html.section(
         "Labels needed to reach a test accuracy",
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
@@ -205,21 +244,26 @@ def experiment_page(name: str, settings: dict, records: Sequence[CampaignRecord]
         "Area under the learning curve and gain over random",
         html.table("aulc", ["strategy", "seeds", "AULC (mean ± std)", "gain over random", "t", "p (paired t-test)",
                             "pairs"], aulc_rows(groups)),
-        html.paragraph(TEST_EXPLANATION), anchor="aulc-section",
+        html.paragraph(TEST_EXPLANATION),
+        *([] if BASELINE in groups else [html.note(
+            f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
+            f"{BASELINE!r} to --strategies (a rerun adds only the missing campaigns).")]),
+        anchor="aulc-section",
     ))
-    balance = {s: _class_counts(runs) for s, runs in groups.items()}
+    body.append(html.section("Calibration: temperature scaling", *uncertainty.experiment_calibration(groups),
+                             anchor="calibration"))
+    body.append(html.section("Uncertainty decomposition: pool against selected",
+                             *uncertainty.experiment_decomposition(engine, groups), anchor="decomposition"))
     body.append(html.section(
         "Class balance of the picks",
-        html.figure(figures.class_balance(balance, [*classes, "unlabeled"]), "class-balance",
-                    "Classes (their annotated labels) of the samples each strategy picked, per round"),
+        _class_balance(groups, classes, "Classes (their annotated labels) of the samples each strategy picked, per round"),
         anchor="class-balance-section",
     ))
     body.append(html.section("Selected samples", *[_gallery(runs[0], gallery_size) for runs in groups.values()],
                              anchor="gallery"))
     body.append(html.section(
         "Timings per round",
-        html.figure(figures.timings({s: _timing_series(runs) for s, runs in groups.items()}, STEPS), "timings",
-                    "Mean seconds per round over seeds: training, scoring the pool, selecting"),
+        _timings(groups, "Mean seconds per round over seeds: training, scoring the pool, selecting"),
         html.table("timings-table", ["strategy", *[f"{s} (mean s per round)" for s in STEPS]], _timing_rows(groups)),
         anchor="timings-section",
     ))
@@ -229,14 +273,10 @@ def experiment_page(name: str, settings: dict, records: Sequence[CampaignRecord]
 def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float],
                   gallery_size: int) -> str:
     groups = {record.strategy: [record]}
-    body = [html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
+    body = [uncertainty.latest_round_summary(engine, campaign_id, record),
+            html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
                                                       "campaign": record.config}), anchor="settings")]
-    curves = [
-        html.figure(figures.learning_curves({record.strategy: [record.curve(metric)]}, label, f"{label} against labels"),
-                    f"learning-curve-{metric}", f"Learning curve: {label}")
-        for metric, label in METRICS
-    ]
-    body.append(html.section("Learning curve", *curves, anchor="learning-curves"))
+    body.append(html.section("Learning curve", *_learning_curves(groups, several=False), anchor="learning-curves"))
     from activelabel.campaign.summary import data_counts
 
     body.append(html.section("Data", html.paragraph(data_counts(engine, record.config["name"]).describe()),
@@ -249,22 +289,34 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
         html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", *[f"{s} s" for s in STEPS]], rows),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets)),
+        _campaign_aulc(record),
         anchor="rounds-section",
     ))
+    body.append(html.section("Calibration: temperature scaling", *uncertainty.campaign_calibration(record),
+                             anchor="calibration"))
     active = [r.index for r in record.rounds if r.kind == "active"]
     histograms = []
     for index in active[-3:]:
         pool, chosen = round_score_values(engine, campaign_id, index)
+        if not pool:
+            histograms.append(html.note(f"Round {index} stored no scores."))
+            continue
         histograms.append(html.figure(
             figures.score_histogram(pool, chosen, f"round {index}: scores of the pool and of the selected"),
             f"uncertainty-round-{index}", f"Round {index}: {record.strategy} scores, pool against selected"))
     body.append(html.section("Uncertainty of pool and selected samples",
-                             *(histograms or [html.note("No active round yet.")]), anchor="uncertainty"))
+                             *(histograms or [html.note("No active round yet: no model has scored the pool.")]),
+                             *uncertainty.campaign_decomposition(engine, campaign_id, record),
+                             anchor="uncertainty"))
+    body.append(html.section(
+        "Class balance of the picks",
+        _class_balance(groups, record.labels, "Classes (their annotated labels) of the samples picked, per round"),
+        anchor="class-balance-section",
+    ))
     body.append(html.section("Selected samples", _gallery(record, gallery_size), anchor="gallery"))
     body.append(html.section(
         "Timings per round",
-        html.figure(figures.timings({record.strategy: _timing_series([record])}, STEPS), "timings",
-                    "Seconds per round: training, scoring the pool, selecting"),
+        _timings(groups, "Seconds per round: training, scoring the pool, selecting"),
         anchor="timings-section",
     ))
     return html.page(f"Campaign {record.name}", body)

@@ -1,15 +1,20 @@
-"""What a report shows, read from storage only: rounds, selections, scores. No model is run.
+"""What a report shows, read from storage only: rounds, selections, scores, calibration and
+the uncertainty decomposition. No model is run.
 
 Images of selected samples come from the campaign's image store (the dataset's own pixels,
-read by URI), never from a model.
+read by URI), never from a model. Calibration is the JSON each round stored
+(``Round.calibration``, see ``campaign.calibrate``); the decomposition is the per-sample
+``Score.total / aleatoric / epistemic`` columns (nats) the round's scoring wrote.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+import numpy as np
+from sqlalchemy import Engine, and_, func, select
 
+from activelabel.campaign.uncertainty_report import PARTS
 from activelabel.storage import (
     Annotation, AnnotationStatus, Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection,
     session_scope,
@@ -25,6 +30,17 @@ class RoundRow:
     nll: float | None
     ece: float | None
     timings: dict
+    # Round.calibration as stored: {"temperature", "validation_size", "before"/"after": {accuracy,
+    # nll, brier, ece, bins} or None}; None when the round fitted no temperature.
+    calibration: dict | None = None
+    # Round.uncertainty: how the pool was scored ({"method", "samples", "mode", "temperature", ...}).
+    uncertainty: dict | None = None
+
+    def calibrated(self, when: str, key: str) -> float | None:
+        """``calibration[when][key]`` (``when``: "before" or "after" temperature scaling), or None."""
+        measured = (self.calibration or {}).get(when)
+        value = None if not measured else measured.get(key)
+        return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,9 @@ class Picked:
     score: float
     predicted: str
     label: str | None
+    # The sample's epistemic uncertainty (BALD, nats) in the round that picked it; None when the
+    # round scored without a model (cold start, evaluation).
+    epistemic: float | None = None
 
 
 @dataclass
@@ -49,11 +68,25 @@ class CampaignRecord:
     config: dict
     rounds: list[RoundRow]
     picked: list[Picked] = field(default_factory=list)
+    campaign_id: int | None = None
 
     def curve(self, metric: str = "accuracy") -> tuple[list[int], list[float]]:
         """(labels, metric) of the complete active rounds that measured it."""
         points = [(r.labeled, getattr(r, metric)) for r in self.rounds
                   if r.kind == RoundKind.active.value and r.labeled is not None and getattr(r, metric) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    def calibration_curve(self, key: str, when: str | None = None) -> tuple[list[int], list[float]]:
+        """(labels, value) of the complete active rounds that stored a calibration: the
+        ``temperature`` (``when`` None), or ``key`` (accuracy, nll, brier, ece) measured
+        ``when`` = "before" or "after" temperature scaling."""
+        points = []
+        for r in self.rounds:
+            if r.kind != RoundKind.active.value or r.labeled is None or not r.calibration:
+                continue
+            value = r.calibration.get(key) if when is None else r.calibrated(when, key)
+            if value is not None:
+                points.append((r.labeled, float(value)))
         return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -64,7 +97,9 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
         campaign = session.get(Campaign, campaign_id)
         rounds = session.scalars(select(Round).where(
             Round.campaign_id == campaign_id, Round.status == RoundStatus.complete).order_by(Round.index)).all()
-        index_of = {r.id: r.index for r in session.scalars(select(Round).where(Round.campaign_id == campaign_id))}
+        all_rounds = session.scalars(select(Round).where(Round.campaign_id == campaign_id)).all()
+        index_of = {r.id: r.index for r in all_rounds}
+        strategy_of = {r.id: r.strategy for r in all_rounds}
         labels: dict[int, str] = {}
         for sample_id, label in session.execute(
             select(Annotation.sample_id, Annotation.label).where(
@@ -72,8 +107,18 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
             ).order_by(Annotation.id)
         ):
             labels.setdefault(sample_id, label)
+        epistemic = {
+            (round_id, sample_id): value
+            for round_id, sample_id, strategy, value in session.execute(
+                select(Score.round_id, Score.sample_id, Score.strategy, Score.epistemic)
+                .join(Selection, and_(Selection.round_id == Score.round_id, Selection.sample_id == Score.sample_id))
+                .where(Selection.campaign_id == campaign_id)
+            )
+            if strategy == strategy_of.get(round_id)
+        }
         picked = [
-            Picked(index_of[s.round_id], s.rank, s.sample_id, uri, s.score, s.predicted_label, labels.get(s.sample_id))
+            Picked(index_of[s.round_id], s.rank, s.sample_id, uri, s.score, s.predicted_label, labels.get(s.sample_id),
+                   epistemic.get((s.round_id, s.sample_id)))
             for s, uri in session.execute(
                 select(Selection, Sample.uri).join(Sample, Sample.id == Selection.sample_id)
                 .where(Selection.campaign_id == campaign_id).order_by(Selection.round_id, Selection.rank)
@@ -83,8 +128,8 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
             name=campaign.name, strategy=campaign.strategy, seed=int(campaign.config.get("seed", 0)),
             labels=list(campaign.labels), config=dict(campaign.config),
             rounds=[RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
-                             dict(r.timings or {})) for r in rounds],
-            picked=picked,
+                             dict(r.timings or {}), r.calibration, r.uncertainty) for r in rounds],
+            picked=picked, campaign_id=campaign_id,
         )
 
 
@@ -97,3 +142,78 @@ def round_score_values(engine: Engine, campaign_id: int, round_index: int) -> tu
         pool = list(session.scalars(select(Score.value).where(Score.round_id == rnd.id, Score.strategy == rnd.strategy)))
         chosen = list(session.scalars(select(Selection.score).where(Selection.round_id == rnd.id)))
     return pool, chosen
+
+
+
+@dataclass(frozen=True)
+class PartMeans:
+    """Mean total / aleatoric / epistemic uncertainty (nats) over ``count`` scored samples."""
+
+    count: int
+    total: float
+    aleatoric: float
+    epistemic: float
+
+    def part(self, name: str) -> float:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class DecompositionMeans:
+    """One round's decomposition in brief: over the scored pool and over the selected samples."""
+
+    pool: PartMeans
+    selected: PartMeans | None
+
+
+def decomposition_means(engine: Engine, campaign_id: int) -> dict[int, DecompositionMeans]:
+    """Round index -> mean total / aleatoric / epistemic of the scored pool and of the selected
+    samples, for every complete round whose scores carry the decomposition (rounds scored without a model
+    — cold start, evaluation — are absent). Two grouped SQL aggregates: no score row is loaded."""
+    parts = (func.count(), func.avg(Score.total), func.avg(Score.aleatoric), func.avg(Score.epistemic))
+    mine = and_(Round.id == Score.round_id, Round.campaign_id == campaign_id, Round.status == RoundStatus.complete,
+                Score.strategy == Round.strategy, Score.total.is_not(None))
+    with session_scope(engine) as session:
+        pool = {index: PartMeans(int(n), float(t), float(a), float(e)) for index, n, t, a, e in session.execute(
+            select(Round.index, *parts).select_from(Score).join(Round, mine).group_by(Round.index))}
+        chosen = {index: PartMeans(int(n), float(t), float(a), float(e)) for index, n, t, a, e in session.execute(
+            select(Round.index, *parts).select_from(Score).join(Round, mine)
+            .join(Selection, and_(Selection.round_id == Score.round_id, Selection.sample_id == Score.sample_id))
+            .group_by(Round.index))}
+    return {index: DecompositionMeans(means, chosen.get(index)) for index, means in sorted(pool.items())}
+
+
+@dataclass(frozen=True)
+class RoundDecomposition:
+    """Every scored sample's total / aleatoric / epistemic (nats) in one round: ``pool[part]`` is
+    ``[N]`` over the scored pool, ``selected[part]`` ``[K]`` over the round's selected samples."""
+
+    pool: dict[str, np.ndarray]
+    selected: dict[str, np.ndarray]
+
+    def percentile(self, part: str) -> float | None:
+        """Where the selected samples sit in the pool: the share of the pool (in %) scoring below
+        the selected samples' median ``part``; None without selected samples."""
+        if not len(self.selected[part]) or not len(self.pool[part]):
+            return None
+        return float(100.0 * np.mean(self.pool[part] < np.median(self.selected[part])))
+
+
+def round_decomposition(engine: Engine, campaign_id: int, round_index: int) -> RoundDecomposition | None:
+    """The decomposition of every sample round ``round_index`` scored with its model, and of the
+    ones it selected; None when the round stored none (no model: cold start, evaluation)."""
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == round_index))
+        if rnd is None:
+            return None
+        rows = session.execute(
+            select(Score.sample_id, Score.total, Score.aleatoric, Score.epistemic)
+            .where(Score.round_id == rnd.id, Score.strategy == rnd.strategy, Score.total.is_not(None))
+        ).all()
+        chosen = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == rnd.id)))
+    if not rows:
+        return None
+    values = np.array([r[1:] for r in rows], dtype=np.float64)
+    picked = np.array([r[0] in chosen for r in rows], dtype=bool)
+    return RoundDecomposition({p: values[:, i] for i, p in enumerate(PARTS)},
+                              {p: values[picked, i] for i, p in enumerate(PARTS)})

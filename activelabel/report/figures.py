@@ -36,6 +36,16 @@ def _class_color(index: int, name: str):
     return colormaps["tab20"](index % 20)
 
 
+def _band(ax, xs: Sequence[int], mean: Sequence[float], std: Sequence[float], colour, alpha: float) -> None:
+    """± one std around the mean: a band, or an error bar where there is one point (a band of
+    zero width would not show)."""
+    if len(xs) == 1:
+        ax.errorbar(xs, mean, yerr=std, color=colour, linestyle="none", capsize=4, linewidth=1)
+    else:
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=colour, alpha=alpha, linewidth=0)
+
+
 def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str) -> str:
     """One line per strategy: the mean over its seeds' curves, with a ± one std band."""
     figure = Figure(figsize=(6.4, 4.0))
@@ -45,10 +55,8 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
         if not xs:
             continue
         ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
-        low = [m - s for m, s in zip(mean, std)]
-        high = [m + s for m, s in zip(mean, std)]
-        ax.fill_between(xs, low, high, color=color(i), alpha=0.2, linewidth=0)
-    ax.set_xlabel("labels (training-set size)")
+        _band(ax, xs, mean, std, color(i), 0.2)
+    ax.set_xlabel("labels")
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -111,4 +119,148 @@ def score_histogram(pool: Sequence[float], chosen: Sequence[float], title: str) 
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
+    return to_base64_png(figure)
+
+
+def _mean_band(ax, runs: Sequence[Curve], colour: str, label: str, linestyle: str = "-", marker: str = "o") -> bool:
+    """Plot the mean over ``runs`` with a ± one std band; False when no run has a point."""
+    xs, mean, std, _ = mean_curve(runs)
+    if not xs:
+        return False
+    ax.plot(xs, mean, marker=marker, markersize=4, color=colour, linestyle=linestyle, label=label)
+    _band(ax, xs, mean, std, colour, 0.15)
+    return True
+
+
+def calibration_curves(runs: Mapping[str, Mapping[str, Sequence[Curve]]]) -> str:
+    """Calibration against labels, three panels: ECE and NLL before (dashed) and after (solid)
+    temperature scaling, and the fitted temperature; one colour per strategy, the mean over its
+    seeds with a ± one std band.
+
+    ``runs[strategy]`` maps ``"ece_before"``, ``"ece_after"``, ``"nll_before"``, ``"nll_after"``
+    and ``"temperature"`` to one (labels, values) curve per seed. A panel whose curves have no
+    point is left out (a round that fitted T without a test split to measure it on has only a
+    temperature); call it only when some curve has a point — the page says why otherwise.
+    """
+    panels = [(key, label) for key, label in (("ece", "test ECE"), ("nll", "test NLL (nats)"),
+                                              ("temperature", "temperature T"))
+              if any(xs for series in runs.values() for name, curves in series.items() if name.startswith(key)
+                     for xs, _ in curves)]
+    figure = Figure(figsize=(3.5 * len(panels), 3.4))
+    for col, (key, label) in enumerate(panels):
+        ax = figure.add_subplot(1, len(panels), col + 1)
+        for i, (strategy, series) in enumerate(runs.items()):
+            if key == "temperature":
+                _mean_band(ax, series.get("temperature", []), color(i), strategy)
+            else:
+                _mean_band(ax, series.get(f"{key}_before", []), color(i), f"{strategy}, before", "--", "x")
+                _mean_band(ax, series.get(f"{key}_after", []), color(i), f"{strategy}, after")
+        if key == "temperature":
+            ax.axhline(1.0, color="#888888", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("labels")
+        ax.set_ylabel(label)
+        ax.set_title(label + (" (T > 1 softens, < 1 sharpens)" if key == "temperature"
+                              else ": before (x, dashed) / after (o)"), fontsize=9)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    figure.tight_layout()
+    return to_base64_png(figure)
+
+
+def _reliability_panel(ax, bins: Sequence[Mapping]) -> None:
+    filled = [b for b in bins if b.get("count") and b.get("accuracy") is not None]
+    width = [b["upper"] - b["lower"] for b in filled]
+    centres = [(b["lower"] + b["upper"]) / 2 for b in filled]
+    ax.bar(centres, [b["accuracy"] for b in filled], width=width, color=color(0), edgecolor="white",
+           label="accuracy")
+    ax.bar(centres, [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
+           width=width, color=color(1), alpha=0.35, edgecolor=color(1), label="gap to confidence")
+    ax.plot([0, 1], [0, 1], color="#555555", linestyle="--", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def _count_panel(ax, bins: Sequence[Mapping], title: str) -> None:
+    total = sum(b.get("count") or 0 for b in bins) or 1
+    ax.bar([(b["lower"] + b["upper"]) / 2 for b in bins], [(b.get("count") or 0) / total for b in bins],
+           width=[b["upper"] - b["lower"] for b in bins], color="#999999", edgecolor="white")
+    ax.set_xlim(0, 1)
+    ax.set_ylabel("share", fontsize=8)
+    ax.tick_params(labelbottom=False, labelsize=7)
+    ax.set_title(title, fontsize=9)
+
+
+def reliability_diagram(before: Mapping, after: Mapping, temperature: float, title: str) -> str:
+    """Reliability diagrams before and after temperature scaling, from stored bins (Guo et al.
+    2017, Fig. 1): per confidence bin, the accuracy (bar) against the mean confidence (the
+    shaded gap), the diagonal of perfect calibration, and above each the share of samples per bin.
+
+    ``before`` / ``after`` are a round's stored ``calibration["before"|"after"]`` dicts (``ece``
+    and ``bins``: lower, upper, confidence, accuracy, count).
+    """
+    figure = Figure(figsize=(9.0, 4.8))
+    grid = figure.add_gridspec(2, 2, height_ratios=(1, 3.2), hspace=0.06, wspace=0.25)
+    for col, (when, measured, t) in enumerate((("before", before, 1.0), ("after", after, temperature))):
+        ece = measured.get("ece")
+        _count_panel(figure.add_subplot(grid[0, col]), measured["bins"],
+                     f"{when} (T = {t:.3f})" + ("" if ece is None else f" · ECE {ece:.4f}"))
+        _reliability_panel(figure.add_subplot(grid[1, col]), measured["bins"])
+    figure.suptitle(title, fontsize=10)
+    return to_base64_png(figure)
+
+
+def decomposition_histograms(pool: Mapping[str, Sequence[float]], selected: Mapping[str, Sequence[float]],
+                             parts: Sequence[str], title: str) -> str:
+    """One panel per part (total, aleatoric, epistemic; nats): the scored pool's distribution
+    (density histogram) and where the selected samples sit in it (a red tick per selected
+    sample below the axis, their histogram when there are 20 or more)."""
+    figure = Figure(figsize=(10.5, 3.0))
+    for col, part in enumerate(parts):
+        ax = figure.add_subplot(1, len(parts), col + 1)
+        values = list(pool[part])
+        ax.hist(values, bins=30, color=color(0), alpha=0.6, density=True, label=f"pool ({len(values)})")
+        chosen = list(selected[part])
+        if len(chosen) >= 20:
+            ax.hist(chosen, bins=15, color=color(1), alpha=0.6, density=True, label=f"selected ({len(chosen)})")
+        elif chosen:
+            ax.plot(chosen, [0.0] * len(chosen), linestyle="none", marker="|", markersize=18, markeredgewidth=2,
+                    color=color(1), label=f"selected ({len(chosen)})", clip_on=False)
+        ax.set_xlabel(f"{part} (nats)")
+        ax.set_ylabel("density" if col == 0 else "")
+        ax.set_title(part + (" (BALD)" if part == "epistemic" else ""), fontsize=9)
+        ax.legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return to_base64_png(figure)
+
+
+def decomposition_comparison(means: Mapping[str, Mapping[str, Mapping[int, tuple[float, float | None]]]],
+                             parts: Sequence[str]) -> str:
+    """One panel per part: per strategy and round, the mean over seeds of the selected samples'
+    uncertainty (solid) and of the scored pool's (dashed). ``means[strategy][part][round]`` is
+    ``(pool mean, selected mean or None)``."""
+    figure = Figure(figsize=(10.5, 3.2))
+    for col, part in enumerate(parts):
+        ax = figure.add_subplot(1, len(parts), col + 1)
+        for i, (strategy, by_part) in enumerate(means.items()):
+            points = sorted(by_part.get(part, {}).items())
+            if not points:
+                continue
+            ax.plot([p[0] for p in points], [p[1][0] for p in points], linestyle="--", marker="o", markersize=3,
+                    color=color(i), alpha=0.7, label=f"{strategy}, pool")
+            picked = [(r, v[1]) for r, v in points if v[1] is not None]
+            if picked:
+                ax.plot([p[0] for p in picked], [p[1] for p in picked], marker="o", markersize=3, color=color(i),
+                        label=f"{strategy}, selected")
+        ax.set_title(f"mean {part}" + (" (BALD)" if part == "epistemic" else "") + " (nats)", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+        if col == 0 and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    figure.tight_layout()
     return to_base64_png(figure)

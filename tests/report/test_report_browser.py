@@ -112,7 +112,8 @@ def _load(browser: DevTools, path) -> list[dict]:
     result = browser.call(
         "Runtime.evaluate", returnByValue=True,
         expression="Array.from(document.images).map(i => ({w: i.naturalWidth, h: i.naturalHeight, "
-                   "shown: i.getBoundingClientRect().width, complete: i.complete}))",
+                   "shown: i.getBoundingClientRect().width, complete: i.complete, "
+                   "figure: i.closest('figure[data-figure]')?.dataset.figure ?? null}))",
     )
     return result["result"]["value"]
 
@@ -130,14 +131,25 @@ def _errors(events: list[dict]) -> list[dict]:
     return bad
 
 
-@pytest.mark.parametrize("report_name", ["tiny", "tiny-random-seed0"], ids=["experiment", "campaign"])
-def test_the_report_renders_in_chromium_without_errors(browser, tiny_experiment, report_name):
-    exp = tiny_experiment
-    out = exp.folder / f"browser-{report_name}.html"
+LEARNING = {"learning-curve-accuracy", "learning-curve-nll", "learning-curve-ece", "class-balance", "timings"}
+
+
+@pytest.mark.parametrize(("database", "report_name", "figures"), [
+    ("tiny_experiment", "tiny", LEARNING | {"calibration-curves", "decomposition-comparison"}),
+    ("tiny_experiment", "tiny-random-seed0", LEARNING | {
+        "calibration-curves", "reliability-round-2", "decomposition-round-1", "decomposition-round-2",
+        "uncertainty-round-1", "uncertainty-round-2"}),
+    # an evaluation round, a cold-start round, a temperature without a test split (see conftest)
+    ("degraded_campaign", "tiny-entropy-seed0", LEARNING | {
+        "calibration-curves", "decomposition-round-2", "uncertainty-round-2"}),
+], ids=["experiment", "campaign", "campaign-with-uncalibrated-rounds"])
+def test_the_report_renders_in_chromium_without_errors(browser, request, database, report_name, figures):
+    exp = request.getfixturevalue(database)
+    out = exp.database.parent / f"browser-{report_name}.html"
     result = run_cli("report", report_name, "--out", str(out), "--database-url", exp.url, cwd=exp.folder)
     assert result.returncode == 0, result.stderr
     images = _load(browser, out)
-    assert len(images) >= 5
+    assert {i["figure"] for i in images if i["figure"]} == figures  # these, and no empty placeholder
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["shown"] > 0, image
     assert _errors(browser.events) == []

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-from collections import defaultdict
-from html.parser import HTMLParser
 
-import pytest
-from report_tiny import BATCH, POOL_SUBSET, ROUND_ROWS, ROUNDS, run_cli
-
-STRATEGIES = ("random", "entropy")
-SEEDS = (0, 1)
+from report_tiny import BATCH, COMMON, INITIAL, POOL_SUBSET, ROUND_ROWS, ROUNDS, SEEDS, STRATEGIES, run_cli
 
 
 def test_every_strategy_and_seed_is_one_campaign_of_the_experiment(tiny_experiment):
@@ -31,15 +24,15 @@ def test_every_strategy_and_seed_is_one_campaign_of_the_experiment(tiny_experime
         rounds = exp.query("SELECT r.status, r.kind, r.labeled_count, r.pool_count, r.id FROM round r "
                            "JOIN campaign c ON c.id = r.campaign_id WHERE c.name = ? ORDER BY r.\"index\"", name)
         assert [(s, k, n) for s, k, n, _, _ in rounds] == [
-            ("complete", "active", 20), ("complete", "active", 25)]
+            ("complete", "active", INITIAL), ("complete", "active", INITIAL + BATCH)]
         for _, _, _, pool_count, round_id in rounds:
             # --pool-subset: each active round scores exactly that many pool samples
             assert pool_count == POOL_SUBSET
             assert exp.query("SELECT count(*) FROM score WHERE round_id = ?", round_id) == [(POOL_SUBSET,)]
             assert exp.query("SELECT count(*) FROM selection WHERE round_id = ?", round_id) == [(BATCH,)]
     assert exp.query("SELECT count(*) FROM selection") == [(len(campaigns) * ROUNDS * BATCH,)]
-    # 20 seed labels, then one simulated answer per selected sample
-    assert exp.query("SELECT count(*) FROM annotation") == [(len(campaigns) * (20 + ROUNDS * BATCH),)]
+    # the seed labels, then one simulated answer per selected sample
+    assert exp.query("SELECT count(*) FROM annotation") == [(len(campaigns) * (INITIAL + ROUNDS * BATCH),)]
 
 
 def test_a_rerun_continues_the_experiment_without_redoing_finished_campaigns(tiny_experiment):
@@ -51,9 +44,7 @@ def test_a_rerun_continues_the_experiment_without_redoing_finished_campaigns(tin
     assert kept == exp.first_rounds  # same round ids, same start and finish times
     assert "2 campaigns already finished" in exp.second_stderr
     # a third run finds everything finished and runs nothing
-    again = run_cli("compare", "--strategies", "random,entropy", "--rounds", "2", "--batch-size", "5",
-                    "--epochs", "1", "--mc-samples", "2", "--pool-subset", "300", "--device", "cpu",
-                    "--experiment", "tiny", "--seeds", "2", "--database-url", exp.url, cwd=exp.folder)
+    again = run_cli("compare", *COMMON, "--seeds", "2", "--database-url", exp.url, cwd=exp.folder)
     assert again.returncode == 0, again.stderr
     assert "4 campaigns already finished" in again.stderr
     assert exp.query(ROUND_ROWS) == now
@@ -74,7 +65,7 @@ def test_every_strategy_of_a_seed_starts_from_the_same_labels_and_test_split(tin
             first_accuracy[strategy] = exp.query(
                 "SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
                 "WHERE c.name = ? AND r.\"index\" = 1", name)
-        assert len(seeds_of["random"]) == 20 and len(tests_of["random"]) == 359
+        assert len(seeds_of["random"]) == INITIAL and len(tests_of["random"]) == 359
         assert seeds_of["random"] == seeds_of["entropy"]
         assert tests_of["random"] == tests_of["entropy"]
         # Same labels, same training seed: round 1 trains the same model, even when the two
@@ -85,80 +76,8 @@ def test_every_strategy_of_a_seed_starts_from_the_same_labels_and_test_split(tin
         "ON c.id = a.campaign_id WHERE c.name = 'tiny-random-seed0' AND a.external_id LIKE 'seed-%' ORDER BY s.uri")
 
 
-class ReportParser(HTMLParser):
-    """Figures (data-figure -> img src), tables (id -> rows of cell texts), every <img> src."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.figures: dict[str, list[str]] = defaultdict(list)
-        self.tables: dict[str, list[list[str]]] = {}
-        self.images: list[str] = []
-        self._figure: str | None = None
-        self._table: str | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "figure":
-            self._figure = attrs.get("data-figure")
-        elif tag == "img":
-            self.images.append(attrs["src"])
-            if self._figure:
-                self.figures[self._figure].append(attrs["src"])
-        elif tag == "table":
-            self._table = attrs.get("id")
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-        elif tag in ("td", "th") and self._table:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "figure":
-            self._figure = None
-        elif tag == "table":
-            self._table = None
-        elif tag in ("td", "th") and self._cell is not None:
-            self.tables[self._table][-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-
-
-def _curves(exp) -> dict[str, dict[int, list[tuple[int, float]]]]:
-    """strategy -> seed -> [(labels, accuracy)] straight from the round table."""
-    curves: dict[str, dict[int, list]] = defaultdict(dict)
-    for strategy in STRATEGIES:
-        for seed in SEEDS:
-            curves[strategy][seed] = exp.query(
-                "SELECT r.labeled_count, r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
-                "WHERE c.name = ? AND r.status = 'complete' AND r.kind = 'active' ORDER BY r.\"index\"",
-                f"tiny-{strategy}-seed{seed}")
-    return curves
-
-
 def _first_reaching(points, target):
     return next((n for n, acc in points if acc >= target), None)
-
-
-@pytest.fixture(scope="module")
-def experiment_report(tiny_experiment):
-    exp = tiny_experiment
-    curves = _curves(exp)
-    # a target the entropy mean curve reaches only at its last point, one below all, one above all
-    mean_entropy_last = sum(curves["entropy"][s][-1][1] for s in SEEDS) / len(SEEDS)
-    middle = math.floor(mean_entropy_last * 10000) / 10000
-    targets = [0.3, middle, 0.999]
-    out = exp.folder / "tiny.html"
-    result = run_cli("report", "tiny", "--out", str(out), *[a for t in targets for a in ("--target", f"{t:g}")],
-                     "--database-url", exp.url, cwd=exp.folder)
-    assert result.returncode == 0, result.stderr
-    assert "experiment report" in result.stdout
-    parser = ReportParser()
-    parser.feed(out.read_text(encoding="utf-8"))
-    return out, parser, curves, targets
 
 
 def test_the_report_holds_a_learning_curve_image_per_metric(experiment_report):
@@ -170,8 +89,10 @@ def test_the_report_holds_a_learning_curve_image_per_metric(experiment_report):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     for name in ("class-balance", "timings"):
         assert len(parser.figures[name]) == 1
+    for name in ("calibration-curves", "decomposition-comparison"):
+        assert len(parser.figures[name]) == 1
     # gallery: the 5 picks of the last round, for each strategy
-    assert len(parser.images) == 3 + 2 + 2 * BATCH
+    assert len(parser.images) == 3 + 2 + 2 + 2 * BATCH
     assert all(src.startswith("data:image/png;base64,") for src in parser.images)  # no network
 
 
@@ -189,8 +110,8 @@ def test_the_labels_to_target_table_matches_the_database(experiment_report):
             reached = _first_reaching(mean, target)
             seeds = ", ".join("—" if v is None else str(v) for v in (_first_reaching(c, target) for c in per_seed))
             assert cell == f"{'not reached' if reached is None else reached} (seeds: {seeds})"
-    assert by_strategy["entropy"][0].startswith("20 ")
-    assert by_strategy["entropy"][1].startswith("25 ")
+    assert by_strategy["entropy"][0].startswith(f"{INITIAL} ")
+    assert by_strategy["entropy"][1].startswith(f"{INITIAL + BATCH} ")
     assert by_strategy["random"][2].startswith("not reached")
 
 
@@ -207,18 +128,17 @@ def test_the_aulc_table_gives_the_paired_gain_over_random(experiment_report):
     assert rows["random"][3] == ""  # the baseline has no gain over itself
 
 
-def test_a_campaign_report_shows_its_curve_and_pool_against_selected_scores(tiny_experiment):
+def test_a_campaign_report_shows_its_curve_and_pool_against_selected_scores(tiny_experiment, campaign_report):
     exp = tiny_experiment
-    out = exp.folder / "one.html"
-    result = run_cli("report", "tiny-entropy-seed1", "--out", str(out), "--database-url", exp.url, cwd=exp.folder)
-    assert result.returncode == 0, result.stderr
-    parser = ReportParser()
-    parser.feed(out.read_text(encoding="utf-8"))
+    out, parser = campaign_report
     assert set(parser.figures) >= {"learning-curve-accuracy", "uncertainty-round-1", "uncertainty-round-2", "timings"}
     rounds = parser.tables["rounds"]
     accuracy = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
                          "WHERE c.name = 'tiny-entropy-seed1' ORDER BY r.\"index\"")
     assert [row[3] for row in rounds[1:]] == [f"{a:.4f}" for (a,) in accuracy]
+    # Its area under the accuracy curve: with two points, the mean of the two accuracies.
+    assert parser.tables["aulc"][1] == ["entropy", f"{INITIAL}–{INITIAL + BATCH}", "2",
+                                        f"{(accuracy[0][0] + accuracy[1][0]) / 2:.4f}"]
     # The data behind it, copies and unreadable files counted apart (digits has neither).
     pool, test = (exp.query("SELECT count(*) FROM sample s JOIN campaign c ON c.id = s.campaign_id "
                             f"WHERE c.name = 'tiny-entropy-seed1' AND s.split = '{split}'")[0][0]
@@ -237,7 +157,8 @@ def test_an_experiment_file_names_the_same_experiment(tiny_experiment):
     before = exp.query(ROUND_ROWS)
     (exp.folder / "tiny.toml").write_text(
         '[experiment]\nname = "tiny"\nstrategies = ["random", "entropy"]\nseeds = [0, 1]\n\n'
-        '[campaign]\nrounds = 2\nbatch_size = 5\nepochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n',
+        '[campaign]\nrounds = 2\nbatch_size = 5\nepochs = 1\nmc_samples = 2\npool_subset = 300\n'
+        'initial_labeled = 495\ndevice = "cpu"\n',
         encoding="utf-8")
     result = run_cli("compare", "tiny.toml", "--database-url", exp.url, cwd=exp.folder)
     assert result.returncode == 0, result.stderr
@@ -245,7 +166,7 @@ def test_an_experiment_file_names_the_same_experiment(tiny_experiment):
     assert exp.query(ROUND_ROWS) == before
     (exp.folder / "changed.toml").write_text(
         '[experiment]\nname = "tiny"\nstrategies = ["random"]\nseeds = 1\n\n[campaign]\nrounds = 2\nbatch_size = 6\n'
-        'epochs = 1\nmc_samples = 2\npool_subset = 300\ndevice = "cpu"\n', encoding="utf-8")
+        'epochs = 1\nmc_samples = 2\npool_subset = 300\ninitial_labeled = 495\ndevice = "cpu"\n', encoding="utf-8")
     refused = run_cli("compare", "changed.toml", "--database-url", exp.url, cwd=exp.folder)
     assert refused.returncode == 1
     assert "batch_size 5 -> 6" in refused.stderr

@@ -1,0 +1,266 @@
+"""The report's calibration and uncertainty-decomposition sections (issue 12's figures).
+
+Everything comes from what each round stored: ``Round.calibration`` (the temperature fitted on
+held-out labels, accuracy / NLL / Brier / ECE and the reliability bins before and after scaling
+on the test or evaluation split) and the per-sample ``Score.total / aleatoric / epistemic``
+columns. Nothing is refitted or rescored. A round without them gets a sentence saying why,
+never an empty plot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import Engine
+
+from activelabel.report import figures, html
+from activelabel.report.curves import mean_curve
+from activelabel.report.data import (
+    PARTS, CampaignRecord, DecompositionMeans, RoundRow, decomposition_means, round_decomposition,
+)
+
+RELIABILITY_ROUNDS = 6  # reliability diagrams drawn: the last N calibrated rounds
+DECOMPOSITION_ROUNDS = 3  # pool-vs-selected histograms drawn: the last N rounds with a decomposition
+CALIBRATION_SERIES = {
+    "ece_before": ("ece", "before"), "ece_after": ("ece", "after"),
+    "nll_before": ("nll", "before"), "nll_after": ("nll", "after"),
+    "temperature": ("temperature", None),
+}
+
+
+def calibration_absence(row: RoundRow, config: Mapping) -> str | None:
+    """Why round ``row`` has no calibration figures (None: it has them), in words for the page."""
+    if row.calibration:
+        if not row.calibration.get("before") or not row.calibration.get("after"):
+            return ("temperature fitted, but the campaign has no labeled test or evaluation split to measure "
+                    "it on")
+        return None
+    if row.kind == "evaluation":
+        return "an evaluation round labels the yardstick; no model is trained"
+    if row.kind == "cold_start":
+        return "a cold-start round picks at random before any model is trained"
+    if not config.get("calibrate", True):
+        return "calibration is off for this campaign (calibrate = false)"
+    from activelabel.campaign.calibrate import MIN_LABELS, VALIDATION_FRACTION
+
+    if row.labeled is not None and row.labeled < MIN_LABELS:
+        return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "
+                f"{VALIDATION_FRACTION:.0%} of them out of training to fit T)")
+    return "no calibration stored for this round"
+
+
+def _rounds_sentences(rows: Sequence[tuple[int, str]], what: str) -> list[str]:
+    """(round index, reason) pairs grouped by reason, one sentence each: "Rounds 1, 2: no {what} — reason."."""
+    grouped: dict[str, list[str]] = {}
+    for index, reason in rows:
+        grouped.setdefault(reason, []).append(str(index))
+    return [html.note(f"Round{'s' if len(indices) > 1 else ''} {', '.join(indices)}: no {what} — {reason}.")
+            for reason, indices in grouped.items()]
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _series(records: Sequence[CampaignRecord]) -> dict[str, list]:
+    return {name: [r.calibration_curve(key, when) for r in records] for name, (key, when) in CALIBRATION_SERIES.items()}
+
+
+def _has_points(series: Mapping[str, Mapping[str, Sequence]]) -> bool:
+    return any(curve[0] for by_name in series.values() for curves in by_name.values() for curve in curves)
+
+
+def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS) -> list[str]:
+    """The campaign page's calibration: ECE, NLL and temperature against labels, a table of every
+    round's stored figures before/after temperature scaling (or why none), and the reliability
+    diagrams of the last ``last`` calibrated rounds."""
+    series = {record.strategy: _series([record])}
+    parts: list[str] = []
+    if _has_points(series):
+        parts.append(html.figure(
+            figures.calibration_curves(series), "calibration-curves",
+            "Test ECE and NLL before (dashed) and after (solid) temperature scaling, and the fitted temperature, "
+            "against labels"))
+    rows, absent = [], []
+    for r in record.rounds:
+        why = calibration_absence(r, record.config)
+        c = r.calibration or {}
+        rows.append([str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
+                     str(c.get("validation_size", "")), _fmt(c.get("temperature"), 3),
+                     *[_fmt(r.calibrated(when, key)) for key in ("accuracy", "nll", "brier", "ece")
+                       for when in ("before", "after")], why or ""])
+        if why:
+            absent.append((r.index, why))
+    parts.append(html.table(
+        "calibration", ["round", "kind", "labels", "held out", "T", "accuracy before", "accuracy after",
+                        "NLL before", "NLL after", "Brier before", "Brier after", "ECE before", "ECE after",
+                        "why none"], rows))
+    parts.append(html.note(
+        "Temperature scaling (Guo et al. 2017): T is fitted on labels held out from training; before and after are "
+        "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
+        "above show the model before scaling."))
+    measured = [r for r in record.rounds if calibration_absence(r, record.config) is None]
+    for r in measured[-last:]:
+        c = r.calibration
+        parts.append(html.figure(
+            figures.reliability_diagram(c["before"], c["after"], float(c["temperature"]),
+                                        f"round {r.index} · {r.labeled} labels · {c['validation_size']} held out"),
+            f"reliability-round-{r.index}",
+            f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f})"))
+    if len(measured) > last:
+        parts.append(html.note(f"Reliability diagrams of the last {last} calibrated rounds; the table has every "
+                               "round's figures."))
+    parts.extend(_rounds_sentences(absent, "calibration"))
+    return parts
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    """"mean ± sample std" (std 0 for one value), as the learning curves' bands compute it."""
+    _, mean, std, _ = mean_curve([([0] * len(values), list(values))])
+    return f"{mean[0]:.4f} ± {std[0]:.4f}"
+
+
+def experiment_calibration(groups: Mapping[str, Sequence[CampaignRecord]]) -> list[str]:
+    """The experiment page's calibration: per strategy, ECE and NLL before/after temperature
+    scaling and the temperature against labels (mean ± std over seeds), and the same numbers
+    as a table per label count; or, when no round stored one, why not."""
+    series = {s: _series(runs) for s, runs in groups.items()}
+    if not _has_points(series):
+        reasons = []
+        for runs in groups.values():
+            for record in runs:
+                reasons += [why for r in record.rounds if (why := calibration_absence(r, record.config))]
+        reasons_by = sorted(set(reasons))
+        return [html.note("No round of this experiment stored a calibration, so there is no calibration figure: "
+                          + ("; ".join(reasons_by) if reasons_by else "no complete round yet") + ".")]
+    rows = []
+    for strategy, runs in groups.items():
+        labels = sorted({n for r in runs for n in r.calibration_curve("temperature")[0]})
+        for n in labels:
+            cells = []
+            for key, when in (("ece", "before"), ("ece", "after"), ("nll", "before"), ("nll", "after"),
+                              ("temperature", None)):
+                values = [v for r in runs for x, v in zip(*r.calibration_curve(key, when)) if x == n]
+                cells.append(_mean_std(values) if values else "")
+            seeds = sum(1 for r in runs if n in r.calibration_curve("temperature")[0])
+            rows.append([strategy, str(n), str(seeds), *cells])
+    return [
+        html.figure(figures.calibration_curves(series), "calibration-curves",
+                    "Test ECE and NLL before (dashed) and after (solid) temperature scaling, and the fitted "
+                    "temperature, against labels; mean ± one std over seeds"),
+        html.table("calibration-by-labels", ["strategy", "labels", "seeds", "ECE before", "ECE after",
+                                             "NLL before", "NLL after", "T"], rows),
+        html.note("Mean ± sample std over the seeds that stored a calibration at that label count. Rounds below "
+                  "the calibration threshold store none and are left out."),
+    ]
+
+
+def _decomposition_reason(row: RoundRow) -> str:
+    if row.kind == "evaluation":
+        return "an evaluation round orders the evaluation split at random, without a model"
+    if row.kind == "cold_start":
+        return "a cold-start round scores the pool at random, without a model"
+    return "its scores carry no decomposition (scored before it was stored)"
+
+
+def campaign_decomposition(engine: Engine, campaign_id: int, record: CampaignRecord,
+                           last: int = DECOMPOSITION_ROUNDS) -> list[str]:
+    """The campaign page's decomposition: per round, the scored pool's mean total / aleatoric /
+    epistemic against the selected samples' (table), and for the last ``last`` such rounds the
+    pool's distribution of each part with the selected samples placed in it."""
+    means = decomposition_means(engine, campaign_id)
+    parts: list[str] = []
+    rows = []
+    for r in record.rounds:
+        m = means.get(r.index)
+        if m is None:
+            continue
+        rows.append([str(r.index), str(m.pool.count), *[_fmt(m.pool.part(p)) for p in PARTS],
+                     "" if m.selected is None else str(m.selected.count),
+                     *[_fmt(None if m.selected is None else m.selected.part(p)) for p in PARTS]])
+    for index in [r.index for r in record.rounds if r.index in means][-last:]:
+        split = round_decomposition(engine, campaign_id, index)
+        if split is None:
+            continue
+        where = split.percentile("epistemic")
+        sits = "" if where is None else (f"; the selected samples' median epistemic uncertainty is above "
+                                         f"{where:.0f} % of the pool")
+        parts.append(html.figure(
+            figures.decomposition_histograms(split.pool, split.selected, PARTS,
+                                             f"round {index}: pool against selected"),
+            f"decomposition-round-{index}",
+            f"Round {index}: total, aleatoric and epistemic uncertainty (nats) of the scored pool, with the selected "
+            f"samples in red{sits}"))
+    if rows:
+        parts.append(html.table("decomposition", ["round", "scored", "pool total", "pool aleatoric",
+                                                  "pool epistemic", "selected", "selected total",
+                                                  "selected aleatoric", "selected epistemic"], rows))
+        parts.append(html.note(
+            "Means in nats. total = predictive entropy; aleatoric = expected entropy of each pass (noise the model "
+            "sees in the data); epistemic = total − aleatoric (BALD: what more labels can reduce). A strategy that "
+            "hunts model uncertainty picks samples far above the pool's epistemic mean."))
+    parts.extend(_rounds_sentences([(r.index, _decomposition_reason(r)) for r in record.rounds
+                                    if r.index not in means], "uncertainty decomposition"))
+    return parts
+
+
+def experiment_decomposition(engine: Engine, groups: Mapping[str, Sequence[CampaignRecord]]) -> list[str]:
+    """The experiment page's decomposition, in brief: per strategy and round, the mean over seeds
+    of the scored pool's and the selected samples' total / aleatoric / epistemic uncertainty."""
+    table_rows = []
+    plot: dict[str, dict[str, dict[int, tuple[float, float | None]]]] = {}
+    for strategy, runs in groups.items():
+        per_round: dict[int, list[DecompositionMeans]] = {}
+        for record in runs:
+            for index, m in decomposition_means(engine, record.campaign_id).items():
+                per_round.setdefault(index, []).append(m)
+        for index, ms in sorted(per_round.items()):
+            cells = []
+            for part in PARTS:
+                pool = sum(m.pool.part(part) for m in ms) / len(ms)
+                chosen = [m.selected.part(part) for m in ms if m.selected is not None]
+                selected = sum(chosen) / len(chosen) if chosen else None
+                plot.setdefault(strategy, {}).setdefault(part, {})[index] = (pool, selected)
+                cells.append(f"{pool:.4f} / {_fmt(selected)}")
+            pool_e, sel_e = plot[strategy]["epistemic"][index]
+            ratio = "" if sel_e is None or pool_e <= 0 else f"{sel_e / pool_e:.2f}"
+            table_rows.append([strategy, str(index), str(len(ms)), *cells, ratio])
+    if not table_rows:
+        return [html.note("No round of this experiment stored an uncertainty decomposition (rounds without a model "
+                          "— cold start, evaluation — have none).")]
+    return [
+        html.figure(figures.decomposition_comparison(plot, PARTS), "decomposition-comparison",
+                    "Mean uncertainty (nats) of the selected samples (solid) and of the scored pool (dashed), per "
+                    "round; mean over seeds"),
+        html.table("decomposition-comparison", ["strategy", "round", "seeds",
+                                                *[f"{p} pool / selected" for p in PARTS],
+                                                "epistemic selected ÷ pool"], table_rows),
+        html.note("epistemic = BALD (mutual information), aleatoric = expected entropy, total = predictive entropy; "
+                  "means over each round's scored pool and over its selected samples, then over seeds. Random picks "
+                  "sit near 1× the pool; an uncertainty strategy well above it."),
+    ]
+
+
+def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecord) -> str:
+    """One sentence on the latest complete round — what a team lead reads first: labels, test
+    accuracy, calibration before → after with T, and where its picks sit in the pool."""
+    if not record.rounds:
+        return html.note("No complete round yet.")
+    r = record.rounds[-1]
+    said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
+    if r.labeled is not None:
+        said.append(f"{r.labeled} labels")
+    if r.accuracy is not None:
+        said.append(f"test accuracy {r.accuracy:.4f}")
+    why = calibration_absence(r, record.config)
+    if why is None:
+        said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
+                    f"T = {r.calibration['temperature']:.3f}")
+    else:
+        said.append(f"no calibration ({why})")
+    split = round_decomposition(engine, campaign_id, r.index)
+    where = None if split is None else split.percentile("epistemic")
+    if where is not None:
+        said.append(f"its {len(split.selected['epistemic'])} picks' median epistemic uncertainty is above "
+                    f"{where:.0f} % of the scored pool")
+    return html.paragraph(" · ".join(said) + ".")
