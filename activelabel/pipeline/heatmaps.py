@@ -59,6 +59,7 @@ def write_heatmap(
     q: float = 0.1,
     ignore: np.ndarray | None = None,
     title: str | None = None,
+    vmax: float | None = None,
     dpi: int = 100,
 ) -> Heatmap:
     """Write the four-panel heatmap PNG of one image to ``path``; return it with the map's
@@ -67,7 +68,9 @@ def write_heatmap(
     ``image`` ``[C, H, W]`` (C = 1 or 3) in [0, 1]; ``predicted`` int ``[H, W]``;
     ``uncertainty`` and ``max_softmax`` float ``[H, W]``; ``labels`` the class names;
     ``map_name`` one of ``entropy``, ``bald``, ``variance`` (sets the title, units and colour
-    scale). ``ignore`` (bool ``[H, W]``) pixels are left out of the summary and drawn grey.
+    scale). ``vmax`` sets the top of the uncertainty colour scale (default: the map's
+    theoretical maximum, ``log C`` nats or 0.25; BALD is usually far below it, so a campaign may
+    fix e.g. 0.5 nats for all its BALD heatmaps). ``ignore`` (bool ``[H, W]``) pixels are left out of the summary and drawn grey.
     Parent folders are created. Raises :class:`~activelabel.errors.InvalidArrayError` for
     mismatched shapes and ``ValueError`` for an unknown ``map_name``.
     """
@@ -105,7 +108,7 @@ def write_heatmap(
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
     )
     cmap_unc = _with_grey("magma")
-    drawn = axes[2].imshow(unc, cmap=cmap_unc, vmin=0.0, vmax=_vmax(map_name, num_classes), interpolation="nearest")
+    drawn = axes[2].imshow(unc, cmap=cmap_unc, vmin=0.0, vmax=vmax if vmax is not None else _vmax(map_name, num_classes), interpolation="nearest")
     figure.colorbar(drawn, ax=axes[2], fraction=0.046, pad=0.04, label=_UNITS[map_name])
     axes[2].set_title(f"{_TITLES[map_name]}\nmean {summary.mean:.3g}, top-{summary.q:g} {summary.top_q_mean:.3g}", fontsize=9)
     drawn = axes[3].imshow(soft, cmap=_with_grey("viridis"), vmin=1.0 / num_classes, vmax=1.0, interpolation="nearest")

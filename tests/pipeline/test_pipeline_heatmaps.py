@@ -56,6 +56,11 @@ def test_uncertainty_panel_shows_the_map(tmp_path: Path) -> None:
     assert _panel_brightness(wild.path, 2) > _panel_brightness(calm.path, 2) + 100
     assert _panel_brightness(wild.path, 0) == pytest.approx(_panel_brightness(calm.path, 0))
     assert (calm.summary.mean, wild.summary.max) == pytest.approx((0.0, math.log(5)))
+    # a higher top of the colour scale draws the same map darker
+    dim = write_heatmap(
+        tmp_path / "dim.png", image, pred, np.full((32, 32), math.log(5)), soft, labels=list(SHAPE_CLASSES), vmax=4 * math.log(5)
+    )
+    assert _panel_brightness(dim.path, 2) < _panel_brightness(wild.path, 2) - 50
 
 
 def test_heatmap_errors(tmp_path: Path) -> None:
