@@ -39,8 +39,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from activelabel.acquisition.uncertainty import _entropy
-from activelabel.acquisition.validation import as_probabilities
+from activelabel.acquisition.validation import RANGE_TOLERANCE, SUM_TOLERANCE
 from activelabel.errors import InvalidArrayError, InvalidProbabilitiesError
 
 MapName = Literal["entropy", "bald", "variance", "max_softmax"]
@@ -82,26 +81,64 @@ def _check_shape(arr: np.ndarray) -> None:
         )
 
 
+def _as_pixel_probabilities(chunk: np.ndarray) -> np.ndarray:
+    """A validated float64 copy of a 5-D chunk, clipped into [0, 1] and renormalised per pixel.
+
+    The checks of :func:`~activelabel.acquisition.validation.as_probabilities`, done along the
+    class axis in place (no transposed copy): finite values, values in [0, 1] within
+    ``RANGE_TOLERANCE``, each ``[t, n, :, y, x]`` summing to 1 within ``SUM_TOLERANCE``.
+    """
+    arr = np.array(chunk, dtype=np.float64, copy=True)
+    if arr.size == 0:
+        return arr
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(np.isinf(arr).sum())
+        raise InvalidProbabilitiesError(
+            f"probabilities contain non-finite values: {n_nan} NaN and {n_inf} inf in shape {arr.shape}"
+        )
+    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+        n_bad = int(((arr < -RANGE_TOLERANCE) | (arr > 1.0 + RANGE_TOLERANCE)).sum())
+        raise InvalidProbabilitiesError(
+            f"probabilities must lie in [0, 1]; {n_bad} values are outside (min {lo:.6g}, max {hi:.6g}); "
+            "pass softmax outputs over the class axis (axis 2 of [T, N, C, H, W]), not logits"
+        )
+    if lo < 0.0 or hi > 1.0:
+        np.clip(arr, 0.0, 1.0, out=arr)
+    sums = arr.sum(axis=2, keepdims=True)
+    off = np.abs(sums - 1.0) > SUM_TOLERANCE
+    if off.any():
+        raise InvalidProbabilitiesError(
+            f"{int(off.sum())} of {off.size} pixels' probabilities over the class axis (axis 2 of "
+            f"[T, N, C, H, W]) do not sum to 1 (tolerance {SUM_TOLERANCE:g}); apply the softmax over classes"
+        )
+    arr /= sums
+    return arr
+
+
+def _plogp_sum(p: np.ndarray, axis: int) -> np.ndarray:
+    """``-sum p log p`` over ``axis`` in nats, with 0 log 0 = 0 (log of the smallest normal
+    float stands in for log 0: finite, and 0 times it is exactly 0)."""
+    return -np.sum(p * np.log(np.maximum(p, np.finfo(np.float64).tiny)), axis=axis)
+
+
 def _maps_of_chunk(chunk: np.ndarray) -> PixelMaps:
     """All maps of one already 5-D chunk ``[T, b, C, H, W]`` (validated here, in float64)."""
-    t, b, c, h, w = chunk.shape
-    # Pixels become samples: [T, b, C, H, W] -> [T, b*H*W, C], validated and renormalised once.
-    flat = as_probabilities(np.moveaxis(np.asarray(chunk), 2, -1).reshape(t, b * h * w, c))
-    mean = flat.mean(axis=0)
-    total = _entropy(mean)
-    expected = _entropy(flat).mean(axis=0)
-    bald = np.clip(total - expected, 0.0, total)
-    # Identical passes carry no disagreement: exactly 0 (as decomposition.py does).
-    agree = np.all(flat == flat[:1], axis=(0, 2)) if flat.shape[1] else np.zeros(0, dtype=bool)
-    bald = np.where(agree, 0.0, bald)
-    variance = np.var(flat - flat[:1], axis=0).mean(axis=-1)  # shift-invariant; exact 0 on agreement
-    shape = (b, h, w)
+    p = _as_pixel_probabilities(chunk)
+    mean = p.mean(axis=0)  # [b, C, H, W]
+    total = _plogp_sum(mean, axis=1)
+    expected = _plogp_sum(p, axis=2).mean(axis=0)
+    # std/var are shift-invariant: shifting by the first pass makes identical passes exactly 0.
+    variance = np.var(p - p[:1], axis=0).mean(axis=1)
+    # Identical passes carry no disagreement: BALD exactly 0 there (as decomposition.py does).
+    bald = np.where(variance == 0.0, 0.0, np.clip(total - expected, 0.0, total))
     return PixelMaps(
-        entropy=total.reshape(shape),
-        bald=bald.reshape(shape),
-        variance=variance.reshape(shape),
-        max_softmax=mean.max(axis=-1).reshape(shape),
-        predicted=np.argmax(mean, axis=-1).astype(np.int64).reshape(shape),
+        entropy=total,
+        bald=bald,
+        variance=variance,
+        max_softmax=mean.max(axis=1),
+        predicted=np.argmax(mean, axis=1).astype(np.int64),
     )
 
 

@@ -138,8 +138,22 @@ def test_invalid_inputs_named() -> None:
         pixel_maps(np.ones((2, 2, 2)))
     bad = _tiny()
     bad[0, 0, 0, 0, 0] = 2.0
-    with pytest.raises(InvalidProbabilitiesError):
+    with pytest.raises(InvalidProbabilitiesError, match="outside"):
         pixel_maps(bad)
+    bad[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(InvalidProbabilitiesError, match="1 NaN"):
+        pixel_maps(bad)
+    bad[0, 0, 0, 0, 0] = 0.5  # this pixel now sums to 0.5 over classes
+    with pytest.raises(InvalidProbabilitiesError, match="1 of 8 pixels"):
+        pixel_maps(bad)
+    with pytest.raises(InvalidProbabilitiesError, match="C >= 2"):
+        pixel_maps(np.ones((2, 1, 1, 2, 2)))
+    # float noise is clipped and renormalised; the caller's array is left as it was
+    noisy = _tiny()
+    noisy[0, 0, 0, 0, 0] = 1.0 + 5e-7
+    before = noisy.copy()
+    assert pixel_maps(noisy).entropy[0, 0, 0] == 0.0
+    np.testing.assert_array_equal(noisy, before)
     with pytest.raises(ValueError, match="aggregation"):
         aggregate(np.zeros((1, 2, 2)), "median")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="predicted"):
