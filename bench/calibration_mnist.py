@@ -177,7 +177,7 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Fits every temperature on held-out *labeled training* images only; the test images only "
                "measure. Results: bench/results/calibration_mnist.md and .json (--quick: /tmp/calibration_mnist_quick.md).",
     )

@@ -179,7 +179,7 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Results: bench/results/ood_auroc.md and .json (--quick: /tmp/ood_auroc_quick.md).",
     )
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding MNIST's IDX files (default: %(default)s)")
