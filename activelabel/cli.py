@@ -559,14 +559,20 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             )
     calibration = report.calibration
     if calibration:
+        fitted = "kept" if calibration.get("skipped") else "fitted"
         table = Table(title=f"Calibration · temperature {calibration['temperature']:.3f} "
-                            f"(fitted on {calibration['validation_size']} held-out labels)")
+                            f"({fitted} on {calibration['validation_size']} held-out labels)")
         for column in ("", "accuracy", "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):
             m = calibration[when]
+            if m is None:  # no test split nor labeled evaluation split to measure on
+                table.add_row(when, *("—",) * 4)
+                continue
             table.add_row(when, *(f"{m[k]:.4f}" for k in ("accuracy", "nll", "brier", "ece")))
         console.print(table)
+        if calibration.get("skipped"):
+            console.print(f"No temperature fitted: {calibration['skipped']}.", markup=False)
 
 
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")

@@ -16,8 +16,10 @@ built-in digits (small CNN, test split of 360), fitting on 9, 12, 15 and 45 held
 with it. See docs/uncertainty.md.
 
 A held-out split the model predicts without a single error cannot calibrate: its NLL decreases
-all the way to ``T -> 0`` (seen in a report test: T = 0.09, test NLL 0.086 -> 0.319). Then the
-round keeps ``T = 1`` and says why (``"skipped"``).
+all the way to ``T -> 0`` (seen in a report test: T = 0.09, test NLL 0.086 -> 0.319). One with
+one or two errors fits T to them alone (T = 0.26 from one error in 75, test NLL 0.106 -> 0.209).
+So T is only fitted when a temperature learned on half the split lowers the other half's NLL
+(:func:`cross_checked_nll`); otherwise the round keeps ``T = 1`` and says why (``"skipped"``).
 
 The round stores ``{"temperature", "validation_size", "validation_errors", "before", "after"}``
 (plus ``"skipped"`` when no temperature was fitted); ``before`` and
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from activelabel.pipeline.calibration import calibration_report, fit_temperature, predictive_probabilities
+from activelabel.pipeline.metrics import negative_log_likelihood
 from activelabel.pipeline.prediction import predict_probabilities
 
 MIN_LABELS = 500
@@ -48,6 +51,26 @@ def validation_positions(labeled: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(labeled)[:size]).astype(np.int64)
 
 
+def cross_checked_nll(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(NLL with a temperature fitted on the other half, NLL at T = 1), summed over two seeded
+    halves of the held-out split ``logits`` ``[M, n, C]`` / ``labels`` ``[n]``, in nats per sample.
+
+    Why: a split with one or two errors fits a temperature to them alone (we saw T = 0.26 from
+    one error in 75, doubling the test NLL). If a temperature learned on one half does not
+    predict the other half better than T = 1, the split cannot tell us T.
+    """
+    halves = np.random.default_rng([seed, 0x7E]).permutation(len(labels)) % 2
+    fitted = at_one = 0.0
+    for half in (0, 1):
+        fit, check = halves != half, halves == half
+        if not fit.any() or not check.any():
+            continue
+        t = fit_temperature(logits[:, fit], labels[fit])
+        fitted += negative_log_likelihood(predictive_probabilities(logits[:, check], t), labels[check]) * check.sum()
+        at_one += negative_log_likelihood(predictive_probabilities(logits[:, check], 1.0), labels[check]) * check.sum()
+    return float(fitted / len(labels)), float(at_one / len(labels))
+
+
 def fit_round_calibration(
     model: torch.nn.Module | list[torch.nn.Module],
     x_val: np.ndarray,
@@ -61,16 +84,23 @@ def fit_round_calibration(
     before and after (JSON-ready dict, see the module docstring). For an ensemble, ``T`` scales
     every member's logits and the NLL is that of the members' mean softmax."""
     val_logits = predict_probabilities(model, x_val, samples=0, device=device, seed=0, logits=True)  # [M, n, C]
-    errors = int((predictive_probabilities(val_logits).argmax(-1) != np.asarray(y_val)).sum())
+    y_val = np.asarray(y_val)
+    errors = int((predictive_probabilities(val_logits).argmax(-1) != y_val).sum())
     result: dict = {"validation_size": int(len(y_val)), "validation_errors": errors, "before": None, "after": None}
+    temperature = 1.0
     if errors == 0:
         # A split the model gets entirely right only says "sharper": its NLL falls all the way
         # to T -> 0 (we saw T = 0.09 double the test NLL). No temperature can be learned from it.
-        temperature = 1.0
         result["skipped"] = (f"the {len(y_val)} held-out labels are all predicted right, so their NLL only "
                              "asks for ever sharper predictions; T = 1 kept")
     else:
-        temperature = fit_temperature(val_logits, y_val)
+        held_out, at_one = cross_checked_nll(val_logits, y_val)
+        if held_out > at_one:
+            result["skipped"] = (f"a temperature fitted on half of the {len(y_val)} held-out labels ({errors} "
+                                 f"wrong) made the other half's NLL worse ({at_one:.4f} -> {held_out:.4f}): too few "
+                                 "errors to learn T from; T = 1 kept")
+        else:
+            temperature = fit_temperature(val_logits, y_val)
     result["temperature"] = temperature
     if yard_logits is not None and len(yard_logits):
         for key, t in (("before", 1.0), ("after", temperature)):

@@ -31,6 +31,8 @@ CALIBRATION_SERIES = {
 def calibration_absence(row: RoundRow, config: Mapping) -> str | None:
     """Why round ``row`` has no calibration figures (None: it has them), in words for the page."""
     if row.calibration:
+        if row.calibration.get("skipped"):
+            return f"no temperature fitted: {row.calibration['skipped']}"
         if not row.calibration.get("before") or not row.calibration.get("after"):
             return ("temperature fitted, but the campaign has no labeled test or evaluation split to measure "
                     "it on")

@@ -134,14 +134,14 @@ def test_a_campaign_report_shows_its_curve_and_pool_against_selected_scores(tiny
     assert set(parser.figures) >= {"learning-curve-accuracy", "uncertainty-round-1", "uncertainty-round-2", "timings"}
     rounds = parser.tables["rounds"]
     accuracy = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
-                         "WHERE c.name = 'tiny-entropy-seed1' ORDER BY r.\"index\"")
+                         "WHERE c.name = 'tiny-random-seed1' ORDER BY r.\"index\"")
     assert [row[3] for row in rounds[1:]] == [f"{a:.4f}" for (a,) in accuracy]
     # Its area under the accuracy curve: with two points, the mean of the two accuracies.
-    assert parser.tables["aulc"][1] == ["entropy", f"{INITIAL}–{INITIAL + BATCH}", "2",
+    assert parser.tables["aulc"][1] == ["random", f"{INITIAL}–{INITIAL + BATCH}", "2",
                                         f"{(accuracy[0][0] + accuracy[1][0]) / 2:.4f}"]
     # The data behind it, copies and unreadable files counted apart (digits has neither).
     pool, test = (exp.query("SELECT count(*) FROM sample s JOIN campaign c ON c.id = s.campaign_id "
-                            f"WHERE c.name = 'tiny-entropy-seed1' AND s.split = '{split}'")[0][0]
+                            f"WHERE c.name = 'tiny-random-seed1' AND s.split = '{split}'")[0][0]
                   for split in ("pool", "test"))
     assert f"Samples: {pool} pool, {test} test · 0 byte-identical copies" in out.read_text(encoding="utf-8")
 

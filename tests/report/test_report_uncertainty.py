@@ -1,7 +1,8 @@
 """Issue 12's figures in the reports: calibration (temperature scaling) and the uncertainty
 decomposition, checked against what the tiny experiment stored (see conftest and report_tiny).
 
-Round 1 of every campaign has 495 labels (no calibration), round 2 has 500 (calibrated). The
+Round 1 of every campaign has 495 labels (no calibration), round 2 has 500 (calibrated where its
+75 held-out labels can tell a temperature; otherwise it keeps T = 1 and says why). The
 degraded copies add an evaluation round, a cold-start round and a temperature with no split to
 measure it on, or drop every calibration: each absent figure must be a sentence, not axes.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from report_tiny import BATCH, INITIAL, SEEDS, STRATEGIES, ReportParser, run_cli
 
-CAMPAIGN = "tiny-entropy-seed1"  # the campaign of the conftest's campaign_report
+CAMPAIGN = "tiny-random-seed1"  # the campaign of the conftest's campaign_report
 TOO_FEW = "fewer than 500 labels (temperature scaling starts at 500, holding 15% of them out of training to fit T)"
 
 
@@ -95,8 +96,9 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
         assert f"median epistemic uncertainty is above {share:.0f} % of the pool" in parser.captions[
             f"decomposition-round-{row[0]}"]
     # Entropy picks the most uncertain: its picks sit above the pool in total uncertainty.
+    entropy_pool, entropy_selected = _parts(exp, "tiny-entropy-seed1", 2)
+    assert entropy_selected[:, 0].mean() > entropy_pool[:, 0].mean()
     pool, selected = _parts(exp, CAMPAIGN, 2)
-    assert selected[:, 0].mean() > pool[:, 0].mean()
     # The gallery gives each pick's BALD score next to its acquisition score.
     [(score, bald)] = exp.query(
         "SELECT l.score, s.epistemic FROM selection l JOIN round r ON r.id = l.round_id JOIN campaign c "
@@ -164,6 +166,18 @@ def test_rounds_without_calibration_or_decomposition_get_a_sentence_not_a_figure
     _png(parser, "learning-curve-accuracy")
 
 
+def test_a_round_that_kept_t_1_says_why_and_draws_no_reliability_diagram(tiny_experiment):
+    exp = tiny_experiment
+    skipped = [(name, _calibration(exp, name, 2)) for name in (f"tiny-{s}-seed{seed}" for s in STRATEGIES for seed in SEEDS)]
+    skipped = [(name, c) for name, c in skipped if c.get("skipped")]
+    assert skipped  # the tiny held-out splits (75 labels, ~97 % right) mostly cannot tell a temperature
+    name, stored = skipped[0]
+    assert stored["temperature"] == 1.0 and stored["before"] == stored["after"]
+    parser = _report(exp, name, "kept-t-1.html")
+    assert f"Round 2: no calibration — no temperature fitted: {stored['skipped']}." in parser.text
+    assert not [figure for figure in parser.figures if figure.startswith("reliability-round-")]
+
+
 def test_an_experiment_without_any_calibration_says_why(uncalibrated_experiment):
     parser = _report(uncalibrated_experiment, "tiny", "uncalibrated.html")
     assert "calibration-curves" not in parser.figures and "calibration-by-labels" not in parser.tables
@@ -181,6 +195,8 @@ def test_each_kind_of_missing_calibration_has_its_own_reason():
 
     measured = {"temperature": 1.2, "validation_size": 90, "before": {"ece": 0.05}, "after": {"ece": 0.02}}
     assert calibration_absence(row(calibration=measured), {}) is None
+    skipped = {**measured, "temperature": 1.0, "skipped": "the 75 held-out labels are all predicted right"}
+    assert calibration_absence(row(calibration=skipped), {}) == "no temperature fitted: the 75 held-out labels are all predicted right"
     assert calibration_absence(row(calibration={**measured, "before": None, "after": None}), {}).startswith(
         "temperature fitted, but the campaign has no labeled test or evaluation split")
     assert calibration_absence(row("evaluation", 0), {}) == "an evaluation round labels the yardstick; no model is trained"
