@@ -182,10 +182,14 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     from activelabel.campaign import calibrate
 
     monkeypatch.setattr(calibrate, "MIN_LABELS", 20)  # the default (500) needs a bigger pool
+    # Half held out: a split with errors enough that a temperature fitted on either half of it
+    # lowers the other half's NLL (the round's check before it keeps a temperature).
+    monkeypatch.setattr(calibrate, "VALIDATION_FRACTION", 0.5)
     config, engine, rnd = _seeded_campaign(tmp_path, "calibrated")
     assert rnd.kind.value == "active" and rnd.labeled_count == 30
     calibration = rnd.calibration
-    assert calibration["validation_size"] == 4  # round(0.15 * 30) = round(4.5) of the 30 labels, held out
+    assert calibration["validation_size"] == 15 and calibration["validation_errors"] >= 3
+    assert "skipped" not in calibration
     assert 0.01 <= calibration["temperature"] <= 100 and calibration["temperature"] != 1.0
     before, after = calibration["before"], calibration["after"]
     assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30
