@@ -9,7 +9,7 @@ import sys
 def test_acquisition_imports_no_torch_sql_or_prefect() -> None:
     code = (
         "import sys, activelabel.acquisition, activelabel.acquisition.batchbald, "
-        "activelabel.acquisition.density, activelabel.acquisition.decomposition; "
+        "activelabel.acquisition.density, activelabel.acquisition.decomposition, activelabel.acquisition.pixelwise; "
         "bad = sorted(m for m in ('torch', 'sqlalchemy', 'prefect') if m in sys.modules); "
         "print(','.join(bad))"
     )
