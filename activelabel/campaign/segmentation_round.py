@@ -91,7 +91,8 @@ def train_segmenter(job: TrainInput) -> Trained:
     labeled = [s for s in job.labeled if s.uri in masks]
     x, kept, problems = read_readable(data.store, [s.uri for s in labeled])
     labeled = [labeled[i] for i in kept]
-    y = np.stack([masks[s.uri] for s in labeled]).astype(np.int64)
+    size = x.shape[2:] if len(labeled) else (1, 1)
+    y = np.stack([masks[s.uri] for s in labeled]).astype(np.int64) if labeled else np.zeros((0, *size), np.int64)
     spec = segmentation_spec(config, data.in_channels, num_classes)
     training = replace(training_config(config, len(labeled)), batch_size=8, learning_rate=5e-3)
     progress = reporter()
