@@ -27,6 +27,12 @@ class LabelAnswer:
     annotator: str
     label: str
     external_id: str
+    # Segmentation: the painted mask as PNG bytes (``label`` is then ``MASK_LABEL``).
+    mask: bytes | None = None
+
+
+#: The ``label`` of an answer whose content is a mask (segmentation): the mask is the label.
+MASK_LABEL = "<mask>"
 
 
 class Annotator(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from activelabel.annotation.base import LabelAnswer, TaskRequest
+from activelabel.annotation.base import MASK_LABEL, LabelAnswer, TaskRequest
 from activelabel.errors import ConfigError
 
 
@@ -69,3 +69,27 @@ class OracleAnnotator:
                 wrong = [label for label in labels if label != truth]
                 return wrong[int(rng.choice(len(wrong)))]
         return truth
+
+
+class MaskOracleAnnotator:
+    """A simulated segmentation annotator: answers each task with the sample's true mask.
+
+    ``truth(uri)`` gives the mask as PNG bytes (one class index per pixel; see
+    ``pipeline.masks.mask_to_png_bytes``), so this module needs no image code. The answer's
+    label is :data:`~activelabel.annotation.base.MASK_LABEL`: the mask is the label.
+    """
+
+    source = "simulated"
+    name = "oracle"
+
+    def __init__(self, truth) -> None:
+        self.truth = truth
+
+    def push(
+        self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None
+    ) -> dict[int, str]:
+        return {t.sample_id: f"sim-task-{t.sample_id}" for t in tasks}
+
+    def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
+        return [LabelAnswer(t.sample_id, self.name, MASK_LABEL, f"sim-{t.sample_id}", mask=self.truth(t.uri))
+                for t in tasks]

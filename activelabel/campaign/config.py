@@ -18,16 +18,27 @@ from activelabel.errors import CampaignStateError, ConfigError
 _MUTABLE = {
     "rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root",
     "loader_workers", "label_budget", "target_accuracy", "plateau_threshold", "plateau_rounds",
-    "data_pool", "data_labeled", "data_test", "truth",
+    "data_pool", "data_labeled", "data_test", "truth", "heatmap_dir",
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
 ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
+TASKS = ("classification", "segmentation")
+SEGMENTATION_ARCHITECTURES = ("unet_small", "smp_unet")
+#: Segmentation strategies: the per-pixel map (acquisition.pixelwise) each one aggregates into an
+#: image score; ``least_confidence`` scores 1 - max softmax; ``random`` draws seeded scores.
+SEGMENTATION_STRATEGY_MAPS = {
+    "entropy": "entropy", "bald": "bald", "mean_std": "variance", "least_confidence": "max_softmax", "random": None,
+}
+PIXEL_AGGREGATIONS = ("mean", "max", "top_q", "class_weighted")
 
 
 @dataclass(frozen=True)
 class CampaignConfig:
     name: str
+    # What a label is: "classification" (one class per image) or "segmentation" (a mask: one
+    # class per pixel). Each kind brings its model, loss, metrics and scoring (campaign.kinds).
+    task: str = "classification"
     # A built-in dataset spec ('digits', 'mnist:/dir', 'imagefolder:/dir'), or 'files' when the
     # campaign reads its own pool/labeled/test sources (data_pool and friends).
     dataset: str = "digits"
@@ -105,6 +116,13 @@ class CampaignConfig:
     target_accuracy: float | None = None
     plateau_threshold: float | None = None
     plateau_rounds: int = 3
+    # --- segmentation (task = "segmentation") ---
+    # How a per-pixel map becomes an image score: mean, max, top_q (mean of the top
+    # aggregation_q fraction of pixels) or class_weighted (each predicted class counts equally).
+    aggregation: str = "top_q"
+    aggregation_q: float = 0.1
+    # Where heatmap PNGs of the selected samples are written (None: ./activelabel-heatmaps/<name>).
+    heatmap_dir: str | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.strategy)  # raises UnknownStrategyError
@@ -165,7 +183,15 @@ class CampaignConfig:
                 raise ConfigError(f"{name} needs one value per channel ({self.channels}), got {list(value)}")
         if self.std is not None and any(s <= 0 for s in self.std):
             raise ConfigError(f"std values must be positive, got {list(self.std)}")
-        if self.architecture not in ARCHITECTURES:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        if self.task == "segmentation":
+            self._check_segmentation()
+        elif self.dataset.startswith("shapes"):
+            raise ConfigError(
+                f"dataset {self.dataset!r} is a segmentation dataset (masks); set task = \"segmentation\""
+            )
+        if self.architecture not in ARCHITECTURES and self.task == "classification":
             raise ConfigError(
                 f"unknown model architecture {self.architecture!r}; choose one of: {', '.join(ARCHITECTURES)}"
             )
@@ -207,6 +233,45 @@ class CampaignConfig:
                 )
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"data.labels has duplicates: {list(self.labels)}")
+
+    def _check_segmentation(self) -> None:
+        """Settings a segmentation campaign can use today (the unsupported ones say so)."""
+        if self.architecture == "small_cnn":  # the classification default: use the kind's default
+            object.__setattr__(self, "architecture", "unet_small")
+        if self.architecture not in SEGMENTATION_ARCHITECTURES:
+            raise ConfigError(
+                f"unknown segmentation architecture {self.architecture!r}; choose one of: "
+                f"{', '.join(SEGMENTATION_ARCHITECTURES)}"
+            )
+        if self.strategy not in SEGMENTATION_STRATEGY_MAPS:
+            raise ConfigError(
+                f"strategy {self.strategy!r} has no per-pixel form; for segmentation choose one of: "
+                f"{', '.join(SEGMENTATION_STRATEGY_MAPS)}"
+            )
+        if self.aggregation not in PIXEL_AGGREGATIONS:
+            raise ConfigError(
+                f"unknown aggregation {self.aggregation!r}; choose one of: {', '.join(PIXEL_AGGREGATIONS)}"
+            )
+        if not 0.0 < self.aggregation_q <= 1.0:
+            raise ConfigError(f"aggregation_q must be in (0, 1], got {self.aggregation_q}")
+        if not self.dataset.startswith("shapes"):
+            raise ConfigError(
+                f"segmentation campaigns run on the generated 'shapes' dataset for now, got dataset "
+                f"{self.dataset!r}; folders of images and masks are not wired into campaigns yet"
+            )
+        unsupported = [
+            (self.uncertainty not in ("mc_dropout", "deterministic"), f"uncertainty {self.uncertainty!r}"),
+            (self.annotator != "simulated", f"annotator {self.annotator!r}"),
+            (self.annotations_per_task != 1, "annotations_per_task > 1"),
+            (self.annotator_noise > 0, "annotator_noise"),
+            (self.weights is not None or self.freeze_backbone, "weights / freeze_backbone"),
+            (self.initial_balanced, "initial_balanced"),
+        ]
+        named = [name for bad, name in unsupported if bad]
+        if named:
+            raise ConfigError(
+                f"segmentation campaigns do not support {', '.join(named)} yet; leave them at their defaults"
+            )
 
     @property
     def uses_own_data(self) -> bool:

@@ -20,6 +20,9 @@ import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs
+
+import numpy as np
 
 from activelabel.annotation.simulated import Truth
 from activelabel.campaign.config import CampaignConfig
@@ -46,6 +49,10 @@ class CampaignData:
     # (uri, reason) of files that could not be listed or read.
     problems: list[tuple[str, str]] = field(default_factory=list)
     in_channels: int = 1
+    # Segmentation data: each sample's true mask ``[H, W]`` (class indices, 255 = ignore), by
+    # URI. Test masks are the yardstick, pool masks what a simulated annotator paints. None for
+    # class labels (``given`` and ``truth`` then hold the class names).
+    given_masks: dict[str, np.ndarray] | None = None
 
     def given_label(self, uri: str) -> str:
         try:
@@ -72,6 +79,8 @@ def _cached(dataset, pool, labeled, test, labels, truth, image_size, channels) -
 
 
 def _builtin(spec: str) -> CampaignData:
+    if spec.partition("?")[0] == "shapes":
+        return _shapes(spec)
     from activelabel.pipeline.datasets import load_dataset
     from activelabel.pipeline.store import ArrayStore
 
@@ -89,6 +98,44 @@ def _builtin(spec: str) -> CampaignData:
         seeds=[],
         problems=[(p, "unreadable") for p in dataset.problems],
         in_channels=int(dataset.images.shape[1]),
+    )
+
+
+SHAPES_DEFAULTS = {"n": 300, "size": 32, "seed": 0}
+
+
+def _shapes(spec: str) -> CampaignData:
+    """The generated segmentation dataset ``shapes[?n=300&size=32&seed=0]`` (pipeline.shapes),
+    in memory. Every sample is labeled ``MASK_LABEL``; the masks are in ``given_masks``."""
+    from activelabel.annotation.base import MASK_LABEL
+    from activelabel.pipeline.shapes import make_shapes
+    from activelabel.pipeline.store import ArrayStore
+
+    options = dict(SHAPES_DEFAULTS)
+    for key, values in parse_qs(spec.partition("?")[2]).items():
+        if key not in options:
+            raise ConfigError(f"dataset {spec!r}: unknown option {key!r}; known: {', '.join(options)}")
+        try:
+            options[key] = int(values[0])
+        except ValueError:
+            raise ConfigError(f"dataset {spec!r}: {key} must be a whole number, got {values[0]!r}") from None
+    try:
+        data = make_shapes(options["n"], seed=options["seed"], size=options["size"])
+    except ValueError as error:
+        raise ConfigError(f"dataset {spec!r}: {error}") from None
+    uris = list(data.uris)
+    marks = {uri: MASK_LABEL for uri in uris}
+    return CampaignData(
+        labels=list(data.labels),
+        store=ArrayStore(data.images, uris),
+        root=None,
+        given=marks,
+        truth=Truth((MASK_LABEL,), marks),
+        pool=uris,
+        test=[],
+        seeds=[],
+        in_channels=int(data.images.shape[1]),
+        given_masks={uri: mask.astype(np.uint8) for uri, mask in zip(uris, data.masks)},
     )
 
 

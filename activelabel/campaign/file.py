@@ -20,7 +20,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from activelabel.campaign.config import ARCHITECTURES, CampaignConfig
+from activelabel.campaign.config import (
+    ARCHITECTURES,
+    PIXEL_AGGREGATIONS,
+    SEGMENTATION_ARCHITECTURES,
+    TASKS,
+    CampaignConfig,
+)
 from activelabel.errors import ActiveLabelError, ConfigError
 
 
@@ -34,6 +40,9 @@ class _Section(BaseModel):
 
 class CampaignSection(_Section):
     name: str = Field(description="Campaign name: the key for status, sync, export (unique per database)")
+    task: Literal[TASKS] = Field(  # type: ignore[valid-type]
+        "classification", description="'classification' (a label per image) or 'segmentation' (a mask per image; see [segmentation])"
+    )
     strategy: str = Field("bald", description="Acquisition strategy (see `activelabel strategies`)")
     rounds: int = Field(10, description="Labeling rounds to run (a rerun continues up to this many)")
     batch_size: int = Field(20, description="Samples sent to annotators each round")
@@ -72,8 +81,8 @@ class DataSection(_Section):
 
 
 class ModelSection(_Section):
-    architecture: Literal[ARCHITECTURES] = Field(  # type: ignore[valid-type]
-        "small_cnn", description=f"One of: {', '.join(ARCHITECTURES)}"
+    architecture: Literal[ARCHITECTURES + SEGMENTATION_ARCHITECTURES] = Field(  # type: ignore[valid-type]
+        "small_cnn", description=f"One of: {', '.join(ARCHITECTURES)}; segmentation: {', '.join(SEGMENTATION_ARCHITECTURES)}"
     )
     weights: str | None = Field(None, description="A weights file to start from (a path; nothing is downloaded)")
     freeze_backbone: bool = Field(False, description="Train only the classifier head (with weights)")
@@ -99,6 +108,14 @@ class StopSection(_Section):
     plateau_rounds: int = Field(3, description="... over this many rounds")
 
 
+class SegmentationSection(_Section):
+    aggregation: Literal[PIXEL_AGGREGATIONS] = Field(  # type: ignore[valid-type]
+        "top_q", description="How a per-pixel uncertainty map becomes an image score: mean, max, top_q or class_weighted"
+    )
+    aggregation_q: float = Field(0.1, description="top_q: the fraction of each image's most uncertain pixels averaged")
+    heatmap_dir: str | None = Field(None, description="Folder for heatmap PNGs of the selected images (default: ./activelabel-heatmaps/<name>)")
+
+
 class DatabaseSection(_Section):
     url: str | None = Field(
         None, description="SQLAlchemy URL without password (password: $ACTIVELABEL_DATABASE_PASSWORD); default sqlite:///activelabel.db"
@@ -111,6 +128,7 @@ class CampaignFile(_Section):
     model: ModelSection = ModelSection()
     annotator: AnnotatorSection = AnnotatorSection()
     stop: StopSection = StopSection()
+    segmentation: SegmentationSection = SegmentationSection()
     database: DatabaseSection = DatabaseSection()
 
 
@@ -129,9 +147,11 @@ SECTIONS: dict[str, type[_Section]] = {
     "model": ModelSection,
     "annotator": AnnotatorSection,
     "stop": StopSection,
+    "segmentation": SegmentationSection,
     "database": DatabaseSection,
 }
-_PATH_KEYS = {("data", "pool"), ("data", "labeled"), ("data", "test"), ("model", "weights"), ("annotator", "truth")}
+_PATH_KEYS = {("data", "pool"), ("data", "labeled"), ("data", "test"), ("model", "weights"), ("annotator", "truth"),
+              ("segmentation", "heatmap_dir")}
 
 
 def _all_keys() -> list[str]:
@@ -198,8 +218,9 @@ def _resolve(base: Path, value: str | None) -> str | None:
 def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
     """The stored campaign settings for a parsed file; ``overrides`` (CLI options) win."""
     c, d, m, a, s = parsed.campaign, parsed.data, parsed.model, parsed.annotator, parsed.stop
+    g = parsed.segmentation
     values: dict[str, Any] = dict(
-        name=c.name, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
+        name=c.name, task=c.task, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
         initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, ood_percentile=c.ood_percentile, seed=c.seed, epochs=c.epochs, device=c.device,
         cpu_threads=c.cpu_threads, min_labels_to_train=c.min_labels_to_train,
         data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
@@ -215,6 +236,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
         image_url_prefix=a.image_url_prefix, document_root=_resolve(base, a.document_root),
         label_budget=s.label_budget, target_accuracy=s.target_accuracy,
         plateau_threshold=s.plateau_threshold, plateau_rounds=s.plateau_rounds,
+        aggregation=g.aggregation, aggregation_q=g.aggregation_q, heatmap_dir=_resolve(base, g.heatmap_dir),
     )
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return CampaignConfig(**values)

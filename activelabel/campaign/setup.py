@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from activelabel.annotation import Annotator, OracleAnnotator
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import CampaignData, campaign_data, missing_classes
+from activelabel.campaign.kinds import task_kind
 from activelabel.errors import ConfigError
 from activelabel.storage import Campaign, Sample, SampleProblem, SampleSplit, session_scope
 from activelabel.storage.repository import (
@@ -72,7 +73,7 @@ def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
             f"campaign {config.name!r} has a simulated annotator but no truth to answer from; "
             "set annotator.truth to a manifest with path and label columns"
         )
-    return OracleAnnotator(data.truth, noise=config.annotator_noise, seed=config.seed)
+    return task_kind(config).simulated_annotator(config, data)
 
 
 @dataclass(frozen=True)
@@ -244,8 +245,8 @@ def prepare_campaign(
 
 
 def _warn_missing_classes(config: CampaignConfig, data: CampaignData, plan: Plan) -> None:
-    if not plan.seeds:
-        return
+    if not plan.seeds or not set(plan.seeds.values()) <= set(data.labels):
+        return  # no seeds, or seeds that are masks (segmentation): no class can be missing
     missing = missing_classes(data.labels, plan.seeds.values())
     if missing:
         log.warning(
@@ -259,6 +260,7 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
     with session_scope(engine) as session:
         campaign = Campaign(
             name=config.name,
+            task_kind=config.task,
             labels=list(data.labels),
             strategy=config.strategy,
             dataset=config.dataset if not config.uses_own_data else f"files:{data.root}",
@@ -273,9 +275,10 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
         ids = samples_by_uri(session, campaign.id, plan.split_of)
         for copy, first in plan.duplicate_of.items():
             session.execute(update(Sample).where(Sample.id == ids[copy]).values(duplicate_of=ids[first]))
+        kind = task_kind(config)
         add_annotations(session, campaign.id, [
             NewAnnotation(sample_id=ids[uri], annotator=plan.seed_source, label=label,
-                          source=plan.seed_source, external_id=f"seed-{ids[uri]}")
+                          source=plan.seed_source, external_id=f"seed-{ids[uri]}", mask=kind.truth_mask(data, uri))
             for uri, label in plan.seeds.items()
         ])
         session.add_all(SampleProblem(campaign_id=campaign.id, uri=u, reason=r) for u, r in plan.problems)

@@ -24,6 +24,7 @@ from activelabel.campaign.calibrate import fit_round_calibration, validation_pos
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.faults import crash_point
+from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.model_settings import model_spec, training_config
@@ -39,6 +40,7 @@ from activelabel.pipeline.training import planned_epochs, train_model
 from activelabel.progress import reporter
 from activelabel.storage import (
     Campaign,
+    Heatmap,
     ModelCheckpoint,
     Round,
     RoundKind,
@@ -196,57 +198,70 @@ def train_step(engine: Engine, round_id: int) -> None:
                        labeled_count=len(labeled), timings=_timings(rnd, "train", started))
         log.info("Round %d (%s): no model trained, %d labels so far", rnd.index, rnd.kind.value, len(labeled))
         return
+    trained = task_kind(config).train(TrainInput(
+        engine, rnd, campaign, config, data, labeled, labels, yard_uris, yard_labels, _seed(config, rnd),
+        resolve_device(config.device),
+    ))
+    models = trained.models
+    version = f"r{rnd.index}-{weights_digest(models[0])[:12]}"
+    crash_point("train", rnd.index)
+    with session_scope(engine) as session:
+        moved = move_round(
+            session, round_id, RoundStatus.training, RoundStatus.scoring,
+            model_version=version, labeled_count=trained.labeled_count,
+            timings=_timings(rnd, "train", started), **trained.round_values,
+        )
+        if moved:
+            session.add_all(
+                ModelCheckpoint(round_id=round_id, member=member, version=version,
+                                architecture=trained.architecture, state=serialize_weights(net))
+                for member, net in enumerate(models)
+            )
+            record_problems(session, campaign.id, trained.problems)
+    log.log(trained.log_level, trained.message)
+
+
+def train_classifier(job: TrainInput) -> Trained:
+    """The classification kind's training: M models (ensembles) on the labeled pool's class
+    labels, measured on the yardstick (accuracy, NLL, ECE), with temperature calibration."""
+    rnd, campaign, config, data, labels = job.rnd, job.campaign, job.config, job.data, job.labels
+    labeled, device = job.labeled, job.device
     x, kept, problems = read_readable(data.store, [s.uri for s in labeled])
     labeled = [labeled[i] for i in kept]
     class_of = {name: i for i, name in enumerate(campaign.labels)}
     y = np.array([class_of[labels[s.id].label] for s in labeled], dtype=np.int64)
     spec = model_spec(config, data.in_channels, len(campaign.labels))
     training = training_config(config, len(labeled))
-    device = resolve_device(config.device)
     progress = reporter()
     progress.phase(
         f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(labeled), training)
     )
-    held = validation_positions(len(labeled), _seed(config, rnd)) if config.calibrate else np.zeros(0, np.int64)
+    held = validation_positions(len(labeled), job.seed) if config.calibrate else np.zeros(0, np.int64)
     train = np.setdiff1d(np.arange(len(labeled)), held)
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [
         train_model(
-            x[train], y[train], spec, training, seed=_seed(config, rnd) + 7919 * member, device=device,
+            x[train], y[train], spec, training, seed=job.seed + 7919 * member, device=device,
             on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
         )
         for member in range(ensemble_members(config))
     ]
-    model = models[0]
-    metrics, yard_logits, yard_targets = _measure(models, data, config, yard_uris, yard_labels, class_of, device,
-                                                  problems)
+    metrics, yard_logits, yard_targets = _measure(models, data, config, job.yard_uris, job.yard_labels, class_of,
+                                                  device, problems)
     calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device)
                    if len(held) else None)
-    version = f"r{rnd.index}-{weights_digest(model)[:12]}"
-    crash_point("train", rnd.index)
-    with session_scope(engine) as session:
-        moved = move_round(
-            session, round_id, RoundStatus.training, RoundStatus.scoring,
-            model_version=version, labeled_count=len(labeled),
-            test_accuracy=metrics.accuracy if metrics else None,
-            test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
-            timings=_timings(rnd, "train", started), calibration=calibration,
-        )
-        if moved:
-            session.add_all(
-                ModelCheckpoint(round_id=round_id, member=member, version=version, architecture=spec.to_dict(),
-                                state=serialize_weights(net))
-                for member, net in enumerate(models)
-            )
-            record_problems(session, campaign.id, problems)
+    values = dict(
+        test_accuracy=metrics.accuracy if metrics else None,
+        test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
+        calibration=calibration,
+    )
     if metrics is None:
-        log.warning("Round %d: trained on %d labels; no test or labeled evaluation sample to measure on",
-                    rnd.index, len(labeled))
-    else:
-        log.info(
-            "Round %d: trained on %d labels, test accuracy %.3f (NLL %.3f, ECE %.3f)",
-            rnd.index, len(labeled), metrics.accuracy, metrics.nll, metrics.ece,
-        )
+        return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.WARNING,
+                       f"Round {rnd.index}: trained on {len(labeled)} labels; no test or labeled evaluation "
+                       "sample to measure on")
+    return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.INFO,
+                   f"Round {rnd.index}: trained on {len(labeled)} labels, test accuracy {metrics.accuracy:.3f} "
+                   f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
 
 
 def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
@@ -299,7 +314,8 @@ def score_step(engine: Engine, round_id: int) -> None:
             labels = resolved_labels(session, campaign.id, config.annotations_per_task)
             class_of = {name: i for i, name in enumerate(campaign.labels)}
             labeled = [(s.uri, class_of[labels[s.id].label])
-                       for s in _labeled_pool(session, campaign.id, labels, problem_uris(session, campaign.id))]
+                       for s in _labeled_pool(session, campaign.id, labels, problem_uris(session, campaign.id))
+                       if labels[s.id].label in class_of]  # class labels only (a mask is no class)
     problems: list[tuple[str, str]] = []
     mean_entropy = None
     scored = None
@@ -310,8 +326,9 @@ def score_step(engine: Engine, round_id: int) -> None:
         score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
     else:
         assert checkpoints
-        scored = _score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
-                             batch_size=batch_now, selectable=len(pool), labeled=labeled)
+        scored = task_kind(config).score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
+                                              batch_size=batch_now, selectable=len(pool), labeled=labeled,
+                                              seed=_seed(config, rnd))
         score_rows, mean_entropy = scored.rows, scored.mean_entropy
     crash_point("score", rnd.index)
     extra = {} if scored is None else {"uncertainty": scored.uncertainty, "batch_plan": scored.batch_plan}
@@ -578,6 +595,9 @@ def push_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
     annotator = build_annotator(config, campaign_data(config))
+    # Segmentation: heatmap files of the selected samples, written (again, identically) before
+    # anything leaves, and stored with the move below.
+    heatmaps = task_kind(config).selection_heatmaps(engine, rnd, campaign, config, _seed(config, rnd))
     tasks = _task_requests(engine, Selection.round_id == round_id) + _leftover_requests(engine, rnd, campaign, config)
     task_ids = annotator.push(tasks, model_version=rnd.model_version, round_index=rnd.index)
     crash_point("push", rnd.index)
@@ -585,8 +605,9 @@ def push_step(engine: Engine, round_id: int) -> None:
         for selection in round_selections(session, round_id):
             if selection.sample_id in task_ids:
                 selection.external_task_id = task_ids[selection.sample_id]
-        move_round(session, round_id, RoundStatus.pushing, RoundStatus.waiting_for_labels,
-                   timings=_timings(rnd, "push", started))
+        if move_round(session, round_id, RoundStatus.pushing, RoundStatus.waiting_for_labels,
+                      timings=_timings(rnd, "push", started)):
+            session.add_all(Heatmap(**row) for row in heatmaps)
 
 
 def campaign_id(engine: Engine, name: str) -> int:

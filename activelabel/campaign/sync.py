@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from activelabel.annotation import LabelAnswer, TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.faults import crash_point
+from activelabel.campaign.kinds import task_kind
 from activelabel.campaign.setup import build_annotator
 from activelabel.campaign.data import campaign_data
 from activelabel.progress import reporter
@@ -95,7 +96,7 @@ def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, 
         ).all())
     task_of = {t.sample_id: t for t in tasks}
     annotator = build_annotator(config, campaign_data(config))
-    known = set(campaign.labels)
+    known = task_kind(config).answer_labels(campaign.labels)
     if hasattr(annotator, "changed_since"):
         with session_scope(engine) as session:
             cursor = get_sync_cursor(session, campaign.id, annotator.source)
@@ -207,5 +208,5 @@ def _annotation_record(
         external_id=answer.external_id, round_id=round_id,
         status=AnnotationStatus.accepted if accepted else AnnotationStatus.rejected,
         reason=None if accepted else f"{where}: label {answer.label!r} is not in the label set",
-        updated_at=updated_at,
+        updated_at=updated_at, mask=answer.mask,
     )

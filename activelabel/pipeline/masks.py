@@ -253,3 +253,35 @@ def write_mask_png(mask: np.ndarray, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(values.astype(np.uint8))).save(target, format="PNG")
     return target
+
+
+def mask_to_png_bytes(mask: np.ndarray) -> bytes:
+    """An index mask ``[H, W]`` (values 0..255, 255 usually ``ignore_index``) as 8-bit grayscale
+    PNG bytes: how a mask label is stored in the database (``annotation.mask``). Raises
+    ``DatasetError`` for another shape or values outside 0..255."""
+    import io
+
+    from PIL import Image
+
+    values = np.asarray(mask)
+    if values.ndim != 2 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+        raise DatasetError(f"cannot encode a mask: need [H, W] values in 0..255, got shape {values.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(values.astype(np.uint8))).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mask_from_png_bytes(data: bytes, *, where: str = "a stored mask") -> np.ndarray:
+    """The int64 ``[H, W]`` mask of :func:`mask_to_png_bytes`'s bytes. Raises ``MaskError``
+    naming ``where`` when the bytes are not a one-channel PNG."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode not in ("L", "P"):
+                raise MaskError(where, f"mask PNG has mode {image.mode}, expected one class index per pixel (L)")
+            return np.asarray(image, dtype=np.int64)
+    except (UnidentifiedImageError, OSError) as error:
+        raise MaskError(where, f"not a readable PNG mask ({error})") from None

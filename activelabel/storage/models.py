@@ -180,6 +180,10 @@ class Round(Base):
     # Batch-aware strategies choose the batch while scoring (they need the [S, N, C]
     # probabilities): {"sample_ids": [...] in rank order, "scores": [...]}; select_step takes it.
     batch_plan: Mapped[dict | None] = mapped_column(JSON)
+    # Segmentation rounds: {"miou", "per_class_iou": {label: IoU or None}, "pixel_accuracy",
+    # "pixel_ece", "pixels"} on the test/evaluation yardstick (test_accuracy and test_ece hold
+    # the pixel accuracy and pixel ECE as well). None for classification rounds.
+    segmentation_metrics: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -276,6 +280,33 @@ class Annotation(Base):
     # When the backend last changed this annotation (Label Studio's ``updated_at``); None for
     # seed labels and backends that do not say. A later edit there replaces label and time here.
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Segmentation: the annotator's mask as an 8-bit grayscale PNG (one class index per pixel,
+    # 255 = ignore). In the row, not in a file beside the database: it commits (or not) with the
+    # answer, moves with the database, and a 64x64 mask compresses to a few hundred bytes.
+    # None for classification labels.
+    mask: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Heatmap(Base):
+    """A heatmap PNG written for a selected sample of a segmentation round, and its map's summary.
+
+    The file (image | predicted mask | uncertainty map | max-softmax map) is for people and for
+    Label Studio, so it lives on disk; its path and the statistics live here.
+    """
+
+    __tablename__ = "heatmap"
+    __table_args__ = (UniqueConstraint("round_id", "sample_id", name="uq_heatmap_round_sample"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("round.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("sample.id", ondelete="CASCADE"))
+    # The per-pixel map drawn: entropy, bald or variance (nats, nats, probability²).
+    map_name: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(1000))
+    mean: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    top_q_mean: Mapped[float] = mapped_column(Float)
+    q: Mapped[float] = mapped_column(Float)
 
 
 class AnnotationChangeKind(str, enum.Enum):

@@ -58,6 +58,8 @@ class NewAnnotation:
     status: AnnotationStatus = AnnotationStatus.accepted
     reason: str | None = None
     updated_at: datetime | None = None
+    # Segmentation: the mask as PNG bytes (see ``Annotation.mask``); None for class labels.
+    mask: bytes | None = None
 
 
 def get_campaign(session: Session, name: str) -> Campaign | None:
@@ -174,6 +176,7 @@ def add_annotations(session: Session, campaign_id: int, annotations: Sequence[Ne
             "status": a.status,
             "reason": a.reason,
             "updated_at": a.updated_at,
+            "mask": a.mask,
         }
         for a in annotations
     ]
@@ -379,3 +382,18 @@ def outstanding_samples(session: Session, campaign_id: int, min_votes: int = 1) 
         .order_by(Sample.id)
     )
     return [s for s in rows if s.id not in resolved]
+
+
+def annotation_masks(session: Session, campaign_id: int) -> dict[int, list[bytes]]:
+    """Each sample's accepted annotation masks (PNG bytes), in arrival order: the votes a
+    segmentation label is resolved from (a per-pixel majority; see ``annotation.mask_votes``)."""
+    masks: dict[int, list[bytes]] = defaultdict(list)
+    rows = session.execute(
+        select(Annotation.sample_id, Annotation.mask)
+        .where(Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted,
+               Annotation.mask.is_not(None))
+        .order_by(Annotation.id)
+    )
+    for sample_id, mask in rows:
+        masks[sample_id].append(mask)
+    return dict(masks)

@@ -1,0 +1,183 @@
+"""Task kinds: what differs between classification and segmentation, behind one object each.
+
+The round (``campaign.steps``), storage and flows are shared. A kind supplies the parts that
+depend on what a label is (DESIGN "Task kinds"):
+
+========================  ==================================  =====================================
+                          :class:`ClassificationKind`         :class:`SegmentationKind`
+========================  ==================================  =====================================
+label                     a class name                        a mask (``annotation.mask``, PNG)
+model                     ``pipeline.model`` (CNNs)           ``pipeline.segmentation_model`` (U-Net)
+loss                      cross-entropy per image             per-pixel cross-entropy, ``ignore_index``
+yardstick metrics         accuracy, NLL, ECE, calibration     mIoU, per-class IoU, pixel acc., pixel ECE
+per-sample score row      the strategy on ``[T, n, C]``       a per-pixel map aggregated per image
+after selection           nothing                             heatmap PNGs of the selected samples
+simulated annotator       answers the class                   answers the mask
+========================  ==================================  =====================================
+
+A campaign picks its kind with ``task`` in its settings (``CampaignConfig.task``; stored
+campaigns without it are classification). The classification kind calls the code that was
+always in ``campaign.steps``, unchanged; the segmentation kind's code is in
+:mod:`activelabel.campaign.segmentation_round`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from activelabel.annotation import Annotator, OracleAnnotator
+from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.data import CampaignData
+
+
+@dataclass
+class TrainInput:
+    """What ``train_step`` hands a kind: the round, the campaign's settings and data, the
+    labeled pool samples (readable, not copies) with their resolved labels, the yardstick's
+    URIs and labels, the round's seed and device."""
+
+    engine: Engine
+    rnd: object  # storage.Round
+    campaign: object  # storage.Campaign
+    config: CampaignConfig
+    data: CampaignData
+    labeled: list  # storage.Sample
+    labels: dict  # sample id -> ResolvedLabel
+    yard_uris: list[str]
+    yard_labels: list[str]
+    seed: int
+    device: object  # torch.device
+
+
+@dataclass
+class Trained:
+    """What a kind's training gives ``train_step`` to store: the models (one per ensemble
+    member), the architecture dict stored with each checkpoint, the labels trained on, the
+    round's measured columns (``round_values``, passed to ``move_round``), unreadable files
+    met, and the log line."""
+
+    models: list
+    architecture: dict
+    labeled_count: int
+    round_values: dict
+    problems: list = field(default_factory=list)
+    log_level: int = logging.INFO
+    message: str = ""
+
+
+class TaskKind(Protocol):
+    name: str
+
+    def train(self, job: TrainInput) -> Trained:
+        """Train the round's model(s) on the labeled pool and measure them on the yardstick."""
+        ...
+
+    def score_pool(self, rnd, campaign, config: CampaignConfig, checkpoints, pool, problems, *,
+                   batch_size: int, selectable: int, labeled: list, seed: int):
+        """Score ``pool`` chunk by chunk; returns ``steps.ScoredPool`` (score rows in
+        ``storage.bulk.SCORE_COLUMNS`` order, mean entropy, how it was scored, a batch plan)."""
+        ...
+
+    def selection_heatmaps(self, engine: Engine, rnd, campaign, config: CampaignConfig, seed: int) -> list[dict]:
+        """Files written for the round's selection and their ``heatmap`` rows (may be empty)."""
+        ...
+
+    def truth_mask(self, data: CampaignData, uri: str) -> bytes | None:
+        """A given or true label's mask (PNG bytes) for ``uri``; None where labels are classes."""
+        ...
+
+    def simulated_annotator(self, config: CampaignConfig, data: CampaignData) -> Annotator:
+        """The simulated annotator answering from ``data.truth`` (or the true masks)."""
+        ...
+
+    def answer_labels(self, labels: list[str]) -> set[str]:
+        """Labels an answer may carry to be accepted."""
+        ...
+
+
+class ClassificationKind:
+    """One class per image: the behaviour of ``campaign.steps`` before task kinds existed."""
+
+    name = "classification"
+
+    def train(self, job: TrainInput) -> Trained:
+        from activelabel.campaign import steps
+
+        return steps.train_classifier(job)
+
+    def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
+                   seed):
+        from activelabel.campaign import steps
+
+        return steps._score_pool(rnd, campaign, config, checkpoints, pool, problems, batch_size=batch_size,
+                                 selectable=selectable, labeled=labeled)
+
+    def selection_heatmaps(self, engine, rnd, campaign, config, seed) -> list[dict]:
+        return []
+
+    def truth_mask(self, data, uri) -> bytes | None:
+        return None
+
+    def simulated_annotator(self, config, data) -> Annotator:
+        return OracleAnnotator(data.truth, noise=config.annotator_noise, seed=config.seed)
+
+    def answer_labels(self, labels) -> set[str]:
+        return set(labels)
+
+
+class SegmentationKind:
+    """One class per pixel: labels are masks, the model a U-Net, image scores aggregate maps."""
+
+    name = "segmentation"
+
+    def train(self, job: TrainInput) -> Trained:
+        from activelabel.campaign.segmentation_round import train_segmenter
+
+        return train_segmenter(job)
+
+    def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
+                   seed):
+        from activelabel.campaign.segmentation_round import score_pool_pixelwise
+
+        return score_pool_pixelwise(rnd, config, checkpoints, pool, problems, seed=seed)
+
+    def selection_heatmaps(self, engine, rnd, campaign, config, seed) -> list[dict]:
+        from activelabel.campaign.segmentation_round import write_selection_heatmaps
+
+        return write_selection_heatmaps(engine, rnd, campaign, config, seed=seed)
+
+    def truth_mask(self, data, uri) -> bytes | None:
+        from activelabel.pipeline.masks import mask_to_png_bytes
+
+        if data.given_masks is None or uri not in data.given_masks:
+            return None
+        return mask_to_png_bytes(data.given_masks[uri])
+
+    def simulated_annotator(self, config, data) -> Annotator:
+        from activelabel.annotation.simulated import MaskOracleAnnotator
+        from activelabel.errors import ConfigError
+
+        def truth(uri: str) -> bytes:
+            mask = self.truth_mask(data, uri)
+            if mask is None:
+                raise ConfigError(f"sample {uri!r} has no true mask for the simulated annotator")
+            return mask
+
+        return MaskOracleAnnotator(truth)
+
+    def answer_labels(self, labels) -> set[str]:
+        from activelabel.annotation.base import MASK_LABEL
+
+        return {MASK_LABEL}
+
+
+_KINDS: dict[str, TaskKind] = {"classification": ClassificationKind(), "segmentation": SegmentationKind()}
+
+
+def task_kind(config: CampaignConfig) -> TaskKind:
+    """The kind of the campaign's ``task`` (validated by ``CampaignConfig``)."""
+    return _KINDS[config.task]

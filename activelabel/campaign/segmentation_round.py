@@ -1,0 +1,243 @@
+"""The segmentation kind's part of a round: train a U-Net on masks, score images by per-pixel
+uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.kinds`).
+
+- **Labels** are masks stored with the annotations (``annotation.mask``, PNG bytes). A sample
+  with several annotators' masks trains on their per-pixel majority; ties and unpainted pixels
+  become ``ignore_index`` (``annotation.mask_votes.majority_mask``).
+- **Training**: per-pixel cross-entropy with ``ignore_index`` (``pipeline.segmentation``), batch
+  8 and learning rate 5e-3, at least 200 steps (``epochs`` may ask for more).
+- **Yardstick**: the test split's given masks, or the evaluation split's annotated masks;
+  mIoU, per-class IoU, pixel accuracy and pixel ECE go to ``round.segmentation_metrics``,
+  pixel accuracy and pixel ECE also to ``round.test_accuracy`` / ``round.test_ece`` (what
+  status, reports and the stopping rules read).
+- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` become
+  per-pixel maps (``acquisition.pixelwise``); the strategy's map is aggregated per image by
+  ``aggregation`` (mean, max, top_q, class_weighted). The decomposition columns hold image
+  means of the per-pixel maps: ``total`` = mean entropy, ``epistemic`` = mean BALD,
+  ``aleatoric`` = their difference (mean expected entropy), all in nats; ``confidence`` = mean
+  max softmax. ``predicted_class`` is -1: an image has no single predicted class.
+- **Heatmaps**: before the selection leaves, one PNG per selected sample (image | predicted
+  mask | the strategy's map | max-softmax map), from the same checkpoint and the same dropout
+  seed as the scores, so the map drawn is the map that was scored.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import select
+
+from activelabel.acquisition.pixelwise import aggregate, pixel_maps
+from activelabel.annotation.mask_votes import majority_mask
+from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
+from activelabel.campaign.data import campaign_data
+from activelabel.campaign.kinds import Trained, TrainInput
+from activelabel.campaign.model_settings import training_config
+from activelabel.campaign.pixels import read_readable, stream_probabilities
+from activelabel.pipeline.device import resolve_device
+from activelabel.pipeline.heatmaps import write_heatmap
+from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes
+from activelabel.pipeline.prediction import mc_strategy
+from activelabel.pipeline.segmentation import evaluate_segmentation, predict_segmentation_stream, train_segmentation
+from activelabel.pipeline.segmentation_model import SegmentationSpec, build_segmentation_model
+from activelabel.pipeline.training import planned_epochs
+from activelabel.progress import reporter
+from activelabel.storage import ModelCheckpoint, RoundKind, Sample, Selection, session_scope
+from activelabel.storage.repository import annotation_masks
+
+log = logging.getLogger(__name__)
+
+#: Images per chunk when scoring: T x 32 x C x H x W float32 at a time.
+CHUNK = 32
+
+
+def segmentation_spec(config: CampaignConfig, in_channels: int, num_classes: int) -> SegmentationSpec:
+    """The U-Net a segmentation round trains (``architecture``: unet_small or smp_unet)."""
+    return SegmentationSpec(in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
+                            dropout=config.dropout, mean=config.mean, std=config.std)
+
+
+def resolved_masks(engine, campaign_id: int, num_classes: int) -> dict[int, np.ndarray]:
+    """Each annotated sample's mask ``[H, W]`` int64: its one mask, or the per-pixel majority of
+    several annotators' masks (ties and unpainted pixels: ``IGNORE_INDEX``)."""
+    with session_scope(engine) as session:
+        votes = annotation_masks(session, campaign_id)
+    out = {}
+    for sample_id, blobs in votes.items():
+        masks = [mask_from_png_bytes(b, where=f"annotation mask of sample {sample_id}") for b in blobs]
+        out[sample_id] = masks[0] if len(masks) == 1 else majority_mask(masks, num_classes,
+                                                                         ignore_index=IGNORE_INDEX)
+    return out
+
+
+def _masks_by_uri(engine, campaign_id: int, num_classes: int) -> dict[str, np.ndarray]:
+    by_id = resolved_masks(engine, campaign_id, num_classes)
+    with session_scope(engine) as session:
+        uris = dict(session.execute(select(Sample.id, Sample.uri).where(Sample.campaign_id == campaign_id)).all())
+    return {uris[i]: m for i, m in by_id.items()}
+
+
+def train_segmenter(job: TrainInput) -> Trained:
+    """Train the round's U-Net on the labeled pool's masks and measure it on the yardstick."""
+    rnd, campaign, config, data = job.rnd, job.campaign, job.config, job.data
+    num_classes = len(campaign.labels)
+    masks = _masks_by_uri(job.engine, campaign.id, num_classes)
+    labeled = [s for s in job.labeled if s.uri in masks]
+    x, kept, problems = read_readable(data.store, [s.uri for s in labeled])
+    labeled = [labeled[i] for i in kept]
+    size = x.shape[2:] if len(labeled) else (1, 1)
+    y = np.stack([masks[s.uri] for s in labeled]).astype(np.int64) if labeled else np.zeros((0, *size), np.int64)
+    spec = segmentation_spec(config, data.in_channels, num_classes)
+    training = replace(training_config(config, len(labeled)), batch_size=8, learning_rate=5e-3)
+    progress = reporter()
+    progress.phase(f"round {rnd.index} · training a {spec.architecture} on {len(labeled)} masks",
+                   planned_epochs(len(labeled), training))
+    model = train_segmentation(x, y, spec, training, seed=job.seed, device=job.device, ignore_index=IGNORE_INDEX,
+                               on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
+    metrics = _measure(model, data, job.yard_uris, masks, job.device, problems)
+    values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None)
+    if metrics is None:
+        return Trained([model], spec.to_dict(), len(labeled), values, problems, logging.WARNING,
+                       f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "
+                       "sample to measure on")
+    values.update(
+        test_accuracy=metrics.pixel_accuracy, test_ece=metrics.pixel_ece,
+        segmentation_metrics={
+            "miou": metrics.miou,
+            "per_class_iou": {name: (None if np.isnan(v) else float(v))
+                              for name, v in zip(campaign.labels, metrics.per_class_iou)},
+            "pixel_accuracy": metrics.pixel_accuracy,
+            "pixel_ece": metrics.pixel_ece,
+            "pixels": metrics.pixels,
+        },
+    )
+    return Trained([model], spec.to_dict(), len(labeled), values, problems, logging.INFO,
+                   f"Round {rnd.index}: trained on {len(labeled)} masks, mIoU {metrics.miou:.3f} "
+                   f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f})")
+
+
+def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray], device, problems):
+    """Metrics of one deterministic pass over the yardstick (annotated masks first, then the
+    given test masks); None without a readable yardstick sample with a mask."""
+    given = data.given_masks or {}
+    uris = [u for u in yard_uris if u in annotated or u in given]
+    if not uris:
+        return None
+    images, kept, found = read_readable(data.store, uris)
+    problems.extend(found)
+    if not kept:
+        return None
+    truth = np.stack([annotated[uris[i]] if uris[i] in annotated else given[uris[i]] for i in kept]).astype(np.int64)
+    return evaluate_segmentation(model, images, truth, device=device, ignore_index=IGNORE_INDEX)
+
+
+def load_segmenter(checkpoint: ModelCheckpoint, device: torch.device):
+    """The stored round's U-Net, on ``device``, in eval mode."""
+    model = build_segmentation_model(SegmentationSpec.from_dict(checkpoint.architecture))
+    model.load_state_dict(torch.load(io.BytesIO(checkpoint.state), map_location="cpu", weights_only=True))
+    return model.to(device).eval()
+
+
+def _samples(config: CampaignConfig) -> int:
+    return 0 if config.uncertainty == "deterministic" else config.mc_samples
+
+
+def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problems, *, seed: int):
+    """Score rows of ``pool`` (``storage.bulk.SCORE_COLUMNS`` order), chunk by chunk."""
+    from activelabel.campaign.steps import ScoredPool
+
+    data = campaign_data(config)
+    device = resolve_device(config.device)
+    model = load_segmenter(checkpoints[0], device)
+    samples = _samples(config)
+    map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
+    rng = np.random.default_rng(seed)
+    progress = reporter()
+    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool images × {max(samples, 1)} passes", len(pool))
+    rows: list[tuple] = []
+    entropy_sum = 0.0
+    for positions, logits in stream_probabilities(
+        model, data.store, [s.uri for s in pool], samples=samples, device=device, seed=seed,
+        workers=config.loader_workers, batch_size=CHUNK, problems=problems, on_batch=progress.advance, logits=True,
+    ):
+        probs = torch.softmax(torch.from_numpy(logits), dim=2).numpy()  # [T, b, C, H, W]
+        maps = pixel_maps(probs)
+        if map_name is None:
+            values = rng.random(len(positions))
+        else:
+            per_pixel = 1.0 - maps.max_softmax if map_name == "max_softmax" else maps.get(map_name)
+            values = aggregate(per_pixel, config.aggregation, q=config.aggregation_q,  # type: ignore[arg-type]
+                               predicted=maps.predicted)
+        total = maps.entropy.mean(axis=(1, 2))
+        epistemic = maps.bald.mean(axis=(1, 2))
+        confidence = maps.max_softmax.mean(axis=(1, 2))
+        entropy_sum += float(total.sum())
+        rows.extend(
+            (rnd.id, pool[int(i)].id, rnd.strategy, float(v), -1, float(c), float(t), float(t - e), float(e),
+             None, None)
+            for i, v, c, t, e in zip(positions, values, confidence, total, epistemic)
+        )
+    uncertainty = {
+        "method": config.uncertainty, "samples": max(samples, 1), "members": 1,
+        "mode": mc_strategy(model, samples), "temperature": 1.0,
+        "map": map_name or "random", "aggregation": config.aggregation, "q": config.aggregation_q,
+    }
+    return ScoredPool(rows, entropy_sum / len(rows) if rows else None, uncertainty, None)
+
+
+def heatmap_folder(config: CampaignConfig) -> Path:
+    """Where the campaign's heatmaps go: ``heatmap_dir``, else ./activelabel-heatmaps/<name>."""
+    if config.heatmap_dir:
+        return Path(config.heatmap_dir).expanduser().resolve()
+    return (Path("activelabel-heatmaps") / re.sub(r"[^A-Za-z0-9._-]+", "-", config.name)).resolve()
+
+
+def write_selection_heatmaps(engine, rnd, campaign, config: CampaignConfig, *, seed: int) -> list[dict]:
+    """Write ``<heatmap folder>/round-NNN/sample-<id>.png`` for each sample this active round
+    selected; return their ``heatmap`` rows. The map drawn is the strategy's (entropy for
+    random and least-confidence picks, whose max-softmax map is the fourth panel anyway)."""
+    if rnd.kind != RoundKind.active:
+        return []
+    with session_scope(engine) as session:
+        picked = session.execute(
+            select(Selection.sample_id, Sample.uri, Selection.rank).join(Sample, Sample.id == Selection.sample_id)
+            .where(Selection.round_id == rnd.id).order_by(Selection.rank)
+        ).all()
+        checkpoint = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
+                                     .order_by(ModelCheckpoint.member)).first()
+        if checkpoint is not None:
+            session.expunge(checkpoint)
+    if not picked or checkpoint is None:
+        return []
+    data = campaign_data(config)
+    device = resolve_device(config.device)
+    model = load_segmenter(checkpoint, device)
+    images, kept, _ = read_readable(data.store, [uri for _, uri, _ in picked])
+    picked = [picked[i] for i in kept]
+    map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
+    drawn = map_name if map_name in ("entropy", "bald", "variance") else "entropy"
+    folder = heatmap_folder(config) / f"round-{rnd.index:03d}"
+    rows = []
+    chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
+    done = 0
+    for probs in predict_segmentation_stream(model, chunks, samples=_samples(config), device=device, seed=seed):
+        maps = pixel_maps(probs)
+        for k in range(len(maps)):
+            sample_id, uri, rank = picked[done + k]
+            heatmap = write_heatmap(
+                folder / f"sample-{sample_id}.png", images[done + k], maps.predicted[k], maps.get(drawn)[k],
+                maps.max_softmax[k], labels=list(campaign.labels), map_name=drawn, q=config.aggregation_q,
+                title=f"round {rnd.index}, rank {rank + 1}: {uri}",
+            )
+            rows.append(dict(round_id=rnd.id, sample_id=sample_id, map_name=drawn, path=str(heatmap.path),
+                             mean=heatmap.summary.mean, max=heatmap.summary.max,
+                             top_q_mean=heatmap.summary.top_q_mean, q=heatmap.summary.q))
+        done += len(maps)
+    log.info("Round %d: %d heatmaps written to %s", rnd.index, len(rows), folder)
+    return rows
