@@ -149,12 +149,12 @@ def plan_campaign(config: CampaignConfig, data: CampaignData) -> Plan:
         signatures = {u: None for u in uris}
         source = OracleAnnotator.source
     else:
-        from activelabel.pipeline.sources import file_signature, hash_files
+        from activelabel.pipeline.identity import sample_identities
 
         uris = data.test + data.pool
-        paths = [data.store.locate(u) for u in uris]
-        hashes = dict(zip(uris, hash_files(paths)))
-        signatures = {u: file_signature(p) for u, p in zip(uris, paths)}
+        digests, stamps = sample_identities(data.store, uris)
+        hashes = dict(zip(uris, digests))
+        signatures = dict(zip(uris, stamps))
         split_of = {u: SampleSplit.pool for u in data.pool} | {u: SampleSplit.test for u in data.test}
         seeds = {u: data.given[u] for u in data.seeds}
         source = "given"

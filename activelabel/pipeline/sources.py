@@ -219,6 +219,8 @@ def read_manifest(
 ) -> list[SourceRecord]:
     """Samples listed in a CSV or JSON Lines manifest, in the manifest's order.
 
+    A path may name row r of a ``.npy`` array as ``<file>.npy#<r>`` (see
+    :mod:`activelabel.pipeline.memmap`); its URI is the array's URI plus ``#<r>``.
     Relative paths are relative to the manifest's folder; URIs are relative to ``base``
     (default: the manifest's folder). An empty label is None. Raises
     :class:`DataSourceError` (naming the manifest and line) for a missing manifest, a missing
@@ -241,7 +243,8 @@ def read_manifest(
         raw = row.get("path")
         if not isinstance(raw, str) or not raw:
             raise DataSourceError(f"{key}: {where} has no path; give each row the image file in its 'path' field")
-        file = (folder / Path(raw).expanduser()).resolve()
+        array_row = _array_row(raw)
+        file = (folder / Path(array_row[0] if array_row else raw).expanduser()).resolve()
         if not file.is_file():
             raise DataSourceError(f"{key}: {where}: image {raw} not found (looked for {file}); fix or remove the row")
         label = row.get("label")
@@ -253,7 +256,7 @@ def read_manifest(
                 f"{key}: {where} ({raw}) has label {label!r}, not one of the campaign's labels "
                 f"({', '.join(labels)}); fix the row or add the label"
             )
-        uri = uri_for(file, root)
+        uri = uri_for(file, root) + (f"#{array_row[1]}" if array_row else "")
         if uri in first_line:
             raise DataSourceError(
                 f"{key}: {where} lists {raw}, already listed on line {first_line[uri]}; list each file once"
@@ -261,6 +264,14 @@ def read_manifest(
         first_line[uri] = line
         records.append(SourceRecord(uri, file, label))
     return records
+
+
+def _array_row(raw: str) -> tuple[str, int] | None:
+    """``("a.npy", 3)`` for a manifest path naming row 3 of an array (``a.npy#3``), else None."""
+    head, sep, tail = raw.rpartition("#")
+    if sep and tail.isdigit() and head.lower().endswith(".npy"):
+        return head, int(tail)
+    return None
 
 
 def source_base(location: str | Path) -> Path:
