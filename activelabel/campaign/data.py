@@ -107,9 +107,9 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
     if is_npy(pool):  # one memory-mapped array: a row per sample, nothing listed on disk
         listed = row_uris(uri_for(pool, root), len(open_array(pool, key="data.pool")))
     else:
-        listed = [uri_for(r.path, root) for r in load_source(pool, key="data.pool", labels=labels, labeled=False)]
-    seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True) if labeled else []
-    test_records = load_source(test, key="data.test", labels=labels, labeled=True) if test else []
+        listed = [r.uri for r in load_source(pool, key="data.pool", labels=labels, labeled=False, base=root)]
+    seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True, base=root) if labeled else []
+    test_records = load_source(test, key="data.test", labels=labels, labeled=True, base=root) if test else []
     names = list(labels) if labels else sorted({r.label for r in seed_records if r.label})
     if not names:
         raise ConfigError("data.labels is required: no label set given and data.labeled holds no labels")
@@ -121,8 +121,9 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
             log.warning("data.labeled: class folder %s has no image", Path(labeled) / name)
     _check_labels(names, test_records, "data.test")
 
-    test_uris = [_uri(r, root) for r in test_records]
-    seed_uris = [_uri(r, root) for r in seed_records]
+    # Every source lists URIs relative to the data root (each path resolved once, when listed).
+    test_uris = [r.uri for r in test_records]
+    seed_uris = [r.uri for r in seed_records]
     given = {u: r.label for u, r in zip(test_uris + seed_uris, test_records + seed_records) if r.label}
     in_test = set(test_uris)
     pool_uris = [u for u in listed if u not in in_test]
@@ -131,8 +132,8 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
     pool_uris += [u for u in seed_uris if u not in known and u not in in_test]
     truth_map = None
     if truth:
-        records = read_manifest(truth, key="annotator.truth", labels=names, require_labels=True)
-        truth_map = Truth(tuple(names), {_uri(r, root): r.label for r in records})
+        records = read_manifest(truth, key="annotator.truth", labels=names, require_labels=True, base=root)
+        truth_map = Truth(tuple(names), {r.uri: r.label for r in records})
     if not pool_uris:
         raise ConfigError(f"data.pool: no image found in {pool}")
     rows = is_npy(pool) or any(parse_row_uri(u) for u in test_uris + seed_uris)
@@ -148,16 +149,6 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
         seeds=[u for u in seed_uris if u not in in_test],
         in_channels=channels,
     )
-
-
-def _uri(record, root: Path) -> str:
-    """A record's URI relative to the data root (an array row keeps its ``#<row>``)."""
-    from activelabel.pipeline.memmap import parse_row_uri
-    from activelabel.pipeline.sources import uri_for
-
-    base_uri = uri_for(record.path, root)
-    row = parse_row_uri(record.uri)
-    return f"{base_uri}#{row[1]}" if row and record.path.suffix.lower() == ".npy" else base_uri
 
 
 def _check_labels(names: list[str], records, key: str) -> None:

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.annotation import Annotator, OracleAnnotator
@@ -19,14 +19,8 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import CampaignData, campaign_data, missing_classes
 from activelabel.errors import ConfigError
 from activelabel.storage import Campaign, Sample, SampleProblem, SampleSplit, session_scope
-from activelabel.storage.repository import (
-    NewAnnotation,
-    NewSample,
-    add_annotations,
-    add_samples,
-    get_campaign,
-    samples_by_uri,
-)
+from activelabel.storage.bulk import write_samples
+from activelabel.storage.repository import NewAnnotation, add_annotations, get_campaign
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +260,15 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
         )
         session.add(campaign)
         session.flush()
-        add_samples(session, campaign.id, [
-            NewSample(uri, plan.hashes[uri], split, *(plan.signatures.get(uri) or (None, None)))
+        # Bulk: a million samples in seconds (COPY on PostgreSQL, executemany on SQLite).
+        write_samples(session, [
+            (campaign.id, uri, plan.hashes[uri], split.value, *(plan.signatures.get(uri) or (None, None)))
             for uri, split in plan.split_of.items()
         ])
-        ids = samples_by_uri(session, campaign.id, plan.split_of)
-        for copy, first in plan.duplicate_of.items():
-            session.execute(update(Sample).where(Sample.id == ids[copy]).values(duplicate_of=ids[first]))
+        ids = dict(session.execute(select(Sample.uri, Sample.id).where(Sample.campaign_id == campaign.id)).all())
+        if plan.duplicate_of:  # one executemany UPDATE by primary key
+            session.execute(update(Sample), [{"id": ids[copy], "duplicate_of": ids[first]}
+                                             for copy, first in plan.duplicate_of.items()])
         add_annotations(session, campaign.id, [
             NewAnnotation(sample_id=ids[uri], annotator=plan.seed_source, label=label,
                           source=plan.seed_source, external_id=f"seed-{ids[uri]}")
