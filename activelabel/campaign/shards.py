@@ -214,12 +214,17 @@ def score_shard(request: ShardRequest) -> ShardScores:
     models = _models(request, device)
     model = models if len(models) > 1 else models[0]
     store = shard_store(config, request.uris)
+    # A Dask worker process is daemonic and may not start DataLoader workers: it decodes
+    # itself (the cluster's workers are the parallelism then).
+    import multiprocessing
+
+    loader_workers = 0 if multiprocessing.current_process().daemon else request.workers
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
     problems: list[tuple[str, str]] = []
     first_chunk = request.start // request.chunk
     for index, (positions, probs) in enumerate(stream_probabilities(
         model, store, list(request.uris), samples=request.samples, device=device, seed=request.seed,
-        workers=request.workers, batch_size=request.chunk, problems=problems, temperature=request.temperature,
+        workers=loader_workers, batch_size=request.chunk, problems=problems, temperature=request.temperature,
     )):
         # The chunk's global index seeds any randomness the strategy draws: shard-independent.
         chunk_index = first_chunk + int(positions[0]) // request.chunk
