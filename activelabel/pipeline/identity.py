@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from activelabel.pipeline.memmap import parse_row_uri, row_hashes
+from activelabel.pipeline.memmap import parse_row_uri, release_rows, row_hashes
 from activelabel.pipeline.sources import file_sha256, file_signature
 
 Signature = tuple[int, int]
@@ -87,8 +87,11 @@ def sample_identities(
             order = np.argsort(rows, kind="stable")
             picked = rows[order]
             block = 65_536  # fancy indexing copies: a block of rows at a time, never them all
-            digests_sorted = [d for start in range(0, len(picked), block)
-                              for d in row_hashes(array[picked[start:start + block]])]
+            digests_sorted = []
+            for start in range(0, len(picked), block):
+                part = picked[start:start + block]
+                digests_sorted.extend(row_hashes(array[part]))
+                release_rows(array, int(part[0]), int(part[-1]) + 1)
             digests = [""] * len(rows)
             for k, j in enumerate(order):
                 digests[int(j)] = digests_sorted[k]

@@ -161,6 +161,28 @@ def _resize_float(pixels: np.ndarray, size: int) -> np.ndarray:
     ]).clip(0.0, 1.0).astype(np.float32)
 
 
+def release_rows(array: np.ndarray, first: int, stop: int) -> None:
+    """Drop the mapped pages of rows ``[first, stop)`` from this process's resident set.
+
+    They stay in the operating system's page cache (a later read costs no disk access), but
+    no longer count in this process's RSS: without this, a pass over a 1M-row pool would leave
+    all 784 MB of it resident. ``madvise(MADV_DONTNEED)`` on a read-only file mapping only
+    drops pages; it never changes data. A no-op for arrays that are not memory maps.
+    """
+    import mmap
+
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mmap, "MADV_DONTNEED") or stop <= first or not len(array):
+        return
+    row = int(np.prod(array.shape[1:])) * array.dtype.itemsize
+    skip = array.offset % mmap.ALLOCATIONGRANULARITY  # where the data starts in the mapping
+    start = skip + first * row
+    start -= start % mmap.PAGESIZE
+    end = min(skip + stop * row, len(mapping))
+    if end > start:
+        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
 def row_hashes(array: np.ndarray, *, block: int = 65_536) -> list[str]:
     """Hex SHA-256 of each row's bytes (as stored), read ``block`` rows at a time.
 
@@ -174,6 +196,7 @@ def row_hashes(array: np.ndarray, *, block: int = 65_536) -> list[str]:
         width = chunk[0].nbytes if len(chunk) else 0
         view = memoryview(chunk.reshape(-1).view(np.uint8))
         hashes.extend(sha256(view[i * width:(i + 1) * width]).hexdigest() for i in range(len(chunk)))
+        release_rows(array, start, start + len(chunk))
     return hashes
 
 
@@ -269,7 +292,9 @@ class MemmapStore:
         for name, pairs in by_file.items():
             rows = np.asarray([r for r, _ in pairs], dtype=np.int64)
             order = np.argsort(rows, kind="stable")
-            raw = self.array(name)[rows[order]]
+            array = self.array(name)
+            raw = array[rows[order]]
+            release_rows(array, int(rows.min()), int(rows.max()) + 1)  # copied out: RSS stays flat
             pixels, good = decode_rows(raw, size=self.size, channels=self.channels)
             kept = iter(pixels)
             for i, ok in zip(order, good):
