@@ -331,7 +331,8 @@ def report(results: list[dict], opts, biggest: int) -> str:
     lines = [
         "# Scale: pools of 10k to 1M 28x28 images (issue #11)", "",
         f"Command: `nice -n 5 python bench/scale.py --sizes {' '.join(map(str, opts.sizes))} "
-        f"--files-max {opts.files_max} --mc-samples {opts.mc_samples} --workers {opts.workers} "
+        f"--files-max {opts.files_max}{f' --score-max {opts.score_max}' if opts.score_max else ''} "
+        f"--mc-samples {opts.mc_samples} --workers {opts.workers} "
         f"--dask-size {opts.dask_size}{' --postgres-url $ACTIVELABEL_TEST_POSTGRES_URL' if opts.postgres_url else ''}`",
         "", f"Machine: {os.cpu_count()} CPUs (shared with other jobs), CPU only; every figure from its own "
         "child process (peak RSS = that process's ru_maxrss).", "",
