@@ -190,7 +190,7 @@ def copy_into_clone(*foreign_keys: str) -> Writer:
         cursor = session.connection().connection.driver_connection.cursor()
         columns = ", ".join(SCORE_COLUMNS)
         with cursor.copy(f"COPY {clone} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_PG_BINARY_TYPES[SCORE_COLUMNS])
+            copy.set_types(_PG_BINARY_TYPES)
             for row in rows:
                 copy.write_row(row)
 

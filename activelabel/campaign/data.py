@@ -146,13 +146,17 @@ def data_root(pool: str) -> Path:
 
 
 def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> CampaignData:
+    from activelabel.pipeline.memmap import MemmapStore, is_npy, open_array, parse_row_uri, row_uris
     from activelabel.pipeline.sources import load_source, read_manifest, uri_for
     from activelabel.pipeline.store import FileStore
 
     root = data_root(pool)
-    pool_records = load_source(pool, key="data.pool", labels=labels, labeled=False)
-    seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True) if labeled else []
-    test_records = load_source(test, key="data.test", labels=labels, labeled=True) if test else []
+    if is_npy(pool):  # one memory-mapped array: a row per sample, nothing listed on disk
+        listed = row_uris(uri_for(pool, root), len(open_array(pool, key="data.pool")))
+    else:
+        listed = [r.uri for r in load_source(pool, key="data.pool", labels=labels, labeled=False, base=root)]
+    seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True, base=root) if labeled else []
+    test_records = load_source(test, key="data.test", labels=labels, labeled=True, base=root) if test else []
     names = list(labels) if labels else sorted({r.label for r in seed_records if r.label})
     if not names:
         raise ConfigError("data.labels is required: no label set given and data.labeled holds no labels")
@@ -164,23 +168,26 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
             log.warning("data.labeled: class folder %s has no image", Path(labeled) / name)
     _check_labels(names, test_records, "data.test")
 
-    test_uris = [uri_for(r.path, root) for r in test_records]
-    seed_uris = [uri_for(r.path, root) for r in seed_records]
+    # Every source lists URIs relative to the data root (each path resolved once, when listed).
+    test_uris = [r.uri for r in test_records]
+    seed_uris = [r.uri for r in seed_records]
     given = {u: r.label for u, r in zip(test_uris + seed_uris, test_records + seed_records) if r.label}
     in_test = set(test_uris)
-    pool_uris = [u for u in (uri_for(r.path, root) for r in pool_records) if u not in in_test]
+    pool_uris = [u for u in listed if u not in in_test]
     # Seed images outside the pool folder join the pool (labeled already).
     known = set(pool_uris)
     pool_uris += [u for u in seed_uris if u not in known and u not in in_test]
     truth_map = None
     if truth:
-        records = read_manifest(truth, key="annotator.truth", labels=names, require_labels=True)
-        truth_map = Truth(tuple(names), {uri_for(r.path, root): r.label for r in records})
+        records = read_manifest(truth, key="annotator.truth", labels=names, require_labels=True, base=root)
+        truth_map = Truth(tuple(names), {r.uri: r.label for r in records})
     if not pool_uris:
         raise ConfigError(f"data.pool: no image found in {pool}")
+    rows = is_npy(pool) or any(parse_row_uri(u) for u in test_uris + seed_uris)
+    store = (MemmapStore if rows else FileStore)(root, size=image_size, channels=channels)
     return CampaignData(
         labels=names,
-        store=FileStore(root, size=image_size, channels=channels),
+        store=store,
         root=root,
         given=given,
         truth=truth_map,

@@ -67,7 +67,7 @@ class CampaignSection(_Section):
 
 
 class DataSection(_Section):
-    pool: str = Field(description="Unlabeled images: a folder (any layout, read recursively) or a manifest (.csv/.jsonl with a path column)")
+    pool: str = Field(description="Unlabeled images: a folder (any layout, read recursively), a manifest (.csv/.jsonl with a path column) or one .npy array [N, H, W] / [N, C, H, W] (memory-mapped; rows are samples <file>.npy#<row>)")
     labeled: str | None = Field(None, description="Seed labels: an ImageFolder (one sub-folder per label) or a manifest with path,label")
     test: str | None = Field(None, description="Labeled test set (folder or manifest); without it annotators label an evaluation set first")
     labels: list[str] | None = Field(None, description="The label set; required when nothing labeled is given")

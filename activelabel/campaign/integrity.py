@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, select, update
 
 from activelabel.campaign.config import CampaignConfig
-from activelabel.errors import CampaignStateError
+from activelabel.errors import CampaignStateError, DatasetError
 from activelabel.storage import Annotation, AnnotationStatus, Sample, Selection, session_scope
 from activelabel.storage.repository import resolved_labels
 
@@ -68,13 +68,18 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
     for sample in samples:
         path = store.locate(sample.uri)
         try:
-            signature = file_signature(path)
+            # A row of a .npy array has no file of its own: the array's signature, the row's hash.
+            signature = file_signature(path) if path is not None else store.signature(sample.uri)
         except OSError:
             changed.append(Changed(sample.id, sample.uri, path, None, None, sample.id in labeled))
             continue
         if signature == (sample.size_bytes, sample.mtime_ns):
             continue
-        digest = file_sha256(path)
+        try:
+            digest = file_sha256(path) if path is not None else store.content_hash(sample.uri)
+        except DatasetError:  # the array lost that row, or is no longer an array we read
+            changed.append(Changed(sample.id, sample.uri, path, None, None, sample.id in labeled))
+            continue
         if digest != sample.content_hash:
             changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled))
         else:  # touched, not changed: remember the new signature to stay cheap next time

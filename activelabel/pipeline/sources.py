@@ -66,8 +66,11 @@ def _is_image(name: str) -> bool:
 
 
 def _walk_images(folder: Path) -> Iterable[Path]:
-    """Image files under ``folder`` (recursive, symlinked folders followed once, hidden skipped)."""
+    """Image files under ``folder``, resolved (recursive, symlinked folders followed once,
+    hidden skipped). The folder is resolved once and only symlinked files again: resolving
+    each of a million paths component by component took most of a listing's time."""
     seen: set[str] = set()
+    islink = os.path.islink
     for current, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(current)
         if real in seen:  # a symlink loop or the same folder linked twice
@@ -77,7 +80,8 @@ def _walk_images(folder: Path) -> Iterable[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if _is_image(name):
-                yield Path(current) / name
+                path = os.path.join(real, name)
+                yield Path(os.path.realpath(path) if islink(path) else path)
 
 
 def _root(folder: str | Path, *, key: str, what: str) -> Path:
@@ -90,11 +94,11 @@ def _root(folder: str | Path, *, key: str, what: str) -> Path:
 
 
 def _records(paths: Iterable[tuple[Path, str | None]], base: Path) -> list[SourceRecord]:
-    """Records sorted by URI; a file reached twice (symlinks) is kept once."""
+    """Records of resolved paths sorted by URI; a file reached twice (symlinks) is kept once."""
     unique: dict[str, SourceRecord] = {}
-    for path, label in paths:
-        resolved = path.resolve()
-        uri = Path(os.path.relpath(resolved, base)).as_posix()  # uri_for, resolving once
+    relpath = os.path.relpath
+    for resolved, label in paths:
+        uri = Path(relpath(resolved, base)).as_posix()  # uri_for of an already resolved path
         unique.setdefault(uri, SourceRecord(uri, resolved, label))
     return [unique[uri] for uri in sorted(unique)]
 
@@ -219,6 +223,8 @@ def read_manifest(
 ) -> list[SourceRecord]:
     """Samples listed in a CSV or JSON Lines manifest, in the manifest's order.
 
+    A path may name row r of a ``.npy`` array as ``<file>.npy#<r>`` (see
+    :mod:`activelabel.pipeline.memmap`); its URI is the array's URI plus ``#<r>``.
     Relative paths are relative to the manifest's folder; URIs are relative to ``base``
     (default: the manifest's folder). An empty label is None. Raises
     :class:`DataSourceError` (naming the manifest and line) for a missing manifest, a missing
@@ -241,7 +247,8 @@ def read_manifest(
         raw = row.get("path")
         if not isinstance(raw, str) or not raw:
             raise DataSourceError(f"{key}: {where} has no path; give each row the image file in its 'path' field")
-        file = (folder / Path(raw).expanduser()).resolve()
+        array_row = _array_row(raw)
+        file = (folder / Path(array_row[0] if array_row else raw).expanduser()).resolve()
         if not file.is_file():
             raise DataSourceError(f"{key}: {where}: image {raw} not found (looked for {file}); fix or remove the row")
         label = row.get("label")
@@ -253,7 +260,7 @@ def read_manifest(
                 f"{key}: {where} ({raw}) has label {label!r}, not one of the campaign's labels "
                 f"({', '.join(labels)}); fix the row or add the label"
             )
-        uri = uri_for(file, root)
+        uri = Path(os.path.relpath(file, root)).as_posix() + (f"#{array_row[1]}" if array_row else "")
         if uri in first_line:
             raise DataSourceError(
                 f"{key}: {where} lists {raw}, already listed on line {first_line[uri]}; list each file once"
@@ -261,6 +268,14 @@ def read_manifest(
         first_line[uri] = line
         records.append(SourceRecord(uri, file, label))
     return records
+
+
+def _array_row(raw: str) -> tuple[str, int] | None:
+    """``("a.npy", 3)`` for a manifest path naming row 3 of an array (``a.npy#3``), else None."""
+    head, sep, tail = raw.rpartition("#")
+    if sep and tail.isdigit() and head.lower().endswith(".npy"):
+        return head, int(tail)
+    return None
 
 
 def source_base(location: str | Path) -> Path:

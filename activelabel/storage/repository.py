@@ -75,13 +75,12 @@ def require_campaign(session: Session, name: str) -> Campaign:
 
 
 def add_samples(session: Session, campaign_id: int, samples: Sequence[NewSample]) -> None:
-    rows = [
-        {"campaign_id": campaign_id, "uri": s.uri, "content_hash": s.content_hash, "split": s.split,
-         "size_bytes": s.size_bytes, "mtime_ns": s.mtime_ns}
-        for s in samples
-    ]
-    for start in range(0, len(rows), BULK_CHUNK):
-        session.execute(insert(Sample), rows[start : start + BULK_CHUNK])
+    """Insert samples in bulk (COPY on PostgreSQL; see :func:`~activelabel.storage.bulk.write_samples`)."""
+    from activelabel.storage.bulk import write_samples
+
+    write_samples(session, [
+        (campaign_id, s.uri, s.content_hash, s.split, s.size_bytes, s.mtime_ns) for s in samples
+    ])
 
 
 def samples_by_uri(session: Session, campaign_id: int, uris: Iterable[str]) -> dict[str, int]:

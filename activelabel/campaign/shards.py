@@ -1,0 +1,313 @@
+"""Scoring a round's pool as shards, anywhere, and merging them as one process would (issue #11).
+
+Scoring is a map over the pool followed by a merge. :func:`score_shard` is the map: a plain
+function (no Prefect, no Dask) that a worker on any machine runs with a picklable
+:class:`ShardRequest`. It loads the round's checkpoint (from the database, or from a
+checkpoint file), opens the campaign's images lazily, streams its slice of the pool through
+the same predictor the round uses, and returns per-sample columns (:class:`ShardScores`).
+:func:`merge_shards` puts the slices back in pool order and :func:`shard_rows` turns them into
+the score rows :func:`~activelabel.storage.bulk.write_scores` takes; :func:`top_k` is the
+selection with the round's tie-breaking (higher score first, then lower sample id).
+
+Why the result does not depend on the sharding:
+
+- dropout masks are seeded per (seed, pass, layer) and shared by every sample
+  (:func:`~activelabel.pipeline.prediction.predict_stream`), so a sample's probabilities do not
+  depend on which shard or chunk it is in;
+- shards are cut on chunk boundaries (:func:`plan_shards`), so every chunk holds the same
+  samples as in one process, and floating point sums are the same bit for bit;
+- a strategy that draws random numbers gets a generator seeded by (round seed, chunk index),
+  never one stream that runs through the pool.
+
+The Dask fan-out (through Prefect's Dask task runner) lives in
+:mod:`activelabel.flows.sharded`; this module runs without either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from activelabel.acquisition import confidence, get_strategy, predicted_class
+from activelabel.acquisition.decomposition import uncertainty_decomposition
+from activelabel.campaign.config import CampaignConfig
+from activelabel.errors import CampaignStateError, ConfigError
+
+#: Images per chunk through the model (the round's own chunk size; shards are cut on it).
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class ShardRequest:
+    """Everything a worker needs to score one slice of a round's pool (picklable, small).
+
+    ``uris[i]`` is pool position ``start + i``. The checkpoint comes from the database (the
+    round's ``model_checkpoint`` rows; ``database_url`` None: the worker's
+    ``$ACTIVELABEL_DATABASE_URL``) unless ``checkpoint_path`` names a file written by
+    :func:`save_round_checkpoint`. ``seed``, ``samples`` and ``temperature`` are the round's.
+    """
+
+    config: dict
+    round_id: int
+    strategy: str
+    start: int
+    uris: tuple[str, ...]
+    seed: int
+    samples: int
+    temperature: float = 1.0
+    database_url: str | None = None
+    checkpoint_path: str | None = None
+    chunk: int = CHUNK
+    workers: int = 0
+
+
+@dataclass
+class ShardScores:
+    """Per-sample columns of one shard (or of the merged pool), in pool order.
+
+    ``positions`` int64 ``[n]`` (pool positions of the readable samples); ``values`` float64
+    ``[n]`` (the strategy's score); ``predicted`` int64 ``[n]``; ``confidence``, ``total``,
+    ``aleatoric``, ``epistemic`` float64 ``[n]`` (the uncertainty split in nats);
+    ``problems`` (uri, reason) of unreadable samples.
+    """
+
+    positions: np.ndarray
+    values: np.ndarray
+    predicted: np.ndarray
+    confidence: np.ndarray
+    total: np.ndarray
+    aleatoric: np.ndarray
+    epistemic: np.ndarray
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+_COLUMNS = ("positions", "values", "predicted", "confidence", "total", "aleatoric", "epistemic")
+
+
+def plan_shards(count: int, shards: int, *, chunk: int = CHUNK) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: ``count`` pool positions cut into at most ``shards`` slices of
+    whole chunks (the last may be shorter), as equal as chunks allow; none empty."""
+    if shards < 1:
+        raise ConfigError(f"shards must be at least 1, got {shards}")
+    chunks = -(-count // chunk)
+    if chunks == 0:
+        return []
+    per, extra = divmod(chunks, min(shards, chunks))
+    bounds, first = [], 0
+    for k in range(min(shards, chunks)):
+        last = first + per + (k < extra)
+        bounds.append((first * chunk, min(last * chunk, count)))
+        first = last
+    return bounds
+
+
+def shard_requests(config: CampaignConfig, round_id: int, strategy: str, uris: Sequence[str], *, seed: int,
+                   samples: int, temperature: float, shards: int, database_url: str | None = None,
+                   checkpoint_path: str | None = None, workers: int = 0) -> list[ShardRequest]:
+    """One :class:`ShardRequest` per slice of ``uris`` (:func:`plan_shards`).
+
+    ``database_url`` travels to the workers, so it must not carry a password (raises
+    :class:`~activelabel.errors.ConfigError`): workers take it from their own
+    ``$ACTIVELABEL_DATABASE_PASSWORD`` (or the whole URL from ``$ACTIVELABEL_DATABASE_URL``).
+    """
+    from activelabel.storage.database import has_password
+
+    if database_url is not None and has_password(database_url):
+        raise ConfigError(
+            "a database URL with a password cannot be sent to scoring workers; give them "
+            "ACTIVELABEL_DATABASE_PASSWORD (or ACTIVELABEL_DATABASE_URL) in their environment instead"
+        )
+    settings = config.to_dict()
+    return [
+        ShardRequest(settings, round_id, strategy, start, tuple(uris[start:stop]), seed, samples, temperature,
+                     database_url, checkpoint_path, CHUNK, workers)
+        for start, stop in plan_shards(len(uris), shards)
+    ]
+
+
+def _models(request: ShardRequest, device):
+    """The round's model(s): from the checkpoint file, else from the database's rows."""
+    import torch
+    from sqlalchemy import select
+
+    from activelabel.pipeline.checkpoint import load_model
+    from activelabel.pipeline.model import ModelSpec
+
+    if request.checkpoint_path is not None:
+        stored = torch.load(request.checkpoint_path, map_location="cpu", weights_only=False)
+        if stored.get("round_id") != request.round_id:
+            raise CampaignStateError(
+                f"checkpoint file {request.checkpoint_path} holds round {stored.get('round_id')}, "
+                f"not round {request.round_id}; write it again with save_round_checkpoint"
+            )
+        members = stored["members"]
+    else:
+        from activelabel.storage import ModelCheckpoint, open_engine, session_scope
+        from activelabel.storage.database import resolve_database_url
+
+        # None: the worker's own $ACTIVELABEL_DATABASE_URL; a password from its environment.
+        engine = open_engine(resolve_database_url(request.database_url), create_schema=False)
+        try:
+            with session_scope(engine) as session:
+                members = [(c.architecture, c.state) for c in session.scalars(
+                    select(ModelCheckpoint).where(ModelCheckpoint.round_id == request.round_id)
+                    .order_by(ModelCheckpoint.member))]
+        finally:
+            engine.dispose()
+    if not members:
+        raise CampaignStateError(f"round id {request.round_id} has no stored model to score with")
+    return [load_model(ModelSpec.from_dict(architecture), state, device) for architecture, state in members]
+
+
+def save_round_checkpoint(engine, round_id: int, path: str) -> str:
+    """Write the round's checkpoint rows to one file (for workers that cannot reach the database)."""
+    import torch
+    from sqlalchemy import select
+
+    from activelabel.storage import ModelCheckpoint, session_scope
+
+    with session_scope(engine) as session:
+        members = [(c.architecture, c.state) for c in session.scalars(
+            select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id).order_by(ModelCheckpoint.member))]
+    if not members:
+        raise CampaignStateError(f"round id {round_id} has no stored model to save")
+    torch.save({"round_id": round_id, "members": members}, path)
+    return path
+
+
+def shard_store(config: CampaignConfig, uris: Sequence[str]):
+    """The image store a worker reads ``uris`` with, built without listing the pool again."""
+    from activelabel.campaign.data import campaign_data, data_root
+
+    if config.dataset != "files":
+        return campaign_data(config).store  # in memory: the dataset itself
+    from activelabel.pipeline.memmap import MemmapStore, parse_row_uri
+    from activelabel.pipeline.store import FileStore
+
+    rows = any(parse_row_uri(u) for u in uris)
+    return (MemmapStore if rows else FileStore)(data_root(config.data_pool), size=config.image_size,
+                                                channels=config.channels)
+
+
+def score_shard(request: ShardRequest) -> ShardScores:
+    """Score one slice of the pool (see the module docstring); never raises for a bad image:
+    unreadable samples are left out and listed in ``problems``.
+
+    Raises :class:`~activelabel.errors.CampaignStateError` when the round has no checkpoint and
+    :class:`~activelabel.errors.ConfigError` for a batch-aware strategy (their batch is chosen
+    jointly over candidates and is not a per-sample score a shard can give).
+    """
+    from activelabel.campaign.pixels import stream_probabilities
+    from activelabel.pipeline.device import resolve_device, use_cpu_threads
+
+    config = CampaignConfig.from_dict(request.config)
+    strategy = get_strategy(request.strategy)
+    if strategy.batch_aware:
+        raise ConfigError(f"strategy {strategy.name!r} picks its batch jointly; score it in one process")
+    use_cpu_threads(config.cpu_threads)
+    device = resolve_device(config.device)
+    models = _models(request, device)
+    model = models if len(models) > 1 else models[0]
+    store = shard_store(config, request.uris)
+    # A Dask worker process is daemonic and may not start DataLoader workers: it decodes
+    # itself (the cluster's workers are the parallelism then).
+    import multiprocessing
+
+    loader_workers = 0 if multiprocessing.current_process().daemon else request.workers
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
+    problems: list[tuple[str, str]] = []
+    first_chunk = request.start // request.chunk
+    for index, (positions, probs) in enumerate(stream_probabilities(
+        model, store, list(request.uris), samples=request.samples, device=device, seed=request.seed,
+        workers=loader_workers, batch_size=request.chunk, problems=problems, temperature=request.temperature,
+    )):
+        # The chunk's global index seeds any randomness the strategy draws: shard-independent.
+        chunk_index = first_chunk + int(positions[0]) // request.chunk
+        values = strategy.score(probs, rng=np.random.default_rng([request.seed, chunk_index]))
+        split = uncertainty_decomposition(probs)
+        parts["positions"].append(np.asarray(positions, dtype=np.int64) + request.start)
+        parts["values"].append(np.asarray(values, dtype=np.float64))
+        parts["predicted"].append(np.asarray(predicted_class(probs), dtype=np.int64))
+        parts["confidence"].append(np.asarray(confidence(probs), dtype=np.float64))
+        parts["total"].append(np.asarray(split.total, dtype=np.float64))
+        parts["aleatoric"].append(np.asarray(split.aleatoric, dtype=np.float64))
+        parts["epistemic"].append(np.asarray(split.epistemic, dtype=np.float64))
+    columns = {name: np.concatenate(chunks) if chunks else np.zeros(0, np.int64 if name in ("positions", "predicted")
+                                                                    else np.float64)
+               for name, chunks in parts.items()}
+    return ShardScores(**columns, problems=problems)
+
+
+def merge_shards(results: Sequence[ShardScores]) -> ShardScores:
+    """The shards as one pool-ordered result (positions sorted; problems in pool order)."""
+    if not results:
+        empty = np.zeros(0)
+        return ShardScores(empty.astype(np.int64), empty, empty.astype(np.int64), empty, empty, empty, empty)
+    columns = {name: np.concatenate([getattr(r, name) for r in results]) for name in _COLUMNS}
+    order = np.argsort(columns["positions"], kind="stable")
+    return ShardScores(**{name: column[order] for name, column in columns.items()},
+                       problems=[p for r in results for p in r.problems])
+
+
+def shard_rows(scores: ShardScores, round_id: int, strategy: str, sample_ids: Sequence[int]) -> list[tuple]:
+    """Score rows (:data:`~activelabel.storage.bulk.ALL_SCORE_COLUMNS` order) for
+    :func:`~activelabel.storage.bulk.write_scores`; ``sample_ids[p]`` is pool position p's id."""
+    return [
+        (round_id, int(sample_ids[int(p)]), strategy, float(v), int(c), float(q), float(t), float(a), float(e))
+        for p, v, c, q, t, a, e in zip(scores.positions, scores.values, scores.predicted, scores.confidence,
+                                       scores.total, scores.aleatoric, scores.epistemic)
+    ]
+
+
+def top_k(scores: ShardScores, sample_ids: Sequence[int], k: int, *, selectable: int | None = None) -> list[int]:
+    """The ``k`` sample ids a round selects from merged scores: higher score first, equal
+    scores by lower sample id (the order ``select_step`` breaks ties in). Only positions below
+    ``selectable`` (default: all) may be picked."""
+    keep = scores.positions < (selectable if selectable is not None else len(sample_ids))
+    ids = np.asarray(sample_ids, dtype=np.int64)[scores.positions[keep]]
+    order = np.lexsort((ids, -scores.values[keep]))
+    return [int(i) for i in ids[order[:k]]]
+
+
+@dataclass
+class RoundShards:
+    """A round's shard requests and what the merge needs: the pool's sample ids in position
+    order, and how many of them (the first ``selectable``) may be selected (the rest are earlier
+    rounds' samples still out with annotators, scored for their tasks only)."""
+
+    requests: list[ShardRequest]
+    sample_ids: list[int]
+    selectable: int
+
+
+def round_shards(engine, round_id: int, *, shards: int, database_url: str | None = None,
+                 checkpoint_path: str | None = None) -> RoundShards:
+    """The shard requests of an active round in ``scoring``: the same pool, subset, leftovers,
+    seed, passes and temperature as :func:`~activelabel.campaign.steps.score_step` uses."""
+    from activelabel.campaign import steps
+    from activelabel.storage import Campaign, Round, RoundKind, RoundStatus, session_scope
+    from activelabel.storage.repository import outstanding_samples, unlabeled_pool
+
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        if rnd is None or rnd.kind != RoundKind.active or rnd.status != RoundStatus.scoring:
+            raise CampaignStateError(f"round id {round_id} is not an active round waiting to be scored")
+        config = CampaignConfig.from_dict(session.get(Campaign, rnd.campaign_id).config)
+        pool = steps._pool_subset(unlabeled_pool(session, rnd.campaign_id), config, rnd)
+        leftovers = outstanding_samples(session, rnd.campaign_id, config.annotations_per_task)
+        samples = pool + leftovers
+        uris = [s.uri for s in samples]
+        ids = [s.id for s in samples]
+        seed = steps._seed(config, rnd)
+        temperature = steps._acquisition_temperature(rnd, config)
+        strategy = rnd.strategy
+    passes = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
+    requests = shard_requests(config, round_id, strategy, uris, seed=seed, samples=passes,
+                              temperature=temperature, shards=shards, database_url=database_url,
+                              checkpoint_path=checkpoint_path, workers=config.loader_workers)
+    return RoundShards(requests, ids, len(pool))
