@@ -87,14 +87,17 @@ def _builtin(spec: str) -> CampaignData:
     dataset = load_dataset(spec)
     names = list(dataset.labels)
     given = {uri: names[int(t)] for uri, t in zip(dataset.uris, dataset.targets)}
+    # A test split given with the data (mnist:...?test=t10k) is the test split; otherwise every
+    # image is in ``pool`` and the campaign draws a seeded test_fraction from it.
+    test = set(dataset.test_uris)
     return CampaignData(
         labels=names,
         store=ArrayStore(dataset.images, list(dataset.uris)),
         root=dataset.root,
         given=given,
         truth=Truth(tuple(names), given),
-        pool=list(dataset.uris),
-        test=[],
+        pool=[u for u in dataset.uris if u not in test],
+        test=list(dataset.test_uris),
         seeds=[],
         problems=[(p, "unreadable") for p in dataset.problems],
         in_channels=int(dataset.images.shape[1]),

@@ -84,13 +84,15 @@ class Plan:
 
 
 def split_dataset(
-    size: int, config: CampaignConfig, targets: np.ndarray | None = None
+    size: int, config: CampaignConfig, targets: np.ndarray | None = None, *, test_given: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Built-in datasets: seeded (test, pool, initially labeled) row numbers.
 
     The draw depends only on ``seed``, ``size``, ``test_fraction``, ``initial_labeled`` and
     ``initial_balanced`` — never on the strategy — so every strategy of an experiment's seed
     starts from the same labeled set and is measured on the same test split. With
+    ``test_given`` (the data brings its own test split, e.g. ``mnist:/dir?test=t10k``) no test
+    rows are drawn: all ``size`` rows are the pool. With
     ``config.initial_balanced`` the ``targets`` (``[size]`` class indices) are needed: each
     class gets ``initial_labeled // C`` samples, and a seeded random ``initial_labeled % C``
     classes one more (Gal et al. 2017: 20 labels, 2 per digit). Raises ``ConfigError`` when a
@@ -98,7 +100,7 @@ def split_dataset(
     """
     rng = np.random.default_rng([config.seed, 0])
     order = rng.permutation(size)
-    n_test, n_pool, _ = _split_sizes(size, config)
+    n_test, n_pool, _ = _split_sizes(size, config, test_given)
     config.check_pool(n_pool)
     test, pool = np.sort(order[:n_test]), np.sort(order[n_test:])
     if not config.initial_labeled:
@@ -137,11 +139,14 @@ def plan_campaign(config: CampaignConfig, data: CampaignData) -> Plan:
         if config.initial_balanced:
             index = {name: i for i, name in enumerate(data.labels)}
             targets = np.array([index[data.truth.label(u)] for u in uris], dtype=np.int64)
-        test, pool, initial = split_dataset(len(data.pool), config, targets)
-        split_of = {uris[int(i)]: SampleSplit.test for i in test} | {uris[int(i)]: SampleSplit.pool for i in pool}
+        test, pool, initial = split_dataset(len(data.pool), config, targets, test_given=bool(data.test))
+        # A test split given with the data (MNIST t10k) is the test split, whole.
+        split_of = ({u: SampleSplit.test for u in data.test}
+                    | {uris[int(i)]: SampleSplit.test for i in test} | {uris[int(i)]: SampleSplit.pool for i in pool})
         seeds = {uris[int(i)]: data.truth.label(uris[int(i)]) for i in initial}
-        hashes = {u: data.store.content_hash(u) for u in uris}
-        signatures = {u: None for u in uris}
+        hashes = {u: data.store.content_hash(u) for u in data.test + uris}
+        signatures = {u: None for u in data.test + uris}
+        uris = data.test + uris
         source = OracleAnnotator.source
     else:
         from activelabel.pipeline.identity import sample_identities
@@ -303,12 +308,12 @@ def check_dataset(config: CampaignConfig) -> None:
                 f"({config.batch_size}) remain to select from"
             )
         return
-    _, pool, _ = _split_sizes(len(data.pool), config)
+    _, pool, _ = _split_sizes(len(data.pool), config, bool(data.test))
     config.check_pool(pool)
 
 
-def _split_sizes(size: int, config: CampaignConfig) -> tuple[int, int, int]:
-    n_test = max(1, round(size * config.test_fraction))
+def _split_sizes(size: int, config: CampaignConfig, test_given: bool = False) -> tuple[int, int, int]:
+    n_test = 0 if test_given else max(1, round(size * config.test_fraction))
     return n_test, size - n_test, config.initial_labeled
 
 

@@ -9,6 +9,10 @@ resumes the campaign loads the very same samples:
 - ``mnist:/path/to/dir`` — the MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and
   ``train-labels-idx1-ubyte[.gz]``) in that folder, or in ``dir/MNIST/raw`` as torchvision
   lays them out. ``mnist:/dir?limit=5000`` keeps the first 5,000 images.
+  ``mnist:/dir?test=t10k`` adds the 10,000 official test images (``t10k-*`` files) as the
+  campaign's test split (``LabeledImages.test_uris``); the pool is then the training images
+  (``limit`` caps those only), and ``test_fraction`` is not used. Without ``test``, a campaign
+  draws a seeded ``test_fraction`` of the training images as its test split.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class LabeledImages:
     root: Path | None = None
     # Files that could not be read and were skipped, one message each.
     problems: list[str] = field(default_factory=list, compare=False)
+    # URIs of a test split given with the data (MNIST's t10k images); empty: none given, a
+    # campaign draws its test split from the images.
+    test_uris: tuple[str, ...] = ()
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,8 +152,33 @@ def load_dataset(spec: str) -> LabeledImages:
         return load_image_folder(path, size=size or 28, channels=channels or 1)
     if kind == "mnist" and rest:
         path, _, query = rest.partition("?")
-        return load_mnist_images(path, _limit(spec, parse_qs(query).get("limit", [None])[0]))
+        options = parse_qs(query)
+        train = load_mnist_images(path, _limit(spec, options.get("limit", [None])[0]))
+        test = options.get("test", [None])[0]
+        if test is None:
+            return train
+        if test != "t10k":
+            raise DatasetError(
+                f"dataset {spec!r}: test={test!r} is not known; use test=t10k (the 10,000 MNIST test "
+                "images as the test split) or leave it out (a seeded test_fraction of the training images)"
+            )
+        return with_test_split(train, load_mnist_images(path, split="test"))
     raise DatasetError(
         f"unknown dataset {spec!r}; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]' "
-        "or 'mnist:/path/to/folder[?limit=N]'"
+        "or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"
+    )
+
+
+def with_test_split(pool: LabeledImages, test: LabeledImages) -> LabeledImages:
+    """``pool`` and ``test`` as one dataset whose ``test_uris`` are ``test``'s URIs (the given
+    test split: never in the pool, never selected). Raises DatasetError when the label sets
+    differ or a URI appears in both."""
+    if pool.labels != test.labels:
+        raise DatasetError(f"dataset {pool.name!r}: test labels {test.labels} differ from {pool.labels}")
+    if set(pool.uris) & set(test.uris):
+        raise DatasetError(f"dataset {pool.name!r}: the test split shares URIs with the pool")
+    return LabeledImages(
+        pool.name, np.concatenate([pool.images, test.images]), np.concatenate([pool.targets, test.targets]),
+        list(pool.labels), list(pool.uris) + list(test.uris), pool.root, list(pool.problems) + list(test.problems),
+        tuple(test.uris),
     )

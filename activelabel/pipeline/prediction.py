@@ -269,6 +269,8 @@ def predict_stream(
         chosen.append(picked)
     if features and not hasattr(members[0], "embed"):
         raise ValueError("features=True needs a model with embed() (penultimate features)")
+    members = [_inference_copy(net, device) for net in members]
+    fast = _channels_last(members[0], device)
     masks = [SharedMasks(net, seed, m) for m, net in enumerate(members)]
     with ExitStack() as stack:
         for net, mask in zip(members, masks):
@@ -279,6 +281,8 @@ def predict_stream(
         for chunk in chunks:
             x = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
             x = x.to(device)
+            if fast and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             outs, feats = [], None
             for m, (net, how, mask) in enumerate(zip(members, chosen, masks)):
                 if m == 0 and features:
@@ -303,6 +307,26 @@ def _logits_and_features(
     with masks.disabled():
         h = model.embed(x)
     return _logits(model, x, samples, mode, masks), h
+
+
+def _channels_last(model: nn.Module, device: torch.device) -> bool:
+    """Whether inference on ``device`` runs in channels-last layout: CPU and a conv net.
+
+    Why: on CPU, oneDNN's convolutions, pooling and batch norm run 2-3x faster on NHWC than on
+    NCHW tensors for our small CNN (measured: 10,000 MNIST test images, one thread, 3.5 s ->
+    1.4 s). Same weights, same masks; only float rounding can differ.
+    """
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model to predict with: a channels-last copy where :func:`_channels_last` says so (the
+    caller's model, which is trained, hashed and serialised, keeps its layout), else itself."""
+    if not _channels_last(model, device):
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
 def _applicable_modes(model: nn.Module, chosen: PredictionMode) -> set[str]:

@@ -91,14 +91,23 @@ def samples_by_uri(session: Session, campaign_id: int, uris: Iterable[str]) -> d
     return {uri: sid for uri, sid in rows if uri in wanted}
 
 
-def split_samples(session: Session, campaign_id: int, split: SampleSplit) -> list[Sample]:
-    return list(
-        session.scalars(
-            select(Sample)
-            .where(Sample.campaign_id == campaign_id, Sample.split == split)
-            .order_by(Sample.id)
-        )
-    )
+_SAMPLE_COLUMNS = tuple(getattr(Sample, c.key) for c in Sample.__table__.columns)
+
+
+def split_samples(session: Session, campaign_id: int, split: SampleSplit) -> list:
+    """The split's samples in id order, as read-only rows with :class:`Sample`'s attributes
+    (``id``, ``uri``, ``content_hash``, ``split``, ``duplicate_of``, ...).
+
+    Rows, not ORM objects: a round reads the pool several times, and building tens of
+    thousands of tracked ``Sample`` objects cost several times more than the query (MNIST,
+    20,000 pool samples: 0.2-0.4 s -> 0.05-0.1 s of CPU per read). Change samples through
+    ``session.get(Sample, row.id)``.
+    """
+    return list(session.execute(
+        select(*_SAMPLE_COLUMNS)
+        .where(Sample.campaign_id == campaign_id, Sample.split == split)
+        .order_by(Sample.id)
+    ))
 
 
 def resolved_labels(
