@@ -223,9 +223,15 @@ def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
             set_reporter(None)
 
 
+def _score_text(value: float) -> str:
+    """A score for a table: 4 decimals, or 4 significant digits for large magnitudes (feature
+    density's -log q(z) reaches 1e13 nats while classes have fewer samples than dimensions)."""
+    return f"{value:.4g}" if abs(value) >= 1e4 else f"{value:.4f}"
+
+
 def _print_rounds(campaign_name: str, summaries: list) -> None:
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "kind", "labeled", "test accuracy", "mean uncertainty of selected", "seconds", "status"):
+    for column in ("round", "kind", "labeled", "test accuracy", "mean score of selected", "seconds", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right")
     for s in summaries:
         table.add_row(
@@ -233,7 +239,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
             s.kind.replace("_", " "),
             "" if s.labeled is None else str(s.labeled),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
-            "" if s.mean_selected_score is None else f"{s.mean_selected_score:.4f}",
+            "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
             s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
         )
@@ -606,6 +612,10 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             f"{density['flagged']} pool samples flagged out of distribution (log density below "
             f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold)."
         )
+        unseen = density.get("num_classes", density["classes"]) - density["classes"]
+        if unseen > 0:
+            console.print(f"  [yellow]{unseen} class(es) have no labeled sample, so no Gaussian: the density "
+                          "cannot tell their inputs from any other unfamiliar input.[/yellow]")
         if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
             console.print(
                 f"  [yellow]The smallest class has {density['smallest_class']} labeled samples, not more than the "

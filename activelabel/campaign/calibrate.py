@@ -18,8 +18,9 @@ with it. See docs/uncertainty.md.
 A held-out split the model predicts without a single error cannot calibrate: its NLL decreases
 all the way to ``T -> 0`` (seen in a report test: T = 0.09, test NLL 0.086 -> 0.319). One with
 one or two errors fits T to them alone (T = 0.26 from one error in 75, test NLL 0.106 -> 0.209).
-So T is only fitted when a temperature learned on half the split lowers the other half's NLL
-(:func:`cross_checked_nll`); otherwise the round keeps ``T = 1`` and says why (``"skipped"``).
+So T is only fitted when both seeded halves of the split hold an error and a temperature
+learned on either half lowers the other half's NLL (:func:`cross_checked_nll`); otherwise the
+round keeps ``T = 1`` and says why (``"skipped"``).
 
 The round stores ``{"temperature", "validation_size", "validation_errors", "before", "after"}``
 (plus ``"skipped"`` when no temperature was fitted); ``before`` and
@@ -51,24 +52,27 @@ def validation_positions(labeled: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(labeled)[:size]).astype(np.int64)
 
 
-def cross_checked_nll(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """(NLL with a temperature fitted on the other half, NLL at T = 1), summed over two seeded
-    halves of the held-out split ``logits`` ``[M, n, C]`` / ``labels`` ``[n]``, in nats per sample.
+def cross_checked_nll(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[tuple[float, float, int]]:
+    """For each of two seeded halves of the held-out split ``logits`` ``[M, n, C]`` / ``labels``
+    ``[n]``: (its NLL under a temperature fitted on the *other* half, its NLL at T = 1, the
+    errors of the half the temperature was fitted on), NLLs in nats per sample.
 
     Why: a split with one or two errors fits a temperature to them alone (we saw T = 0.26 from
-    one error in 75, doubling the test NLL). If a temperature learned on one half does not
-    predict the other half better than T = 1, the split cannot tell us T.
+    one error in 75, and T = 0.39 from one in 86, double the test NLL). A temperature can only be
+    learned from a half holding errors, and must predict the other half better than T = 1.
     """
     halves = np.random.default_rng([seed, 0x7E]).permutation(len(labels)) % 2
-    fitted = at_one = 0.0
+    wrong = predictive_probabilities(logits).argmax(-1) != labels
+    out = []
     for half in (0, 1):
         fit, check = halves != half, halves == half
         if not fit.any() or not check.any():
             continue
         t = fit_temperature(logits[:, fit], labels[fit])
-        fitted += negative_log_likelihood(predictive_probabilities(logits[:, check], t), labels[check]) * check.sum()
-        at_one += negative_log_likelihood(predictive_probabilities(logits[:, check], 1.0), labels[check]) * check.sum()
-    return float(fitted / len(labels)), float(at_one / len(labels))
+        out.append((negative_log_likelihood(predictive_probabilities(logits[:, check], t), labels[check]),
+                    negative_log_likelihood(predictive_probabilities(logits[:, check], 1.0), labels[check]),
+                    int(wrong[fit].sum())))
+    return out
 
 
 def fit_round_calibration(
@@ -94,10 +98,15 @@ def fit_round_calibration(
         result["skipped"] = (f"the {len(y_val)} held-out labels are all predicted right, so their NLL only "
                              "asks for ever sharper predictions; T = 1 kept")
     else:
-        held_out, at_one = cross_checked_nll(val_logits, y_val)
-        if held_out > at_one:
+        checks = cross_checked_nll(val_logits, y_val)
+        worse = [(fitted, at_one) for fitted, at_one, _ in checks if fitted > at_one]
+        if any(half_errors == 0 for _, _, half_errors in checks):
+            result["skipped"] = (f"only {errors} of the {len(y_val)} held-out labels are predicted wrong, and a half "
+                                 "of the split without an error can only ask for ever sharper predictions; T = 1 kept")
+        elif worse:
+            fitted, at_one = worse[0]
             result["skipped"] = (f"a temperature fitted on half of the {len(y_val)} held-out labels ({errors} "
-                                 f"wrong) made the other half's NLL worse ({at_one:.4f} -> {held_out:.4f}): too few "
+                                 f"wrong) made the other half's NLL worse ({at_one:.4f} -> {fitted:.4f}): too few "
                                  "errors to learn T from; T = 1 kept")
         else:
             temperature = fit_temperature(val_logits, y_val)

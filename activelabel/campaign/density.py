@@ -87,6 +87,7 @@ def fit_round_density(
         "labeled": int(len(labels)),
         "dim": density.dim,
         "classes": int(density.classes.size),
+        "num_classes": int(num_classes),
         "percentile": float(percentile),
         "threshold": threshold,
         "pooled_classes": int(density.pooled.sum()),

@@ -9,6 +9,8 @@ never an empty plot.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine
@@ -58,6 +60,11 @@ def _rounds_sentences(rows: Sequence[tuple[int, str]], what: str) -> list[str]:
         grouped.setdefault(reason, []).append(str(index))
     return [html.note(f"Round{'s' if len(indices) > 1 else ''} {', '.join(indices)}: no {what} — {reason}.")
             for reason, indices in grouped.items()]
+
+
+def _percent_below(share: float) -> str:
+    """A share in percent rounded down (99.6 % of the pool below is not "above 100 %")."""
+    return f"{math.floor(share):.0f}"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -186,7 +193,7 @@ def campaign_decomposition(engine: Engine, campaign_id: int, record: CampaignRec
             continue
         where = split.percentile("epistemic")
         sits = "" if where is None else (f"; the selected samples' median epistemic uncertainty is above "
-                                         f"{where:.0f} % of the pool")
+                                         f"{_percent_below(where)} % of the pool")
         parts.append(html.figure(
             figures.decomposition_histograms(split.pool, split.selected, PARTS,
                                              f"round {index}: pool against selected"),
@@ -264,5 +271,5 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     where = None if split is None else split.percentile("epistemic")
     if where is not None:
         said.append(f"its {len(split.selected['epistemic'])} picks' median epistemic uncertainty is above "
-                    f"{where:.0f} % of the scored pool")
+                    f"{_percent_below(where)} % of the scored pool")
     return html.paragraph(" · ".join(said) + ".")

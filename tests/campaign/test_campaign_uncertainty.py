@@ -354,10 +354,15 @@ def test_density_round_scores_minus_log_density_flags_noise_and_picks_it_first(d
     store = campaign_data(config).store
     seeds = [line.split(",") for line in (tmp_path / "seeds.csv").read_text().splitlines()[1:]]
     seed_uris = [str(Path(p).relative_to("images").as_posix()) for p, _ in seeds]
-    with torch.no_grad():
-        model.eval()
-        labeled = model.embed(torch.from_numpy(store.read(seed_uris))).numpy().astype(np.float64)
-        pool = model.embed(torch.from_numpy(store.read([uri for _, uri in rows]))).numpy().astype(np.float64)
+    from activelabel.pipeline.prediction import predict_stream
+
+    def embed(uris):  # the round's own deterministic feature pass (its memory layout included:
+        # with 1 sample per class in 128 dimensions, float rounding alone moves log q by 10x)
+        [(_, features)] = predict_stream(model, [store.read(uris)], samples=0, device=torch.device("cpu"),
+                                         seed=0, features=True)
+        return features.astype(np.float64)
+
+    labeled, pool = embed(seed_uris), embed([uri for _, uri in rows])
     density = fit_class_gaussians(labeled, np.array([int(label) for _, label in seeds]), 10)
     np.testing.assert_allclose(density.log_density(pool), log_q, rtol=1e-4)
 

@@ -195,4 +195,20 @@ def test_round_keeps_t_1_when_a_half_fitted_temperature_does_not_predict_the_oth
     y = np.array([0] * 10 + [1] * 9 + [1])
     result = _round_calibration(x, y)
     assert result["validation_errors"] == 1 and result["temperature"] == 1.0
+    assert "a half of the split without an error" in result["skipped"]
+
+
+def test_round_keeps_t_1_when_either_half_fitted_temperature_worsens_the_other() -> None:
+    # Both halves hold errors, of opposite kinds: half A's are confident, half B's near ties.
+    # B asks for a sharper model, which makes A's confident errors ruinous: T = 1 is kept.
+    halves = np.random.default_rng([0, 0x7E]).permutation(20) % 2
+    x, y = [], []
+    for i in range(20):
+        wrong = i in (int(np.flatnonzero(halves == 0)[0]), int(np.flatnonzero(halves == 0)[1]),
+                      int(np.flatnonzero(halves == 1)[0]), int(np.flatnonzero(halves == 1)[1]))
+        margin = 1.0 if halves[i] == 0 else 0.02
+        x.append([[[margin if wrong else 1.0, 0.0]]])
+        y.append(1 if wrong else 0)
+    result = _round_calibration(np.array(x, dtype=np.float32), np.array(y))
+    assert result["validation_errors"] == 4 and result["temperature"] == 1.0
     assert "made the other half's NLL worse" in result["skipped"]

@@ -136,7 +136,7 @@ LEARNING = {"learning-curve-accuracy", "learning-curve-nll", "learning-curve-ece
 
 @pytest.mark.parametrize(("database", "report_name", "figures"), [
     ("tiny_experiment", "tiny", LEARNING | {"calibration-curves", "decomposition-comparison"}),
-    ("tiny_experiment", "tiny-random-seed1", LEARNING | {  # the campaign whose round 2 kept a temperature
+    ("calibrated_experiment", "tiny-random-seed1", LEARNING | {  # its round 2 with a fitted temperature
         "calibration-curves", "reliability-round-2", "decomposition-round-1", "decomposition-round-2",
         "uncertainty-round-1", "uncertainty-round-2"}),
     # an evaluation round, a cold-start round, a temperature without a test split (see conftest)
