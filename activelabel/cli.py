@@ -223,10 +223,10 @@ def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
             set_reporter(None)
 
 
-def _score_text(value: float) -> str:
-    """A score for a table: 4 decimals, or 4 significant digits for large magnitudes (feature
+def _score_text(value: float, significant: int = 4) -> str:
+    """A score for a table: 4 decimals, or ``significant`` digits for large magnitudes (feature
     density's -log q(z) reaches 1e13 nats while classes have fewer samples than dimensions)."""
-    return f"{value:.4g}" if abs(value) >= 1e4 else f"{value:.4f}"
+    return f"{value:.{significant}g}" if abs(value) >= 1e4 else f"{value:.4f}"
 
 
 def _print_rounds(campaign_name: str, summaries: list) -> None:
@@ -602,7 +602,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         for column in ("part", "samples", "min", "25 %", "median", "75 %", "max", "mean"):
             table.add_column(column, justify="left" if column == "part" else "right")
         for d in report.distributions:
-            table.add_row(d.part, str(d.count), *(f"{v:.6g}" if abs(v) >= 1e4 else f"{v:.4f}"
+            table.add_row(d.part, str(d.count), *(_score_text(v, significant=6)
                                                   for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
         console.print(table)
     density = how.get("density")

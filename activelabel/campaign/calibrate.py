@@ -52,9 +52,11 @@ def validation_positions(labeled: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(labeled)[:size]).astype(np.int64)
 
 
-def cross_checked_nll(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[tuple[float, float, int]]:
+def cross_checked_nll(
+    logits: np.ndarray, labels: np.ndarray, wrong: np.ndarray, seed: int = 0
+) -> list[tuple[float, float, int]]:
     """For each of two seeded halves of the held-out split ``logits`` ``[M, n, C]`` / ``labels``
-    ``[n]``: (its NLL under a temperature fitted on the *other* half, its NLL at T = 1, the
+    ``[n]`` (``wrong`` bool ``[n]``: predicted wrong at T = 1): (its NLL under a temperature fitted on the *other* half, its NLL at T = 1, the
     errors of the half the temperature was fitted on), NLLs in nats per sample.
 
     Why: a split with one or two errors fits a temperature to them alone (we saw T = 0.26 from
@@ -62,7 +64,6 @@ def cross_checked_nll(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
     learned from a half holding errors, and must predict the other half better than T = 1.
     """
     halves = np.random.default_rng([seed, 0x7E]).permutation(len(labels)) % 2
-    wrong = predictive_probabilities(logits).argmax(-1) != labels
     out = []
     for half in (0, 1):
         fit, check = halves != half, halves == half
@@ -89,7 +90,8 @@ def fit_round_calibration(
     every member's logits and the NLL is that of the members' mean softmax."""
     val_logits = predict_probabilities(model, x_val, samples=0, device=device, seed=0, logits=True)  # [M, n, C]
     y_val = np.asarray(y_val)
-    errors = int((predictive_probabilities(val_logits).argmax(-1) != y_val).sum())
+    wrong = predictive_probabilities(val_logits).argmax(-1) != y_val
+    errors = int(wrong.sum())
     result: dict = {"validation_size": int(len(y_val)), "validation_errors": errors, "before": None, "after": None}
     temperature = 1.0
     if errors == 0:
@@ -98,7 +100,7 @@ def fit_round_calibration(
         result["skipped"] = (f"the {len(y_val)} held-out labels are all predicted right, so their NLL only "
                              "asks for ever sharper predictions; T = 1 kept")
     else:
-        checks = cross_checked_nll(val_logits, y_val)
+        checks = cross_checked_nll(val_logits, y_val, wrong)
         worse = [(fitted, at_one) for fitted, at_one, _ in checks if fitted > at_one]
         if any(half_errors == 0 for _, _, half_errors in checks):
             result["skipped"] = (f"only {errors} of the {len(y_val)} held-out labels are predicted wrong, and a half "

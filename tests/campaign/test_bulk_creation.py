@@ -8,15 +8,12 @@ throwaway schema (``search_path``), dropped afterwards, so other tests' tables a
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import Engine, create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.campaign import prepare_campaign
@@ -26,8 +23,7 @@ from activelabel.pipeline.identity import file_identities
 from activelabel.pipeline.sources import file_signature
 from activelabel.storage import Campaign, Sample, SampleSplit, open_engine, session_scope
 from activelabel.storage.bulk import write_samples
-
-POSTGRES_URL_ENV = "ACTIVELABEL_TEST_POSTGRES_URL"
+from tests_support_postgres import throwaway_schema_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -37,22 +33,12 @@ def backend(request, tmp_path) -> Iterator[Engine]:
         yield engine
         engine.dispose()
         return
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(f"needs a PostgreSQL server: set {POSTGRES_URL_ENV}")
-    schema = f"al_create_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = open_engine(scoped.render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema_url("al_create_test") as url:
+        engine = open_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(autouse=True)

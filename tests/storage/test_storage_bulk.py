@@ -8,14 +8,11 @@ needs, dropped afterwards: the database's other tables (another test module's) a
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.storage import (
@@ -31,8 +28,9 @@ from activelabel.storage import (
 from activelabel.storage.bulk import SCORE_COLUMNS, _insert_core, write_scores
 from activelabel.storage.models import Base
 from activelabel.storage.repository import NewSample, add_samples
+from tests_support_postgres import throwaway_schema_url
 
-POSTGRES_URL_ENV = "ACTIVELABEL_TEST_POSTGRES_URL"
+
 # campaign.experiment_id points at experiment: create it too (sorted by dependency on create and drop).
 TABLES = [Base.metadata.tables[name] for name in ("experiment", "campaign", "round", "sample", "score")]
 N = 10_000  # the round-trip test
@@ -55,24 +53,14 @@ def bulk_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engi
             engine.dispose()
         return
 
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(f"needs a PostgreSQL server: set {POSTGRES_URL_ENV}")
-    schema = f"al_bulk_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = open_engine(scoped.render_as_string(hide_password=False), create_schema=False)
-    try:
-        Base.metadata.drop_all(engine, tables=TABLES)  # a clean slate, even if the name recurs
-        Base.metadata.create_all(engine, tables=TABLES)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with throwaway_schema_url("al_bulk_test") as url:
+        engine = open_engine(url, create_schema=False)
+        try:
+            Base.metadata.drop_all(engine, tables=TABLES)  # a clean slate, even if the name recurs
+            Base.metadata.create_all(engine, tables=TABLES)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def _setup(engine: Engine, n_samples: int = N, n_rounds: int = 2) -> tuple[list[int], list[int]]:
