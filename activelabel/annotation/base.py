@@ -17,6 +17,10 @@ class TaskRequest:
     predicted_label: str
     confidence: float
     external_task_id: str | None = None
+    # Segmentation: this round's predicted mask (PNG bytes, one class index per pixel), the
+    # pre-annotation annotators start from, and the path of the sample's heatmap PNG.
+    predicted_mask: bytes | None = None
+    heatmap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class LabelAnswer:
     external_id: str
     # Segmentation: the painted mask as PNG bytes (``label`` is then ``MASK_LABEL``).
     mask: bytes | None = None
+    # Why the answer cannot be used (e.g. a brush result that does not decode); the sync stores
+    # it as rejected with this reason, naming the task and the sample.
+    error: str | None = None
 
 
 #: The ``label`` of an answer whose content is a mask (segmentation): the mask is the label.

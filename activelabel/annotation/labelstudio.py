@@ -30,17 +30,21 @@ import json
 import logging
 import math
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import httpx
 
 from activelabel.annotation.base import LabelAnswer, TaskRequest
+from activelabel.annotation.codecs import (
+    ChoicesCodec,
+    ResultCodec,
+    build_label_config,
+    config_labels,
+)
 from activelabel.annotation.images import (
     ImageSource,
     LocalFilesSource,
@@ -62,15 +66,15 @@ __all__ = [
     "LabelStudioProjectError",
     "LabelStudioUnavailableError",
     "LocalFilesSource",
+    "ResultCodec",
     "UnsafeImagePathError",
     "build_label_config",
+    "config_labels",
     "dataset_image_source",
     "png_data_uri",
     "url_prefix_source",
 ]
 
-FROM_NAME = "label"
-TO_NAME = "image"
 SAMPLING = "Uncertainty sampling"
 DEFAULT_MODEL_VERSION = "activelabel"
 IMPORT_CHUNK = 500  # tasks per import request
@@ -150,28 +154,6 @@ class LabelStudioProjectError(LabelStudioError):
     """The project with the campaign's title exists but does not fit the campaign (other labels)."""
 
 
-def build_label_config(labels: list[str]) -> str:
-    """An Image + single-choice labeling config for ``labels`` (values XML-escaped)."""
-    choices = "\n    ".join(f"<Choice value={quoteattr(label)}/>" for label in labels)
-    return (
-        "<View>\n"
-        f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
-        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="true" required="true">\n'
-        f"    {choices}\n"
-        "  </Choices>\n"
-        "</View>"
-    )
-
-
-def config_labels(label_config: str) -> list[str]:
-    """The Choice values of a labeling config (empty when it cannot be parsed)."""
-    try:
-        root = ET.fromstring(label_config)
-    except ET.ParseError:
-        return []
-    return [c.get("value", "") for c in root.iter("Choice")]
-
-
 def _get(obj: Any, key: str, default: Any = None) -> Any:
     """A field of an SDK object or a plain dict (task lists return annotations as dicts)."""
     if isinstance(obj, Mapping):
@@ -191,23 +173,6 @@ def _sample_id(data: Any) -> int | None:
         return None
 
 
-def _label_of(result: list) -> str:
-    """The one chosen label, or the raw text of what was found when it is not exactly one."""
-    choices: list = []
-    malformed = False
-    for item in result:
-        value = _get(item, "value")
-        found = _get(value, "choices") if value is not None else None
-        if _get(item, "type") == "choices" and isinstance(found, list):
-            choices.extend(found)
-        else:
-            malformed = True
-    if not malformed and len(choices) == 1 and isinstance(choices[0], str):
-        return choices[0]
-    raw = json.dumps(choices if choices and not malformed else result, sort_keys=True, default=str)
-    return raw if len(raw) <= 200 else raw[:197] + "..."
-
-
 class LabelStudioAnnotator:
     """Annotate through a Label Studio server (implements the ``Annotator`` protocol).
 
@@ -219,6 +184,9 @@ class LabelStudioAnnotator:
     ``local_files_storage`` (default: the image source's ``local_storage_path``, as a
     :class:`LocalFilesSource` has) is a folder under the server's LOCAL_FILES_DOCUMENT_ROOT that
     the project gets as a local-files storage, without which Label Studio does not serve its files.
+    ``codec`` (default: :class:`~activelabel.annotation.codecs.ChoicesCodec` of ``labels``) is
+    what differs per task kind: the labeling config, the pre-annotation, extra task data and
+    how a result becomes an answer (:mod:`activelabel.annotation.codecs`).
     """
 
     source = "labelstudio"
@@ -234,6 +202,7 @@ class LabelStudioAnnotator:
         model_version: ModelVersion = None,
         annotations_per_task: int = 1,
         local_files_storage: str | None = None,
+        codec: ResultCodec | None = None,
         timeout: float = 30.0,
         max_retries: int = 2,
     ) -> None:
@@ -254,6 +223,7 @@ class LabelStudioAnnotator:
         self.url = url
         self.project_title = project_title
         self.labels = labels
+        self.codec = codec if codec is not None else ChoicesCodec(labels)
         self.image_source = image_source
         self.model_version = model_version
         self.annotations_per_task = annotations_per_task
@@ -355,18 +325,18 @@ class LabelStudioAnnotator:
             project = min(found, key=lambda p: p.id)
             with self._talking(what):
                 config = self._ls.projects.get(id=project.id).label_config or ""
-            theirs = config_labels(config)
-            if sorted(theirs) != sorted(self.labels):
+            theirs = self.codec.config_labels(config)
+            if sorted(theirs) != sorted(self.codec.project_labels):
                 raise LabelStudioProjectError(
                     f"Label Studio project {self.project_title!r} (id {project.id}) at {self.url} has "
-                    f"labels {theirs!r}, the campaign has {self.labels!r}; use another project title"
+                    f"labels {theirs!r}, the campaign has {self.codec.project_labels!r}; use another project title"
                 )
             log.info("Label Studio %s: using project %r (id %d)", self.url, self.project_title, project.id)
         else:
             with self._talking(f"{doing}creating project {self.project_title!r}"):
                 project = self._ls.projects.create(
                     title=self.project_title,
-                    label_config=build_label_config(self.labels),
+                    label_config=self.codec.label_config(),
                     sampling=SAMPLING,
                     show_skip_button=True,
                     maximum_annotations=self.annotations_per_task,
@@ -406,11 +376,7 @@ class LabelStudioAnnotator:
         position in the strategy's ranking over everything sent (0 = most informative), not
         the model's confidence; the confidence rides along in the result and the task data.
         """
-        result = [] if not task.predicted_label else [{
-            "from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-            "value": {"choices": [task.predicted_label]}, "score": _finite(task.confidence),
-        }]
-        return {"model_version": version, "score": serving_score, "result": result}
+        return {"model_version": version, "score": serving_score, "result": self.codec.prediction_result(task)}
 
     @staticmethod
     def serving_scores(tasks: list[TaskRequest]) -> dict[int, float]:
@@ -429,11 +395,12 @@ class LabelStudioAnnotator:
             "uri": t.uri,
             # Evaluation and cold-start picks are random (no model, no predicted label): their
             # score is a random draw, not an uncertainty, so annotators are not shown one.
-            "uncertainty": _finite(t.score) if t.predicted_label else None,
+            "uncertainty": _finite(t.score) if t.predicted_label or t.predicted_mask is not None else None,
             "rank": t.rank,
             "order": order,
             "predicted_label": t.predicted_label,
             "confidence": _finite(t.confidence),
+            **self.codec.task_data(t),
         }
 
     def _existing_tasks(
@@ -596,17 +563,27 @@ class LabelStudioAnnotator:
         return out
 
     def _answers(self, sample_id: int, task: Any) -> list[tuple[LabelAnswer, datetime | None]]:
-        """The submitted annotations of one task (skips and empty results give none)."""
+        """The submitted annotations of one task (skips give none; so do empty results where
+        the codec reads them as skips). The codec decodes each result; one it cannot use comes
+        back with ``error`` set, for the sync to store as rejected."""
         out = []
         for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
             result = _get(annotation, "result") or []
-            if _get(annotation, "was_cancelled") or not result:
+            if _get(annotation, "was_cancelled") or (not result and self.codec.empty_is_skip):
                 continue
+            external_id = str(_get(annotation, "id"))
+            if isinstance(result, list):
+                decoded = self.codec.answer(result, f"annotation {external_id}")
+                label, mask, error = decoded.label, decoded.mask, decoded.error
+            else:
+                label, mask, error = json.dumps(result, default=str)[:200], None, None
             out.append((LabelAnswer(
                 sample_id=sample_id,
                 annotator=self._annotator(_get(annotation, "completed_by")),
-                label=_label_of(result) if isinstance(result, list) else json.dumps(result, default=str)[:200],
-                external_id=str(_get(annotation, "id")),
+                label=label,
+                external_id=external_id,
+                mask=mask,
+                error=error,
             ), parse_time(_get(annotation, "updated_at")) or parse_time(_get(annotation, "created_at"))))
         return out
 

@@ -261,9 +261,12 @@ class CampaignConfig:
             )
         unsupported = [
             (self.uncertainty not in ("mc_dropout", "deterministic"), f"uncertainty {self.uncertainty!r}"),
-            (self.annotator != "simulated", f"annotator {self.annotator!r}"),
-            (self.annotations_per_task != 1, "annotations_per_task > 1"),
             (self.annotator_noise > 0, "annotator_noise"),
+            (self.annotator == "simulated" and self.annotations_per_task != 1,
+             "annotations_per_task > 1 with the simulated annotator"),
+            (self.image_url_prefix is not None, "annotator.image_url_prefix (images are embedded at the "
+                                                "training size, so a painted mask maps onto it exactly)"),
+            (self.document_root is not None, "annotator.document_root (images and heatmaps are embedded)"),
             (self.weights is not None or self.freeze_backbone, "weights / freeze_backbone"),
             (self.initial_balanced, "initial_balanced"),
         ]

@@ -53,6 +53,9 @@ class CampaignData:
     # URI. Test masks are the yardstick, pool masks what a simulated annotator paints. None for
     # class labels (``given`` and ``truth`` then hold the class names).
     given_masks: dict[str, np.ndarray] | None = None
+    # Segmentation on your own files with a simulated annotator: the pool's true masks
+    # (``annotator.truth``, a folder of masks), read when asked; never a yardstick.
+    truth_masks: object | None = None  # Mapping[str, np.ndarray]
 
     def given_label(self, uri: str) -> str:
         try:

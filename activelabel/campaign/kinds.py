@@ -11,8 +11,9 @@ model                     ``pipeline.model`` (CNNs)           ``pipeline.segment
 loss                      cross-entropy per image             per-pixel cross-entropy, ``ignore_index``
 yardstick metrics         accuracy, NLL, ECE, calibration     mIoU, per-class IoU, pixel acc., pixel ECE
 per-sample score row      the strategy on ``[T, n, C]``       a per-pixel map aggregated per image
-after selection           nothing                             heatmap PNGs of the selected samples
+after selection           nothing                             heatmap PNGs and predicted masks of the tasks
 simulated annotator       answers the class                   answers the mask
+Label Studio              ``Choices``, the predicted class    ``BrushLabels`` + heatmap, brush RLE
 ========================  ==================================  =====================================
 
 A campaign picks its kind with ``task`` in its settings (``CampaignConfig.task``; stored
@@ -69,6 +70,15 @@ class Trained:
     message: str = ""
 
 
+@dataclass
+class PreparedTasks:
+    """What ``push_step`` sends and stores: the tasks (a kind may add what annotators see, e.g.
+    the predicted mask and heatmap) and the ``heatmap`` rows of files written for them."""
+
+    tasks: list  # annotation.TaskRequest
+    heatmap_rows: list[dict] = field(default_factory=list)
+
+
 class TaskKind(Protocol):
     name: str
 
@@ -82,8 +92,14 @@ class TaskKind(Protocol):
         ``storage.bulk.SCORE_COLUMNS`` order, mean entropy, how it was scored, a batch plan)."""
         ...
 
-    def selection_heatmaps(self, engine: Engine, rnd, campaign, config: CampaignConfig, seed: int) -> list[dict]:
-        """Files written for the round's selection and their ``heatmap`` rows (may be empty)."""
+    def prepare_tasks(self, engine: Engine, rnd, campaign, config: CampaignConfig, tasks: list,
+                      seed: int) -> PreparedTasks:
+        """The tasks as they leave (the round's selection and leftovers), and files written for them."""
+        ...
+
+    def labelstudio_parts(self, config: CampaignConfig, data: CampaignData) -> tuple:
+        """``(image source or None, result codec)`` of a Label Studio annotator; None: the
+        image source the settings ask for (embedded, URL prefix or document root)."""
         ...
 
     def truth_mask(self, data: CampaignData, uri: str) -> bytes | None:
@@ -116,8 +132,13 @@ class ClassificationKind:
         return steps._score_pool(rnd, campaign, config, checkpoints, pool, problems, batch_size=batch_size,
                                  selectable=selectable, labeled=labeled)
 
-    def selection_heatmaps(self, engine, rnd, campaign, config, seed) -> list[dict]:
-        return []
+    def prepare_tasks(self, engine, rnd, campaign, config, tasks, seed) -> PreparedTasks:
+        return PreparedTasks(tasks, [])
+
+    def labelstudio_parts(self, config, data) -> tuple:
+        from activelabel.annotation.codecs import ChoicesCodec
+
+        return None, ChoicesCodec(data.labels)
 
     def truth_mask(self, data, uri) -> bytes | None:
         return None
@@ -145,17 +166,23 @@ class SegmentationKind:
 
         return score_pool_pixelwise(rnd, config, checkpoints, pool, problems, seed=seed)
 
-    def selection_heatmaps(self, engine, rnd, campaign, config, seed) -> list[dict]:
-        from activelabel.campaign.segmentation_round import write_selection_heatmaps
+    def prepare_tasks(self, engine, rnd, campaign, config, tasks, seed) -> PreparedTasks:
+        from activelabel.campaign.segmentation_round import prepare_tasks
 
-        return write_selection_heatmaps(engine, rnd, campaign, config, seed=seed)
+        return prepare_tasks(engine, rnd, campaign, config, tasks, seed=seed)
+
+    def labelstudio_parts(self, config, data) -> tuple:
+        from activelabel.campaign.segmentation_round import labelstudio_parts
+
+        return labelstudio_parts(config, data)
 
     def truth_mask(self, data, uri) -> bytes | None:
         from activelabel.pipeline.masks import mask_to_png_bytes
 
-        if data.given_masks is None or uri not in data.given_masks:
-            return None
-        return mask_to_png_bytes(data.given_masks[uri])
+        for masks in (data.given_masks, data.truth_masks):
+            if masks is not None and uri in masks:
+                return mask_to_png_bytes(masks[uri])
+        return None
 
     def simulated_annotator(self, config, data) -> Annotator:
         from activelabel.annotation.simulated import MaskOracleAnnotator

@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch
 from sqlalchemy import select
 
 from activelabel.acquisition.pixelwise import aggregate, pixel_maps
-from activelabel.annotation.mask_votes import majority_mask
+from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
 from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.campaign.kinds import Trained, TrainInput
@@ -42,7 +42,7 @@ from activelabel.campaign.model_settings import training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.pipeline.device import resolve_device
 from activelabel.pipeline.heatmaps import write_heatmap
-from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes
+from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes, mask_to_png_bytes
 from activelabel.pipeline.prediction import mc_strategy
 from activelabel.pipeline.segmentation import evaluate_segmentation, predict_segmentation_stream, train_segmentation
 from activelabel.pipeline.segmentation_model import SegmentationSpec, build_segmentation_model
@@ -63,17 +63,38 @@ def segmentation_spec(config: CampaignConfig, in_channels: int, num_classes: int
                             dropout=config.dropout, mean=config.mean, std=config.std)
 
 
-def resolved_masks(engine, campaign_id: int, num_classes: int) -> dict[int, np.ndarray]:
-    """Each annotated sample's mask ``[H, W]`` int64: its one mask, or the per-pixel majority of
-    several annotators' masks (ties and unpainted pixels: ``IGNORE_INDEX``)."""
+@dataclass(frozen=True)
+class ResolvedMask:
+    """A sample's training mask ``[H, W]`` int64 and where it came from: ``votes`` accepted
+    masks, their ``agreement`` (mean pairwise IoU, ``annotation.mask_votes.mean_pairwise_iou``;
+    1.0 for a single mask, as a single classification vote agrees with itself)."""
+
+    mask: np.ndarray
+    votes: int
+    agreement: float
+
+
+def resolved_mask_labels(engine, campaign_id: int, num_classes: int) -> dict[int, ResolvedMask]:
+    """Each annotated sample's resolved mask, derived from its accepted masks: the one mask, or
+    the per-pixel majority of several annotators' masks (ties and unpainted pixels:
+    ``IGNORE_INDEX``), with their agreement. Derived on each call, never stored twice (DESIGN)."""
     with session_scope(engine) as session:
         votes = annotation_masks(session, campaign_id)
     out = {}
     for sample_id, blobs in votes.items():
         masks = [mask_from_png_bytes(b, where=f"annotation mask of sample {sample_id}") for b in blobs]
-        out[sample_id] = masks[0] if len(masks) == 1 else majority_mask(masks, num_classes,
-                                                                         ignore_index=IGNORE_INDEX)
+        if len(masks) == 1:
+            out[sample_id] = ResolvedMask(masks[0], 1, 1.0)
+            continue
+        agreement = mean_pairwise_iou(masks, num_classes, ignore_index=IGNORE_INDEX)
+        out[sample_id] = ResolvedMask(majority_mask(masks, num_classes, ignore_index=IGNORE_INDEX), len(masks),
+                                      agreement)
     return out
+
+
+def resolved_masks(engine, campaign_id: int, num_classes: int) -> dict[int, np.ndarray]:
+    """Each annotated sample's mask ``[H, W]`` int64 (see :func:`resolved_mask_labels`)."""
+    return {i: r.mask for i, r in resolved_mask_labels(engine, campaign_id, num_classes).items()}
 
 
 def _masks_by_uri(engine, campaign_id: int, num_classes: int) -> dict[str, np.ndarray]:
@@ -198,46 +219,99 @@ def heatmap_folder(config: CampaignConfig) -> Path:
     return (Path("activelabel-heatmaps") / re.sub(r"[^A-Za-z0-9._-]+", "-", config.name)).resolve()
 
 
-def write_selection_heatmaps(engine, rnd, campaign, config: CampaignConfig, *, seed: int) -> list[dict]:
-    """Write ``<heatmap folder>/round-NNN/sample-<id>.png`` for each sample this active round
-    selected; return their ``heatmap`` rows. The map drawn is the strategy's (entropy for
-    random and least-confidence picks, whose max-softmax map is the fourth panel anyway)."""
-    if rnd.kind != RoundKind.active:
-        return []
+def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *, seed: int):
+    """Before the tasks leave: write ``<heatmap folder>/round-NNN/sample-<id>.png`` for each
+    task of this active round (its selection, and samples of earlier rounds still out) and
+    give each task this round's predicted mask (PNG) and heatmap path, for Label Studio's
+    pre-annotation and the image beside it. Returns ``steps.PreparedTasks``.
+
+    The map drawn is the strategy's (entropy for random and least-confidence picks, whose
+    max-softmax map is the fourth panel anyway). Rounds without a model (evaluation, cold
+    start) send their tasks as they are.
+    """
+    from activelabel.campaign.kinds import PreparedTasks
+
+    if rnd.kind != RoundKind.active or not tasks:
+        return PreparedTasks(tasks, [])
     with session_scope(engine) as session:
-        picked = session.execute(
-            select(Selection.sample_id, Sample.uri, Selection.rank).join(Sample, Sample.id == Selection.sample_id)
-            .where(Selection.round_id == rnd.id).order_by(Selection.rank)
-        ).all()
         checkpoint = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
                                      .order_by(ModelCheckpoint.member)).first()
         if checkpoint is not None:
             session.expunge(checkpoint)
-    if not picked or checkpoint is None:
-        return []
+        mine = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == rnd.id)))
+    if checkpoint is None:
+        return PreparedTasks(tasks, [])
     data = campaign_data(config)
     device = resolve_device(config.device)
     model = load_segmenter(checkpoint, device)
-    images, kept, _ = read_readable(data.store, [uri for _, uri, _ in picked])
-    picked = [picked[i] for i in kept]
+    images, kept, _ = read_readable(data.store, [t.uri for t in tasks])
+    readable = [tasks[i] for i in kept]
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
     drawn = map_name if map_name in ("entropy", "bald", "variance") else "entropy"
     folder = heatmap_folder(config) / f"round-{rnd.index:03d}"
-    rows = []
+    rows, extras = [], {}
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     done = 0
     for probs in predict_segmentation_stream(model, chunks, samples=_samples(config), device=device, seed=seed):
         maps = pixel_maps(probs)
         for k in range(len(maps)):
-            sample_id, uri, rank = picked[done + k]
+            task = readable[done + k]
+            how = (f"rank {task.rank + 1}" if task.sample_id in mine
+                   else "left over from an earlier round")
             heatmap = write_heatmap(
-                folder / f"sample-{sample_id}.png", images[done + k], maps.predicted[k], maps.get(drawn)[k],
+                folder / f"sample-{task.sample_id}.png", images[done + k], maps.predicted[k], maps.get(drawn)[k],
                 maps.max_softmax[k], labels=list(campaign.labels), map_name=drawn, q=config.aggregation_q,
-                title=f"round {rnd.index}, rank {rank + 1}: {uri}",
+                title=f"round {rnd.index}, {how}: {task.uri}",
             )
-            rows.append(dict(round_id=rnd.id, sample_id=sample_id, map_name=drawn, path=str(heatmap.path),
+            rows.append(dict(round_id=rnd.id, sample_id=task.sample_id, map_name=drawn, path=str(heatmap.path),
                              mean=heatmap.summary.mean, max=heatmap.summary.max,
                              top_q_mean=heatmap.summary.top_q_mean, q=heatmap.summary.q))
+            extras[task.sample_id] = dict(predicted_mask=mask_to_png_bytes(maps.predicted[k]),
+                                          heatmap=str(heatmap.path))
         done += len(maps)
     log.info("Round %d: %d heatmaps written to %s", rnd.index, len(rows), folder)
-    return rows
+    return PreparedTasks([replace(t, **extras.get(t.sample_id, {})) for t in tasks], rows)
+
+
+#: Shorter side, in pixels, that Label Studio shows an image at least at (enlarged by a whole factor).
+MIN_DISPLAY = 256
+
+
+def labelstudio_parts(config: CampaignConfig, data):
+    """The image source and brush codec of a segmentation campaign's Label Studio annotator.
+
+    The image is embedded (a PNG data URI) as the model sees it: decoded and resized to the
+    training size, then enlarged by a whole factor to at least :data:`MIN_DISPLAY` pixels, so
+    a painted mask reduces exactly to a training mask (block majority; ``annotation.brush``).
+    The heatmap PNG is embedded beside it; a task without one (a random pick before the first
+    model) shows a grey placeholder.
+    """
+    import base64
+
+    from activelabel.annotation.codecs import BrushCodec
+    from activelabel.annotation.images import png_data_uri
+    from activelabel.errors import ConfigError
+
+    sample, kept, _ = read_readable(data.store, data.pool[:20])
+    if not kept:
+        raise ConfigError(f"campaign {config.name!r}: none of the first pool images is readable")
+    height, width = (int(v) for v in sample.shape[-2:])
+    scale = max(1, -(-MIN_DISPLAY // min(height, width)))
+    placeholder = png_data_uri(np.full((1, 8, 8), 0.85))
+
+    def image(uri: str) -> str:
+        return png_data_uri(data.store.read([uri])[0], scale=scale)
+
+    def heatmap(path: str | None) -> str:
+        if path is None:
+            return placeholder
+        try:
+            return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        except OSError as error:
+            log.warning("heatmap %s cannot be read (%s); the task shows a placeholder", path, error)
+            return placeholder
+
+    codec = BrushCodec(data.labels, height=height, width=width, scale=scale, encode=mask_to_png_bytes,
+                       decode=lambda png: mask_from_png_bytes(png, where="a predicted mask"),
+                       heatmap_value=heatmap)
+    return image, codec

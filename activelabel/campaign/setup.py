@@ -43,7 +43,10 @@ def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
         )
         from activelabel.annotation.labelstudio import LabelStudioAnnotator
 
-        if config.image_url_prefix:
+        images, codec = task_kind(config).labelstudio_parts(config, data)
+        if images is not None:
+            pass  # the kind says how its images are shown (segmentation: embedded, training size)
+        elif config.image_url_prefix:
             images = url_prefix_source(config.image_url_prefix)
         elif config.document_root:
             if data.root is None:
@@ -61,6 +64,7 @@ def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
             labels=list(data.labels),
             image_source=images,
             annotations_per_task=config.annotations_per_task,
+            codec=codec,
         )
     if data.truth is None:
         raise ConfigError(

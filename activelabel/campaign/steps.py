@@ -595,11 +595,12 @@ def push_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     reporter().phase(f"round {rnd.index} · sending {config.batch_size} samples to annotators", total=1)
     annotator = build_annotator(config, campaign_data(config))
-    # Segmentation: heatmap files of the selected samples, written (again, identically) before
-    # anything leaves, and stored with the move below.
-    heatmaps = task_kind(config).selection_heatmaps(engine, rnd, campaign, config, _seed(config, rnd))
     tasks = _task_requests(engine, Selection.round_id == round_id) + _leftover_requests(engine, rnd, campaign, config)
-    task_ids = annotator.push(tasks, model_version=rnd.model_version, round_index=rnd.index)
+    # Segmentation: each task's predicted mask and heatmap file, written (again, identically)
+    # before anything leaves; the heatmap rows are stored with the move below.
+    prepared = task_kind(config).prepare_tasks(engine, rnd, campaign, config, tasks, _seed(config, rnd))
+    heatmaps = prepared.heatmap_rows
+    task_ids = annotator.push(prepared.tasks, model_version=rnd.model_version, round_index=rnd.index)
     crash_point("push", rnd.index)
     with session_scope(engine) as session:
         for selection in round_selections(session, round_id):

@@ -201,12 +201,16 @@ def _annotation_record(
     answer: LabelAnswer, task: TaskRequest | None, round_id: int | None, known: set[str], source: str,
     updated_at: datetime | None = None,
 ) -> NewAnnotation:
-    accepted = answer.label in known
     where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"
+    if answer.error is not None:  # e.g. a brush result that does not decode into a mask
+        reason = f"{where}: {answer.error}"
+    elif answer.label not in known:
+        reason = f"{where}: label {answer.label!r} is not in the label set"
+    else:
+        reason = None
     return NewAnnotation(
         sample_id=answer.sample_id, annotator=answer.annotator, label=answer.label, source=source,
         external_id=answer.external_id, round_id=round_id,
-        status=AnnotationStatus.accepted if accepted else AnnotationStatus.rejected,
-        reason=None if accepted else f"{where}: label {answer.label!r} is not in the label set",
-        updated_at=updated_at, mask=answer.mask,
+        status=AnnotationStatus.accepted if reason is None else AnnotationStatus.rejected,
+        reason=reason, updated_at=updated_at, mask=answer.mask if reason is None else None,
     )

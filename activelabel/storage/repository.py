@@ -290,8 +290,9 @@ def reconcile_annotations(
 
     ``current`` is everything the backend holds now for those samples (one entry per
     annotation, keyed by ``external_id``). An annotation not stored yet is inserted; one whose
-    label or status differs is updated in place and the old version written to
-    ``annotation_change`` (kind ``edited``); a stored one missing from ``current`` is deleted
+    label, status or mask differs is updated in place and the old version written to
+    ``annotation_change`` (kind ``edited``; an edited mask is recorded with its label
+    ``<mask>``, the old mask itself is not kept); a stored one missing from ``current`` is deleted
     and recorded (kind ``deleted``). Samples outside ``sample_ids`` are left alone, so the
     caller passes only samples whose every annotation it has read. Idempotent.
     """
@@ -318,7 +319,7 @@ def reconcile_annotations(
         if row is None:
             fresh.append(item)
             continue
-        if row.label == item.label and row.status == item.status:
+        if row.label == item.label and row.status == item.status and row.mask == item.mask:
             if item.updated_at is not None and _aware(row.updated_at) != _aware(item.updated_at):
                 row.updated_at = item.updated_at  # re-submitted unchanged: no history entry
             continue
@@ -329,7 +330,7 @@ def reconcile_annotations(
             new_label=item.label, new_status=item.status, new_updated_at=item.updated_at,
             changed_at=now,
         ))
-        row.label, row.status, row.reason = item.label, item.status, item.reason
+        row.label, row.status, row.reason, row.mask = item.label, item.status, item.reason, item.mask
         row.annotator, row.updated_at = item.annotator, item.updated_at
         edited += 1
     for external_id, row in stored.items():

@@ -153,8 +153,11 @@ def test_segmentation_settings_are_checked_before_anything_runs(tmp_path) -> Non
         seg_config(tmp_path, strategy="margin")
     with pytest.raises(ConfigError, match="unknown aggregation 'median'"):
         seg_config(tmp_path, aggregation="median")
-    with pytest.raises(ConfigError, match="do not support annotator 'labelstudio'"):
-        seg_config(tmp_path, annotator="labelstudio")
+    assert seg_config(tmp_path, annotator="labelstudio", annotations_per_task=3).annotator == "labelstudio"
+    with pytest.raises(ConfigError, match="do not support annotator.image_url_prefix"):
+        seg_config(tmp_path, annotator="labelstudio", image_url_prefix="http://example.com/")
+    with pytest.raises(ConfigError, match="annotations_per_task > 1 with the simulated annotator"):
+        seg_config(tmp_path, annotations_per_task=2)
     with pytest.raises(ConfigError, match="set task = \"segmentation\""):
         CampaignConfig(name="x", dataset="shapes")
     with pytest.raises(ConfigError, match="unknown task 'detection'"):
