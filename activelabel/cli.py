@@ -324,7 +324,7 @@ def init(
 @app.command()
 def export(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
-    to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of).", show_default=False)] = None,
+    to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
     database_url: DatabaseOption = None,
 ) -> None:

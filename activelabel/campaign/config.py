@@ -18,7 +18,7 @@ from activelabel.errors import CampaignStateError, ConfigError
 _MUTABLE = {
     "rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root",
     "loader_workers", "label_budget", "target_accuracy", "plateau_threshold", "plateau_rounds",
-    "data_pool", "data_labeled", "data_test", "truth", "heatmap_dir",
+    "data_pool", "data_labeled", "data_test", "truth", "heatmap_dir", "labeled_masks", "test_masks",
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
@@ -123,6 +123,14 @@ class CampaignConfig:
     aggregation_q: float = 0.1
     # Where heatmap PNGs of the selected samples are written (None: ./activelabel-heatmaps/<name>).
     heatmap_dir: str | None = None
+    # Your own folders (dataset == "files"): the masks of data_labeled's and data_test's images
+    # (same relative path, suffix .png), one class index per pixel (grayscale or palette PNG) or,
+    # with ``palette``, colours; ``ignore_index`` marks pixels that take no part.
+    labeled_masks: str | None = None
+    test_masks: str | None = None
+    ignore_index: int = 255
+    # Colour masks: ((r, g, b, class index), ...); None reads masks as class indices.
+    palette: tuple[tuple[int, int, int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         strategy = get_strategy(self.strategy)  # raises UnknownStrategyError
@@ -132,6 +140,8 @@ class CampaignConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        if self.palette is not None:
+            object.__setattr__(self, "palette", tuple(tuple(int(v) for v in entry) for entry in self.palette))
         if not self.name.strip():
             raise ConfigError("campaign name must not be empty")
         for name in ("rounds", "batch_size", "mc_samples", "epochs", "cpu_threads", "image_size", "plateau_rounds"):
@@ -218,6 +228,8 @@ class CampaignConfig:
             raise ConfigError(f"target accuracy must be in (0, 1], got {self.target_accuracy}")
         if self.plateau_threshold is not None and self.plateau_threshold <= 0:
             raise ConfigError(f"plateau threshold must be positive, got {self.plateau_threshold}")
+        if self.task == "classification" and (self.labeled_masks or self.test_masks or self.palette):
+            raise ConfigError("segmentation.labeled_masks, test_masks and palette need task = \"segmentation\"")
         if self.uses_own_data:
             if self.data_pool is None:
                 raise ConfigError("data.pool is required: a folder of images or a manifest (CSV or JSON Lines)")
@@ -225,6 +237,11 @@ class CampaignConfig:
                 raise ConfigError(
                     "data.labels is required when nothing labeled is given: list the label set, "
                     'e.g. labels = ["cat", "dog"]'
+                )
+            if self.annotator == "simulated" and self.truth is None and self.task == "segmentation":
+                raise ConfigError(
+                    "annotator.truth is required for a simulated annotator on your own images: a folder "
+                    "of the pool's true masks (same relative paths as data.pool, suffix .png)"
                 )
             if self.annotator == "simulated" and self.truth is None:
                 raise ConfigError(
@@ -254,11 +271,30 @@ class CampaignConfig:
             )
         if not 0.0 < self.aggregation_q <= 1.0:
             raise ConfigError(f"aggregation_q must be in (0, 1], got {self.aggregation_q}")
-        if not self.dataset.startswith("shapes"):
+        if not (self.dataset.startswith("shapes") or self.uses_own_data):
             raise ConfigError(
-                f"segmentation campaigns run on the generated 'shapes' dataset for now, got dataset "
-                f"{self.dataset!r}; folders of images and masks are not wired into campaigns yet"
+                f"segmentation campaigns run on the generated 'shapes' dataset or on your own folders "
+                f"(dataset 'files': a campaign file's [data] section), got dataset {self.dataset!r}"
             )
+        if self.uses_own_data:
+            if not self.labels or len(self.labels) < 2:
+                raise ConfigError(
+                    "data.labels is required for segmentation: the class names in the order of the mask "
+                    'values, index 0 first (e.g. labels = ["background", "road", "car"])'
+                )
+            if 0 <= self.ignore_index < len(self.labels) or not 0 <= self.ignore_index <= 255:
+                raise ConfigError(
+                    f"segmentation.ignore_index {self.ignore_index} must lie in 0..255 and not be a class "
+                    f"index (0..{len(self.labels) - 1}); the usual value is 255"
+                )
+            for folder, masks in (("data.labeled", self.labeled_masks), ("data.test", self.test_masks)):
+                given = self.data_labeled if folder == "data.labeled" else self.data_test
+                if given is not None and masks is None:
+                    key = "labeled_masks" if folder == "data.labeled" else "test_masks"
+                    raise ConfigError(
+                        f"{folder} needs its masks: set segmentation.{key} to the folder holding "
+                        f"one PNG mask per image (same relative path, suffix .png)"
+                    )
         unsupported = [
             (self.uncertainty not in ("mc_dropout", "deterministic"), f"uncertainty {self.uncertainty!r}"),
             (self.annotator_noise > 0, "annotator_noise"),
@@ -315,6 +351,8 @@ class CampaignConfig:
         for name in ("labels", "mean", "std"):
             if data[name] is not None:
                 data[name] = list(data[name])
+        if data["palette"] is not None:
+            data["palette"] = [list(entry) for entry in data["palette"]]
         return data
 
     @classmethod

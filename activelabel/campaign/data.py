@@ -66,12 +66,17 @@ class CampaignData:
 
 def campaign_data(config: CampaignConfig) -> CampaignData:
     """The campaign's data (cached per process: rounds read it often)."""
+    if config.task == "segmentation" and config.uses_own_data:
+        return _cached_masks(config.data_pool, config.data_labeled, config.labeled_masks, config.data_test,
+                             config.test_masks, config.labels, config.truth, config.image_size, config.channels,
+                             config.ignore_index, config.palette)
     return _cached(config.dataset, config.data_pool, config.data_labeled, config.data_test,
                    config.labels, config.truth, config.image_size, config.channels)
 
 
 def clear_cache() -> None:
     _cached.cache_clear()
+    _cached_masks.cache_clear()
 
 
 @lru_cache(maxsize=4)
@@ -201,6 +206,91 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
         test=test_uris,
         seeds=[u for u in seed_uris if u not in in_test],
         in_channels=channels,
+    )
+
+
+class MaskFolder:
+    """True masks of pool images, read when asked: ``uri`` -> ``folder/<uri with suffix .png>``,
+    one class index per pixel (or colours through ``palette``), resized to ``size`` by nearest
+    neighbour. What a simulated annotator paints on your own images; never a yardstick."""
+
+    def __init__(self, folder: str, *, num_classes: int, size: int, ignore_index: int, palette) -> None:
+        self.folder = Path(folder)
+        self.num_classes, self.size, self.ignore_index, self.palette = num_classes, size, ignore_index, palette
+
+    def __contains__(self, uri: object) -> bool:
+        from activelabel.pipeline.masks import mask_path_for
+
+        return isinstance(uri, str) and mask_path_for(uri, self.folder).is_file()
+
+    def __getitem__(self, uri: str) -> np.ndarray:
+        from activelabel.pipeline.masks import mask_path_for, read_mask, resize_mask
+
+        mask = read_mask(mask_path_for(uri, self.folder), num_classes=self.num_classes,
+                         ignore_index=self.ignore_index, palette=self.palette)
+        return resize_mask(mask, self.size).astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def _cached_masks(pool, labeled, labeled_masks, test, test_masks, labels, truth, image_size, channels,
+                  ignore_index, palette) -> CampaignData:
+    return _mask_files(pool, labeled, labeled_masks, test, test_masks, labels, truth, image_size, channels,
+                       ignore_index, palette)
+
+
+def _mask_files(pool, labeled, labeled_masks, test, test_masks, labels, truth, image_size, channels,
+                ignore_index, palette) -> CampaignData:
+    """Segmentation on your own folders: unlabeled pool images, and seed/test images with a PNG
+    mask each (``pipeline.masks``). URIs are relative to the data root, as for class labels;
+    the seed and test masks are read once (they are few) and resized to ``image_size``."""
+    from activelabel.annotation.base import MASK_LABEL
+    from activelabel.pipeline.masks import read_segmentation_folder
+    from activelabel.pipeline.sources import load_source, uri_for
+    from activelabel.pipeline.store import FileStore
+
+    root = data_root(pool)
+    listed = [r.uri for r in load_source(pool, key="data.pool", labeled=False, base=root)]
+    colours = {tuple(entry[:3]): entry[3] for entry in palette} if palette else None
+
+    def masked(images: str | None, masks: str | None, key: str) -> dict[str, np.ndarray]:
+        if images is None:
+            return {}
+        if not Path(images).is_dir():
+            raise ConfigError(f"{key}: {images} is not a folder; segmentation reads a folder of images "
+                              "with a folder of masks beside it")
+        read = read_segmentation_folder(images, masks, labels=list(labels), size=image_size, channels=channels,
+                                        ignore_index=ignore_index, palette=colours, require_masks=True, name=key)
+        return {uri_for(Path(images) / uri, root): mask.astype(np.uint8) for uri, mask in zip(read.uris, read.masks)}
+
+    seed_masks = masked(labeled, labeled_masks, "data.labeled")
+    test_masks_by_uri = masked(test, test_masks, "data.test")
+    in_test = set(test_masks_by_uri)
+    pool_uris = [u for u in listed if u not in in_test]
+    known = set(pool_uris)
+    pool_uris += [u for u in seed_masks if u not in known and u not in in_test]
+    if not pool_uris:
+        raise ConfigError(f"data.pool: no image found in {pool}")
+    truth_masks = None
+    truth_map = None
+    if truth:
+        if not Path(truth).is_dir():
+            raise ConfigError(f"annotator.truth: {truth} is not a folder of the pool's true masks")
+        truth_masks = MaskFolder(truth, num_classes=len(labels), size=image_size, ignore_index=ignore_index,
+                                 palette=colours)
+        truth_map = Truth((MASK_LABEL,), {u: MASK_LABEL for u in pool_uris})
+    given_masks = {**seed_masks, **test_masks_by_uri}
+    return CampaignData(
+        labels=list(labels),
+        store=FileStore(root, size=image_size, channels=channels),
+        root=root,
+        given={u: MASK_LABEL for u in given_masks},
+        truth=truth_map,
+        pool=pool_uris,
+        test=list(test_masks_by_uri),
+        seeds=[u for u in seed_masks if u not in in_test],
+        in_channels=channels,
+        given_masks=given_masks,
+        truth_masks=truth_masks,
     )
 
 

@@ -4,6 +4,15 @@ One row per labeled sample: its file path, the resolved label, how many annotati
 their agreement, the round that chose it (empty for labels handed over with the data) and its
 split. Byte-identical copies of a labeled image get a row each, with ``copy_of`` naming the
 sample that was labeled (one answer labels all copies).
+
+A segmentation campaign's label is a mask: the export writes each resolved mask (the one
+mask, or several annotators' per-pixel majority) as a PNG file under ``masks/`` beside the
+manifest, named by the sample's URI (``a/b.jpg`` -> ``masks/a/b.png``; a ``..`` part of a URI
+outside the data folder becomes ``_parent_``), and the manifest's ``mask`` column holds that
+path relative to the manifest. The PNG is a palette image whose pixel *index* is the class
+(0 = ``labels[0]``, 255 = ignored: ties between annotators, unpainted or void pixels), as
+Pascal VOC ships masks: ``numpy.asarray(PIL.Image.open(f))`` gives the class indices, and an
+image viewer shows the classes in colour. ``agreement`` is the annotators' mean pairwise IoU.
 """
 
 from __future__ import annotations
@@ -64,16 +73,100 @@ def labeled_rows(engine: Engine, campaign_name: str) -> list[LabelRow]:
     return rows
 
 
+@dataclass(frozen=True)
+class MaskRow:
+    path: str
+    mask: str
+    annotations: int
+    agreement: float | None
+    round: int | None
+    split: str
+    copy_of: str | None
+
+
+#: Colours of the exported palette PNGs: class 0 black, then distinct colours; 255 (ignored) white.
+_PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (67, 99, 216), (245, 130, 49), (145, 30, 180),
+            (70, 240, 240), (240, 50, 230), (188, 246, 12), (250, 190, 190), (0, 128, 128)]
+
+
+def mask_file_name(uri: str) -> Path:
+    """The exported mask's path (relative to ``masks/``) of a sample URI: suffix ``.png``, ``..``
+    parts as ``_parent_``, so a mask file never lands outside the export folder."""
+    parts = [("_parent_" if part == ".." else part) for part in Path(uri.replace("\\", "/")).parts
+             if part not in ("", ".", "/")]
+    if not parts:
+        raise ConfigError(f"sample URI {uri!r} cannot name a mask file")
+    return Path(*parts).with_suffix(".png")
+
+
+def write_palette_mask(mask, path: Path) -> None:
+    """Save a class-index mask ``[H, W]`` (0..255) as a palette PNG whose index is the class."""
+    import numpy as np
+    from PIL import Image
+
+    colours = [c for i in range(256) for c in (_PALETTE[i % len(_PALETTE)] if i < 255 else (255, 255, 255))]
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(mask, dtype=np.uint8)), mode="P")
+    image.putpalette(colours)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+
+
+def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]:
+    """Write every labeled sample's resolved mask under ``folder/masks`` (copies too); their rows."""
+    import math
+
+    from activelabel.campaign.segmentation_round import resolved_mask_labels
+
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        config = CampaignConfig.from_dict(campaign.config)
+        campaign_id, labels = campaign.id, list(campaign.labels)
+        resolved_ids = resolved_labels(session, campaign.id, config.annotations_per_task)
+        samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign.id).order_by(Sample.id)))
+        chosen_in = dict(session.execute(
+            select(Selection.sample_id, Round.index).join(Round, Round.id == Selection.round_id)
+            .where(Selection.campaign_id == campaign.id)
+        ).all())
+    masks = resolved_mask_labels(engine, campaign_id, len(labels))
+    data = campaign_data(config)
+    by_id = {s.id: s for s in samples}
+    rows = []
+    for sample in samples:
+        first = by_id[sample.duplicate_of] if sample.duplicate_of else sample
+        label = masks.get(first.id)
+        if label is None or first.id not in resolved_ids:
+            continue
+        relative = Path("masks") / mask_file_name(sample.uri)
+        write_palette_mask(label.mask, folder / relative)
+        where = data.store.locate(sample.uri)
+        rows.append(MaskRow(
+            path=str(where) if where is not None else sample.uri, mask=relative.as_posix(),
+            annotations=label.votes,
+            agreement=None if math.isnan(label.agreement) else round(label.agreement, 4),
+            round=chosen_in.get(first.id), split=sample.split.value,
+            copy_of=first.uri if first is not sample else None,
+        ))
+    return rows
+
+
 def export_labels(engine: Engine, campaign_name: str, target: Path) -> int:
-    """Write the labels to ``target`` (.csv or .jsonl); returns the number of rows."""
+    """Write the labels to ``target`` (.csv or .jsonl); returns the number of rows.
+
+    Segmentation campaigns: the masks go to ``masks/`` beside ``target`` (see the module
+    docstring), the manifest to ``target``."""
     if target.suffix.lower() not in FORMATS:
         raise ConfigError(f"--to {target}: use a .csv or .jsonl file name")
-    rows = labeled_rows(engine, campaign_name)
+    with session_scope(engine) as session:
+        task = require_campaign(session, campaign_name).task_kind
     target.parent.mkdir(parents=True, exist_ok=True)
+    if task == "segmentation":
+        rows, kind = mask_rows(engine, campaign_name, target.parent), MaskRow
+    else:
+        rows, kind = labeled_rows(engine, campaign_name), LabelRow
     tmp = target.with_name(target.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         if target.suffix.lower() == ".csv":
-            writer = csv.DictWriter(handle, fieldnames=list(LabelRow.__dataclass_fields__))
+            writer = csv.DictWriter(handle, fieldnames=list(kind.__dataclass_fields__))
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows)
         else:

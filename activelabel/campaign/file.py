@@ -114,6 +114,13 @@ class SegmentationSection(_Section):
     )
     aggregation_q: float = Field(0.1, description="top_q: the fraction of each image's most uncertain pixels averaged")
     heatmap_dir: str | None = Field(None, description="Folder for heatmap PNGs of the selected images (default: ./activelabel-heatmaps/<name>)")
+    labeled_masks: str | None = Field(None, description="Masks of data.labeled's images: same relative path, suffix .png (required with data.labeled)")
+    test_masks: str | None = Field(None, description="Masks of data.test's images (required with data.test)")
+    ignore_index: int = Field(255, description="Mask value of pixels that take no part in training, metrics or scores")
+    palette: dict[str, list[int]] | None = Field(
+        None, description="Colour masks: class name -> [r, g, b] (default: a mask pixel is the class index; palette PNGs by their index)"
+    )
+    ignore_color: list[int] | None = Field(None, description="Colour masks: the [r, g, b] of ignored pixels")
 
 
 class DatabaseSection(_Section):
@@ -151,7 +158,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "database": DatabaseSection,
 }
 _PATH_KEYS = {("data", "pool"), ("data", "labeled"), ("data", "test"), ("model", "weights"), ("annotator", "truth"),
-              ("segmentation", "heatmap_dir")}
+              ("segmentation", "heatmap_dir"), ("segmentation", "labeled_masks"), ("segmentation", "test_masks")}
 
 
 def _all_keys() -> list[str]:
@@ -237,9 +244,33 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
         label_budget=s.label_budget, target_accuracy=s.target_accuracy,
         plateau_threshold=s.plateau_threshold, plateau_rounds=s.plateau_rounds,
         aggregation=g.aggregation, aggregation_q=g.aggregation_q, heatmap_dir=_resolve(base, g.heatmap_dir),
+        labeled_masks=_resolve(base, g.labeled_masks), test_masks=_resolve(base, g.test_masks),
+        ignore_index=g.ignore_index, palette=_palette(g, d.labels),
     )
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return CampaignConfig(**values)
+
+
+def _palette(section: SegmentationSection, labels: list[str] | None) -> tuple | None:
+    """``segmentation.palette`` ({name: [r, g, b]}) as ((r, g, b, class index), ...)."""
+    if section.palette is None:
+        if section.ignore_color is not None:
+            raise ConfigError("segmentation.ignore_color needs segmentation.palette (colour masks)")
+        return None
+    index = {name: i for i, name in enumerate(labels or [])}
+    entries = []
+    for name, colour in section.palette.items():
+        if name not in index:
+            raise ConfigError(f"segmentation.palette: class {name!r} is not in data.labels {labels or []}")
+        entries.append((name, colour))
+    if section.ignore_color is not None:
+        entries.append(("ignore_color", section.ignore_color))
+    out = []
+    for name, colour in entries:
+        if len(colour) != 3 or not all(0 <= int(v) <= 255 for v in colour):
+            raise ConfigError(f"segmentation.palette: {name} must be [r, g, b] with values 0..255, got {colour}")
+        out.append((*(int(v) for v in colour), index.get(name, section.ignore_index)))
+    return tuple(out)
 
 
 def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[CampaignConfig, str | None]:

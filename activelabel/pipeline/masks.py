@@ -99,6 +99,11 @@ def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """An index mask ``[H, W]`` resized to ``size x size`` by nearest neighbour (no blends)."""
+    return _resize_nearest(np.asarray(mask), size)
+
+
 def read_mask(
     path: str | Path,
     *,

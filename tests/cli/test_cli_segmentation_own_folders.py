@@ -1,0 +1,179 @@
+"""A segmentation campaign on a user's own folders (issue 10), as a user runs it:
+unlabeled pool images, a small seed folder with palette-PNG masks, a test folder with
+grayscale masks (with ignored pixels), `activelabel run campaign.toml` for two rounds,
+then `activelabel export` writing the resolved masks as PNG files named by sample URI.
+
+The simulated annotator paints the pool's true masks from a folder (annotator.truth).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from activelabel.campaign.file import load_campaign_file
+from activelabel.errors import ConfigError
+from activelabel.pipeline.masks import mask_from_png_bytes
+from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes, write_segmentation_folder
+from activelabel.storage import (
+    Annotation,
+    Campaign,
+    Heatmap,
+    Round,
+    RoundStatus,
+    Sample,
+    SampleSplit,
+    open_engine,
+    session_scope,
+)
+from test_cli import run_cli
+
+POOL, SEEDS, TEST, BATCH, SIZE = 30, 6, 10, 4, 32
+
+
+def write_folders(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """pool/images (+ pool/masks: the truth), seed/images + palette masks, test/images + masks
+    with a 2-pixel ignored border. Returns the written masks by folder and file name."""
+    pool = make_shapes(POOL, seed=3, size=SIZE)
+    seed = make_shapes(SEEDS, seed=3, size=SIZE, start=POOL)
+    test = make_shapes(TEST, seed=3, size=SIZE, start=POOL + SEEDS)
+    write_segmentation_folder(pool, root / "pool")
+    write_segmentation_folder(seed, root / "seed")
+    write_segmentation_folder(test, root / "test")
+    written = {"pool": {}, "seed": {}, "test": {}}
+    for uri, mask in zip(seed.uris, seed.masks):  # the seed masks as palette PNGs (index = class)
+        image = Image.fromarray(mask.astype(np.uint8), mode="P")
+        image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 0] + [128] * (251 * 3))
+        image.save(root / "seed" / "masks" / f"{Path(uri).stem}.png")
+        written["seed"][f"{Path(uri).stem}.png"] = mask
+    for uri, mask in zip(test.uris, test.masks):
+        border = mask.copy()
+        border[:2], border[-2:] = 255, 255
+        Image.fromarray(border.astype(np.uint8)).save(root / "test" / "masks" / f"{Path(uri).stem}.png")
+        written["test"][f"{Path(uri).stem}.png"] = border
+    written["pool"] = {f"{Path(u).stem}.png": m for u, m in zip(pool.uris, pool.masks)}
+    return written
+
+
+CAMPAIGN = f"""
+[campaign]
+name = "own-seg"
+task = "segmentation"
+strategy = "entropy"
+rounds = 2
+batch_size = {BATCH}
+min_labels_to_train = 4
+mc_samples = 2
+epochs = 1
+device = "cpu"
+
+[data]
+pool = "pool/images"
+labeled = "seed/images"
+test = "test/images"
+labels = {list(SHAPE_CLASSES)!r}
+image_size = {SIZE}
+channels = 3
+workers = 0
+
+[annotator]
+kind = "simulated"
+truth = "pool/masks"
+
+[segmentation]
+labeled_masks = "seed/masks"
+test_masks = "test/masks"
+heatmap_dir = "heatmaps"
+
+[database]
+url = "sqlite:///al.db"
+""".replace("'", '"')
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ownseg")
+    written = write_folders(root)
+    (root / "campaign.toml").write_text(CAMPAIGN)
+    result = run_cli("run", "campaign.toml", cwd=root)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return root, written, result
+
+
+def test_run_campaign_file_on_own_folders_runs_two_rounds(ran) -> None:
+    root, written, _ = ran
+    engine = open_engine(f"sqlite:///{root / 'al.db'}")
+    with session_scope(engine) as session:
+        campaign = session.scalars(select(Campaign)).one()
+        assert campaign.task_kind == "segmentation" and campaign.labels == list(SHAPE_CLASSES)
+        splits = dict(session.execute(select(Sample.uri, Sample.split)).all())
+        assert sum(s == SampleSplit.test for s in splits.values()) == TEST
+        assert sum(s == SampleSplit.pool for s in splits.values()) == POOL + SEEDS
+        assert all(u.startswith("../../test/images/") for u, s in splits.items() if s == SampleSplit.test)
+        rounds = session.scalars(select(Round).order_by(Round.index)).all()
+        assert [(r.status, r.labeled_count) for r in rounds] == [
+            (RoundStatus.complete, SEEDS), (RoundStatus.complete, SEEDS + BATCH)]
+        for r in rounds:
+            # The yardstick: the test masks without their ignored 2-pixel border rows.
+            assert r.segmentation_metrics["pixels"] == TEST * (SIZE - 4) * SIZE
+            assert 0.0 < r.segmentation_metrics["miou"] <= 1.0
+        annotations = session.execute(select(Sample.uri, Annotation.source, Annotation.mask)
+                                      .join(Sample, Sample.id == Annotation.sample_id)).all()
+        heatmaps = session.scalars(select(Heatmap)).all()
+    seeds = [(u, m) for u, source, m in annotations if source == "given"]
+    painted = [(u, m) for u, source, m in annotations if source == "simulated"]
+    assert len(seeds) == SEEDS and len(painted) == 2 * BATCH
+    for uri, blob in seeds:  # palette PNGs read by their index
+        np.testing.assert_array_equal(mask_from_png_bytes(blob), written["seed"][Path(uri).name])
+    for uri, blob in painted:  # the truth folder's masks, painted by the simulated annotator
+        np.testing.assert_array_equal(mask_from_png_bytes(blob), written["pool"][Path(uri).name])
+    assert len(heatmaps) == 2 * BATCH and all(Path(h.path).is_relative_to(root / "heatmaps") for h in heatmaps)
+
+
+def test_export_writes_the_stored_masks_named_by_sample_uri(ran) -> None:
+    root, written, _ = ran
+    result = run_cli("export", "campaign.toml", "--to", "out/labels.csv", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Wrote {SEEDS + 2 * BATCH} labeled samples" in result.stdout
+    engine = open_engine(f"sqlite:///{root / 'al.db'}")
+    with session_scope(engine) as session:
+        stored = {uri: mask_from_png_bytes(blob) for uri, blob in session.execute(
+            select(Sample.uri, Annotation.mask).join(Sample, Sample.id == Annotation.sample_id))}
+    with (root / "out" / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["path", "mask", "annotations", "agreement", "round", "split", "copy_of"]
+    assert len(rows) == len(stored)
+    by_file = {(root / "pool" / "images" / uri).resolve(): mask for uri, mask in stored.items()}
+    kinds = {"seed": 0, "pool": 0}
+    for row in rows:
+        image = Path(row["path"]).resolve()
+        part = image.relative_to(root.resolve()).parts[0]
+        kinds[part] += 1
+        # Named by URI, relative to the pool folder: seed/images/x.png is ../../seed/images/x.png.
+        expected = (f"masks/_parent_/_parent_/seed/images/{image.name}" if part == "seed"
+                    else f"masks/{image.name}")
+        assert row["mask"] == expected
+        with Image.open(root / "out" / row["mask"]) as png:
+            assert png.mode == "P"
+            got = np.asarray(png)
+        np.testing.assert_array_equal(got, by_file[image])
+        assert row["annotations"] == "1" and float(row["agreement"]) == 1.0 and row["split"] == "pool"
+        assert (row["round"] == "") == (part == "seed")
+    assert kinds == {"seed": SEEDS, "pool": 2 * BATCH}
+
+
+def test_own_folder_segmentation_settings_name_what_is_missing(tmp_path) -> None:
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace('labeled_masks = "seed/masks"\n', ""))
+    with pytest.raises(ConfigError, match="data.labeled needs its masks: set segmentation.labeled_masks"):
+        load_campaign_file(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace('truth = "pool/masks"\n', ""))
+    with pytest.raises(ConfigError, match="annotator.truth is required .* a folder of the pool's true masks"):
+        load_campaign_file(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\nignore_index = 2\n"))
+    with pytest.raises(ConfigError, match="ignore_index 2 must lie in 0..255 and not be a class index"):
+        load_campaign_file(tmp_path / "c.toml")
