@@ -36,33 +36,14 @@ def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
     LABEL_STUDIO_API_KEY) at run time, never from the stored campaign settings.
     """
     if config.annotator == "labelstudio":
-        from activelabel.annotation.images import (
-            LocalFilesSource,
-            store_image_source,
-            url_prefix_source,
-        )
         from activelabel.annotation.labelstudio import LabelStudioAnnotator
 
+        # The kind may say how its images are shown (segmentation: embedded at the training size).
         images, codec = task_kind(config).labelstudio_parts(config, data)
-        if images is not None:
-            pass  # the kind says how its images are shown (segmentation: embedded, training size)
-        elif config.image_url_prefix:
-            images = url_prefix_source(config.image_url_prefix)
-        elif config.document_root:
-            if data.root is None:
-                raise ConfigError(
-                    f"--document-root serves image files, but dataset {config.dataset!r} is in memory; "
-                    "leave it out to embed the images"
-                )
-            # The project's local-files storage is the data folder (Label Studio refuses the root).
-            images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
-            images.local_path(data.pool[0])  # refuse a dataset outside the root up front
-        else:
-            images = store_image_source(data.store)
         return LabelStudioAnnotator.from_env(
             project_title=config.labelstudio_project,
             labels=list(data.labels),
-            image_source=images,
+            image_source=images if images is not None else _image_source(config, data),
             annotations_per_task=config.annotations_per_task,
             codec=codec,
         )
@@ -72,6 +53,25 @@ def build_annotator(config: CampaignConfig, data: CampaignData) -> Annotator:
             "set annotator.truth to a manifest with path and label columns"
         )
     return task_kind(config).simulated_annotator(config, data)
+
+
+def _image_source(config: CampaignConfig, data: CampaignData):
+    """How Label Studio gets a sample's image: URL prefix, document root, or embedded."""
+    from activelabel.annotation.images import LocalFilesSource, store_image_source, url_prefix_source
+
+    if config.image_url_prefix:
+        return url_prefix_source(config.image_url_prefix)
+    if config.document_root:
+        if data.root is None:
+            raise ConfigError(
+                f"--document-root serves image files, but dataset {config.dataset!r} is in memory; "
+                "leave it out to embed the images"
+            )
+        # The project's local-files storage is the data folder (Label Studio refuses the root).
+        images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
+        images.local_path(data.pool[0])  # refuse a dataset outside the root up front
+        return images
+    return store_image_source(data.store)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,20 @@ def test_run_campaign_file_on_own_folders_runs_two_rounds(ran) -> None:
     assert len(heatmaps) == 2 * BATCH and all(Path(h.path).is_relative_to(root / "heatmaps") for h in heatmaps)
 
 
+def test_a_rerun_of_the_finished_campaign_finds_its_files_and_writes_nothing(ran) -> None:
+    root, _, _ = ran
+    engine = open_engine(f"sqlite:///{root / 'al.db'}")
+
+    def counts():
+        with session_scope(engine) as session:
+            return [session.query(t).count() for t in (Round, Annotation, Heatmap, Sample)]
+
+    before = counts()
+    again = run_cli("run", "campaign.toml", cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert counts() == before
+
+
 def test_export_writes_the_stored_masks_named_by_sample_uri(ran) -> None:
     root, written, _ = ran
     result = run_cli("export", "campaign.toml", "--to", "out/labels.csv", cwd=root)
