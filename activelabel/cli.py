@@ -302,6 +302,8 @@ def run(
         config = CampaignConfig(name=name, **given)
     _run_campaign(config, database_url, relocate=relocate, accept_changes=accept_changes,
                   relabel_changes=relabel_changes)
+    if config.task == "segmentation":
+        _print_heatmaps(config.name, database_url)
 
 
 @app.command()

@@ -9,6 +9,7 @@ The simulated annotator paints the pool's true masks from a folder (annotator.tr
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,10 @@ def ran(tmp_path_factory):
 
 
 def test_run_campaign_file_on_own_folders_runs_two_rounds(ran) -> None:
-    root, written, _ = ran
+    root, written, result = ran
+    for index in (1, 2):
+        assert re.search(rf"round {index}: mIoU 0\.\d{{3}} \(background 0\.\d\d, disc ", result.stdout), result.stdout
+    assert f"Heatmaps of the selected samples: {2 * BATCH} PNG files in {root / 'heatmaps'}" in result.stdout
     engine = open_engine(f"sqlite:///{root / 'al.db'}")
     with session_scope(engine) as session:
         campaign = session.scalars(select(Campaign)).one()
