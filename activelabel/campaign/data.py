@@ -209,6 +209,14 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
     )
 
 
+def _internal_ignore(mask: np.ndarray, ignore_index: int) -> np.ndarray:
+    """uint8 mask with the user's ``ignore_index`` as the campaign's 255 (``pipeline.masks.IGNORE_INDEX``):
+    training, majority votes, metrics and exports all read 255 as "no label here"."""
+    out = np.asarray(mask).astype(np.uint8)
+    out[np.asarray(mask) == ignore_index] = 255
+    return out
+
+
 class MaskFolder:
     """True masks of pool images, read when asked: ``uri`` -> ``folder/<uri with suffix .png>``,
     one class index per pixel (or colours through ``palette``), resized to ``size`` by nearest
@@ -228,7 +236,7 @@ class MaskFolder:
 
         mask = read_mask(mask_path_for(uri, self.folder), num_classes=self.num_classes,
                          ignore_index=self.ignore_index, palette=self.palette)
-        return resize_mask(mask, self.size).astype(np.uint8)
+        return _internal_ignore(resize_mask(mask, self.size), self.ignore_index)
 
 
 @lru_cache(maxsize=4)
@@ -260,7 +268,8 @@ def _mask_files(pool, labeled, labeled_masks, test, test_masks, labels, truth, i
                               "with a folder of masks beside it")
         read = read_segmentation_folder(images, masks, labels=list(labels), size=image_size, channels=channels,
                                         ignore_index=ignore_index, palette=colours, require_masks=True, name=key)
-        return {uri_for(Path(images) / uri, root): mask.astype(np.uint8) for uri, mask in zip(read.uris, read.masks)}
+        return {uri_for(Path(images) / uri, root): _internal_ignore(mask, ignore_index)
+                for uri, mask in zip(read.uris, read.masks)}
 
     seed_masks = masked(labeled, labeled_masks, "data.labeled")
     test_masks_by_uri = masked(test, test_masks, "data.test")

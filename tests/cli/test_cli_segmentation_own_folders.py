@@ -195,3 +195,20 @@ def test_own_folder_segmentation_settings_name_what_is_missing(tmp_path) -> None
     (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\nignore_index = 2\n"))
     with pytest.raises(ConfigError, match="ignore_index 2 must lie in 0..255 and not be a class index"):
         load_campaign_file(tmp_path / "c.toml")
+
+
+def test_a_mask_folder_with_another_ignore_value_is_stored_with_255(tmp_path) -> None:
+    """Inside a campaign (training, votes, metrics, export) an ignored pixel is always 255."""
+    from activelabel.campaign.data import campaign_data, clear_cache
+
+    written = write_folders(tmp_path)
+    for name, mask in written["test"].items():  # the test masks with 254 for their ignored border
+        Image.fromarray(np.where(mask == 255, 254, mask).astype(np.uint8)).save(tmp_path / "test" / "masks" / name)
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\nignore_index = 254\n"))
+    config, _ = load_campaign_file(tmp_path / "c.toml")
+    clear_cache()
+    data = campaign_data(config)
+    assert len(data.test) == TEST and len(data.seeds) == SEEDS
+    for uri in data.test:
+        np.testing.assert_array_equal(data.given_masks[uri], written["test"][Path(uri).name])
+    clear_cache()
