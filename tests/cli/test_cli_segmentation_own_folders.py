@@ -212,3 +212,32 @@ def test_a_mask_folder_with_another_ignore_value_is_stored_with_255(tmp_path) ->
     for uri in data.test:
         np.testing.assert_array_equal(data.given_masks[uri], written["test"][Path(uri).name])
     clear_cache()
+
+
+def test_colour_masks_are_read_through_the_palette_of_the_campaign_file(tmp_path) -> None:
+    from activelabel.campaign.data import campaign_data, clear_cache
+
+    colours = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0), 255: (9, 9, 9)}
+    written = write_folders(tmp_path)
+    for name, mask in written["test"].items():
+        rgb = np.zeros((*mask.shape, 3), dtype=np.uint8)
+        for value, colour in colours.items():
+            rgb[mask == value] = colour
+        Image.fromarray(rgb).save(tmp_path / "test" / "masks" / name)
+    palette = ("palette = { background = [0, 0, 0], disc = [255, 0, 0], square = [0, 255, 0], line = [0, 0, 255], "
+               "dot = [255, 255, 0] }\nignore_color = [9, 9, 9]\n")
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\n" + palette))
+    config, _ = load_campaign_file(tmp_path / "c.toml")
+    assert config.palette == ((0, 0, 0, 0), (255, 0, 0, 1), (0, 255, 0, 2), (0, 0, 255, 3), (255, 255, 0, 4),
+                              (9, 9, 9, 255))
+    clear_cache()
+    # The seed masks stay palette PNGs whose colours are the same: read as colours they match too.
+    data = campaign_data(config)
+    for uri in data.test:
+        np.testing.assert_array_equal(data.given_masks[uri], written["test"][Path(uri).name])
+    for uri in data.seeds:
+        np.testing.assert_array_equal(data.given_masks[uri], written["seed"][Path(uri).name])
+    clear_cache()
+    (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\npalette = { cat = [1, 2, 3] }\n"))
+    with pytest.raises(ConfigError, match="segmentation.palette: class 'cat' is not in data.labels"):
+        load_campaign_file(tmp_path / "c.toml")
