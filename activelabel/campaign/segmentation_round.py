@@ -41,7 +41,7 @@ from activelabel.campaign.kinds import Trained, TrainInput
 from activelabel.campaign.model_settings import training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.pipeline.device import resolve_device
-from activelabel.pipeline.heatmaps import write_heatmap
+from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
 from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes
 from activelabel.pipeline.prediction import mc_strategy
 from activelabel.pipeline.segmentation import evaluate_segmentation, predict_segmentation_stream, train_segmentation
@@ -199,8 +199,9 @@ def heatmap_folder(config: CampaignConfig) -> Path:
 
 
 def write_selection_heatmaps(engine, rnd, campaign, config: CampaignConfig, *, seed: int) -> list[dict]:
-    """Write ``<heatmap folder>/round-NNN/sample-<id>.png`` for each sample this active round
-    selected; return their ``heatmap`` rows. The map drawn is the strategy's (entropy for
+    """Write ``<heatmap folder>/round-NNN/<sanitised sample URI>_round-NNN.png`` for each sample
+    this active round selected (``pipeline.heatmaps.heatmap_filenames``); return their
+    ``heatmap`` rows. The map drawn is the strategy's (entropy for
     random and least-confidence picks, whose max-softmax map is the fourth panel anyway)."""
     if rnd.kind != RoundKind.active:
         return []
@@ -223,6 +224,7 @@ def write_selection_heatmaps(engine, rnd, campaign, config: CampaignConfig, *, s
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
     drawn = map_name if map_name in ("entropy", "bald", "variance") else "entropy"
     folder = heatmap_folder(config) / f"round-{rnd.index:03d}"
+    names = heatmap_filenames([uri for _, uri, _ in picked], rnd.index)
     rows = []
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     done = 0
@@ -231,7 +233,7 @@ def write_selection_heatmaps(engine, rnd, campaign, config: CampaignConfig, *, s
         for k in range(len(maps)):
             sample_id, uri, rank = picked[done + k]
             heatmap = write_heatmap(
-                folder / f"sample-{sample_id}.png", images[done + k], maps.predicted[k], maps.get(drawn)[k],
+                folder / names[done + k], images[done + k], maps.predicted[k], maps.get(drawn)[k],
                 maps.max_softmax[k], labels=list(campaign.labels), map_name=drawn, q=config.aggregation_q,
                 title=f"round {rnd.index}, rank {rank + 1}: {uri}",
             )
