@@ -564,7 +564,7 @@ def compare(
 def report(
     name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for; repeat for several. Default: 0.8, 0.9, 0.95.", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy.")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -576,15 +576,18 @@ def report(
     against selected samples, class balance of the picks, selected samples, timings. A campaign:
     its learning curve, calibration per round (reliability diagrams before/after temperature
     scaling), the scores and the total/aleatoric/epistemic uncertainty of pool against selected
-    samples, class balance, selected samples, timings. Read from the database only: nothing is
-    retrained.
+    samples, class balance, selected samples, timings. A segmentation campaign: mIoU, pixel
+    accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
+    heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
+    Read from the database only: nothing is retrained.
     """
     _configure_logging(False)
     from activelabel.report import write_report
 
     engine, _ = _open_database(database_url, existing=True)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
-    console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} campaigns) to {info.path}")
+    console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
+                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path}")
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:

@@ -49,6 +49,9 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
                  gallery_size: int = 8) -> ReportInfo:
     """Write the report of experiment ``name`` (or, if none, campaign ``name``) to ``path``.
 
+    ``targets``: test accuracies to count the labels needed for (default 0.8, 0.9, 0.95); for a
+    segmentation campaign they are mIoU values (default 0.6, 0.7, 0.8).
+
     Raises ``CampaignStateError`` when neither an experiment nor a campaign has that name.
     """
     from activelabel.campaign.experiment import experiment_arms, find_experiment
@@ -56,11 +59,10 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     from activelabel.storage import Campaign, session_scope
 
     path = Path(path)
-    targets = tuple(targets or DEFAULT_TARGETS)
     settings = find_experiment(engine, name)
     if settings is not None:
         records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
-        text = experiment_page(engine, name, settings, records, targets, gallery_size)
+        text = experiment_page(engine, name, settings, records, tuple(targets or DEFAULT_TARGETS), gallery_size)
         kind = "experiment"
     else:
         with session_scope(engine) as session:
@@ -68,7 +70,12 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
         if campaign_id is None:
             raise CampaignStateError(f"no experiment or campaign named {name!r} in this database")
         records = [load_campaign(engine, campaign_id)]
-        text = campaign_page(engine, campaign_id, records[0], targets, gallery_size)
+        if records[0].task == "segmentation":
+            from activelabel.report import segmentation
+
+            text = segmentation.campaign_page(engine, campaign_id, records[0], targets, gallery_size)
+        else:
+            text = campaign_page(engine, campaign_id, records[0], tuple(targets or DEFAULT_TARGETS), gallery_size)
         kind = "campaign"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -35,6 +35,9 @@ class RoundRow:
     calibration: dict | None = None
     # Round.uncertainty: how the pool was scored ({"method", "samples", "mode", "temperature", ...}).
     uncertainty: dict | None = None
+    # Round.segmentation_metrics of a segmentation round ({"miou", "per_class_iou", "pixel_accuracy",
+    # "pixel_ece", "pixels"}); None for classification rounds and rounds that measured nothing.
+    segmentation: dict | None = None
 
     def calibrated(self, when: str, key: str) -> float | None:
         """``calibration[when][key]`` (``when``: "before" or "after" temperature scaling), or None."""
@@ -69,6 +72,15 @@ class CampaignRecord:
     rounds: list[RoundRow]
     picked: list[Picked] = field(default_factory=list)
     campaign_id: int | None = None
+    task: str = "classification"  # Campaign.task_kind: "classification" or "segmentation"
+
+    def segmentation_curve(self, key: str) -> tuple[list[int], list[float]]:
+        """(labeled images, ``segmentation_metrics[key]``) of the complete active rounds that
+        measured it (``key``: miou, pixel_accuracy or pixel_ece)."""
+        points = [(r.labeled, float(r.segmentation[key])) for r in self.rounds
+                  if r.kind == RoundKind.active.value and r.labeled is not None and r.segmentation
+                  and r.segmentation.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
 
     def curve(self, metric: str = "accuracy") -> tuple[list[int], list[float]]:
         """(labels, metric) of the complete active rounds that measured it."""
@@ -128,8 +140,9 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
             name=campaign.name, strategy=campaign.strategy, seed=int(campaign.config.get("seed", 0)),
             labels=list(campaign.labels), config=dict(campaign.config),
             rounds=[RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
-                             dict(r.timings or {}), r.calibration, r.uncertainty) for r in rounds],
-            picked=picked, campaign_id=campaign_id,
+                             dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics)
+                    for r in rounds],
+            picked=picked, campaign_id=campaign_id, task=campaign.task_kind or "classification",
         )
 
 

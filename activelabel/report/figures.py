@@ -64,8 +64,10 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
     return to_base64_png(figure)
 
 
-def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, int]]], classes: Sequence[str]) -> str:
-    """Per strategy (one panel each): stacked bars of the classes picked in each round."""
+def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], classes: Sequence[str],
+                  ylabel: str = "samples") -> str:
+    """Per strategy (one panel each): stacked bars of the classes picked in each round
+    (``counts[strategy][round][class]``: samples, or for segmentation a share of pixels)."""
     strategies = list(counts)
     figure = Figure(figsize=(6.4, 2.4 * max(1, len(strategies))))
     for row, strategy in enumerate(strategies):
@@ -78,11 +80,12 @@ def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, int]]], classes
                 ax.bar(rounds, heights, bottom=bottom, color=_class_color(c, name), label=name)
                 bottom = [b + h for b, h in zip(bottom, heights)]
         ax.set_title(f"{strategy}: classes picked per round (all seeds)", fontsize=9)
-        ax.set_ylabel("samples")
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("round")
         if rounds:
             ax.set_xticks(rounds)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return to_base64_png(figure)
 
