@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from activelabel.report import figures, html, uncertainty
+from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
 from activelabel.report.data import CampaignRecord, load_campaign, round_score_values
 
@@ -261,6 +261,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                              anchor="calibration"))
     body.append(html.section("Uncertainty decomposition: pool against selected",
                              *uncertainty.experiment_decomposition(engine, groups), anchor="decomposition"))
+    body.append(html.section("Feature density: picks flagged out of distribution",
+                             *density.experiment_density(engine, groups), anchor="density"))
     body.append(html.section(
         "Class balance of the picks",
         _class_balance(groups, classes, "Classes (their annotated labels) of the samples each strategy picked, per round"),
@@ -315,6 +317,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                              *(histograms or [html.note("No active round yet: no model has scored the pool.")]),
                              *uncertainty.campaign_decomposition(engine, campaign_id, record),
                              anchor="uncertainty"))
+    body.append(html.section("Feature density and out-of-distribution samples",
+                             *density.campaign_density(engine, campaign_id, record), anchor="density"))
     body.append(html.section(
         "Class balance of the picks",
         _class_balance(groups, record.labels, "Classes (their annotated labels) of the samples picked, per round"),

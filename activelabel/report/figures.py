@@ -267,3 +267,43 @@ def decomposition_comparison(means: Mapping[str, Mapping[str, Mapping[int, tuple
             ax.legend(fontsize=7)
     figure.tight_layout()
     return to_base64_png(figure)
+
+
+def density_histogram(pool: Sequence[float], selected: Sequence[float], threshold: float, percentile: float,
+                      title: str) -> str:
+    """The scored pool's feature log densities ``log q(z)`` (nats) against the selected samples',
+    with the round's OOD threshold as a vertical line: samples left of it (lower density) are
+    flagged out of distribution.
+
+    Class-Gaussian densities of high-dimensional features often span orders of magnitude (with
+    jittered covariances, ``log q`` around -1e12 is common); then the x axis is ``-log q(z)`` on
+    a log scale (right = less familiar, flagged samples right of the line), else ``log q(z)`` on a
+    linear one.
+    """
+    import numpy as np
+
+    values = np.asarray(pool, dtype=np.float64)
+    chosen = np.asarray(selected, dtype=np.float64)
+    everything = np.concatenate([values, chosen, [threshold]])
+    flip = bool(np.all(everything < 0) and everything.min() / everything.max() > 100)
+    figure = Figure(figsize=(6.4, 3.2))
+    ax = figure.add_subplot()
+    shown, cut = (-values, -threshold) if flip else (values, threshold)
+    picks = -chosen if flip else chosen
+    span = -everything if flip else everything
+    bins: object = 30
+    if span.max() > span.min():
+        bins = np.geomspace(span.min(), span.max(), 31) if flip else np.linspace(span.min(), span.max(), 31)
+    if flip:
+        ax.set_xscale("log")
+    ax.hist(shown, bins=bins, color=color(0), alpha=0.6, label=f"pool ({len(values)})")
+    if len(picks):
+        ax.hist(picks, bins=bins, color=color(1), alpha=0.8, label=f"selected ({len(picks)})")
+    ax.axvline(cut, color="#333333", linestyle="--", linewidth=1.2,
+               label=f"OOD threshold ({percentile:g}th percentile of the labeled set)")
+    ax.set_xlabel("−log q(z) (nats, log scale; right = less familiar)" if flip
+                  else "log q(z) (nats; left = less familiar)")
+    ax.set_ylabel("samples")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return to_base64_png(figure)
