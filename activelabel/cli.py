@@ -641,6 +641,8 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         console.print(table)
         if calibration.get("skipped"):
             console.print(f"No temperature fitted: {calibration['skipped']}.", markup=False)
+    elif report.calibration_absence:  # the same words as the report's calibration section
+        console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
 
 
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")

@@ -43,6 +43,9 @@ class RoundUncertainty:
     distributions: list[Distribution]  # empty when the round scored without a model
     uncertainty: dict | None
     calibration: dict | None
+    labeled: int | None = None
+    # Why the round has no calibration figures, in the report's words (None: it has them).
+    calibration_absence: str | None = None
 
 
 def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | None,
@@ -83,7 +86,8 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
     Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
     """
     with session_scope(engine) as session:
-        campaign_id = require_campaign(session, campaign).id
+        stored = require_campaign(session, campaign)
+        campaign_id = stored.id
         rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == index))
         if rnd is None:
             raise CampaignStateError(
@@ -101,4 +105,6 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
         distributions = [_distribution(part, values[:, i]) for i, part in enumerate(PARTS)] if len(values) else []
         if densities:
             distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
-        return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration)
+        return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration,
+                                rnd.labeled_count, calibration_absence(rnd.kind.value, rnd.labeled_count,
+                                                                       rnd.calibration, stored.config or {}))

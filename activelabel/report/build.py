@@ -52,13 +52,15 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     ``targets``: test accuracies to count the labels needed for (default 0.8, 0.9, 0.95); for a
     segmentation campaign they are mIoU values (default 0.6, 0.7, 0.8).
 
-    Raises ``CampaignStateError`` when neither an experiment nor a campaign has that name.
+    Raises ``ConfigError`` for a target outside (0, 1] and ``CampaignStateError`` when neither
+    an experiment nor a campaign has that name.
     """
     from activelabel.campaign.experiment import experiment_arms, find_experiment
     from activelabel.errors import CampaignStateError
     from activelabel.storage import Campaign, session_scope
 
     path = Path(path)
+    check_targets(targets)
     settings = find_experiment(engine, name)
     if settings is not None:
         records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
@@ -80,6 +82,20 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return ReportInfo(kind, path, len(records))
+
+
+def check_targets(targets: Sequence[float] | None) -> None:
+    """Raise ``ConfigError`` unless every target is a fraction in (0, 1] (an accuracy or an
+    mIoU): ``--target 90`` or ``1.5`` would silently never be reached."""
+    from activelabel.errors import ConfigError
+
+    for target in targets or ():
+        if not (isinstance(target, (int, float)) and 0.0 < target <= 1.0):
+            hint = (f"; for {target:g} % give --target {target / 100:g}" if isinstance(target, (int, float))
+                    and 2.0 <= target <= 100.0 else "")
+            raise ConfigError(
+                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1], e.g. "
+                f"--target 0.9 for 90 %{hint}")
 
 
 def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRecord]]:
