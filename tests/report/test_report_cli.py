@@ -59,3 +59,10 @@ def test_targets_in_0_1_pass_and_others_raise() -> None:
     for bad in (0.0, 1.0000001, math.nan, math.inf, -1.0):
         with pytest.raises(ConfigError, match="is not a test accuracy"):
             check_targets([0.9, bad])
+
+
+def test_counts_in_messages_take_the_right_number() -> None:
+    from activelabel.cli_compare import _count
+
+    assert [_count(n, "campaign") for n in (0, 1, 2)] == ["0 campaigns", "1 campaign", "2 campaigns"]
+    assert [_count(n, "strateg", "y", "ies") for n in (1, 5)] == ["1 strategy", "5 strategies"]
