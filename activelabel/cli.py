@@ -565,7 +565,7 @@ def report(
     name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
-    gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy.")] = 8,
+    gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
     """Write one self-contained HTML report of an experiment or a campaign (no server, no network).
