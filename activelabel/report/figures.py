@@ -46,7 +46,7 @@ def _band(ax, xs: Sequence[int], mean: Sequence[float], std: Sequence[float], co
                         color=colour, alpha=alpha, linewidth=0)
 
 
-def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str) -> str:
+def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str, xlabel: str = "labels") -> str:
     """One line per strategy: the mean over its seeds' curves, with a ± one std band."""
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
@@ -56,7 +56,7 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
             continue
         ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
         _band(ax, xs, mean, std, color(i), 0.2)
-    ax.set_xlabel("labels")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -105,7 +105,8 @@ def _learning_curves(record: CampaignRecord) -> list[str]:
                                    "model, and campaigns without test or labeled evaluation masks, measure nothing)."))
             continue
         parts.append(html.figure(
-            figures.learning_curves({record.strategy: [(xs, ys)]}, label, f"{label} against labeled images"),
+            figures.learning_curves({record.strategy: [(xs, ys)]}, label, f"{label} against labeled images",
+                                     xlabel="labeled images"),
             name, f"Learning curve: {label} on the test (or evaluation) masks against labeled images"))
     return parts
 
