@@ -566,8 +566,8 @@ def compare(
 def report(
     name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for; repeat for several. Default: 0.8, 0.9, 0.95.", show_default=False)] = None,
-    gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy.")] = 8,
+    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
+    gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
     """Write one self-contained HTML report of an experiment or a campaign (no server, no network).
@@ -578,15 +578,18 @@ def report(
     against selected samples, class balance of the picks, selected samples, timings. A campaign:
     its learning curve, calibration per round (reliability diagrams before/after temperature
     scaling), the scores and the total/aleatoric/epistemic uncertainty of pool against selected
-    samples, class balance, selected samples, timings. Read from the database only: nothing is
-    retrained.
+    samples, class balance, selected samples, timings. A segmentation campaign: mIoU, pixel
+    accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
+    heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
+    Read from the database only: nothing is retrained.
     """
     _configure_logging(False)
     from activelabel.report import write_report
 
     engine, _ = _open_database(database_url, existing=True)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
-    console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} campaigns) to {info.path}")
+    console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
+                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path}")
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
@@ -640,6 +643,8 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         console.print(table)
         if calibration.get("skipped"):
             console.print(f"No temperature fitted: {calibration['skipped']}.", markup=False)
+    elif report.calibration_absence:  # the same words as the report's calibration section
+        console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
 
 
 db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")

@@ -121,14 +121,15 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     arms = prepare_experiment(engine, config)
     pending = [a for a in arms if not is_finished(engine, a.campaign_id, config.rounds)]
     err_console.print(
-        f"Experiment [bold]{config.name}[/] · {len(config.strategies)} strategies × {len(config.seeds)} seeds · "
-        f"{len(arms) - len(pending)} campaigns already finished · database {describe_url(url)}"
+        f"Experiment [bold]{config.name}[/] · {_count(len(config.strategies), 'strateg', 'y', 'ies')} × "
+        f"{_count(len(config.seeds), 'seed')} · {_count(len(arms) - len(pending), 'campaign')} already finished · "
+        f"database {describe_url(url)}"
     )
     failed: dict[str, str] = {}
     if pending:
         quiet_prefect()
         ids = [a.campaign_id for a in arms]
-        with ExperimentProgress(err_console, f"{config.name}: rounds over {len(arms)} campaigns",
+        with ExperimentProgress(err_console, f"{config.name}: rounds over {_count(len(arms), 'campaign')}",
                                 len(arms) * config.rounds, lambda: completed_rounds(engine, ids)):
             failed = run_compare(config.name, [a.name for a in pending], config.rounds, workers=workers)
     console.print(final_table(f"Experiment {config.name}", summary_rows(engine, arms)))
@@ -136,7 +137,7 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         for campaign_name, error in failed.items():
             err_console.print(f"[bold red]failed:[/] {campaign_name}: {error}", highlight=False)
         raise ConfigError(
-            f"{len(failed)} of {len(pending)} campaigns failed; run the same command again to continue them"
+            f"{len(failed)} of {_count(len(pending), 'campaign')} failed; run the same command again to continue them"
         )
     err_console.print(f"Report: activelabel report {config.name}")
 
@@ -158,3 +159,8 @@ def summary_rows(engine, arms) -> list[tuple]:
         std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
         rows.append((strategy, len(curves), max(n for n, _ in last), mean, std))
     return rows
+
+
+def _count(n: int, stem: str, one: str = "", many: str = "s") -> str:
+    """``n`` and the word in the right number: 1 campaign, 2 campaigns, 1 strategy, 3 strategies."""
+    return f"{n} {stem}{one if n == 1 else many}"

@@ -41,7 +41,7 @@ from activelabel.campaign.kinds import Trained, TrainInput
 from activelabel.campaign.model_settings import training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.pipeline.device import resolve_device
-from activelabel.pipeline.heatmaps import write_heatmap
+from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
 from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes, mask_to_png_bytes
 from activelabel.pipeline.prediction import mc_strategy
 from activelabel.pipeline.segmentation import evaluate_segmentation, predict_segmentation_stream, train_segmentation
@@ -220,8 +220,8 @@ def heatmap_folder(config: CampaignConfig) -> Path:
 
 
 def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *, seed: int):
-    """Before the tasks leave: write ``<heatmap folder>/round-NNN/sample-<id>.png`` for each
-    task of this active round (its selection, and samples of earlier rounds still out) and
+    """Before the tasks leave: write ``<heatmap folder>/round-NNN/<sanitised sample URI>_round-NNN.png``
+    (``pipeline.heatmaps.heatmap_filenames``) for each task of this active round (its selection, and samples of earlier rounds still out) and
     give each task this round's predicted mask (PNG) and heatmap path, for Label Studio's
     pre-annotation and the image beside it. Returns ``steps.PreparedTasks``.
 
@@ -249,6 +249,7 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
     drawn = map_name if map_name in ("entropy", "bald", "variance") else "entropy"
     folder = heatmap_folder(config) / f"round-{rnd.index:03d}"
+    names = heatmap_filenames([t.uri for t in readable], rnd.index)
     rows, extras = [], {}
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     done = 0
@@ -259,7 +260,7 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
             how = (f"rank {task.rank + 1}" if task.sample_id in mine
                    else "left over from an earlier round")
             heatmap = write_heatmap(
-                folder / f"sample-{task.sample_id}.png", images[done + k], maps.predicted[k], maps.get(drawn)[k],
+                folder / names[done + k], images[done + k], maps.predicted[k], maps.get(drawn)[k],
                 maps.max_softmax[k], labels=list(campaign.labels), map_name=drawn, q=config.aggregation_q,
                 title=f"round {rnd.index}, {how}: {task.uri}",
             )

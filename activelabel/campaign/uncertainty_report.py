@@ -3,6 +3,7 @@ the round's calibration, read from storage only (``activelabel status CAMPAIGN -
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,40 @@ class RoundUncertainty:
     distributions: list[Distribution]  # empty when the round scored without a model
     uncertainty: dict | None
     calibration: dict | None
+    labeled: int | None = None
+    # Why the round has no calibration figures, in the report's words (None: it has them).
+    calibration_absence: str | None = None
+
+
+def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | None,
+                        config: Mapping) -> str | None:
+    """Why a round (its ``kind``, ``labeled`` count and stored ``calibration``, of a campaign
+    with stored settings ``config``) has no calibration figures, in words; None: it has them.
+
+    The report and ``activelabel status CAMPAIGN --round N`` both say this, so they never disagree.
+    """
+    if calibration:
+        if calibration.get("skipped"):
+            return f"no temperature fitted: {calibration['skipped']}"
+        if not calibration.get("before") or not calibration.get("after"):
+            return ("temperature fitted, but the campaign has no labeled test or evaluation split to measure "
+                    "it on")
+        return None
+    if kind == "evaluation":
+        return "an evaluation round labels the yardstick; no model is trained"
+    if kind == "cold_start":
+        return "a cold-start round picks at random before any model is trained"
+    if config.get("task") == "segmentation":
+        return ("segmentation campaigns fit no temperature (calibrate is ignored); the pixel ECE is the "
+                "uncalibrated model's")
+    if not config.get("calibrate", True):
+        return "calibration is off for this campaign (calibrate = false)"
+    from activelabel.campaign.calibrate import MIN_LABELS, VALIDATION_FRACTION
+
+    if labeled is not None and labeled < MIN_LABELS:
+        return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "
+                f"{VALIDATION_FRACTION:.0%} of them out of training to fit T)")
+    return "no calibration stored for this round"
 
 
 def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncertainty:
@@ -51,7 +86,8 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
     Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
     """
     with session_scope(engine) as session:
-        campaign_id = require_campaign(session, campaign).id
+        stored = require_campaign(session, campaign)
+        campaign_id = stored.id
         rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == index))
         if rnd is None:
             raise CampaignStateError(
@@ -69,4 +105,6 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
         distributions = [_distribution(part, values[:, i]) for i, part in enumerate(PARTS)] if len(values) else []
         if densities:
             distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
-        return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration)
+        return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration,
+                                rnd.labeled_count, calibration_absence(rnd.kind.value, rnd.labeled_count,
+                                                                       rnd.calibration, stored.config or {}))

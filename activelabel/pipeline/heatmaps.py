@@ -13,7 +13,9 @@ heatmaps of the same campaign compare at a glance; max-softmax runs from 1/C to 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,40 @@ class Heatmap:
     path: Path
     map_name: str
     summary: MapSummary
+
+
+#: Longest sanitised URI kept in a heatmap file name (the tail: the most specific part).
+NAME_STEM_MAX = 120
+
+
+def heatmap_filenames(uris: list[str], round_index: int) -> list[str]:
+    """File names of the heatmaps of ``uris`` selected in round ``round_index``, one per URI, in order.
+
+    A name is the sample's URI made safe for every file system, then the round:
+    ``shapes/0/000012.png`` in round 1 -> ``shapes-0-000012_round-001.png``, so that a user who
+    knows an image finds its heatmap (and a copied-out file still says its round). Runs of
+    characters other than letters, digits, ``.``, ``_`` and ``-`` become one ``-``; the image's
+    own extension and a ``file://`` scheme are dropped; a stem longer than
+    :data:`NAME_STEM_MAX` keeps its tail. Two URIs that sanitise to the same name (``a/b.png``
+    and ``a-b.png``) both get the first 8 hex digits of their URI's SHA-1 appended, so names
+    within a round never collide.
+    """
+    stems = []
+    for uri in uris:
+        text = re.sub(r"^file://", "", uri)
+        head, _, last = text.rpartition("/")
+        last = re.sub(r"\.(png|jpe?g|bmp|gif|tiff?|webp|npy)$", "", last, flags=re.IGNORECASE)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{head}/{last}" if head else last).strip("-.") or "sample"
+        stems.append(stem[-NAME_STEM_MAX:].lstrip("-.") or "sample")
+    taken: dict[str, int] = {}
+    for stem in stems:
+        taken[stem] = taken.get(stem, 0) + 1
+    names = []
+    for uri, stem in zip(uris, stems):
+        if taken[stem] > 1:
+            stem = f"{stem}-{hashlib.sha1(uri.encode('utf-8')).hexdigest()[:8]}"
+        names.append(f"{stem}_round-{round_index:03d}.png")
+    return names
 
 
 def _vmax(map_name: str, num_classes: int) -> float:

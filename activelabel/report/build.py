@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from activelabel.report import figures, html, uncertainty
+from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
 from activelabel.report.data import CampaignRecord, load_campaign, round_score_values
 
@@ -49,18 +49,22 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
                  gallery_size: int = 8) -> ReportInfo:
     """Write the report of experiment ``name`` (or, if none, campaign ``name``) to ``path``.
 
-    Raises ``CampaignStateError`` when neither an experiment nor a campaign has that name.
+    ``targets``: test accuracies to count the labels needed for (default 0.8, 0.9, 0.95); for a
+    segmentation campaign they are mIoU values (default 0.6, 0.7, 0.8).
+
+    Raises ``ConfigError`` for a target outside (0, 1] and ``CampaignStateError`` when neither
+    an experiment nor a campaign has that name.
     """
     from activelabel.campaign.experiment import experiment_arms, find_experiment
     from activelabel.errors import CampaignStateError
     from activelabel.storage import Campaign, session_scope
 
     path = Path(path)
-    targets = tuple(targets or DEFAULT_TARGETS)
+    check_targets(targets)
     settings = find_experiment(engine, name)
     if settings is not None:
         records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
-        text = experiment_page(engine, name, settings, records, targets, gallery_size)
+        text = experiment_page(engine, name, settings, records, tuple(targets or DEFAULT_TARGETS), gallery_size)
         kind = "experiment"
     else:
         with session_scope(engine) as session:
@@ -68,11 +72,30 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
         if campaign_id is None:
             raise CampaignStateError(f"no experiment or campaign named {name!r} in this database")
         records = [load_campaign(engine, campaign_id)]
-        text = campaign_page(engine, campaign_id, records[0], targets, gallery_size)
+        if records[0].task == "segmentation":
+            from activelabel.report import segmentation
+
+            text = segmentation.campaign_page(engine, campaign_id, records[0], targets, gallery_size)
+        else:
+            text = campaign_page(engine, campaign_id, records[0], tuple(targets or DEFAULT_TARGETS), gallery_size)
         kind = "campaign"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return ReportInfo(kind, path, len(records))
+
+
+def check_targets(targets: Sequence[float] | None) -> None:
+    """Raise ``ConfigError`` unless every target is a fraction in (0, 1] (an accuracy or an
+    mIoU): ``--target 90`` or ``1.5`` would silently never be reached."""
+    from activelabel.errors import ConfigError
+
+    for target in targets or ():
+        if not (isinstance(target, (int, float)) and 0.0 < target <= 1.0):
+            hint = (f"; for {target:g} % give --target {target / 100:g}" if isinstance(target, (int, float))
+                    and 2.0 <= target <= 100.0 else "")
+            raise ConfigError(
+                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1], e.g. "
+                f"--target 0.9 for 90 %{hint}")
 
 
 def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRecord]]:
@@ -254,6 +277,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                              anchor="calibration"))
     body.append(html.section("Uncertainty decomposition: pool against selected",
                              *uncertainty.experiment_decomposition(engine, groups), anchor="decomposition"))
+    body.append(html.section("Feature density: picks flagged out of distribution",
+                             *density.experiment_density(engine, groups), anchor="density"))
     body.append(html.section(
         "Class balance of the picks",
         _class_balance(groups, classes, "Classes (their annotated labels) of the samples each strategy picked, per round"),
@@ -308,6 +333,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                              *(histograms or [html.note("No active round yet: no model has scored the pool.")]),
                              *uncertainty.campaign_decomposition(engine, campaign_id, record),
                              anchor="uncertainty"))
+    body.append(html.section("Feature density and out-of-distribution samples",
+                             *density.campaign_density(engine, campaign_id, record), anchor="density"))
     body.append(html.section(
         "Class balance of the picks",
         _class_balance(groups, record.labels, "Classes (their annotated labels) of the samples picked, per round"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from activelabel.campaign.uncertainty_report import PARTS
 from activelabel.storage import (
@@ -35,6 +35,9 @@ class RoundRow:
     calibration: dict | None = None
     # Round.uncertainty: how the pool was scored ({"method", "samples", "mode", "temperature", ...}).
     uncertainty: dict | None = None
+    # Round.segmentation_metrics of a segmentation round ({"miou", "per_class_iou", "pixel_accuracy",
+    # "pixel_ece", "pixels"}); None for classification rounds and rounds that measured nothing.
+    segmentation: dict | None = None
 
     def calibrated(self, when: str, key: str) -> float | None:
         """``calibration[when][key]`` (``when``: "before" or "after" temperature scaling), or None."""
@@ -69,6 +72,15 @@ class CampaignRecord:
     rounds: list[RoundRow]
     picked: list[Picked] = field(default_factory=list)
     campaign_id: int | None = None
+    task: str = "classification"  # Campaign.task_kind: "classification" or "segmentation"
+
+    def segmentation_curve(self, key: str) -> tuple[list[int], list[float]]:
+        """(labeled images, ``segmentation_metrics[key]``) of the complete active rounds that
+        measured it (``key``: miou, pixel_accuracy or pixel_ece)."""
+        points = [(r.labeled, float(r.segmentation[key])) for r in self.rounds
+                  if r.kind == RoundKind.active.value and r.labeled is not None and r.segmentation
+                  and r.segmentation.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
 
     def curve(self, metric: str = "accuracy") -> tuple[list[int], list[float]]:
         """(labels, metric) of the complete active rounds that measured it."""
@@ -128,8 +140,9 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
             name=campaign.name, strategy=campaign.strategy, seed=int(campaign.config.get("seed", 0)),
             labels=list(campaign.labels), config=dict(campaign.config),
             rounds=[RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
-                             dict(r.timings or {}), r.calibration, r.uncertainty) for r in rounds],
-            picked=picked, campaign_id=campaign_id,
+                             dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics)
+                    for r in rounds],
+            picked=picked, campaign_id=campaign_id, task=campaign.task_kind or "classification",
         )
 
 
@@ -217,3 +230,75 @@ def round_decomposition(engine: Engine, campaign_id: int, round_index: int) -> R
     picked = np.array([r[0] in chosen for r in rows], dtype=bool)
     return RoundDecomposition({p: values[:, i] for i, p in enumerate(PARTS)},
                               {p: values[picked, i] for i, p in enumerate(PARTS)})
+
+
+@dataclass(frozen=True)
+class RoundDensity:
+    """One round's feature density (DDU): ``pool`` ``[N]`` and ``selected`` ``[K]`` are the log
+    densities ``log q(z)`` (nats; lower = less like the labeled set) of every sample the round
+    scored and of those it selected; ``pool_flagged`` / ``selected_flagged`` count the ones
+    stored as out of distribution (``score.ood``); ``summary`` is ``round.uncertainty["density"]``
+    (``threshold``, ``percentile``, ``labeled``, ``dim``, ``flagged``, …)."""
+
+    pool: np.ndarray
+    selected: np.ndarray
+    pool_flagged: int
+    selected_flagged: int
+    summary: dict
+
+    @property
+    def threshold(self) -> float:
+        return float(self.summary["threshold"])
+
+
+def round_density(engine: Engine, campaign_id: int, round_index: int) -> RoundDensity | None:
+    """The stored log densities and OOD flags of round ``round_index``; None when it stored
+    none (no model, a segmentation round, or scored before densities were stored)."""
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == round_index))
+        if rnd is None or not (rnd.uncertainty or {}).get("density"):
+            return None
+        rows = session.execute(
+            select(Score.sample_id, Score.log_density, Score.ood)
+            .where(Score.round_id == rnd.id, Score.strategy == rnd.strategy, Score.log_density.is_not(None))
+        ).all()
+        chosen = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == rnd.id)))
+        summary = dict(rnd.uncertainty["density"])
+    if not rows:
+        return None
+    values = np.array([r[1] for r in rows], dtype=np.float64)
+    ood = np.array([bool(r[2]) for r in rows])
+    picked = np.array([r[0] in chosen for r in rows], dtype=bool)
+    return RoundDensity(values, values[picked], int(ood.sum()), int(ood[picked].sum()), summary)
+
+
+@dataclass(frozen=True)
+class DensityCounts:
+    """A round's OOD counts in brief: samples scored with a log density and how many were
+    flagged, and the same over the samples it selected."""
+
+    scored: int
+    flagged: int
+    selected: int
+    selected_flagged: int
+
+
+def density_counts(engine: Engine, campaign_id: int) -> dict[int, DensityCounts]:
+    """Round index -> OOD counts, for every complete round that stored a density
+    (``round.uncertainty["density"]``) and whose scores carry log densities. Two grouped SQL
+    aggregates: no score row is loaded."""
+    flagged = func.sum(case((Score.ood.is_(True), 1), else_=0))
+    mine = and_(Round.id == Score.round_id, Round.campaign_id == campaign_id, Round.status == RoundStatus.complete,
+                Score.strategy == Round.strategy, Score.log_density.is_not(None))
+    with session_scope(engine) as session:
+        pool = dict((index, (int(n), int(f or 0))) for index, n, f in session.execute(
+            select(Round.index, func.count(), flagged).select_from(Score).join(Round, mine).group_by(Round.index)))
+        chosen = dict((index, (int(n), int(f or 0))) for index, n, f in session.execute(
+            select(Round.index, func.count(), flagged).select_from(Score).join(Round, mine)
+            .join(Selection, and_(Selection.round_id == Score.round_id, Selection.sample_id == Score.sample_id))
+            .group_by(Round.index)))
+        fitted = {index for index, how in session.execute(
+            select(Round.index, Round.uncertainty).where(Round.campaign_id == campaign_id))
+            if (how or {}).get("density")}
+    return {index: DensityCounts(n, f, *chosen.get(index, (0, 0))) for index, (n, f) in sorted(pool.items())
+            if index in fitted}

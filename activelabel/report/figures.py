@@ -46,7 +46,7 @@ def _band(ax, xs: Sequence[int], mean: Sequence[float], std: Sequence[float], co
                         color=colour, alpha=alpha, linewidth=0)
 
 
-def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str) -> str:
+def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str, xlabel: str = "labels") -> str:
     """One line per strategy: the mean over its seeds' curves, with a ± one std band."""
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
@@ -56,7 +56,7 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
             continue
         ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
         _band(ax, xs, mean, std, color(i), 0.2)
-    ax.set_xlabel("labels")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -64,8 +64,10 @@ def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: s
     return to_base64_png(figure)
 
 
-def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, int]]], classes: Sequence[str]) -> str:
-    """Per strategy (one panel each): stacked bars of the classes picked in each round."""
+def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], classes: Sequence[str],
+                  ylabel: str = "samples") -> str:
+    """Per strategy (one panel each): stacked bars of the classes picked in each round
+    (``counts[strategy][round][class]``: samples, or for segmentation a share of pixels)."""
     strategies = list(counts)
     figure = Figure(figsize=(6.4, 2.4 * max(1, len(strategies))))
     for row, strategy in enumerate(strategies):
@@ -78,11 +80,12 @@ def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, int]]], classes
                 ax.bar(rounds, heights, bottom=bottom, color=_class_color(c, name), label=name)
                 bottom = [b + h for b, h in zip(bottom, heights)]
         ax.set_title(f"{strategy}: classes picked per round (all seeds)", fontsize=9)
-        ax.set_ylabel("samples")
+        ax.set_ylabel(ylabel)
         ax.set_xlabel("round")
         if rounds:
             ax.set_xticks(rounds)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return to_base64_png(figure)
 
@@ -263,4 +266,44 @@ def decomposition_comparison(means: Mapping[str, Mapping[str, Mapping[int, tuple
         if col == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     figure.tight_layout()
+    return to_base64_png(figure)
+
+
+def density_histogram(pool: Sequence[float], selected: Sequence[float], threshold: float, percentile: float,
+                      title: str) -> str:
+    """The scored pool's feature log densities ``log q(z)`` (nats) against the selected samples',
+    with the round's OOD threshold as a vertical line: samples left of it (lower density) are
+    flagged out of distribution.
+
+    Class-Gaussian densities of high-dimensional features often span orders of magnitude (with
+    jittered covariances, ``log q`` around -1e12 is common); then the x axis is ``-log q(z)`` on
+    a log scale (right = less familiar, flagged samples right of the line), else ``log q(z)`` on a
+    linear one.
+    """
+    import numpy as np
+
+    values = np.asarray(pool, dtype=np.float64)
+    chosen = np.asarray(selected, dtype=np.float64)
+    everything = np.concatenate([values, chosen, [threshold]])
+    flip = bool(np.all(everything < 0) and everything.min() / everything.max() > 100)
+    figure = Figure(figsize=(6.4, 3.2))
+    ax = figure.add_subplot()
+    shown, cut = (-values, -threshold) if flip else (values, threshold)
+    picks = -chosen if flip else chosen
+    span = -everything if flip else everything
+    bins: object = 30
+    if span.max() > span.min():
+        bins = np.geomspace(span.min(), span.max(), 31) if flip else np.linspace(span.min(), span.max(), 31)
+    if flip:
+        ax.set_xscale("log")
+    ax.hist(shown, bins=bins, color=color(0), alpha=0.6, label=f"pool ({len(values)})")
+    if len(picks):
+        ax.hist(picks, bins=bins, color=color(1), alpha=0.8, label=f"selected ({len(picks)})")
+    ax.axvline(cut, color="#333333", linestyle="--", linewidth=1.2,
+               label=f"OOD threshold ({percentile:g}th percentile of the labeled set)")
+    ax.set_xlabel("−log q(z) (nats, log scale; right = less familiar)" if flip
+                  else "log q(z) (nats; left = less familiar)")
+    ax.set_ylabel("samples")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
     return to_base64_png(figure)

@@ -12,7 +12,7 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom:
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-figure { margin: 1em 0; } figcaption, .note { font-size: 0.85em; color: #555; }
+figure { margin: 1em 0; } figure img { max-width: 100%; } figcaption, .note { font-size: 0.85em; color: #555; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.5em; }
 .gallery figure { margin: 0; text-align: center; font-size: 0.75em; width: 96px; }
 .gallery img { width: 64px; height: 64px; image-rendering: pixelated; border: 1px solid #ccc; }

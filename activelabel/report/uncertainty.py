@@ -31,26 +31,11 @@ CALIBRATION_SERIES = {
 
 
 def calibration_absence(row: RoundRow, config: Mapping) -> str | None:
-    """Why round ``row`` has no calibration figures (None: it has them), in words for the page."""
-    if row.calibration:
-        if row.calibration.get("skipped"):
-            return f"no temperature fitted: {row.calibration['skipped']}"
-        if not row.calibration.get("before") or not row.calibration.get("after"):
-            return ("temperature fitted, but the campaign has no labeled test or evaluation split to measure "
-                    "it on")
-        return None
-    if row.kind == "evaluation":
-        return "an evaluation round labels the yardstick; no model is trained"
-    if row.kind == "cold_start":
-        return "a cold-start round picks at random before any model is trained"
-    if not config.get("calibrate", True):
-        return "calibration is off for this campaign (calibrate = false)"
-    from activelabel.campaign.calibrate import MIN_LABELS, VALIDATION_FRACTION
+    """Why round ``row`` has no calibration figures (None: it has them), in words for the page
+    (the same words ``activelabel status CAMPAIGN --round N`` prints)."""
+    from activelabel.campaign.uncertainty_report import calibration_absence as why
 
-    if row.labeled is not None and row.labeled < MIN_LABELS:
-        return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "
-                f"{VALIDATION_FRACTION:.0%} of them out of training to fit T)")
-    return "no calibration stored for this round"
+    return why(row.kind, row.labeled, row.calibration, config)
 
 
 def _rounds_sentences(rows: Sequence[tuple[int, str]], what: str) -> list[str]:

@@ -115,7 +115,9 @@ def test_two_rounds_store_rounds_masks_scores_and_heatmaps(campaign) -> None:
             for h in heatmaps.values():
                 path = Path(h.path)
                 assert path.parent == tmp_path / "heatmaps" / f"round-{r.index:03d}"
-                assert path.name == f"sample-{h.sample_id}.png"
+                # named by the sample's URI (shapes/<seed>/<number>.png) and the round, not a database id
+                stem = uri_of[h.sample_id].removesuffix(".png").replace("/", "-")
+                assert path.name == f"{stem}_round-{r.index:03d}.png"
                 with Image.open(path) as png:
                     assert png.format == "PNG" and png.width > 3 * png.height
                 assert h.map_name == "bald" and h.q == pytest.approx(0.1)

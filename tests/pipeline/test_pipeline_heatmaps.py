@@ -11,7 +11,7 @@ from PIL import Image
 
 from activelabel.acquisition.pixelwise import pixel_maps, summarize_map
 from activelabel.errors import InvalidArrayError
-from activelabel.pipeline.heatmaps import write_heatmap
+from activelabel.pipeline.heatmaps import NAME_STEM_MAX, heatmap_filenames, write_heatmap
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes
 
 
@@ -69,3 +69,14 @@ def test_heatmap_errors(tmp_path: Path) -> None:
         write_heatmap(tmp_path / "x.png", image, np.zeros((8, 8), int), np.zeros((4, 4)), np.ones((8, 8)), labels=["a", "b"])
     with pytest.raises(ValueError, match="unknown uncertainty map"):
         write_heatmap(tmp_path / "x.png", image, np.zeros((8, 8), int), np.zeros((8, 8)), np.ones((8, 8)), labels=["a", "b"], map_name="foo")
+
+
+def test_heatmap_file_names_come_from_the_sample_uri_and_the_round() -> None:
+    names = heatmap_filenames(["shapes/0/000012.png", "cats/tabby 1.JPG", "file:///data/x.png", "../../etc/passwd",
+                               "a/b.png", "a-b.png", "y" * 300 + ".png"], 7)
+    assert names[:4] == ["shapes-0-000012_round-007.png", "cats-tabby-1_round-007.png", "data-x_round-007.png",
+                         "etc-passwd_round-007.png"]
+    # a/b.png and a-b.png sanitise alike: both get a hash of their own URI, so no file overwrites another
+    assert names[4] != names[5] and all(n.startswith("a-b-") and n.endswith("_round-007.png") for n in names[4:6])
+    assert names[6] == "y" * NAME_STEM_MAX + "_round-007.png"
+    assert all("/" not in n for n in names) and len(set(names)) == len(names)

@@ -124,3 +124,20 @@ def campaign_report(calibrated_experiment):
     parser = ReportParser()
     parser.feed(out.read_text(encoding="utf-8"))
     return out, parser
+
+
+# A 2-round simulated segmentation campaign, through the CLI as a user runs it (about 30 s):
+# 60 generated 32 x 32 shapes images (12 of them the test split), 8 seed masks, 6 picks a round.
+SEGMENTATION_DEMO = ["demo", "--task", "segmentation", "--dataset", "shapes?n=60&size=32", "--rounds", "2",
+                     "--batch-size", "6", "--initial-labeled", "8", "--mc-samples", "2", "--device", "cpu"]
+SEGMENTATION_CAMPAIGN = "demo-seg-bald-seed0"
+
+
+@pytest.fixture(scope="session")
+def segmentation_campaign(tmp_path_factory) -> TinyExperiment:
+    folder = tmp_path_factory.mktemp("segmentation-campaign")
+    database = folder / "seg.db"
+    url = f"sqlite:///{database}"
+    result = run_cli(*SEGMENTATION_DEMO, "--database-url", url, cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TinyExperiment(folder, database, url, [], result.stdout, result.stderr)

@@ -138,11 +138,15 @@ LEARNING = {"learning-curve-accuracy", "learning-curve-nll", "learning-curve-ece
     ("tiny_experiment", "tiny", LEARNING | {"calibration-curves", "decomposition-comparison"}),
     ("calibrated_experiment", "tiny-random-seed1", LEARNING | {  # its round 2 with a fitted temperature
         "calibration-curves", "reliability-round-2", "decomposition-round-1", "decomposition-round-2",
-        "uncertainty-round-1", "uncertainty-round-2"}),
+        "uncertainty-round-1", "uncertainty-round-2", "density-round-1", "density-round-2"}),
     # an evaluation round, a cold-start round, a temperature without a test split (see conftest)
     ("degraded_campaign", "tiny-entropy-seed0", LEARNING | {
-        "calibration-curves", "decomposition-round-2", "uncertainty-round-2"}),
-], ids=["experiment", "campaign", "campaign-with-uncalibrated-rounds"])
+        "calibration-curves", "decomposition-round-2", "uncertainty-round-2", "density-round-2"}),
+    ("segmentation_campaign", "demo-seg-bald-seed0", {  # 2 rounds of 6 picks: every heatmap embedded
+        "learning-curve-miou", "learning-curve-pixel-accuracy", "learning-curve-pixel-ece", "uncertainty-round-1",
+        "uncertainty-round-2", "decomposition-round-1", "decomposition-round-2", "pixel-balance", "timings",
+        *[f"heatmap-round-{r}-rank-{k}" for r in (1, 2) for k in range(1, 7)]}),
+], ids=["experiment", "campaign", "campaign-with-uncalibrated-rounds", "segmentation-campaign"])
 def test_the_report_renders_in_chromium_without_errors(browser, request, database, report_name, figures):
     exp = request.getfixturevalue(database)
     out = exp.database.parent / f"browser-{report_name}.html"

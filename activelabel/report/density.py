@@ -1,0 +1,116 @@
+"""The report's feature-density section: how familiar the pool and the picks look to the model.
+
+Each active classification round fits class-conditional Gaussians on the labeled set's
+penultimate features (DDU, Mukhoti et al. 2021; ``campaign.density``) and stores every scored
+sample's ``log q(z)`` (``score.log_density``, nats) and whether it fell below the round's OOD
+threshold (``score.ood``; the threshold and how it was set in ``round.uncertainty["density"]``).
+A strategy that keeps picking flagged samples spends labels on inputs unlike anything labeled:
+sometimes what the model needs, sometimes junk. Nothing is refitted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from sqlalchemy import Engine
+
+from activelabel.report import figures, html
+from activelabel.report.data import CampaignRecord, density_counts, round_density
+
+DENSITY_ROUNDS = 3  # histograms drawn: the last N rounds with a density
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.1f}" if whole else ""
+
+
+def _absence(kind: str) -> str:
+    if kind == "evaluation":
+        return "an evaluation round trains no model"
+    if kind == "cold_start":
+        return "a cold-start round picks at random before any model is trained"
+    return ("no density stored (fewer than 4 readable labeled images to fit it, or scored before densities were "
+            "stored)")
+
+
+def campaign_density(engine: Engine, campaign_id: int, record: CampaignRecord,
+                     last: int = DENSITY_ROUNDS) -> list[str]:
+    """The campaign page's density section: for the last ``last`` rounds with a density, the
+    pool's log-density histogram against the picks' with the OOD threshold; a table of every
+    such round's threshold and flagged counts; a sentence for the rounds without one."""
+    counts = density_counts(engine, campaign_id)
+    rows, parts, absent, warn = [], [], [], False
+    with_density = [r for r in record.rounds if r.index in counts]
+    for r in record.rounds:
+        if r.index not in counts:
+            absent.append((r.index, _absence(r.kind)))
+    for r in with_density:
+        c = counts[r.index]
+        summary = (r.uncertainty or {}).get("density") or {}
+        warn = warn or summary.get("smallest_class", summary.get("dim", 0) + 1) <= summary.get("dim", 0)
+        rows.append([str(r.index), str(summary.get("labeled", "")), str(summary.get("dim", "")),
+                     f"{summary['threshold']:.6g}" if "threshold" in summary else "",
+                     f"{summary.get('percentile', 0):g}", str(c.scored), str(c.flagged), _share(c.flagged, c.scored),
+                     str(c.selected), str(c.selected_flagged), _share(c.selected_flagged, c.selected)])
+    for r in with_density[-last:]:
+        d = round_density(engine, campaign_id, r.index)
+        if d is None:
+            continue
+        parts.append(html.figure(
+            figures.density_histogram(d.pool, d.selected, d.threshold, float(d.summary.get("percentile", 5.0)),
+                                      f"round {r.index}: feature log density, pool against selected"),
+            f"density-round-{r.index}",
+            f"Round {r.index}: {d.pool_flagged} of {len(d.pool)} scored samples flagged out of distribution "
+            f"(log q(z) below {d.threshold:.6g} nats), {d.selected_flagged} of the {len(d.selected)} selected"))
+    if rows:
+        parts.append(html.table(
+            "density", ["round", "fitted on (labeled)", "features", "OOD threshold (nats)", "percentile", "scored",
+                        "flagged", "flagged %", "selected", "selected flagged", "selected flagged %"], rows))
+        parts.append(html.note(
+            "log q(z): the log density of a sample's penultimate-layer features under class-conditional Gaussians "
+            "fitted on the round's labeled set (DDU, Mukhoti et al. 2021). A sample is flagged out of distribution "
+            "when it falls below the threshold: that percentile of the labeled set's own out-of-fold log densities. "
+            "Scored samples include ones still out with annotators from earlier rounds."))
+    if warn:
+        parts.append(html.note(
+            "In some rounds the smallest class has no more labeled samples than feature dimensions: its covariance is "
+            "held up by jitter, so densities are extreme and the flag is rough until classes grow."))
+    grouped: dict[str, list[str]] = {}
+    for index, why in absent:
+        grouped.setdefault(why, []).append(str(index))
+    parts += [html.note(f"Round{'s' if len(i) > 1 else ''} {', '.join(i)}: no feature density — {why}.")
+              for why, i in grouped.items()]
+    return parts or [html.note("No complete round yet.")]
+
+
+def experiment_density(engine: Engine, groups: Mapping[str, Sequence[CampaignRecord]]) -> list[str]:
+    """The experiment page's density section: per strategy (summed over seeds and rounds, then
+    per round), the share of its picks flagged out of distribution against the pool's share."""
+    totals, by_round = [], []
+    for strategy, runs in groups.items():
+        per_round: dict[int, np.ndarray] = {}
+        for record in runs:
+            for index, c in density_counts(engine, record.campaign_id).items():
+                per_round[index] = per_round.get(index, np.zeros(4, dtype=np.int64)) + np.array(
+                    [c.selected, c.selected_flagged, c.scored, c.flagged])
+        if not per_round:
+            continue
+        total = sum(per_round.values())
+        totals.append([strategy, str(len(runs)), str(int(total[0])), str(int(total[1])),
+                       _share(int(total[1]), int(total[0])), _share(int(total[3]), int(total[2]))])
+        by_round += [[strategy, str(index), f"{int(v[1])} / {int(v[0])}", _share(int(v[1]), int(v[0])),
+                      f"{int(v[3])} / {int(v[2])}", _share(int(v[3]), int(v[2]))]
+                     for index, v in sorted(per_round.items())]
+    if not totals:
+        return [html.note("No round of this experiment stored a feature density (rounds without a model — cold start, "
+                          "evaluation — and segmentation rounds have none).")]
+    return [
+        html.table("density-by-strategy", ["strategy", "seeds", "picks", "picks flagged OOD", "picks flagged %",
+                                           "pool flagged %"], totals),
+        html.table("density-by-round", ["strategy", "round", "picks flagged", "picks flagged %", "pool flagged",
+                                        "pool flagged %"], by_round),
+        html.note("Summed over seeds. A pick is flagged out of distribution when its feature log density falls below "
+                  "its round's threshold (a low percentile of the labeled set's own log densities). A strategy far "
+                  "above the pool's share hunts unfamiliar inputs; random sits near the pool's share."),
+    ]

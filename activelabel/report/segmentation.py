@@ -1,0 +1,251 @@
+"""The report of one segmentation campaign (``activelabel report CAMPAIGN`` when its task is
+``segmentation``).
+
+What a classification page shows by class labels, this page shows by pixels: the learning
+curve is mIoU (and pixel accuracy, pixel ECE) against labeled images, each round's per-class
+IoU is a table, the picks' class balance is the share of painted pixels per class in their
+masks, and the selected samples are their heatmap PNGs (image | predicted mask | uncertainty
+map | max-softmax map), embedded with the map's summary statistics. Sections that only make
+sense for class labels (labels to an accuracy, temperature scaling, a thumbnail gallery with
+label and prediction) are replaced or say in a sentence why they are absent.
+
+Everything comes from the database (``round.segmentation_metrics``, the ``heatmap`` table,
+``annotation.mask``) and the heatmap files it points to; nothing is run.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from activelabel.report import figures, html, uncertainty
+from activelabel.report.curves import aulc, labels_to_target
+from activelabel.report.data import CampaignRecord, round_decomposition, round_score_values
+from activelabel.report.segmentation_data import HeatmapRow, heatmap_rows, picked_pixel_shares
+
+DEFAULT_TARGETS = (0.6, 0.7, 0.8)  # mIoU
+METRICS = (("miou", "mIoU", "learning-curve-miou"),
+           ("pixel_accuracy", "pixel accuracy", "learning-curve-pixel-accuracy"),
+           ("pixel_ece", "pixel ECE", "learning-curve-pixel-ece"))
+HEATMAP_ROUNDS = 3  # heatmaps embedded: the top-ranked picks of the last N rounds that wrote some
+STEPS = ("train", "score", "select")
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def settings_rows(record: CampaignRecord) -> list[list[str]]:
+    """The settings a reader needs to judge the figures: task kind, model, uncertainty method,
+    per-pixel map, aggregation, then the data and round settings."""
+    from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS
+
+    c = record.config
+    scored = next((r.uncertainty for r in reversed(record.rounds) if r.uncertainty), None) or {}
+    drawn = scored.get("map") or SEGMENTATION_STRATEGY_MAPS.get(record.strategy) or "random"
+    method = c.get("uncertainty", "mc_dropout")
+    passes = (f"MC dropout, T = {c.get('mc_samples')} stochastic passes" if method == "mc_dropout"
+              else "one deterministic pass (T = 1)" if method == "deterministic" else method)
+    aggregation = c.get("aggregation", "top_q")
+    if aggregation == "top_q":
+        aggregation = f"top_q: mean of the top {c.get('aggregation_q', 0.1):g} of pixels"
+    rows = [
+        ["task kind", record.task],
+        ["strategy", record.strategy],
+        ["seed", str(record.seed)],
+        ["model", f"{c.get('architecture')} (dropout {c.get('dropout')} before the segmentation head)"],
+        ["uncertainty method", f"{method} — {passes}"],
+        ["per-pixel map scored", drawn],
+        ["aggregation (pixels → image score)", aggregation],
+        ["classes", ", ".join(record.labels)],
+    ]
+    keys = ["dataset", "rounds", "batch_size", "initial_labeled", "min_labels_to_train", "pool_subset", "epochs",
+            "fixed_epochs", "test_fraction", "evaluation_size", "annotator", "heatmap_dir"]
+    default_folder = ("None: ./activelabel-heatmaps/<campaign> under the folder the rounds ran in (the heatmap "
+                      "table below gives each file's path)")
+    rows += [[k, default_folder if k == "heatmap_dir" and c.get(k) is None else str(c.get(k))]
+             for k in keys if k in c]
+    return rows
+
+
+def _summary(engine: Engine, campaign_id: int, record: CampaignRecord) -> str:
+    if not record.rounds:
+        return html.note("No complete round yet.")
+    r = record.rounds[-1]
+    said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
+    if r.labeled is not None:
+        said.append(f"{r.labeled} labeled images")
+    m = r.segmentation or {}
+    if m.get("miou") is not None:
+        said.append(f"mIoU {m['miou']:.4f}")
+    if m.get("pixel_accuracy") is not None:
+        said.append(f"pixel accuracy {m['pixel_accuracy']:.4f}")
+    if m.get("pixel_ece") is not None:
+        said.append(f"pixel ECE {m['pixel_ece']:.4f}")
+    if not m and r.kind == "active":
+        said.append("no test or labeled evaluation mask to measure on")
+    split = round_decomposition(engine, campaign_id, r.index)
+    where = None if split is None else split.percentile("epistemic")
+    if where is not None:
+        said.append(f"its {len(split.selected['epistemic'])} picks' median mean-pixel BALD is above "
+                    f"{math.floor(where):.0f} % of the scored pool")
+    return html.paragraph(" · ".join(said) + ".")
+
+
+def _learning_curves(record: CampaignRecord) -> list[str]:
+    parts = []
+    for key, label, name in METRICS:
+        xs, ys = record.segmentation_curve(key)
+        if not xs:
+            parts.append(html.note(f"No {label} curve: no complete active round measured it yet (rounds without a "
+                                   "model, and campaigns without test or labeled evaluation masks, measure nothing)."))
+            continue
+        parts.append(html.figure(
+            figures.learning_curves({record.strategy: [(xs, ys)]}, label, f"{label} against labeled images",
+                                     xlabel="labeled images"),
+            name, f"Learning curve: {label} on the test (or evaluation) masks against labeled images"))
+    return parts
+
+
+def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str]:
+    rows, ious = [], []
+    for r in record.rounds:
+        m = r.segmentation or {}
+        rows.append([str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
+                     _fmt(m.get("miou")), _fmt(m.get("pixel_accuracy")), _fmt(m.get("pixel_ece")),
+                     str(m.get("pixels", "")), *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]])
+        if m.get("per_class_iou"):
+            per_class = m["per_class_iou"]
+            ious.append([str(r.index), "" if r.labeled is None else str(r.labeled),
+                         *["—" if per_class.get(c) is None else f"{per_class[c]:.4f}" for c in record.labels],
+                         _fmt(m.get("miou"))])
+    parts = [html.table("rounds", ["round", "kind", "labeled images", "mIoU", "pixel accuracy", "pixel ECE",
+                                   "pixels measured", *[f"{s} s" for s in STEPS]], rows)]
+    if ious:
+        parts.append(html.table("per-class-iou", ["round", "labeled images", *record.labels, "mIoU"], ious,
+                                caption="Per-class IoU on the test (or evaluation) masks, per round"))
+        parts.append(html.note("IoU = intersection over union of the predicted and true pixels of a class; mIoU is "
+                               "the mean over the classes present (— : the class is in neither the prediction nor "
+                               "the truth, so it has no IoU and is left out of the mean). Pixels marked ignore "
+                               "(255) count nowhere."))
+    else:
+        parts.append(html.note("No per-class IoU: no round measured on test or labeled evaluation masks yet."))
+    xs, ys = record.segmentation_curve("miou")
+    reached = [labels_to_target(xs, ys, t) for t in targets]
+    parts.append(html.table("labels-to-target", ["strategy", *[f"mIoU ≥ {t:g}" for t in targets]],
+                            [[record.strategy, *["not reached" if n is None else str(n) for n in reached]]],
+                            caption="Labeled images needed to reach an mIoU (the first measured round at or above it)"))
+    if xs:
+        parts.append(html.table("aulc", ["strategy", "labeled images", "points", "AULC (mIoU)"],
+                                [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
+                                caption="Area under the mIoU curve over the label span (its mean mIoU)"))
+    return parts
+
+
+def _score_histograms(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
+    parts = []
+    for index in [r.index for r in record.rounds if r.kind == "active"][-3:]:
+        pool, chosen = round_score_values(engine, campaign_id, index)
+        if not pool:
+            parts.append(html.note(f"Round {index} stored no scores."))
+            continue
+        parts.append(html.figure(
+            figures.score_histogram(pool, chosen, f"round {index}: image scores of the pool and of the selected"),
+            f"uncertainty-round-{index}",
+            f"Round {index}: {record.strategy} image scores (the per-pixel map aggregated per image), pool against "
+            "selected"))
+    return parts or [html.note("No active round yet: no model has scored the pool.")]
+
+
+def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
+    shares = picked_pixel_shares(engine, campaign_id, len(record.labels))
+    rounds = sorted(k for k in shares if k is not None)
+    if not rounds:
+        return [html.note("No selected image has a mask yet, so there is no pixel balance of the picks to show.")]
+    counts = {record.strategy: {i: {c: float(v) for c, v in zip(record.labels, 100.0 * shares[i].shares())}
+                                for i in rounds}}
+    rows = [[("seed masks" if key is None else f"round {key}"), str(shares[key].images),
+             *[f"{100.0 * v:.1f}" for v in shares[key].shares()]]
+            for key in ([None] if None in shares else []) + rounds]
+    return [
+        html.figure(figures.class_balance(counts, record.labels, ylabel="% of painted pixels"), "pixel-balance",
+                    "Classes of the painted pixels in the masks of the images picked, per round (% of the round's "
+                    "painted pixels)"),
+        html.table("pixel-share", ["picked in", "images", *[f"{c} %" for c in record.labels]], rows),
+        html.note("Per group of images, each class's share of the painted pixels (ignore pixels left out; several "
+                  "annotators' masks of an image are averaged). A strategy that hunts uncertain pixels shifts the "
+                  "share towards thin and small classes; compare with the seed masks."),
+    ]
+
+
+def _heatmap_figure(row: HeatmapRow) -> str:
+    caption = (f"Round {row.round_index}, rank {row.rank + 1}: {row.uri} · score {row.score:.4f} · {row.map_name} "
+               f"mean {row.mean:.4f}, max {row.max:.4f}, top-{row.q:g} mean {row.top_q_mean:.4f}")
+    try:
+        data = Path(row.path).read_bytes()
+    except OSError as error:
+        return html.note(f"{caption}: its heatmap is not readable at {row.path} any more "
+                         f"({error.strerror or error}); the table keeps its statistics.")
+    return html.figure(base64.b64encode(data).decode("ascii"), f"heatmap-round-{row.round_index}-rank-{row.rank + 1}",
+                       caption)
+
+
+def _heatmaps(engine: Engine, campaign_id: int, record: CampaignRecord, per_round: int) -> list[str]:
+    rows = heatmap_rows(engine, campaign_id)
+    if not rows:
+        return [html.note("No heatmap stored yet: each active round writes one per selected image once it has "
+                          "selected them.")]
+    rounds = sorted({r.round_index for r in rows})
+    shown = [r for r in rows if r.round_index in rounds[-HEATMAP_ROUNDS:] and r.rank < per_round]
+    last = min(len(rounds), HEATMAP_ROUNDS)
+    parts = [html.note(
+        f"Up to {per_round} highest-ranked picks per round (--gallery-size), of the last {last} "
+        f"round{'s' if last != 1 else ''} with heatmaps: the image, the predicted mask, the scored per-pixel map with its colour bar "
+        "(entropy and BALD in nats, variance in probability²), and the max-softmax map for comparison. Each PNG is the "
+        "file the round wrote, embedded; the table lists every heatmap with its path.")]
+    parts += [_heatmap_figure(r) for r in shown]
+    parts.append(html.table(
+        "heatmaps", ["round", "rank", "sample", "map", "score", "map mean", "map max", "top-q mean", "q", "file"],
+        [[str(r.round_index), str(r.rank + 1), r.uri, r.map_name, f"{r.score:.4f}", f"{r.mean:.4f}",
+          f"{r.max:.4f}", f"{r.top_q_mean:.4f}", f"{r.q:g}", r.path] for r in rows]))
+    return parts
+
+
+def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float] | None,
+                  gallery_size: int) -> str:
+    """The whole HTML page of segmentation campaign ``record``; ``targets`` are mIoU values
+    (default :data:`DEFAULT_TARGETS`), ``gallery_size`` the heatmaps embedded per round."""
+    from activelabel.campaign.summary import data_counts
+    from activelabel.report.build import _timings
+
+    targets = tuple(targets or DEFAULT_TARGETS)
+    body = [
+        _summary(engine, campaign_id, record),
+        html.section("Settings", html.table("settings", ["setting", "value"], settings_rows(record)),
+                     anchor="settings"),
+        html.section("Learning curve", *_learning_curves(record), anchor="learning-curves"),
+        html.section("Data", html.paragraph(data_counts(engine, record.name).describe()), anchor="data"),
+        html.section("Rounds", *_rounds_tables(record, targets), anchor="rounds-section"),
+        html.section("Calibration", html.note(
+            "No temperature scaling: segmentation campaigns fit no temperature (the campaign's calibrate setting is "
+            "ignored), so there is no reliability diagram. The pixel ECE above (15 confidence bins over every "
+            "measured pixel) is the uncalibrated model's."), anchor="calibration"),
+        html.section("Uncertainty of pool and selected images", *_score_histograms(engine, campaign_id, record),
+                     *uncertainty.campaign_decomposition(engine, campaign_id, record),
+                     html.note("For segmentation, each image's total, aleatoric and epistemic uncertainty is the mean "
+                               "over its pixels of the per-pixel predictive entropy, expected entropy and BALD; the "
+                               "image score the strategy ranks by is its map aggregated as the settings say."),
+                     anchor="uncertainty"),
+        html.section("Heatmaps of the selected images", *_heatmaps(engine, campaign_id, record, gallery_size),
+                     anchor="heatmaps-section"),
+        html.section("Pixel balance of the picks", *_pixel_balance(engine, campaign_id, record),
+                     anchor="class-balance-section"),
+        html.section("Timings per round", _timings({record.strategy: [record]},
+                                                   "Seconds per round: training, scoring the pool, selecting"),
+                     anchor="timings-section"),
+    ]
+    return html.page(f"Campaign {record.name} (segmentation)", body)
