@@ -77,9 +77,10 @@ class TaskKind(Protocol):
         ...
 
     def score_pool(self, rnd, campaign, config: CampaignConfig, checkpoints, pool, problems, *,
-                   batch_size: int, selectable: int, labeled: list, seed: int):
-        """Score ``pool`` chunk by chunk; returns ``steps.ScoredPool`` (score rows in
-        ``storage.bulk.SCORE_COLUMNS`` order, mean entropy, how it was scored, a batch plan)."""
+                   batch_size: int, selectable: int, labeled: list, seed: int, run_shards=None):
+        """Score ``pool`` chunk by chunk; returns ``steps.ScoredPool`` (score columns or rows,
+        mean entropy, how it was scored, a batch plan). ``run_shards``: score as shards there
+        (a ``campaign.shards.ShardRunner``); a kind that cannot raises ConfigError."""
         ...
 
     def selection_heatmaps(self, engine: Engine, rnd, campaign, config: CampaignConfig, seed: int) -> list[dict]:
@@ -110,11 +111,11 @@ class ClassificationKind:
         return steps.train_classifier(job)
 
     def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
-                   seed):
+                   seed, run_shards=None):
         from activelabel.campaign import steps
 
         return steps._score_pool(rnd, campaign, config, checkpoints, pool, problems, batch_size=batch_size,
-                                 selectable=selectable, labeled=labeled)
+                                 selectable=selectable, labeled=labeled, run_shards=run_shards)
 
     def selection_heatmaps(self, engine, rnd, campaign, config, seed) -> list[dict]:
         return []
@@ -140,8 +141,14 @@ class SegmentationKind:
         return train_segmenter(job)
 
     def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
-                   seed):
+                   seed, run_shards=None):
         from activelabel.campaign.segmentation_round import score_pool_pixelwise
+
+        if run_shards is not None:
+            from activelabel.errors import ConfigError
+
+            raise ConfigError("segmentation campaigns score in one process: run them without "
+                              "--dask-address / --dask-workers (Dask scores classification pools)")
 
         return score_pool_pixelwise(rnd, config, checkpoints, pool, problems, seed=seed)
 
