@@ -33,8 +33,11 @@ def train_task(database_url: str | None, round_id: int) -> None:
 @task(name="score", cache_policy=NO_CACHE)
 def score_task(database_url: str | None, round_id: int, dask_address: str | None = None,
                dask_workers: int | None = None) -> None:
-    steps.score_step(engine_for(database_url), round_id,
-                     run_shards=shard_runner(database_url, dask_address, dask_workers))
+    runner = shard_runner(database_url, dask_address, dask_workers)
+    if runner is None:
+        steps.score_step(engine_for(database_url), round_id)
+    else:
+        steps.score_step(engine_for(database_url), round_id, run_shards=runner)
 
 
 def shard_runner(database_url: str | None, dask_address: str | None, dask_workers: int | None):
