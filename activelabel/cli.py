@@ -147,7 +147,8 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
             console.print(f"  round {index}, most uncertain: {path} ({map_name}, top-q mean {top:.3f})", soft_wrap=True)
 
 
-def _run_campaign(config, database_url: str | None, **data_checks: bool) -> None:
+def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
+                  **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
@@ -160,7 +161,7 @@ def _run_campaign(config, database_url: str | None, **data_checks: bool) -> None
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
     )
-    _run_with_progress(config.name, config.rounds)
+    _run_with_progress(config.name, config.rounds, dask=dask)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
@@ -205,8 +206,10 @@ def _open_database(database_url: str | None, *, existing: bool = False):
     return engine, url
 
 
-def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
-    """Run the campaign up to ``rounds`` complete rounds, or (None) resume its current round."""
+def _run_with_progress(campaign_name: str, rounds: int | None, *,
+                       dask: tuple[str | None, int | None] = (None, None)) -> None:
+    """Run the campaign up to ``rounds`` complete rounds, or (None) resume its current round;
+    ``dask`` = (scheduler address, local workers) scores active rounds on Dask."""
     from activelabel.cli_progress import RichRoundProgress
     from activelabel.flows import campaign_flow, round_flow
     from activelabel.progress import set_reporter
@@ -215,10 +218,11 @@ def _run_with_progress(campaign_name: str, rounds: int | None) -> None:
     with RichRoundProgress(err_console) as progress:
         set_reporter(progress)
         try:
+            address, workers = dask
             if rounds is None:
-                round_flow(campaign_name)
+                round_flow(campaign_name, dask_address=address, dask_workers=workers)
             else:
-                campaign_flow(campaign_name, rounds)
+                campaign_flow(campaign_name, rounds, dask_address=address, dask_workers=workers)
         finally:
             set_reporter(None)
 
@@ -269,6 +273,8 @@ def run(
     relocate: Annotated[bool, typer.Option("--relocate", help="Accept a moved data folder: continue when every stored file is found at the new place with the same content.")] = False,
     accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Labeled images changed since they were labeled: keep their labels.")] = False,
     relabel_changes: Annotated[bool, typer.Option("--relabel-changes", help="Labeled images changed since they were labeled: send them to the annotators again.")] = False,
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Score active rounds as shards on an existing Dask cluster: its scheduler, tcp://host:8786 (workers need the images and $ACTIVELABEL_DATABASE_URL; see docs/scale.md).", show_default=False)] = None,
+    dask_workers: Annotated[Optional[int], typer.Option("--dask-workers", help="Score active rounds as shards on a local Dask cluster of N worker processes started for the run.", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
     """Run a campaign from a campaign file, or from options as `demo` does.
@@ -295,13 +301,24 @@ def run(
                 raise ConfigError(f"{flag} does not apply with a campaign file; set data.pool / data.labeled in {campaign_file}")
         config, file_url = load_campaign_file(campaign_file, overrides)
         database_url = database_url or file_url
+        if dask_address is None and dask_workers is None:  # an option given replaces the file's [dask]
+            from activelabel.campaign.file import dask_settings
+
+            dask_address, dask_workers = dask_settings(campaign_file)
     else:
         given = {k: v for k, v in overrides.items() if v is not None and k != "name"}
         given.update({k: v for k, v in (("dataset", dataset), ("initial_labeled", initial_labeled)) if v is not None})
         name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
         config = CampaignConfig(name=name, **given)
-    _run_campaign(config, database_url, relocate=relocate, accept_changes=accept_changes,
-                  relabel_changes=relabel_changes)
+    if dask_address is not None or dask_workers is not None:
+        from activelabel.flows.sharded import check_cluster
+
+        check_cluster(address=dask_address, workers=dask_workers)
+        if config.task != "classification":
+            raise ConfigError("--dask-address / --dask-workers score classification pools; a "
+                              f"{config.task} campaign scores in one process (leave them out)")
+    _run_campaign(config, database_url, dask=(dask_address, dask_workers), relocate=relocate,
+                  accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 

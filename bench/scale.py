@@ -14,10 +14,12 @@ Measured, for each pool:
 - creation: ``prepare_campaign`` (listing, content hashes, bulk sample insert) on SQLite and,
   with ``--postgres-url``, on PostgreSQL (a throwaway schema, dropped afterwards);
 - scoring: the round's own ``score_step`` on an active round (BALD, MC dropout, ``--mc-samples``
-  passes, a small CNN with random weights: speed does not depend on the weights) — decoding,
-  prediction, per-sample reduction and the bulk score write;
-- sharding: the same 100k pool scored as shards on a 2-worker Dask LocalCluster (Prefect's Dask
-  task runner) against one process running the same shard code.
+  passes, a small CNN with random weights: speed does not depend on the weights) — reading the
+  pool, decoding, prediction, per-sample reduction and the bulk score write — in a child that
+  sets the allocator as ``activelabel`` does at start (``activelabel.memory.steady_allocator``;
+  ``--plain-allocator`` measures glibc's default instead);
+- sharding: the same 100k pool scored by ``score_step(..., run_shards=...)`` on a 2-worker Dask
+  LocalCluster (Prefect's Dask task runner) against the same shards run in one process.
 
     nice -n 5 python bench/scale.py --sizes 10000 100000 1000000 --files-max 100000 \\
         --postgres-url "$ACTIVELABEL_TEST_POSTGRES_URL" --dask-size 100000 --out bench/results/scale.md
@@ -153,6 +155,10 @@ def child_score(args: dict) -> dict:
     from activelabel.campaign import steps
     from activelabel.storage import Round, session_scope
 
+    if not args.get("plain_allocator"):
+        from activelabel.memory import steady_allocator
+
+        steady_allocator()  # what `activelabel` does first (cli.main)
     engine = _engine(args["url"], None)
     config = _config(args["pool"], "scale", args["mc_samples"], args["workers"])
     round_id = _active_round(engine, config)
@@ -167,23 +173,32 @@ def child_score(args: dict) -> dict:
 
 
 def child_shards(args: dict) -> dict:
-    """The pool scored by the shard code: on a Dask LocalCluster, or in this one process."""
-    from activelabel.campaign.shards import merge_shards, round_shards, score_shard
+    """The round's ``score_step`` with its pool cut into shards: on a Dask LocalCluster, or run
+    one after another in this process (the same shard code)."""
+    from sqlalchemy import func, select
 
+    from activelabel.campaign import steps
+    from activelabel.campaign.shards import InProcessShards
+    from activelabel.memory import steady_allocator
+    from activelabel.storage import Score, session_scope
+
+    steady_allocator()
     engine = _engine(args["url"], None)
     config = _config(args["pool"], "scale", args["mc_samples"], args["workers"])
     round_id = _active_round(engine, config)
-    plan = round_shards(engine, round_id, shards=max(1, args["dask_workers"]) * 2, database_url=args["url"])
-    started = time.perf_counter()
     if args["dask_workers"]:
-        from activelabel.flows.sharded import score_shards_on_dask
+        from activelabel.flows.sharded import DaskShards
 
-        merged = score_shards_on_dask(plan.requests, workers=args["dask_workers"])
+        runner = DaskShards(workers=args["dask_workers"], database_url=args["url"])
     else:
-        merged = merge_shards([score_shard(r) for r in plan.requests])
+        runner = InProcessShards(shards=4, database_url=args["url"])
+    started = time.perf_counter()
+    steps.score_step(engine, round_id, run_shards=runner)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_mb": _peak_mb(), "scored": len(merged),
-            "checksum": float(np.sum(merged.values))}
+    with session_scope(engine) as session:
+        scored, checksum = session.execute(select(func.count(), func.sum(Score.value * Score.sample_id))
+                                           .where(Score.round_id == round_id)).one()
+    return {"seconds": seconds, "peak_mb": _peak_mb(), "scored": scored, "checksum": float(checksum)}
 
 
 def run_child(kind: str, args: dict, *, timeout: float = 3600) -> dict:
@@ -266,6 +281,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers while scoring")
     parser.add_argument("--dask-size", type=int, default=100_000, help="pool for Dask vs one process (0: skip)")
     parser.add_argument("--score-max", type=int, default=None, help="largest pool also scored (default: all)")
+    parser.add_argument("--plain-allocator", action="store_true",
+                        help="score with glibc's default allocator settings (not activelabel's)")
     parser.add_argument("--report-only", action="store_true", help="rewrite --out from --work/results.json")
     parser.add_argument("--work", type=Path, default=Path("/tmp/activelabel-scale"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "scale.md")
@@ -302,7 +319,8 @@ def run_all(opts, results: list[dict]) -> None:
             print(f"files {size}: written in {time.perf_counter() - started:.0f} s", flush=True)
             pools.append(("files", str(folder)))
         for kind, pool in pools:
-            base = {"pool": pool, "mc_samples": opts.mc_samples, "workers": opts.workers}
+            base = {"pool": pool, "mc_samples": opts.mc_samples, "workers": opts.workers,
+                    "plain_allocator": opts.plain_allocator}
             db = opts.work / f"{kind}{size}.db"
             db.unlink(missing_ok=True)
             row = {"size": size, "kind": kind}
@@ -333,7 +351,8 @@ def report(results: list[dict], opts, biggest: int) -> str:
         f"Command: `nice -n 5 python bench/scale.py --sizes {' '.join(map(str, opts.sizes))} "
         f"--files-max {opts.files_max}{f' --score-max {opts.score_max}' if opts.score_max else ''} "
         f"--mc-samples {opts.mc_samples} --workers {opts.workers} "
-        f"--dask-size {opts.dask_size}{' --postgres-url $ACTIVELABEL_TEST_POSTGRES_URL' if opts.postgres_url else ''}`",
+        f"--dask-size {opts.dask_size}{' --postgres-url $ACTIVELABEL_TEST_POSTGRES_URL' if opts.postgres_url else ''}"
+        f"{' --plain-allocator' if opts.plain_allocator else ''}`",
         "", f"Machine: {os.cpu_count()} CPUs (shared with other jobs), CPU only; every figure from its own "
         "child process (peak RSS = that process's ru_maxrss).", "",
         "| pool | stored as | create SQLite (s) | peak RSS (MB) | SQLite size (MB) | create PostgreSQL (s) | "

@@ -129,6 +129,15 @@ class DatabaseSection(_Section):
     )
 
 
+class DaskSection(_Section):
+    address: str | None = Field(
+        None, description="Score active rounds as shards on this Dask scheduler (tcp://host:8786); see docs/scale.md"
+    )
+    workers: int | None = Field(
+        None, description="Or: score them on a local Dask cluster of this many worker processes (default: one process, no Dask)"
+    )
+
+
 class CampaignFile(_Section):
     campaign: CampaignSection
     data: DataSection
@@ -137,6 +146,7 @@ class CampaignFile(_Section):
     stop: StopSection = StopSection()
     segmentation: SegmentationSection = SegmentationSection()
     database: DatabaseSection = DatabaseSection()
+    dask: DaskSection = DaskSection()
 
 
 class Secrets(BaseSettings):
@@ -156,6 +166,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "stop": StopSection,
     "segmentation": SegmentationSection,
     "database": DatabaseSection,
+    "dask": DaskSection,
 }
 _PATH_KEYS = {("data", "pool"), ("data", "labeled"), ("data", "test"), ("model", "weights"), ("annotator", "truth"),
               ("segmentation", "heatmap_dir"), ("segmentation", "labeled_masks"), ("segmentation", "test_masks")}
@@ -283,6 +294,19 @@ def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None
         raise CampaignFileError(f"{file}: {error}") from None
     # The file is fine on its own: a problem now comes from a command-line option.
     return to_config(parsed, file.resolve().parent, overrides), parsed.database.url
+
+
+def dask_settings(path: str | Path) -> tuple[str | None, int | None]:
+    """The file's ``[dask]`` (scheduler address, local workers): where active rounds are scored,
+    like ``[database]`` a property of where the campaign runs, not stored with it. Raises
+    :class:`CampaignFileError` naming the file when both are given."""
+    parsed = parse_campaign_file(path).dask
+    if parsed.address is not None and parsed.workers is not None:
+        raise CampaignFileError(f"{path}: give dask.address (an existing cluster) or dask.workers (a local one), "
+                                "not both")
+    if parsed.workers is not None and parsed.workers < 1:
+        raise CampaignFileError(f"{path}: dask.workers must be at least 1, got {parsed.workers}")
+    return parsed.address, parsed.workers
 
 
 def _toml_value(value: Any) -> str:

@@ -87,9 +87,10 @@ class TaskKind(Protocol):
         ...
 
     def score_pool(self, rnd, campaign, config: CampaignConfig, checkpoints, pool, problems, *,
-                   batch_size: int, selectable: int, labeled: list, seed: int):
-        """Score ``pool`` chunk by chunk; returns ``steps.ScoredPool`` (score rows in
-        ``storage.bulk.SCORE_COLUMNS`` order, mean entropy, how it was scored, a batch plan)."""
+                   batch_size: int, selectable: int, labeled: list, seed: int, run_shards=None):
+        """Score ``pool`` chunk by chunk; returns ``steps.ScoredPool`` (score columns or rows,
+        mean entropy, how it was scored, a batch plan). ``run_shards``: score as shards there
+        (a ``campaign.shards.ShardRunner``); a kind that cannot raises ConfigError."""
         ...
 
     def prepare_tasks(self, engine: Engine, rnd, campaign, config: CampaignConfig, tasks: list,
@@ -126,11 +127,11 @@ class ClassificationKind:
         return steps.train_classifier(job)
 
     def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
-                   seed):
+                   seed, run_shards=None):
         from activelabel.campaign import steps
 
         return steps._score_pool(rnd, campaign, config, checkpoints, pool, problems, batch_size=batch_size,
-                                 selectable=selectable, labeled=labeled)
+                                 selectable=selectable, labeled=labeled, run_shards=run_shards)
 
     def prepare_tasks(self, engine, rnd, campaign, config, tasks, seed) -> PreparedTasks:
         return PreparedTasks(tasks, [])
@@ -161,8 +162,14 @@ class SegmentationKind:
         return train_segmenter(job)
 
     def score_pool(self, rnd, campaign, config, checkpoints, pool, problems, *, batch_size, selectable, labeled,
-                   seed):
+                   seed, run_shards=None):
         from activelabel.campaign.segmentation_round import score_pool_pixelwise
+
+        if run_shards is not None:
+            from activelabel.errors import ConfigError
+
+            raise ConfigError("segmentation campaigns score in one process: run them without "
+                              "--dask-address / --dask-workers (Dask scores classification pools)")
 
         return score_pool_pixelwise(rnd, config, checkpoints, pool, problems, seed=seed)
 

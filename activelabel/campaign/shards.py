@@ -17,7 +17,12 @@ Why the result does not depend on the sharding:
 - shards are cut on chunk boundaries (:func:`plan_shards`), so every chunk holds the same
   samples as in one process, and floating point sums are the same bit for bit;
 - a strategy that draws random numbers gets a generator seeded by (round seed, chunk index),
-  never one stream that runs through the pool.
+  never one stream that runs through the pool;
+- every chunk is reduced by the same :class:`PoolScorer` the round's single-process scoring
+  uses, with the feature density fitted once by the round and sent in the request;
+- a batch-aware strategy's candidates (top BALD with their probabilities) are kept per shard
+  and merged by :class:`~activelabel.campaign.candidates.Candidates`, whose set does not depend
+  on the order chunks arrive in; the mean entropy is the sum of the same per-chunk sums.
 
 The Dask fan-out (through Prefect's Dask task runner) lives in
 :mod:`activelabel.flows.sharded`; this module runs without either.
@@ -27,11 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-from activelabel.acquisition import confidence, get_strategy, predicted_class
+from activelabel.acquisition import PoolFeatures, confidence, get_strategy, predicted_class
 from activelabel.acquisition.decomposition import uncertainty_decomposition
+from activelabel.campaign.candidates import Candidates
 from activelabel.campaign.config import CampaignConfig
 from activelabel.errors import CampaignStateError, ConfigError
 
@@ -47,6 +54,10 @@ class ShardRequest:
     round's ``model_checkpoint`` rows; ``database_url`` None: the worker's
     ``$ACTIVELABEL_DATABASE_URL``) unless ``checkpoint_path`` names a file written by
     :func:`save_round_checkpoint`. ``seed``, ``samples`` and ``temperature`` are the round's.
+    ``density`` is the round's fitted feature density
+    (:class:`~activelabel.campaign.density.RoundDensity`: class means, Cholesky factors and the
+    OOD threshold; None: no density columns). ``candidates`` > 0 keeps that many BALD
+    candidates of pool positions below ``selectable`` (batch-aware strategies).
     """
 
     config: dict
@@ -61,6 +72,9 @@ class ShardRequest:
     checkpoint_path: str | None = None
     chunk: int = CHUNK
     workers: int = 0
+    density: Any = None
+    candidates: int = 0
+    selectable: int | None = None
 
 
 @dataclass
@@ -70,7 +84,10 @@ class ShardScores:
     ``positions`` int64 ``[n]`` (pool positions of the readable samples); ``values`` float64
     ``[n]`` (the strategy's score); ``predicted`` int64 ``[n]``; ``confidence``, ``total``,
     ``aleatoric``, ``epistemic`` float64 ``[n]`` (the uncertainty split in nats);
-    ``problems`` (uri, reason) of unreadable samples.
+    ``problems`` (uri, reason) of unreadable samples; with a feature density ``log_density``
+    float64 ``[n]`` (nats) and ``ood`` bool ``[n]`` (else None); ``chunk_entropy``: each
+    chunk's summed total uncertainty, in pool order (the round's mean is their sum over n);
+    ``candidates``: a batch-aware strategy's kept candidates (else None).
     """
 
     positions: np.ndarray
@@ -81,12 +98,99 @@ class ShardScores:
     aleatoric: np.ndarray
     epistemic: np.ndarray
     problems: list[tuple[str, str]] = field(default_factory=list)
+    log_density: np.ndarray | None = None
+    ood: np.ndarray | None = None
+    chunk_entropy: list[tuple[int, float]] = field(default_factory=list)
+    candidates: Candidates | None = None
 
     def __len__(self) -> int:
         return len(self.positions)
 
+    @property
+    def mean_entropy(self) -> float | None:
+        """Mean total uncertainty (nats) over the scored samples: the per-chunk sums added in
+        pool order (as one process adds them), over n; None when nothing was scored."""
+        total = 0.0
+        for _, chunk_sum in sorted(self.chunk_entropy):
+            total += chunk_sum
+        return total / len(self) if len(self) else None
+
+    def score_columns(self, sample_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns :func:`~activelabel.storage.bulk.write_score_columns` writes, by score
+        column name; ``sample_ids[p]`` is pool position p's id."""
+        columns = {
+            "sample_id": np.asarray(sample_ids, dtype=np.int64)[self.positions], "value": self.values,
+            "predicted_class": self.predicted, "confidence": self.confidence, "total": self.total,
+            "aleatoric": self.aleatoric, "epistemic": self.epistemic,
+        }
+        if self.log_density is not None:
+            columns.update(log_density=self.log_density, ood=self.ood)
+        return columns
+
 
 _COLUMNS = ("positions", "values", "predicted", "confidence", "total", "aleatoric", "epistemic")
+_DENSITY = ("log_density", "ood")
+_DTYPES = {"positions": np.int64, "predicted": np.int64, "ood": np.bool_}
+
+
+class PoolScorer:
+    """The map of a round's scoring: each chunk of ``[T, b, C]`` probabilities (and features)
+    reduced at once to per-sample columns; nothing proportional to the pool but those columns.
+
+    One process and every shard use this class, so their columns are equal bit for bit.
+    ``strategy``: an acquisition :class:`~activelabel.acquisition.registry.Strategy`;
+    ``density``: the round's :class:`~activelabel.campaign.density.RoundDensity` or None;
+    ``seed``: the round's seed (a strategy that draws random numbers gets a generator seeded
+    by (seed, chunk index), chunk index = first position // ``chunk``); ``candidates`` > 0
+    keeps a batch-aware strategy's top candidates among positions below ``selectable``.
+    """
+
+    def __init__(self, strategy, density, seed: int, *, candidates: int = 0, selectable: int | None = None,
+                 chunk: int = CHUNK) -> None:
+        self.strategy, self.density, self.seed, self.chunk = strategy, density, seed, chunk
+        self.selectable = selectable
+        self.candidates = Candidates(candidates) if candidates else None
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS + _DENSITY}
+        self.chunk_entropy: list[tuple[int, float]] = []
+
+    def add(self, positions: np.ndarray, probs: np.ndarray, features: np.ndarray | None = None) -> None:
+        """One chunk: pool ``positions`` int ``[b]``, probabilities ``[T, b, C]``, and the
+        penultimate features ``[b, D]`` when the round has a density."""
+        positions = np.asarray(positions, dtype=np.int64)
+        chunk_index = int(positions[0]) // self.chunk
+        rng = np.random.default_rng([self.seed, chunk_index])
+        fitted = self.density
+        if self.strategy.needs_features:
+            values = self.strategy.score(probs, rng=rng, features=PoolFeatures(fitted.density, features))
+            log_q = -values
+        else:
+            values = self.strategy.score(probs, rng=rng)
+            log_q = fitted.log_density(features) if fitted is not None else None
+        split = uncertainty_decomposition(probs)
+        self.chunk_entropy.append((chunk_index, float(split.total.sum())))
+        for name, column in (("positions", positions), ("values", values), ("predicted", predicted_class(probs)),
+                             ("confidence", confidence(probs)), ("total", split.total),
+                             ("aleatoric", split.aleatoric), ("epistemic", split.epistemic)):
+            self.parts[name].append(np.asarray(column, dtype=_DTYPES.get(name, np.float64)))
+        if fitted is not None:
+            self.parts["log_density"].append(np.asarray(log_q, dtype=np.float64))
+            self.parts["ood"].append(np.asarray(log_q < fitted.threshold, dtype=np.bool_))
+        if self.candidates is not None:
+            mine = positions < (self.selectable if self.selectable is not None else np.iinfo(np.int64).max)
+            self.candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
+
+    def result(self, problems: list[tuple[str, str]] | None = None) -> ShardScores:
+        """The columns so far as one :class:`ShardScores` (the chunks are released)."""
+        columns: dict[str, Any] = {}
+        for name in _COLUMNS + _DENSITY:
+            chunks = self.parts[name]
+            if name in _DENSITY and self.density is None:
+                columns[name] = None
+            else:
+                columns[name] = np.concatenate(chunks) if chunks else np.zeros(0, _DTYPES.get(name, np.float64))
+            self.parts[name] = []
+        return ShardScores(**columns, problems=list(problems or []), chunk_entropy=self.chunk_entropy,
+                           candidates=self.candidates)
 
 
 def plan_shards(count: int, shards: int, *, chunk: int = CHUNK) -> list[tuple[int, int]]:
@@ -108,7 +212,8 @@ def plan_shards(count: int, shards: int, *, chunk: int = CHUNK) -> list[tuple[in
 
 def shard_requests(config: CampaignConfig, round_id: int, strategy: str, uris: Sequence[str], *, seed: int,
                    samples: int, temperature: float, shards: int, database_url: str | None = None,
-                   checkpoint_path: str | None = None, workers: int = 0) -> list[ShardRequest]:
+                   checkpoint_path: str | None = None, workers: int = 0, density: Any = None,
+                   candidates: int = 0, selectable: int | None = None) -> list[ShardRequest]:
     """One :class:`ShardRequest` per slice of ``uris`` (:func:`plan_shards`).
 
     ``database_url`` travels to the workers, so it must not carry a password (raises
@@ -125,7 +230,7 @@ def shard_requests(config: CampaignConfig, round_id: int, strategy: str, uris: S
     settings = config.to_dict()
     return [
         ShardRequest(settings, round_id, strategy, start, tuple(uris[start:stop]), seed, samples, temperature,
-                     database_url, checkpoint_path, CHUNK, workers)
+                     database_url, checkpoint_path, CHUNK, workers, density, candidates, selectable)
         for start, stop in plan_shards(len(uris), shards)
     ]
 
@@ -199,16 +304,21 @@ def score_shard(request: ShardRequest) -> ShardScores:
     unreadable samples are left out and listed in ``problems``.
 
     Raises :class:`~activelabel.errors.CampaignStateError` when the round has no checkpoint and
-    :class:`~activelabel.errors.ConfigError` for a batch-aware strategy (their batch is chosen
-    jointly over candidates and is not a per-sample score a shard can give).
+    :class:`~activelabel.errors.ConfigError` for a batch-aware strategy without ``candidates``
+    or a feature strategy without ``density``.
     """
     from activelabel.campaign.pixels import stream_probabilities
+    from activelabel.memory import steady_allocator
     from activelabel.pipeline.device import resolve_device, use_cpu_threads
 
     config = CampaignConfig.from_dict(request.config)
     strategy = get_strategy(request.strategy)
-    if strategy.batch_aware:
-        raise ConfigError(f"strategy {strategy.name!r} picks its batch jointly; score it in one process")
+    if strategy.batch_aware and not request.candidates:
+        raise ConfigError(f"strategy {strategy.name!r} picks its batch jointly over candidates; "
+                          "give the shard request candidates=N")
+    if strategy.needs_features and request.density is None:
+        raise ConfigError(f"strategy {strategy.name!r} needs the round's feature density in the shard request")
+    steady_allocator()  # a worker is not started by the CLI: keep its memory flat as the CLI does
     use_cpu_threads(config.cpu_threads)
     device = resolve_device(config.device)
     models = _models(request, device)
@@ -219,49 +329,49 @@ def score_shard(request: ShardRequest) -> ShardScores:
     import multiprocessing
 
     loader_workers = 0 if multiprocessing.current_process().daemon else request.workers
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
     problems: list[tuple[str, str]] = []
-    first_chunk = request.start // request.chunk
-    for index, (positions, probs) in enumerate(stream_probabilities(
+    scorer = PoolScorer(strategy, request.density, request.seed, candidates=request.candidates,
+                        selectable=request.selectable, chunk=request.chunk)
+    for positions, probs, *features in stream_probabilities(
         model, store, list(request.uris), samples=request.samples, device=device, seed=request.seed,
         workers=loader_workers, batch_size=request.chunk, problems=problems, temperature=request.temperature,
-    )):
-        # The chunk's global index seeds any randomness the strategy draws: shard-independent.
-        chunk_index = first_chunk + int(positions[0]) // request.chunk
-        values = strategy.score(probs, rng=np.random.default_rng([request.seed, chunk_index]))
-        split = uncertainty_decomposition(probs)
-        parts["positions"].append(np.asarray(positions, dtype=np.int64) + request.start)
-        parts["values"].append(np.asarray(values, dtype=np.float64))
-        parts["predicted"].append(np.asarray(predicted_class(probs), dtype=np.int64))
-        parts["confidence"].append(np.asarray(confidence(probs), dtype=np.float64))
-        parts["total"].append(np.asarray(split.total, dtype=np.float64))
-        parts["aleatoric"].append(np.asarray(split.aleatoric, dtype=np.float64))
-        parts["epistemic"].append(np.asarray(split.epistemic, dtype=np.float64))
-    columns = {name: np.concatenate(chunks) if chunks else np.zeros(0, np.int64 if name in ("positions", "predicted")
-                                                                    else np.float64)
-               for name, chunks in parts.items()}
-    return ShardScores(**columns, problems=problems)
+        features=request.density is not None,
+    ):
+        scorer.add(np.asarray(positions, dtype=np.int64) + request.start, probs, features[0] if features else None)
+    return scorer.result(problems)
 
 
 def merge_shards(results: Sequence[ShardScores]) -> ShardScores:
-    """The shards as one pool-ordered result (positions sorted; problems in pool order)."""
+    """The shards as one pool-ordered result (positions sorted; problems in pool order;
+    candidates merged as one process keeps them)."""
     if not results:
         empty = np.zeros(0)
         return ShardScores(empty.astype(np.int64), empty, empty.astype(np.int64), empty, empty, empty, empty)
-    columns = {name: np.concatenate([getattr(r, name) for r in results]) for name in _COLUMNS}
+    results = sorted(results, key=lambda r: int(r.positions[0]) if len(r) else -1)
+    dense = results[0].log_density is not None
+    names = _COLUMNS + (_DENSITY if dense else ())
+    columns = {name: np.concatenate([getattr(r, name) for r in results]) for name in names}
     order = np.argsort(columns["positions"], kind="stable")
+    kept = [r.candidates for r in results if r.candidates is not None]
+    candidates = None
+    if kept:
+        candidates = Candidates(kept[0].m)
+        for part in kept:
+            if part.probs is not None:
+                candidates.offer(part.positions, part.bald, part.probs)
     return ShardScores(**{name: column[order] for name, column in columns.items()},
-                       problems=[p for r in results for p in r.problems])
+                       problems=[p for r in results for p in r.problems],
+                       chunk_entropy=sorted(c for r in results for c in r.chunk_entropy), candidates=candidates)
 
 
 def shard_rows(scores: ShardScores, round_id: int, strategy: str, sample_ids: Sequence[int]) -> list[tuple]:
-    """Score rows (:data:`~activelabel.storage.bulk.ALL_SCORE_COLUMNS` order) for
-    :func:`~activelabel.storage.bulk.write_scores`; ``sample_ids[p]`` is pool position p's id."""
-    return [
-        (round_id, int(sample_ids[int(p)]), strategy, float(v), int(c), float(q), float(t), float(a), float(e))
-        for p, v, c, q, t, a, e in zip(scores.positions, scores.values, scores.predicted, scores.confidence,
-                                       scores.total, scores.aleatoric, scores.epistemic)
-    ]
+    """Score rows (:data:`~activelabel.storage.bulk.ALL_SCORE_COLUMNS` order, 9 values, 11 with
+    a density) for :func:`~activelabel.storage.bulk.write_scores`; ``sample_ids[p]`` is pool
+    position p's id. For inspection and tests: a round writes :meth:`ShardScores.score_columns`."""
+    columns = scores.score_columns(np.asarray(sample_ids, dtype=np.int64))
+    names = [n for n in ("sample_id", "value", "predicted_class", "confidence", "total", "aleatoric", "epistemic",
+                         "log_density", "ood") if n in columns]
+    return [(round_id, row[0], strategy, *row[1:]) for row in zip(*(columns[n].tolist() for n in names))]
 
 
 def top_k(scores: ShardScores, sample_ids: Sequence[int], k: int, *, selectable: int | None = None) -> list[int]:
@@ -288,21 +398,23 @@ class RoundShards:
 def round_shards(engine, round_id: int, *, shards: int, database_url: str | None = None,
                  checkpoint_path: str | None = None) -> RoundShards:
     """The shard requests of an active round in ``scoring``: the same pool, subset, leftovers,
-    seed, passes and temperature as :func:`~activelabel.campaign.steps.score_step` uses."""
+    seed, passes and temperature as :func:`~activelabel.campaign.steps.score_step` uses, for
+    scoring outside a round (a round with ``run_shards`` builds its own requests, with its
+    feature density and candidates)."""
     from activelabel.campaign import steps
     from activelabel.storage import Campaign, Round, RoundKind, RoundStatus, session_scope
-    from activelabel.storage.repository import outstanding_samples, unlabeled_pool
+    from activelabel.storage.repository import SampleColumns, outstanding_samples, unlabeled_pool_columns
 
     with session_scope(engine) as session:
         rnd = session.get(Round, round_id)
         if rnd is None or rnd.kind != RoundKind.active or rnd.status != RoundStatus.scoring:
             raise CampaignStateError(f"round id {round_id} is not an active round waiting to be scored")
         config = CampaignConfig.from_dict(session.get(Campaign, rnd.campaign_id).config)
-        pool = steps._pool_subset(unlabeled_pool(session, rnd.campaign_id), config, rnd)
-        leftovers = outstanding_samples(session, rnd.campaign_id, config.annotations_per_task)
+        pool = steps._pool_subset(unlabeled_pool_columns(session, rnd.campaign_id), config, rnd)
+        leftovers = SampleColumns.of(outstanding_samples(session, rnd.campaign_id, config.annotations_per_task))
         samples = pool + leftovers
-        uris = [s.uri for s in samples]
-        ids = [s.id for s in samples]
+        uris = samples.uris
+        ids = samples.ids.tolist()
         seed = steps._seed(config, rnd)
         temperature = steps._acquisition_temperature(rnd, config)
         strategy = rnd.strategy
@@ -311,3 +423,31 @@ def round_shards(engine, round_id: int, *, shards: int, database_url: str | None
                               temperature=temperature, shards=shards, database_url=database_url,
                               checkpoint_path=checkpoint_path, workers=config.loader_workers)
     return RoundShards(requests, ids, len(pool))
+
+
+class ShardRunner(Protocol):
+    """Where a round's shards run (``score_step(..., run_shards=runner)``).
+
+    ``shards``: how many slices the pool is cut into; ``database_url``: what the workers open to
+    read the round's checkpoint (None: their own ``$ACTIVELABEL_DATABASE_URL``); it never
+    carries a password. Calling the runner scores every request and returns the results in any
+    order; it raises what a shard raised. The Dask runner is
+    :class:`activelabel.flows.sharded.DaskShards`.
+    """
+
+    shards: int
+    database_url: str | None
+
+    def __call__(self, requests: list[ShardRequest]) -> Sequence[ShardScores]: ...
+
+
+@dataclass
+class InProcessShards:
+    """A :class:`ShardRunner` that scores the shards one after another in this process: the
+    reference the Dask runner is compared with (tests, bench)."""
+
+    shards: int = 2
+    database_url: str | None = None
+
+    def __call__(self, requests: list[ShardRequest]) -> list[ShardScores]:
+        return [score_shard(request) for request in requests]

@@ -16,13 +16,13 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from activelabel.acquisition import PoolFeatures, confidence, get_strategy, predicted_class, select_top_k
-from activelabel.acquisition.decomposition import uncertainty_decomposition
+from activelabel.acquisition import get_strategy, select_top_k
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
+from activelabel.campaign.shards import PoolScorer, ShardRunner, merge_shards, shard_requests
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
@@ -49,8 +49,9 @@ from activelabel.storage import (
     Selection,
     session_scope,
 )
-from activelabel.storage.bulk import write_scores
+from activelabel.storage.bulk import write_score_columns, write_scores
 from activelabel.storage.repository import (
+    SampleColumns,
     latest_round,
     move_round,
     outstanding_samples,
@@ -58,11 +59,12 @@ from activelabel.storage.repository import (
     record_problems,
     require_campaign,
     resolved_labels,
-    round_scores,
+    round_score_values,
+    round_scores_of,
     round_selections,
     selected_sample_ids,
     split_samples,
-    unlabeled_pool,
+    unlabeled_pool_columns,
 )
 
 log = logging.getLogger(__name__)
@@ -284,12 +286,17 @@ def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, cla
     return evaluate(probs.astype(np.float32), targets), z, targets
 
 
-def score_step(engine: Engine, round_id: int) -> None:
+def score_step(engine: Engine, round_id: int, *, run_shards: ShardRunner | None = None) -> None:
     """Score every candidate sample; one bulk write with the round's move to selecting.
 
     Active rounds score the unlabeled pool chunk by chunk with the round's model (MC dropout);
     cold-start rounds give the unlabeled pool seeded random scores; evaluation rounds give the
     evaluation split random scores (a random order for the annotators).
+
+    ``run_shards`` (a :class:`~activelabel.campaign.shards.ShardRunner`, e.g. a Dask cluster)
+    scores an active classification round's pool as shards elsewhere; the rows and the
+    selection are those of one process. The pool is read as two columns (ids, URIs) and the
+    scores are kept and written as columns: memory per pool sample is about 160 bytes.
     """
     rnd, campaign, config = _load(engine, round_id)
     if rnd.status != RoundStatus.scoring:
@@ -298,14 +305,14 @@ def score_step(engine: Engine, round_id: int) -> None:
     with session_scope(engine) as session:
         if rnd.kind == RoundKind.evaluation:
             taken = selected_sample_ids(session, campaign.id)
-            pool = [s for s in split_samples(session, campaign.id, SampleSplit.evaluation)
-                    if s.id not in taken and s.duplicate_of is None]
+            pool = SampleColumns.of(s for s in split_samples(session, campaign.id, SampleSplit.evaluation)
+                                    if s.id not in taken and s.duplicate_of is None)
         else:
-            pool = _pool_subset(unlabeled_pool(session, campaign.id), config, rnd)
+            pool = _pool_subset(unlabeled_pool_columns(session, campaign.id), config, rnd)
         # Still out with annotators from earlier rounds: scored too (as this round's scores, never
         # selected again) so push gives their tasks this round's prediction and place in the order.
-        leftovers = (outstanding_samples(session, campaign.id, config.annotations_per_task)
-                     if rnd.kind == RoundKind.active else [])
+        leftovers = SampleColumns.of(outstanding_samples(session, campaign.id, config.annotations_per_task)
+                                     if rnd.kind == RoundKind.active else [])
         checkpoints = list(session.scalars(
             select(ModelCheckpoint).where(ModelCheckpoint.round_id == round_id).order_by(ModelCheckpoint.member)))
         batch_now = batch_size_now(session, campaign.id, config)
@@ -319,74 +326,93 @@ def score_step(engine: Engine, round_id: int) -> None:
     problems: list[tuple[str, str]] = []
     mean_entropy = None
     scored = None
+    rows: list[tuple] = []
     if rnd.kind != RoundKind.active:
         values = np.random.default_rng(_seed(config, rnd)).random(len(pool))
         wanted = len(pool) if rnd.kind == RoundKind.evaluation else config.batch_size
         pool, values = _readable_first(campaign_data(config).store, pool, values, wanted, problems)
-        score_rows = [(round_id, s.id, rnd.strategy, float(v), -1, 0.0) for s, v in zip(pool, values)]
+        columns = {"sample_id": pool.ids, "value": values, "predicted_class": np.full(len(pool), -1, np.int64),
+                   "confidence": np.zeros(len(pool))}
     else:
         assert checkpoints
+        extra_args = {} if run_shards is None else {"run_shards": run_shards}
         scored = task_kind(config).score_pool(rnd, campaign, config, checkpoints, pool + leftovers, problems,
                                               batch_size=batch_now, selectable=len(pool), labeled=labeled,
-                                              seed=_seed(config, rnd))
-        score_rows, mean_entropy = scored.rows, scored.mean_entropy
+                                              seed=_seed(config, rnd), **extra_args)
+        rows, columns, mean_entropy = scored.rows, scored.columns, scored.mean_entropy
+    count = len(rows) if columns is None else len(columns["sample_id"])
     crash_point("score", rnd.index)
     extra = {} if scored is None else {"uncertainty": scored.uncertainty, "batch_plan": scored.batch_plan}
     with session_scope(engine) as session:
         if move_round(session, round_id, RoundStatus.scoring, RoundStatus.selecting,
-                      pool_count=len(score_rows) - len(leftovers), mean_pool_entropy=mean_entropy,
+                      pool_count=count - len(leftovers), mean_pool_entropy=mean_entropy,
                       timings=_timings(rnd, "score", started), **extra):
-            write_scores(session, score_rows)
+            if columns is None:
+                write_scores(session, rows)  # a kind that gives row tuples (segmentation)
+            else:
+                write_score_columns(session, round_id, rnd.strategy, columns)
             record_problems(session, campaign.id, problems)
     if problems:
         log.warning("Round %d: %d unreadable images skipped (recorded; see `activelabel status`)",
                     rnd.index, len(problems))
 
 
-def _pool_subset(pool: list, config: CampaignConfig, rnd: Round) -> list:
-    """Active rounds with ``pool_subset``: a random subset of the pool, seeded by the campaign's
-    seed and the round index (Gal et al. 2017 score 2,000 random pool samples per round)."""
+def _pool_subset(pool, config: CampaignConfig, rnd: Round):
+    """Active rounds with ``pool_subset``: a random subset of the pool (a list, or
+    :class:`~activelabel.storage.repository.SampleColumns`), seeded by the campaign's seed and
+    the round index (Gal et al. 2017 score 2,000 random pool samples per round)."""
     if rnd.kind != RoundKind.active or config.pool_subset is None or len(pool) <= config.pool_subset:
         return pool
     rng = np.random.default_rng([config.seed, rnd.index, 2])
-    return [pool[int(i)] for i in np.sort(rng.choice(len(pool), config.pool_subset, replace=False))]
+    picked = np.sort(rng.choice(len(pool), config.pool_subset, replace=False))
+    return pool.take(picked) if isinstance(pool, SampleColumns) else [pool[int(i)] for i in picked]
 
 
-def _readable_first(store, pool, values, wanted: int, problems) -> tuple[list, np.ndarray]:
+def _readable_first(store, pool: SampleColumns, values, wanted: int, problems) -> tuple[SampleColumns, np.ndarray]:
     """Random picks must be images an annotator can see: decode the best-scored candidates
     until ``wanted`` readable ones are found; unreadable ones are recorded and dropped."""
     order = np.argsort(-values, kind="stable")
-    bad: set[int] = set()
+    keep = np.ones(len(pool), dtype=bool)
     readable = 0
     for i in order:
         if readable == wanted:
             break
-        _, kept, found = read_readable(store, [pool[int(i)].uri])
+        _, kept, found = read_readable(store, [pool.uris[int(i)]])
         if kept:
             readable += 1
         else:
-            bad.add(int(i))
+            keep[int(i)] = False
             problems.extend(found)
-    keep = [i for i in range(len(pool)) if i not in bad]
-    return [pool[i] for i in keep], values[keep]
+    if keep.all():
+        return pool, values
+    return pool.take(np.flatnonzero(keep)), values[keep]
 
 
 @dataclass
 class ScoredPool:
-    """What scoring the pool gives the round: score rows (with the uncertainty split), the
-    mean predictive entropy, how it was scored, and a batch-aware strategy's batch."""
+    """What scoring the pool gives the round: the scores, the mean predictive entropy, how it
+    was scored, and a batch-aware strategy's batch.
+
+    The scores are ``columns`` (score column name -> array, one entry per scored sample, as
+    :func:`~activelabel.storage.bulk.write_score_columns` takes them), or, from a kind that
+    builds row tuples (segmentation), ``rows`` in ``storage.bulk.ALL_SCORE_COLUMNS`` order with
+    ``columns`` None.
+    """
 
     rows: list[tuple]
     mean_entropy: float | None
     uncertainty: dict
     batch_plan: dict | None
+    columns: dict[str, np.ndarray] | None = None
 
 
 def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_size: int, selectable: int,
-                labeled: list[tuple[str, int]]) -> ScoredPool:
+                labeled: list[tuple[str, int]], run_shards: ShardRunner | None = None) -> ScoredPool:
     """Score ``pool`` chunk by chunk with the round's model (or ensemble members); the first
     ``selectable`` samples may be selected (the rest are earlier rounds' leftovers, scored for
-    their tasks only). ``labeled`` (uri, class index) is the feature density's fitting set."""
+    their tasks only). ``labeled`` (uri, class index) is the feature density's fitting set.
+    With ``run_shards`` the chunks are scored as shards by that runner (a Dask cluster) with the
+    density fitted here; the columns are the same bit for bit."""
     data = campaign_data(config)
     device = resolve_device(config.device)
     models = [load_model(ModelSpec.from_dict(c.architecture), c.state, device) for c in checkpoints]
@@ -394,13 +420,11 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
     progress = reporter()
     progress.phase(f"round {rnd.index} · scoring {len(pool)} pool samples × "
                    f"{len(models) * (1 if config.uncertainty in ('deterministic', 'ensemble') else config.mc_samples)}"
-                   " passes", len(pool))
+                   " passes" + (f" on {run_shards.shards} shards" if run_shards is not None else ""), len(pool))
     strategy = get_strategy(rnd.strategy)
     seed = _seed(config, rnd)
-    rng = np.random.default_rng(seed)
     temperature = _acquisition_temperature(rnd, config)
     samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
-    candidates = Candidates(candidate_count(batch_size)) if strategy.batch_aware else None
     fitted = fit_round_density(model, data.store, [u for u, _ in labeled], np.array([c for _, c in labeled]),
                                len(campaign.labels), percentile=config.ood_percentile, device=device, seed=seed,
                                workers=config.loader_workers, problems=problems)
@@ -409,34 +433,24 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
             f"round {rnd.index}: the {strategy.name!r} strategy needs a feature density fitted on at least "
             f"{MIN_LABELED} readable labeled images; label more (min_labels_to_train) or choose another strategy"
         )
-    rows: list[tuple] = []
-    entropy_sum = 0.0
-    flagged = 0
-    for positions, probs, *feats in stream_probabilities(
-        model, data.store, [s.uri for s in pool], samples=samples, device=device,
-        seed=seed, workers=config.loader_workers, problems=problems,
-        on_batch=progress.advance, temperature=temperature, features=fitted is not None,
-    ):
-        if strategy.needs_features:
-            values = strategy.score(probs, rng=rng, features=PoolFeatures(fitted.density, feats[0]))
-            log_q = -values
-        else:
-            values = strategy.score(probs, rng=rng)
-            log_q = fitted.log_density(feats[0]) if fitted is not None else np.full(len(positions), np.nan)
-        ood = log_q < fitted.threshold if fitted is not None else [None] * len(positions)
-        flagged += int(np.sum(ood[positions < selectable])) if fitted is not None else 0
-        predicted, conf = predicted_class(probs), confidence(probs)
-        split = uncertainty_decomposition(probs)
-        entropy_sum += float(split.total.sum())
-        rows.extend(
-            (rnd.id, pool[int(i)].id, strategy.name, float(v), int(c), float(p), float(t), float(a), float(e),
-             None if fitted is None else float(q), None if fitted is None else bool(o))
-            for i, v, c, p, t, a, e, q, o in zip(positions, values, predicted, conf, split.total, split.aleatoric,
-                                                 split.epistemic, log_q, ood)
-        )
-        if candidates is not None:
-            mine = positions < selectable
-            candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
+    candidates = candidate_count(batch_size) if strategy.batch_aware else 0
+    if run_shards is None:
+        scorer = PoolScorer(strategy, fitted, seed, candidates=candidates, selectable=selectable)
+        for positions, probs, *feats in stream_probabilities(
+            model, data.store, pool.uris, samples=samples, device=device,
+            seed=seed, workers=config.loader_workers, problems=problems,
+            on_batch=progress.advance, temperature=temperature, features=fitted is not None,
+        ):
+            scorer.add(positions, probs, feats[0] if feats else None)
+        scores = scorer.result()
+    else:
+        requests = shard_requests(config, rnd.id, strategy.name, pool.uris, seed=seed, samples=samples,
+                                  temperature=temperature, shards=run_shards.shards,
+                                  database_url=run_shards.database_url, workers=config.loader_workers,
+                                  density=fitted, candidates=candidates, selectable=selectable)
+        scores = merge_shards(run_shards(requests))
+        problems.extend(scores.problems)
+        progress.advance(len(pool))
     uncertainty = {
         "method": config.uncertainty,
         "samples": len(models) * max(samples, 1),
@@ -444,13 +458,16 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         "mode": mc_strategy(models[0], samples),
         "temperature": temperature,
     }
+    if run_shards is not None:
+        uncertainty["shards"] = len(requests)
     if fitted is not None:
+        flagged = int(np.sum(scores.ood[scores.positions < selectable]))
         uncertainty["density"] = {**fitted.summary, "flagged": flagged}
     plan = None
-    if candidates is not None:
-        uncertainty["candidates"] = int(len(candidates.positions))
-        plan = _batch_plan(strategy, candidates, pool, batch_size, seed)
-    return ScoredPool(rows, entropy_sum / len(rows) if rows else None, uncertainty, plan)
+    if scores.candidates is not None:
+        uncertainty["candidates"] = int(len(scores.candidates.positions))
+        plan = _batch_plan(strategy, scores.candidates, pool, batch_size, seed)
+    return ScoredPool([], scores.mean_entropy, uncertainty, plan, scores.score_columns(pool.ids))
 
 
 def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: int) -> dict:
@@ -494,18 +511,21 @@ def select_step(engine: Engine, round_id: int) -> None:
     started = time.perf_counter()
     with session_scope(engine) as session:
         taken = selected_sample_ids(session, campaign.id)  # earlier rounds' leftovers were scored too
-        scores = [s for s in round_scores(session, round_id, rnd.strategy) if s.sample_id not in taken]
-        size = len(scores) if rnd.kind == RoundKind.evaluation else batch_size_now(session, campaign.id, config)
+        # Ids and values only (a million Score objects would cost ~1 GB); rows of the picked ones.
+        ids, values = round_score_values(session, round_id, rnd.strategy)
+        keep = ~np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+        ids, values = ids[keep], values[keep]
+        size = len(ids) if rnd.kind == RoundKind.evaluation else batch_size_now(session, campaign.id, config)
         if _target_reached(rnd, config):
             size = 0  # the model this round trained is good enough: no more labels are spent
-        reporter().phase(f"round {rnd.index} · selecting {min(size, len(scores))}", total=1)
+        reporter().phase(f"round {rnd.index} · selecting {min(size, len(ids))}", total=1)
         if rnd.batch_plan is not None:  # a batch-aware strategy chose the batch while scoring
-            by_id = {s.sample_id: s for s in scores}
-            picked = [by_id[i] for i in rnd.batch_plan["sample_ids"] if i in by_id][:size]
+            scored = set(ids.tolist())
+            wanted = [i for i in rnd.batch_plan["sample_ids"] if i in scored][:size]
         else:
-            chosen = (select_top_k(np.array([s.value for s in scores], dtype=np.float64), min(size, len(scores)))
-                      if scores and size > 0 else [])
-            picked = [scores[int(i)] for i in chosen]
+            chosen = select_top_k(values, min(size, len(ids))) if len(ids) and size > 0 else []
+            wanted = [int(ids[int(i)]) for i in chosen]
+        picked = round_scores_of(session, round_id, rnd.strategy, wanted)
         mean_score = float(np.mean([s.value for s in picked])) if picked and rnd.kind == RoundKind.active else None
         crash_point("select", rnd.index)
         if move_round(session, round_id, RoundStatus.selecting, RoundStatus.pushing,

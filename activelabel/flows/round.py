@@ -31,8 +31,24 @@ def train_task(database_url: str | None, round_id: int) -> None:
 
 
 @task(name="score", cache_policy=NO_CACHE)
-def score_task(database_url: str | None, round_id: int) -> None:
-    steps.score_step(engine_for(database_url), round_id)
+def score_task(database_url: str | None, round_id: int, dask_address: str | None = None,
+               dask_workers: int | None = None) -> None:
+    runner = shard_runner(database_url, dask_address, dask_workers)
+    if runner is None:
+        steps.score_step(engine_for(database_url), round_id)
+    else:
+        steps.score_step(engine_for(database_url), round_id, run_shards=runner)
+
+
+def shard_runner(database_url: str | None, dask_address: str | None, dask_workers: int | None):
+    """Where an active round's pool is scored: None (this process) unless a Dask scheduler
+    address or a local worker count is given (then :class:`~activelabel.flows.sharded.DaskShards`;
+    workers read the checkpoint from ``database_url``, or their ``$ACTIVELABEL_DATABASE_URL``)."""
+    if dask_address is None and dask_workers is None:
+        return None
+    from activelabel.flows.sharded import DaskShards
+
+    return DaskShards(address=dask_address, workers=dask_workers, database_url=database_url)
 
 
 @task(name="select", cache_policy=NO_CACHE)
@@ -65,11 +81,15 @@ def sync_task(database_url: str | None, round_id: int) -> steps.SyncResult:
 
 
 @flow(name="activelabel-round", flow_run_name="{campaign_name}")
-def round_flow(campaign_name: str, database_url: str | None = None) -> RoundSummary:
+def round_flow(campaign_name: str, database_url: str | None = None, dask_address: str | None = None,
+               dask_workers: int | None = None) -> RoundSummary:
     """Run (or resume) the campaign's current round: train → score → select → push → sync.
 
     Holds the campaign's lease throughout, so a second process gets "already running".
+    ``dask_address`` (``tcp://host:8786``, an existing cluster) or ``dask_workers`` (N local
+    worker processes) scores an active round's pool as shards on Dask (docs/scale.md).
     """
+    shard_runner(database_url, dask_address, dask_workers)  # a bad option fails before training
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
     index = steps.current_round_index(engine, campaign_id)
@@ -79,7 +99,7 @@ def round_flow(campaign_name: str, database_url: str | None = None) -> RoundSumm
         progress.start_round(index)
         try:
             train_task(database_url, round_id)
-            score_task(database_url, round_id)
+            score_task(database_url, round_id, dask_address, dask_workers)
             select_task(database_url, round_id)
             push_task(database_url, round_id)
             sync_task(database_url, round_id)
@@ -119,8 +139,10 @@ def lost_database(engine: Engine, campaign_name: str, index: int, error: Excepti
 
 
 @flow(name="activelabel-campaign", flow_run_name="{campaign_name}")
-def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = None) -> list[RoundSummary]:
-    """Run rounds until the campaign has ``rounds`` complete ones (resuming an unfinished one)."""
+def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = None, dask_address: str | None = None,
+                  dask_workers: int | None = None) -> list[RoundSummary]:
+    """Run rounds until the campaign has ``rounds`` complete ones (resuming an unfinished one);
+    ``dask_address`` / ``dask_workers`` as :func:`round_flow`."""
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
     summaries = []
@@ -129,7 +151,7 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
         if reason:
             log.warning("Campaign %r stopped: %s", campaign_name, reason)
             break
-        summary = round_flow(campaign_name, database_url)
+        summary = round_flow(campaign_name, database_url, dask_address, dask_workers)
         summaries.append(summary)
         if summary.status == "waiting_for_labels":
             log.warning(

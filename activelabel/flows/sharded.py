@@ -17,6 +17,8 @@ Workers need the project installed, the campaign's images at the same path, and 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -24,17 +26,18 @@ from prefect.cache_policies import NO_CACHE
 from activelabel.campaign.shards import ShardRequest, ShardScores, merge_shards, score_shard
 from activelabel.errors import ConfigError
 
+#: Shards per worker thread: a slower worker then holds back half a share, not a whole one.
+SHARDS_PER_WORKER = 2
+
 
 @task(name="score-shard", cache_policy=NO_CACHE, persist_result=False)
 def score_shard_task(request: ShardRequest) -> ShardScores:
     return score_shard(request)
 
 
-def dask_task_runner(*, address: str | None = None, workers: int | None = None):
-    """Prefect's ``DaskTaskRunner`` for an existing scheduler (``address``) or a local cluster
-    of ``workers`` processes (one thread each: torch does its own threading)."""
-    from prefect_dask import DaskTaskRunner
-
+def check_cluster(*, address: str | None = None, workers: int | None = None) -> None:
+    """Raise :class:`~activelabel.errors.ConfigError` unless exactly one of a scheduler
+    address (``tcp://host:8786``, ``tls://...``) and a worker count (>= 1) is given."""
     if (address is None) == (workers is None):
         raise ConfigError("give either --dask-address tcp://host:8786 (an existing cluster) or "
                           "--dask-workers N (a local one), not both or neither")
@@ -42,9 +45,18 @@ def dask_task_runner(*, address: str | None = None, workers: int | None = None):
         if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
             raise ConfigError(f"--dask-address {address!r} is not a Dask scheduler address; "
                               "write it as tcp://host:8786")
-        return DaskTaskRunner(address=address)
-    if workers < 1:
+    elif workers < 1:
         raise ConfigError(f"--dask-workers must be at least 1, got {workers}")
+
+
+def dask_task_runner(*, address: str | None = None, workers: int | None = None):
+    """Prefect's ``DaskTaskRunner`` for an existing scheduler (``address``) or a local cluster
+    of ``workers`` processes (one thread each: torch does its own threading)."""
+    from prefect_dask import DaskTaskRunner
+
+    check_cluster(address=address, workers=workers)
+    if address is not None:
+        return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                           "dashboard_address": None})
 
@@ -56,6 +68,10 @@ def score_shards_on_dask(requests: Sequence[ShardRequest], *, address: str | Non
     The requests reach the workers through Dask, never as flow parameters (Prefect stores
     those; a pool's URIs would fill its database). Raises what a shard raised.
     """
+    return merge_shards(_run_on_dask(requests, address=address, workers=workers))
+
+
+def _run_on_dask(requests: Sequence[ShardRequest], *, address: str | None, workers: int | None) -> list[ShardScores]:
     runner = dask_task_runner(address=address, workers=workers)
     shards = list(requests)
 
@@ -64,4 +80,44 @@ def score_shards_on_dask(requests: Sequence[ShardRequest], *, address: str | Non
         futures = [score_shard_task.submit(request) for request in shards]
         return [future.result() for future in futures]
 
-    return merge_shards(score_shards_flow())
+    return score_shards_flow()
+
+
+@dataclass
+class DaskShards:
+    """The round's :class:`~activelabel.campaign.shards.ShardRunner` on a Dask cluster:
+    ``score_step(engine, round_id, run_shards=DaskShards(workers=2))``.
+
+    ``address`` (an existing scheduler) or ``workers`` (a temporary local cluster of that many
+    single-threaded processes), as :func:`dask_task_runner`. ``database_url``: the URL workers
+    read the round's checkpoint from; None (the default, what the CLI passes) makes each worker
+    use its own ``$ACTIVELABEL_DATABASE_URL`` and ``$ACTIVELABEL_DATABASE_PASSWORD`` (a local
+    cluster's workers inherit this process's). A URL with a password is refused: it would
+    travel to every worker. The pool is cut into :data:`SHARDS_PER_WORKER` shards per worker
+    thread (an existing cluster is asked how many it has).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        from activelabel.storage.database import has_password
+
+        check_cluster(address=self.address, workers=self.workers)
+        if self.database_url is not None and has_password(self.database_url):
+            raise ConfigError("a database URL with a password cannot be sent to Dask workers; give them "
+                              "ACTIVELABEL_DATABASE_PASSWORD (or ACTIVELABEL_DATABASE_URL) in their environment")
+
+    @cached_property
+    def shards(self) -> int:
+        if self.workers is not None:
+            return SHARDS_PER_WORKER * self.workers
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            threads = sum(client.nthreads().values())
+        return SHARDS_PER_WORKER * max(1, threads)
+
+    def __call__(self, requests: list[ShardRequest]) -> list[ShardScores]:
+        return _run_on_dask(requests, address=self.address, workers=self.workers)

@@ -19,7 +19,7 @@ matching exception (a duplicate key is :class:`sqlalchemy.exc.IntegrityError`), 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -75,6 +75,50 @@ def write_scores(session: Session, rows: Sequence[ScoreRow]) -> int:
     if not rows:
         return 0
     return write_rows(session, Score.__table__, _columns_of(rows), rows)
+
+
+#: Rows turned into tuples at a time by :func:`write_score_columns`.
+COLUMN_CHUNK = 65_536
+
+
+def write_score_columns(session: Session, round_id: int, strategy: str, columns: Mapping[str, Any]) -> int:
+    """Write one round's scores given column-wise, in the session's current transaction;
+    return how many rows were written.
+
+    ``columns`` maps score column names to equal-length 1-D arrays (numpy or lists):
+    ``sample_id``, ``value``, ``predicted_class`` and ``confidence`` always, and any of
+    ``total``, ``aleatoric``, ``epistemic`` (nats), ``log_density`` (nats) and ``ood`` (bool);
+    a column left out is NULL in every row. The rows are the ones :func:`write_scores` writes
+    for the same values, but they are made :data:`COLUMN_CHUNK` at a time: a million scores
+    never exist as a million tuples (about 300 bytes each). Raises ``ValueError`` for an
+    unknown or missing column or columns of different lengths, and what :func:`write_scores`
+    raises for the rows.
+    """
+    unknown = sorted(set(columns) - set(ALL_SCORE_COLUMNS) | set(columns) & {"round_id", "strategy"})
+    missing = [c for c in SCORE_COLUMNS[3:] + ("sample_id",) if c not in columns]
+    if unknown or missing:
+        raise ValueError(f"score columns: unknown {unknown}, missing {missing}; "
+                         f"give {', '.join(ALL_SCORE_COLUMNS[1:2] + ALL_SCORE_COLUMNS[3:])}")
+    names = tuple(c for c in ALL_SCORE_COLUMNS if c in columns or c in ("round_id", "strategy"))
+    count = len(columns["sample_id"])
+    if any(len(columns[c]) != count for c in columns):
+        raise ValueError(f"score columns differ in length: { {c: len(v) for c, v in columns.items()} }")
+    written = 0
+    for start in range(0, count, COLUMN_CHUNK):
+        stop = min(start + COLUMN_CHUNK, count)
+        parts = [
+            [round_id] * (stop - start) if name == "round_id"
+            else [strategy] * (stop - start) if name == "strategy"
+            else _plain(columns[name][start:stop])
+            for name in names
+        ]
+        written += write_rows(session, Score.__table__, names, list(zip(*parts)))
+    return written
+
+
+def _plain(values: Any) -> list:
+    """Python ints, floats and bools (what the drivers take) of a slice of a column."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 #: The order of the values in each row tuple given to :func:`write_samples`.

@@ -116,3 +116,26 @@ def test_init_writes_a_file_that_runs_after_setting_the_pool(tmp_path) -> None:
     assert 'name = "campaign"' in text
     again = subprocess.run([*EXE, "init", "campaign.toml"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_the_dask_section_says_where_rounds_are_scored(tmp_path):
+    """[dask] address or workers (not both): a property of where the campaign runs, read apart
+    from the stored settings; the template lists both keys."""
+    from activelabel.campaign.file import CampaignFileError, dask_settings, template
+
+    base = '[campaign]\nname = "d"\n[data]\npool = "images/"\nlabels = ["a", "b"]\n'
+    file = tmp_path / "c.toml"
+    file.write_text(base)
+    assert dask_settings(file) == (None, None)
+    file.write_text(base + '[dask]\nworkers = 3\n')
+    assert dask_settings(file) == (None, 3)
+    file.write_text(base + '[dask]\naddress = "tcp://sched:8786"\n')
+    assert dask_settings(file) == ("tcp://sched:8786", None)
+    file.write_text(base + '[dask]\naddress = "tcp://sched:8786"\nworkers = 2\n')
+    with pytest.raises(CampaignFileError, match="not both") as caught:
+        dask_settings(file)
+    assert str(file) in str(caught.value)
+    file.write_text(base + '[dask]\nworker = 2\n')
+    with pytest.raises(CampaignFileError, match="dask.workers"):
+        dask_settings(file)
+    assert "[dask]" in template() and "# address = ..." in template() and "# workers = ..." in template()

@@ -2,8 +2,8 @@
 
 Each pool is scored by the round's own ``score_step`` in a fresh child process, which reports
 its peak RSS (``resource.getrusage``, ``ru_maxrss``). A pool ten times larger may only add the
-per-sample bookkeeping (a score row and a sample object per sample), never an array of the
-pool's pixels or probabilities. A bound, not a timing: it holds on a busy machine.
+per-sample columns (ids, URIs and scores), never an array of the pool's pixels or
+probabilities. A bound, not a timing: it holds on a busy machine.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from activelabel.campaign.data import clear_cache
 from activelabel.storage import open_engine
 
 SMALL, LARGE = 2_000, 20_000
-# 18,000 more samples may add at most this much peak RSS: ~3.7 KB per sample, for the sample's
-# ORM object and its score row (measured: +41 MB, 780 -> 821 MB, 2026-11-29). Holding the pool's
+# 18,000 more samples may add at most this much peak RSS: ~3.7 KB per sample. A round keeps
+# ~160 bytes per sample (the pool's id and URI columns and its score columns): measured +9 MB,
+# 732 -> 741 MB (2026-11-29; +41 MB when it held a row object and a score tuple per sample);
+# the rest of the bound is the allocator's noise on a busy machine. Holding the pool's
 # pixels as float32 (9.2 KB per 48x48 image) would add ~166 MB; keeping the .npy's mapped pages
 # resident ~41 MB more.
 MARGIN_MB = 64

@@ -124,3 +124,18 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
     changed = run_cli(*args[:-1], "entropy", "--batch-size", "7", cwd=tmp_path)
     line = one_line_error(changed)
     assert "already exists with other settings" in line and "batch_size 10 -> 7" in line
+
+
+def test_run_explains_the_dask_options_and_refuses_a_bad_cluster_before_writing(tmp_path):
+    """`run --help` documents --dask-address / --dask-workers; a wrong value is one line naming
+    the option and what to write, before any database is created."""
+    helped = run_cli("run", "--help", cwd=tmp_path)
+    assert helped.returncode == 0
+    assert "--dask-address" in helped.stdout and "--dask-workers" in helped.stdout
+    assert "tcp://host:8786" in helped.stdout
+    for args, expected in ((("--dask-workers", "0"), "--dask-workers must be at least 1"),
+                           (("--dask-address", "scheduler:8786"), "write it as tcp://host:8786"),
+                           (("--dask-address", "tcp://h:8786", "--dask-workers", "2"), "not both")):
+        line = one_line_error(run_cli("run", "--rounds", "1", *args, cwd=tmp_path))
+        assert expected in line, line
+    assert not (tmp_path / "activelabel.db").exists()

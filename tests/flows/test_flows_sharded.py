@@ -4,6 +4,8 @@ scoring. Real digits, real SQLite, real Prefect, real Dask."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -11,6 +13,7 @@ from sqlalchemy import select
 from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.shards import (
+    InProcessShards,
     merge_shards,
     plan_shards,
     round_shards,
@@ -20,7 +23,16 @@ from activelabel.campaign.shards import (
     top_k,
 )
 from activelabel.errors import ConfigError
-from activelabel.storage import Score, Selection, open_engine, session_scope
+from activelabel.storage import (
+    Round,
+    RoundKind,
+    RoundStatus,
+    Score,
+    Selection,
+    open_engine,
+    session_scope,
+)
+from activelabel.storage.repository import unlabeled_pool
 from activelabel.storage.bulk import ALL_SCORE_COLUMNS, DENSITY_COLUMNS
 
 
@@ -45,7 +57,7 @@ def _scoring_round(tmp_path, **settings):
 
 def _stored(engine, round_id):
     with session_scope(engine) as session:
-        # Shards do not compute the feature density yet (issue 11): compare every other column.
+        # round_shards builds requests without the round's density: every other column.
         columns = [c for c in ALL_SCORE_COLUMNS if c not in DENSITY_COLUMNS]
         rows = session.execute(select(*[getattr(Score, c) for c in columns])
                                .where(Score.round_id == round_id).order_by(Score.sample_id)).all()
@@ -103,3 +115,105 @@ def test_dask_runner_needs_one_way_to_a_cluster() -> None:
         with pytest.raises(ConfigError):
             dask_task_runner(**kwargs)
     assert dask_task_runner(address="tcp://h:8786").address == "tcp://h:8786"
+
+
+def _round_outcome(engine, round_id):
+    """Everything a round's scoring and selection stored: every score column of every row,
+    the selection, and the round's figures (pool count, mean entropy, density, batch plan)."""
+    with session_scope(engine) as session:
+        rows = session.execute(select(*[getattr(Score, c) for c in ALL_SCORE_COLUMNS])
+                               .where(Score.round_id == round_id).order_by(Score.sample_id)).all()
+        chosen = session.execute(select(Selection.sample_id, Selection.rank, Selection.score,
+                                        Selection.predicted_label, Selection.confidence)
+                                 .where(Selection.round_id == round_id).order_by(Selection.rank)).all()
+        rnd = session.get(Round, round_id)
+        uncertainty = {k: v for k, v in (rnd.uncertainty or {}).items() if k != "shards"}
+        figures = (rnd.pool_count, rnd.mean_pool_entropy, uncertainty, rnd.batch_plan)
+    return [tuple(r) for r in rows], [tuple(c) for c in chosen], figures
+
+
+def _trained_copies(tmp_path, strategy: str, copies: int = 2, leftovers: int = 3):
+    """One trained round waiting to be scored, as ``copies`` identical SQLite files (same
+    checkpoint, same pool): one per way of scoring. ``leftovers`` pool samples were sent to
+    annotators by an earlier round and are still unlabeled (scored, never selected again)."""
+    url, engine, round_id = _scoring_round(tmp_path, strategy=strategy)
+    with session_scope(engine) as session:
+        rnd = session.get(Round, round_id)
+        earlier = Round(campaign_id=rnd.campaign_id, index=0, strategy="random", kind=RoundKind.cold_start,
+                        status=RoundStatus.complete, timings={})
+        session.add(earlier)
+        session.flush()
+        waiting = unlabeled_pool(session, rnd.campaign_id)[:leftovers]
+        session.add_all(Selection(campaign_id=rnd.campaign_id, round_id=earlier.id, sample_id=s.id, rank=rank,
+                                  score=0.0, predicted_label="", confidence=0.0)
+                        for rank, s in enumerate(waiting))
+    engine.dispose()
+    paths = []
+    for k in range(copies):
+        path = tmp_path / f"copy{k}.db"
+        shutil.copy(tmp_path / "al.db", path)
+        paths.append(f"sqlite:///{path}")
+    return paths, round_id, [s.id for s in waiting]
+
+
+@pytest.mark.dask
+def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path) -> None:
+    """The Prefect round flow with dask_workers=2 (what `activelabel run --dask-workers 2` runs)
+    stores the same rows (every column, feature density and OOD flag included), the same
+    selection and the same round figures as the flow in one process, leftovers included."""
+    from activelabel.flows import round_flow
+
+    (single, sharded), round_id, waiting = _trained_copies(tmp_path, "bald")
+    round_flow("shards", single)
+    round_flow("shards", sharded, dask_workers=2)
+    one, two = open_engine(single), open_engine(sharded)
+    rows, chosen, figures = _round_outcome(one, round_id)
+    assert _round_outcome(two, round_id) == (rows, chosen, figures)
+    assert len(rows) > 1000 and all(r[DENSITY_INDEX] is not None and r[OOD_INDEX] is not None for r in rows)
+    assert len(chosen) == 10 and not {c[0] for c in chosen} & set(waiting)
+    assert {r[1] for r in rows} >= set(waiting)  # leftovers are scored
+    assert figures[0] == len(rows) - len(waiting) and figures[2]["density"]["labeled"] == 20
+    with session_scope(two) as session:
+        assert session.get(Round, round_id).uncertainty["shards"] == 4  # 2 workers x 2 shards
+
+
+DENSITY_INDEX = ALL_SCORE_COLUMNS.index("log_density")
+OOD_INDEX = ALL_SCORE_COLUMNS.index("ood")
+
+
+@pytest.mark.parametrize("strategy", ["batchbald", "density", "random"])
+def test_shards_score_batch_aware_feature_and_random_strategies_as_one_process(tmp_path, strategy) -> None:
+    """Strategies that need more than a per-sample score: BatchBALD's candidates are merged
+    across shards, density's features are read against the density fitted once by the round,
+    and random scores are seeded per chunk. Three in-process shards equal one process."""
+    (single, sharded), round_id, _ = _trained_copies(tmp_path, strategy)
+    outcomes = []
+    for url, runner in ((single, None), (sharded, InProcessShards(shards=3, database_url=sharded))):
+        engine = open_engine(url)
+        steps.score_step(engine, round_id, run_shards=runner)
+        steps.select_step(engine, round_id)
+        outcomes.append(_round_outcome(engine, round_id))
+    assert outcomes[0] == outcomes[1]
+    rows, chosen, (_, _, uncertainty, plan) = outcomes[0]
+    assert len(chosen) == 10
+    if strategy == "batchbald":
+        assert plan["sample_ids"][:10] == [c[0] for c in chosen] and uncertainty["candidates"] > 10
+    if strategy == "density":
+        assert all(r[3] == -r[DENSITY_INDEX] for r in rows)  # the score is -log q(z)
+
+
+def test_pool_columns_are_the_unlabeled_pool(tmp_path) -> None:
+    """The round reads the pool as two columns: the same samples, in the same order, as the
+    row objects it read before (labeled, selected, copies and unreadable ones left out)."""
+    from activelabel.storage.repository import record_problems, unlabeled_pool_columns
+
+    (url,), _, _ = _trained_copies(tmp_path, "bald", copies=1)
+    engine = open_engine(url)
+    with session_scope(engine) as session:
+        campaign_id = session.get(Round, 1).campaign_id
+        record_problems(session, campaign_id, [(unlabeled_pool(session, campaign_id)[5].uri, "broken")])
+    with session_scope(engine) as session:
+        rows = unlabeled_pool(session, campaign_id)
+        columns = unlabeled_pool_columns(session, campaign_id)
+    assert columns.ids.tolist() == [s.id for s in rows] and columns.uris == [s.uri for s in rows]
+    assert [tuple(s) for s in columns.take(np.array([3, 1]))] == [(rows[3].id, rows[3].uri), (rows[1].id, rows[1].uri)]

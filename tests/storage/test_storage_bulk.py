@@ -253,3 +253,38 @@ def test_write_scores_carries_the_uncertainty_split(bulk_engine: Engine) -> None
     with pytest.raises(ValueError, match="6, 9, 11 values"):
         with session_scope(bulk_engine) as session:
             write_scores(session, [rows[0][:7]])
+
+
+def test_score_columns_write_the_rows_write_scores_writes(bulk_engine: Engine, monkeypatch) -> None:
+    """A round's scores given as numpy columns (what scoring keeps) are stored as the row tuples
+    were, every column exact, across several row chunks; a column left out is NULL."""
+    import numpy as np
+
+    from activelabel.storage import bulk
+    from activelabel.storage.bulk import ALL_SCORE_COLUMNS, write_score_columns
+
+    monkeypatch.setattr(bulk, "COLUMN_CHUNK", 7)  # several chunks of a small pool
+    (by_rows, by_columns), sample_ids = _setup(bulk_engine, n_samples=SMALL)
+    i = np.arange(SMALL)
+    columns = {"sample_id": np.array(sample_ids, dtype=np.int64), "value": 1.0 / (i + 3),
+               "predicted_class": (i % 10).astype(np.int64), "confidence": np.sqrt(i) / 100.0 + 1e-9,
+               "total": i / 7.0, "aleatoric": i / 11.0, "epistemic": i / 7.0 - i / 11.0,
+               "log_density": -np.exp(i / 50.0), "ood": i % 3 == 0}
+    rows = [(by_rows, int(sid), "bald", *(columns[c][k].item() for c in ALL_SCORE_COLUMNS[3:]))
+            for k, sid in enumerate(sample_ids)]
+    with session_scope(bulk_engine) as session:
+        assert write_scores(session, rows) == SMALL
+        assert write_score_columns(session, by_columns, "bald", columns) == SMALL
+        plain = {c: columns[c] for c in ("sample_id", "value", "predicted_class", "confidence")}
+        assert write_score_columns(session, by_columns, "entropy", plain) == SMALL
+    with bulk_engine.connect() as connection:
+        def stored(round_id: int, strategy: str) -> list[tuple]:
+            return [tuple(r)[3:] for r in connection.execute(
+                select(*(getattr(Score, c) for c in ALL_SCORE_COLUMNS))
+                .where(Score.round_id == round_id, Score.strategy == strategy).order_by(Score.sample_id))]
+
+        assert stored(by_columns, "bald") == stored(by_rows, "bald") == [r[3:] for r in rows]
+        assert all(r[3:] == (None,) * 5 for r in stored(by_columns, "entropy"))
+    with pytest.raises(ValueError, match="unknown"):
+        with session_scope(bulk_engine) as session:
+            write_score_columns(session, by_columns, "x", {**plain, "bogus": plain["value"]})
