@@ -19,6 +19,11 @@ images padded to 32x32; its dropout is only in the head, so full-network and hea
 Stability (``--stability``): a gal_cnn trained on ``--train`` MNIST training images scores the
 pool under two MC seeds; reports the overlap of the two top-20 BALD selections and the
 Spearman correlation of the scores, against T, with the cost relative to one deterministic pass.
+With ``--refine-passes`` (and ``--refine-first``, ``--refine-candidates``), the same run also
+measures refinement (``activelabel.campaign.refine``, what a round does): the pool scored with
+T passes, its top M re-scored with T_refine passes under the refinement's own mask stream, the
+batch = the top 20 of the candidates by refined score; cost = both stages against the same
+deterministic pass.
 
     OMP_NUM_THREADS=1 python bench/mc_speed.py --threads 1 --pool 10000 --passes 20 --stability
 
@@ -35,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from activelabel.acquisition import bald
+from activelabel.acquisition import bald, get_strategy
+from activelabel.campaign.refine import choose_candidates, refine_seed, rescore
 from activelabel.pipeline.model import ModelSpec, build_model
 from activelabel.pipeline.prediction import mc_strategy, predict_probabilities
 from activelabel.pipeline.training import TrainingConfig, train_model
@@ -130,24 +136,54 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def refined_top(model, pool, first: np.ndarray, seed: int, candidates: int, passes: int, batch: int,
+                k: int = 20) -> tuple[float, np.ndarray]:
+    """(seconds, top-k pool positions) of the refinement stage after first-stage BALD ``first``."""
+    start = time.perf_counter()
+    chosen = choose_candidates(first, np.arange(len(first)), candidates)
+    probs = predict_probabilities(model, pool[chosen], samples=passes, device=torch.device("cpu"),
+                                  seed=refine_seed(seed), batch_size=batch)
+    refined = rescore(get_strategy("bald"), [(chosen, probs)], passes)
+    seconds = time.perf_counter() - start
+    return seconds, refined.positions[refined.ranked()[:k]]
+
+
 def stability(args) -> None:
     x, y = mnist("train", args.train)
     pool, _ = mnist("test", args.pool)
     print(f"\n## Selection stability: models trained on {args.train} MNIST training images "
           f"({args.epochs} epochs), pool = {len(pool)} test images, BALD top-20, MC seeds 1 vs 2\n")
-    print("| model (mode) | T | top-20 overlap | Spearman | cost vs deterministic |")
-    print("|---|---:|---:|---:|---:|")
+    print("| model (mode) | T | refine M | T_refine | top-20 overlap | Spearman (first stage) | "
+          "cost vs deterministic (seed 1, seed 2) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    firsts = sorted(set(args.stability_passes) | (set(args.refine_first) if args.refine_passes else set()))
     for label, spec in (("gal_cnn (full_network)", ModelSpec(1, 10, width=32)),
                         ("gal_cnn, conv dropout 0 (head_only)", ModelSpec(1, 10, width=32, conv_dropout=0.0))):
         model = train_model(x, y, spec, TrainingConfig(epochs=args.epochs), seed=0, device=torch.device("cpu"))
         det, _ = timed(model, pool, samples=0, batch_size=args.batch)
-        for t in args.stability_passes:
-            if "full_network" in label and t > args.max_full_passes:
+        det = min(det, timed(model, pool, samples=0, batch_size=args.batch)[0])  # warm and cold: take the best
+        head = "head_only" in label
+        for t in firsts:
+            if not head and t > args.max_full_passes:
                 continue
-            seconds, a = timed(model, pool, samples=t, batch_size=args.batch, seed=1)
-            _, b = timed(model, pool, samples=t, batch_size=args.batch, seed=2)
+            seconds_a, a = timed(model, pool, samples=t, batch_size=args.batch, seed=1)
+            seconds_b, b = timed(model, pool, samples=t, batch_size=args.batch, seed=2)
             sa, sb = bald(a), bald(b)
-            print(f"| {label} | {t} | {overlap_top(sa, sb):.2f} | {spearman(sa, sb):.3f} | {seconds / det:.2f}x |")
+            rho = spearman(sa, sb)
+            del a, b
+            if t in args.stability_passes:
+                print(f"| {label} | {t} | | | {overlap_top(sa, sb):.2f} | {rho:.3f} | "
+                      f"{seconds_a / det:.2f}x, {seconds_b / det:.2f}x |", flush=True)
+            if not args.refine_passes or t not in args.refine_first or not (head or args.refine_full):
+                continue
+            for m in args.refine_candidates:
+                for tr in args.refine_passes:
+                    ra, top_a = refined_top(model, pool, sa, 1, m, tr, args.batch)
+                    rb, top_b = refined_top(model, pool, sb, 2, m, tr, args.batch)
+                    overlap = len(set(top_a.tolist()) & set(top_b.tolist())) / 20
+                    print(f"| {label} | {t} | {m} | {tr} | {overlap:.2f} | {rho:.3f} | "
+                          f"{(seconds_a + ra) / det:.2f}x, {(seconds_b + rb) / det:.2f}x |", flush=True)
+    print(f"\nOne deterministic pass of the last model: {det:.2f} s ({len(pool) / det:,.0f} images/s).")
 
 
 def main() -> None:
@@ -163,6 +199,10 @@ def main() -> None:
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--stability-passes", type=int, nargs="+", default=[5, 20, 100, 500])
     parser.add_argument("--max-full-passes", type=int, default=100, help="largest T for the full-network model")
+    parser.add_argument("--refine-passes", type=int, nargs="*", default=[], help="T_refine values (none: no refinement)")
+    parser.add_argument("--refine-first", type=int, nargs="+", default=[100], help="first-stage T for refinement")
+    parser.add_argument("--refine-candidates", type=int, nargs="+", default=[200], help="M candidates refined")
+    parser.add_argument("--refine-full", action="store_true", help="refinement for the full-network model too")
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()

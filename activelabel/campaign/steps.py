@@ -29,6 +29,7 @@ from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
+from activelabel.campaign.refine import choose_candidates, refine_pool, refines
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
@@ -437,6 +438,11 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         if candidates is not None:
             mine = positions < selectable
             candidates.offer(positions[mine], split.epistemic[mine], probs[:, mine])
+    refined = None
+    if config.refine_passes and batch_size > 0 and refines(strategy, samples):  # campaign.refine
+        refined, rows, entropy_sum = _refine(rows, pool, selectable, entropy_sum, model=model, store=data.store,
+                                             strategy=strategy, config=config, seed=seed, temperature=temperature,
+                                             device=device, problems=problems)
     uncertainty = {
         "method": config.uncertainty,
         "samples": len(models) * max(samples, 1),
@@ -447,10 +453,38 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
     if fitted is not None:
         uncertainty["density"] = {**fitted.summary, "flagged": flagged}
     plan = None
+    if refined is not None:
+        uncertainty["refined"] = refined.summary()
+        plan = refined.plan([s.id for s in pool])
     if candidates is not None:
         uncertainty["candidates"] = int(len(candidates.positions))
         plan = _batch_plan(strategy, candidates, pool, batch_size, seed)
     return ScoredPool(rows, entropy_sum / len(rows) if rows else None, uncertainty, plan)
+
+
+def _refine(rows: list[tuple], pool, selectable: int, entropy_sum: float, *, model, store, strategy, config,
+            seed: int, temperature: float, device, problems):
+    """Refinement (:mod:`activelabel.campaign.refine`) on the first-stage score rows: the
+    ``config.refine_count`` best selectable samples re-scored with ``config.refine_passes`` passes;
+    their rows carry the refined score, prediction and decomposition. Returns (refined, rows,
+    entropy sum of the rows)."""
+    position = {s.id: i for i, s in enumerate(pool[:selectable])}
+    first = [(position[r[1]], r[3]) for r in rows if r[1] in position]
+    chosen = choose_candidates(np.array([v for _, v in first]), np.array([p for p, _ in first], dtype=np.int64),
+                               config.refine_count)
+    refined = refine_pool(model, store, [s.uri for s in pool], chosen, strategy=strategy, passes=config.refine_passes,
+                          seed=seed, temperature=temperature, device=device, workers=config.loader_workers,
+                          problems=problems)
+    new = {pool[int(p)].id: i for i, p in enumerate(refined.positions)}
+    out = []
+    for r in rows:
+        i = new.get(r[1])
+        if i is not None:
+            entropy_sum += float(refined.total[i]) - r[6]
+            r = (*r[:3], float(refined.values[i]), int(refined.predicted[i]), float(refined.confidence[i]),
+                 float(refined.total[i]), float(refined.aleatoric[i]), float(refined.epistemic[i]), *r[9:])
+        out.append(r)
+    return refined, out, entropy_sum
 
 
 def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: int) -> dict:
