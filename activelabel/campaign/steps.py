@@ -249,7 +249,13 @@ def train_classifier(job: TrainInput) -> Trained:
     ]
     metrics, yard_logits, yard_targets = _measure(models, data, config, job.yard_uris, job.yard_labels, class_of,
                                                   device, problems)
-    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device)
+    # Calibrate the predictor acquisition reads: with MC passes, those of the round's scoring.
+    samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
+    if len(held) and samples and yard_logits is not None:
+        _, yard_logits, yard_targets = _measure(models, data, config, job.yard_uris, job.yard_labels, class_of,
+                                                device, [], samples=samples, seed=job.seed)
+    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device,
+                                         samples=samples, seed=job.seed, method=config.uncertainty)
                    if len(held) else None)
     values = dict(
         test_accuracy=metrics.accuracy if metrics else None,
@@ -265,15 +271,17 @@ def train_classifier(job: TrainInput) -> Trained:
                    f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
 
 
-def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
+def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems,
+             *, samples: int = 0, seed: int = 0):
     """(metrics, logits [M, N, C], targets [N]) of one deterministic pass of each of the M
     models over the yardstick (metrics on the mean of their softmaxes); (None, None, None)
-    without a readable yardstick sample."""
+    without a readable yardstick sample. ``samples > 0``: ``samples`` MC passes of each model
+    with masks seeded ``seed`` instead (logits [M * samples, N, C])."""
     if not uris:
         return None, None, None
     targets = np.array([class_of[n] for n in names], dtype=np.int64)
     logits, rows = [], []
-    for positions, z in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
+    for positions, z in stream_probabilities(model, data.store, uris, samples=samples, device=device, seed=seed,
                                              workers=config.loader_workers, problems=problems, logits=True):
         rows.append(positions)
         logits.append(z)

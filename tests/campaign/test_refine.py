@@ -89,7 +89,7 @@ def test_rescore_ranks_candidates_by_refined_score_and_plans_them_in_that_order(
     refined = rescore(get_strategy("bald"), [(np.array([9, 2]), probs[:, 3:]), (np.array([4, 7, 0]), probs[:, :3])],
                       passes=8)
     np.testing.assert_array_equal(refined.positions, [0, 2, 4, 7, 9])  # sorted, columns follow
-    expected = bald(probs)[[2, 3, 0, 1, 4]]
+    expected = bald(probs)[[2, 4, 0, 1, 3]]  # positions 0, 2, 4, 7, 9 are columns 2, 4, 0, 1, 3
     np.testing.assert_allclose(refined.values, expected)
     plan = refined.plan([100 + i for i in range(10)])
     order = np.argsort(-expected, kind="stable")
