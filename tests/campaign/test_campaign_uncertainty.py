@@ -15,6 +15,7 @@ from sqlalchemy import select
 from activelabel.acquisition import bald, get_strategy
 from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.candidates import Candidates, distinct
+from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.file import load_campaign_file, template
 from activelabel.pipeline.calibration import predictive_probabilities
@@ -86,7 +87,9 @@ def active_round(tmp_path: Path, strategy: str, **replace: str):
 
 def test_batchbald_round_picks_no_two_copies_where_bald_does(tmp_path) -> None:
     make_pool_with_near_copies(tmp_path)
-    _, _, bald_round, bald_picks, bald_scores = active_round(tmp_path, "bald")
+    # Top-k BALD without refinement, so every stored score is the first stage's, as batchbald's are.
+    refine = f"refine_passes = {CampaignConfig(name='x').refine_passes}"
+    _, _, bald_round, bald_picks, bald_scores = active_round(tmp_path, "bald", **{refine: "refine_passes = 0"})
     config, engine, rnd, picks, scores = active_round(tmp_path, "batchbald")
     assert rnd.kind.value == "active" and len(picks) == len(bald_picks) == 10
 
