@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from activelabel.acquisition import confidence, predicted_class
+from activelabel.acquisition import bald, confidence, predicted_class
 from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.acquisition.registry import Strategy
 
@@ -111,7 +111,10 @@ def rescore(strategy: Strategy, chunks: Iterable[tuple[np.ndarray, np.ndarray]],
     for positions, probs in chunks:
         split = uncertainty_decomposition(probs)
         mean = np.mean(probs, axis=0, dtype=np.float64)[None]  # class and confidence read the mean only
-        parts.append((np.asarray(positions, dtype=np.int64), np.asarray(strategy.score(probs), dtype=np.float64),
+        # BALD is the decomposition's epistemic part (both H[mean] - mean H, never below 0): reuse
+        # it rather than take every pass's entropy twice (the costliest step at T_refine passes).
+        values = split.epistemic if strategy.score is bald else strategy.score(probs)
+        parts.append((np.asarray(positions, dtype=np.int64), np.asarray(values, dtype=np.float64),
                       predicted_class(mean), confidence(mean), split.total, split.aleatoric, split.epistemic))
     if not parts:
         empty = np.zeros(0)
