@@ -142,6 +142,7 @@ class SharedMasks:
         # False while deterministic features are computed (dropout is the identity in eval mode).
         self.enabled = True
         self._cache: dict[tuple[int, int, tuple[int, ...], torch.device], torch.Tensor] = {}
+        self._generator = torch.Generator()
 
     def mask(self, k: int, t: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         key = (k, t, shape, device)
@@ -151,7 +152,9 @@ class SharedMasks:
             mask_shape = shape
             if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
                 mask_shape = (shape[0],) + (1,) * (len(shape) - 1)
-            generator = torch.Generator().manual_seed(_mask_seed(self.seed, t, k, self.member))
+            # One generator, reseeded per mask: the same stream as a fresh one, without its
+            # construction (thousands of masks per round with refinement).
+            generator = self._generator.manual_seed(_mask_seed(self.seed, t, k, self.member))
             keep = torch.rand(mask_shape, generator=generator) >= module.p
             cached = (keep.float() / (1.0 - module.p)).to(device)
             self._cache[key] = cached
