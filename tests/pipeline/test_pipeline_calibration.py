@@ -242,7 +242,7 @@ def test_mixture_temperature_sharpens_an_under_confident_mc_predictive_where_a_o
     assert fitted == pytest.approx(0.7106, abs=5e-4) and at_one == pytest.approx(0.7252, abs=5e-4)
     assert fitted < at_one < one_pass  # the one-pass temperature makes the MC predictive worse
     # The search found the minimum: no temperature on a fine grid does better.
-    grid = np.exp(np.linspace(np.log(0.05), np.log(5), 400))
+    grid = np.exp(np.linspace(np.log(0.25), np.log(5), 400))  # the mixture floor is 0.25
     assert fitted <= min(nll(predictive_probabilities(passes, t), y) for t in grid) + 1e-6
     # S = 1 is the one-softmax case: the same optimum as LBFGS.
     assert fit_mixture_temperature(deterministic, y) == pytest.approx(t_one, rel=1e-3)
