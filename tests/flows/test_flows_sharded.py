@@ -58,7 +58,8 @@ def _stored(engine, round_id):
 def test_dask_sharded_scoring_equals_single_process_scoring(tmp_path) -> None:
     from activelabel.flows.sharded import score_shards_on_dask
 
-    url, engine, round_id = _scoring_round(tmp_path)
+    # Shards do not refine the top candidates (campaign.refine) yet: compare against a round without.
+    url, engine, round_id = _scoring_round(tmp_path, refine_passes=0)
     plan = round_shards(engine, round_id, shards=3, database_url=url)
     assert len(plan.requests) == 3 and len(plan.sample_ids) > 1000  # digits: ~1,400 unlabeled
     merged = score_shards_on_dask(plan.requests, workers=2)
