@@ -646,9 +646,11 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             )
     calibration = report.calibration
     if calibration:
+        from activelabel.campaign.calibrate import describe_predictor
+
         fitted = "kept" if calibration.get("skipped") else "fitted"
-        table = Table(title=f"Calibration · temperature {calibration['temperature']:.3f} "
-                            f"({fitted} on {calibration['validation_size']} held-out labels)")
+        table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
+                            f"{calibration['temperature']:.3f} ({fitted} on {calibration['validation_size']} held-out labels)")
         for column in ("", "accuracy", "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):

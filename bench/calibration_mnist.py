@@ -14,11 +14,16 @@ whatever earlier rounds picked; active picks would be harder, less typical image
 changes the labeled set, the validation split and the training seed together, as a campaign
 seed does (round seed = seed x 1,000,003 + round index, round index 1).
 
-Diagnostics (never fitted on the test images): ``mc`` repeats the before/after figures on the
-mean of T MC-dropout softmaxes (what acquisition reads) with the round's temperature, and with
-a temperature fitted on the validation split's own MC logits; ``big-val`` fits the temperature
-on ``--big-validation`` *training* images outside the labeled set, to separate "the
-150-sample validation split gives a noisy T" from "one temperature cannot calibrate this model".
+The round calibrates the predictor acquisition reads. For the default campaign
+(``uncertainty = "mc_dropout"``, T = ``--mc-samples``) that is the mean of T MC-dropout softmaxes
+with the round's mask seed, so the main table is ``fit_round_calibration(..., samples=T,
+seed=round seed)`` (bounded scalar search on the NLL of that mean) on the MC yardstick logits.
+The second table is one deterministic pass (``uncertainty = "deterministic"``, LBFGS), and a
+third row set shows what the MC mean looked like with the deterministic temperature (the round's
+behaviour before the predictor was calibrated). ``big-val`` fits the deterministic temperature on
+``--big-validation`` *training* images outside the labeled set, to separate "the 150-sample
+validation split gives a noisy T" from "one temperature cannot calibrate this model". Nothing is
+ever fitted on the test images.
 
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD nice -n 5 python bench/calibration_mnist.py
     PYTHONPATH=$PWD python bench/calibration_mnist.py --quick     # smoke run, ~1 minute
@@ -77,29 +82,32 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
     started = time.perf_counter()
     model = train_model(x[train], y[train], spec, training, seed=rseed, device=device)
     train_s = time.perf_counter() - started
-    # The round's yardstick logits: one deterministic pass of each member, [M = 1, N, C].
+    # One deterministic pass of each member over the yardstick, [M = 1, N, C] (uncertainty = "deterministic").
     yard = predict_probabilities(model, test_set.images, samples=0, device=device, seed=0, logits=True)
-    calibration = fit_round_calibration([model], x[held], y[held], yard, test_set.targets, device)
+    deterministic = fit_round_calibration([model], x[held], y[held], yard, test_set.targets, device)
     row = {
         "seed": seed, "round_seed": rseed, "labels": int(len(labeled)), "trained_on": int(len(train)),
-        "validation_size": calibration["validation_size"], "epochs": planned_epochs(len(train), training),
-        "train_seconds": round(train_s, 1), "temperature": calibration["temperature"],
-        "before": figures(calibration["before"]), "after": figures(calibration["after"]),
+        "validation_size": deterministic["validation_size"], "epochs": planned_epochs(len(train), training),
+        "train_seconds": round(train_s, 1), "deterministic": {
+            "temperature": deterministic["temperature"], "skipped": deterministic.get("skipped"),
+            "before": figures(deterministic["before"]), "after": figures(deterministic["after"])},
     }
-    if args.mc_samples:
-        mc_seed = rseed
-        mc = predict_probabilities(model, test_set.images, samples=args.mc_samples, device=device, seed=mc_seed,
+    if args.mc_samples:  # the default campaign's predictor: the mean of T passes seeded like the round's scoring
+        mc = predict_probabilities(model, test_set.images, samples=args.mc_samples, device=device, seed=rseed,
                                    logits=True)  # [T, N, C]
-        val_mc = predict_probabilities(model, x[held], samples=args.mc_samples, device=device, seed=mc_seed,
-                                       logits=True)
-        t_mc = fit_temperature(val_mc, y[held])
-        row["mc"] = {
-            "samples": args.mc_samples, "temperature_fitted_on_mc": t_mc,
-            "before": figures(calibration_report(predictive_probabilities(mc, 1.0), test_set.targets, bins=BINS)),
-            "after_round_t": figures(calibration_report(
-                predictive_probabilities(mc, calibration["temperature"]), test_set.targets, bins=BINS)),
-            "after_mc_t": figures(calibration_report(predictive_probabilities(mc, t_mc), test_set.targets, bins=BINS)),
-        }
+        calibration = fit_round_calibration([model], x[held], y[held], mc, test_set.targets, device,
+                                            samples=args.mc_samples, seed=rseed, method="mc_dropout")
+        row.update({
+            "predictor": calibration["predictor"], "temperature": calibration["temperature"],
+            "skipped": calibration.get("skipped"), "validation_errors": calibration["validation_errors"],
+            "before": figures(calibration["before"]), "after": figures(calibration["after"]),
+            "mc_with_deterministic_t": figures(calibration_report(
+                predictive_probabilities(mc, deterministic["temperature"]), test_set.targets, bins=BINS)),
+        })
+    else:
+        row.update({"predictor": deterministic["predictor"], "temperature": deterministic["temperature"],
+                    "skipped": deterministic.get("skipped"), "before": row["deterministic"]["before"],
+                    "after": row["deterministic"]["after"]})
     if args.big_validation:
         outside = order[args.labels: args.labels + args.big_validation]  # training images, never labeled
         big = predict_probabilities(model, train_set.images[outside], samples=0, device=device, seed=0, logits=True)
@@ -119,14 +127,18 @@ def fmt(values: list[float], metric: str) -> str:
 
 def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
     n = len(rows)
+    what = rows[0]["predictor"]
+    predictor = (f"the mean of T = {what['passes']} MC-dropout softmaxes with the round's mask seed (what acquisition "
+                 "reads with the default `uncertainty = \"mc_dropout\"`)" if what["passes"] > 1 else
+                 "one deterministic pass")
     lines = [
         "# Calibration on MNIST after a round at 1,000 labels (issue #12)",
         "",
         f"`bench/calibration_mnist.py`: {rows[0]['labels']} seeded-random labeled MNIST training images per seed, "
         f"{rows[0]['validation_size']} held out by `validation_positions` (the round's split), the model trained on "
         f"{rows[0]['trained_on']} for {rows[0]['epochs']} epochs (campaign defaults: small_cnn, dropout 0.5, "
-        f"Adam 1e-3, batch 32); temperature fitted by `fit_round_calibration` on the held-out labels; figures on "
-        f"the {args.test_size} MNIST test images, one deterministic pass (what the round stores). "
+        f"Adam 1e-3, batch 32); temperature fitted by `fit_round_calibration` on the held-out labels for "
+        f"{predictor}; figures of that predictor on the {args.test_size} MNIST test images (what the round stores). "
         f"{n} seed(s) ({', '.join(str(r['seed']) for r in rows)}), mean ± sample std.",
         "",
         f"Machine: {info['host_cpus']}-core shared VM, {info['torch_threads']} torch thread(s), load average "
@@ -144,32 +156,32 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
     lines += ["", f"Goal ECE after <= {GOAL_ECE:.1%}: **{'met' if after <= GOAL_ECE else 'missed'}** "
               f"(mean {after:.2%}; Guo et al. 2017: 4.6 % -> 0.83 % on CIFAR-10 ResNet-110).", "",
               "Per seed:", "",
-              "| seed | T | acc | NLL before -> after | Brier before -> after | ECE before -> after | train s |",
-              "|---:|---:|---:|---|---|---|---:|"]
+              "| seed | T | acc | NLL before -> after | Brier before -> after | ECE before -> after | kept T = 1 because | train s |",
+              "|---:|---:|---:|---|---|---|---|---:|"]
     for r in rows:
         b, a = r["before"], r["after"]
         lines.append(f"| {r['seed']} | {r['temperature']:.3f} | {b['accuracy']:.2%} | {b['nll']:.4f} -> {a['nll']:.4f} "
-                     f"| {b['brier']:.4f} -> {a['brier']:.4f} | {b['ece']:.2%} -> {a['ece']:.2%} | {r['train_seconds']} |")
-    if "mc" in rows[0]:
-        t = rows[0]["mc"]["samples"]
-        lines += ["", f"Diagnostic: the mean of T = {t} MC-dropout softmaxes (what acquisition reads), same test images:",
-                  "", "| figure | MC, T = 1 scaling | MC, round's T (deterministic fit) | MC, T fitted on validation MC logits |",
-                  "|---|---:|---:|---:|"]
+                     f"| {b['brier']:.4f} -> {a['brier']:.4f} | {b['ece']:.2%} -> {a['ece']:.2%} | "
+                     f"{r.get('skipped') or ''} | {r['train_seconds']} |")
+    if "mc_with_deterministic_t" in rows[0]:
+        lines += ["", "The same models, other predictors, same test images:", "",
+                  "| figure | one deterministic pass, T = 1 | one pass, its fitted T | MC mean, the one-pass T "
+                  "(before the predictor was calibrated) |", "|---|---:|---:|---:|"]
         for metric in METRICS:
-            lines.append(f"| {metric} | {fmt([r['mc']['before'][metric] for r in rows], metric)} | "
-                         f"{fmt([r['mc']['after_round_t'][metric] for r in rows], metric)} | "
-                         f"{fmt([r['mc']['after_mc_t'][metric] for r in rows], metric)} |")
-        lines.append(f"| temperature | 1 | {mean_std([r['temperature'] for r in rows], 1.0, 3)} | "
-                     f"{mean_std([r['mc']['temperature_fitted_on_mc'] for r in rows], 1.0, 3)} |")
+            lines.append(f"| {metric} | {fmt([r['deterministic']['before'][metric] for r in rows], metric)} | "
+                         f"{fmt([r['deterministic']['after'][metric] for r in rows], metric)} | "
+                         f"{fmt([r['mc_with_deterministic_t'][metric] for r in rows], metric)} |")
+        lines.append(f"| temperature | 1 | {mean_std([r['deterministic']['temperature'] for r in rows], 1.0, 3)} | "
+                     f"{mean_std([r['deterministic']['temperature'] for r in rows], 1.0, 3)} |")
     if "big_validation" in rows[0]:
         size = rows[0]["big_validation"]["size"]
         lines += ["", f"Diagnostic: the temperature fitted on {size:,} unlabeled-by-the-round *training* images "
                   "(never the test set) instead of the round's validation split, deterministic pass:", "",
                   "| figure | round's split | big validation split |", "|---|---:|---:|"]
         for metric in METRICS:
-            lines.append(f"| {metric} | {fmt([r['after'][metric] for r in rows], metric)} | "
+            lines.append(f"| {metric} | {fmt([r['deterministic']['after'][metric] for r in rows], metric)} | "
                          f"{fmt([r['big_validation']['after'][metric] for r in rows], metric)} |")
-        lines.append(f"| temperature | {mean_std([r['temperature'] for r in rows], 1.0, 3)} | "
+        lines.append(f"| temperature | {mean_std([r['deterministic']['temperature'] for r in rows], 1.0, 3)} | "
                      f"{mean_std([r['big_validation']['temperature'] for r in rows], 1.0, 3)} |")
     lines += ["", "Command:", "", f"    {args.command}", ""]
     return "\n".join(lines)
@@ -187,7 +199,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0,
                         help="training epochs (default 0: the campaign default, 40, at least 200 steps)")
     parser.add_argument("--mc-samples", type=int, default=20,
-                        help="T of the MC-dropout diagnostic (0: skip it; default: 20)")
+                        help="T of the round's MC-dropout predictor (0: a deterministic campaign; default: 20)")
     parser.add_argument("--big-validation", type=int, default=5000,
                         help="training images outside the labeled set for the large-validation diagnostic (0: skip)")
     parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test images (0: all 10,000)")
@@ -210,7 +222,7 @@ def main() -> None:
     for seed in args.seeds:
         row = one_seed(seed, args, train_set, test_set, device)
         rows.append(row)
-        print(f"seed {seed}: T = {row['temperature']:.3f}, ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
+        print(f"seed {seed}: T = {row['temperature']:.3f} ({row.get('skipped') or 'fitted'}), ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
               f"NLL {row['before']['nll']:.4f} -> {row['after']['nll']:.4f}, acc {row['before']['accuracy']:.2%} "
               f"({row['train_seconds']} s training)", flush=True)
     wall = time.perf_counter() - started

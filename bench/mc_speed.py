@@ -19,6 +19,11 @@ images padded to 32x32; its dropout is only in the head, so full-network and hea
 Stability (``--stability``): a gal_cnn trained on ``--train`` MNIST training images scores the
 pool under two MC seeds; reports the overlap of the two top-20 BALD selections and the
 Spearman correlation of the scores, against T, with the cost relative to one deterministic pass.
+With ``--refine-passes`` (and ``--refine-first``, ``--refine-candidates``), the same run also
+measures refinement (``activelabel.campaign.refine``, what a round does): the pool scored with
+T passes, its top M re-scored with T_refine passes under the refinement's own mask stream, the
+batch = the top 20 of the candidates by refined score; cost = both stages against the same
+deterministic pass.
 
     OMP_NUM_THREADS=1 python bench/mc_speed.py --threads 1 --pool 10000 --passes 20 --stability
 
@@ -35,9 +40,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from activelabel.acquisition import bald
+from activelabel.acquisition import bald, confidence, get_strategy, predicted_class
+from activelabel.acquisition.decomposition import uncertainty_decomposition
+from activelabel.campaign.refine import REFINE_CHUNK, choose_candidates, refine_seed, rescore
 from activelabel.pipeline.model import ModelSpec, build_model
-from activelabel.pipeline.prediction import mc_strategy, predict_probabilities
+from activelabel.pipeline.prediction import mc_strategy, predict_probabilities, predict_stream
 from activelabel.pipeline.training import TrainingConfig, train_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST" / "raw"
@@ -130,24 +137,78 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def scored(model, pool, *, samples: int, seed: int, batch: int) -> tuple[float, np.ndarray]:
+    """(seconds, BALD [N]) of what a round computes per chunk: the probabilities, the strategy's
+    score and the stored decomposition, the predicted class and its confidence."""
+    start = time.perf_counter()
+    scores = []
+    chunks = (pool[s:s + batch] for s in range(0, len(pool), batch))
+    for probs in predict_stream(model, chunks, samples=samples, device=torch.device("cpu"), seed=seed):
+        scores.append(bald(probs))
+        uncertainty_decomposition(probs)
+        predicted_class(probs), confidence(probs)
+    return time.perf_counter() - start, np.concatenate(scores)
+
+
+def refined_top(model, pool, first: np.ndarray, seed: int, candidates: int, passes: int, batch: int,
+                k: int = 20) -> tuple[float, np.ndarray]:
+    """(seconds, top-k pool positions) of the refinement stage after first-stage BALD ``first``:
+    what ``campaign.refine.refine_pool`` does, on in-memory images."""
+    start = time.perf_counter()
+    chosen = choose_candidates(first, np.arange(len(first)), candidates)
+    chunks = [chosen[s:s + REFINE_CHUNK] for s in range(0, len(chosen), REFINE_CHUNK)]
+    stream = predict_stream(model, (pool[c] for c in chunks), samples=passes, device=torch.device("cpu"),
+                            seed=refine_seed(seed))
+    refined = rescore(get_strategy("bald"), zip(chunks, stream), passes)
+    seconds = time.perf_counter() - start
+    return seconds, refined.positions[refined.ranked()[:k]]
+
+
+def best_of(repeats: int, run):
+    """(fastest seconds, result) of ``repeats`` runs of ``run() -> (seconds, result)``: the
+    results are identical (same seed), the fastest time is the one least disturbed by load."""
+    runs = [run() for _ in range(max(1, repeats))]
+    return min(seconds for seconds, _ in runs), runs[0][1]
+
+
 def stability(args) -> None:
     x, y = mnist("train", args.train)
     pool, _ = mnist("test", args.pool)
     print(f"\n## Selection stability: models trained on {args.train} MNIST training images "
           f"({args.epochs} epochs), pool = {len(pool)} test images, BALD top-20, MC seeds 1 vs 2\n")
-    print("| model (mode) | T | top-20 overlap | Spearman | cost vs deterministic |")
-    print("|---|---:|---:|---:|---:|")
+    print("Cost = seconds of what a round computes (probabilities, BALD, decomposition, prediction) over "
+          f"seconds of the same for one deterministic pass (best of 3; MC stages best of {args.repeats}), per seed.\n")
+    print("| model (mode) | T | refine M | T_refine | top-20 overlap | Spearman (first stage) | "
+          "cost vs deterministic (seed 1, seed 2) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    firsts = sorted(set(args.stability_passes) | (set(args.refine_first) if args.refine_passes else set()))
     for label, spec in (("gal_cnn (full_network)", ModelSpec(1, 10, width=32)),
                         ("gal_cnn, conv dropout 0 (head_only)", ModelSpec(1, 10, width=32, conv_dropout=0.0))):
+        head = "head_only" in label
+        if not head and args.skip_full:
+            continue
         model = train_model(x, y, spec, TrainingConfig(epochs=args.epochs), seed=0, device=torch.device("cpu"))
-        det, _ = timed(model, pool, samples=0, batch_size=args.batch)
-        for t in args.stability_passes:
-            if "full_network" in label and t > args.max_full_passes:
+        det = min(scored(model, pool, samples=0, seed=0, batch=args.batch)[0] for _ in range(3))
+        for t in firsts:
+            if not head and t > args.max_full_passes:
                 continue
-            seconds, a = timed(model, pool, samples=t, batch_size=args.batch, seed=1)
-            _, b = timed(model, pool, samples=t, batch_size=args.batch, seed=2)
-            sa, sb = bald(a), bald(b)
-            print(f"| {label} | {t} | {overlap_top(sa, sb):.2f} | {spearman(sa, sb):.3f} | {seconds / det:.2f}x |")
+            seconds_a, sa = best_of(args.repeats, lambda: scored(model, pool, samples=t, seed=1, batch=args.batch))
+            seconds_b, sb = best_of(args.repeats, lambda: scored(model, pool, samples=t, seed=2, batch=args.batch))
+            det = min(det, scored(model, pool, samples=0, seed=0, batch=args.batch)[0])  # load drifts: re-check
+            rho = spearman(sa, sb)
+            if t in args.stability_passes:
+                print(f"| {label} | {t} | | | {overlap_top(sa, sb):.2f} | {rho:.3f} | "
+                      f"{seconds_a / det:.2f}x, {seconds_b / det:.2f}x |", flush=True)
+            if not args.refine_passes or t not in args.refine_first or not (head or args.refine_full):
+                continue
+            for m in args.refine_candidates:
+                for tr in args.refine_passes:
+                    ra, top_a = best_of(args.repeats, lambda: refined_top(model, pool, sa, 1, m, tr, args.batch))
+                    rb, top_b = best_of(args.repeats, lambda: refined_top(model, pool, sb, 2, m, tr, args.batch))
+                    overlap = len(set(top_a.tolist()) & set(top_b.tolist())) / 20
+                    print(f"| {label} | {t} | {m} | {tr} | {overlap:.2f} | {rho:.3f} | "
+                          f"{(seconds_a + ra) / det:.2f}x, {(seconds_b + rb) / det:.2f}x |", flush=True)
+        print(f"\nOne deterministic pass of {label} (best): {det:.2f} s ({len(pool) / det:,.0f} images/s).\n")
 
 
 def main() -> None:
@@ -163,6 +224,12 @@ def main() -> None:
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--stability-passes", type=int, nargs="+", default=[5, 20, 100, 500])
     parser.add_argument("--max-full-passes", type=int, default=100, help="largest T for the full-network model")
+    parser.add_argument("--refine-passes", type=int, nargs="*", default=[], help="T_refine values (none: no refinement)")
+    parser.add_argument("--refine-first", type=int, nargs="+", default=[100], help="first-stage T for refinement")
+    parser.add_argument("--refine-candidates", type=int, nargs="+", default=[200], help="M candidates refined")
+    parser.add_argument("--refine-full", action="store_true", help="refinement for the full-network model too")
+    parser.add_argument("--skip-full", action="store_true", help="stability of the head-only model only")
+    parser.add_argument("--repeats", type=int, default=1, help="time each MC stage this many times, keep the fastest")
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()

@@ -31,6 +31,8 @@ SEGMENTATION_STRATEGY_MAPS = {
     "entropy": "entropy", "bald": "bald", "mean_std": "variance", "least_confidence": "max_softmax", "random": None,
 }
 PIXEL_AGGREGATIONS = ("mean", "max", "top_q", "class_weighted")
+#: Refinement candidates per batch slot when ``refine_candidates`` is not set.
+REFINE_MULTIPLE = 10
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ class CampaignConfig:
     # "ensemble+mc_dropout" (ensemble_size x mc_samples passes).
     uncertainty: str = "mc_dropout"
     ensemble_size: int = 5
+    # Refinement (campaign.refine): after the pool is scored with mc_samples passes, its
+    # refine_candidates best samples by the strategy's score are scored again with refine_passes
+    # passes under a second mask stream, and the batch is the top of those. For per-sample
+    # strategies that read MC passes (bald, mean_std, variation_ratios) with MC dropout only.
+    # refine_passes = 0: off. refine_candidates None: REFINE_MULTIPLE x the batch size.
+    refine_passes: int = 1000
+    refine_candidates: int | None = None
     # Feature density (DDU): a pool sample is flagged out of distribution when its log density
     # is below this percentile of the labeled set's out-of-fold log densities.
     ood_percentile: float = 5.0
@@ -173,6 +182,7 @@ class CampaignConfig:
                 f"strategy {strategy.name!r} needs at least 2 MC samples (it is 0 for every sample "
                 f"with one pass); got --mc-samples {self.mc_samples}"
             )
+        self._check_refinement()
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test fraction must be between 0 and 1, got {self.test_fraction}")
         if self.annotator not in ANNOTATORS:
@@ -250,6 +260,26 @@ class CampaignConfig:
                 )
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"data.labels has duplicates: {list(self.labels)}")
+
+    def _check_refinement(self) -> None:
+        """refine_passes: 0 (off) or at least 2; refine_candidates: None or at least one batch."""
+        if isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or (
+                self.refine_passes == 1 or self.refine_passes < 0):
+            raise ConfigError(
+                f"refine_passes must be 0 (no refinement) or a whole number of MC passes of at least 2, "
+                f"got {self.refine_passes!r}"
+            )
+        m = self.refine_candidates
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < self.batch_size):
+            raise ConfigError(
+                f"refine_candidates must hold at least one batch ({self.batch_size} = batch_size): the batch is "
+                f"chosen among them; got {m!r} (leave it unset for {REFINE_MULTIPLE} x the batch size)"
+            )
+
+    @property
+    def refine_count(self) -> int:
+        """Candidates a round refines: ``refine_candidates``, else REFINE_MULTIPLE x the batch size."""
+        return self.refine_candidates if self.refine_candidates is not None else REFINE_MULTIPLE * self.batch_size
 
     def _check_segmentation(self) -> None:
         """Settings a segmentation campaign can use today (the unsupported ones say so)."""

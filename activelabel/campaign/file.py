@@ -57,6 +57,12 @@ class CampaignSection(_Section):
         "mc_dropout", description="'mc_dropout' (mc_samples passes), 'deterministic' (one pass: the softmax baseline), 'ensemble' (ensemble_size models) or 'ensemble+mc_dropout'"
     )
     ensemble_size: int = Field(5, description="Models of different seeds trained each round by the ensemble methods (M)")
+    refine_passes: int = Field(
+        1000, description="Refinement: the best refine_candidates pool samples by the strategy's score are scored again with this many MC passes (own mask stream) and the batch is their top; 0 turns it off. bald, mean_std, variation_ratios with MC dropout only"
+    )
+    refine_candidates: int | None = Field(
+        None, description="Pool samples refined each round (at least batch_size; default: 10 x batch_size)"
+    )
     ood_percentile: float = Field(
         5.0, description="Pool samples whose feature density is below this percentile of the labeled set's are flagged out of distribution"
     )
@@ -239,7 +245,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
     g = parsed.segmentation
     values: dict[str, Any] = dict(
         name=c.name, task=c.task, dataset="files", strategy=c.strategy, rounds=c.rounds, batch_size=c.batch_size,
-        initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, ood_percentile=c.ood_percentile, seed=c.seed, epochs=c.epochs, device=c.device,
+        initial_labeled=0, mc_samples=c.mc_samples, calibrate=c.calibrate, uncertainty=c.uncertainty, ensemble_size=c.ensemble_size, refine_passes=c.refine_passes, refine_candidates=c.refine_candidates, ood_percentile=c.ood_percentile, seed=c.seed, epochs=c.epochs, device=c.device,
         cpu_threads=c.cpu_threads, min_labels_to_train=c.min_labels_to_train,
         data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
         data_test=_resolve(base, d.test), labels=tuple(d.labels) if d.labels else None,

@@ -9,6 +9,7 @@ twice.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -22,13 +23,14 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
-from activelabel.campaign.shards import PoolScorer, ShardRunner, merge_shards, shard_requests
+from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, merge_shards, shard_requests
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
+from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refines
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
@@ -250,7 +252,13 @@ def train_classifier(job: TrainInput) -> Trained:
     ]
     metrics, yard_logits, yard_targets = _measure(models, data, config, job.yard_uris, job.yard_labels, class_of,
                                                   device, problems)
-    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device)
+    # Calibrate the predictor acquisition reads: with MC passes, those of the round's scoring.
+    samples = 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
+    if len(held) and samples and yard_logits is not None:
+        _, yard_logits, yard_targets = _measure(models, data, config, job.yard_uris, job.yard_labels, class_of,
+                                                device, [], samples=samples, seed=job.seed)
+    calibration = (fit_round_calibration(models, x[held], y[held], yard_logits, yard_targets, device,
+                                         samples=samples, seed=job.seed, method=config.uncertainty)
                    if len(held) else None)
     values = dict(
         test_accuracy=metrics.accuracy if metrics else None,
@@ -266,15 +274,17 @@ def train_classifier(job: TrainInput) -> Trained:
                    f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
 
 
-def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems):
+def _measure(model, data: CampaignData, config: CampaignConfig, uris, names, class_of, device, problems,
+             *, samples: int = 0, seed: int = 0):
     """(metrics, logits [M, N, C], targets [N]) of one deterministic pass of each of the M
     models over the yardstick (metrics on the mean of their softmaxes); (None, None, None)
-    without a readable yardstick sample."""
+    without a readable yardstick sample. ``samples > 0``: ``samples`` MC passes of each model
+    with masks seeded ``seed`` instead (logits [M * samples, N, C])."""
     if not uris:
         return None, None, None
     targets = np.array([class_of[n] for n in names], dtype=np.int64)
     logits, rows = [], []
-    for positions, z in stream_probabilities(model, data.store, uris, samples=0, device=device, seed=0,
+    for positions, z in stream_probabilities(model, data.store, uris, samples=samples, device=device, seed=seed,
                                              workers=config.loader_workers, problems=problems, logits=True):
         rows.append(positions)
         logits.append(z)
@@ -451,6 +461,10 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         scores = merge_shards(run_shards(requests))
         problems.extend(scores.problems)
         progress.advance(len(pool))
+    refined = None
+    if config.refine_passes and batch_size > 0 and refines(strategy, samples):  # campaign.refine
+        refined = _refine(scores, pool, selectable, model=model, store=data.store, strategy=strategy, config=config,
+                          seed=seed, temperature=temperature, device=device, problems=problems)
     uncertainty = {
         "method": config.uncertainty,
         "samples": len(models) * max(samples, 1),
@@ -464,10 +478,35 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         flagged = int(np.sum(scores.ood[scores.positions < selectable]))
         uncertainty["density"] = {**fitted.summary, "flagged": flagged}
     plan = None
+    if refined is not None:
+        uncertainty["refined"] = refined.summary()
+        plan = refined.plan(pool.ids)
     if scores.candidates is not None:
         uncertainty["candidates"] = int(len(scores.candidates.positions))
         plan = _batch_plan(strategy, scores.candidates, pool, batch_size, seed)
     return ScoredPool([], scores.mean_entropy, uncertainty, plan, scores.score_columns(pool.ids))
+
+
+def _refine(scores: ShardScores, pool, selectable: int, *, model, store, strategy, config, seed: int,
+            temperature: float, device, problems) -> Refined:
+    """Refinement (:mod:`activelabel.campaign.refine`) of the first stage's columns, in place:
+    the ``config.refine_count`` best selectable samples are re-scored with
+    ``config.refine_passes`` passes and their columns carry the refined score, prediction and
+    decomposition. Runs in this process after the shards merge, so a sharded round refines
+    the same candidates with the same masks as one process. The round's mean entropy takes
+    the candidates' refined totals (their correction is added after every chunk's sum)."""
+    mine = scores.positions < selectable
+    chosen = choose_candidates(scores.values[mine], scores.positions[mine], config.refine_count)
+    refined = refine_pool(model, store, pool.uris, chosen, strategy=strategy, passes=config.refine_passes,
+                          seed=seed, temperature=temperature, device=device, workers=config.loader_workers,
+                          problems=problems)
+    at = np.searchsorted(scores.positions, refined.positions)
+    assert np.array_equal(scores.positions[at], refined.positions), "refined a sample the first stage did not score"
+    correction = float(np.sum(refined.total) - np.sum(scores.total[at]))
+    for column in ("values", "predicted", "confidence", "total", "aleatoric", "epistemic"):
+        getattr(scores, column)[at] = getattr(refined, column)
+    scores.chunk_entropy.append((sys.maxsize, correction))
+    return refined
 
 
 def _batch_plan(strategy, candidates: Candidates, pool, batch_size: int, seed: int) -> dict:

@@ -193,6 +193,66 @@ def fit_temperature(
     return t
 
 
+#: Grid points (log-spaced over [MIN_MIXTURE_TEMPERATURE, MAX_TEMPERATURE]) of the mixture fit's first stage.
+MIXTURE_GRID = 81
+#: Lower bound of a mixture's temperature. Below it every pass's softmax is nearly one-hot (a
+#: logit gap of 4 nats becomes 16) and the mean over passes turns into a vote count, which
+#: gives ~0 to any class no pass votes for: a held-out split whose few errors each got some
+#: votes asks for ever smaller T, and unseen images pay for it. Seen on MNIST (150 held-out
+#: labels, 5 errors): T = 0.046 passed the half-split check and raised the test NLL from 0.150
+#: to 0.244.
+MIN_MIXTURE_TEMPERATURE = 0.25
+
+
+def _mixture_nll(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    """Mean NLL (nats) of ``y`` under ``mean_s softmax(z_s / T)`` for logits ``[S, N, C]`` (float64)."""
+    scaled = z / temperature
+    scaled = scaled - scaled.max(axis=-1, keepdims=True)
+    log_p = scaled - np.log(np.exp(scaled).sum(axis=-1, keepdims=True))  # per-pass log softmax
+    picked = np.take_along_axis(log_p, np.broadcast_to(y[None, :, None], (z.shape[0], z.shape[1], 1)), -1)[..., 0]
+    top = picked.max(axis=0)
+    log_mean = top + np.log(np.exp(picked - top).mean(axis=0))  # log mean_s p_s(y), stable
+    return float(-log_mean.mean())
+
+
+def fit_mixture_temperature(
+    logits: ArrayLike | torch.Tensor,
+    labels: ArrayLike | torch.Tensor,
+) -> float:
+    """Fit ``T`` minimising the NLL of the predictive distribution ``mean_s softmax(z_s / T)``.
+
+    ``logits`` ``[S, N, C]`` (S MC-dropout passes and/or ensemble members, each scaled by the same
+    ``T`` before its own softmax; ``[N, C]`` is read as S = 1) and labels int ``[N]`` of a held-out
+    labeled split. Returns a float in [:data:`MIN_MIXTURE_TEMPERATURE`, :data:`MAX_TEMPERATURE`]
+    (why the floor: see :data:`MIN_MIXTURE_TEMPERATURE`).
+
+    Why not LBFGS from ``T = 1`` (:func:`fit_temperature`): the NLL of one softmax is convex in
+    ``1/T``, that of a *mean* of softmaxes is not (each pass sharpens towards its own vote as T
+    falls, and passes that disagree pull the mixture's NLL up again), so a local method started
+    at ``T = 1`` has no guarantee of the global minimum. A bounded scalar search finds it
+    instead: the NLL on a :data:`MIXTURE_GRID`-point log-spaced grid over the bounds, then a
+    bounded Brent search (scipy ``minimize_scalar``) on ``log T`` between the best point's
+    neighbours. Deterministic; float64. Raises
+    :class:`~activelabel.errors.InvalidArrayError` for bad or empty inputs.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = _as_logits(logits)
+    if z.ndim == 2:
+        z = z[None]
+    y = _as_labels(labels, z.shape[1], z.shape[2])
+    if z.shape[1] == 0:
+        raise InvalidArrayError("cannot fit a temperature on an empty validation split")
+    grid = np.linspace(math.log(MIN_MIXTURE_TEMPERATURE), math.log(MAX_TEMPERATURE), MIXTURE_GRID)
+    nll = [_mixture_nll(z, y, math.exp(g)) for g in grid]
+    best = int(np.argmin(nll))
+    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    found = minimize_scalar(lambda g: _mixture_nll(z, y, math.exp(g)), bounds=(lo, hi), method="bounded",
+                            options={"xatol": 1e-6})
+    log_t = float(found.x) if found.success and found.fun <= nll[best] else float(grid[best])
+    return math.exp(log_t)
+
+
 def calibration_report(
     probs: ArrayLike, labels: ArrayLike, *, bins: int = 15
 ) -> CalibrationReport:

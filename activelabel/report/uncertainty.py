@@ -93,6 +93,8 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         "Temperature scaling (Guo et al. 2017): T is fitted on labels held out from training; before and after are "
         "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
         "above show the model before scaling."))
+    from activelabel.campaign.calibrate import describe_predictor
+
     measured = [r for r in record.rounds if calibration_absence(r, record.config) is None]
     for r in measured[-last:]:
         c = r.calibration
@@ -100,7 +102,8 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
             figures.reliability_diagram(c["before"], c["after"], float(c["temperature"]),
                                         f"round {r.index} · {r.labeled} labels · {c['validation_size']} held out"),
             f"reliability-round-{r.index}",
-            f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f})"))
+            f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f}, "
+            f"fitted for the {describe_predictor(c.get('predictor'))})"))
     if len(measured) > last:
         parts.append(html.note(f"Reliability diagrams of the last {last} calibrated rounds; the table has every "
                                "round's figures."))

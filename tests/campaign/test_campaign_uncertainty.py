@@ -15,8 +15,10 @@ from sqlalchemy import select
 from activelabel.acquisition import bald, get_strategy
 from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.candidates import Candidates, distinct
+from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.file import load_campaign_file, template
+from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.pipeline.checkpoint import load_model
 from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.prediction import predict_probabilities
@@ -85,7 +87,9 @@ def active_round(tmp_path: Path, strategy: str, **replace: str):
 
 def test_batchbald_round_picks_no_two_copies_where_bald_does(tmp_path) -> None:
     make_pool_with_near_copies(tmp_path)
-    _, _, bald_round, bald_picks, bald_scores = active_round(tmp_path, "bald")
+    # Top-k BALD without refinement, so every stored score is the first stage's, as batchbald's are.
+    refine = f"refine_passes = {CampaignConfig(name='x').refine_passes}"
+    _, _, bald_round, bald_picks, bald_scores = active_round(tmp_path, "bald", **{refine: "refine_passes = 0"})
     config, engine, rnd, picks, scores = active_round(tmp_path, "batchbald")
     assert rnd.kind.value == "active" and len(picks) == len(bald_picks) == 10
 
@@ -194,10 +198,25 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     before, after = calibration["before"], calibration["after"]
     assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30
     assert len(before["bins"]) == 15
-    assert after["accuracy"] == before["accuracy"] == pytest.approx(rnd.test_accuracy)  # T keeps the argmax
-    assert before["nll"] == pytest.approx(rnd.test_nll, rel=1e-5)
-    assert before["ece"] == pytest.approx(rnd.test_ece, rel=1e-5)
     assert rnd.uncertainty["temperature"] == calibration["temperature"]  # acquisition is calibrated
+    # T is fitted for what acquisition reads: the mean of the round's 10 MC passes (same mask
+    # seed as its scoring), and before/after are that predictor's figures on the test split.
+    assert calibration["predictor"] == {"method": "mc_dropout", "passes": 10, "members": 1}
+    from activelabel.pipeline.calibration import calibration_report
+    from activelabel.storage import SampleSplit
+
+    with session_scope(engine) as session:
+        checkpoint = session.scalar(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id))
+        model = load_model(ModelSpec.from_dict(checkpoint.architecture), checkpoint.state, torch.device("cpu"))
+        test_uris = session.scalars(select(Sample.uri).where(Sample.split == SampleSplit.test)).all()
+    data = campaign_data(config)
+    targets = np.array([LABELS.index(data.given_label(u)) for u in test_uris])
+    z = predict_probabilities(model, data.store.read(test_uris), samples=10, device=torch.device("cpu"),
+                              seed=steps._seed(config, rnd), logits=True)
+    for when, t in (("before", 1.0), ("after", calibration["temperature"])):
+        expected = calibration_report(predictive_probabilities(z, t), targets).to_dict()
+        for key in ("accuracy", "nll", "brier", "ece"):
+            assert calibration[when][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (when, key)
 
     # The CLI shows the pool's distribution of each part, as stored.
     import subprocess
@@ -217,6 +236,7 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     assert cells[1] == str(len(epistemic))
     assert [float(c) for c in cells[2:]] == pytest.approx(expected, abs=6e-5)
     assert "temperature" in out.stdout and "before" in out.stdout and "after" in out.stdout
+    assert "Calibration of the mean of 10 MC-dropout passes" in " ".join(out.stdout.split())
 
 
 def test_calibrate_false_trains_on_every_label_and_scores_at_temperature_one(tmp_path, monkeypatch) -> None:

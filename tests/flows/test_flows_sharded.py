@@ -70,7 +70,9 @@ def _stored(engine, round_id):
 def test_dask_sharded_scoring_equals_single_process_scoring(tmp_path) -> None:
     from activelabel.flows.sharded import score_shards_on_dask
 
-    url, engine, round_id = _scoring_round(tmp_path)
+    # The library's shards are the first stage; score_step refines after they merge (tested below).
+    # Compare against a round without refinement.
+    url, engine, round_id = _scoring_round(tmp_path, refine_passes=0)
     plan = round_shards(engine, round_id, shards=3, database_url=url)
     assert len(plan.requests) == 3 and len(plan.sample_ids) > 1000  # digits: ~1,400 unlabeled
     merged = score_shards_on_dask(plan.requests, workers=2)
@@ -173,6 +175,7 @@ def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path) -
     assert len(chosen) == 10 and not {c[0] for c in chosen} & set(waiting)
     assert {r[1] for r in rows} >= set(waiting)  # leftovers are scored
     assert figures[0] == len(rows) - len(waiting) and figures[2]["density"]["labeled"] == 20
+    assert figures[2]["refined"] == {"candidates": 100, "passes": 1000}  # refined after the shards merge
     with session_scope(two) as session:
         assert session.get(Round, round_id).uncertainty["shards"] == 4  # 2 workers x 2 shards
 

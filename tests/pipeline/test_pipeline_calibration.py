@@ -212,3 +212,70 @@ def test_round_keeps_t_1_when_either_half_fitted_temperature_worsens_the_other()
     result = _round_calibration(np.array(x, dtype=np.float32), np.array(y))
     assert result["validation_errors"] == 4 and result["temperature"] == 1.0
     assert "made the other half's NLL worse" in result["skipped"]
+
+
+def _under_confident_mixture(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(deterministic logits [N, C], per-pass logits [S, N, C], labels [N]): one pass predicts
+    the right class 85 % of the time with margin 4 (over-confident), while 20 MC passes add
+    Gaussian noise of std 3 to the logits: their mean softmax is right more often than it is
+    sure (confidence ~0.62, accuracy ~0.87), i.e. under-confident as a mixture."""
+    rng = np.random.default_rng(seed)
+    n, c, s = 600, 4, 20
+    y = rng.integers(0, c, n)
+    predicted = np.where(rng.random(n) < 0.85, y, (y + rng.integers(1, c, n)) % c)
+    base = 4.0 * np.eye(c)[predicted]
+    return base, base[None] + 3.0 * rng.standard_normal((s, n, c)), y
+
+
+def test_mixture_temperature_sharpens_an_under_confident_mc_predictive_where_a_one_pass_fit_would_not() -> None:
+    from activelabel.pipeline.calibration import fit_mixture_temperature
+    from activelabel.pipeline.metrics import negative_log_likelihood as nll
+
+    deterministic, passes, y = _under_confident_mixture()
+    mean = predictive_probabilities(passes)
+    assert mean.max(-1).mean() < (mean.argmax(-1) == y).mean() - 0.2  # under-confident as a mixture
+    t_mc = fit_mixture_temperature(passes, y)
+    t_one = fit_temperature(deterministic, y)
+    assert t_mc == pytest.approx(0.415, abs=0.01) and t_mc < 1  # sharpen each pass
+    assert t_one == pytest.approx(1.353, abs=0.01) and t_one > 1  # the one pass is over-confident
+    at_one, fitted, one_pass = (nll(predictive_probabilities(passes, t), y) for t in (1.0, t_mc, t_one))
+    assert fitted == pytest.approx(0.7106, abs=5e-4) and at_one == pytest.approx(0.7252, abs=5e-4)
+    assert fitted < at_one < one_pass  # the one-pass temperature makes the MC predictive worse
+    # The search found the minimum: no temperature on a fine grid does better.
+    grid = np.exp(np.linspace(np.log(0.25), np.log(5), 400))  # the mixture floor is 0.25
+    assert fitted <= min(nll(predictive_probabilities(passes, t), y) for t in grid) + 1e-6
+    # S = 1 is the one-softmax case: the same optimum as LBFGS.
+    assert fit_mixture_temperature(deterministic, y) == pytest.approx(t_one, rel=1e-3)
+
+
+def test_round_calibration_of_mc_passes_fits_and_reports_the_mc_predictive() -> None:
+    from activelabel.campaign.calibrate import describe_predictor, fit_round_calibration
+    from activelabel.pipeline.prediction import predict_probabilities
+
+    # A linear model with input dropout: its MC passes' mean is the predictor fitted for.
+    rng = np.random.default_rng(1)
+    m = rng.normal(size=(400, 8))
+    y = (m.sum(axis=1) + rng.normal(scale=1.0, size=400) > 0).astype(np.int64)
+    x = m[:, None, None, :].astype(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[-0.3] * 8, [0.3] * 8]))
+        model[2].bias.zero_()
+    yard = predict_probabilities(model, x[200:], samples=16, device=torch.device("cpu"), seed=7, logits=True)
+    result = fit_round_calibration(model, x[:200], y[:200], yard, y[200:], torch.device("cpu"),
+                                   samples=16, seed=7, method="mc_dropout")
+    assert result["predictor"] == {"method": "mc_dropout", "passes": 16, "members": 1}
+    assert describe_predictor(result["predictor"]) == "mean of 16 MC-dropout passes"
+    val = predict_probabilities(model, x[:200], samples=16, device=torch.device("cpu"), seed=7, logits=True)
+    from activelabel.pipeline.calibration import fit_mixture_temperature
+
+    assert "skipped" not in result and result["temperature"] == pytest.approx(fit_mixture_temperature(val, y[:200]))
+    for when, t in (("before", 1.0), ("after", result["temperature"])):
+        expected = calibration_report(predictive_probabilities(yard, t), y[200:]).to_dict()
+        assert result[when]["nll"] == pytest.approx(expected["nll"]) and result[when]["ece"] == pytest.approx(
+            expected["ece"])
+    assert result["after"]["nll"] < result["before"]["nll"]
+    deterministic = fit_round_calibration(model, x[:200], y[:200], None, None, torch.device("cpu"))
+    assert deterministic["predictor"] == {"method": "deterministic", "passes": 1, "members": 1}
+    assert describe_predictor(deterministic["predictor"]) == describe_predictor(None) == "one deterministic pass"

@@ -312,3 +312,17 @@ def test_features_need_a_model_with_embed() -> None:
     with pytest.raises(ValueError, match="embed"):
         next(predict_stream(net, [torch.rand(2, 1, 2, 2)], samples=2, device=torch.device("cpu"), seed=0,
                             features=True))
+
+
+def test_head_only_matrix_product_in_groups_of_passes_equals_naive(monkeypatch) -> None:
+    from activelabel.pipeline import prediction
+
+    torch.manual_seed(5)
+    cnn = build_model(ModelSpec(in_channels=1, num_classes=10, width=8, conv_dropout=0.0)).eval()
+    x = _images(3, size=8)
+    naive = predict_probabilities(cnn, x, samples=300, device=CPU, seed=9, mode="naive")
+    # 3 images x 10 classes x 128 features fit the budget; 4,000 // 30 = 133 passes per product.
+    monkeypatch.setattr(prediction, "_GROUP_ELEMENTS", 4000)
+    fast = predict_probabilities(cnn, x, samples=300, device=CPU, seed=9)
+    np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-5)
+    assert len({tuple(np.round(p[0], 5)) for p in naive}) > 100  # the passes really differ

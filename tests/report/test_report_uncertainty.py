@@ -68,10 +68,13 @@ def test_the_campaign_report_shows_each_rounds_stored_calibration(calibrated_exp
     assert first[13] == TOO_FEW
     expected = [f"{stored[when][key]:.4f}" for key in ("accuracy", "nll", "brier", "ece") for when in ("before", "after")]
     assert second == ["2", "active", str(INITIAL + BATCH), "75", f"{stored['temperature']:.3f}", *expected, ""]
-    # Before scaling is the model the learning curve measured: the same ECE as the round's own.
+    # T is fitted for what acquisition reads: the mean of the round's 2 MC-dropout passes, so the
+    # figures are that predictor's, not the single deterministic pass the learning curve measured.
+    assert stored["predictor"] == {"method": "mc_dropout", "passes": 2, "members": 1}
     [(test_ece,)] = exp.query("SELECT r.test_ece FROM round r JOIN campaign c ON c.id = r.campaign_id "
                               "WHERE c.name = ? AND r.\"index\" = 2", CAMPAIGN)
-    assert stored["before"]["ece"] == pytest.approx(test_ece, abs=1e-6)
+    assert stored["before"]["ece"] != pytest.approx(test_ece, abs=1e-6)
+    assert "fitted for the mean of 2 MC-dropout passes" in parser.captions["reliability-round-2"]
     # One reliability diagram, of the calibrated round only, and the curves against labels.
     _png(parser, "reliability-round-2")
     assert "reliability-round-1" not in parser.figures
