@@ -64,8 +64,10 @@ class CampaignConfig:
     # refine_candidates best samples by the strategy's score are scored again with refine_passes
     # passes under a second mask stream, and the batch is the top of those. For per-sample
     # strategies that read MC passes (bald, mean_std, variation_ratios) with MC dropout only.
-    # refine_passes = 0: off. refine_candidates None: REFINE_MULTIPLE x the batch size.
-    refine_passes: int = 1000
+    # refine_passes = 0: off; None: 1,000, capped at the first stage's cost unless only the head
+    # is sampled (campaign.refine.refinement_passes); a number runs as set.
+    # refine_candidates None: REFINE_MULTIPLE x the batch size.
+    refine_passes: int | None = None
     refine_candidates: int | None = None
     # Feature density (DDU): a pool sample is flagged out of distribution when its log density
     # is below this percentile of the labeled set's out-of-fold log densities.
@@ -262,8 +264,10 @@ class CampaignConfig:
             raise ConfigError(f"data.labels has duplicates: {list(self.labels)}")
 
     def _check_refinement(self) -> None:
-        """refine_passes: 0 (off) or at least 2; refine_candidates: None or at least one batch."""
-        if isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or (
+        """refine_passes: None (automatic), 0 (off) or at least 2; refine_candidates: None or at least one batch."""
+        if self.refine_passes is None:
+            pass
+        elif isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or (
                 self.refine_passes == 1 or self.refine_passes < 0):
             raise ConfigError(
                 f"refine_passes must be 0 (no refinement) or a whole number of MC passes of at least 2, "

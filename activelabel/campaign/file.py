@@ -57,8 +57,8 @@ class CampaignSection(_Section):
         "mc_dropout", description="'mc_dropout' (mc_samples passes), 'deterministic' (one pass: the softmax baseline), 'ensemble' (ensemble_size models) or 'ensemble+mc_dropout'"
     )
     ensemble_size: int = Field(5, description="Models of different seeds trained each round by the ensemble methods (M)")
-    refine_passes: int = Field(
-        1000, description="Refinement: the best refine_candidates pool samples by the strategy's score are scored again with this many MC passes (own mask stream) and the batch is their top; 0 turns it off. bald, mean_std, variation_ratios with MC dropout only"
+    refine_passes: int | None = Field(
+        None, description="Refinement: the best refine_candidates pool samples by the strategy's score are scored again with this many MC passes (own mask stream) and the batch is their top; 0 turns it off; unset: 1000, capped at the first stage's cost unless only the model's head is sampled. bald, mean_std, variation_ratios with MC dropout only"
     )
     refine_candidates: int | None = Field(
         None, description="Pool samples refined each round (at least batch_size; default: 10 x batch_size)"

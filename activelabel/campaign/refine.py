@@ -24,6 +24,14 @@ choose the batch jointly from stored candidate passes) nor ``entropy``/``margin`
 ``least_confidence`` (defined on the mean prediction, they work with one pass and are the
 deterministic baselines), nor plain ``ensemble`` (no sampling: T_refine passes would repeat one).
 
+Budget. Where only the head is sampled (``head_only``), ``refine_passes`` runs as set: the
+candidates' backbone runs once and ``M x T_refine`` head passes are one matrix product. Where
+every pass runs most of the network (``full_network``, ``naive``: the default small CNN has
+dropout after its first convolution), ``M x T_refine`` image-passes are charged like the
+first stage's, so an unset ``refine_passes`` is capped at the first stage's cost
+(:func:`refinement_passes`; a number set by the user runs as set): on a 10,000-image pool at T = 20 with 200 candidates, 1,000
+passes (scoring time doubles); on the 1,500-image digits demo with 100 candidates, 300.
+
 Seeding. The refinement's masks are seeded with :func:`refine_seed` of the round's seed, pass
 ``t`` and dropout layer ``k`` exactly like the first stage (shared by every sample of a pass,
 :mod:`activelabel.pipeline.prediction`), so a candidate's refined score depends only on its
@@ -42,6 +50,8 @@ from activelabel.acquisition import bald, confidence, predicted_class
 from activelabel.acquisition.decomposition import uncertainty_decomposition
 from activelabel.acquisition.registry import Strategy
 
+#: Refinement passes when ``refine_passes`` is unset (capped where every pass runs the network).
+DEFAULT_PASSES = 1000
 #: Mixed into the round's seed for the refinement's mask stream (distinct from the first stage).
 REFINE_STREAM = 0x5EF1
 #: Candidates per chunk of the refinement: ``[T_refine, 64, C]`` float64 stays a few tens of MB
@@ -53,6 +63,18 @@ def refines(strategy: Strategy, samples: int) -> bool:
     """Whether refinement applies: the round draws ``samples > 0`` MC-dropout passes and the
     strategy ranks samples one by one by a statistic of those passes (see the module docstring)."""
     return samples > 0 and strategy.needs_samples and not strategy.batch_aware and not strategy.needs_features
+
+
+def refinement_passes(requested: int | None, mode: str, *, scored: int, samples: int, candidates: int) -> int:
+    """MC passes the refinement runs. ``requested`` (``refine_passes``) set: that many. Unset
+    (None): :data:`DEFAULT_PASSES` in ``head_only`` mode; otherwise at most the first stage's
+    image-passes spread over the candidates (``scored x samples // candidates``), and never
+    fewer than ``2 x samples`` (fewer passes than the first stage would only redraw its noise)."""
+    if requested is not None:
+        return requested
+    if mode == "head_only" or candidates <= 0:
+        return DEFAULT_PASSES
+    return min(DEFAULT_PASSES, max(2 * samples, scored * samples // candidates))
 
 
 def refine_seed(seed: int) -> int:

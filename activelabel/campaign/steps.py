@@ -30,7 +30,7 @@ from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
-from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refines
+from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
@@ -462,9 +462,9 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         problems.extend(scores.problems)
         progress.advance(len(pool))
     refined = None
-    if config.refine_passes and batch_size > 0 and refines(strategy, samples):  # campaign.refine
+    if config.refine_passes != 0 and batch_size > 0 and refines(strategy, samples):  # campaign.refine
         refined = _refine(scores, pool, selectable, model=model, store=data.store, strategy=strategy, config=config,
-                          seed=seed, temperature=temperature, device=device, problems=problems)
+                          seed=seed, samples=samples, temperature=temperature, device=device, problems=problems)
     uncertainty = {
         "method": config.uncertainty,
         "samples": len(models) * max(samples, 1),
@@ -487,17 +487,21 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
     return ScoredPool([], scores.mean_entropy, uncertainty, plan, scores.score_columns(pool.ids))
 
 
-def _refine(scores: ShardScores, pool, selectable: int, *, model, store, strategy, config, seed: int,
+def _refine(scores: ShardScores, pool, selectable: int, *, model, store, strategy, config, seed: int, samples: int,
             temperature: float, device, problems) -> Refined:
     """Refinement (:mod:`activelabel.campaign.refine`) of the first stage's columns, in place:
     the ``config.refine_count`` best selectable samples are re-scored with
-    ``config.refine_passes`` passes and their columns carry the refined score, prediction and
+    ``config.refine_passes`` passes (unset: 1,000 capped at the first stage's cost unless only
+    the head is sampled: :func:`~activelabel.campaign.refine.refinement_passes`) and their columns carry the refined score, prediction and
     decomposition. Runs in this process after the shards merge, so a sharded round refines
     the same candidates with the same masks as one process. The round's mean entropy takes
     the candidates' refined totals (their correction is added after every chunk's sum)."""
     mine = scores.positions < selectable
     chosen = choose_candidates(scores.values[mine], scores.positions[mine], config.refine_count)
-    refined = refine_pool(model, store, pool.uris, chosen, strategy=strategy, passes=config.refine_passes,
+    passes = refinement_passes(config.refine_passes, mc_strategy(model[0] if isinstance(model, list) else model,
+                                                                 samples), scored=len(scores), samples=samples,
+                               candidates=len(chosen))
+    refined = refine_pool(model, store, pool.uris, chosen, strategy=strategy, passes=passes,
                           seed=seed, temperature=temperature, device=device, workers=config.loader_workers,
                           problems=problems)
     at = np.searchsorted(scores.positions, refined.positions)

@@ -113,7 +113,8 @@ def test_campaign_file_documents_and_checks_refinement(tmp_path) -> None:
     from activelabel.campaign.file import load_campaign_file, template
 
     text = template("x")
-    assert f"refine_passes = {CampaignConfig(name='x').refine_passes}  # Refinement" in text
+    assert CampaignConfig(name='x').refine_passes is None
+    assert "# refine_passes = ...  # Refinement" in text
     assert "# refine_candidates = ...  # Pool samples refined each round" in text
     path = tmp_path / "c.toml"
     path.write_text('[campaign]\nname = "x"\nbatch_size = 8\nrefine_candidates = 5\n'
@@ -125,9 +126,8 @@ def test_campaign_file_documents_and_checks_refinement(tmp_path) -> None:
 def test_a_bald_round_refines_its_top_candidates_and_selects_among_them_only(tmp_path) -> None:
     from test_campaign_uncertainty import _seeded_campaign
 
-    default = CampaignConfig(name="x").refine_passes
     config, engine, rnd = _seeded_campaign(tmp_path, "refined", "bald", **{
-        f"refine_passes = {default}": "refine_passes = 60", "# refine_candidates = ...": "refine_candidates = 15"})
+        "# refine_passes = ...": "refine_passes = 60", "# refine_candidates = ...": "refine_candidates = 15"})
     assert rnd.kind.value == "active" and config.refine_passes == 60 and config.refine_candidates == 15
     assert rnd.uncertainty["refined"] == {"candidates": 15, "passes": 60}
     with session_scope(engine) as session:
@@ -157,3 +157,20 @@ def test_a_bald_round_refines_its_top_candidates_and_selects_among_them_only(tmp
     assert list(picked) == [int(i) for i in expected]
     assert set(picked) <= set(ids[chosen].tolist())
     assert rnd.batch_plan["sample_ids"][:10] == list(picked) and len(rnd.batch_plan["sample_ids"]) == 15
+
+
+def test_the_refinement_costs_at_most_the_first_stage_unless_only_the_head_is_sampled() -> None:
+    from activelabel.campaign.refine import refinement_passes
+
+    # Unset: 10,000 images x 20 passes over 200 candidates: the full 1,000 passes.
+    assert refinement_passes(None, "full_network", scored=10_000, samples=20, candidates=200) == 1000
+    # The digits demo: 1,500 x 20 / 100 = 300 passes.
+    assert refinement_passes(None, "full_network", scored=1_500, samples=20, candidates=100) == 300
+    assert refinement_passes(None, "naive", scored=1_500, samples=20, candidates=100) == 300
+    # Never fewer than twice the first stage's passes.
+    assert refinement_passes(None, "full_network", scored=100, samples=20, candidates=100) == 40
+    # Head-only: the head passes are one matrix product; the default runs whole.
+    assert refinement_passes(None, "head_only", scored=1_500, samples=50, candidates=100) == 1000
+    # Set by the user: runs as set, whatever the mode.
+    assert refinement_passes(7000, "head_only", scored=1_500, samples=50, candidates=100) == 7000
+    assert refinement_passes(60, "full_network", scored=110, samples=3, candidates=15) == 60

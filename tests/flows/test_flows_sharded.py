@@ -175,7 +175,10 @@ def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path) -
     assert len(chosen) == 10 and not {c[0] for c in chosen} & set(waiting)
     assert {r[1] for r in rows} >= set(waiting)  # leftovers are scored
     assert figures[0] == len(rows) - len(waiting) and figures[2]["density"]["labeled"] == 20
-    assert figures[2]["refined"] == {"candidates": 100, "passes": 1000}  # refined after the shards merge
+    # Refined after the shards merge; the small CNN samples its whole network, so the refinement
+    # is capped at the first stage's image-passes (campaign.refine.refinement_passes).
+    samples = figures[2]["samples"]
+    assert figures[2]["refined"] == {"candidates": 100, "passes": min(1000, len(rows) * samples // 100)}
     with session_scope(two) as session:
         assert session.get(Round, round_id).uncertainty["shards"] == 4  # 2 workers x 2 shards
 
