@@ -273,8 +273,8 @@ def run(
     relocate: Annotated[bool, typer.Option("--relocate", help="Accept a moved data folder: continue when every stored file is found at the new place with the same content.")] = False,
     accept_changes: Annotated[bool, typer.Option("--accept-changes", help="Labeled images changed since they were labeled: keep their labels.")] = False,
     relabel_changes: Annotated[bool, typer.Option("--relabel-changes", help="Labeled images changed since they were labeled: send them to the annotators again.")] = False,
-    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Score active rounds as shards on an existing Dask cluster: its scheduler, tcp://host:8786 (workers need the images and $ACTIVELABEL_DATABASE_URL; see docs/scale.md).", show_default=False)] = None,
-    dask_workers: Annotated[Optional[int], typer.Option("--dask-workers", help="Score active rounds as shards on a local Dask cluster of N worker processes started for the run.", show_default=False)] = None,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
 ) -> None:
     """Run a campaign from a campaign file, or from options as `demo` does.
@@ -364,6 +364,40 @@ def export(
         console.print(f"Wrote model {version} to {model}")
 
 
+DaskAddressOption = Annotated[Optional[str], typer.Option(
+    "--dask-address", help="Score active rounds as shards on an existing Dask cluster: its scheduler, tcp://host:8786 "
+    "(workers need the images and $ACTIVELABEL_DATABASE_URL; see docs/scale.md).", show_default=False)]
+DaskWorkersOption = Annotated[Optional[int], typer.Option(
+    "--dask-workers", help="Score active rounds as shards on a local Dask cluster of N worker processes started for "
+    "the run.", show_default=False)]
+
+
+def _dask_choice(value: str, engine, campaign: str, address: str | None,
+                 workers: int | None) -> tuple[str | None, int | None]:
+    """Where a stored campaign's active rounds are scored: the --dask-* options, else the
+    campaign file's ``[dask]`` when the campaign is named by its file; checked before anything
+    runs (a segmentation campaign scores in one process)."""
+    if address is None and workers is None and (value.endswith(".toml") or Path(value).is_file()):
+        from activelabel.campaign.file import dask_settings
+
+        address, workers = dask_settings(value)
+    if address is None and workers is None:
+        return None, None
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.flows.sharded import check_cluster
+    from activelabel.storage import Campaign, session_scope
+    from sqlalchemy import select
+
+    check_cluster(address=address, workers=workers)
+    with session_scope(engine) as session:
+        stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign))
+    task = CampaignConfig.from_dict(stored).task if stored is not None else "classification"
+    if task != "classification":
+        raise ConfigError(f"--dask-address / --dask-workers score classification pools; a {task} campaign "
+                          "scores in one process (leave them out)")
+    return address, workers
+
+
 def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
     """A campaign named directly, or by its campaign file: (name, database URL)."""
     if value.endswith(".toml") or Path(value).is_file():
@@ -406,6 +440,8 @@ def watch(
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
     webhook_host: Annotated[str, typer.Option(help="Address the webhook receiver binds to.")] = "127.0.0.1",
     webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (keep it fixed so Label Studio keeps one webhook).")] = 18093,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
@@ -415,13 +451,15 @@ def watch(
     --rounds rounds are complete. See --min-new-labels of `run` for "enough labels".
     """
     _configure_logging(verbose)
+    given = campaign
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.watch import watch_campaign
 
     engine, _ = _open_database(database_url, existing=True)
+    dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     _quiet_prefect()
     watch_campaign(
-        engine, campaign, rounds, poll_seconds=poll_seconds,
+        engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
         webhook=(webhook_host, webhook_port) if webhook else None,
         on_round=lambda summary: err_console.print(summary.describe()),
     )
@@ -433,6 +471,8 @@ def serve(
     rounds: Annotated[int, typer.Option(help="Stop advancing once the campaign has this many complete rounds.")] = 10,
     interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
@@ -443,6 +483,7 @@ def serve(
     Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C.
     """
     _configure_logging(verbose)
+    given = campaign
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.schedule import serve_campaign
 
@@ -450,12 +491,16 @@ def serve(
     from activelabel.campaign.steps import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
-    serve_campaign(campaign, max_rounds=rounds, interval=interval, cron=cron)
+    address, workers = _dask_choice(given, engine, campaign, dask_address, dask_workers)
+    serve_campaign(campaign, max_rounds=rounds, interval=interval, cron=cron, dask_address=address,
+                   dask_workers=workers)
 
 
 @app.command()
 def resume(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    dask_address: DaskAddressOption = None,
+    dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
@@ -465,6 +510,7 @@ def resume(
     state in the database; this runs the remaining steps once, writing nothing twice.
     """
     _configure_logging(verbose)
+    given = campaign
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign import campaign_summaries
     from activelabel.campaign.steps import campaign_id, current_round_index
@@ -473,6 +519,7 @@ def resume(
 
     engine, _ = _open_database(database_url, existing=True)
     cid = campaign_id(engine, campaign)
+    dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     with session_scope(engine) as session:
         last = latest_round(session, cid)
     if last is None or last.status == RoundStatus.complete:
@@ -482,7 +529,7 @@ def resume(
         )
     else:
         err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
-        _run_with_progress(campaign, None)
+        _run_with_progress(campaign, None, dask=dask)
     _print_rounds(campaign, campaign_summaries(engine, campaign))
 
 

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 
 @flow(name="activelabel-scheduled-round", flow_run_name="{campaign_name}")
 def scheduled_round_flow(
-    campaign_name: str, max_rounds: int, database_url: str | None = None
+    campaign_name: str, max_rounds: int, database_url: str | None = None, dask_address: str | None = None,
+    dask_workers: int | None = None,
 ) -> RoundSummary | None:
-    """One tick of a schedule: advance the campaign by one round (None: nothing to do)."""
+    """One tick of a schedule: advance the campaign by one round (None: nothing to do);
+    ``dask_address`` / ``dask_workers`` score its active rounds as shards on Dask."""
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
     done = steps.completed_rounds(engine, campaign_id)
@@ -40,14 +42,15 @@ def scheduled_round_flow(
         log.info("Skipping this tick: %s is still working on campaign %r", busy, campaign_name)
         return None
     try:
-        return round_flow(campaign_name, database_url)
+        return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
     except RoundAlreadyRunningError as busy:
         log.info("Skipping this tick: %s", busy)
         return None
 
 
 def serve_campaign(
-    campaign_name: str, *, max_rounds: int, interval: float | None = None, cron: str | None = None
+    campaign_name: str, *, max_rounds: int, interval: float | None = None, cron: str | None = None,
+    dask_address: str | None = None, dask_workers: int | None = None,
 ) -> None:
     """Create the deployment ``activelabel-scheduled-round/<campaign>`` and run its ticks here.
 
@@ -67,7 +70,10 @@ def serve_campaign(
         name=campaign_name,
         interval=interval,
         cron=cron,
-        parameters={"campaign_name": campaign_name, "max_rounds": max_rounds},
+        # A scheduler address is no secret; the database URL stays out of the parameters.
+        parameters={"campaign_name": campaign_name, "max_rounds": max_rounds,
+                    **({"dask_address": dask_address} if dask_address else {}),
+                    **({"dask_workers": dask_workers} if dask_workers else {})},
         print_starting_message=True,
         limit=1,  # one tick at a time from this process; the lease guards other processes
     )

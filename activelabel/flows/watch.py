@@ -29,12 +29,14 @@ def watch_campaign(
     webhook: tuple[str, int] | None = None,
     on_round: Callable[[RoundSummary], None] = lambda _summary: None,
     deadline_seconds: float | None = None,
+    dask: tuple[str | None, int | None] = (None, None),
 ) -> int:
     """Run rounds until ``rounds`` are complete; returns the number of complete rounds.
 
     ``webhook=(host, port)`` starts a receiver there and registers it with the campaign's
     Label Studio project. ``deadline_seconds`` stops waiting after that long (for tests and
-    batch jobs); by default it waits as long as the labels take.
+    batch jobs); by default it waits as long as the labels take. ``dask`` = (scheduler
+    address, local workers) scores active rounds as shards on Dask (``--dask-*``).
     """
     campaign_id = steps.campaign_id(engine, campaign_name)
     receiver = _start_webhook(engine, campaign_id, webhook) if webhook else None
@@ -42,7 +44,7 @@ def watch_campaign(
     reported: set[int] = set()
     try:
         while True:
-            for summary in campaign_flow(campaign_name, rounds):
+            for summary in campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1]):
                 if summary.status == "complete" and summary.index not in reported:
                     reported.add(summary.index)
                     on_round(summary)
