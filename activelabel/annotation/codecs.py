@@ -72,12 +72,14 @@ class ResultCodec(Protocol):
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of an SDK object or a plain dict (task lists return annotations as dicts)."""
     if isinstance(obj, Mapping):
         return obj.get(key, default)
     return getattr(obj, key, default)
 
 
 def _finite(value: float) -> float | None:
+    """``value`` as a float, None for NaN or infinity (JSON has neither)."""
     value = float(value)
     return value if math.isfinite(value) else None
 

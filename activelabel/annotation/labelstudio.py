@@ -42,6 +42,8 @@ from activelabel.annotation.base import LabelAnswer, TaskRequest
 from activelabel.annotation.codecs import (
     ChoicesCodec,
     ResultCodec,
+    _finite,
+    _get,
     build_label_config,
     config_labels,
 )
@@ -152,18 +154,6 @@ class LabelStudioAuthError(LabelStudioError):
 
 class LabelStudioProjectError(LabelStudioError):
     """The project with the campaign's title exists but does not fit the campaign (other labels)."""
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    """A field of an SDK object or a plain dict (task lists return annotations as dicts)."""
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _sample_id(data: Any) -> int | None:
