@@ -129,7 +129,9 @@ def train_segmenter(job: TrainInput) -> Trained:
                    planned_epochs(len(labeled), training))
     model = train_segmentation(x, y, spec, training, seed=job.seed, device=job.device, ignore_index=IGNORE_INDEX,
                                on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
-    architecture = spec.to_dict() | {CLASS_PIXELS: class_pixel_counts(y, num_classes, ignore_index=IGNORE_INDEX).tolist()}
+    # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
+    pixels = class_pixel_counts(y, num_classes, ignore_index=IGNORE_INDEX)
+    architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
     metrics = _measure(model, data, job.yard_uris, masks, job.device, problems)
     values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None)
     if metrics is None:

@@ -18,7 +18,8 @@ def test_mismatched_weights_file_is_refused_and_nothing_is_written(tmp_path: Pat
     # a built-in U-Net for 3 classes at width 8: the campaign's is 5 classes at width 16
     other = build_segmentation_model(SegmentationSpec(in_channels=3, num_classes=3, width=8))
     torch.save(other.state_dict(), tmp_path / "unet-w8.pt")
-    text = CAMPAIGN.replace("[annotator]", '[model]\narchitecture = "unet_small"\nweights = "unet-w8.pt"\n\n[annotator]')
+    model = '[model]\narchitecture = "unet_small"\nweights = "unet-w8.pt"\n\n'
+    text = CAMPAIGN.replace("[annotator]", model + "[annotator]")
     (tmp_path / "campaign.toml").write_text(text)
     result = run_cli("run", "campaign.toml", cwd=tmp_path)
     assert result.returncode != 0
