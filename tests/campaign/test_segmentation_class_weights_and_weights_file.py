@@ -19,12 +19,13 @@ from activelabel.campaign.setup import check_dataset
 from activelabel.campaign.segmentation_round import CLASS_PIXELS, load_segmenter, segmentation_spec
 from activelabel.errors import WeightsFileError
 from activelabel.pipeline.masks import mask_from_png_bytes
-from activelabel.pipeline.segmentation import predict_segmentation_stream
+from activelabel.pipeline.segmentation import predict_segmentation_stream, train_segmentation
 from activelabel.pipeline.segmentation_model import (
     SegmentationSpec,
     build_segmentation_model,
     load_segmentation_weights,
 )
+from activelabel.pipeline.training import TrainingConfig
 from activelabel.storage import Annotation, Campaign, ModelCheckpoint, Round, open_engine, session_scope
 from tests_support_rounds import run_round
 
@@ -137,10 +138,17 @@ def test_weights_file_from_a_trained_round_starts_a_new_campaign(one_round, tmp_
     before = next(iter(predict_segmentation_stream(model.eval(), [images], samples=0, device=cpu, seed=0)))
     donor = next(iter(predict_segmentation_stream(trained, [images], samples=0, device=cpu, seed=0)))
     assert np.array_equal(before.argmax(axis=2), donor.argmax(axis=2))
-    # the settings check accepts it and the campaign is created (was refused by name)
+    # training starts from the file: with a zero learning rate every parameter stays the file's
+    frozen = train_segmentation(data.store.read(data.pool[:4]), np.stack([data.given_masks[u] for u in data.pool[:4]]),
+                                spec, TrainingConfig(epochs=1, batch_size=2, learning_rate=0.0, min_steps=1),
+                                seed=0, device=cpu)
+    assert all(torch.equal(p.detach(), saved[k]) for k, p in frozen.named_parameters())
+    # the settings check accepts it (it was refused by name); the round trains from it
     check_model(new, data.in_channels, len(data.labels))
     other = open_engine(f"sqlite:///{tmp_path}/new.db")
-    assert prepare_campaign(other, new) > 0
+    run_round(other, prepare_campaign(other, new))
+    with session_scope(other) as session:
+        assert session.scalars(select(ModelCheckpoint)).one().architecture["weights"] == str(file)
 
 
 def test_other_class_count_keeps_the_trunk_and_a_fresh_head(tmp_path) -> None:
