@@ -284,6 +284,48 @@ def aggregate(
     return out
 
 
+def class_pixel_counts(masks: Iterable[ArrayLike], num_classes: int, *, ignore_index: int = 255) -> np.ndarray:
+    """Labeled pixels per class over label masks (each ``[H, W]`` int): int64 ``[num_classes]``.
+
+    Pixels equal to ``ignore_index`` are not counted. Raises
+    :class:`~activelabel.errors.InvalidArrayError` for a mask value that is neither a class
+    index (``0..num_classes-1``) nor ``ignore_index``.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for k, mask in enumerate(masks):
+        values = np.asarray(mask).reshape(-1).astype(np.int64)
+        values = values[values != ignore_index]
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise InvalidArrayError(
+                f"label mask {k} holds class {int(values.max() if values.max() >= num_classes else values.min())}, "
+                f"outside 0..{num_classes - 1} (and not the ignore_index {ignore_index})"
+            )
+        counts += np.bincount(values, minlength=num_classes)[:num_classes]
+    return counts
+
+
+def inverse_frequency_weights(counts: ArrayLike) -> np.ndarray:
+    """Class weights ``[C]`` float64 for ``class_weighted`` aggregation: inverse pixel frequency.
+
+    ``w_c = (1 / f_c) / sum_k (1 / f_k)`` with ``f_c = counts[c] / sum(counts)``: the weights sum
+    to 1 and a class with half the pixels of another weighs twice as much. A class with no
+    labeled pixel (not painted yet) gets the largest weight of the observed classes (as rare as
+    the rarest seen: finite, and never ignored); with no labeled pixel at all every class weighs
+    ``1 / C``. Raises :class:`~activelabel.errors.InvalidArrayError` for a negative or
+    non-finite count or an empty ``counts``.
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size == 0 or (n < 0).any() or not np.isfinite(n).all():
+        raise InvalidArrayError("class pixel counts must be a non-empty 1-D array of finite non-negative numbers")
+    seen = n > 0
+    if not seen.any():
+        return np.full(n.size, 1.0 / n.size)
+    raw = np.zeros(n.size)
+    raw[seen] = n.sum() / n[seen]
+    raw[~seen] = raw[seen].max()
+    return raw / raw.sum()
+
+
 @dataclass(frozen=True)
 class MapSummary:
     """Summary of one image's map: ``mean``, ``max`` and the mean of its top ``q`` fraction."""

@@ -129,7 +129,8 @@ class CampaignConfig:
     plateau_rounds: int = 3
     # --- segmentation (task = "segmentation") ---
     # How a per-pixel map becomes an image score: mean, max, top_q (mean of the top
-    # aggregation_q fraction of pixels) or class_weighted (each predicted class counts equally).
+    # aggregation_q fraction of pixels) or class_weighted (pixels weighted by the inverse pixel
+    # frequency of their predicted class in the round's labeled masks: rare classes count more).
     aggregation: str = "top_q"
     aggregation_q: float = 0.1
     # Where heatmap PNGs of the selected samples are written (None: ./activelabel-heatmaps/<name>).
@@ -337,7 +338,7 @@ class CampaignConfig:
             (self.image_url_prefix is not None, "annotator.image_url_prefix (images are embedded at the "
                                                 "training size, so a painted mask maps onto it exactly)"),
             (self.document_root is not None, "annotator.document_root (images and heatmaps are embedded)"),
-            (self.weights is not None or self.freeze_backbone, "weights / freeze_backbone"),
+            (self.freeze_backbone, "freeze_backbone"),
             (self.initial_balanced, "initial_balanced"),
         ]
         named = [name for bad, name in unsupported if bad]

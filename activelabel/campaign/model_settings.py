@@ -33,9 +33,16 @@ def training_config(config: CampaignConfig, n_labeled: int | None = None) -> Tra
 def check_model(config: CampaignConfig, in_channels: int, num_classes: int) -> None:
     """Build the network once (and read its weights file) before anything is written.
 
-    Raises ``WeightsFileError`` naming the file when it does not fit the architecture.
+    Raises ``WeightsFileError`` naming the file when it does not fit the architecture (for a
+    segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``).
     """
     from activelabel.pipeline.model_file import build_model_for_training
 
-    if config.weights is not None:
+    if config.weights is not None and config.task == "segmentation":
+        from activelabel.campaign.segmentation_round import segmentation_spec
+        from activelabel.pipeline.segmentation_model import build_segmentation_model, load_segmentation_weights
+
+        spec = segmentation_spec(config, in_channels, num_classes)
+        load_segmentation_weights(build_segmentation_model(spec), spec.weights)
+    elif config.weights is not None:
         build_model_for_training(model_spec(config, in_channels, num_classes))

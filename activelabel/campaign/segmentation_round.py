@@ -12,7 +12,9 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   status, reports and the stopping rules read).
 - **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` become
   per-pixel maps (``acquisition.pixelwise``); the strategy's map is aggregated per image by
-  ``aggregation`` (mean, max, top_q, class_weighted). The decomposition columns hold image
+  ``aggregation`` (mean, max, top_q, class_weighted: weights are the inverse pixel frequencies
+  of the classes in the masks the round trained on, stored with the checkpoint and in
+  ``round.uncertainty``). The decomposition columns hold image
   means of the per-pixel maps: ``total`` = mean entropy, ``epistemic`` = mean BALD,
   ``aleatoric`` = their difference (mean expected entropy), all in nats; ``confidence`` = mean
   max softmax. ``predicted_class`` is -1: an image has no single predicted class.
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from activelabel.acquisition.pixelwise import aggregate, pixel_maps
+from activelabel.acquisition.pixelwise import aggregate, class_pixel_counts, inverse_frequency_weights, pixel_maps
 from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
 from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
 from activelabel.campaign.data import campaign_data
@@ -58,9 +60,15 @@ CHUNK = 32
 
 
 def segmentation_spec(config: CampaignConfig, in_channels: int, num_classes: int) -> SegmentationSpec:
-    """The U-Net a segmentation round trains (``architecture``: unet_small or smp_unet)."""
+    """The U-Net a segmentation round trains (``architecture``: unet_small or smp_unet), from
+    ``weights`` (a user weights file) when the campaign names one."""
     return SegmentationSpec(in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
-                            dropout=config.dropout, mean=config.mean, std=config.std)
+                            dropout=config.dropout, weights=config.weights, mean=config.mean, std=config.std)
+
+
+#: Key of the checkpoint's architecture dict holding the labeled pixels per class the round
+#: trained on (not a network setting: :func:`load_segmenter` drops it before building).
+CLASS_PIXELS = "class_pixels"
 
 
 @dataclass(frozen=True)
@@ -121,10 +129,13 @@ def train_segmenter(job: TrainInput) -> Trained:
                    planned_epochs(len(labeled), training))
     model = train_segmentation(x, y, spec, training, seed=job.seed, device=job.device, ignore_index=IGNORE_INDEX,
                                on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
+    # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
+    pixels = class_pixel_counts(y, num_classes, ignore_index=IGNORE_INDEX)
+    architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
     metrics = _measure(model, data, job.yard_uris, masks, job.device, problems)
     values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None)
     if metrics is None:
-        return Trained([model], spec.to_dict(), len(labeled), values, problems, logging.WARNING,
+        return Trained([model], architecture, len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "
                        "sample to measure on")
     values.update(
@@ -138,7 +149,7 @@ def train_segmenter(job: TrainInput) -> Trained:
             "pixels": metrics.pixels,
         },
     )
-    return Trained([model], spec.to_dict(), len(labeled), values, problems, logging.INFO,
+    return Trained([model], architecture, len(labeled), values, problems, logging.INFO,
                    f"Round {rnd.index}: trained on {len(labeled)} masks, mIoU {metrics.miou:.3f} "
                    f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f})")
 
@@ -160,7 +171,8 @@ def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray]
 
 def load_segmenter(checkpoint: ModelCheckpoint, device: torch.device):
     """The stored round's U-Net, on ``device``, in eval mode."""
-    model = build_segmentation_model(SegmentationSpec.from_dict(checkpoint.architecture))
+    architecture = {k: v for k, v in checkpoint.architecture.items() if k != CLASS_PIXELS}
+    model = build_segmentation_model(SegmentationSpec.from_dict(architecture))
     model.load_state_dict(torch.load(io.BytesIO(checkpoint.state), map_location="cpu", weights_only=True))
     return model.to(device).eval()
 
@@ -170,7 +182,15 @@ def _samples(config: CampaignConfig) -> int:
 
 
 def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problems, *, seed: int):
-    """Score rows of ``pool`` (``storage.bulk.SCORE_COLUMNS`` order), chunk by chunk."""
+    """Score rows of ``pool`` (``storage.bulk.SCORE_COLUMNS`` order), chunk by chunk.
+
+    With ``class_weighted`` aggregation the class weights are the inverse pixel frequencies of
+    the masks the round's model trained on (``acquisition.pixelwise.inverse_frequency_weights``
+    of the checkpoint's ``class_pixels``); they and the counts are stored in
+    ``round.uncertainty`` (``class_weights``, ``class_pixels``, class-index order). A checkpoint
+    without counts (written before they were kept) weighs each image's predicted classes
+    equally, as before.
+    """
     from activelabel.campaign.steps import ScoredPool
 
     data = campaign_data(config)
@@ -178,6 +198,10 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
     model = load_segmenter(checkpoints[0], device)
     samples = _samples(config)
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
+    pixels = checkpoints[0].architecture.get(CLASS_PIXELS)
+    class_weights = None
+    if config.aggregation == "class_weighted" and pixels is not None:
+        class_weights = inverse_frequency_weights(pixels)
     rng = np.random.default_rng(seed)
     progress = reporter()
     progress.phase(f"round {rnd.index} · scoring {len(pool)} pool images × {max(samples, 1)} passes", len(pool))
@@ -194,7 +218,7 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
         else:
             per_pixel = 1.0 - maps.max_softmax if map_name == "max_softmax" else maps.get(map_name)
             values = aggregate(per_pixel, config.aggregation, q=config.aggregation_q,  # type: ignore[arg-type]
-                               predicted=maps.predicted)
+                               predicted=maps.predicted, class_weights=class_weights)
         total = maps.entropy.mean(axis=(1, 2))
         epistemic = maps.bald.mean(axis=(1, 2))
         confidence = maps.max_softmax.mean(axis=(1, 2))
@@ -209,6 +233,8 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
         "mode": mc_strategy(model, samples), "temperature": 1.0,
         "map": map_name or "random", "aggregation": config.aggregation, "q": config.aggregation_q,
     }
+    if class_weights is not None:
+        uncertainty |= {"class_weights": [float(w) for w in class_weights], "class_pixels": [int(n) for n in pixels]}
     return ScoredPool(rows, entropy_sum / len(rows) if rows else None, uncertainty, None)
 
 

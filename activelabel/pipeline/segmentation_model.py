@@ -209,46 +209,71 @@ def build_segmentation_model(spec: SegmentationSpec) -> SegmentationNet:
 
 
 def load_segmentation_weights(model: SegmentationNet, path: str | Path) -> list[str]:
-    """Load a user weights file into ``model``; returns the keys loaded.
+    """Load a user weights file into ``model`` (nothing is downloaded); returns the keys loaded.
 
-    Accepted (read with ``torch.load(weights_only=True)``): a full state_dict of a
-    :class:`SegmentationNet` of the same spec, or an encoder-only state_dict (keys as
-    ``model.trunk.encoder`` names them, e.g. a torchvision/smp resnet18 file; a classifier's
-    ``fc.*`` keys are skipped). The head keeps its fresh initialisation unless the file is a
-    full model. Raises ``WeightsFileError`` naming the file, the architecture and the first
-    offending keys; the model is untouched when it raises.
+    Accepted (read with ``torch.load(weights_only=True)``, no pickled code):
+
+    - a full state_dict of a :class:`SegmentationNet` (``torch.save(model.state_dict(), path)``,
+      or a dict holding it under ``"state_dict"``) of the same architecture, encoder/width and
+      channels. When only the segmentation head differs in shape (another number of classes),
+      the trunk is loaded and the head keeps its fresh initialisation, as a classification
+      campaign's head does (``pipeline.model_file.load_backbone_weights``);
+    - an encoder-only state_dict (keys as ``model.trunk.encoder`` names them, e.g. a
+      torchvision/smp resnet18 file for ``smp_unet``; a classifier's ``fc.*`` keys are
+      skipped): the decoder and head stay fresh.
+
+    Raises ``WeightsFileError`` (one line: the file, the architecture, the first offending
+    keys and what to do) for a missing or unreadable file, keys that fit neither form, or shapes
+    that differ beyond the head; the model is untouched when it raises.
     """
     file = Path(path).expanduser()
-    where = f"weights file {file} for {model.spec.architecture}"
+    spec = model.spec
+    detail = f"encoder {spec.encoder}" if spec.architecture == SMP_UNET else f"width {spec.width}"
+    where = (f"weights file {file} for {spec.architecture} ({detail}, {spec.in_channels} channel(s), "
+             f"{spec.num_classes} classes)")
+    if not file.is_file():
+        raise WeightsFileError(f"{where}: file does not exist; check the weights path in the campaign file")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsFileError(f"{where}: file does not exist; check the path in the campaign file") from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise WeightsFileError(f"{where}: cannot be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise WeightsFileError(f"{where}: cannot be read as plain tensors ({first}); save one with "
+                               "torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFileError(f"{where}: the file holds no state_dict of tensors; save torch.save(model.state_dict(), path)")
+    if not isinstance(state, dict) or not state or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsFileError(f"{where}: the file holds no state_dict of tensors; save one with "
+                               "torch.save(model.state_dict(), path)")
     target = model.state_dict()
-    if set(state) == set(target):
-        mapped = dict(state)
+    if any(k.startswith(("trunk.", "head.")) for k in state):
+        mapped, wanted, what = dict(state), set(target), "a full segmentation network"
     else:
         prefix = "trunk.encoder."
         mapped = {prefix + k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing = sorted(k for k in target if k.startswith(prefix) and k not in mapped)
-        unknown = sorted(k for k in mapped if k not in target)
-        if unknown or missing:
-            raise WeightsFileError(
-                f"{where}: keys do not match the network nor its encoder; unexpected {unknown[:3]}, "
-                f"missing {missing[:3]}; give a full activelabel segmentation state_dict or an "
-                f"encoder state_dict of {model.spec.encoder}"
-            )
-    bad = [k for k, v in mapped.items() if tuple(v.shape) != tuple(target[k].shape)]
-    if bad:
-        k = bad[0]
+        wanted, what = {k for k in target if k.startswith(prefix)}, f"an encoder state_dict of {spec.encoder}"
+    if set(mapped) == set(target):
+        head = {k for k in target if k.startswith("head.")}
+        if any(mapped[k].shape != target[k].shape for k in head):  # another class count: fresh head
+            mapped = {k: v for k, v in mapped.items() if k not in head}
+            wanted = wanted - head
+    missing = sorted(k for k in wanted - mapped.keys() if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(mapped.keys() - wanted)
+    mismatched = [f"{k} {list(mapped[k].shape)} vs {list(target[k].shape)}"
+                  for k in sorted(mapped.keys() & wanted) if mapped[k].shape != target[k].shape]
+    problems = "; ".join(
+        f"{len(items)} {kind} ({', '.join(items[:3])}{', …' if len(items) > 3 else ''})"
+        for kind, items in (("missing key(s)", missing), ("unexpected key(s)", unexpected),
+                            ("shape mismatch(es), file vs network", mismatched))
+        if items
+    )
+    if problems:
         raise WeightsFileError(
-            f"{where}: shape mismatch at {k}: file {tuple(mapped[k].shape)}, network {tuple(target[k].shape)}"
+            f"{where} does not fit it as {what}: {problems}; give weights saved from a network of the "
+            f"same architecture, {'encoder' if spec.architecture == SMP_UNET else 'width'} and channels "
+            "(set architecture / encoder / channels to those the file was trained with), or an "
+            "encoder-only state_dict"
         )
     model.load_state_dict(mapped, strict=False)
     return sorted(mapped)
