@@ -189,6 +189,8 @@ def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
         )
         if checkpoint is None:
             raise CampaignStateError(f"campaign {campaign_name!r} has not trained a model yet")
+        if CampaignConfig.from_dict(campaign.config).task == "segmentation":
+            return _export_segmenter(checkpoint, list(campaign.labels), campaign_name, target)
         spec, state, version, labels = (ModelSpec.from_dict(checkpoint.architecture), checkpoint.state,
                                         checkpoint.version, list(campaign.labels))
     import torch
@@ -197,3 +199,22 @@ def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     save_model_file(target, model, spec, labels, extra={"campaign": campaign_name, "version": version})
     return version
+
+
+def _export_segmenter(checkpoint: ModelCheckpoint, labels: list[str], campaign_name: str, target: Path) -> str:
+    """A segmentation round's U-Net as one torch file: ``{"state_dict", "architecture",
+    "labels", "campaign", "version"}`` (plain tensors and strings: ``torch.load(weights_only=True)``
+    reads it). A campaign's ``[model] weights`` accepts the file as it is (the loader takes a
+    dict holding ``"state_dict"``), so a new campaign can start from this one's model."""
+    import torch
+
+    from activelabel.campaign.segmentation_round import load_segmenter
+
+    model = load_segmenter(checkpoint, torch.device("cpu"))
+    payload = {"state_dict": model.state_dict(), "architecture": model.spec.to_dict(), "labels": labels,
+               "campaign": campaign_name, "version": checkpoint.version}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(target)  # never a half-written file
+    return checkpoint.version

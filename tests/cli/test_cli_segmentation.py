@@ -1,14 +1,19 @@
-"""`activelabel demo --task segmentation` as a user runs it: rounds, mIoU and heatmap paths printed."""
+"""`activelabel demo --task segmentation` as a user runs it: rounds, mIoU and heatmap paths printed;
+`export --model` writes its U-Net as a weights file a new campaign accepts."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
+import torch
 from PIL import Image
 from sqlalchemy import select
 
-from activelabel.storage import Heatmap, Round, open_engine, session_scope
+from activelabel.pipeline.segmentation_model import (SegmentationSpec, build_segmentation_model,
+                                                     load_segmentation_weights)
+from activelabel.storage import Heatmap, ModelCheckpoint, Round, open_engine, session_scope
 from test_cli import run_cli
 
 
@@ -32,3 +37,17 @@ def test_segmentation_demo_prints_miou_and_where_the_heatmaps_are(tmp_path: Path
         rows = session.scalars(select(Heatmap)).all()
         assert sorted(Path(h.path).name for h in rows) == sorted(p.name for p in (folder / "round-001").glob("*.png"))
         assert f"{max(h.top_q_mean for h in rows):.3f}" == printed.group(2)
+        stored = session.scalars(select(ModelCheckpoint)).one()
+        stored_state = torch.load(io.BytesIO(stored.state), weights_only=True)
+
+    # `export --model` writes the round's U-Net as a file a new campaign's [model] weights takes.
+    exported = run_cli("export", "demo-seg-bald-seed0", "--model", "unet.pt",
+                       "--database-url", f"sqlite:///{tmp_path}/al.db", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    payload = torch.load(tmp_path / "unet.pt", weights_only=True)
+    assert payload["labels"][0] == "background" and payload["campaign"] == "demo-seg-bald-seed0"
+    assert payload["state_dict"].keys() == stored_state.keys()
+    assert all(torch.equal(payload["state_dict"][k], v) for k, v in stored_state.items())
+    fresh = build_segmentation_model(SegmentationSpec.from_dict(payload["architecture"]))
+    load_segmentation_weights(fresh, tmp_path / "unet.pt")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in stored_state.items())
