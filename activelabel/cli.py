@@ -179,6 +179,18 @@ def _quiet_prefect() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _quiet_dask() -> None:
+    """Unless --verbose: Dask's scheduler, nanny and worker INFO lines (dashboard hints, "Lost
+    all workers" at a normal shutdown) read like failures; keep its errors only. Set through
+    Dask's config variable before ``distributed`` is imported, so worker processes inherit it."""
+    if logging.getLogger("activelabel").isEnabledFor(logging.INFO):
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    import distributed  # noqa: F401  (reads the variable; its loggers then exist)
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
 def _open_database(database_url: str | None, *, existing: bool = False):
     """Open (and migrate) the database; the flows then find its URL in the environment.
 
@@ -314,6 +326,7 @@ def run(
         from activelabel.flows.sharded import check_cluster
 
         check_cluster(address=dask_address, workers=dask_workers)
+        _quiet_dask()
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
@@ -389,6 +402,7 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     from sqlalchemy import select
 
     check_cluster(address=address, workers=workers)
+    _quiet_dask()
     with session_scope(engine) as session:
         stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign))
     task = CampaignConfig.from_dict(stored).task if stored is not None else "classification"
@@ -396,6 +410,23 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
         raise ConfigError(f"--dask-address / --dask-workers score classification pools; a {task} campaign "
                           "scores in one process (leave them out)")
     return address, workers
+
+
+def _campaign_rounds(value: str, engine, campaign: str) -> int:
+    """The rounds a campaign is set to run: its file's ``rounds`` when named by its file (a
+    user extends a campaign there), else the stored campaign's."""
+    from activelabel.campaign.config import CampaignConfig
+
+    if value.endswith(".toml") or Path(value).is_file():
+        from activelabel.campaign.file import load_campaign_file
+
+        return load_campaign_file(value)[0].rounds
+    from activelabel.storage import Campaign, session_scope
+    from sqlalchemy import select
+
+    with session_scope(engine) as session:
+        stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign))
+    return CampaignConfig.from_dict(stored).rounds
 
 
 def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
@@ -426,7 +457,9 @@ def sync(
     _quiet_prefect()
     result = sync_flow(campaign)
     console.print(
-        f"{result.new_labels} new answers ({result.rejected} rejected: label not in the label set), "
+        f"{result.new_labels} new answers"
+        + (f" ({result.rejected} rejected: the reasons are logged above)"
+           if result.rejected else "") + ", "
         f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
         f"{result.pending} samples of the current round still wait for labels"
     )
@@ -435,7 +468,7 @@ def sync(
 @app.command()
 def watch(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
-    rounds: Annotated[int, typer.Option(help="Stop once the campaign has this many complete rounds.")] = 10,
+    rounds: Annotated[Optional[int], typer.Option(help="Stop once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
     webhook_host: Annotated[str, typer.Option(help="Address the webhook receiver binds to.")] = "127.0.0.1",
@@ -456,7 +489,11 @@ def watch(
     from activelabel.flows.watch import watch_campaign
 
     engine, _ = _open_database(database_url, existing=True)
+    from activelabel.campaign.steps import campaign_id
+
+    campaign_id(engine, campaign)  # a clear error for an unknown campaign
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
+    rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
     _quiet_prefect()
     watch_campaign(
         engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
@@ -468,7 +505,7 @@ def watch(
 @app.command()
 def serve(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
-    rounds: Annotated[int, typer.Option(help="Stop advancing once the campaign has this many complete rounds.")] = 10,
+    rounds: Annotated[Optional[int], typer.Option(help="Stop advancing once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
     dask_address: DaskAddressOption = None,
@@ -492,6 +529,7 @@ def serve(
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     address, workers = _dask_choice(given, engine, campaign, dask_address, dask_workers)
+    rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
     serve_campaign(campaign, max_rounds=rounds, interval=interval, cron=cron, dask_address=address,
                    dask_workers=workers)
 

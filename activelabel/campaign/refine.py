@@ -30,7 +30,7 @@ every pass runs most of the network (``full_network``, ``naive``: the default sm
 dropout after its first convolution), ``M x T_refine`` image-passes are charged like the
 first stage's, so an unset ``refine_passes`` is capped at the first stage's cost
 (:func:`refinement_passes`; a number set by the user runs as set): on a 10,000-image pool at T = 20 with 200 candidates, 1,000
-passes (scoring time doubles); on the 1,500-image digits demo with 100 candidates, 300.
+passes (scoring time doubles); on the digits demo (about 1,400 pool images, batch 20, so 200 candidates), about 140.
 
 Seeding. The refinement's masks are seeded with :func:`refine_seed` of the round's seed, pass
 ``t`` and dropout layer ``k`` exactly like the first stage (shared by every sample of a pass,

@@ -140,9 +140,10 @@ def lost_database(engine: Engine, campaign_name: str, index: int, error: Excepti
 
 @flow(name="activelabel-campaign", flow_run_name="{campaign_name}")
 def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = None, dask_address: str | None = None,
-                  dask_workers: int | None = None) -> list[RoundSummary]:
+                  dask_workers: int | None = None, advise_on_wait: bool = True) -> list[RoundSummary]:
     """Run rounds until the campaign has ``rounds`` complete ones (resuming an unfinished one);
-    ``dask_address`` / ``dask_workers`` as :func:`round_flow`."""
+    ``dask_address`` / ``dask_workers`` as :func:`round_flow`. ``advise_on_wait=False``: a round
+    waiting for labels is not announced with the advice to sync or watch (``watch`` says it once)."""
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
     summaries = []
@@ -154,10 +155,11 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
         summary = round_flow(campaign_name, database_url, dask_address, dask_workers)
         summaries.append(summary)
         if summary.status == "waiting_for_labels":
-            log.warning(
-                "Round %d waits for labels from the annotators; run `activelabel sync %s` or "
-                "`activelabel watch %s` to continue", summary.index, campaign_name, campaign_name,
-            )
+            if advise_on_wait:
+                log.warning(
+                    "Round %d waits for labels from the annotators; run `activelabel sync %s` or "
+                    "`activelabel watch %s` to continue", summary.index, campaign_name, campaign_name,
+                )
             break
         if summary.status != "complete":
             log.warning("Round %d is %s; stopping the campaign here", summary.index, summary.status)

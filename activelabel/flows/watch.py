@@ -42,12 +42,18 @@ def watch_campaign(
     receiver = _start_webhook(engine, campaign_id, webhook) if webhook else None
     started = time.monotonic()
     reported: set[int] = set()
+    waiting: set[int] = set()
     try:
         while True:
-            for summary in campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1]):
+            for summary in campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
+                                         advise_on_wait=False):
                 if summary.status == "complete" and summary.index not in reported:
                     reported.add(summary.index)
                     on_round(summary)
+                if summary.status == "waiting_for_labels" and summary.index not in waiting:
+                    waiting.add(summary.index)  # said once per round, not at every check
+                    log.warning("Round %d waits for labels; checking every %.0f s%s", summary.index, poll_seconds,
+                             " and on Label Studio's webhook" if receiver is not None else "")
             done = steps.completed_rounds(engine, campaign_id)
             if done >= rounds:
                 return done

@@ -42,7 +42,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
             }])
         synced = cli("sync", name)
         assert synced.returncode == 0, synced.stderr
-        assert "3 new answers (0 rejected" in synced.stdout and "0 samples" in synced.stdout
+        assert "3 new answers, 0 edited" in synced.stdout and "0 samples" in synced.stdout
         again = cli("sync", name)
         assert "0 new answers" in again.stdout
         final = cli("status", name)
