@@ -23,7 +23,9 @@ With ``--refine-passes`` (and ``--refine-first``, ``--refine-candidates``), the 
 measures refinement (``activelabel.campaign.refine``, what a round does): the pool scored with
 T passes, its top M re-scored with T_refine passes under the refinement's own mask stream, the
 batch = the top 20 of the candidates by refined score; cost = both stages against the same
-deterministic pass.
+deterministic pass. ``--seed-pairs 3:4 5:6 ...`` compares the selections of each pair of MC
+seeds (default ``1:2``) and ends with the mean and min overlap over the pairs: one pair's
+overlap moves by 0.05 per pick, so judge a setting on pairs it was not chosen on.
 
     OMP_NUM_THREADS=1 python bench/mc_speed.py --threads 1 --pool 10000 --passes 20 --stability
 
