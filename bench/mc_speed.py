@@ -23,7 +23,9 @@ With ``--refine-passes`` (and ``--refine-first``, ``--refine-candidates``), the 
 measures refinement (``activelabel.campaign.refine``, what a round does): the pool scored with
 T passes, its top M re-scored with T_refine passes under the refinement's own mask stream, the
 batch = the top 20 of the candidates by refined score; cost = both stages against the same
-deterministic pass.
+deterministic pass. ``--seed-pairs 3:4 5:6 ...`` compares the selections of each pair of MC
+seeds (default ``1:2``) and ends with the mean and min overlap over the pairs: one pair's
+overlap moves by 0.05 per pick, so judge a setting on pairs it was not chosen on.
 
     OMP_NUM_THREADS=1 python bench/mc_speed.py --threads 1 --pool 10000 --passes 20 --stability
 
@@ -171,17 +173,37 @@ def best_of(repeats: int, run):
     return min(seconds for seconds, _ in runs), runs[0][1]
 
 
+def timings(repeats: int, run) -> tuple[list[float], object]:
+    """(every run's seconds, result) of ``repeats`` runs of ``run() -> (seconds, result)``."""
+    runs = [run() for _ in range(max(1, repeats))]
+    return [seconds for seconds, _ in runs], runs[0][1]
+
+
+def seed_pairs(texts: list[str]) -> list[tuple[int, int]]:
+    """``["1:2", "3:4"]`` -> ``[(1, 2), (3, 4)]``: the MC seed pairs whose selections are compared."""
+    return [tuple(int(v) for v in text.split(":")) for text in texts]  # type: ignore[misc]
+
+
 def stability(args) -> None:
+    import os
+
     x, y = mnist("train", args.train)
     pool, _ = mnist("test", args.pool)
+    pairs = seed_pairs(args.seed_pairs)
     print(f"\n## Selection stability: models trained on {args.train} MNIST training images "
-          f"({args.epochs} epochs), pool = {len(pool)} test images, BALD top-20, MC seeds 1 vs 2\n")
+          f"({args.epochs} epochs), pool = {len(pool)} test images, BALD top-20, MC seed pairs "
+          f"{', '.join(f'{a} vs {b}' for a, b in pairs)}\n")
+    print(f"Load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}.\n")
     print("Cost = seconds of what a round computes (probabilities, BALD, decomposition, prediction) over "
-          f"seconds of the same for one deterministic pass (best of 3; MC stages best of {args.repeats}), per seed.\n")
-    print("| model (mode) | T | refine M | T_refine | top-20 overlap | Spearman (first stage) | "
-          "cost vs deterministic (seed 1, seed 2) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "seconds of the same for one deterministic pass. Per seed pair, the deterministic pass is timed "
+          f"{max(3, args.repeats)} times before and {max(3, args.repeats)} times after the MC stages, each MC stage "
+          f"{args.repeats} times per seed: the cost column gives median over median and, in brackets, fastest "
+          "over fastest, per seed of the pair.\n")
+    print("| model (mode) | seeds | T | refine M | T_refine | top-20 overlap | Spearman (first stage) | "
+          "cost vs deterministic: median (fastest) per seed |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     firsts = sorted(set(args.stability_passes) | (set(args.refine_first) if args.refine_passes else set()))
+    summary: dict[tuple, list[tuple[float, float, float]]] = {}
     for label, spec in (("gal_cnn (full_network)", ModelSpec(1, 10, width=32)),
                         ("gal_cnn, conv dropout 0 (head_only)", ModelSpec(1, 10, width=32, conv_dropout=0.0))):
         head = "head_only" in label
@@ -192,23 +214,50 @@ def stability(args) -> None:
         for t in firsts:
             if not head and t > args.max_full_passes:
                 continue
-            seconds_a, sa = best_of(args.repeats, lambda: scored(model, pool, samples=t, seed=1, batch=args.batch))
-            seconds_b, sb = best_of(args.repeats, lambda: scored(model, pool, samples=t, seed=2, batch=args.batch))
-            det = min(det, scored(model, pool, samples=0, seed=0, batch=args.batch)[0])  # load drifts: re-check
-            rho = spearman(sa, sb)
-            if t in args.stability_passes:
-                print(f"| {label} | {t} | | | {overlap_top(sa, sb):.2f} | {rho:.3f} | "
-                      f"{seconds_a / det:.2f}x, {seconds_b / det:.2f}x |", flush=True)
-            if not args.refine_passes or t not in args.refine_first or not (head or args.refine_full):
-                continue
-            for m in args.refine_candidates:
-                for tr in args.refine_passes:
-                    ra, top_a = best_of(args.repeats, lambda: refined_top(model, pool, sa, 1, m, tr, args.batch))
-                    rb, top_b = best_of(args.repeats, lambda: refined_top(model, pool, sb, 2, m, tr, args.batch))
-                    overlap = len(set(top_a.tolist()) & set(top_b.tolist())) / 20
-                    print(f"| {label} | {t} | {m} | {tr} | {overlap:.2f} | {rho:.3f} | "
-                          f"{(seconds_a + ra) / det:.2f}x, {(seconds_b + rb) / det:.2f}x |", flush=True)
-        print(f"\nOne deterministic pass of {label} (best): {det:.2f} s ({len(pool) / det:,.0f} images/s).\n")
+            for sa_seed, sb_seed in pairs:
+                dets, _ = timings(max(3, args.repeats), lambda: scored(model, pool, samples=0, seed=0, batch=args.batch))
+                det = min(det, min(dets))
+                times_a, sa = timings(args.repeats, lambda: scored(model, pool, samples=t, seed=sa_seed, batch=args.batch))
+                times_b, sb = timings(args.repeats, lambda: scored(model, pool, samples=t, seed=sb_seed, batch=args.batch))
+                dets += timings(max(3, args.repeats), lambda: scored(model, pool, samples=0, seed=0,
+                                                                      batch=args.batch))[0]  # load drifts: re-check
+                det = min(det, min(dets))
+                rho = spearman(sa, sb)
+                if t in args.stability_passes:
+                    print(f"| {label} | {sa_seed}:{sb_seed} | {t} | | | {overlap_top(sa, sb):.2f} | {rho:.3f} | "
+                          f"{cost(times_a, dets)}, {cost(times_b, dets)} |", flush=True)
+                if not args.refine_passes or t not in args.refine_first or not (head or args.refine_full):
+                    continue
+                for m in args.refine_candidates:
+                    for tr in args.refine_passes:
+                        ra, top_a = timings(args.repeats,
+                                            lambda: refined_top(model, pool, sa, sa_seed, m, tr, args.batch))
+                        rb, top_b = timings(args.repeats,
+                                            lambda: refined_top(model, pool, sb, sb_seed, m, tr, args.batch))
+                        overlap = len(set(top_a.tolist()) & set(top_b.tolist())) / 20
+                        both_a = [f + r for f, r in zip(times_a, ra)]
+                        both_b = [f + r for f, r in zip(times_b, rb)]
+                        print(f"| {label} | {sa_seed}:{sb_seed} | {t} | {m} | {tr} | {overlap:.2f} | {rho:.3f} | "
+                              f"{cost(both_a, dets)}, {cost(both_b, dets)} |", flush=True)
+                        summary.setdefault((label, t, m, tr), []).append(
+                            (overlap, float(np.median(both_a + both_b) / np.median(dets)),
+                             min(both_a + both_b) / min(dets)))
+        print(f"\nOne deterministic pass of {label} (fastest): {det:.2f} s ({len(pool) / det:,.0f} images/s).\n")
+    if summary:
+        print("| model | T | refine M | T_refine | pairs | mean overlap | min overlap | median cost (median of pairs) "
+              "| highest fastest-over-fastest cost of any pair |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for (label, t, m, tr), rows in summary.items():
+            overlaps = [r[0] for r in rows]
+            print(f"| {label} | {t} | {m} | {tr} | {len(rows)} | {np.mean(overlaps):.3f} | {min(overlaps):.2f} | "
+                  f"{np.median([r[1] for r in rows]):.2f}x | {max(r[2] for r in rows):.2f}x |")
+    print(f"\nLoad average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}.")
+
+
+def cost(times: list[float], dets: list[float]) -> str:
+    """``median (fastest)``: the median of ``times`` over the median of the deterministic
+    passes ``dets`` timed around them, and the fastest over the fastest; e.g. ``1.02x (0.97x)``."""
+    return f"{float(np.median(times) / np.median(dets)):.2f}x ({min(times) / min(dets):.2f}x)"
 
 
 def main() -> None:
@@ -229,7 +278,8 @@ def main() -> None:
     parser.add_argument("--refine-candidates", type=int, nargs="+", default=[200], help="M candidates refined")
     parser.add_argument("--refine-full", action="store_true", help="refinement for the full-network model too")
     parser.add_argument("--skip-full", action="store_true", help="stability of the head-only model only")
-    parser.add_argument("--repeats", type=int, default=1, help="time each MC stage this many times, keep the fastest")
+    parser.add_argument("--repeats", type=int, default=1, help="time each MC stage this many times (median, fastest)")
+    parser.add_argument("--seed-pairs", nargs="+", default=["1:2"], help="MC seed pairs compared, e.g. 3:4 5:6")
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()

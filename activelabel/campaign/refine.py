@@ -12,8 +12,10 @@ candidates by their refined scores; the candidates' stored score and decompositi
 the refined ones; every other sample keeps its first-stage figures and is never selected ahead
 of a candidate. ``M x T_refine`` image-passes cost a fraction of one pool pass when ``M`` is a
 few per cent of the pool and the head is sampled alone (measured on that pool: T = 50 plus 100
-candidates at 10,000 passes gave an overlap of 0.90 at 1.23-1.25x one deterministic pass, T = 20
-plus 200 candidates at 1,000 passes 0.75 at 1.12-1.18x; BENCHMARKS.md, "Refinement").
+candidates at 5,000 passes gave an overlap of 0.90 on each of three seed pairs it was not
+chosen on, at a median 1.11x one deterministic pass; 7,000 passes gave 0.80-0.90 on three
+others; T = 20 plus 200 candidates at 1,000 passes 0.75 at 1.12-1.18x; BENCHMARKS.md,
+"Refinement").
 
 Which strategies: those whose score is a statistic of the MC passes and that rank samples one
 by one, read from the strategy registry as ``needs_samples and not batch_aware and not

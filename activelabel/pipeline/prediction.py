@@ -5,8 +5,9 @@ running statistics (eval mode): only dropout is the source of randomness, and th
 leaks into the batch-norm statistics.
 
 **One mask per pass, shared by the whole pool.** Pass ``t`` of dropout layer ``k`` multiplies
-its input by one mask drawn from a generator seeded with ``(seed, t, k)``; the mask has the
-input's non-batch shape and is broadcast over the batch. So pass ``t`` is one model draw
+its input by one mask, row ``t mod B`` of a block of ``B`` masks drawn at once from a generator
+seeded with ``(seed, t // B, k)`` (:class:`SharedMasks`); the mask has the input's non-batch
+shape and is broadcast over the batch. So pass ``t`` is one model draw
 ``w_t`` for every sample ("consistent MC dropout", as batchbald_redux calls it). Why:
 
 * BatchBALD's joint ``p(y_1..y_n) = mean_t prod_i p_t(y_i)`` and the stochastic-BALD dedup
@@ -27,6 +28,7 @@ input's non-batch shape and is broadcast over the batch. So pass ``t`` is one mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Literal
@@ -114,10 +116,28 @@ def _split_index(chain: Sequence[nn.Module]) -> int:
     return len(chain)
 
 
-def _mask_seed(seed: int, pass_index: int, module_index: int, member: int = 0) -> int:
-    entropy = [seed % (1 << 64), pass_index, module_index] + ([member] if member else [])
+#: Passes whose masks one generator draws at once (fewer for wide masks, see :func:`_block_passes`).
+_BLOCK_PASSES = 1024
+#: Largest block of masks (elements) drawn and cached at once.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _mask_seed(seed: int, block: int, module_index: int, member: int = 0) -> int:
+    """Generator seed of one block of passes of dropout layer ``module_index`` (SeedSequence of
+    ``(seed, block, layer[, member])``): distinct blocks, layers and members draw distinct streams."""
+    entropy = [seed % (1 << 64), block, module_index] + ([member] if member else [])
     state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
+
+
+def _block_passes(mask_numel: int) -> int:
+    """Passes per block for masks of ``mask_numel`` elements: :data:`_BLOCK_PASSES`, fewer when
+    that many masks would exceed :data:`_BLOCK_ELEMENTS` (a power of two, at least 1). Depends
+    only on the layer's mask shape, never on the chunk or on how many passes run."""
+    passes = _BLOCK_PASSES
+    while passes > 1 and passes * mask_numel > _BLOCK_ELEMENTS:
+        passes //= 2
+    return passes
 
 
 class SharedMasks:
@@ -129,6 +149,16 @@ class SharedMasks:
     an int) or ``[len(passes) * b, ...]`` for a group of passes stacked pass-major.
     ``nn.Dropout`` masks have the input's non-batch shape; ``Dropout1d/2d/3d`` masks drop whole
     channels (shape ``[C, 1, ...]``). ``AlphaDropout`` is not supported (``TypeError``).
+
+    **Drawing.** Passes are grouped in fixed blocks of :func:`_block_passes` (mask shape) passes;
+    block ``j`` of layer ``k`` is one ``torch.rand([B, *mask_shape])`` from a generator seeded
+    :func:`_mask_seed` ``(seed, j, k, member)``, and pass ``t``'s mask is row ``t mod B`` of
+    block ``t // B``. So a mask depends only on (seed, pass, layer, member) and the layer's
+    shape: never on the chunk size, on which samples run, or on how many passes are asked for
+    (the first T passes of a larger T are the same). Why blocks: one reseed per pass (a
+    SeedSequence hash and a generator reseed, ~40-60 us) was half the cost of refinement's
+    thousands of head passes; one reseed per block of up to 1,024 masks costs ~0.05 us a pass.
+    Blocks are cached for the object's life (one round's stage).
     """
 
     def __init__(self, model: nn.Module, seed: int, member: int = 0) -> None:
@@ -141,24 +171,44 @@ class SharedMasks:
         self.passes: int | range = 0
         # False while deterministic features are computed (dropout is the identity in eval mode).
         self.enabled = True
-        self._cache: dict[tuple[int, int, tuple[int, ...], torch.device], torch.Tensor] = {}
+        self._blocks: dict[tuple[int, int, tuple[int, ...], torch.device], torch.Tensor] = {}
         self._generator = torch.Generator()
 
+    def _mask_shape(self, k: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if isinstance(self.modules[k], (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+            return (shape[0],) + (1,) * (len(shape) - 1)
+        return shape
+
+    def _block(self, k: int, j: int, mask_shape: tuple[int, ...], rows: int, device: torch.device) -> torch.Tensor:
+        key = (k, j, mask_shape, device)
+        block = self._blocks.get(key)
+        if block is None:
+            p = self.modules[k].p
+            generator = self._generator.manual_seed(_mask_seed(self.seed, j, k, self.member))
+            keep = torch.rand((rows, *mask_shape), generator=generator) >= p
+            block = (keep.float() / (1.0 - p)).to(device)
+            self._blocks[key] = block
+        return block
+
+    def masks(self, k: int, passes: range, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Masks ``[len(passes), *mask_shape]`` (float32, 0 or 1/(1-p)) of layer ``k`` for the
+        passes ``passes`` (a range with step 1) of an input whose non-batch shape is ``shape``."""
+        mask_shape = self._mask_shape(k, shape)
+        rows = _block_passes(math.prod(mask_shape))
+        parts = []
+        t = passes.start
+        while t < passes.stop:
+            j, offset = divmod(t, rows)
+            take = min(rows - offset, passes.stop - t)
+            parts.append(self._block(k, j, mask_shape, rows, device)[offset:offset + take])
+            t += take
+        if not parts:
+            return torch.zeros((0, *mask_shape), device=device)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def mask(self, k: int, t: int, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        key = (k, t, shape, device)
-        cached = self._cache.get(key)
-        if cached is None:
-            module = self.modules[k]
-            mask_shape = shape
-            if isinstance(module, (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
-                mask_shape = (shape[0],) + (1,) * (len(shape) - 1)
-            # One generator, reseeded per mask: the same stream as a fresh one, without its
-            # construction (thousands of masks per round with refinement).
-            generator = self._generator.manual_seed(_mask_seed(self.seed, t, k, self.member))
-            keep = torch.rand(mask_shape, generator=generator) >= module.p
-            cached = (keep.float() / (1.0 - module.p)).to(device)
-            self._cache[key] = cached
-        return cached
+        """The mask ``mask_shape`` of layer ``k`` for pass ``t`` (see :meth:`masks`)."""
+        return self.masks(k, range(t, t + 1), shape, device)[0]
 
     def _hook(self, k: int) -> Callable:
         def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> torch.Tensor | None:
@@ -169,7 +219,7 @@ class SharedMasks:
                 return x * self.mask(k, self.passes, tuple(x.shape[1:]), x.device).to(x.dtype)
             groups = len(self.passes)
             shape = tuple(x.shape[1:])
-            masks = torch.stack([self.mask(k, t, shape, x.device) for t in self.passes]).to(x.dtype)
+            masks = self.masks(k, self.passes, shape, x.device).to(x.dtype)
             y = x.reshape(groups, x.shape[0] // groups, *shape) * masks.unsqueeze(1)
             return y.reshape(x.shape)
 
@@ -236,7 +286,7 @@ def _run_head(classifier: nn.Module, h: torch.Tensor, masks: SharedMasks, passes
     group = max(1, min(passes, _GROUP_ELEMENTS // max(1, b * c)))
     outs = []
     for start in range(0, passes, group):
-        m = torch.stack([masks.mask(k, t, (d,), h.device) for t in range(start, min(passes, start + group))])
+        m = masks.masks(k, range(start, min(passes, start + group)), (d,), h.device)
         outs.append((m.to(h.dtype) @ hw).reshape(-1, b, c))
     z = torch.cat(outs)
     return z if linear.bias is None else z + linear.bias.to(h.dtype)

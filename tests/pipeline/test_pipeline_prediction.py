@@ -326,3 +326,47 @@ def test_head_only_matrix_product_in_groups_of_passes_equals_naive(monkeypatch) 
     fast = predict_probabilities(cnn, x, samples=300, device=CPU, seed=9)
     np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-5)
     assert len({tuple(np.round(p[0], 5)) for p in naive}) > 100  # the passes really differ
+
+
+# --- mask blocks: one generator draw per block of passes ------------------------------------
+
+from activelabel.pipeline.prediction import _BLOCK_PASSES, _block_passes  # noqa: E402
+
+
+def test_block_size_depends_only_on_the_mask_shape() -> None:
+    assert _block_passes(128) == _BLOCK_PASSES == 1024
+    assert _block_passes(32 * 14 * 14) == 512  # 1,024 masks of 6,272 would exceed 4M elements
+    assert _block_passes(1 << 23) == 1
+
+
+def test_a_pass_mask_does_not_depend_on_which_passes_were_drawn_before_or_together(model: SmallCNN) -> None:
+    """Pass t's mask is the same whether asked alone, in a range across a block boundary, or
+    after other blocks; different passes (also t and t + B) get different masks."""
+    shape = (128,)
+    together = SharedMasks(model, 5).masks(1, range(1020, 1030), shape, CPU)
+    assert together.shape == (10, 128)
+    for i, t in enumerate(range(1020, 1030)):
+        alone = SharedMasks(model, 5)
+        alone.mask(1, 3000, shape, CPU)  # another block first
+        torch.testing.assert_close(alone.mask(1, t, shape, CPU), together[i], rtol=0, atol=0)
+    first = SharedMasks(model, 5)
+    assert not torch.equal(first.mask(1, 0, shape, CPU), first.mask(1, 1024, shape, CPU))
+    assert not torch.equal(first.mask(1, 0, shape, CPU), first.mask(1, 1, shape, CPU))
+    assert not torch.equal(first.mask(1, 0, shape, CPU), SharedMasks(model, 6).mask(1, 0, shape, CPU))
+    keep = first.masks(1, range(0, 2048), shape, CPU)
+    assert abs(float((keep == 0).float().mean()) - 0.5) < 0.01  # head dropout p = 0.5
+
+
+def test_the_first_passes_of_a_longer_run_are_the_passes_of_a_shorter_one() -> None:
+    """Head-only passes across more than one block: T = 3 is the start of T = 1,100, and every
+    chunking gives the same numbers."""
+    torch.manual_seed(2)
+    net = build_model(ModelSpec(in_channels=1, num_classes=10, width=8, conv_dropout=0.0)).eval()
+    x = _images(9, size=28)
+    short = predict_probabilities(net, x, samples=3, device=CPU, seed=8)
+    long = predict_probabilities(net, x, samples=1100, device=CPU, seed=8, batch_size=4)
+    whole = predict_probabilities(net, x, samples=1100, device=CPU, seed=8, batch_size=9)
+    np.testing.assert_allclose(long[:3], short, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(long, whole, rtol=0, atol=1e-6)
+    naive = predict_probabilities(net, x, samples=1100, device=CPU, seed=8, mode="naive")
+    np.testing.assert_allclose(long, naive, rtol=0, atol=1e-5)
