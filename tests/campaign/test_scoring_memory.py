@@ -28,6 +28,10 @@ SMALL, LARGE = 2_000, 20_000
 # the rest of the bound is the allocator's noise on a busy machine. Holding the pool's
 # pixels as float32 (9.2 KB per 48x48 image) would add ~166 MB; keeping the .npy's mapped pages
 # resident ~41 MB more.
+# The refinement's passes are fixed (refine_passes = 20) for both pools: left unset they grow
+# with the pool up to 1,000 (capped at the first stage's image-passes), and the stage's
+# block-drawn dropout masks (passes x mask size: 75 MB for 1,000 passes of 32x24x24) would be
+# measured as if the pool's size had cost them.
 MARGIN_MB = 64
 IMAGE = 48
 
@@ -70,7 +74,7 @@ def _peak_scoring(tmp_path: Path, count: int) -> dict:
     config = CampaignConfig(name="memory", dataset="files", data_pool=str(folder / "pool.npy"),
                             labels=tuple("0123456789"), annotator="labelstudio", evaluation_size=0,
                             batch_size=10, mc_samples=5, image_size=IMAGE, loader_workers=0, device="cpu",
-                            calibrate=False)
+                            calibrate=False, refine_passes=20)
     clear_cache()
     prepare_campaign(open_engine(url), config)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
