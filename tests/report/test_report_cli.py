@@ -29,7 +29,9 @@ def test_status_says_why_a_round_below_500_labels_has_no_calibration(tiny_experi
             "of them out of training to fit T).") in said
     # round 2 (500 labels) stored its calibration: its table, and no "none this round"
     said = _status(tiny_experiment, "tiny-entropy-seed1", 2)
-    assert "none this round" not in said and "Calibration · temperature" in said
+    # (titled by the predictor T was fitted for: the mean of the round's MC-dropout passes)
+    assert "Calibration: none this round" not in said
+    assert "Calibration of the mean of 2 MC-dropout passes · temperature" in " ".join(said.split())
 
 
 def test_status_says_a_segmentation_round_fits_no_temperature(segmentation_campaign) -> None:
