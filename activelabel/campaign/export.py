@@ -44,17 +44,24 @@ class LabelRow:
     copy_of: str | None
 
 
+def _samples_and_rounds(session, campaign_id: int) -> tuple[list[Sample], dict[int, int]]:
+    """The campaign's samples in id order, and the index of the round that selected each
+    selected one (label and mask exports both report it)."""
+    samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign_id).order_by(Sample.id)))
+    chosen_in = dict(session.execute(
+        select(Selection.sample_id, Round.index).join(Round, Round.id == Selection.round_id)
+        .where(Selection.campaign_id == campaign_id)
+    ).all())
+    return samples, chosen_in
+
+
 def labeled_rows(engine: Engine, campaign_name: str) -> list[LabelRow]:
     """Every labeled sample of the campaign (and its copies), in sample order."""
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
         config = CampaignConfig.from_dict(campaign.config)
         resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
-        samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign.id).order_by(Sample.id)))
-        chosen_in = dict(session.execute(
-            select(Selection.sample_id, Round.index).join(Round, Round.id == Selection.round_id)
-            .where(Selection.campaign_id == campaign.id)
-        ).all())
+        samples, chosen_in = _samples_and_rounds(session, campaign.id)
     data = campaign_data(config)
     by_id = {s.id: s for s in samples}
     rows = []
@@ -122,11 +129,7 @@ def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]
         config = CampaignConfig.from_dict(campaign.config)
         campaign_id, labels = campaign.id, list(campaign.labels)
         resolved_ids = resolved_labels(session, campaign.id, config.annotations_per_task)
-        samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign.id).order_by(Sample.id)))
-        chosen_in = dict(session.execute(
-            select(Selection.sample_id, Round.index).join(Round, Round.id == Selection.round_id)
-            .where(Selection.campaign_id == campaign.id)
-        ).all())
+        samples, chosen_in = _samples_and_rounds(session, campaign.id)
     masks = resolved_mask_labels(engine, campaign_id, len(labels))
     data = campaign_data(config)
     by_id = {s.id: s for s in samples}
