@@ -120,6 +120,9 @@ def _split_index(chain: Sequence[nn.Module]) -> int:
 _BLOCK_PASSES = 1024
 #: Largest block of masks (elements) drawn and cached at once.
 _BLOCK_ELEMENTS = 1 << 22
+#: Most bytes of mask blocks one :class:`SharedMasks` keeps (64 MiB: four of the largest blocks).
+#: Past it, further blocks are drawn afresh each time they are needed instead of kept.
+MASK_CACHE_BYTES = 64 << 20
 
 
 def _mask_seed(seed: int, block: int, module_index: int, member: int = 0) -> int:
@@ -158,12 +161,20 @@ class SharedMasks:
     (the first T passes of a larger T are the same). Why blocks: one reseed per pass (a
     SeedSequence hash and a generator reseed, ~40-60 us) was half the cost of refinement's
     thousands of head passes; one reseed per block of up to 1,024 masks costs ~0.05 us a pass.
-    Blocks are cached for the object's life (one round's stage).
+    Blocks are cached for the object's life (one round's stage), up to ``cache_bytes``
+    (default :data:`MASK_CACHE_BYTES`); blocks past the bound are redrawn when needed, which
+    gives the same masks (a block is a function of its seed). Why a bound: a stage walks every
+    pass for every chunk, so its blocks would otherwise stay resident for the whole stage:
+    1,000 refinement passes of a 32 x 24 x 24 conv dropout (48 x 48 inputs) are 75 MB.
+    Why keep-the-first rather than least-recently-used: the passes are visited in the same
+    cyclic order for every chunk, where LRU would evict each block just before its next use.
     """
 
-    def __init__(self, model: nn.Module, seed: int, member: int = 0) -> None:
+    def __init__(self, model: nn.Module, seed: int, member: int = 0, cache_bytes: int = MASK_CACHE_BYTES) -> None:
         self.seed = seed
         self.member = member
+        self.cache_bytes = cache_bytes
+        self.cached_bytes = 0
         self.modules = _active_dropouts(model)
         for module in self.modules:
             if isinstance(module, nn.AlphaDropout):
@@ -187,7 +198,10 @@ class SharedMasks:
             generator = self._generator.manual_seed(_mask_seed(self.seed, j, k, self.member))
             keep = torch.rand((rows, *mask_shape), generator=generator) >= p
             block = (keep.float() / (1.0 - p)).to(device)
-            self._blocks[key] = block
+            size = block.numel() * block.element_size()
+            if self.cached_bytes + size <= self.cache_bytes:
+                self._blocks[key] = block
+                self.cached_bytes += size
         return block
 
     def masks(self, k: int, passes: range, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

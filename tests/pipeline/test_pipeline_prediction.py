@@ -370,3 +370,17 @@ def test_the_first_passes_of_a_longer_run_are_the_passes_of_a_shorter_one() -> N
     np.testing.assert_allclose(long, whole, rtol=0, atol=1e-6)
     naive = predict_probabilities(net, x, samples=1100, device=CPU, seed=8, mode="naive")
     np.testing.assert_allclose(long, naive, rtol=0, atol=1e-5)
+
+
+def test_mask_blocks_past_the_cache_bound_are_redrawn_identically(model: SmallCNN) -> None:
+    """A cache bound of one block keeps the first block and redraws the others: the masks equal
+    those of an unbounded cache, and the kept bytes never exceed the bound."""
+    shape = (128,)
+    block_bytes = _BLOCK_PASSES * 128 * 4
+    unbounded = SharedMasks(model, 9)
+    bounded = SharedMasks(model, 9, cache_bytes=block_bytes)
+    for _ in range(2):  # a second sweep, as the next chunk of a stage would
+        for t in (0, 1500, 2500, 10):
+            torch.testing.assert_close(bounded.mask(1, t, shape, CPU), unbounded.mask(1, t, shape, CPU), rtol=0, atol=0)
+    assert bounded.cached_bytes == block_bytes  # block 0 kept, blocks 1 and 2 redrawn
+    assert unbounded.cached_bytes == 3 * block_bytes
