@@ -15,7 +15,40 @@ from rich.table import Table
 
 from activelabel.errors import ActiveLabelError
 
-app = typer.Typer(
+
+class _FlagsTakeNoValue:
+    """Typer prints a value hint after every option, flags included (``--verbose <bool>``,
+    ``--help <bool>``), as if a flag took a value. A flag takes none: show no hint (an empty
+    metavar), leaving ``--webhook / --no-webhook`` and the parsing as they are."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsTakeNoValue, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsTakeNoValue, typer.core.TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """``typer.Typer`` whose commands and groups print flags without a value hint."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     help="Active learning for labeling teams: train a model, score the unlabeled pool by "
     "uncertainty, send the most uncertain samples to annotators, repeat.",
     no_args_is_help=True,
@@ -668,7 +701,7 @@ def compare(
 def report(
     name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -751,7 +784,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
 
 
-db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")
+db_app = _Typer(help="Database schema: migrate to the newest version, show the current one.")
 app.add_typer(db_app, name="db")
 
 
