@@ -728,23 +728,23 @@ def report(
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
-    from activelabel.campaign.uncertainty_report import round_uncertainty
+    from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
     report = round_uncertainty(engine, campaign, index)
     how = report.uncertainty or {}
-    detail = ", ".join(f"{k} {v}" for k, v in how.items() if k != "density")
     if not report.distributions:
         console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
                       "no uncertainty to show.")
     else:
-        table = Table(title=f"Campaign {campaign} · round {index} · pool uncertainty (nats)"
-                      + (f" · {detail}" if detail else ""))
+        table = Table(title=f"Campaign {campaign} · round {index} · pool uncertainty (nats)")
         for column in ("part", "samples", "min", "25 %", "median", "75 %", "max", "mean"):
             table.add_column(column, justify="left" if column == "part" else "right")
         for d in report.distributions:
             table.add_row(d.part, str(d.count), *(_score_text(v, significant=6)
                                                   for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
         console.print(table)
+        for line in describe_scoring(how):
+            console.print(line, markup=False, soft_wrap=True)
     density = how.get("density")
     if density:
         console.print(

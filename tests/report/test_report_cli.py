@@ -68,3 +68,58 @@ def test_counts_in_messages_take_the_right_number() -> None:
 
     assert [_count(n, "campaign") for n in (0, 1, 2)] == ["0 campaigns", "1 campaign", "2 campaigns"]
     assert [_count(n, "strateg", "y", "ies") for n in (1, 5)] == ["1 strategy", "5 strategies"]
+
+
+def test_status_round_says_how_the_pool_was_scored_in_words(tiny_experiment, segmentation_campaign) -> None:
+    import json
+
+    stored = json.loads(tiny_experiment.query(
+        "SELECT r.uncertainty FROM round r JOIN campaign c ON c.id = r.campaign_id "
+        "WHERE c.name = 'tiny-entropy-seed1' AND r.\"index\" = 2")[0][0])
+    said = _status(tiny_experiment, "tiny-entropy-seed1", 2)
+    assert f"Scoring: MC dropout, {stored['samples']} stochastic passes per sample" in said
+    if "refined" in stored:
+        assert (f"Refinement: the {stored['refined']['candidates']} best-scored samples were scored again with "
+                f"{stored['refined']['passes']} passes each") in said
+    assert "{" not in said and "}" not in said  # no Python dict anywhere
+    assert "Campaign tiny-entropy-seed1 · round 2 · pool uncertainty (nats)" in said
+
+    seg = json.loads(segmentation_campaign.query(
+        "SELECT uncertainty FROM round WHERE \"index\" = 2")[0][0])
+    said = _status(segmentation_campaign, SEGMENTATION_CAMPAIGN, 2)
+    assert (f"Image score: the per-pixel {seg['map']} map, aggregated as the mean of its top {seg['q']:g} of "
+            "pixels.") in said
+    assert "{" not in said and "}" not in said and "'map'" not in said
+
+
+def test_describe_scoring_renders_every_stored_setting_as_words() -> None:
+    from activelabel.campaign.uncertainty_report import describe_scoring
+
+    assert describe_scoring(None) == []
+    lines = describe_scoring({
+        "method": "mc_dropout", "samples": 20, "members": 1, "mode": "head_only", "temperature": 1.25,
+        "refined": {"candidates": 200, "passes": 1000}, "shards": 4, "density": {"dim": 128},
+        "something_new": {"a_b": 0.5, "c": [1, 2]},
+    })
+    assert lines == [
+        "Scoring: MC dropout, 20 stochastic passes per sample (dropout in the classifier head only; the backbone "
+        "runs once); logits divided by the fitted temperature T = 1.250.",
+        "Refinement: the 200 best-scored samples were scored again with 1000 passes each; the batch is the top of "
+        "them.",
+        "Scored on Dask in 4 shards.",
+        "something new: a b 0.5, c 1, 2",
+    ]
+    assert describe_scoring({"method": "ensemble", "samples": 5, "members": 5, "mode": "naive", "temperature": 1.0,
+                             "candidates": 60}) == [
+        "Scoring: an ensemble of 5 models, 5 passes per sample in all (each pass runs the whole model); no "
+        "temperature (T = 1).",
+        "Batch chosen jointly among the 60 best-scored candidates.",
+    ]
+    assert describe_scoring({"method": "deterministic", "samples": 1, "members": 1, "mode": "deterministic",
+                             "temperature": 1.0, "map": "entropy", "aggregation": "mean", "q": 0.1,
+                             "class_weights": [1.0, 2.5], "class_pixels": [900, 100]}) == [
+        "Scoring: one deterministic pass per sample; no temperature (T = 1).",
+        "Image score: the per-pixel entropy map, aggregated as mean.",
+        "Class weights: 1, 2.5 (labeled pixels per class: 900, 100).",
+    ]
+
