@@ -699,8 +699,8 @@ def compare(
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
+    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
@@ -721,10 +721,32 @@ def report(
     _configure_logging(False)
     from activelabel.report import write_report
 
+    name, database_url = _report_ref(name, database_url)
     engine, _ = _open_database(database_url, existing=True)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
-                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path}")
+                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path.resolve()}", soft_wrap=True)
+
+
+def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
+    """What ``report`` names: an experiment or campaign by name, by its experiment file (a TOML
+    with ``[experiment]``, as `compare` reads it), or by its campaign file: (name, database URL;
+    --database-url first, then the file's)."""
+    if value.endswith(".toml") or Path(value).is_file():
+        import tomllib
+
+        try:
+            tables = tomllib.loads(Path(value).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            tables = {}  # the campaign-file reader below names the problem
+        if "experiment" in tables:
+            from activelabel.cli_compare import load_experiment_file
+
+            settings, shared = load_experiment_file(value)
+            # `compare`'s default name when the file gives none (cli_compare.run_compare_command)
+            name = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
+            return name, database_url or settings.get("database_url")
+    return _campaign_ref(value, database_url)
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:

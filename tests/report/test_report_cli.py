@@ -123,3 +123,33 @@ def test_describe_scoring_renders_every_stored_setting_as_words() -> None:
         "Class weights: 1, 2.5 (labeled pixels per class: 900, 100).",
     ]
 
+
+def test_report_takes_a_campaign_or_experiment_file_and_says_where_it_wrote(tiny_experiment, tmp_path) -> None:
+    """`report campaign.toml` resolves the name and the database from the file, as `status` does;
+    the same for `compare`'s experiment file. The HTML lands in the current folder and the
+    message gives its absolute path."""
+    (tmp_path / "campaign.toml").write_text(
+        '[campaign]\nname = "tiny-random-seed1"\n\n[data]\npool = "images/"\nlabels = ["0", "1"]\n\n'
+        f'[database]\nurl = "{tiny_experiment.url}"\n', encoding="utf-8")
+    result = run_cli("report", "campaign.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "tiny-random-seed1.html"
+    assert " ".join(result.stdout.split()) == (
+        f"Wrote the campaign report of 'tiny-random-seed1' (1 campaign) to {written}")
+    assert written.is_absolute() and "<h1>Campaign tiny-random-seed1</h1>" in written.read_text(encoding="utf-8")
+
+    (tmp_path / "experiment.toml").write_text(
+        f'[experiment]\nname = "tiny"\ndatabase_url = "{tiny_experiment.url}"\n\n[campaign]\ndataset = "digits"\n',
+        encoding="utf-8")
+    result = run_cli("report", "experiment.toml", "--out", "out/e.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert " ".join(result.stdout.split()) == (
+        f"Wrote the experiment report of 'tiny' (4 campaigns) to {tmp_path / 'out' / 'e.html'}")
+    assert "<h1>Experiment tiny</h1>" in (tmp_path / "out" / "e.html").read_text(encoding="utf-8")
+
+    # --database-url wins over the file's: an empty database has no such campaign
+    other = tmp_path / "other.db"
+    run_cli("db", "upgrade", "--database-url", f"sqlite:///{other}", cwd=tmp_path)
+    result = run_cli("report", "campaign.toml", "--database-url", f"sqlite:///{other}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no experiment or campaign named 'tiny-random-seed1'" in result.stderr
