@@ -612,9 +612,10 @@ def status(
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
+    given = campaign
     if campaign is not None:
         campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.campaign.summary import campaign_overviews, round_progress
+    from activelabel.campaign.summary import campaign_overviews, round_progress, unfinished_round
 
     engine, _ = _open_database(database_url, existing=True)
     if round_index is not None:
@@ -651,6 +652,9 @@ def status(
     from activelabel.campaign.summary import data_counts
 
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
+    unfinished = unfinished_round(engine, campaign)
+    if unfinished is not None:
+        console.print(unfinished.describe(given), markup=False, soft_wrap=True)
 
 
 @app.command()
