@@ -92,7 +92,7 @@ def demo(
     initial_labeled: Annotated[int, typer.Option(help="Randomly chosen samples labeled before round 1.")] = 20,
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs per round (at least 200 steps are taken).")] = 40,
+    epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts).")] = 40,
     dataset: Annotated[str, typer.Option(help="'digits' (bundled), 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class) or 'mnist:/folder[?limit=N][&test=t10k]'.")] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -127,7 +127,8 @@ def demo(
     if task == "segmentation":
         settings = _segmentation_demo(settings, ctx, campaign is None)
     config = CampaignConfig(task=task, **settings)
-    _run_campaign(config, database_url)
+    epochs_given = getattr(ctx.get_parameter_source("epochs"), "name", "DEFAULT") != "DEFAULT"
+    _run_campaign(config, database_url, note_epochs=epochs_given)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -181,8 +182,9 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
-                  **data_checks: bool) -> None:
-    """Check data and annotators, create or continue the campaign, run its rounds, print them."""
+                  note_epochs: bool = False, **data_checks: bool) -> None:
+    """Check data and annotators, create or continue the campaign, run its rounds, print them.
+    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
@@ -194,6 +196,13 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
     )
+    if note_epochs:
+        from activelabel.campaign.epochs import raised_epochs_note
+        from activelabel.campaign.summary import data_counts
+
+        note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     _run_with_progress(config.name, config.rounds, dask=dask)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
@@ -304,7 +313,7 @@ def run(
     initial_labeled: Annotated[Optional[int], typer.Option(help="Built-in datasets: randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits, training, dropout and random picks. Default: 0.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts). Default: 40.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset when no campaign file is given: 'digits', 'imagefolder:/folder[?size=28&channels=1]' or 'mnist:/folder[?limit=N][&test=t10k]'.", show_default=False)] = None,
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name (overrides the file's campaign.name).", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -363,8 +372,8 @@ def run(
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
-    _run_campaign(config, database_url, dask=(dask_address, dask_workers), relocate=relocate,
-                  accept_changes=accept_changes, relabel_changes=relabel_changes)
+    _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
+                  relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -669,7 +678,7 @@ def compare(
     initial_balanced: Annotated[bool, typer.Option("--initial-balanced", help="Draw the initial labels balanced over the classes (Gal et al. 2017: 2 per digit).")] = False,
     pool_subset: Annotated[Optional[int], typer.Option(help="Score only a random subset of this many pool samples per round (Gal et al. 2017: 2000). Default: the whole pool.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; at least 200 optimizer steps are taken (more epochs with few labels) unless --fixed-epochs. Default: 40.", show_default=False)] = None,
     fixed_epochs: Annotated[bool, typer.Option("--fixed-epochs", help="Train exactly --epochs epochs (default: at least 200 steps).")] = False,
     weight_decay_scale: Annotated[Optional[float], typer.Option(help="Weight decay = this / labels trained on (Gal et al. 2017). Default: a fixed 1e-4.", show_default=False)] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of the dataset held out as the test split (not used with mnist:...?test=t10k, which tests on the official test images). Default: 0.2.", show_default=False)] = None,
@@ -688,6 +697,16 @@ def compare(
     """
     _configure_logging(verbose)
     from activelabel.cli_compare import run_compare_command
+
+    if epochs is not None and not fixed_epochs:
+        from activelabel.campaign import CampaignConfig
+        from activelabel.campaign.epochs import raised_epochs_note
+
+        labels = initial_labeled if initial_labeled is not None or experiment_file is not None else 20
+        note = raised_epochs_note(CampaignConfig(name=experiment or "compare", epochs=epochs), labels,
+                                  hint="; --fixed-epochs trains exactly that many")
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
 
     run_compare_command(
         experiment_file, console=console, err_console=err_console, database_url=database_url,

@@ -57,3 +57,11 @@ def test_a_flag_still_switches_its_behaviour(tmp_path) -> None:
     assert refused.exit_code != 0 and 'name = "first"' in target.read_text()
     assert runner.invoke(app, ["init", str(target), "--name", "second", "--force"]).exit_code == 0
     assert 'name = "second"' in target.read_text()
+
+
+def test_every_epochs_option_says_the_200_step_minimum() -> None:
+    for command in ("demo", "run", "compare"):
+        text = " ".join(_help(command).split())  # the help column wraps
+        assert "a round takes at least 200 optimizer steps" in text or "at least 200 optimizer steps are taken" in text
+    assert "at least 200 optimizer steps are taken (more epochs with few labels) unless --fixed-epochs" in " ".join(
+        _help("compare").split())
