@@ -439,6 +439,7 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     if address is None and workers is None:
         return None, None
     from activelabel.campaign.config import CampaignConfig
+    from activelabel.errors import ConfigError
     from activelabel.flows.sharded import check_cluster
     from activelabel.storage import Campaign, session_scope
     from sqlalchemy import select

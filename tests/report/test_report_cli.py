@@ -161,3 +161,14 @@ def test_compare_says_once_that_a_low_epochs_is_raised(tiny_experiment) -> None:
     assert said.count("Rounds on fewer than") == 1
     assert ("Rounds on fewer than 6,369 labels train more than epochs = 1: each round takes at least 200 optimizer "
             "steps of 32 samples (on 495 labels: 13 epochs); --fixed-epochs trains exactly that many.") in said
+
+
+@pytest.mark.parametrize("command", ["resume", "watch"])
+def test_dask_options_on_a_segmentation_campaign_are_one_line_refused(segmentation_campaign, command) -> None:
+    """(was a NameError traceback: the message's ConfigError was never imported)"""
+    result = run_cli(command, SEGMENTATION_CAMPAIGN, "--dask-workers", "2", "--database-url",
+                     segmentation_campaign.url, cwd=segmentation_campaign.folder)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "error: --dask-address / --dask-workers score classification pools; a segmentation campaign scores in one "
+        "process (leave them out)"]
