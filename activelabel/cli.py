@@ -15,7 +15,40 @@ from rich.table import Table
 
 from activelabel.errors import ActiveLabelError
 
-app = typer.Typer(
+
+class _FlagsTakeNoValue:
+    """Typer prints a value hint after every option, flags included (``--verbose <bool>``,
+    ``--help <bool>``), as if a flag took a value. A flag takes none: show no hint (an empty
+    metavar), leaving ``--webhook / --no-webhook`` and the parsing as they are."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsTakeNoValue, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagsTakeNoValue, typer.core.TyperGroup):
+    pass
+
+
+class _Typer(typer.Typer):
+    """``typer.Typer`` whose commands and groups print flags without a value hint."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     help="Active learning for labeling teams: train a model, score the unlabeled pool by "
     "uncertainty, send the most uncertain samples to annotators, repeat.",
     no_args_is_help=True,
@@ -59,7 +92,7 @@ def demo(
     initial_labeled: Annotated[int, typer.Option(help="Randomly chosen samples labeled before round 1.")] = 20,
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs per round (at least 200 steps are taken).")] = 40,
+    epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts).")] = 40,
     dataset: Annotated[str, typer.Option(help="'digits' (bundled), 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class) or 'mnist:/folder[?limit=N][&test=t10k]'.")] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -94,7 +127,8 @@ def demo(
     if task == "segmentation":
         settings = _segmentation_demo(settings, ctx, campaign is None)
     config = CampaignConfig(task=task, **settings)
-    _run_campaign(config, database_url)
+    epochs_given = getattr(ctx.get_parameter_source("epochs"), "name", "DEFAULT") != "DEFAULT"
+    _run_campaign(config, database_url, note_epochs=epochs_given)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -148,8 +182,9 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
-                  **data_checks: bool) -> None:
-    """Check data and annotators, create or continue the campaign, run its rounds, print them."""
+                  note_epochs: bool = False, **data_checks: bool) -> None:
+    """Check data and annotators, create or continue the campaign, run its rounds, print them.
+    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
@@ -161,6 +196,13 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
     )
+    if note_epochs:
+        from activelabel.campaign.epochs import raised_epochs_note
+        from activelabel.campaign.summary import data_counts
+
+        note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     _run_with_progress(config.name, config.rounds, dask=dask)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
@@ -271,7 +313,7 @@ def run(
     initial_labeled: Annotated[Optional[int], typer.Option(help="Built-in datasets: randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits, training, dropout and random picks. Default: 0.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts). Default: 40.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset when no campaign file is given: 'digits', 'imagefolder:/folder[?size=28&channels=1]' or 'mnist:/folder[?limit=N][&test=t10k]'.", show_default=False)] = None,
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name (overrides the file's campaign.name).", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -330,8 +372,8 @@ def run(
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
-    _run_campaign(config, database_url, dask=(dask_address, dask_workers), relocate=relocate,
-                  accept_changes=accept_changes, relabel_changes=relabel_changes)
+    _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
+                  relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -397,6 +439,7 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     if address is None and workers is None:
         return None, None
     from activelabel.campaign.config import CampaignConfig
+    from activelabel.errors import ConfigError
     from activelabel.flows.sharded import check_cluster
     from activelabel.storage import Campaign, session_scope
     from sqlalchemy import select
@@ -579,9 +622,10 @@ def status(
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
+    given = campaign
     if campaign is not None:
         campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.campaign.summary import campaign_overviews, round_progress
+    from activelabel.campaign.summary import campaign_overviews, round_progress, unfinished_round
 
     engine, _ = _open_database(database_url, existing=True)
     if round_index is not None:
@@ -618,6 +662,9 @@ def status(
     from activelabel.campaign.summary import data_counts
 
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
+    unfinished = unfinished_round(engine, campaign)
+    if unfinished is not None:
+        console.print(unfinished.describe(given), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -632,7 +679,7 @@ def compare(
     initial_balanced: Annotated[bool, typer.Option("--initial-balanced", help="Draw the initial labels balanced over the classes (Gal et al. 2017: 2 per digit).")] = False,
     pool_subset: Annotated[Optional[int], typer.Option(help="Score only a random subset of this many pool samples per round (Gal et al. 2017: 2000). Default: the whole pool.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round. Default: 40.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; at least 200 optimizer steps are taken (more epochs with few labels) unless --fixed-epochs. Default: 40.", show_default=False)] = None,
     fixed_epochs: Annotated[bool, typer.Option("--fixed-epochs", help="Train exactly --epochs epochs (default: at least 200 steps).")] = False,
     weight_decay_scale: Annotated[Optional[float], typer.Option(help="Weight decay = this / labels trained on (Gal et al. 2017). Default: a fixed 1e-4.", show_default=False)] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of the dataset held out as the test split (not used with mnist:...?test=t10k, which tests on the official test images). Default: 0.2.", show_default=False)] = None,
@@ -652,6 +699,16 @@ def compare(
     _configure_logging(verbose)
     from activelabel.cli_compare import run_compare_command
 
+    if epochs is not None and not fixed_epochs:
+        from activelabel.campaign import CampaignConfig
+        from activelabel.campaign.epochs import raised_epochs_note
+
+        labels = initial_labeled if initial_labeled is not None or experiment_file is not None else 20
+        note = raised_epochs_note(CampaignConfig(name=experiment or "compare", epochs=epochs), labels,
+                                  hint="; --fixed-epochs trains exactly that many")
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+
     run_compare_command(
         experiment_file, console=console, err_console=err_console, database_url=database_url,
         name=experiment, strategies=strategies, seeds=seeds, workers=workers,
@@ -666,9 +723,9 @@ def compare(
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder.", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
+    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -688,30 +745,52 @@ def report(
     _configure_logging(False)
     from activelabel.report import write_report
 
+    name, database_url = _report_ref(name, database_url)
     engine, _ = _open_database(database_url, existing=True)
     info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
-                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path}")
+                  f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path.resolve()}", soft_wrap=True)
+
+
+def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
+    """What ``report`` names: an experiment or campaign by name, by its experiment file (a TOML
+    with ``[experiment]``, as `compare` reads it), or by its campaign file: (name, database URL;
+    --database-url first, then the file's)."""
+    if value.endswith(".toml") or Path(value).is_file():
+        import tomllib
+
+        try:
+            tables = tomllib.loads(Path(value).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            tables = {}  # the campaign-file reader below names the problem
+        if "experiment" in tables:
+            from activelabel.cli_compare import load_experiment_file
+
+            settings, shared = load_experiment_file(value)
+            # `compare`'s default name when the file gives none (cli_compare.run_compare_command)
+            name = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
+            return name, database_url or settings.get("database_url")
+    return _campaign_ref(value, database_url)
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
-    from activelabel.campaign.uncertainty_report import round_uncertainty
+    from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
     report = round_uncertainty(engine, campaign, index)
     how = report.uncertainty or {}
-    detail = ", ".join(f"{k} {v}" for k, v in how.items() if k != "density")
     if not report.distributions:
         console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
                       "no uncertainty to show.")
     else:
-        table = Table(title=f"Campaign {campaign} · round {index} · pool uncertainty (nats)"
-                      + (f" · {detail}" if detail else ""))
+        table = Table(title=f"Campaign {campaign} · round {index} · pool uncertainty (nats)")
         for column in ("part", "samples", "min", "25 %", "median", "75 %", "max", "mean"):
             table.add_column(column, justify="left" if column == "part" else "right")
         for d in report.distributions:
             table.add_row(d.part, str(d.count), *(_score_text(v, significant=6)
                                                   for v in (d.minimum, d.q1, d.median, d.q3, d.maximum, d.mean)))
         console.print(table)
+        for line in describe_scoring(how):
+            console.print(line, markup=False, soft_wrap=True)
     density = how.get("density")
     if density:
         console.print(
@@ -751,7 +830,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
         console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
 
 
-db_app = typer.Typer(help="Database schema: migrate to the newest version, show the current one.")
+db_app = _Typer(help="Database schema: migrate to the newest version, show the current one.")
 app.add_typer(db_app, name="db")
 
 

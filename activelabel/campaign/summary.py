@@ -122,6 +122,53 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
 
 
 @dataclass(frozen=True)
+class UnfinishedRound:
+    """The campaign's latest round when it stands in a step (training, scoring, selecting,
+    pushing) or failed in one; ``holder`` names the live run working on it ("process P on H
+    (round N)", from the campaign's lease), None when no run holds the lease."""
+
+    index: int
+    step: str
+    failed: bool
+    holder: str | None
+
+    def describe(self, name: str) -> str:
+        """What ``activelabel status NAME`` says about it: where the round stands, whether a run
+        is on it, and the command that continues it. Claims no cause: a round left in a step
+        with no live lease was stopped by a kill, a crash or a lost database, and the lease
+        cannot tell which."""
+        if self.holder is not None:
+            return f"Round {self.index} is at step {self.step}: {self.holder} is running it now."
+        if self.failed:
+            return (f"Round {self.index} failed at step {self.step} (see the error column); "
+                    f"`activelabel resume {name}` runs it again from that step.")
+        return (f"Round {self.index} stopped at step {self.step} and no run is active on the campaign (no live "
+                f"lease); `activelabel resume {name}` continues it from there.")
+
+
+IN_FLIGHT = ("training", "scoring", "selecting", "pushing")
+
+
+def unfinished_round(engine: Engine, campaign_name: str) -> UnfinishedRound | None:
+    """The campaign's latest round if a run left it in a step or it failed, with the live run
+    holding the campaign's lease if any; None when it is complete, waits for labels, or the
+    campaign has no round. Raises ``CampaignStateError`` for an unknown campaign."""
+    from activelabel.storage import RoundStatus
+    from activelabel.storage.lease import live_holder
+    from activelabel.storage.repository import latest_round
+
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        last = latest_round(session, campaign.id)
+        if last is None or (last.status.value not in IN_FLIGHT and last.status != RoundStatus.failed):
+            return None
+        failed = last.status == RoundStatus.failed
+        step = (last.failed_step or RoundStatus.training).value if failed else last.status.value
+        index, campaign_id = last.index, campaign.id
+    return UnfinishedRound(index, step.replace("_", " "), failed, live_holder(engine, campaign_id))
+
+
+@dataclass(frozen=True)
 class CampaignOverview:
     name: str
     strategy: str

@@ -108,3 +108,73 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
         return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration,
                                 rnd.labeled_count, calibration_absence(rnd.kind.value, rnd.labeled_count,
                                                                        rnd.calibration, stored.config or {}))
+
+
+_MODES = {
+    "full_network": "dropout active through the network",
+    "head_only": "dropout in the classifier head only; the backbone runs once",
+    "naive": "each pass runs the whole model",
+}
+
+
+def _plain(value: object) -> str:
+    """A stored setting in words: numbers as numbers, mappings as ``key value`` pairs and lists
+    comma-separated, never a Python repr."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k.replace('_', ' ')} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
+
+
+def describe_scoring(how: Mapping | None) -> list[str]:
+    """How a round scored its pool (``round.uncertainty``, less its ``density`` summary, which
+    ``status --round`` prints apart), as lines a user reads: the uncertainty method with its
+    passes, the temperature, refinement, batch-aware candidates, Dask shards, and for
+    segmentation the per-pixel map and its aggregation. Keys it does not know are printed as
+    ``key: value`` in words (:func:`_plain`)."""
+    if not how:
+        return []
+    how = dict(how)
+    how.pop("density", None)
+    method, samples, members = how.pop("method", None), how.pop("samples", None), how.pop("members", 1)
+    mode, temperature = how.pop("mode", None), how.pop("temperature", None)
+    if method == "deterministic" or mode == "deterministic":
+        passes = "one deterministic pass per sample"
+    elif method is not None and method.startswith("ensemble"):
+        passes = f"an ensemble of {members} models, {samples} passes per sample in all"
+        if method == "ensemble+mc_dropout":
+            passes += " (MC dropout in each model)"
+    elif method == "mc_dropout":
+        passes = f"MC dropout, {samples} stochastic passes per sample"
+    else:
+        passes = f"{method}, {samples} passes per sample"
+    if mode in _MODES and method != "deterministic":
+        passes += f" ({_MODES[mode]})"
+    if temperature is not None:
+        passes += ("; no temperature (T = 1)" if float(temperature) == 1.0
+                   else f"; logits divided by the fitted temperature T = {float(temperature):.3f}")
+    lines = [f"Scoring: {passes}."]
+    refined = how.pop("refined", None)
+    if refined:
+        lines.append(f"Refinement: the {refined['candidates']} best-scored samples were scored again with "
+                     f"{refined['passes']} passes each; the batch is the top of them.")
+    candidates = how.pop("candidates", None)
+    if candidates is not None:
+        lines.append(f"Batch chosen jointly among the {candidates} best-scored candidates.")
+    shards = how.pop("shards", None)
+    if shards is not None:
+        lines.append(f"Scored on Dask in {shards} shards.")
+    pixel_map, aggregation, q = how.pop("map", None), how.pop("aggregation", None), how.pop("q", None)
+    if pixel_map is not None:
+        how_aggregated = (f"the mean of its top {q:g} of pixels" if aggregation == "top_q" and q is not None
+                          else str(aggregation))
+        lines.append(f"Image score: the per-pixel {pixel_map} map, aggregated as {how_aggregated}.")
+    weights, pixels = how.pop("class_weights", None), how.pop("class_pixels", None)
+    if weights is not None:
+        lines.append(f"Class weights: {_plain(weights)}" + (f" (labeled pixels per class: {_plain(pixels)})"
+                                                            if pixels is not None else "") + ".")
+    lines += [f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in how.items()]
+    return lines

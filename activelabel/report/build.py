@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
-from activelabel.report.data import CampaignRecord, load_campaign, round_score_values
+from activelabel.report.data import CampaignRecord, load_campaign
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
@@ -319,18 +319,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
     ))
     body.append(html.section("Calibration: temperature scaling", *uncertainty.campaign_calibration(record),
                              anchor="calibration"))
-    active = [r.index for r in record.rounds if r.kind == "active"]
-    histograms = []
-    for index in active[-3:]:
-        pool, chosen = round_score_values(engine, campaign_id, index)
-        if not pool:
-            histograms.append(html.note(f"Round {index} stored no scores."))
-            continue
-        histograms.append(html.figure(
-            figures.score_histogram(pool, chosen, f"round {index}: scores of the pool and of the selected"),
-            f"uncertainty-round-{index}", f"Round {index}: {record.strategy} scores, pool against selected"))
     body.append(html.section("Uncertainty of pool and selected samples",
-                             *(histograms or [html.note("No active round yet: no model has scored the pool.")]),
+                             *uncertainty.score_histograms(engine, campaign_id, record),
                              *uncertainty.campaign_decomposition(engine, campaign_id, record),
                              anchor="uncertainty"))
     body.append(html.section("Feature density and out-of-distribution samples",

@@ -16,7 +16,6 @@ Everything comes from the database (``round.segmentation_metrics``, the ``heatma
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from sqlalchemy import Engine
 
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.curves import aulc, labels_to_target
-from activelabel.report.data import CampaignRecord, round_decomposition, round_score_values
+from activelabel.report.data import CampaignRecord, RoundRow
 from activelabel.report.segmentation_data import HeatmapRow, heatmap_rows, picked_pixel_shares
 
 DEFAULT_TARGETS = (0.6, 0.7, 0.8)  # mIoU
@@ -72,28 +71,13 @@ def settings_rows(record: CampaignRecord) -> list[list[str]]:
     return rows
 
 
-def _summary(engine: Engine, campaign_id: int, record: CampaignRecord) -> str:
-    if not record.rounds:
-        return html.note("No complete round yet.")
-    r = record.rounds[-1]
-    said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
-    if r.labeled is not None:
-        said.append(f"{r.labeled} labeled images")
+def _measures(r: RoundRow) -> list[str]:
+    """What the latest-round sentence says of a segmentation round: mIoU, pixel accuracy, pixel ECE."""
     m = r.segmentation or {}
-    if m.get("miou") is not None:
-        said.append(f"mIoU {m['miou']:.4f}")
-    if m.get("pixel_accuracy") is not None:
-        said.append(f"pixel accuracy {m['pixel_accuracy']:.4f}")
-    if m.get("pixel_ece") is not None:
-        said.append(f"pixel ECE {m['pixel_ece']:.4f}")
+    said = [f"{label} {m[key]:.4f}" for key, label, _ in METRICS if m.get(key) is not None]
     if not m and r.kind == "active":
         said.append("no test or labeled evaluation mask to measure on")
-    split = round_decomposition(engine, campaign_id, r.index)
-    where = None if split is None else split.percentile("epistemic")
-    if where is not None:
-        said.append(f"its {len(split.selected['epistemic'])} picks' median mean-pixel BALD is above "
-                    f"{math.floor(where):.0f} % of the scored pool")
-    return html.paragraph(" · ".join(said) + ".")
+    return said
 
 
 def _learning_curves(record: CampaignRecord) -> list[str]:
@@ -144,21 +128,6 @@ def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str
                                 [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
                                 caption="Area under the mIoU curve over the label span (its mean mIoU)"))
     return parts
-
-
-def _score_histograms(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
-    parts = []
-    for index in [r.index for r in record.rounds if r.kind == "active"][-3:]:
-        pool, chosen = round_score_values(engine, campaign_id, index)
-        if not pool:
-            parts.append(html.note(f"Round {index} stored no scores."))
-            continue
-        parts.append(html.figure(
-            figures.score_histogram(pool, chosen, f"round {index}: image scores of the pool and of the selected"),
-            f"uncertainty-round-{index}",
-            f"Round {index}: {record.strategy} image scores (the per-pixel map aggregated per image), pool against "
-            "selected"))
-    return parts or [html.note("No active round yet: no model has scored the pool.")]
 
 
 def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
@@ -224,7 +193,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
 
     targets = tuple(targets or DEFAULT_TARGETS)
     body = [
-        _summary(engine, campaign_id, record),
+        uncertainty.latest_round_summary(engine, campaign_id, record, _measures, unit="labeled images",
+                                         picks_measure="mean-pixel BALD"),
         html.section("Settings", html.table("settings", ["setting", "value"], settings_rows(record)),
                      anchor="settings"),
         html.section("Learning curve", *_learning_curves(record), anchor="learning-curves"),
@@ -234,7 +204,9 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
             "No temperature scaling: segmentation campaigns fit no temperature (the campaign's calibrate setting is "
             "ignored), so there is no reliability diagram. The pixel ECE above (15 confidence bins over every "
             "measured pixel) is the uncalibrated model's."), anchor="calibration"),
-        html.section("Uncertainty of pool and selected images", *_score_histograms(engine, campaign_id, record),
+        html.section("Uncertainty of pool and selected images",
+                     *uncertainty.score_histograms(engine, campaign_id, record, scores="image scores",
+                                                   detail=" (the per-pixel map aggregated per image)"),
                      *uncertainty.campaign_decomposition(engine, campaign_id, record),
                      html.note("For segmentation, each image's total, aleatoric and epistemic uncertainty is the mean "
                                "over its pixels of the per-pixel predictive entropy, expected entropy and BALD; the "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Engine
 
@@ -19,6 +19,7 @@ from activelabel.report import figures, html
 from activelabel.report.curves import mean_curve
 from activelabel.report.data import (
     PARTS, CampaignRecord, DecompositionMeans, RoundRow, decomposition_means, round_decomposition,
+    round_score_values,
 )
 
 RELIABILITY_ROUNDS = 6  # reliability diagrams drawn: the last N calibrated rounds
@@ -238,26 +239,51 @@ def experiment_decomposition(engine: Engine, groups: Mapping[str, Sequence[Campa
     ]
 
 
-def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecord) -> str:
-    """One sentence on the latest complete round — what a team lead reads first: labels, test
-    accuracy, calibration before → after with T, and where its picks sit in the pool."""
+def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecord,
+                         measured: Callable[[RoundRow], list[str]] | None = None, *, unit: str = "labels",
+                         picks_measure: str = "epistemic uncertainty") -> str:
+    """One sentence on the latest complete round — what a team lead reads first: its labels
+    (counted in ``unit``), what ``measured(row)`` says of it (default: test accuracy and
+    calibration before → after with T), and where its picks' median ``picks_measure`` (their
+    epistemic part) sits in the scored pool. The segmentation page passes its own measures."""
     if not record.rounds:
         return html.note("No complete round yet.")
     r = record.rounds[-1]
     said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
     if r.labeled is not None:
-        said.append(f"{r.labeled} labels")
-    if r.accuracy is not None:
-        said.append(f"test accuracy {r.accuracy:.4f}")
-    why = calibration_absence(r, record.config)
+        said.append(f"{r.labeled} {unit}")
+    said += (measured or (lambda row: _classification_measures(row, record.config)))(r)
+    split = round_decomposition(engine, campaign_id, r.index)
+    where = None if split is None else split.percentile("epistemic")
+    if where is not None:
+        said.append(f"its {len(split.selected['epistemic'])} picks' median {picks_measure} is above "
+                    f"{_percent_below(where)} % of the scored pool")
+    return html.paragraph(" · ".join(said) + ".")
+
+
+def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:
+    said = [] if r.accuracy is None else [f"test accuracy {r.accuracy:.4f}"]
+    why = calibration_absence(r, config)
     if why is None:
         said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
                     f"T = {r.calibration['temperature']:.3f}")
     else:
         said.append(f"no calibration ({why})")
-    split = round_decomposition(engine, campaign_id, r.index)
-    where = None if split is None else split.percentile("epistemic")
-    if where is not None:
-        said.append(f"its {len(split.selected['epistemic'])} picks' median epistemic uncertainty is above "
-                    f"{_percent_below(where)} % of the scored pool")
-    return html.paragraph(" · ".join(said) + ".")
+    return said
+
+
+def score_histograms(engine: Engine, campaign_id: int, record: CampaignRecord, *, scores: str = "scores",
+                     detail: str = "", rounds: int = 3) -> list[str]:
+    """The pool's and the selected samples' strategy scores of the last ``rounds`` active
+    rounds, one histogram each (``scores`` names them, ``detail`` follows the strategy in the
+    caption); a sentence for a round that stored none, or when no active round exists yet."""
+    parts = []
+    for index in [r.index for r in record.rounds if r.kind == "active"][-rounds:]:
+        pool, chosen = round_score_values(engine, campaign_id, index)
+        if not pool:
+            parts.append(html.note(f"Round {index} stored no scores."))
+            continue
+        parts.append(html.figure(
+            figures.score_histogram(pool, chosen, f"round {index}: {scores} of the pool and of the selected"),
+            f"uncertainty-round-{index}", f"Round {index}: {record.strategy} {scores}{detail}, pool against selected"))
+    return parts or [html.note("No active round yet: no model has scored the pool.")]

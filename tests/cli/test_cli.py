@@ -97,9 +97,15 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
     table_rows = [line for line in first.stdout.splitlines() if "complete" in line]
     assert len(table_rows) == 2
     assert "round 2 complete" in first.stderr  # the per-round progress bar's last state
+    # --epochs 3 on 20 labels is raised by the 200-step minimum: said once, not per round
+    note = ("Rounds on fewer than 2,113 labels train more than epochs = 3: each round takes at least 200 optimizer "
+            "steps of 32 samples (on {} labels: {} epochs).")
+    assert " ".join(first.stderr.split()).count(note.format(20, 200)) == 1
+    assert first.stderr.count("Rounds on fewer than") == 1
 
     again = run_cli(*args[:2], "3", *args[3:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
+    assert note.format(40, 100) in " ".join(again.stderr.split())  # 2 batches of 32 per epoch
     engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")
     with session_scope(engine) as session:
         statuses = session.scalars(select(Round.status).order_by(Round.index)).all()

@@ -68,3 +68,107 @@ def test_counts_in_messages_take_the_right_number() -> None:
 
     assert [_count(n, "campaign") for n in (0, 1, 2)] == ["0 campaigns", "1 campaign", "2 campaigns"]
     assert [_count(n, "strateg", "y", "ies") for n in (1, 5)] == ["1 strategy", "5 strategies"]
+
+
+def test_status_round_says_how_the_pool_was_scored_in_words(tiny_experiment, segmentation_campaign) -> None:
+    import json
+
+    stored = json.loads(tiny_experiment.query(
+        "SELECT r.uncertainty FROM round r JOIN campaign c ON c.id = r.campaign_id "
+        "WHERE c.name = 'tiny-entropy-seed1' AND r.\"index\" = 2")[0][0])
+    said = _status(tiny_experiment, "tiny-entropy-seed1", 2)
+    assert f"Scoring: MC dropout, {stored['samples']} stochastic passes per sample" in said
+    if "refined" in stored:
+        assert (f"Refinement: the {stored['refined']['candidates']} best-scored samples were scored again with "
+                f"{stored['refined']['passes']} passes each") in said
+    assert "{" not in said and "}" not in said  # no Python dict anywhere
+    assert "Campaign tiny-entropy-seed1 · round 2 · pool uncertainty (nats)" in said
+
+    seg = json.loads(segmentation_campaign.query(
+        "SELECT uncertainty FROM round WHERE \"index\" = 2")[0][0])
+    said = _status(segmentation_campaign, SEGMENTATION_CAMPAIGN, 2)
+    assert (f"Image score: the per-pixel {seg['map']} map, aggregated as the mean of its top {seg['q']:g} of "
+            "pixels.") in said
+    assert "{" not in said and "}" not in said and "'map'" not in said
+
+
+def test_describe_scoring_renders_every_stored_setting_as_words() -> None:
+    from activelabel.campaign.uncertainty_report import describe_scoring
+
+    assert describe_scoring(None) == []
+    lines = describe_scoring({
+        "method": "mc_dropout", "samples": 20, "members": 1, "mode": "head_only", "temperature": 1.25,
+        "refined": {"candidates": 200, "passes": 1000}, "shards": 4, "density": {"dim": 128},
+        "something_new": {"a_b": 0.5, "c": [1, 2]},
+    })
+    assert lines == [
+        "Scoring: MC dropout, 20 stochastic passes per sample (dropout in the classifier head only; the backbone "
+        "runs once); logits divided by the fitted temperature T = 1.250.",
+        "Refinement: the 200 best-scored samples were scored again with 1000 passes each; the batch is the top of "
+        "them.",
+        "Scored on Dask in 4 shards.",
+        "something new: a b 0.5, c 1, 2",
+    ]
+    assert describe_scoring({"method": "ensemble", "samples": 5, "members": 5, "mode": "naive", "temperature": 1.0,
+                             "candidates": 60}) == [
+        "Scoring: an ensemble of 5 models, 5 passes per sample in all (each pass runs the whole model); no "
+        "temperature (T = 1).",
+        "Batch chosen jointly among the 60 best-scored candidates.",
+    ]
+    assert describe_scoring({"method": "deterministic", "samples": 1, "members": 1, "mode": "deterministic",
+                             "temperature": 1.0, "map": "entropy", "aggregation": "mean", "q": 0.1,
+                             "class_weights": [1.0, 2.5], "class_pixels": [900, 100]}) == [
+        "Scoring: one deterministic pass per sample; no temperature (T = 1).",
+        "Image score: the per-pixel entropy map, aggregated as mean.",
+        "Class weights: 1, 2.5 (labeled pixels per class: 900, 100).",
+    ]
+
+
+def test_report_takes_a_campaign_or_experiment_file_and_says_where_it_wrote(tiny_experiment, tmp_path) -> None:
+    """`report campaign.toml` resolves the name and the database from the file, as `status` does;
+    the same for `compare`'s experiment file. The HTML lands in the current folder and the
+    message gives its absolute path."""
+    (tmp_path / "campaign.toml").write_text(
+        '[campaign]\nname = "tiny-random-seed1"\n\n[data]\npool = "images/"\nlabels = ["0", "1"]\n\n'
+        f'[database]\nurl = "{tiny_experiment.url}"\n', encoding="utf-8")
+    result = run_cli("report", "campaign.toml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "tiny-random-seed1.html"
+    assert " ".join(result.stdout.split()) == (
+        f"Wrote the campaign report of 'tiny-random-seed1' (1 campaign) to {written}")
+    assert written.is_absolute() and "<h1>Campaign tiny-random-seed1</h1>" in written.read_text(encoding="utf-8")
+
+    (tmp_path / "experiment.toml").write_text(
+        f'[experiment]\nname = "tiny"\ndatabase_url = "{tiny_experiment.url}"\n\n[campaign]\ndataset = "digits"\n',
+        encoding="utf-8")
+    result = run_cli("report", "experiment.toml", "--out", "out/e.html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert " ".join(result.stdout.split()) == (
+        f"Wrote the experiment report of 'tiny' (4 campaigns) to {tmp_path / 'out' / 'e.html'}")
+    assert "<h1>Experiment tiny</h1>" in (tmp_path / "out" / "e.html").read_text(encoding="utf-8")
+
+    # --database-url wins over the file's: an empty database has no such campaign
+    other = tmp_path / "other.db"
+    run_cli("db", "upgrade", "--database-url", f"sqlite:///{other}", cwd=tmp_path)
+    result = run_cli("report", "campaign.toml", "--database-url", f"sqlite:///{other}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no experiment or campaign named 'tiny-random-seed1'" in result.stderr
+
+
+def test_compare_says_once_that_a_low_epochs_is_raised(tiny_experiment) -> None:
+    """--epochs 1 on 495 initial labels (16 batches of 32 per epoch): 13 epochs reach 200 steps."""
+    said = " ".join(tiny_experiment.second_stderr.split())
+    assert said.count("Rounds on fewer than") == 1
+    assert ("Rounds on fewer than 6,369 labels train more than epochs = 1: each round takes at least 200 optimizer "
+            "steps of 32 samples (on 495 labels: 13 epochs); --fixed-epochs trains exactly that many.") in said
+
+
+@pytest.mark.parametrize("command", ["resume", "watch"])
+def test_dask_options_on_a_segmentation_campaign_are_one_line_refused(segmentation_campaign, command) -> None:
+    """(was a NameError traceback: the message's ConfigError was never imported)"""
+    result = run_cli(command, SEGMENTATION_CAMPAIGN, "--dask-workers", "2", "--database-url",
+                     segmentation_campaign.url, cwd=segmentation_campaign.folder)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "error: --dask-address / --dask-workers score classification pools; a segmentation campaign scores in one "
+        "process (leave them out)"]

@@ -131,3 +131,27 @@ def test_a_moved_heatmap_file_is_named_and_the_rest_still_shows(segmentation_cam
     _, page = _report(moved, tmp_path / "moved.html")
     assert "its heatmap is not readable at /nowhere/gone.png any more" in page.text
     assert sum(name.startswith("heatmap-") for name in page.figures) == 2 * GALLERY - 1
+
+
+def test_opening_sentence_and_score_histograms_come_from_the_stored_rounds(report) -> None:
+    """The page opens with the latest round (labeled images, mIoU, pixel accuracy and ECE, where
+    its picks' mean-pixel BALD sits in the pool) and draws each active round's image scores,
+    pool against selected: the same helpers as the classification page, in pixel words."""
+    import math
+
+    exp, page = report
+    (index, labeled, m), = _rounds(exp)[-1:]
+    rows = exp.query('SELECT s.sample_id, s.epistemic FROM score s JOIN round r ON r.id = s.round_id '
+                     'WHERE r."index" = ? AND s.strategy = r.strategy AND s.total IS NOT NULL', index)
+    chosen = {sid for (sid,) in exp.query(
+        'SELECT l.sample_id FROM selection l JOIN round r ON r.id = l.round_id WHERE r."index" = ?', index)}
+    pool = np.array([e for _, e in rows])
+    picked = np.array([e for sid, e in rows if sid in chosen])
+    share = 100.0 * np.mean(pool < np.median(picked))
+    assert (f"Latest complete round: {index} (active) · {labeled} labeled images · mIoU {m['miou']:.4f} · "
+            f"pixel accuracy {m['pixel_accuracy']:.4f} · pixel ECE {m['pixel_ece']:.4f} · its {len(picked)} picks' "
+            f"median mean-pixel BALD is above {math.floor(share):.0f} % of the scored pool.") in page.text
+    for i, _, _ in _rounds(exp):
+        assert page.captions[f"uncertainty-round-{i}"] == (
+            f"Round {i}: bald image scores (the per-pixel map aggregated per image), pool against selected")
+        assert page.figures[f"uncertainty-round-{i}"][0].startswith("data:image/png;base64,")

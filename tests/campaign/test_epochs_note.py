@@ -1,0 +1,32 @@
+"""The note a run prints when the 200-step training minimum raises --epochs: it appears exactly
+when the training loop would run more epochs than asked (pipeline.training.planned_epochs)."""
+
+from __future__ import annotations
+
+from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.epochs import labels_for_epochs, raised_epochs_note
+from activelabel.campaign.model_settings import training_config
+from activelabel.pipeline.training import planned_epochs
+
+
+def test_the_note_appears_exactly_when_training_runs_more_epochs_than_asked() -> None:
+    for epochs in (1, 2, 3, 7, 40, 200, 201):
+        config = CampaignConfig(name="n", epochs=epochs)
+        enough = labels_for_epochs(config)
+        for labels in range(1, 7000, 37):
+            raised = planned_epochs(labels, training_config(config, labels)) > epochs
+            assert (raised_epochs_note(config, labels) is not None) == raised, (epochs, labels)
+            assert raised == (labels < enough), (epochs, labels)
+
+
+def test_the_note_says_the_threshold_and_what_this_campaign_gets() -> None:
+    assert raised_epochs_note(CampaignConfig(name="n", epochs=2), 16) == (
+        "Rounds on fewer than 3,169 labels train more than epochs = 2: each round takes at least 200 optimizer "
+        "steps of 32 samples (on 16 labels: 200 epochs).")
+    assert raised_epochs_note(CampaignConfig(name="n", epochs=40), None, hint="; --fixed-epochs trains exactly "
+                              "that many") == (
+        "Rounds on fewer than 129 labels train more than epochs = 40: each round takes at least 200 optimizer "
+        "steps of 32 samples; --fixed-epochs trains exactly that many.")
+    assert raised_epochs_note(CampaignConfig(name="n", epochs=40), 129) is None
+    assert raised_epochs_note(CampaignConfig(name="n", epochs=2, fixed_epochs=True), 16) is None
+    assert labels_for_epochs(CampaignConfig(name="n", epochs=2, fixed_epochs=True)) is None
