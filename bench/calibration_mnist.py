@@ -45,7 +45,12 @@ from _report import DATA, RESULTS, machine, mean_std, write_results  # noqa: E40
 from activelabel.campaign.calibrate import BINS, fit_round_calibration, validation_positions  # noqa: E402
 from activelabel.campaign.config import CampaignConfig  # noqa: E402
 from activelabel.campaign.model_settings import model_spec, training_config  # noqa: E402
-from activelabel.pipeline.calibration import calibration_report, fit_temperature, predictive_probabilities  # noqa: E402
+from activelabel.pipeline.calibration import (  # noqa: E402
+    calibration_report,
+    fit_mixture_temperature,
+    fit_temperature,
+    predictive_probabilities,
+)
 from activelabel.pipeline.datasets import load_mnist_images  # noqa: E402
 from activelabel.pipeline.prediction import predict_probabilities  # noqa: E402
 from activelabel.pipeline.training import planned_epochs, train_model  # noqa: E402
@@ -101,6 +106,8 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "predictor": calibration["predictor"], "temperature": calibration["temperature"],
             "skipped": calibration.get("skipped"), "validation_errors": calibration["validation_errors"],
             "before": figures(calibration["before"]), "after": figures(calibration["after"]),
+            "check": calibration.get("check"),
+            "unguarded": unguarded(model, x[held], y[held], mc, test_set.targets, args.mc_samples, rseed, device),
             "mc_with_deterministic_t": figures(calibration_report(
                 predictive_probabilities(mc, deterministic["temperature"]), test_set.targets, bins=BINS)),
         })
@@ -117,6 +124,14 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "after": figures(calibration_report(predictive_probabilities(yard, t_big), test_set.targets, bins=BINS)),
         }
     return row
+
+
+def unguarded(model, x_val, y_val, mc, targets, samples: int, rseed: int, device: torch.device) -> dict:
+    """Diagnostic: the MC temperature fitted on the whole held-out split with no guard, and what it
+    would do on the test images (the round's guard decides whether to keep it)."""
+    val = predict_probabilities(model, x_val, samples=samples, device=device, seed=rseed, logits=True)
+    t = fit_mixture_temperature(val, y_val)
+    return {"temperature": t, "after": figures(calibration_report(predictive_probabilities(mc, t), targets, bins=BINS))}
 
 
 def fmt(values: list[float], metric: str) -> str:
@@ -163,6 +178,18 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         lines.append(f"| {r['seed']} | {r['temperature']:.3f} | {b['accuracy']:.2%} | {b['nll']:.4f} -> {a['nll']:.4f} "
                      f"| {b['brier']:.4f} -> {a['brier']:.4f} | {b['ece']:.2%} -> {a['ece']:.2%} | "
                      f"{r.get('skipped') or ''} | {r['train_seconds']} |")
+    if rows[0].get("unguarded"):
+        lines += ["", "The round's guard (K-fold cross-validated NLL on the held-out split) per seed, and the "
+                  "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test images:",
+                  "", "| seed | held-out errors | fold errors | fold T | out-of-fold NLL: T = 1 -> fold T | kept T | "
+                  "unguarded T | unguarded: test ECE, NLL |", "|---:|---:|---|---|---|---:|---:|---|"]
+        for r in rows:
+            c, u = r.get("check"), r["unguarded"]
+            folds = (f"{c['fold_errors']} | {', '.join(f'{t:.2f}' for t in c['fold_temperatures'])} | "
+                     f"{c['nll_at_1']:.4f} -> {c['out_of_fold_nll']:.4f}") if c else "- | - | not run"
+            lines.append(f"| {r['seed']} | {r['validation_errors']} of {r['validation_size']} | {folds} | "
+                         f"{r['temperature']:.3f} | {u['temperature']:.3f} | {u['after']['ece']:.2%}, "
+                         f"{u['after']['nll']:.4f} |")
     if "mc_with_deterministic_t" in rows[0]:
         lines += ["", "The same models, other predictors, same test images:", "",
                   "| figure | one deterministic pass, T = 1 | one pass, its fitted T | MC mean, the one-pass T "

@@ -55,6 +55,8 @@ from activelabel.pipeline.prediction import predict_probabilities
 MIN_LABELS = 500
 VALIDATION_FRACTION = 0.15
 MIN_VALIDATION = 3
+FOLDS = 5
+MIN_ERRORS = FOLDS
 BINS = 15
 
 
@@ -83,30 +85,58 @@ def describe_predictor(stored: dict | None) -> str:
     return f"mean of {members} ensemble members" if members > 1 else f"mean of {passes} MC-dropout passes"
 
 
-def cross_checked_nll(
-    logits: np.ndarray, labels: np.ndarray, wrong: np.ndarray, seed: int = 0, fit=fit_temperature
-) -> list[tuple[float, float, int]]:
-    """For each of two seeded halves of the held-out split ``logits`` ``[M, n, C]`` / ``labels``
-    ``[n]`` (``wrong`` bool ``[n]``: predicted wrong at T = 1): (its NLL under a temperature fitted on the *other* half, its NLL at T = 1, the
-    errors of the half the temperature was fitted on), NLLs in nats per sample.
+def error_stratified_folds(wrong: np.ndarray, seed: int, folds: int = FOLDS) -> np.ndarray:
+    """Fold index ``[n]`` (ints in ``[0, folds)``) of each held-out sample, ``wrong`` bool ``[n]``.
 
-    Why: a split with one or two errors fits a temperature to them alone (we saw T = 0.26 from
-    one error in 75, and T = 0.39 from one in 86, double the test NLL). A temperature can only be
-    learned from a half holding errors, and must predict the other half better than T = 1.
-    ``fit``: the temperature fit (:func:`fit_temperature`, or ``fit_mixture_temperature`` for a
-    sampled predictor).
+    The wrong samples (seeded order) are dealt round-robin first, then the right ones continue
+    the deal, so the errors spread as evenly as they can (fold error counts differ by at most
+    one, and with ``errors >= folds`` every fold holds one) and fold sizes differ by at most one.
+    Deterministic in ``seed``. Why stratify: a temperature is learned from the errors (right
+    answers only ever ask for sharper predictions), so a fold that drew none would fit T to the
+    right answers alone, and one that drew them all would leave the others nothing to learn from.
     """
-    halves = np.random.default_rng([seed, 0x7E]).permutation(len(labels)) % 2
-    out = []
-    for half in (0, 1):
-        half_fit, check = halves != half, halves == half
-        if not half_fit.any() or not check.any():
-            continue
-        t = fit(logits[:, half_fit], labels[half_fit])
-        out.append((negative_log_likelihood(predictive_probabilities(logits[:, check], t), labels[check]),
-                    negative_log_likelihood(predictive_probabilities(logits[:, check], 1.0), labels[check]),
-                    int(wrong[half_fit].sum())))
-    return out
+    wrong = np.asarray(wrong, dtype=bool)
+    rng = np.random.default_rng([seed, 0xF01D])
+    order = np.concatenate([rng.permutation(np.flatnonzero(wrong)), rng.permutation(np.flatnonzero(~wrong))])
+    fold = np.empty(len(wrong), dtype=np.int64)
+    fold[order] = np.arange(len(order)) % folds
+    return fold
+
+
+def cross_validated_nll(
+    logits: np.ndarray, labels: np.ndarray, wrong: np.ndarray, seed: int = 0, fit=fit_temperature,
+    folds: int = FOLDS,
+) -> dict:
+    """K-fold check of a temperature on the held-out split ``logits`` ``[M, n, C]`` / ``labels``
+    ``[n]`` (``wrong`` bool ``[n]``: predicted wrong at T = 1), K = ``folds``.
+
+    Each fold (:func:`error_stratified_folds`) is scored under the temperature ``fit`` learned on
+    the other K - 1 folds. Returns ``{"folds": K, "out_of_fold_nll", "nll_at_1",
+    "fold_temperatures": [K floats], "fold_errors": [K ints]}``: the NLLs (nats per sample) pooled
+    over all n held-out labels, each label under the temperature fitted *without* it, and all at
+    T = 1. ``fit``: :func:`fit_temperature`, or ``fit_mixture_temperature`` for a sampled
+    predictor.
+
+    Why this check: it asks the question the round cares about, "does a temperature learned from
+    labels like these predict *unseen* labels better than T = 1?", with every held-out label used
+    both to fit (in K - 1 fits) and to judge (once). It replaces a two-halves check that learned
+    from half the errors and judged on the other half alone: with 150 held-out labels and 10
+    errors that kept T = 1 on MNIST although the whole split's T predicts the test set better
+    (BENCHMARKS.md). Requires n >= ``folds``.
+    """
+    labels = np.asarray(labels)
+    fold = error_stratified_folds(wrong, seed, folds)
+    out_of_fold = np.empty(logits.shape[1:])  # [n, C]: each row under the temperature fitted without it
+    temperatures, errors = [], []
+    for k in range(folds):
+        check, rest = fold == k, fold != k
+        t = fit(logits[:, rest], labels[rest])
+        out_of_fold[check] = predictive_probabilities(logits[:, check], t)
+        temperatures.append(float(t))
+        errors.append(int(np.asarray(wrong)[check].sum()))
+    return {"folds": folds, "out_of_fold_nll": negative_log_likelihood(out_of_fold, labels),
+            "nll_at_1": negative_log_likelihood(predictive_probabilities(logits, 1.0), labels),
+            "fold_temperatures": temperatures, "fold_errors": errors}
 
 
 def fit_round_calibration(
@@ -145,17 +175,18 @@ def fit_round_calibration(
         # to T -> 0 (we saw T = 0.09 double the test NLL). No temperature can be learned from it.
         result["skipped"] = (f"the {len(y_val)} held-out labels are all predicted right, so their NLL only "
                              "asks for ever sharper predictions; T = 1 kept")
+    elif errors < MIN_ERRORS:
+        result["skipped"] = (f"only {errors} of the {len(y_val)} held-out labels are predicted wrong (the round needs "
+                             f"{MIN_ERRORS}, one per cross-validation fold), and a temperature fitted to so few "
+                             "errors is fitted to them alone; T = 1 kept")
     else:
-        checks = cross_checked_nll(val_logits, y_val, wrong, fit=fit)
-        worse = [(fitted, at_one) for fitted, at_one, _ in checks if fitted > at_one]
-        if any(half_errors == 0 for _, _, half_errors in checks):
-            result["skipped"] = (f"only {errors} of the {len(y_val)} held-out labels are predicted wrong, and a half "
-                                 "of the split without an error can only ask for ever sharper predictions; T = 1 kept")
-        elif worse:
-            fitted, at_one = worse[0]
-            result["skipped"] = (f"a temperature fitted on half of the {len(y_val)} held-out labels ({errors} "
-                                 f"wrong) made the other half's NLL worse ({at_one:.4f} -> {fitted:.4f}): too few "
-                                 "errors to learn T from; T = 1 kept")
+        check = cross_validated_nll(val_logits, y_val, wrong, seed=seed, fit=fit)
+        result["check"] = check
+        if check["out_of_fold_nll"] >= check["nll_at_1"]:
+            result["skipped"] = (f"temperatures fitted on {FOLDS - 1} of {FOLDS} folds of the {len(y_val)} held-out "
+                                 f"labels ({errors} wrong) predicted the left-out folds no better than T = 1 "
+                                 f"(out-of-fold NLL {check['nll_at_1']:.4f} -> {check['out_of_fold_nll']:.4f}): "
+                                 "the split cannot tell a temperature; T = 1 kept")
         else:
             temperature = fit(val_logits, y_val)
     result["temperature"] = temperature
