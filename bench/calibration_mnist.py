@@ -123,6 +123,12 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "size": int(len(outside)), "temperature": t_big,
             "after": figures(calibration_report(predictive_probabilities(yard, t_big), test_set.targets, bins=BINS)),
         }
+        if args.mc_samples:  # the same question for the MC mean: is the round's split too small to tell its T?
+            big_mc = predict_probabilities(model, train_set.images[outside], samples=args.mc_samples, device=device,
+                                           seed=rseed, logits=True)
+            t_mc = fit_mixture_temperature(big_mc, train_set.targets[outside])
+            row["big_validation"]["mc"] = {"temperature": t_mc, "after": figures(calibration_report(
+                predictive_probabilities(mc, t_mc), test_set.targets, bins=BINS))}
     return row
 
 
@@ -210,6 +216,19 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
                          f"{fmt([r['big_validation']['after'][metric] for r in rows], metric)} |")
         lines.append(f"| temperature | {mean_std([r['deterministic']['temperature'] for r in rows], 1.0, 3)} | "
                      f"{mean_std([r['big_validation']['temperature'] for r in rows], 1.0, 3)} |")
+        if "mc" in rows[0]["big_validation"]:
+            lines += ["", f"The same for the MC mean (what acquisition reads): its temperature fitted by "
+                      f"`fit_mixture_temperature` on the {size:,} images' MC passes (no guard) vs the round's:", "",
+                      "| figure | round's split, guarded | big validation split |", "|---|---:|---:|"]
+            for metric in METRICS:
+                lines.append(f"| {metric} | {fmt([r['after'][metric] for r in rows], metric)} | "
+                             f"{fmt([r['big_validation']['mc']['after'][metric] for r in rows], metric)} |")
+            lines.append(f"| temperature | {mean_std([r['temperature'] for r in rows], 1.0, 3)} | "
+                         f"{mean_std([r['big_validation']['mc']['temperature'] for r in rows], 1.0, 3)} |")
+            lines += ["", "Per seed (big validation, MC): " + "; ".join(
+                f"seed {r['seed']}: T = {r['big_validation']['mc']['temperature']:.3f}, ECE "
+                f"{r['big_validation']['mc']['after']['ece']:.2%}, NLL {r['big_validation']['mc']['after']['nll']:.4f}"
+                for r in rows)]
     lines += ["", "Command:", "", f"    {args.command}", ""]
     return "\n".join(lines)
 
