@@ -52,6 +52,7 @@ from activelabel.pipeline.calibration import (  # noqa: E402
     predictive_probabilities,
 )
 from activelabel.pipeline.datasets import load_mnist_images  # noqa: E402
+from activelabel.pipeline.metrics import negative_log_likelihood  # noqa: E402
 from activelabel.pipeline.prediction import predict_probabilities  # noqa: E402
 from activelabel.pipeline.training import planned_epochs, train_model  # noqa: E402
 
@@ -137,7 +138,29 @@ def unguarded(model, x_val, y_val, mc, targets, samples: int, rseed: int, device
     would do on the test images (the round's guard decides whether to keep it)."""
     val = predict_probabilities(model, x_val, samples=samples, device=device, seed=rseed, logits=True)
     t = fit_mixture_temperature(val, y_val)
-    return {"temperature": t, "after": figures(calibration_report(predictive_probabilities(mc, t), targets, bins=BINS))}
+    return {"temperature": t, "after": figures(calibration_report(predictive_probabilities(mc, t), targets, bins=BINS)),
+            "halves_guard_keeps": halves_guard(val, y_val)}
+
+
+def halves_guard(val: np.ndarray, y_val: np.ndarray) -> bool:
+    """Whether the round's guard before the K-fold check (commit 2b58dc1: two seeded halves, each
+    must hold an error, and a T fitted on either must lower the other's NLL) kept the fitted T."""
+    wrong = predictive_probabilities(val).argmax(-1) != y_val
+    halves = np.random.default_rng([0, 0x7E]).permutation(len(y_val)) % 2
+    for half in (0, 1):
+        fit_on, check = halves != half, halves == half
+        if not wrong[fit_on].any():
+            return False
+        t = fit_mixture_temperature(val[:, fit_on], y_val[fit_on])
+        if (negative_log_likelihood(predictive_probabilities(val[:, check], t), y_val[check])
+                > negative_log_likelihood(predictive_probabilities(val[:, check], 1.0), y_val[check])):
+            return False
+    return bool(wrong.any())
+
+
+def halves(unguarded_row: dict) -> str:
+    keeps = unguarded_row.get("halves_guard_keeps")
+    return "not run" if keeps is None else ("keeps T" if keeps else "T = 1")
 
 
 def fmt(values: list[float], metric: str) -> str:
@@ -188,14 +211,15 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         lines += ["", "The round's guard (K-fold cross-validated NLL on the held-out split) per seed, and the "
                   "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test images:",
                   "", "| seed | held-out errors | fold errors | fold T | out-of-fold NLL: T = 1 -> fold T | kept T | "
-                  "unguarded T | unguarded: test ECE, NLL |", "|---:|---:|---|---|---|---:|---:|---|"]
+                  "unguarded T | unguarded: test ECE, NLL | two-halves guard (before) |",
+                  "|---:|---:|---|---|---|---:|---:|---|---|"]
         for r in rows:
             c, u = r.get("check"), r["unguarded"]
             folds = (f"{c['fold_errors']} | {', '.join(f'{t:.2f}' for t in c['fold_temperatures'])} | "
                      f"{c['nll_at_1']:.4f} -> {c['out_of_fold_nll']:.4f}") if c else "- | - | not run"
             lines.append(f"| {r['seed']} | {r['validation_errors']} of {r['validation_size']} | {folds} | "
                          f"{r['temperature']:.3f} | {u['temperature']:.3f} | {u['after']['ece']:.2%}, "
-                         f"{u['after']['nll']:.4f} |")
+                         f"{u['after']['nll']:.4f} | {halves(u)} |")
     if "mc_with_deterministic_t" in rows[0]:
         lines += ["", "The same models, other predictors, same test images:", "",
                   "| figure | one deterministic pass, T = 1 | one pass, its fitted T | MC mean, the one-pass T "
@@ -248,6 +272,9 @@ def main() -> None:
                         help="T of the round's MC-dropout predictor (0: a deterministic campaign; default: 20)")
     parser.add_argument("--big-validation", type=int, default=5000,
                         help="training images outside the labeled set for the large-validation diagnostic (0: skip)")
+    parser.add_argument("--validation-fraction", type=float, default=0.0,
+                        help="hold out this fraction of the labels instead of the round's VALIDATION_FRACTION "
+                             "(a what-if for the split size; 0: the product's value)")
     parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test images (0: all 10,000)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--out", type=Path, default=None, help="markdown result file (JSON written beside it)")
@@ -258,6 +285,10 @@ def main() -> None:
         args.seeds, args.epochs, args.test_limit, args.mc_samples, args.big_validation = [0], 3, 2000, 5, 1000
     out = args.out or (Path("/tmp/calibration_mnist_quick.md") if args.quick else RESULTS / "calibration_mnist.md")
     args.command = "python bench/calibration_mnist.py " + " ".join(sys.argv[1:])
+    if args.validation_fraction:
+        import activelabel.campaign.calibrate as calibrate
+
+        calibrate.VALIDATION_FRACTION = args.validation_fraction  # validation_positions reads it at call time
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     started = time.perf_counter()
