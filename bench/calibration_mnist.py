@@ -209,7 +209,8 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
                      f"{r.get('skipped') or ''} | {r['train_seconds']} |")
     if rows[0].get("unguarded"):
         lines += ["", "The round's guard (K-fold cross-validated NLL on the held-out split) per seed, and the "
-                  "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test images:",
+                  "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test "
+                  "images:",
                   "", "| seed | held-out errors | fold errors | fold T | out-of-fold NLL: T = 1 -> fold T | kept T | "
                   "unguarded T | unguarded: test ECE, NLL | two-halves guard (before) |",
                   "|---:|---:|---|---|---|---:|---:|---|---|"]

@@ -65,6 +65,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from activelabel.errors import InvalidArrayError
 from activelabel.pipeline.calibration import (
     calibration_report,
     fit_mixture_temperature,
@@ -144,9 +145,12 @@ def cross_validated_nll(
     both to fit (in K - 1 fits) and to judge (once). It replaces a two-halves check that learned
     from half the errors and judged on the other half alone: with 150 held-out labels and 10
     errors that kept T = 1 on MNIST although the whole split's T predicts the test set better
-    (BENCHMARKS.md). Requires n >= ``folds``.
+    (BENCHMARKS.md). Raises :class:`~activelabel.errors.InvalidArrayError` when n < ``folds``
+    (a fold would be empty), and whatever ``fit`` raises for bad logits or labels.
     """
     labels = np.asarray(labels)
+    if len(labels) < folds:
+        raise InvalidArrayError(f"a {folds}-fold check needs at least {folds} held-out labels; got {len(labels)}")
     fold = error_stratified_folds(wrong, seed, folds)
     out_of_fold = np.empty(logits.shape[1:])  # [n, C]: each row under the temperature fitted without it
     temperatures, errors = [], []

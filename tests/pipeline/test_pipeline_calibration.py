@@ -267,6 +267,8 @@ def test_out_of_fold_nll_by_hand_leave_one_out() -> None:
     assert check["nll_at_1"] == pytest.approx(sum(at_one) / 5, abs=1e-12)  # 0.601461
     assert sorted(check["fold_temperatures"]) == [1.5, 1.5, 2.0, 2.0, 2.0]
     assert sorted(check["fold_errors"]) == [0, 0, 0, 0, 1] and check["folds"] == 5
+    with pytest.raises(InvalidArrayError, match="5-fold check needs at least 5 held-out labels; got 4"):
+        cross_validated_nll(logits[:, :4], y[:4], wrong[:4], fit=stub)
 
 
 def test_folds_spread_the_errors_and_are_fixed_by_the_seed() -> None:
