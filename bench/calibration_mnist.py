@@ -45,8 +45,14 @@ from _report import DATA, RESULTS, machine, mean_std, write_results  # noqa: E40
 from activelabel.campaign.calibrate import BINS, fit_round_calibration, validation_positions  # noqa: E402
 from activelabel.campaign.config import CampaignConfig  # noqa: E402
 from activelabel.campaign.model_settings import model_spec, training_config  # noqa: E402
-from activelabel.pipeline.calibration import calibration_report, fit_temperature, predictive_probabilities  # noqa: E402
+from activelabel.pipeline.calibration import (  # noqa: E402
+    calibration_report,
+    fit_mixture_temperature,
+    fit_temperature,
+    predictive_probabilities,
+)
 from activelabel.pipeline.datasets import load_mnist_images  # noqa: E402
+from activelabel.pipeline.metrics import negative_log_likelihood  # noqa: E402
 from activelabel.pipeline.prediction import predict_probabilities  # noqa: E402
 from activelabel.pipeline.training import planned_epochs, train_model  # noqa: E402
 
@@ -101,6 +107,8 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "predictor": calibration["predictor"], "temperature": calibration["temperature"],
             "skipped": calibration.get("skipped"), "validation_errors": calibration["validation_errors"],
             "before": figures(calibration["before"]), "after": figures(calibration["after"]),
+            "check": calibration.get("check"),
+            "unguarded": unguarded(model, x[held], y[held], mc, test_set.targets, args.mc_samples, rseed, device),
             "mc_with_deterministic_t": figures(calibration_report(
                 predictive_probabilities(mc, deterministic["temperature"]), test_set.targets, bins=BINS)),
         })
@@ -116,7 +124,43 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "size": int(len(outside)), "temperature": t_big,
             "after": figures(calibration_report(predictive_probabilities(yard, t_big), test_set.targets, bins=BINS)),
         }
+        if args.mc_samples:  # the same question for the MC mean: is the round's split too small to tell its T?
+            big_mc = predict_probabilities(model, train_set.images[outside], samples=args.mc_samples, device=device,
+                                           seed=rseed, logits=True)
+            t_mc = fit_mixture_temperature(big_mc, train_set.targets[outside])
+            row["big_validation"]["mc"] = {"temperature": t_mc, "after": figures(calibration_report(
+                predictive_probabilities(mc, t_mc), test_set.targets, bins=BINS))}
     return row
+
+
+def unguarded(model, x_val, y_val, mc, targets, samples: int, rseed: int, device: torch.device) -> dict:
+    """Diagnostic: the MC temperature fitted on the whole held-out split with no guard, and what it
+    would do on the test images (the round's guard decides whether to keep it)."""
+    val = predict_probabilities(model, x_val, samples=samples, device=device, seed=rseed, logits=True)
+    t = fit_mixture_temperature(val, y_val)
+    return {"temperature": t, "after": figures(calibration_report(predictive_probabilities(mc, t), targets, bins=BINS)),
+            "halves_guard_keeps": halves_guard(val, y_val)}
+
+
+def halves_guard(val: np.ndarray, y_val: np.ndarray) -> bool:
+    """Whether the round's guard before the K-fold check (commit 2b58dc1: two seeded halves, each
+    must hold an error, and a T fitted on either must lower the other's NLL) kept the fitted T."""
+    wrong = predictive_probabilities(val).argmax(-1) != y_val
+    halves = np.random.default_rng([0, 0x7E]).permutation(len(y_val)) % 2
+    for half in (0, 1):
+        fit_on, check = halves != half, halves == half
+        if not wrong[fit_on].any():
+            return False
+        t = fit_mixture_temperature(val[:, fit_on], y_val[fit_on])
+        if (negative_log_likelihood(predictive_probabilities(val[:, check], t), y_val[check])
+                > negative_log_likelihood(predictive_probabilities(val[:, check], 1.0), y_val[check])):
+            return False
+    return bool(wrong.any())
+
+
+def halves(unguarded_row: dict) -> str:
+    keeps = unguarded_row.get("halves_guard_keeps")
+    return "not run" if keeps is None else ("keeps T" if keeps else "T = 1")
 
 
 def fmt(values: list[float], metric: str) -> str:
@@ -163,6 +207,20 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         lines.append(f"| {r['seed']} | {r['temperature']:.3f} | {b['accuracy']:.2%} | {b['nll']:.4f} -> {a['nll']:.4f} "
                      f"| {b['brier']:.4f} -> {a['brier']:.4f} | {b['ece']:.2%} -> {a['ece']:.2%} | "
                      f"{r.get('skipped') or ''} | {r['train_seconds']} |")
+    if rows[0].get("unguarded"):
+        lines += ["", "The round's guard (K-fold cross-validated NLL on the held-out split) per seed, and the "
+                  "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test "
+                  "images:",
+                  "", "| seed | held-out errors | fold errors | fold T | out-of-fold NLL: T = 1 -> fold T | kept T | "
+                  "unguarded T | unguarded: test ECE, NLL | two-halves guard (before) |",
+                  "|---:|---:|---|---|---|---:|---:|---|---|"]
+        for r in rows:
+            c, u = r.get("check"), r["unguarded"]
+            folds = (f"{c['fold_errors']} | {', '.join(f'{t:.2f}' for t in c['fold_temperatures'])} | "
+                     f"{c['nll_at_1']:.4f} -> {c['out_of_fold_nll']:.4f}") if c else "- | - | not run"
+            lines.append(f"| {r['seed']} | {r['validation_errors']} of {r['validation_size']} | {folds} | "
+                         f"{r['temperature']:.3f} | {u['temperature']:.3f} | {u['after']['ece']:.2%}, "
+                         f"{u['after']['nll']:.4f} | {halves(u)} |")
     if "mc_with_deterministic_t" in rows[0]:
         lines += ["", "The same models, other predictors, same test images:", "",
                   "| figure | one deterministic pass, T = 1 | one pass, its fitted T | MC mean, the one-pass T "
@@ -183,6 +241,19 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
                          f"{fmt([r['big_validation']['after'][metric] for r in rows], metric)} |")
         lines.append(f"| temperature | {mean_std([r['deterministic']['temperature'] for r in rows], 1.0, 3)} | "
                      f"{mean_std([r['big_validation']['temperature'] for r in rows], 1.0, 3)} |")
+        if "mc" in rows[0]["big_validation"]:
+            lines += ["", f"The same for the MC mean (what acquisition reads): its temperature fitted by "
+                      f"`fit_mixture_temperature` on the {size:,} images' MC passes (no guard) vs the round's:", "",
+                      "| figure | round's split, guarded | big validation split |", "|---|---:|---:|"]
+            for metric in METRICS:
+                lines.append(f"| {metric} | {fmt([r['after'][metric] for r in rows], metric)} | "
+                             f"{fmt([r['big_validation']['mc']['after'][metric] for r in rows], metric)} |")
+            lines.append(f"| temperature | {mean_std([r['temperature'] for r in rows], 1.0, 3)} | "
+                         f"{mean_std([r['big_validation']['mc']['temperature'] for r in rows], 1.0, 3)} |")
+            lines += ["", "Per seed (big validation, MC): " + "; ".join(
+                f"seed {r['seed']}: T = {r['big_validation']['mc']['temperature']:.3f}, ECE "
+                f"{r['big_validation']['mc']['after']['ece']:.2%}, NLL {r['big_validation']['mc']['after']['nll']:.4f}"
+                for r in rows)]
     lines += ["", "Command:", "", f"    {args.command}", ""]
     return "\n".join(lines)
 
@@ -202,6 +273,9 @@ def main() -> None:
                         help="T of the round's MC-dropout predictor (0: a deterministic campaign; default: 20)")
     parser.add_argument("--big-validation", type=int, default=5000,
                         help="training images outside the labeled set for the large-validation diagnostic (0: skip)")
+    parser.add_argument("--validation-fraction", type=float, default=0.0,
+                        help="hold out this fraction of the labels instead of the round's VALIDATION_FRACTION "
+                             "(a what-if for the split size; 0: the product's value)")
     parser.add_argument("--test-limit", type=int, default=0, help="use only the first N test images (0: all 10,000)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     parser.add_argument("--out", type=Path, default=None, help="markdown result file (JSON written beside it)")
@@ -212,6 +286,10 @@ def main() -> None:
         args.seeds, args.epochs, args.test_limit, args.mc_samples, args.big_validation = [0], 3, 2000, 5, 1000
     out = args.out or (Path("/tmp/calibration_mnist_quick.md") if args.quick else RESULTS / "calibration_mnist.md")
     args.command = "python bench/calibration_mnist.py " + " ".join(sys.argv[1:])
+    if args.validation_fraction:
+        import activelabel.campaign.calibrate as calibrate
+
+        calibrate.VALIDATION_FRACTION = args.validation_fraction  # validation_positions reads it at call time
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     started = time.perf_counter()

@@ -186,14 +186,16 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     from activelabel.campaign import calibrate
 
     monkeypatch.setattr(calibrate, "MIN_LABELS", 20)  # the default (500) needs a bigger pool
-    # Half held out: a split with errors enough that a temperature fitted on either half of it
-    # lowers the other half's NLL (the round's check before it keeps a temperature).
+    # Half held out: a split with errors enough (at least 5, one per fold) that temperatures fitted
+    # on four of five folds predict the fifth better than T = 1 (the round's check before it keeps one).
     monkeypatch.setattr(calibrate, "VALIDATION_FRACTION", 0.5)
     config, engine, rnd = _seeded_campaign(tmp_path, "calibrated")
     assert rnd.kind.value == "active" and rnd.labeled_count == 30
     calibration = rnd.calibration
     assert calibration["validation_size"] == 15 and calibration["validation_errors"] >= 3
     assert "skipped" not in calibration
+    assert calibration["check"]["out_of_fold_nll"] < calibration["check"]["nll_at_1"]
+    assert sum(calibration["check"]["fold_errors"]) == calibration["validation_errors"] >= 5
     assert 0.01 <= calibration["temperature"] <= 100 and calibration["temperature"] != 1.0
     before, after = calibration["before"], calibration["after"]
     assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30

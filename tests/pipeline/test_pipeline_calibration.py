@@ -185,33 +185,116 @@ def test_round_fits_t_when_the_held_out_split_shows_over_confidence() -> None:
     result = _round_calibration(x, y)
     assert result["validation_errors"] > 40 and "skipped" not in result
     assert 2.5 < result["temperature"] < 6.0
+    check = result["check"]  # each fold, scored under a T fitted on the other four, beats T = 1
+    assert check["folds"] == 5 and all(2.5 < t < 6.0 for t in check["fold_temperatures"])
+    assert max(check["fold_errors"]) - min(check["fold_errors"]) <= 1
+    assert check["out_of_fold_nll"] < check["nll_at_1"] - 0.1
 
 
-def test_round_keeps_t_1_when_a_half_fitted_temperature_does_not_predict_the_other_half() -> None:
-    # One wrong answer among confident right ones: the half without it asks for T -> 0, which
-    # makes the other half's error ruinous; the split cannot tell T (we saw T = 0.26 from one
-    # error in 75 double the test NLL).
-    x = np.array([[[[1.0, 0.0]]]] * 10 + [[[[0.0, 1.0]]]] * 9 + [[[[1.0, 0.0]]]], dtype=np.float32)
-    y = np.array([0] * 10 + [1] * 9 + [1])
+@pytest.mark.parametrize("errors", [1, 2, 4])
+def test_round_keeps_t_1_when_the_held_out_split_has_fewer_errors_than_folds(errors: int) -> None:
+    # A few wrong answers among confident right ones: a temperature fitted to them alone (we saw
+    # T = 0.26 from one error in 75 double the test NLL). Under MIN_ERRORS = FOLDS = 5 the round
+    # does not even try, and says how many errors it saw and needs.
+    from activelabel.campaign.calibrate import FOLDS, MIN_ERRORS
+
+    assert MIN_ERRORS == FOLDS == 5
+    x = np.array([[[[1.0, 0.0]]]] * 10 + [[[[0.0, 1.0]]]] * 9 + [[[[1.0, 0.0]]]] * errors, dtype=np.float32)
+    y = np.array([0] * 10 + [1] * 9 + [1] * errors)
     result = _round_calibration(x, y)
-    assert result["validation_errors"] == 1 and result["temperature"] == 1.0
-    assert "a half of the split without an error" in result["skipped"]
+    assert result["validation_errors"] == errors and result["temperature"] == 1.0 and "check" not in result
+    assert result["skipped"] == (
+        f"only {errors} of the {19 + errors} held-out labels are predicted wrong (the round needs 5, one per "
+        "cross-validation fold), and a temperature fitted to so few errors is fitted to them alone; T = 1 kept")
 
 
-def test_round_keeps_t_1_when_either_half_fitted_temperature_worsens_the_other() -> None:
-    # Both halves hold errors, of opposite kinds: half A's are confident, half B's near ties.
-    # B asks for a sharper model, which makes A's confident errors ruinous: T = 1 is kept.
-    halves = np.random.default_rng([0, 0x7E]).permutation(20) % 2
-    x, y = [], []
-    for i in range(20):
-        wrong = i in (int(np.flatnonzero(halves == 0)[0]), int(np.flatnonzero(halves == 0)[1]),
-                      int(np.flatnonzero(halves == 1)[0]), int(np.flatnonzero(halves == 1)[1]))
-        margin = 1.0 if halves[i] == 0 else 0.02
-        x.append([[[margin if wrong else 1.0, 0.0]]])
-        y.append(1 if wrong else 0)
-    result = _round_calibration(np.array(x, dtype=np.float32), np.array(y))
-    assert result["validation_errors"] == 4 and result["temperature"] == 1.0
-    assert "made the other half's NLL worse" in result["skipped"]
+def _one_ruinous_error_among_near_ties() -> tuple[np.ndarray, np.ndarray]:
+    """40 confident right answers (logit gap 4), 4 near-tie errors (gap 0.04 the wrong way) and one
+    confident error (gap 12 the wrong way), as images of the 4 x identity model."""
+    x = [[[[1.0, 0.0]]]] * 20 + [[[[0.0, 1.0]]]] * 20 + [[[[0.51, 0.5]]]] * 4 + [[[[3.0, 0.0]]]]
+    y = [0] * 20 + [1] * 20 + [1] * 4 + [1]
+    return np.array(x, dtype=np.float32), np.array(y)
+
+
+def test_round_keeps_t_1_when_temperatures_fitted_on_other_folds_predict_a_fold_worse() -> None:
+    # The near ties ask for a sharper model (T ~ 0.5), which doubles the confident error's NLL
+    # (12 -> ~24 nats) in the fold that holds it; the folds fitted with it ask for a softer one,
+    # which costs the confident right answers. Out of fold, no temperature beats T = 1.
+    from activelabel.campaign.calibrate import cross_validated_nll, error_stratified_folds
+
+    x, y = _one_ruinous_error_among_near_ties()
+    result = _round_calibration(x, y)
+    assert result["validation_errors"] == 5 and result["temperature"] == 1.0
+    check = result["check"]
+    assert check["fold_errors"] == [1, 1, 1, 1, 1]  # stratified: one error per fold
+    ruinous = error_stratified_folds(x[:, 0, 0].argmax(-1) != y, seed=0)[-1]  # the confident error's fold
+    others = [t for k, t in enumerate(check["fold_temperatures"]) if k != ruinous]
+    assert 0.4 < check["fold_temperatures"][ruinous] < 0.7  # fitted without the confident error: sharpen
+    assert all(1.5 < t < 2.0 for t in others)  # fitted with it: soften
+    assert check["nll_at_1"] == pytest.approx(0.3462, abs=1e-4)
+    assert check["out_of_fold_nll"] == pytest.approx(0.6224, abs=1e-4)  # nearly double
+    assert result["skipped"] == (
+        "temperatures fitted on 4 of 5 folds of the 45 held-out labels (5 wrong) predicted the left-out folds no "
+        f"better than T = 1 (out-of-fold NLL {check['nll_at_1']:.4f} -> {check['out_of_fold_nll']:.4f}): the split "
+        "cannot tell a temperature; T = 1 kept")
+    logits = 4.0 * x[:, 0, 0][None].astype(np.float64)
+    assert cross_validated_nll(logits, y, logits[0].argmax(-1) != y) == check  # the round's check, seed 0
+
+
+def test_out_of_fold_nll_by_hand_leave_one_out() -> None:
+    # n = K = 5: every fold is one sample, so the check is leave-one-out whatever the deal. A stub
+    # fit returns T = 1 + (positives among the labels it is fitted on) / 2, so each sample i is
+    # scored at T_i = 1 + (2 - y_i) / 2: 2.0 for y = 0, 1.5 for y = 1.
+    from activelabel.campaign.calibrate import cross_validated_nll
+
+    g = np.array([2.0, 2.0, 2.0, -1.0, 1.0])
+    y = np.array([0, 0, 1, 1, 0])
+    logits = np.stack([g, np.zeros(5)], axis=-1)[None]  # [1, 5, 2]
+    wrong = logits[0].argmax(-1) != y  # only sample 2
+
+    def stub(z: np.ndarray, labels: np.ndarray) -> float:
+        assert z.shape == (1, 4, 2)
+        return 1.0 + labels.sum() / 2
+
+    check = cross_validated_nll(logits, y, wrong, seed=3, fit=stub)
+    # -log P(y_i) for a two-class softmax of [g / T, 0]: log(1 + exp(-g / T)) if y = 0 else log(1 + exp(g / T)).
+    by_hand = [math.log1p(math.exp(-2.0 / 2.0)), math.log1p(math.exp(-2.0 / 2.0)), math.log1p(math.exp(2.0 / 1.5)),
+               math.log1p(math.exp(-1.0 / 1.5)), math.log1p(math.exp(-1.0 / 2.0))]
+    assert by_hand == pytest.approx([0.31326, 0.31326, 1.56730, 0.41437, 0.47408], abs=1e-5)
+    assert check["out_of_fold_nll"] == pytest.approx(sum(by_hand) / 5, abs=1e-12)  # 0.616453
+    at_one = [math.log1p(math.exp(-2.0)), math.log1p(math.exp(-2.0)), math.log1p(math.exp(2.0)),
+              math.log1p(math.exp(-1.0)), math.log1p(math.exp(-1.0))]
+    assert check["nll_at_1"] == pytest.approx(sum(at_one) / 5, abs=1e-12)  # 0.601461
+    assert sorted(check["fold_temperatures"]) == [1.5, 1.5, 2.0, 2.0, 2.0]
+    assert sorted(check["fold_errors"]) == [0, 0, 0, 0, 1] and check["folds"] == 5
+    with pytest.raises(InvalidArrayError, match="5-fold check needs at least 5 held-out labels; got 4"):
+        cross_validated_nll(logits[:, :4], y[:4], wrong[:4], fit=stub)
+
+
+def test_folds_spread_the_errors_and_are_fixed_by_the_seed() -> None:
+    from activelabel.campaign.calibrate import error_stratified_folds
+
+    wrong = np.zeros(150, dtype=bool)
+    wrong[[3, 4, 5, 6, 7, 8, 9, 140]] = True  # 8 errors, bunched
+    fold = error_stratified_folds(wrong, seed=11)
+    assert sorted(np.bincount(fold[wrong], minlength=5)) == [1, 1, 2, 2, 2]  # errors differ by <= 1 per fold
+    assert np.bincount(fold, minlength=5).tolist() == [30] * 5
+    np.testing.assert_array_equal(fold, error_stratified_folds(wrong, seed=11))
+    assert (fold != error_stratified_folds(wrong, seed=12)).any()
+
+
+def test_round_calibration_is_deterministic_under_the_seed() -> None:
+    from activelabel.campaign.calibrate import cross_validated_nll
+
+    deterministic, passes, y = _under_confident_mixture()
+    from activelabel.pipeline.calibration import fit_mixture_temperature
+
+    wrong = predictive_probabilities(passes).argmax(-1) != y
+    first = cross_validated_nll(passes, y, wrong, seed=5, fit=fit_mixture_temperature)
+    assert cross_validated_nll(passes, y, wrong, seed=5, fit=fit_mixture_temperature) == first
+    other = cross_validated_nll(passes, y, wrong, seed=6, fit=fit_mixture_temperature)
+    assert other["fold_temperatures"] != first["fold_temperatures"]
+    assert other["nll_at_1"] == first["nll_at_1"]  # T = 1 does not depend on the deal
 
 
 def _under_confident_mixture(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,6 +327,12 @@ def test_mixture_temperature_sharpens_an_under_confident_mc_predictive_where_a_o
     # The search found the minimum: no temperature on a fine grid does better.
     grid = np.exp(np.linspace(np.log(0.25), np.log(5), 400))  # the mixture floor is 0.25
     assert fitted <= min(nll(predictive_probabilities(passes, t), y) for t in grid) + 1e-6
+    # The round's check accepts it: fitted on four folds, each fold's T predicts the fifth better.
+    from activelabel.campaign.calibrate import cross_validated_nll
+
+    check = cross_validated_nll(passes, y, mean.argmax(-1) != y, fit=fit_mixture_temperature)
+    assert all(abs(t - t_mc) < 0.05 for t in check["fold_temperatures"])
+    assert check["nll_at_1"] == pytest.approx(at_one) and check["out_of_fold_nll"] < at_one - 0.01
     # S = 1 is the one-softmax case: the same optimum as LBFGS.
     assert fit_mixture_temperature(deterministic, y) == pytest.approx(t_one, rel=1e-3)
 
