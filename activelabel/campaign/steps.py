@@ -28,6 +28,7 @@ from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
+from activelabel.campaign.growth import join_before_round
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
@@ -102,8 +103,10 @@ def start_round(engine: Engine, campaign_id: int) -> int:
 
     A new round's kind follows from the labels so far: ``evaluation`` while the evaluation
     split is unlabeled, ``cold_start`` while fewer labels than ``min_labels_to_train`` exist,
-    else ``active``.
+    else ``active``. Before a new round, images added to the pool folder join the pool
+    (:mod:`activelabel.campaign.growth`); a round in flight keeps its pool.
     """
+    join_before_round(engine, campaign_id)
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
