@@ -136,7 +136,8 @@ def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundK
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
     taken = selected_sample_ids(session, campaign_id)
     evaluation = split_samples(session, campaign_id, SampleSplit.evaluation)
-    if any(s.id not in resolved and s.id not in taken for s in evaluation):
+    # A copy shares its representative's label: it is never sent, so it never holds a round open.
+    if any(s.id not in resolved and s.id not in taken and s.duplicate_of is None for s in evaluation):
         return RoundKind.evaluation
     pool_labels = sum(
         s.id in resolved for s in split_samples(session, campaign_id, SampleSplit.pool) if s.duplicate_of is None
