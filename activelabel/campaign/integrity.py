@@ -9,6 +9,9 @@
   *labeled* changed file stops the run until the user says how: ``--accept-changes`` keeps
   its label (the new content is hashed), ``--relabel-changes`` withdraws its labels (kept in
   the database as rejected, with the reason) so it returns to the pool.
+- **Gone.** An unlabeled image removed from the folder is recorded as unreadable (never
+  scored or selected) and the run goes on; a labeled one stops the run until it is restored.
+  Images *added* to the folder join the pool (:mod:`activelabel.campaign.growth`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from sqlalchemy import Engine, delete, select, update
 from activelabel.campaign.config import CampaignConfig
 from activelabel.errors import CampaignStateError, DatasetError
 from activelabel.storage import Annotation, AnnotationStatus, Sample, Selection, session_scope
-from activelabel.storage.repository import resolved_labels
+from activelabel.storage.repository import record_problems, resolved_labels
 
 log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
@@ -97,12 +100,20 @@ def reconcile_changes(
 ) -> None:
     """Apply the user's decision about changed files, or raise naming them and the choices."""
     missing = [c for c in changes if c.content_hash is None]
+    # An unlabeled image removed from the folder is simply gone: recorded as unreadable (never
+    # scored or selected), the run goes on. A labeled one, or any file after a move, stops it.
+    gone = [] if relocating else [c for c in missing if not c.labeled]
+    missing = [c for c in missing if c not in gone]
     if missing:
         where = "at the new place" if relocating else "any more"
         raise CampaignStateError(
-            f"{len(missing)} stored image(s) are not found {where} (e.g. {missing[0].path}); "
-            "restore them, or point the campaign file's data paths at the folder that holds them"
+            f"{len(missing)} stored image(s){'' if relocating else ' with labels'} are not found {where} "
+            f"(e.g. {missing[0].path}); restore them, or point the campaign file's data paths at the folder "
+            "that holds them"
         )
+    if gone:
+        _record_gone(engine, campaign_id, gone)
+    changes = [c for c in changes if c.content_hash is not None]
     if relocating and changes:
         raise CampaignStateError(
             f"--relocate: {len(changes)} file(s) at the new place differ from the stored content "
@@ -142,3 +153,15 @@ def reconcile_changes(
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
+
+
+GONE_REASON = "file is gone from the data folder (removed or renamed)"
+
+
+def _record_gone(engine: Engine, campaign_id: int, gone: list[Changed]) -> None:
+    """Unlabeled images no longer on disk: recorded once as unreadable, named in a warning."""
+    with session_scope(engine) as session:
+        fresh = record_problems(session, campaign_id, [(c.uri, GONE_REASON) for c in gone])
+    if fresh:
+        log.warning("%d unlabeled image(s) are gone from the data folder (e.g. %s); they are skipped "
+                    "(recorded as unreadable, never selected)", fresh, gone[0].path)

@@ -136,8 +136,11 @@ def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundK
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
     taken = selected_sample_ids(session, campaign_id)
     evaluation = split_samples(session, campaign_id, SampleSplit.evaluation)
-    # A copy shares its representative's label: it is never sent, so it never holds a round open.
-    if any(s.id not in resolved and s.id not in taken and s.duplicate_of is None for s in evaluation):
+    # A copy shares its representative's label and an unreadable image is never sent (a file
+    # removed from the folder): neither holds the evaluation round open.
+    unreadable = problem_uris(session, campaign_id)
+    if any(s.id not in resolved and s.id not in taken and s.duplicate_of is None and s.uri not in unreadable
+           for s in evaluation):
         return RoundKind.evaluation
     pool_labels = sum(
         s.id in resolved for s in split_samples(session, campaign_id, SampleSplit.pool) if s.duplicate_of is None

@@ -20,6 +20,7 @@ from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign.growth import join_new_files
+from activelabel.errors import CampaignStateError
 from activelabel.pipeline.sources import file_sha256, file_signature
 from activelabel.storage import Round, Sample, SampleProblem, SampleSplit, Score, Selection, open_engine, session_scope
 from test_own_data import campaign_file, make_data
@@ -242,3 +243,36 @@ def test_a_round_resumed_after_new_files_selects_only_what_it_scored(tmp_path, e
 
     following = run_round(engine, campaign_id)
     assert new_ids <= scored_ids(engine, following)
+
+
+def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_the_run(tmp_path, engine) -> None:
+    make_data(tmp_path, count=30)
+    config, _ = load_campaign_file(campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 5",
+                                                              "# min_labels_to_train = ...": "min_labels_to_train = 10"}))
+    campaign_id = prepare_campaign(engine, config)
+    run_rounds(engine, campaign_id, 1)  # the evaluation round: 5 labeled
+    stored = samples(engine)
+    taken = selected_ids(engine)
+    unlabeled = sorted(s.uri for s in stored.values() if s.id not in taken and s.split == SampleSplit.pool)
+    for uri in unlabeled[:3]:
+        (tmp_path / "images" / uri).unlink()
+    prepare_campaign(engine, config)  # the next `activelabel run` goes on
+    run_rounds(engine, campaign_id, 2)  # a cold start, then an active round
+    with session_scope(engine) as session:
+        problems = dict(session.execute(select(SampleProblem.uri, SampleProblem.reason)).all())
+        kinds = [k.value for k in session.scalars(select(Round.kind).order_by(Round.index))]
+    assert set(problems) == set(unlabeled[:3]) and "gone" in problems[unlabeled[0]]
+    assert kinds == ["evaluation", "cold_start", "active"]
+    gone_ids = {stored[uri].id for uri in unlabeled[:3]}
+    scored = scored_ids(engine, _round_id(engine, 2)) | scored_ids(engine, _round_id(engine, 3))
+    assert not gone_ids & (selected_ids(engine) | scored)
+
+    labeled = next(s.uri for s in stored.values() if s.id in taken)
+    (tmp_path / "images" / labeled).unlink()
+    with pytest.raises(CampaignStateError, match="1 stored image.*with labels are not found any more"):
+        prepare_campaign(engine, config)
+
+
+def _round_id(engine: Engine, index: int) -> int:
+    with session_scope(engine) as session:
+        return session.scalar(select(Round.id).where(Round.index == index))
