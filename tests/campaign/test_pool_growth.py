@@ -247,7 +247,8 @@ def test_a_round_resumed_after_new_files_selects_only_what_it_scored(tmp_path, e
 
 def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_the_run(tmp_path, engine) -> None:
     make_data(tmp_path, count=30)
-    config, _ = load_campaign_file(campaign_file(tmp_path, **{**ACTIVE_SOON, "evaluation_size = 20": "evaluation_size = 5"}))
+    with_evaluation = {**ACTIVE_SOON, "evaluation_size = 20": "evaluation_size = 5"}
+    config, _ = load_campaign_file(campaign_file(tmp_path, **with_evaluation))
     campaign_id = prepare_campaign(engine, config)
     run_rounds(engine, campaign_id, 1)  # the evaluation round: 5 labeled
     stored = samples(engine)
