@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +37,7 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache, list_pool_files
 from activelabel.errors import DatasetError
 from activelabel.storage import Campaign, RoundStatus, Sample, SampleSplit, session_scope
-from activelabel.storage.repository import latest_round, record_problems
+from activelabel.storage.repository import latest_round, problem_uris, record_problems
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def join_new_files(engine: Engine, campaign_id: int, config: CampaignConfig) -> 
 def _write(engine, campaign_id, config, data, fresh, hashes, signatures) -> Growth:
     from activelabel.campaign.setup import _group_copies, write_sample_rows
 
-    stands, stored_split = _stored_representatives(engine, campaign_id, set(hashes.values()))
+    stands, stored_split = _stored_representatives(engine, campaign_id, set(hashes.values()), data)
     split_of = {uri: SampleSplit.pool for uri in fresh}
     duplicate_of = _group_copies(fresh, hashes, split_of, stands)
     for copy, first in duplicate_of.items():
@@ -159,13 +160,15 @@ def _identities(store, uris: Sequence[str]):
     return hashes, signatures, skipped
 
 
-def _stored_representatives(engine, campaign_id: int, hashes: set[str]):
-    """Content hash -> URI of the stored sample standing for it (the oldest one), and those
-    samples' splits."""
+def _stored_representatives(engine, campaign_id: int, hashes: set[str], data):
+    """Content hash -> URI of the stored sample standing for it (the oldest one whose file is
+    still there), and those samples' splits. A file renamed in the folder is a new URI with a
+    stored hash: its old sample is gone, so the new file stands for the content itself."""
     stands: dict[str, str] = {}
     split: dict[str, SampleSplit] = {}
     wanted = sorted(hashes)
     with session_scope(engine) as session:
+        gone = problem_uris(session, campaign_id)
         for start in range(0, len(wanted), _HASHES_PER_QUERY):
             rows = session.execute(
                 select(Sample.content_hash, Sample.uri, Sample.split)
@@ -174,9 +177,14 @@ def _stored_representatives(engine, campaign_id: int, hashes: set[str]):
                 .order_by(Sample.id)
             )
             for digest, uri, where in rows:
-                if digest not in stands:
+                if digest not in stands and uri not in gone and _still_there(data, uri):
                     stands[digest], split[uri] = uri, where
     return stands, split
+
+
+def _still_there(data, uri: str) -> bool:
+    path = data.store.locate(uri) if data.root is not None else None
+    return path is None or Path(path).exists()
 
 
 def _unreadable(store, uris: list[str]) -> list[tuple[str, str]]:

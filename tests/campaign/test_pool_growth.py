@@ -7,6 +7,7 @@ with the simulated annotator."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,14 +257,22 @@ def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_th
     unlabeled = sorted(s.uri for s in stored.values() if s.id not in taken and s.split == SampleSplit.pool)
     for uri in unlabeled[:3]:
         (tmp_path / "images" / uri).unlink()
+    # A renamed file: its old name is gone, its content stands as a sample under the new name.
+    (tmp_path / "images" / unlabeled[3]).rename(tmp_path / "images" / "renamed.png")
+    truth = {**_truth(tmp_path), "renamed.png": _truth(tmp_path)[unlabeled[3]]}
+    truth = {uri: label for uri, label in truth.items() if uri not in unlabeled[:4]}  # a simulation's truth follows
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
     prepare_campaign(engine, config)  # the next `activelabel run` goes on
     run_rounds(engine, campaign_id, 2)  # a cold start, then an active round
     with session_scope(engine) as session:
         problems = dict(session.execute(select(SampleProblem.uri, SampleProblem.reason)).all())
         kinds = [k.value for k in session.scalars(select(Round.kind).order_by(Round.index))]
-    assert set(problems) == set(unlabeled[:3]) and "gone" in problems[unlabeled[0]]
+    assert set(problems) == set(unlabeled[:4]) and "gone" in problems[unlabeled[0]]
+    renamed = samples(engine)["renamed.png"]
+    assert renamed.duplicate_of is None and renamed.content_hash == stored[unlabeled[3]].content_hash
+    assert renamed.id in scored_ids(engine, _round_id(engine, 2))
     assert kinds == ["evaluation", "cold_start", "active"]
-    gone_ids = {stored[uri].id for uri in unlabeled[:3]}
+    gone_ids = {stored[uri].id for uri in unlabeled[:4]}
     scored = scored_ids(engine, _round_id(engine, 2)) | scored_ids(engine, _round_id(engine, 3))
     assert not gone_ids & (selected_ids(engine) | scored)
 
@@ -276,3 +285,38 @@ def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_th
 def _round_id(engine: Engine, index: int) -> int:
     with session_scope(engine) as session:
         return session.scalar(select(Round.id).where(Round.index == index))
+
+
+def test_cli_run_says_which_images_joined_and_status_counts_them(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    exe = [sys.executable, "-m", "activelabel.cli"]
+    env = {**os.environ, "COLUMNS": "400"}
+    truth = make_data(tmp_path, count=30)
+    path = campaign_file(tmp_path, **ACTIVE_SOON, **{"rounds = 10": "rounds = 1"})
+    first = subprocess.run([*exe, "run", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                           timeout=900)
+    assert first.returncode == 0, first.stderr
+    add_images(tmp_path, truth, 8)
+    (tmp_path / "images" / "later" / "broken.png").write_bytes(b"not an image")
+    second = subprocess.run([*exe, "run", str(path), "--rounds", "2", "-v"], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=900)
+    assert second.returncode == 0, second.stderr
+    logged = " ".join(second.stderr.split())
+    assert "campaign 'own': 9 new images in data.pool joined the pool (0 were copies of stored images)" in logged
+    assert f"new image {tmp_path / 'images' / 'later' / 'broken.png'} cannot be read" in logged
+    status = subprocess.run([*exe, "status", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=600)
+    assert status.returncode == 0, status.stderr
+    assert "Samples: 39 pool · 0 byte-identical copies" in status.stdout
+    assert "1 unreadable (skipped) · 20 labeled" in status.stdout
+
+
+def _truth(root: Path) -> dict[str, str]:
+    """``truth.csv`` as {URI relative to images/: label}."""
+    import csv
+
+    with (root / "truth.csv").open() as handle:
+        return {Path(os.path.relpath(root / row["path"], root / "images")).as_posix(): row["label"]
+                for row in csv.DictReader(handle)}
