@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select
 from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.file import load_campaign_file
-from activelabel.campaign.growth import join_new_files
+from activelabel.campaign.growth import Growth, join_before_round, join_new_files
 from activelabel.errors import CampaignStateError
 from activelabel.pipeline.sources import file_sha256, file_signature
 from activelabel.storage import Round, Sample, SampleProblem, SampleSplit, Score, Selection, open_engine, session_scope
@@ -320,3 +320,19 @@ def _truth(root: Path) -> dict[str, str]:
     with (root / "truth.csv").open() as handle:
         return {Path(os.path.relpath(root / row["path"], root / "images")).as_posix(): row["label"]
                 for row in csv.DictReader(handle)}
+
+
+def test_rows_added_to_a_pool_manifest_join(tmp_path, engine) -> None:
+    truth = make_data(tmp_path, count=30)
+    write_manifest(tmp_path / "pool.csv", {uri: "" for uri in truth}, base=tmp_path / "images")
+    path = campaign_file(tmp_path, **ACTIVE_SOON, **{'pool = "images/"': 'pool = "pool.csv"'})
+    config, _ = load_campaign_file(path)
+    campaign_id = prepare_campaign(engine, config)
+    new = add_images(tmp_path, truth, 4)  # on disk, but the manifest does not list them yet
+    assert join_before_round(engine, campaign_id) == Growth()
+    listed = {**{uri: "" for uri in truth if uri not in new}, **{uri: "" for uri in new[:3]}}
+    write_manifest(tmp_path / "pool.csv", listed, base=tmp_path / "images")
+    growth = join_before_round(engine, campaign_id)
+    assert (growth.joined, growth.copies) == (3, 0)
+    # URIs stay relative to the manifest's folder, as at creation.
+    assert {uri for uri in samples(engine) if uri.startswith("images/later/")} == {f"images/{u}" for u in new[:3]}
