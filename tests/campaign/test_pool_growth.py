@@ -255,6 +255,7 @@ def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_th
     stored = samples(engine)
     taken = selected_ids(engine)
     unlabeled = sorted(s.uri for s in stored.values() if s.id not in taken and s.split == SampleSplit.pool)
+    kept = (tmp_path / "images" / unlabeled[0]).read_bytes()
     for uri in unlabeled[:3]:
         (tmp_path / "images" / uri).unlink()
     # A renamed file: its old name is gone, its content stands as a sample under the new name.
@@ -275,6 +276,15 @@ def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_th
     gone_ids = {stored[uri].id for uri in unlabeled[:4]}
     scored = scored_ids(engine, _round_id(engine, 2)) | scored_ids(engine, _round_id(engine, 3))
     assert not gone_ids & (selected_ids(engine) | scored)
+
+    # Put back, a removed image returns to the pool.
+    (tmp_path / "images" / unlabeled[0]).write_bytes(kept)
+    prepare_campaign(engine, config)
+    with session_scope(engine) as session:
+        assert set(session.scalars(select(SampleProblem.uri))) == set(unlabeled[1:4])
+        from activelabel.storage.repository import unlabeled_pool_columns
+
+        assert stored[unlabeled[0]].id in set(unlabeled_pool_columns(session, campaign_id).ids.tolist())
 
     labeled = next(s.uri for s in stored.values() if s.id in taken)
     (tmp_path / "images" / labeled).unlink()
