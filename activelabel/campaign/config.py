@@ -19,6 +19,7 @@ _MUTABLE = {
     "rounds", "device", "cpu_threads", "min_new_labels", "image_url_prefix", "document_root",
     "loader_workers", "label_budget", "target_accuracy", "plateau_threshold", "plateau_rounds",
     "data_pool", "data_labeled", "data_test", "truth", "heatmap_dir", "labeled_masks", "test_masks",
+    "follow_new_files",
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
@@ -95,6 +96,9 @@ class CampaignConfig:
     labels: tuple[str, ...] | None = None
     # Without a test set, this many random pool samples are labeled first as the yardstick.
     evaluation_size: int = 0
+    # Files added to data.pool (folder or manifest) since the last round join the pool when the
+    # next round starts (campaign.growth); False keeps the pool as it was created.
+    follow_new_files: bool = True
     truth: str | None = None
     image_size: int = 28
     channels: int = 1

@@ -156,6 +156,25 @@ def data_root(pool: str) -> Path:
     return path if path.is_dir() else path.parent
 
 
+def _list_pool(pool: str, labels) -> list[str]:
+    """The URIs a pool folder or manifest lists now (relative to the data root), in a stable
+    order. Raises ``DataSourceError`` naming ``data.pool`` when it is gone or lists nothing."""
+    from activelabel.pipeline.sources import load_source
+
+    return [r.uri for r in load_source(pool, key="data.pool", labels=labels, labeled=False, base=data_root(pool))]
+
+
+def list_pool_files(config: CampaignConfig) -> list[str] | None:
+    """The URIs ``data.pool`` lists *now*, read afresh (never cached): what a run compares with
+    the stored samples to find files added since (:mod:`activelabel.campaign.growth`). None
+    for a ``.npy`` pool, whose rows are fixed when the campaign is created."""
+    from activelabel.pipeline.memmap import is_npy
+
+    if not config.uses_own_data or is_npy(config.data_pool):
+        return None
+    return _list_pool(config.data_pool, config.labels if config.task != "segmentation" else None)
+
+
 def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> CampaignData:
     from activelabel.pipeline.memmap import MemmapStore, is_npy, open_array, parse_row_uri, row_uris
     from activelabel.pipeline.sources import load_source, read_manifest, uri_for
@@ -165,7 +184,7 @@ def _from_files(pool, labeled, test, labels, truth, image_size, channels) -> Cam
     if is_npy(pool):  # one memory-mapped array: a row per sample, nothing listed on disk
         listed = row_uris(uri_for(pool, root), len(open_array(pool, key="data.pool")))
     else:
-        listed = [r.uri for r in load_source(pool, key="data.pool", labels=labels, labeled=False, base=root)]
+        listed = _list_pool(pool, labels)
     seed_records = load_source(labeled, key="data.labeled", labels=labels, labeled=True, base=root) if labeled else []
     test_records = load_source(test, key="data.test", labels=labels, labeled=True, base=root) if test else []
     names = list(labels) if labels else sorted({r.label for r in seed_records if r.label})
@@ -253,11 +272,11 @@ def _mask_files(pool, labeled, labeled_masks, test, test_masks, labels, truth, i
     the seed and test masks are read once (they are few) and resized to ``image_size``."""
     from activelabel.annotation.base import MASK_LABEL
     from activelabel.pipeline.masks import read_segmentation_folder
-    from activelabel.pipeline.sources import load_source, uri_for
+    from activelabel.pipeline.sources import uri_for
     from activelabel.pipeline.store import FileStore
 
     root = data_root(pool)
-    listed = [r.uri for r in load_source(pool, key="data.pool", labeled=False, base=root)]
+    listed = _list_pool(pool, None)
     colours = {tuple(entry[:3]): entry[3] for entry in palette} if palette else None
 
     def masked(images: str | None, masks: str | None, key: str) -> dict[str, np.ndarray]:

@@ -78,6 +78,7 @@ class DataSection(_Section):
     test: str | None = Field(None, description="Labeled test set (folder or manifest); without it annotators label an evaluation set first")
     labels: list[str] | None = Field(None, description="The label set; required when nothing labeled is given")
     evaluation_size: int = Field(100, description="Without data.test: random pool samples labeled first as the yardstick (never trained on)")
+    follow_new_files: bool = Field(True, description="Images added to the pool folder or manifest join the pool when the next round starts; false keeps the pool as created (a fixed pool for a fair comparison)")
     image_size: int = Field(28, description="Images are resized to image_size x image_size pixels")
     channels: Literal[1, 3] = Field(1, description="1 = grayscale, 3 = RGB")
     mean: list[float] | None = Field(None, description="Per-channel normalisation mean (e.g. [0.5]); default: none")
@@ -250,6 +251,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
         data_pool=_resolve(base, d.pool), data_labeled=_resolve(base, d.labeled),
         data_test=_resolve(base, d.test), labels=tuple(d.labels) if d.labels else None,
         evaluation_size=0 if d.test else d.evaluation_size,
+        follow_new_files=d.follow_new_files,
         image_size=d.image_size, channels=d.channels,
         mean=tuple(d.mean) if d.mean else None, std=tuple(d.std) if d.std else None,
         augmentation=d.augmentation, loader_workers=d.workers,

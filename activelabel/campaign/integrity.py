@@ -9,6 +9,10 @@
   *labeled* changed file stops the run until the user says how: ``--accept-changes`` keeps
   its label (the new content is hashed), ``--relabel-changes`` withdraws its labels (kept in
   the database as rejected, with the reason) so it returns to the pool.
+- **Gone.** An unlabeled image removed from the folder is recorded as unreadable (never
+  scored or selected) and the run goes on; put back, it is checked like any file and returns
+  to the pool. A labeled one stops the run until it is restored.
+  Images *added* to the folder join the pool (:mod:`activelabel.campaign.growth`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from sqlalchemy import Engine, delete, select, update
 
 from activelabel.campaign.config import CampaignConfig
 from activelabel.errors import CampaignStateError, DatasetError
-from activelabel.storage import Annotation, AnnotationStatus, Sample, Selection, session_scope
-from activelabel.storage.repository import resolved_labels
+from activelabel.storage import Annotation, AnnotationStatus, Sample, SampleProblem, Selection, session_scope
+from activelabel.storage.repository import record_problems, resolved_labels
 
 log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
+#: The unreadable-file reason of an unlabeled image removed from the folder (cleared when it is back).
+GONE_REASON = "file is gone from the data folder (removed or renamed)"
 
 
 class DataChangedError(CampaignStateError):
@@ -63,7 +69,10 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
     with session_scope(engine) as session:
         samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign_id)))
         labeled = set(resolved_labels(session, campaign_id, config.annotations_per_task))
+        gone = dict(session.execute(select(SampleProblem.uri, SampleProblem.id).where(
+            SampleProblem.campaign_id == campaign_id, SampleProblem.reason == GONE_REASON)).all())
     changed = []
+    back: list[int] = []
     touched: list[tuple[int, tuple[int, int]]] = []
     for sample in samples:
         path = store.locate(sample.uri)
@@ -73,6 +82,8 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
         except OSError:
             changed.append(Changed(sample.id, sample.uri, path, None, None, sample.id in labeled))
             continue
+        if sample.uri in gone:  # a removed image is back: checked below like any file, then scored again
+            back.append(gone[sample.uri])
         if signature == (sample.size_bytes, sample.mtime_ns):
             continue
         try:
@@ -84,10 +95,11 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
             changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled))
         else:  # touched, not changed: remember the new signature to stay cheap next time
             touched.append((sample.id, signature))
-    if touched:
+    if touched or back:
         with session_scope(engine) as session:
             for sample_id, (size, mtime) in touched:
                 session.execute(update(Sample).where(Sample.id == sample_id).values(size_bytes=size, mtime_ns=mtime))
+            session.execute(delete(SampleProblem).where(SampleProblem.id.in_(back)))
     return changed
 
 
@@ -97,12 +109,20 @@ def reconcile_changes(
 ) -> None:
     """Apply the user's decision about changed files, or raise naming them and the choices."""
     missing = [c for c in changes if c.content_hash is None]
+    # An unlabeled image removed from the folder is simply gone: recorded as unreadable (never
+    # scored or selected), the run goes on. A labeled one, or any file after a move, stops it.
+    gone = [] if relocating else [c for c in missing if not c.labeled]
+    missing = [c for c in missing if c not in gone]
     if missing:
         where = "at the new place" if relocating else "any more"
         raise CampaignStateError(
-            f"{len(missing)} stored image(s) are not found {where} (e.g. {missing[0].path}); "
-            "restore them, or point the campaign file's data paths at the folder that holds them"
+            f"{len(missing)} stored image(s){'' if relocating else ' with labels'} are not found {where} "
+            f"(e.g. {missing[0].path}); restore them, or point the campaign file's data paths at the folder "
+            "that holds them"
         )
+    if gone:
+        _record_gone(engine, campaign_id, gone)
+    changes = [c for c in changes if c.content_hash is not None]
     if relocating and changes:
         raise CampaignStateError(
             f"--relocate: {len(changes)} file(s) at the new place differ from the stored content "
@@ -142,3 +162,12 @@ def reconcile_changes(
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
+
+
+def _record_gone(engine: Engine, campaign_id: int, gone: list[Changed]) -> None:
+    """Unlabeled images no longer on disk: recorded once as unreadable, named in a warning."""
+    with session_scope(engine) as session:
+        fresh = record_problems(session, campaign_id, [(c.uri, GONE_REASON) for c in gone])
+    if fresh:
+        log.warning("%d unlabeled image(s) are gone from the data folder (e.g. %s); they are skipped "
+                    "(recorded as unreadable, never selected)", fresh, gone[0].path)

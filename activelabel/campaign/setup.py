@@ -174,9 +174,14 @@ def plan_campaign(config: CampaignConfig, data: CampaignData) -> Plan:
     return Plan(split_of, seeds, source, hashes, signatures, duplicate_of, problems)
 
 
-def _group_copies(uris: list[str], hashes: dict[str, str], split_of: dict[str, SampleSplit]) -> dict[str, str]:
-    """copy -> representative for byte-identical contents; the stricter split's copy stands."""
-    first: dict[str, str] = {}
+def _group_copies(uris: list[str], hashes: dict[str, str], split_of: dict[str, SampleSplit],
+                  stands: dict[str, str] | None = None) -> dict[str, str]:
+    """copy -> representative for byte-identical contents; the stricter split's copy stands.
+
+    ``stands`` (content hash -> URI of a stored representative) makes files added to a running
+    campaign copies of the sample already standing for their content, whatever its split.
+    """
+    first: dict[str, str] = dict(stands or {})
     for uri in sorted(uris, key=lambda u: (_SPLIT_PRIORITY[split_of[u]], u)):
         first.setdefault(hashes[uri], uri)
     return {u: first[hashes[u]] for u in uris if first[hashes[u]] != u}
@@ -271,15 +276,8 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
         )
         session.add(campaign)
         session.flush()
-        # Bulk: a million samples in seconds (COPY on PostgreSQL, executemany on SQLite).
-        write_samples(session, [
-            (campaign.id, uri, plan.hashes[uri], split.value, *(plan.signatures.get(uri) or (None, None)))
-            for uri, split in plan.split_of.items()
-        ])
-        ids = dict(session.execute(select(Sample.uri, Sample.id).where(Sample.campaign_id == campaign.id)).all())
-        if plan.duplicate_of:  # one executemany UPDATE by primary key
-            session.execute(update(Sample), [{"id": ids[copy], "duplicate_of": ids[first]}
-                                             for copy, first in plan.duplicate_of.items()])
+        ids = write_sample_rows(session, campaign.id, plan.split_of, plan.hashes, plan.signatures,
+                                plan.duplicate_of)
         kind = task_kind(config)
         add_annotations(session, campaign.id, [
             NewAnnotation(sample_id=ids[uri], annotator=plan.seed_source, label=label,
@@ -294,6 +292,28 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
             counts[SampleSplit.test], counts[SampleSplit.evaluation], len(plan.duplicate_of),
         )
         return campaign.id
+
+
+def write_sample_rows(
+    session, campaign_id: int, split_of: dict[str, SampleSplit], hashes: dict[str, str],
+    signatures: dict[str, tuple[int, int] | None], duplicate_of: dict[str, str],
+) -> dict[str, int]:
+    """Insert a sample per URI of ``split_of`` (its hash and ``(size, mtime_ns)`` signature)
+    and point each copy of ``duplicate_of`` at its representative, which may be a stored
+    sample; in the session's transaction. Returns URI -> sample id for the whole campaign.
+
+    Raises :class:`sqlalchemy.exc.IntegrityError` on a URI the campaign already holds.
+    """
+    # Bulk: a million samples in seconds (COPY on PostgreSQL, executemany on SQLite).
+    write_samples(session, [
+        (campaign_id, uri, hashes[uri], split.value, *(signatures.get(uri) or (None, None)))
+        for uri, split in split_of.items()
+    ])
+    ids = dict(session.execute(select(Sample.uri, Sample.id).where(Sample.campaign_id == campaign_id)).all())
+    if duplicate_of:  # one executemany UPDATE by primary key
+        session.execute(update(Sample), [{"id": ids[copy], "duplicate_of": ids[first]}
+                                         for copy, first in duplicate_of.items()])
+    return ids
 
 
 def check_dataset(config: CampaignConfig) -> None:

@@ -28,6 +28,7 @@ from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
+from activelabel.campaign.growth import join_before_round
 from activelabel.campaign.model_settings import model_spec, training_config
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
@@ -102,8 +103,10 @@ def start_round(engine: Engine, campaign_id: int) -> int:
 
     A new round's kind follows from the labels so far: ``evaluation`` while the evaluation
     split is unlabeled, ``cold_start`` while fewer labels than ``min_labels_to_train`` exist,
-    else ``active``.
+    else ``active``. Before a new round, images added to the pool folder join the pool
+    (:mod:`activelabel.campaign.growth`); a round in flight keeps its pool.
     """
+    join_before_round(engine, campaign_id)
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
@@ -133,7 +136,11 @@ def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundK
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
     taken = selected_sample_ids(session, campaign_id)
     evaluation = split_samples(session, campaign_id, SampleSplit.evaluation)
-    if any(s.id not in resolved and s.id not in taken for s in evaluation):
+    # A copy shares its representative's label and an unreadable image is never sent (a file
+    # removed from the folder): neither holds the evaluation round open.
+    unreadable = problem_uris(session, campaign_id)
+    if any(s.id not in resolved and s.id not in taken and s.duplicate_of is None and s.uri not in unreadable
+           for s in evaluation):
         return RoundKind.evaluation
     pool_labels = sum(
         s.id in resolved for s in split_samples(session, campaign_id, SampleSplit.pool) if s.duplicate_of is None

@@ -30,10 +30,9 @@ class RoundSummary:
             return f"round {self.index} {self.status.replace('_', ' ')}"
         if self.kind != "active":
             return f"round {self.index} complete · {self.kind.replace('_', ' ')} batch labeled · {self.seconds:.1f}s"
-        return (
-            f"round {self.index} complete · {self.labeled} labels · "
-            f"test accuracy {self.test_accuracy:.3f} · {self.seconds:.1f}s"
-        )
+        # No yardstick (no data.test, evaluation_size = 0): no accuracy to show.
+        accuracy = "no test set" if self.test_accuracy is None else f"test accuracy {self.test_accuracy:.3f}"
+        return f"round {self.index} complete · {self.labeled} labels · {accuracy} · {self.seconds:.1f}s"
 
 
 def _summary(rnd: Round) -> RoundSummary:

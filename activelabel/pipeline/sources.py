@@ -97,8 +97,15 @@ def _records(paths: Iterable[tuple[Path, str | None]], base: Path) -> list[Sourc
     """Records of resolved paths sorted by URI; a file reached twice (symlinks) is kept once."""
     unique: dict[str, SourceRecord] = {}
     relpath = os.path.relpath
+    # A file under ``base`` (the usual case): its URI is the path after the folder's. Both are
+    # resolved, so this equals relpath without its per-path parsing (a third of a listing).
+    prefix = str(base).rstrip(os.sep) + os.sep if os.sep == "/" else None
     for resolved, label in paths:
-        uri = Path(relpath(resolved, base)).as_posix()  # uri_for of an already resolved path
+        text = str(resolved)
+        if prefix is not None and text.startswith(prefix):
+            uri = text[len(prefix):]
+        else:
+            uri = Path(relpath(resolved, base)).as_posix()  # uri_for of an already resolved path
         unique.setdefault(uri, SourceRecord(uri, resolved, label))
     return [unique[uri] for uri in sorted(unique)]
 
