@@ -32,6 +32,8 @@ SMALL, LARGE = 2_000, 20_000
 # with the pool up to 1,000 (capped at the first stage's image-passes), and the stage's
 # block-drawn dropout masks (passes x mask size: 75 MB for 1,000 passes of 32x24x24) would be
 # measured as if the pool's size had cost them.
+# mc_samples = 2 (the fewest a BALD round takes): what the bound guards against (pixels, mapped
+# pages, per-sample objects) does not grow with T, and T = 5 cost ~1.5x the test's time.
 MARGIN_MB = 64
 IMAGE = 48
 
@@ -73,7 +75,7 @@ def _peak_scoring(tmp_path: Path, count: int) -> dict:
     url = f"sqlite:///{folder / 'al.db'}"
     config = CampaignConfig(name="memory", dataset="files", data_pool=str(folder / "pool.npy"),
                             labels=tuple("0123456789"), annotator="labelstudio", evaluation_size=0,
-                            batch_size=10, mc_samples=5, image_size=IMAGE, loader_workers=0, device="cpu",
+                            batch_size=10, mc_samples=2, image_size=IMAGE, loader_workers=0, device="cpu",
                             calibrate=False, refine_passes=20)
     clear_cache()
     prepare_campaign(open_engine(url), config)
