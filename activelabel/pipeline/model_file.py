@@ -6,7 +6,8 @@ An activelabel model file is one ``torch.save`` of a plain dict, loadable with
     {
         "format": "activelabel-model/1",
         "architecture": {...},          # ModelSpec.to_dict(): "name", "in_channels", "num_classes",
-                                        # "head_dropout", and "mean"/"std" when the model normalises
+                                        # "head_dropout", and "mean"/"std" when the model normalises;
+                                        # gal_cnn also "conv_dropout" and "input_size" [H, W]
         "labels": ["cat", "dog", ...],  # class index i is labels[i]
         "state_dict": {...},            # tensors on CPU
         "extra": {...},                 # JSON-like provenance (campaign, round, model version)
