@@ -109,7 +109,7 @@ def test_the_l2_term_is_lambda_times_the_squared_hidden_dense_weights_only() -> 
             p.add_(0.1)
     lam = 3.5 / 20
     expected = lam * float((model.head[0].weight.detach().double() ** 2).sum())
-    assert float(l2_term(model, lam)) == pytest.approx(expected, rel=1e-6)
+    assert float(l2_term(model, lam).detach()) == pytest.approx(expected, rel=1e-6)
     assert [id(w) for w in regularised_weights(model)] == [id(model.head[0].weight)]
     everything = lam * sum(float((p.detach().double() ** 2).sum()) for p in model.parameters())
     assert everything > 1.5 * expected  # so the equality above excludes the others
