@@ -23,7 +23,9 @@ _MUTABLE = {
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
-ARCHITECTURES = ("small_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = ("small_cnn", "gal_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
+#: Training recipes (see campaign.recipes): None is the default recipe.
+RECIPES = ("gal2017",)
 TASKS = ("classification", "segmentation")
 SEGMENTATION_ARCHITECTURES = ("unet_small", "smp_unet")
 #: Segmentation strategies: the per-pixel map (acquisition.pixelwise) each one aggregates into an
@@ -126,6 +128,12 @@ class CampaignConfig:
     weight_decay_scale: float | None = None
     # Train exactly ``epochs`` epochs (off: at least 200 optimizer steps, whatever the set size).
     fixed_epochs: bool = False
+    # Training recipe (campaign.recipes): None, the default (Adam with weight decay on every
+    # weight, batches of 32), or "gal2017", Gal et al.'s (batches of 128, Adam without decay, an
+    # L2 penalty weight_decay_scale / N on the hidden dense layer only). Its defaults
+    # (architecture gal_cnn, 50 fixed epochs, scale 3.5) are filled in by recipe_defaults where
+    # settings are read; the stored settings show them.
+    recipe: str | None = None
     # --- stopping rules (None: off) ---
     label_budget: int | None = None
     target_accuracy: float | None = None
@@ -234,6 +242,7 @@ class CampaignConfig:
             )
         if self.weight_decay_scale is not None and self.weight_decay_scale <= 0:
             raise ConfigError(f"weight decay scale must be positive, got {self.weight_decay_scale}")
+        self._check_recipe()
         if self.initial_balanced and self.uses_own_data:
             raise ConfigError(
                 "initial balanced applies to built-in datasets only; give your own seed labels "
@@ -267,6 +276,23 @@ class CampaignConfig:
                 )
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"data.labels has duplicates: {list(self.labels)}")
+
+    def _check_recipe(self) -> None:
+        if self.recipe is None:
+            return
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown training recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)} (or none)")
+        if self.task != "classification":
+            raise ConfigError(f"recipe {self.recipe!r} trains classifiers; a {self.task} campaign has its own recipe")
+        if self.architecture not in ("gal_cnn", "small_cnn"):
+            raise ConfigError(
+                f"recipe {self.recipe!r} puts its L2 penalty on the hidden dense layer of gal_cnn or small_cnn; "
+                f"{self.architecture} has none: use architecture gal_cnn (the paper's) or no recipe"
+            )
+        if self.weight_decay_scale is None:
+            raise ConfigError(
+                f"recipe {self.recipe!r} needs weight_decay_scale (c of the L2 penalty c / N; the paper's code: 3.5)"
+            )
 
     def _check_refinement(self) -> None:
         """refine_passes: None (automatic), 0 (off) or at least 2; refine_candidates: None or at least one batch."""

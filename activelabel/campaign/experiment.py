@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from activelabel.acquisition import get_strategy
 from activelabel.campaign.config import _MUTABLE, CampaignConfig
+from activelabel.campaign.recipes import recipe_defaults
 from activelabel.campaign.setup import prepare_campaign
 from activelabel.errors import CampaignStateError, ConfigError
 from activelabel.storage import Campaign, Experiment, Round, RoundStatus, session_scope
@@ -30,7 +31,8 @@ _PER_ARM = {"name", "strategy", "seed"}
 class ExperimentConfig:
     """An experiment's grid (strategies × seeds) and the settings every arm shares.
 
-    ``campaign`` holds :class:`CampaignConfig` keys except name, strategy and seed. Raises
+    ``campaign`` holds :class:`CampaignConfig` keys except name, strategy and seed; a ``recipe``
+    fills in its defaults for the keys left unset (``campaign.recipes``). Raises
     ``ConfigError`` for an empty grid, a duplicate, an unknown key, or an arm whose settings are
     invalid (the arm's own message), and ``UnknownStrategyError`` for an unknown strategy.
     """
@@ -51,6 +53,7 @@ class ExperimentConfig:
         for what, values in (("strategies", strategies), ("seeds", self.seeds)):
             if len(set(values)) != len(values):
                 raise ConfigError(f"{what} of experiment {self.name!r} has duplicates: {list(values)}")
+        object.__setattr__(self, "campaign", recipe_defaults(self.campaign))
         known = {f.name for f in fields(CampaignConfig)} - _PER_ARM
         unknown = sorted(set(self.campaign) - known)
         if unknown:

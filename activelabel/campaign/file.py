@@ -23,10 +23,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from activelabel.campaign.config import (
     ARCHITECTURES,
     PIXEL_AGGREGATIONS,
+    RECIPES,
     SEGMENTATION_ARCHITECTURES,
     TASKS,
     CampaignConfig,
 )
+from activelabel.campaign.recipes import recipe_defaults
 from activelabel.errors import ActiveLabelError, ConfigError
 
 
@@ -94,6 +96,15 @@ class ModelSection(_Section):
     weights: str | None = Field(None, description="A weights file to start from (a path; nothing is downloaded)")
     freeze_backbone: bool = Field(False, description="Train only the classifier head (with weights)")
     dropout: float = Field(0.5, description="Dropout before the classifier (MC dropout samples it)")
+    recipe: Literal[RECIPES] | None = Field(  # type: ignore[valid-type]
+        None, description="Training recipe: unset (Adam with weight decay 1e-4 on all weights, batches of 32, at least 200 steps) or 'gal2017' (Gal et al. 2017: batches of 128, Adam, 50 fixed epochs, L2 penalty weight_decay_scale / N on the hidden dense layer; architecture gal_cnn unless set)"
+    )
+    weight_decay_scale: float | None = Field(
+        None, description="Weight decay c / N (N: labels trained on); with recipe 'gal2017' the L2 penalty's c (default 3.5)"
+    )
+    fixed_epochs: bool | None = Field(
+        None, description="Train exactly campaign.epochs epochs (default: at least 200 steps; recipe 'gal2017': yes)"
+    )
 
 
 class AnnotatorSection(_Section):
@@ -266,7 +277,12 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
         labeled_masks=_resolve(base, g.labeled_masks), test_masks=_resolve(base, g.test_masks),
         ignore_index=g.ignore_index, palette=_palette(g, d.labels),
     )
+    values |= dict(recipe=m.recipe, weight_decay_scale=m.weight_decay_scale, fixed_epochs=m.fixed_epochs)
+    if m.recipe is not None:  # the recipe's defaults for what the file leaves unset
+        values |= {key: None for key, section in (("architecture", m), ("epochs", c)) if key not in section.model_fields_set}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values = recipe_defaults(values)
+    values["fixed_epochs"] = bool(values["fixed_epochs"])
     return CampaignConfig(**values)
 
 

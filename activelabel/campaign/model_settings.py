@@ -3,38 +3,56 @@
 from __future__ import annotations
 
 from activelabel.campaign.config import CampaignConfig
-from activelabel.pipeline.model import ModelSpec
+from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
+from activelabel.pipeline.model import GAL_CNN, ModelSpec
 from activelabel.pipeline.training import TrainingConfig
 
 
-def model_spec(config: CampaignConfig, in_channels: int, num_classes: int) -> ModelSpec:
-    """The network a round trains, built for the campaign's channels and label set."""
+def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> ModelSpec:
+    """The network a round trains, built for the campaign's channels, label set and image side
+    (``image_size``: square images of that many pixels; needed by ``gal_cnn`` only).
+
+    Raises ``ConfigError`` when ``gal_cnn`` gets no image size or images under 8 pixels.
+    """
     return ModelSpec(
         in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
         dropout=config.dropout, weights=config.weights, freeze_backbone=config.freeze_backbone,
         mean=config.mean, std=config.std,
+        input_size=(image_size, image_size) if config.architecture == GAL_CNN and image_size else None,
     )
 
 
 def training_config(config: CampaignConfig, n_labeled: int | None = None) -> TrainingConfig:
-    """The training recipe of a round on ``n_labeled`` labels.
+    """The training recipe of a round on ``n_labeled`` labels (those the model trains on).
 
-    ``weight_decay_scale`` gives weight decay ``scale / n_labeled`` (Gal et al. 2017);
+    Default recipe: Adam, batches of 32, weight decay 1e-4 on every weight, or
+    ``weight_decay_scale / n_labeled`` with ``weight_decay_scale`` (Adam's coupled decay);
     ``fixed_epochs`` drops the 200-step minimum so ``epochs`` is exactly what runs.
+
+    ``recipe = "gal2017"`` (Gal et al. 2017): batches of 128, Adam without weight decay, and the
+    loss term ``weight_decay_scale / n_labeled * sum(W ** 2)`` over the hidden dense layer's
+    weights (``TrainingConfig.l2_penalty``); epochs and ``fixed_epochs`` as set (the recipe's
+    defaults: 50, fixed).
     """
     extra: dict = {}
-    if config.weight_decay_scale is not None and n_labeled:
+    if config.recipe is not None:
+        extra["batch_size"] = RECIPE_TRAINING_BATCH[config.recipe]
+        extra["weight_decay"] = 0.0
+        if config.weight_decay_scale is not None and n_labeled:
+            extra["l2_penalty"] = config.weight_decay_scale / n_labeled
+    elif config.weight_decay_scale is not None and n_labeled:
         extra["weight_decay"] = config.weight_decay_scale / n_labeled
     if config.fixed_epochs:
         extra["min_steps"] = 0
     return TrainingConfig(epochs=config.epochs, augment=config.augmentation, **extra)
 
 
-def check_model(config: CampaignConfig, in_channels: int, num_classes: int) -> None:
+def check_model(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> None:
     """Build the network once (and read its weights file) before anything is written.
 
     Raises ``WeightsFileError`` naming the file when it does not fit the architecture (for a
-    segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``).
+    segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``), and
+    ``ConfigError`` when ``gal_cnn`` does not fit the image size.
     """
     from activelabel.pipeline.model_file import build_model_for_training
 
@@ -45,4 +63,6 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int) -> N
         spec = segmentation_spec(config, in_channels, num_classes)
         load_segmentation_weights(build_segmentation_model(spec), spec.weights)
     elif config.weights is not None:
-        build_model_for_training(model_spec(config, in_channels, num_classes))
+        build_model_for_training(model_spec(config, in_channels, num_classes, image_size))
+    elif config.task == "classification" and config.architecture == GAL_CNN:
+        model_spec(config, in_channels, num_classes, image_size)  # its size checks

@@ -322,7 +322,7 @@ def check_dataset(config: CampaignConfig) -> None:
     from activelabel.campaign.model_settings import check_model
 
     data = campaign_data(config)
-    check_model(config, data.in_channels, len(data.labels))
+    check_model(config, data.in_channels, len(data.labels), getattr(data.store, "size", None))
     if config.uses_own_data:
         free = len(data.pool) - len(data.seeds) - config.evaluation_size
         if free < config.batch_size:

@@ -241,14 +241,14 @@ def train_classifier(job: TrainInput) -> Trained:
     labeled = [labeled[i] for i in kept]
     class_of = {name: i for i, name in enumerate(campaign.labels)}
     y = np.array([class_of[labels[s.id].label] for s in labeled], dtype=np.int64)
-    spec = model_spec(config, data.in_channels, len(campaign.labels))
-    training = training_config(config, len(labeled))
-    progress = reporter()
-    progress.phase(
-        f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(labeled), training)
-    )
+    spec = model_spec(config, data.in_channels, len(campaign.labels), int(x.shape[-1]))
     held = validation_positions(len(labeled), job.seed) if config.calibrate else np.zeros(0, np.int64)
     train = np.setdiff1d(np.arange(len(labeled)), held)
+    training = training_config(config, len(train))  # weight decay c / N: N the labels trained on
+    progress = reporter()
+    progress.phase(
+        f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(train), training)
+    )
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [
         train_model(

@@ -14,7 +14,10 @@ Every network built here has the same shape, so training, MC dropout and feature
 
 The small CNN keeps dropout after its convolutional block as well as in the head (Gal et al.
 2017), so MC dropout samples the whole feature hierarchy (``mc_dropout_mode`` says
-``"full_network"``). torchvision networks get dropout only in the new head: their backbone is
+``"full_network"``). ``gal_cnn`` is the network of Gal, Islam & Ghahramani 2017, Sec. 5.1, as the
+paper's text gives it (no batch norm; dropout after the conv block and in the head, so
+``"full_network"`` too); its dense layer's width depends on the input size, which its spec
+carries (``input_size``). torchvision networks get dropout only in the new head: their backbone is
 deterministic in eval mode, so the features can be computed once and only the head resampled
 (``"head_only"``). Batch norm is frozen (eval mode) during MC sampling either way.
 
@@ -34,8 +37,11 @@ from torch import nn
 from activelabel.errors import ConfigError
 
 SMALL_CNN = "small_cnn"
+GAL_CNN = "gal_cnn"
 TORCHVISION_ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
-ARCHITECTURES = (SMALL_CNN, *TORCHVISION_ARCHITECTURES)
+ARCHITECTURES = (SMALL_CNN, GAL_CNN, *TORCHVISION_ARCHITECTURES)
+#: gal_cnn: two valid 4x4 convolutions and a 2x2 max-pool need images of at least this side.
+GAL_CNN_MIN_SIDE = 8
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -48,8 +54,12 @@ class ModelSpec:
 
     - ``architecture``: one of ``ARCHITECTURES``.
     - ``dropout``: probability of the head dropout (before the final linear layer).
-    - ``width``, ``conv_dropout``: the small CNN's channel width and convolutional dropout;
-      only meaningful for ``small_cnn`` (other values raise ``ConfigError`` elsewhere).
+    - ``width``: the small CNN's channel width; only meaningful for ``small_cnn``.
+    - ``conv_dropout``: dropout after the convolutional block of ``small_cnn`` and ``gal_cnn``
+      (other values for other architectures raise ``ConfigError``).
+    - ``input_size``: ``(height, width)`` of the images; required by ``gal_cnn`` (its dense layer
+      sees the flattened conv features, ``32 x ((H - 6) // 2) x ((W - 6) // 2)`` of them), unused
+      by the others (left ``None``).
     - ``weights``: path of a user weights file to start training from. Used only when a model is
       built fresh for training, never when a stored checkpoint is loaded.
     - ``freeze_backbone``: train only ``classifier`` (backbone weights and batch-norm statistics
@@ -70,6 +80,7 @@ class ModelSpec:
     freeze_backbone: bool = False
     mean: tuple[float, ...] | None = field(default=None)
     std: tuple[float, ...] | None = field(default=None)
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -85,10 +96,26 @@ class ModelSpec:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"model {name} must be in [0, 1), got {value}")
-        if self.architecture != SMALL_CNN and (self.width != 16 or self.conv_dropout != 0.25):
+        if self.architecture != SMALL_CNN and self.width != 16:
+            raise ConfigError(f"width applies only to small_cnn, not to {self.architecture}; remove it")
+        if self.architecture not in (SMALL_CNN, GAL_CNN) and self.conv_dropout != 0.25:
             raise ConfigError(
-                f"width and conv_dropout apply only to small_cnn, not to {self.architecture}; remove them"
+                f"conv_dropout applies only to small_cnn and gal_cnn, not to {self.architecture}; remove it"
             )
+        if self.input_size is not None:
+            size = tuple(int(v) for v in self.input_size)
+            if len(size) != 2 or min(size) < 1:
+                raise ConfigError(f"input_size must be (height, width) in pixels, got {self.input_size!r}")
+            object.__setattr__(self, "input_size", size)
+        if self.architecture == GAL_CNN:
+            if self.input_size is None:
+                raise ConfigError("gal_cnn needs the image size (input_size = (height, width)) to size its dense layer")
+            if min(self.input_size) < GAL_CNN_MIN_SIDE:
+                raise ConfigError(
+                    f"gal_cnn needs images of at least {GAL_CNN_MIN_SIDE}x{GAL_CNN_MIN_SIDE} pixels (two 4x4 "
+                    f"convolutions and a 2x2 max-pool), got {self.input_size[0]}x{self.input_size[1]}; "
+                    "use a larger image_size or small_cnn"
+                )
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is None:
@@ -115,6 +142,8 @@ class ModelSpec:
         data: dict = {"name": self.architecture, "in_channels": self.in_channels, "num_classes": self.num_classes}
         if self.architecture == SMALL_CNN:
             data |= {"width": self.width, "conv_dropout": self.conv_dropout}
+        if self.architecture == GAL_CNN:
+            data |= {"conv_dropout": self.conv_dropout, "input_size": list(self.input_size or ())}
         data["head_dropout"] = self.dropout
         if self.weights is not None:
             data["weights"] = self.weights
@@ -208,6 +237,81 @@ class SmallCNN(nn.Module):
     def classifier(self) -> nn.Module:
         return self.head[2:]
 
+    @property
+    def regularised(self) -> list[nn.Linear]:
+        """The hidden dense layer (``recipe = "gal2017"`` puts its L2 penalty there)."""
+        return [self.head[0]]
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:2](self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class GalCNN(nn.Module):
+    """The CNN of Gal, Islam & Ghahramani 2017 (Deep Bayesian Active Learning with Image Data,
+    Sec. 5.1), as the paper's text gives it::
+
+        conv(32, 4x4) - ReLU - conv(32, 4x4) - ReLU - max-pool(2x2) - dropout(0.25)
+        - dense(128) - ReLU - dropout(0.5) - dense(C)
+
+    Valid (unpadded) convolutions, no batch norm, weights initialised as Keras did (Glorot
+    uniform, zero biases). Any input size of at least 8x8 and any channel count: the dense layer
+    takes ``32 * ((H - 6) // 2) * ((W - 6) // 2)`` inputs (3,872 for 28x28 MNIST).
+
+    The authors' Keras code (``Riashat/Deep-Bayesian-Active-Learning``,
+    ``MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py``) differs: 3x3 kernels, a 5x5 pool and a
+    256-unit dense layer; the paper's text is followed here.
+
+    State keys ``features.*`` (the conv block: conv 0, conv 2) and ``head.*`` (dense 0, dense 3)
+    as in ``SmallCNN``. ``backbone`` is ``features`` plus the hidden dense layer and its ReLU
+    (``D = 128``); ``classifier`` is the head dropout and the final dense layer.
+    ``regularised`` is the hidden dense layer: the one layer the authors' code puts its L2 weight
+    decay on (Keras ``W_regularizer=l2(c / N)``: weights only, no bias).
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.input_size is None:  # pragma: no cover - ModelSpec checks it
+            raise ConfigError("gal_cnn needs input_size")
+        self.spec = spec
+        self.feature_dim = 128
+        h, w = spec.input_size
+        self.flat_dim = 32 * ((h - 6) // 2) * ((w - 6) // 2)
+        self.normalize = Normalize(spec.mean, spec.std)
+        self.features = nn.Sequential(
+            nn.Conv2d(spec.in_channels, 32, 4),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(spec.conv_dropout),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(self.flat_dim, self.feature_dim),
+            nn.ReLU(),
+            nn.Dropout(spec.dropout),
+            nn.Linear(self.feature_dim, spec.num_classes),
+        )
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head[2:]
+
+    @property
+    def regularised(self) -> list[nn.Linear]:
+        return [self.head[0]]
+
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         return self.head[:2](self.features(x))
 
@@ -288,14 +392,23 @@ def _with_in_channels(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     )
 
 
-Model = SmallCNN | TorchvisionNet
+Model = SmallCNN | GalCNN | TorchvisionNet
 
 
 def build_model(spec: ModelSpec) -> Model:
     """A freshly initialised network for ``spec`` (current torch seed); never reads ``spec.weights``."""
     if spec.architecture == SMALL_CNN:
         return SmallCNN(spec)
+    if spec.architecture == GAL_CNN:
+        return GalCNN(spec)
     return TorchvisionNet(spec)
+
+
+def regularised_weights(model: Model) -> list[nn.Parameter]:
+    """The weight matrices an L2 penalty ``lambda * sum(W ** 2)`` applies to (no biases): the
+    hidden dense layer of ``small_cnn`` and ``gal_cnn`` (where Gal et al.'s code regularises);
+    empty for torchvision networks, which have no hidden dense layer of ours."""
+    return [layer.weight for layer in getattr(model, "regularised", [])]
 
 
 def classifier_parameters(model: Model) -> list[nn.Parameter]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from activelabel.pipeline.model import DROPOUT_TYPES, SmallCNN, TorchvisionNet, mc_dropout_mode
+from activelabel.pipeline.model import DROPOUT_TYPES, GalCNN, SmallCNN, TorchvisionNet, mc_dropout_mode
 
 _DROPOUT_TYPES = DROPOUT_TYPES
 #: The modes :func:`predict_stream` runs; ``deterministic`` is one eval pass (T = 1).
@@ -79,7 +79,7 @@ def _active_dropouts(model: nn.Module) -> list[nn.Module]:
 
 def _chain(model: nn.Module) -> list[nn.Module] | None:
     """The model as a list of modules applied one after the other, or None if not a chain."""
-    if isinstance(model, SmallCNN):
+    if isinstance(model, (SmallCNN, GalCNN)):
         return [model.normalize, *model.features, *model.head]
     if isinstance(model, TorchvisionNet):
         return [model.normalize, model.body, *model.classifier]
@@ -100,7 +100,7 @@ def mc_strategy(model: nn.Module, samples: int) -> PredictionMode:
     """
     if samples == 0:
         return "deterministic"
-    if isinstance(model, (SmallCNN, TorchvisionNet)) and mc_dropout_mode(model) == "head_only":
+    if isinstance(model, (SmallCNN, GalCNN, TorchvisionNet)) and mc_dropout_mode(model) == "head_only":
         return "head_only"
     chain = _chain(model)
     if chain is not None and _split_index(chain) > 0:

@@ -4,6 +4,11 @@ The network starts fresh each round (from ``spec.weights`` when the user gave a 
 With ``spec.freeze_backbone`` only the classifier learns: the backbone's parameters get no
 gradient and its batch-norm layers stay in eval mode, so their running statistics do not move.
 Augmentation (random translations, optional horizontal flips) draws from the seeded generator.
+
+Two regularisers: ``weight_decay`` is Adam's own (coupled) L2 on every trained weight;
+``l2_penalty`` adds ``l2_penalty * sum(W ** 2)`` over the model's ``regularised_weights`` (its
+hidden dense layer) to the loss, as Keras' ``W_regularizer=l2(l2_penalty)`` does. Gal, Islam &
+Ghahramani 2017 use the second with ``l2_penalty = c / N`` (``recipe = "gal2017"``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from activelabel.pipeline.model import Model, ModelSpec, backbone_modules, backbone_parameters
+from activelabel.pipeline.model import (
+    Model,
+    ModelSpec,
+    backbone_modules,
+    backbone_parameters,
+    regularised_weights,
+)
 from activelabel.pipeline.model_file import build_model_for_training
 
 
@@ -31,12 +42,29 @@ class TrainingConfig:
     augment: bool = False
     # With ``augment``, also flip half the images left-right (off: digits and text are not symmetric).
     augment_flip: bool = False
+    # lambda of the loss term lambda * sum(W ** 2) over ``regularised_weights(model)`` (0: none).
+    l2_penalty: float = 0.0
 
 
 def planned_epochs(n_samples: int, config: TrainingConfig) -> int:
     """Epochs the loop will run: ``config.epochs``, or more so that ``min_steps`` are taken."""
     steps_per_epoch = max(1, -(-n_samples // config.batch_size))
     return max(config.epochs, -(-config.min_steps // steps_per_epoch))
+
+
+def l2_term(model: Model, l2_penalty: float) -> torch.Tensor:
+    """``l2_penalty * sum(W ** 2)`` over the model's regularised weight matrices (a scalar tensor).
+
+    Keras' ``l2(l2_penalty)`` regulariser (Gal et al. 2017's code: ``l2(c / N)`` on the hidden
+    dense layer), added to the mean cross-entropy of each batch. Raises ``ValueError`` when
+    ``l2_penalty > 0`` but the model has no regularised layer (a torchvision network).
+    """
+    weights = regularised_weights(model)
+    if l2_penalty and not weights:
+        raise ValueError(f"{type(model).__name__} has no hidden dense layer to put an L2 penalty on")
+    if not weights:
+        return torch.zeros(())
+    return l2_penalty * sum(w.pow(2).sum() for w in weights)
 
 
 def train_model(
@@ -52,9 +80,11 @@ def train_model(
     """Train a fresh model (standard in active learning: no warm-start bias from the last round).
 
     ``images`` ``[N, C, H, W]`` float32 in [0, 1], ``targets`` ``[N]`` int64 class indices.
-    ``on_epoch(epoch, epochs, mean_loss)`` reports progress. Returns the model in eval mode.
-    Raises ``ValueError`` for an empty labeled set and ``WeightsFileError`` when ``spec.weights``
-    does not fit ``spec.architecture``.
+    ``on_epoch(epoch, epochs, mean_loss)`` reports progress (the mean cross-entropy, without the
+    L2 term). Each epoch takes ``ceil(N / batch_size)`` optimizer steps, one per shuffled batch;
+    only a model with batch norm skips a last batch of one. Returns the model in eval mode.
+    Raises ``ValueError`` for an empty labeled set or an ``l2_penalty`` the model cannot take, and
+    ``WeightsFileError`` when ``spec.weights`` does not fit ``spec.architecture``.
     """
     if len(images) == 0:
         raise ValueError("cannot train on an empty labeled set")
@@ -74,6 +104,9 @@ def train_model(
     n = len(x_all)
     epochs = planned_epochs(n, config)
     loss_fn = nn.CrossEntropyLoss()
+    if config.l2_penalty:
+        l2_term(model, config.l2_penalty)  # raises before training when the model has no such layer
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     _train_mode(model, frozen_backbone=spec.freeze_backbone)
     # A frozen backbone without augmentation gives the same features every epoch: compute them once.
     cached = _features(model, x_all, config.batch_size) if spec.freeze_backbone and not config.augment else None
@@ -82,7 +115,7 @@ def train_model(
         total = 0.0
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            if len(batch) < 2 and n >= 2:
+            if len(batch) < 2 and n >= 2 and batch_norm:
                 # BatchNorm cannot normalise a batch of one; fold it into the next epoch.
                 continue
             optimizer.zero_grad(set_to_none=True)
@@ -94,7 +127,8 @@ def train_model(
                     x = augment_batch(x, generator, flip=config.augment_flip)
                 logits = model(x)
             loss = loss_fn(logits, y_all[batch])
-            loss.backward()
+            objective = loss + l2_term(model, config.l2_penalty) if config.l2_penalty else loss
+            objective.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
         if on_epoch is not None:

@@ -202,7 +202,7 @@ def _settings_table(settings: dict) -> str:
     shared = settings.get("campaign", {})
     keys = ["dataset", "rounds", "batch_size", "initial_labeled", "initial_balanced", "pool_subset",
             "uncertainty", "mc_samples", "ensemble_size", "calibrate", "epochs", "fixed_epochs",
-            "weight_decay_scale", "test_fraction", "architecture", "dropout"]
+            "weight_decay_scale", "recipe", "test_fraction", "architecture", "dropout"]
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
     rows += [[k, str(shared.get(k))] for k in keys if k in shared]
