@@ -199,7 +199,36 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class SmallCNN(nn.Module):
+class _DenseHeadCNN(nn.Module):
+    """What :class:`SmallCNN` and :class:`GalCNN` share: ``normalize`` -> ``features`` (convs)
+    -> ``head`` = ``[Linear(., 128), ReLU, Dropout, Linear(128, C)]``. The backbone ends at the
+    hidden layer's ReLU, so the head's dropout is what MC sampling repeats."""
+
+    normalize: nn.Module
+    features: nn.Module
+    head: nn.Sequential
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head[2:]
+
+    @property
+    def regularised(self) -> list[nn.Linear]:
+        """The hidden dense layer (``recipe = "gal2017"`` puts its L2 penalty there)."""
+        return [self.head[0]]
+
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:2](self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
+        return self.backbone(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class SmallCNN(_DenseHeadCNN):
     """Two conv layers, pooling, a 128-unit hidden layer, dropout in both parts.
 
     State keys ``features.*`` and ``head.*`` are those of every earlier version. ``backbone`` is
@@ -233,27 +262,9 @@ class SmallCNN(nn.Module):
             nn.Linear(self.feature_dim, spec.num_classes),
         )
 
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head[2:]
-
-    @property
-    def regularised(self) -> list[nn.Linear]:
-        """The hidden dense layer (``recipe = "gal2017"`` puts its L2 penalty there)."""
-        return [self.head[0]]
-
-    def backbone(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head[:2](self.features(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
-        return self.backbone(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
 
 
-class GalCNN(nn.Module):
+class GalCNN(_DenseHeadCNN):
     """The CNN of Gal, Islam & Ghahramani 2017 (Deep Bayesian Active Learning with Image Data,
     Sec. 5.1), as the paper's text gives it::
 
@@ -304,23 +315,6 @@ class GalCNN(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head[2:]
-
-    @property
-    def regularised(self) -> list[nn.Linear]:
-        return [self.head[0]]
-
-    def backbone(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head[:2](self.features(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
-        return self.backbone(self.normalize(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
 
 
 class TorchvisionNet(nn.Module):
