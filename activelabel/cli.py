@@ -701,16 +701,6 @@ def compare(
     _configure_logging(verbose)
     from activelabel.cli_compare import run_compare_command
 
-    if epochs is not None and not fixed_epochs:
-        from activelabel.campaign import CampaignConfig
-        from activelabel.campaign.epochs import raised_epochs_note
-
-        labels = initial_labeled if initial_labeled is not None or experiment_file is not None else 20
-        note = raised_epochs_note(CampaignConfig(name=experiment or "compare", epochs=epochs), labels,
-                                  hint="; --fixed-epochs trains exactly that many")
-        if note:
-            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-
     run_compare_command(
         experiment_file, console=console, err_console=err_console, database_url=database_url,
         name=experiment, strategies=strategies, seeds=seeds, workers=workers,

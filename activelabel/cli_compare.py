@@ -115,6 +115,13 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     config = ExperimentConfig(name=name or settings.get("name") or f"compare-{kind}", strategies=tuple(names),
                               seeds=tuple(seed_list), campaign=shared)
     workers = workers or int(settings.get("workers", 1))
+    if campaign.get("epochs") is not None:  # --epochs given: say once if the step minimum raises it
+        from activelabel.campaign.epochs import raised_epochs_note
+
+        first = config.arms()[0]  # file, options and the recipe's defaults, as the campaigns get them
+        note = raised_epochs_note(first, first.initial_labeled, hint="; --fixed-epochs trains exactly that many")
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     for arm in config.arms()[: len(config.strategies)]:
         check_dataset(arm)  # one arm per strategy: data and pool size, before anything is written
     engine, url = open_database(database_url or settings.get("database_url"))

@@ -63,6 +63,19 @@ class Growth:
     skipped: tuple[tuple[str, str], ...] = ()
 
 
+def describe_joined(files: int, copies: int, unreadable: int) -> str:
+    """The log line's words: how many new files joined and how many of them can be labeled
+    (a copy shares its stored twin's label; an unreadable file is never sent)."""
+    def count(n: int, word: str) -> str:
+        return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+    usable = files - copies - unreadable
+    copies_said = "1 copy of a stored image" if copies == 1 else f"{copies:,} copies of stored images"
+    left_out = [part for n, part in ((copies, copies_said), (unreadable, f"{unreadable:,} unreadable")) if n]
+    return (f"{count(files, 'new image')} in data.pool joined the pool, {usable:,} to label"
+            + (f" ({', '.join(left_out)})" if left_out else ""))
+
+
 def join_before_round(engine: Engine, campaign_id: int) -> Growth:
     """Before a new round: :func:`join_new_files` unless a round is still in flight (that
     round keeps the pool it started with). Called by ``steps.start_round`` under the
@@ -128,8 +141,7 @@ def _write(engine, campaign_id, config, data, fresh, hashes, signatures) -> Grow
     except IntegrityError:  # a process without the lease added them a moment ago: theirs stand
         log.info("campaign %r: new images in data.pool were added by another process", config.name)
         return Growth()
-    log.info("campaign %r: %d new images in data.pool joined the pool (%d were copies of stored images)",
-             config.name, len(fresh), len(duplicate_of))
+    log.info("campaign %r: %s", config.name, describe_joined(len(fresh), len(duplicate_of), len(unreadable)))
     for uri, reason in unreadable[:10]:
         log.warning("campaign %r: new image %s cannot be read (%s); recorded and never sent to annotators",
                     config.name, _shown(data, uri), reason)

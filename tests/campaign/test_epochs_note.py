@@ -30,3 +30,24 @@ def test_the_note_says_the_threshold_and_what_this_campaign_gets() -> None:
     assert raised_epochs_note(CampaignConfig(name="n", epochs=40), 129) is None
     assert raised_epochs_note(CampaignConfig(name="n", epochs=2, fixed_epochs=True), 16) is None
     assert labels_for_epochs(CampaignConfig(name="n", epochs=2, fixed_epochs=True)) is None
+
+
+def test_compare_says_it_only_when_the_settings_that_run_raise_the_epochs(tmp_path) -> None:
+    """compare's note reads the campaigns' settings (options, experiment file, recipe): the
+    gal2017 recipe trains exactly --epochs, so it gets no note; the default recipe does. The
+    dataset folder is missing on purpose: the note comes before the data check, and nothing runs."""
+    from typer.testing import CliRunner
+
+    from activelabel.cli import app
+
+    def said(*extra: str) -> str:
+        result = CliRunner().invoke(app, ["compare", "--dataset", f"imagefolder:{tmp_path / 'missing'}",
+                                          "--strategies", "random", "--seeds", "1", "--epochs", "3",
+                                          "--database-url", f"sqlite:///{tmp_path / 'x.db'}", *extra],
+                                    terminal_width=250)
+        assert result.exit_code != 0  # the missing folder
+        return result.output
+
+    assert "train more than epochs = 3" in said()
+    assert "train more than epochs = 3" not in said("--recipe", "gal2017")
+    assert not (tmp_path / "x.db").exists()

@@ -116,7 +116,7 @@ def test_images_added_between_runs_join_are_scored_and_selected(tmp_path, engine
         assert sample.split == SampleSplit.pool and sample.duplicate_of is None
         assert sample.content_hash == file_sha256(path)
         assert (sample.size_bytes, sample.mtime_ns) == file_signature(path)
-    assert "campaign 'own': 12 new images in data.pool joined the pool (0 were copies of stored images)" \
+    assert "campaign 'own': 12 new images in data.pool joined the pool, 12 to label" \
         in caplog.text
     # The round after the files arrived scored every unlabeled sample: the 10 old and the 12 new.
     new_ids = {after[uri].id for uri in new}
@@ -184,7 +184,7 @@ def test_a_corrupt_new_file_is_named_and_skipped_and_the_run_goes_on(tmp_path, e
     round_id = run_round(engine, campaign_id)  # the next round starts: the files join first
     for uri in broken:
         assert f"new image {tmp_path / 'images' / uri} cannot be read" in caplog.text
-    assert "7 new images in data.pool joined the pool" in caplog.text
+    assert "7 new images in data.pool joined the pool, 5 to label (2 unreadable)" in caplog.text
     with session_scope(engine) as session:
         problems = dict(session.execute(select(SampleProblem.uri, SampleProblem.reason)).all())
         status = session.get(Round, round_id).status.value
@@ -314,7 +314,7 @@ def test_cli_run_says_which_images_joined_and_status_counts_them(tmp_path) -> No
                             cwd=tmp_path, env=env, timeout=900)
     assert second.returncode == 0, second.stderr
     logged = " ".join(second.stderr.split())
-    assert "campaign 'own': 9 new images in data.pool joined the pool (0 were copies of stored images)" in logged
+    assert "campaign 'own': 9 new images in data.pool joined the pool, 8 to label (1 unreadable)" in logged
     assert f"new image {tmp_path / 'images' / 'later' / 'broken.png'} cannot be read" in logged
     status = subprocess.run([*exe, "status", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env,
                             timeout=600)
@@ -346,3 +346,12 @@ def test_rows_added_to_a_pool_manifest_join(tmp_path, engine) -> None:
     assert (growth.joined, growth.copies) == (3, 0)
     # URIs stay relative to the manifest's folder, as at creation.
     assert {uri for uri in samples(engine) if uri.startswith("images/later/")} == {f"images/{u}" for u in new[:3]}
+
+
+def test_the_joined_line_counts_what_can_be_labeled_in_words() -> None:
+    from activelabel.campaign.growth import describe_joined
+
+    assert describe_joined(30, 1, 1) == ("30 new images in data.pool joined the pool, 28 to label "
+                                         "(1 copy of a stored image, 1 unreadable)")
+    assert describe_joined(37, 2, 0) == "37 new images in data.pool joined the pool, 35 to label (2 copies of stored images)"
+    assert describe_joined(1, 0, 0) == "1 new image in data.pool joined the pool, 1 to label"
