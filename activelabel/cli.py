@@ -879,14 +879,14 @@ def main() -> None:
 
     from rich.markup import escape
 
-    class Stopped(BaseException):  # not KeyboardInterrupt: typer would turn that into "Aborted"
-        def __init__(self, signum: int) -> None:
-            super().__init__(signum)
-            self.signum = signum
+    from activelabel.stop import Stopped, request, requested, signal_name
 
     def _stop(signum: int, _frame: object) -> None:
         # Ctrl-C and SIGTERM end the run the same way: the flow is marked crashed, the lease
         # and Prefect's temporary server are released, and the next run resumes from the database.
+        # Recorded first: Python swallows an exception raised inside a weakref callback or
+        # __del__; the run then stops at its next step boundary, or exits 128 + signum at the end.
+        request(signum)
         raise Stopped(signum)
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -895,15 +895,20 @@ def main() -> None:
 
     steady_allocator()
     try:
-        app()
+        try:
+            app()
+        except SystemExit as exit_:
+            if exit_.code not in (0, None) or requested() is None:
+                raise
+        if requested() is not None:  # a stop whose exception was swallowed: still a stop
+            raise Stopped(requested())
     except ActiveLabelError as error:
         # escape: a message may hold brackets (e.g. 'activelabel[postgres]') that are not markup.
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
     except Stopped as stopped:
-        name = "SIGTERM" if stopped.signum == signal.SIGTERM else "Ctrl-C"
         err_console.print(
-            f"[bold red]error:[/] stopped by {name}; run the same command again to resume",
+            f"[bold red]error:[/] stopped by {signal_name(stopped.signum)}; run the same command again to resume",
             markup=True, highlight=False, soft_wrap=True,
         )
         sys.exit(128 + stopped.signum)

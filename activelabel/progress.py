@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from activelabel.stop import raise_if_requested
+
 
 class ProgressReporter(Protocol):
     def start_round(self, index: int) -> None:
@@ -37,12 +39,36 @@ class SilentReporter:
         pass
 
 
-_reporter: ProgressReporter = SilentReporter()
+class _StopCheckpoints:
+    """Delegates to a reporter; a round or phase start is also where a stop request whose
+    exception Python swallowed (see :mod:`activelabel.stop`) is honoured: cheap, and every
+    round passes through it. Not ``advance``/``finish_round``: cleanup code on the way out of a
+    stopped round reports through them."""
+
+    def __init__(self, inner: ProgressReporter) -> None:
+        self.inner = inner
+
+    def start_round(self, index: int) -> None:
+        raise_if_requested()
+        self.inner.start_round(index)
+
+    def phase(self, description: str, total: int) -> None:
+        raise_if_requested()
+        self.inner.phase(description, total)
+
+    def advance(self, completed: int) -> None:
+        self.inner.advance(completed)
+
+    def finish_round(self, message: str) -> None:
+        self.inner.finish_round(message)
+
+
+_reporter: ProgressReporter = _StopCheckpoints(SilentReporter())
 
 
 def set_reporter(new: ProgressReporter | None) -> None:
     global _reporter
-    _reporter = new if new is not None else SilentReporter()
+    _reporter = _StopCheckpoints(new if new is not None else SilentReporter())
 
 
 def reporter() -> ProgressReporter:
