@@ -131,3 +131,20 @@ def test_an_exhausted_pool_stops_the_campaign_and_new_files_continue_it(tmp_path
         assert last.status == RoundStatus.complete
         assert session.scalar(select(func.count()).select_from(Selection).where(Selection.round_id == last.id)) == 4
     assert check_stop(engine, campaign_id) == POOL_EXHAUSTED
+
+
+def test_the_campaign_flow_runs_no_empty_round_once_the_pool_is_exhausted(tmp_path) -> None:
+    from activelabel.flows import campaign_flow
+
+    clear_cache()
+    make_data(tmp_path, count=25)
+    cfg, _ = load_campaign_file(campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0"}))
+    url = f"sqlite:///{tmp_path}/al.db"
+    engine = open_engine(url)
+    prepare_campaign(engine, cfg)
+    summaries = campaign_flow(cfg.name, 6, database_url=url)  # asks for 6 rounds; the pool holds 3 batches
+    assert [(s.index, s.status) for s in summaries] == [(1, "complete"), (2, "complete"), (3, "complete")]
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Round)) == 3
+        assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == POOL_EXHAUSTED
+    assert campaign_flow(cfg.name, 6, database_url=url) == []  # a second run stops before any round
