@@ -569,6 +569,9 @@ def select_step(engine: Engine, round_id: int) -> None:
         if _target_reached(rnd, config):
             size = 0  # the model this round trained is good enough: no more labels are spent
         reporter().phase(f"round {rnd.index} · selecting {min(size, len(ids))}", total=1)
+        if rnd.kind != RoundKind.evaluation and 0 < len(ids) < size:
+            log.warning("Round %d: the pool has only %d samples left to select, fewer than the batch of %d; "
+                        "all %d are selected", rnd.index, len(ids), size, len(ids))
         if rnd.batch_plan is not None:  # a batch-aware strategy chose the batch while scoring
             scored = set(ids.tolist())
             wanted = [i for i in rnd.batch_plan["sample_ids"] if i in scored][:size]

@@ -1,4 +1,4 @@
-"""When a campaign should stop asking for labels: a budget, a target, or a plateau.
+"""When a campaign should stop asking for labels: a budget, a target, a plateau, or an empty pool.
 
 Each rule reads only stored rounds, so every process (CLI, schedule, watch) reaches the same
 decision; the round after which a campaign stopped records the rule in ``round.stop_reason``.
@@ -51,6 +51,41 @@ def check_stop(engine: Engine, campaign_id: int) -> str | None:
         if not rounds or rounds[-1].status != RoundStatus.complete:
             return None
         reason = stop_reason(config, rounds, labels_committed(session, campaign_id, config))
+        if reason is None and pool_exhausted(session, campaign_id, config):
+            reason = POOL_EXHAUSTED
         if reason:
             rounds[-1].stop_reason = reason
+        elif rounds[-1].stop_reason == POOL_EXHAUSTED:
+            rounds[-1].stop_reason = None  # new files joined the pool: the campaign goes on
         return reason
+
+
+POOL_EXHAUSTED = "pool exhausted: every pool sample is labeled or waiting for labels"
+
+
+def pool_exhausted(session, campaign_id: int, config: CampaignConfig) -> bool:
+    """True when a next round would find nothing to select: no pool sample is unlabeled, not
+    selected, not a copy and readable (:func:`~activelabel.storage.repository.unlabeled_pool_columns`),
+    the evaluation split needs no round, and the pool folder lists no file the campaign lacks.
+
+    Not final: it is evaluated afresh before every round, so files added to an own-data pool
+    (``follow_new_files``) let a stopped campaign continue; the next round joins them
+    (:func:`~activelabel.campaign.growth.join_before_round`, under the campaign's lease).
+    A new file that cannot be opened counts as new (it is looked for again every round).
+    """
+    from activelabel.campaign.data import list_pool_files
+    from activelabel.campaign.steps import next_round_kind
+    from activelabel.storage import Sample
+    from activelabel.storage.repository import unlabeled_pool_columns
+
+    if len(unlabeled_pool_columns(session, campaign_id)):
+        return False
+    if next_round_kind(session, campaign_id, config) == RoundKind.evaluation:
+        return False
+    if config.uses_own_data and config.follow_new_files:
+        listed = list_pool_files(config)
+        if listed:
+            stored = set(session.scalars(select(Sample.uri).where(Sample.campaign_id == campaign_id)))
+            if any(uri not in stored for uri in listed):
+                return False
+    return True

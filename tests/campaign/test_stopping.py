@@ -8,7 +8,7 @@ from activelabel.campaign import prepare_campaign
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.file import load_campaign_file
-from activelabel.campaign.stopping import check_stop, stop_reason
+from activelabel.campaign.stopping import POOL_EXHAUSTED, check_stop, stop_reason
 from activelabel.storage import Round, RoundKind, RoundStatus, Selection, open_engine, session_scope
 from test_own_data import campaign_file, make_data
 from tests_support_rounds import run_rounds
@@ -91,3 +91,60 @@ def test_reaching_the_target_spends_no_further_batch(tmp_path) -> None:
         assert active.test_accuracy >= 0.01
         assert session.scalar(select(func.count()).select_from(Selection).where(Selection.round_id == active.id)) == 0
     assert check_stop(engine, campaign_id).startswith("target accuracy reached")
+
+
+def test_an_exhausted_pool_stops_the_campaign_and_new_files_continue_it(tmp_path, caplog) -> None:
+    clear_cache()
+    truth = make_data(tmp_path, count=25)
+    path = campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0"})
+    cfg, _ = load_campaign_file(path)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, cfg)
+    run_rounds(engine, campaign_id, 2)
+    assert check_stop(engine, campaign_id) is None  # 5 pool samples are left
+    with caplog.at_level("WARNING", logger="activelabel"):
+        run_rounds(engine, campaign_id, 1)
+    short = [r.getMessage() for r in caplog.records if "left to select" in r.getMessage()]
+    assert short == ["Round 3: the pool has only 5 samples left to select, fewer than the batch of 10; "
+                     "all 5 are selected"]
+    with session_scope(engine) as session:
+        sizes = [len(list(session.scalars(select(Selection).where(Selection.round_id == r.id))))
+                 for r in session.scalars(select(Round).order_by(Round.index))]
+    assert sizes == [10, 10, 5]
+    assert check_stop(engine, campaign_id) == POOL_EXHAUSTED
+    with session_scope(engine) as session:
+        assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == POOL_EXHAUSTED
+        assert session.scalar(select(func.count()).select_from(Round)) == 3
+
+    # New files in the pool folder: exhaustion is evaluated afresh, the campaign goes on.
+    from tests_support_owndata import write_manifest, write_unlabeled_pool
+
+    more = write_unlabeled_pool(tmp_path / "images" / "more", count=4, seed=7)
+    write_manifest(tmp_path / "truth.csv", {**truth, **{f"more/{k}": v for k, v in more.items()}},
+                   base=tmp_path / "images")
+    assert check_stop(engine, campaign_id) is None
+    with session_scope(engine) as session:
+        assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) is None
+    run_rounds(engine, campaign_id, 1)
+    with session_scope(engine) as session:
+        last = session.scalar(select(Round).where(Round.index == 4))
+        assert last.status == RoundStatus.complete
+        assert session.scalar(select(func.count()).select_from(Selection).where(Selection.round_id == last.id)) == 4
+    assert check_stop(engine, campaign_id) == POOL_EXHAUSTED
+
+
+def test_the_campaign_flow_runs_no_empty_round_once_the_pool_is_exhausted(tmp_path) -> None:
+    from activelabel.flows import campaign_flow
+
+    clear_cache()
+    make_data(tmp_path, count=25)
+    cfg, _ = load_campaign_file(campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0"}))
+    url = f"sqlite:///{tmp_path}/al.db"
+    engine = open_engine(url)
+    prepare_campaign(engine, cfg)
+    summaries = campaign_flow(cfg.name, 6, database_url=url)  # asks for 6 rounds; the pool holds 3 batches
+    assert [(s.index, s.status) for s in summaries] == [(1, "complete"), (2, "complete"), (3, "complete")]
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Round)) == 3
+        assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == POOL_EXHAUSTED
+    assert campaign_flow(cfg.name, 6, database_url=url) == []  # a second run stops before any round
