@@ -21,24 +21,15 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import clear_cache
 from activelabel.pipeline.identity import file_identities
 from activelabel.pipeline.sources import file_signature
-from activelabel.storage import Campaign, Sample, SampleSplit, open_engine, session_scope
+from activelabel.storage import Campaign, Sample, SampleSplit, session_scope
 from activelabel.storage.bulk import write_samples
-from tests_support_postgres import throwaway_schema_url
+from tests_support_postgres import sqlite_or_postgres_engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def backend(request, tmp_path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = open_engine(f"sqlite:///{tmp_path / 'al.db'}")
+    with sqlite_or_postgres_engine(request.param, tmp_path / "al.db", "al_create_test") as engine:
         yield engine
-        engine.dispose()
-        return
-    with throwaway_schema_url("al_create_test") as url:
-        engine = open_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
 
 
 @pytest.fixture(autouse=True)

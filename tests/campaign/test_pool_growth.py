@@ -23,10 +23,10 @@ from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign.growth import Growth, join_before_round, join_new_files
 from activelabel.errors import CampaignStateError
 from activelabel.pipeline.sources import file_sha256, file_signature
-from activelabel.storage import Round, Sample, SampleProblem, SampleSplit, Score, Selection, open_engine, session_scope
+from activelabel.storage import Round, Sample, SampleProblem, SampleSplit, Score, Selection, session_scope
 from test_own_data import campaign_file, make_data
 from tests_support_owndata import write_manifest
-from tests_support_postgres import throwaway_schema_url
+from tests_support_postgres import sqlite_or_postgres_engine
 from tests_support_rounds import run_round, run_rounds
 
 # Evaluation set off, active rounds once 10 labels exist: round 1 is a cold start, then active.
@@ -35,17 +35,8 @@ ACTIVE_SOON = {"evaluation_size = 20": "evaluation_size = 0", "# min_labels_to_t
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request, tmp_path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = open_engine(f"sqlite:///{tmp_path / 'al.db'}")
+    with sqlite_or_postgres_engine(request.param, tmp_path / "al.db", "al_growth_test") as engine:
         yield engine
-        engine.dispose()
-        return
-    with throwaway_schema_url("al_growth_test") as url:
-        engine = open_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
 
 
 @pytest.fixture(autouse=True)

@@ -32,3 +32,25 @@ def throwaway_schema_url(prefix: str) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def sqlite_or_postgres_engine(backend: str, sqlite_path, prefix: str):
+    """An engine on a fresh SQLite file ``sqlite_path`` (``backend == "sqlite"``) or on a
+    throwaway PostgreSQL schema ``<prefix>_<random>`` (skips without a server); disposed after.
+    The body of the two-backend fixtures campaign tests parametrize over."""
+    from activelabel.storage import open_engine
+
+    if backend == "sqlite":
+        engine = open_engine(f"sqlite:///{sqlite_path}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    with throwaway_schema_url(prefix) as url:
+        engine = open_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
