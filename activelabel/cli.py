@@ -64,7 +64,8 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database-url",
         help="SQLAlchemy URL of the campaign database, e.g. postgresql+psycopg://user@host/db. "
-        "Default: $ACTIVELABEL_DATABASE_URL, else sqlite:///activelabel.db in this folder. "
+        "Default: $ACTIVELABEL_DATABASE_URL, else activelabel.db next to the campaign (or experiment) file, "
+        "or in this folder when no file is given. "
         "Keep passwords in $ACTIVELABEL_DATABASE_PASSWORD.",
         show_default=False,
     ),
@@ -243,8 +244,11 @@ def _open_database(database_url: str | None, *, existing: bool = False):
     from sqlalchemy.engine import make_url
 
     from activelabel.storage.database import DATABASE_URL_ENV, describe_url, open_engine, resolve_database_url
+    from activelabel.storage.location import anchor_sqlite_url
 
-    url = resolve_database_url(database_url)
+    # Absolute from here on: the line that names the database shows the real file, and flows in
+    # other processes (compare's workers, a Dask cluster) open the same one wherever they run.
+    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
     if existing:
         parsed = make_url(url)
         path = parsed.database
@@ -354,7 +358,7 @@ def run(
             if value is not None:
                 raise ConfigError(f"{flag} does not apply with a campaign file; set data.pool / data.labeled in {campaign_file}")
         config, file_url = load_campaign_file(campaign_file, overrides)
-        database_url = database_url or file_url
+        database_url = _file_database(campaign_file, database_url or file_url, "campaign", config.name)
         if dask_address is None and dask_workers is None:  # an option given replaces the file's [dask]
             from activelabel.campaign.file import dask_settings
 
@@ -473,13 +477,25 @@ def _campaign_rounds(value: str, engine, campaign: str) -> int:
 
 
 def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
-    """A campaign named directly, or by its campaign file: (name, database URL)."""
+    """A campaign named directly, or by its campaign file: (name, database URL; for a file
+    see :func:`_file_database`)."""
     if value.endswith(".toml") or Path(value).is_file():
         from activelabel.campaign.file import load_campaign_file
 
         config, file_url = load_campaign_file(value)
-        return config.name, database_url or file_url
+        return config.name, _file_database(value, database_url or file_url, "campaign", config.name)
     return value, database_url
+
+
+def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -> str | None:
+    """The database of a campaign or experiment named by its file: ``chosen`` (--database-url,
+    else the file's own), else $ACTIVELABEL_DATABASE_URL (None: `_open_database` reads it), else
+    activelabel.db next to the file. Raises DatabaseLocationError when the campaign is only in
+    ./activelabel.db, where older versions kept it."""
+    from activelabel.storage.location import database_for_file
+
+    setting = "[database] url" if kind == "campaign" else "[experiment] database_url"
+    return database_for_file(file, chosen, table=kind, name=name, setting=setting)
 
 
 @app.command()
@@ -762,7 +778,7 @@ def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
             settings, shared = load_experiment_file(value)
             # `compare`'s default name when the file gives none (cli_compare.run_compare_command)
             name = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
-            return name, database_url or settings.get("database_url")
+            return name, _file_database(value, database_url or settings.get("database_url"), "experiment", name)
     return _campaign_ref(value, database_url)
 
 
@@ -836,8 +852,9 @@ def db_upgrade(
     _configure_logging(False)
     from activelabel.storage import migrate
     from activelabel.storage.database import describe_url, open_engine, resolve_database_url
+    from activelabel.storage.location import anchor_sqlite_url
 
-    url = resolve_database_url(database_url)
+    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
     engine = open_engine(url, create_schema=False)
     before = migrate.current_revision(engine)
     migrate.upgrade_or_downgrade(engine, revision)
@@ -851,8 +868,9 @@ def db_current(database_url: DatabaseOption = None) -> None:
     _configure_logging(False)
     from activelabel.storage import migrate
     from activelabel.storage.database import describe_url, open_engine, resolve_database_url
+    from activelabel.storage.location import anchor_sqlite_url
 
-    url = resolve_database_url(database_url)
+    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
     engine = open_engine(url, create_schema=False)
     current, head = migrate.current_revision(engine), migrate.head_revision()
     state = "up to date" if current == head else f"behind: run `activelabel db upgrade` to reach {head}"

@@ -66,7 +66,8 @@ DEFAULT_STRATEGIES = ("random", "entropy", "bald", "mean_std", "margin")
 def load_experiment_file(path) -> tuple[dict, dict]:
     """(``[experiment]`` table, ``[campaign]`` table) of an experiment TOML file.
 
-    Raises ``ConfigError`` naming the file for a syntax error or an unknown table or key.
+    A relative SQLite path in ``database_url`` is read from the file's folder. Raises
+    ``ConfigError`` naming the file for a syntax error or an unknown table or key.
     """
     import tomllib
     from pathlib import Path
@@ -88,6 +89,10 @@ def load_experiment_file(path) -> tuple[dict, dict]:
     if extra:
         raise ConfigError(f"{path}: unknown key(s) in [experiment]: {', '.join(extra)} "
                           "(known: name, strategies, seeds, workers, database_url)")
+    if isinstance(experiment.get("database_url"), str):  # a relative SQLite path is read from the file's folder
+        from activelabel.storage.location import anchor_sqlite_url
+
+        experiment["database_url"] = anchor_sqlite_url(experiment["database_url"], path.resolve().parent)
     return experiment, dict(raw.get("campaign", {}))
 
 
@@ -124,7 +129,13 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
             err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     for arm in config.arms()[: len(config.strategies)]:
         check_dataset(arm)  # one arm per strategy: data and pool size, before anything is written
-    engine, url = open_database(database_url or settings.get("database_url"))
+    database_url = database_url or settings.get("database_url")
+    if experiment_file is not None:  # default: activelabel.db next to the file (storage/location.py)
+        from activelabel.storage.location import database_for_file
+
+        database_url = database_for_file(experiment_file, database_url, table="experiment", name=config.name,
+                                         setting="[experiment] database_url")
+    engine, url = open_database(database_url)
     arms = prepare_experiment(engine, config)
     pending = [a for a in arms if not is_finished(engine, a.campaign_id, config.rounds)]
     err_console.print(

@@ -70,3 +70,9 @@ class PrefectApiUnavailableError(ActiveLabelError):
 
 class InvalidArrayError(ActiveLabelError, ValueError):
     """A feature, logit or label array with the wrong shape, non-finite values or labels out of range."""
+
+
+class DatabaseLocationError(ActiveLabelError):
+    """A campaign (or experiment) named by its file is missing from the file's default database
+    (``activelabel.db`` next to the file) but present in ``activelabel.db`` of the current
+    folder, where older versions kept it; the message names both files and what to do."""

@@ -143,7 +143,7 @@ class SegmentationSection(_Section):
 
 class DatabaseSection(_Section):
     url: str | None = Field(
-        None, description="SQLAlchemy URL without password (password: $ACTIVELABEL_DATABASE_PASSWORD); default sqlite:///activelabel.db"
+        None, description="SQLAlchemy URL without password (password: $ACTIVELABEL_DATABASE_PASSWORD); a relative SQLite path is read from this file's folder; default: $ACTIVELABEL_DATABASE_URL, else activelabel.db next to this file"
     )
 
 
@@ -309,7 +309,10 @@ def _palette(section: SegmentationSection, labels: list[str] | None) -> tuple | 
 
 
 def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[CampaignConfig, str | None]:
-    """(campaign settings, database URL from the file or None) — errors name the file."""
+    """(campaign settings, database URL from the file or None) — errors name the file.
+
+    A relative SQLite path in the URL is made absolute against the file's folder (see
+    :func:`database_url`)."""
     file = Path(path)
     parsed = parse_campaign_file(file)
     try:
@@ -317,7 +320,18 @@ def load_campaign_file(path: str | Path, overrides: dict[str, Any] | None = None
     except ActiveLabelError as error:
         raise CampaignFileError(f"{file}: {error}") from None
     # The file is fine on its own: a problem now comes from a command-line option.
-    return to_config(parsed, file.resolve().parent, overrides), parsed.database.url
+    return to_config(parsed, file.resolve().parent, overrides), database_url(parsed, file)
+
+
+def database_url(parsed: CampaignFile, file: str | Path) -> str | None:
+    """The file's ``[database] url`` with a relative SQLite path read from the file's folder,
+    like the file's other paths (``sqlite:///labels.db`` -> ``sqlite:////<folder>/labels.db``);
+    other URLs unchanged; None when the file sets none (the caller's default then applies:
+    see :func:`activelabel.storage.location.database_for_file`)."""
+    from activelabel.storage.location import anchor_sqlite_url
+
+    url = parsed.database.url
+    return anchor_sqlite_url(url, Path(file).resolve().parent) if url else None
 
 
 def dask_settings(path: str | Path) -> tuple[str | None, int | None]:
@@ -357,7 +371,9 @@ def template(name: str = "my-campaign") -> str:
     """
     lines = [
         "# activelabel campaign file. Run it with `activelabel run <this file>`.",
-        "# Paths are relative to this file's folder. Secrets never go here: export",
+        "# Paths are relative to this file's folder, and so is the database: activelabel.db",
+        "# next to this file unless [database] url or $ACTIVELABEL_DATABASE_URL says otherwise.",
+        "# Secrets never go here: export",
         "# LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ACTIVELABEL_DATABASE_PASSWORD instead.",
     ]
     for section, model in SECTIONS.items():

@@ -1,0 +1,232 @@
+"""Where the default database is: next to the campaign (or experiment) file, wherever the
+command runs from; in the current folder without a file; never a silent second campaign when
+an older version left the campaign in ./activelabel.db. Real files, real CLI processes, real
+SQLite. The campaigns are tiny and train nothing: round 1 labels the evaluation set, round 2
+is a random cold-start batch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from activelabel.campaign import prepare_campaign
+from activelabel.campaign.file import load_campaign_file, template
+from activelabel.storage import open_engine
+from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+
+EXE = [sys.executable, "-m", "activelabel.cli"]
+TINY = {"batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 10",
+        "rounds = 10": "rounds = 1", "workers = 2": "workers = 0", "epochs = 40": "epochs = 1",
+        "mc_samples = 20": "mc_samples = 2"}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "400"}
+    env.pop("ACTIVELABEL_DATABASE_URL", None)
+    return subprocess.run([*EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def campaign_folder(root: Path, *, database: str | None = None) -> Path:
+    """root/camp/own.toml: 40 digit images, a truth manifest, simulated labels; returns the file."""
+    folder = root / "camp"
+    truth = write_unlabeled_pool(folder / "images", count=40)
+    write_manifest(folder / "truth.csv", truth, base=folder / "images")
+    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
+    for old, new in TINY.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    if database is not None:
+        text = text.replace("# url = ...", f'url = "{database}"')
+    path = folder / "own.toml"
+    path.write_text(text)
+    return path
+
+
+def rounds_in(db: Path) -> list[tuple[str, int, str, str, int]]:
+    """(campaign, round index, kind, status, selected samples) for every round in the file."""
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            'SELECT c.name, r."index", r.kind, r.status, (SELECT count(*) FROM selection s WHERE s.round_id = r.id) '
+            'FROM round r JOIN campaign c ON c.id = r.campaign_id ORDER BY c.name, r."index"').fetchall()
+
+
+def campaigns_in(db: Path) -> list[str]:
+    with sqlite3.connect(db) as connection:
+        return [name for (name,) in connection.execute("SELECT name FROM campaign ORDER BY name")]
+
+
+def test_a_campaign_file_keeps_its_database_next_to_it_from_any_folder(tmp_path) -> None:
+    """Run from one folder, continued from another: one campaign, in camp/activelabel.db; the
+    line naming the database shows that absolute path; status by file finds it from a third."""
+    path = campaign_folder(tmp_path)
+    elsewhere, later = tmp_path / "elsewhere", tmp_path / "later"
+    elsewhere.mkdir(), later.mkdir()
+    db = (path.parent / "activelabel.db").resolve()
+
+    first = cli("run", "../camp/own.toml", cwd=elsewhere)
+    assert first.returncode == 0, first.stderr
+    assert f"database sqlite:///{db}" in " ".join(first.stderr.split())
+    assert rounds_in(db) == [("own", 1, "evaluation", "complete", 10)]
+    assert not (elsewhere / "activelabel.db").exists()
+
+    again = cli("run", str(path), "--rounds", "2", cwd=later)
+    assert again.returncode == 0, again.stderr
+    assert campaigns_in(db) == ["own"]
+    assert rounds_in(db) == [("own", 1, "evaluation", "complete", 10), ("own", 2, "cold_start", "complete", 10)]
+    assert not (later / "activelabel.db").exists()
+
+    status = cli("status", "../camp/own.toml", cwd=elsewhere)
+    assert status.returncode == 0, status.stderr
+    rows = [[c.strip() for c in line.split("│")[1:6]] for line in status.stdout.splitlines() if "complete" in line]
+    assert rows == [["1", "complete", "10", "10", "10"], ["2", "complete", "10", "10", "10"]]
+    assert not (elsewhere / "activelabel.db").exists()
+
+    exported = cli("export", "../camp/own.toml", "--to", "labels.csv", cwd=elsewhere)
+    assert exported.returncode == 0, exported.stderr
+    assert len((elsewhere / "labels.csv").read_text().splitlines()) == 1 + 20
+
+
+def test_a_relative_sqlite_url_in_the_file_is_read_from_the_files_folder(tmp_path) -> None:
+    path = campaign_folder(tmp_path, database="sqlite:///data/labels.db")
+    (path.parent / "data").mkdir()
+    _, url = load_campaign_file(path)
+    assert url == f"sqlite:///{(path.parent / 'data' / 'labels.db').resolve()}"
+
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    run = cli("run", "../camp/own.toml", cwd=elsewhere)
+    assert run.returncode == 0, run.stderr
+    assert rounds_in(path.parent / "data" / "labels.db") == [("own", 1, "evaluation", "complete", 10)]
+    assert not (elsewhere / "data" / "labels.db").exists() and not (path.parent / "activelabel.db").exists()
+
+    # absolute, in-memory and server URLs are left as written
+    for kept in (f"sqlite:///{tmp_path / 'abs.db'}", "sqlite://", "postgresql+psycopg://labeler@db.example/al"):
+        assert load_campaign_file(campaign_folder(tmp_path / "k", database=kept))[1] == kept
+        shutil.rmtree(tmp_path / "k")
+
+
+def test_without_a_file_the_database_stays_in_the_current_folder(tmp_path) -> None:
+    """`run` without a file and reading commands by name keep ./activelabel.db, shown absolute."""
+    shown = f"sqlite:///{(tmp_path / 'activelabel.db').resolve()}"
+    line = error_line(cli("status", "own", cwd=tmp_path))
+    assert f"no database at {shown}" in line
+    assert not (tmp_path / "activelabel.db").exists()
+
+    run = cli("run", "--dataset", "digits", "--campaign", "here", "--rounds", "1", "--batch-size", "10",
+              "--initial-labeled", "20", "--mc-samples", "2", "--epochs", "1", "--strategy", "random", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"database {shown}" in " ".join(run.stderr.split())
+    assert rounds_in(tmp_path / "activelabel.db") == [("here", 1, "active", "complete", 10)]
+
+
+def test_a_campaign_left_in_the_old_default_is_refused_never_duplicated(tmp_path) -> None:
+    """./activelabel.db (where older versions put a campaign file's database) holds the campaign
+    and the file's folder has none: run, status and export refuse, naming both files and what to
+    do, and create nothing; after the suggested move the campaign continues."""
+    path = campaign_folder(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    old, new = (elsewhere / "activelabel.db").resolve(), (path.parent / "activelabel.db").resolve()
+    prepare_campaign(open_engine(f"sqlite:///{old}"), load_campaign_file(path)[0])  # as older versions did
+    assert campaigns_in(old) == ["own"]
+
+    for command in (["run", "../camp/own.toml"], ["status", "../camp/own.toml"],
+                    ["export", "../camp/own.toml", "--to", "labels.csv"], ["resume", "../camp/own.toml"]):
+        line = error_line(cli(*command, cwd=elsewhere))
+        assert f"campaign 'own' of ../camp/own.toml is in {old}" in line, line
+        assert f"default database is now {new}" in line
+        assert f"move {old} to {new}" in line and f"--database-url sqlite:///{old}" in line
+        assert not new.exists() and not (elsewhere / "labels.csv").exists()
+    assert rounds_in(old) == []  # nothing ran
+
+    # the explicit choice the message offers works where it is...
+    kept = cli("status", "../camp/own.toml", "--database-url", f"sqlite:///{old}", cwd=elsewhere)
+    assert kept.returncode == 0, kept.stderr
+    # ...and so does the move
+    shutil.move(old, new)
+    moved = cli("run", "../camp/own.toml", cwd=elsewhere)
+    assert moved.returncode == 0, moved.stderr
+    assert rounds_in(new) == [("own", 1, "evaluation", "complete", 10)]
+    assert not old.exists()
+
+
+def test_the_old_default_is_no_obstacle_when_it_lacks_the_campaign_or_is_the_same_file(tmp_path) -> None:
+    """./activelabel.db holding other campaigns does not stop a file's campaign; run from the
+    file's own folder, the two defaults are one file."""
+    path = campaign_folder(tmp_path)
+    other = campaign_folder(tmp_path / "o")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    text = other.read_text().replace('name = "own"', 'name = "another"')
+    other.write_text(text)
+    prepare_campaign(open_engine(f"sqlite:///{elsewhere / 'activelabel.db'}"), load_campaign_file(other)[0])
+
+    status = cli("status", "../camp/own.toml", cwd=elsewhere)
+    assert "no database at" in error_line(status)  # the campaign's own default: never run yet
+    here = cli("run", "own.toml", cwd=path.parent)
+    assert here.returncode == 0, here.stderr
+    assert rounds_in(path.parent / "activelabel.db") == [("own", 1, "evaluation", "complete", 10)]
+    assert campaigns_in(elsewhere / "activelabel.db") == ["another"]
+
+
+def test_an_experiment_file_keeps_its_database_next_to_it(tmp_path) -> None:
+    """`compare experiment.toml` from another folder writes exp/activelabel.db; `report` given
+    the file finds it; a relative database_url is read from the file's folder."""
+    folder, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
+    folder.mkdir(), elsewhere.mkdir()
+    (folder / "experiment.toml").write_text(
+        '[experiment]\nname = "loc"\nstrategies = ["random"]\nseeds = 1\n\n'
+        '[campaign]\ndataset = "digits"\nrounds = 1\nbatch_size = 5\ninitial_labeled = 20\nepochs = 1\n'
+        'mc_samples = 2\ndevice = "cpu"\n')
+    db = (folder / "activelabel.db").resolve()
+    ran = cli("compare", "../exp/experiment.toml", cwd=elsewhere)
+    assert ran.returncode == 0, ran.stderr
+    assert f"database sqlite:///{db}" in " ".join(ran.stderr.split())
+    assert rounds_in(db) == [("loc-random-seed0", 1, "active", "complete", 5)]
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT name FROM experiment").fetchall() == [("loc",)]
+    assert not (elsewhere / "activelabel.db").exists()
+
+    report = cli("report", "../exp/experiment.toml", "--out", "r.html", cwd=elsewhere)
+    assert report.returncode == 0, report.stderr
+    assert "<h1>Experiment loc</h1>" in (elsewhere / "r.html").read_text(encoding="utf-8")
+
+    (folder / "relative.toml").write_text('[experiment]\nname = "loc"\ndatabase_url = "sqlite:///rel.db"\n')
+    line = error_line(cli("report", "../exp/relative.toml", cwd=elsewhere))
+    assert f"no database at sqlite:///{(folder / 'rel.db').resolve()}" in line
+
+
+@pytest.mark.parametrize("kind", ["campaign", "experiment"])
+def test_the_refusal_message_names_both_files_when_the_new_place_exists(tmp_path, kind) -> None:
+    from activelabel.errors import DatabaseLocationError
+    from activelabel.storage.location import refuse_old_default
+
+    cwd, folder = tmp_path / "cwd", tmp_path / "files"
+    cwd.mkdir(), folder.mkdir()
+    for db, name in ((cwd / "activelabel.db", "x"), (folder / "activelabel.db", "y")):
+        with sqlite3.connect(db) as connection:
+            connection.execute(f"CREATE TABLE {kind} (id INTEGER PRIMARY KEY, name TEXT)")
+            connection.execute(f"INSERT INTO {kind} (name) VALUES (?)", (name,))
+    url = f"sqlite:///{folder / 'activelabel.db'}"
+    with pytest.raises(DatabaseLocationError) as error:
+        refuse_old_default(url, file="f.toml", table=kind, name="x", setting="[database] url", cwd=cwd)
+    message = str(error.value)
+    assert f"{kind} 'x' of f.toml is in {(cwd / 'activelabel.db').resolve()}" in message
+    assert f"{(folder / 'activelabel.db').resolve()} exists already (do not overwrite it)" in message
+    assert f"--database-url sqlite:///{(cwd / 'activelabel.db').resolve()}" in message
+    refuse_old_default(url, file="f.toml", table=kind, name="y", setting="[database] url", cwd=cwd)  # has it
+    refuse_old_default(url, file="f.toml", table=kind, name="z", setting="[database] url", cwd=cwd)  # nowhere
