@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activelabel.errors import DatabaseUnavailableError
 
+# Without a campaign file: activelabel.db in the current folder. A campaign (or experiment) file's
+# default is activelabel.db next to the file: see activelabel.storage.location.
 DEFAULT_DATABASE_URL = "sqlite:///activelabel.db"
 DATABASE_URL_ENV = "ACTIVELABEL_DATABASE_URL"
 DATABASE_PASSWORD_ENV = "ACTIVELABEL_DATABASE_PASSWORD"

@@ -100,7 +100,7 @@ def refuse_old_default(url: str, *, file: str | Path, table: str, name: str, set
         todo = (f"{new} exists already (do not overwrite it): keep using the old file with {keep}, "
                 "or run the campaign again under another name")
     else:
-        todo = f"move {old} to {new} (next to the file), or keep using it where it is with {keep}"
+        todo = f"move {old} to {new}, or keep using it where it is with {keep}"
     raise DatabaseLocationError(
         f"{table} {name!r} of {file} is in {old}, the database of the current folder, where older versions "
         f"kept it; {'an' if table == 'experiment' else 'a'} {table} file's default database is now {new}, next to "

@@ -230,3 +230,20 @@ def test_the_refusal_message_names_both_files_when_the_new_place_exists(tmp_path
     assert f"--database-url sqlite:///{(cwd / 'activelabel.db').resolve()}" in message
     refuse_old_default(url, file="f.toml", table=kind, name="y", setting="[database] url", cwd=cwd)  # has it
     refuse_old_default(url, file="f.toml", table=kind, name="z", setting="[database] url", cwd=cwd)  # nowhere
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///labels.db", "sqlite:////campaigns/cats/labels.db"),
+    ("sqlite:///db/../labels.db?timeout=5", "sqlite:////campaigns/cats/labels.db?timeout=5"),
+    ("sqlite:////data/labels.db", "sqlite:////data/labels.db"),
+    ("sqlite://", "sqlite://"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("postgresql+psycopg://labeler:s3cret@db.example:5432/al", "postgresql+psycopg://labeler:s3cret@db.example:5432/al"),
+    ("postgresql+psycopg://labeler@db/al?password=s3cret", "postgresql+psycopg://labeler@db/al?password=s3cret"),
+    ("not a url", "not a url"),
+])
+def test_only_relative_sqlite_paths_are_anchored(url, expected) -> None:
+    """Other URLs come back as the same string: a password is never parsed out or re-rendered."""
+    from activelabel.storage.location import anchor_sqlite_url
+
+    assert anchor_sqlite_url(url, "/campaigns/cats") == expected
