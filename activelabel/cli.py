@@ -195,7 +195,8 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     engine, url = _open_database(database_url)
     prepare_campaign(engine, config, **data_checks)
     err_console.print(
-        f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}"
+        f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
+        soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
     )
     if note_epochs:
         from activelabel.campaign.epochs import raised_epochs_note
@@ -859,7 +860,7 @@ def db_upgrade(
     before = migrate.current_revision(engine)
     migrate.upgrade_or_downgrade(engine, revision)
     after = migrate.current_revision(engine)
-    console.print(f"{describe_url(url)}: schema {before or 'empty'} -> {after or 'empty'}")
+    console.print(f"{describe_url(url)}: schema {before or 'empty'} -> {after or 'empty'}", soft_wrap=True)
 
 
 @db_app.command("current")
@@ -874,7 +875,7 @@ def db_current(database_url: DatabaseOption = None) -> None:
     engine = open_engine(url, create_schema=False)
     current, head = migrate.current_revision(engine), migrate.head_revision()
     state = "up to date" if current == head else f"behind: run `activelabel db upgrade` to reach {head}"
-    console.print(f"{describe_url(url)}: schema {current or 'empty'} ({state})")
+    console.print(f"{describe_url(url)}: schema {current or 'empty'} ({state})", soft_wrap=True)
 
 
 @app.command()

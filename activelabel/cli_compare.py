@@ -141,7 +141,7 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     err_console.print(
         f"Experiment [bold]{config.name}[/] · {_count(len(config.strategies), 'strateg', 'y', 'ies')} × "
         f"{_count(len(config.seeds), 'seed')} · {_count(len(arms) - len(pending), 'campaign')} already finished · "
-        f"database {describe_url(url)}"
+        f"database {describe_url(url)}", soft_wrap=True,
     )
     failed: dict[str, str] = {}
     if pending:
