@@ -373,7 +373,8 @@ def main() -> None:
     for seed in args.seeds:
         row = one_seed(seed, args, train_set, test_set, device)
         rows.append(row)
-        print(f"seed {seed}: T = {row['temperature']:.3f} ({row.get('skipped') or 'fitted'}), ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
+        print(f"seed {seed}: T = {row['temperature']:.3f}, T2 = {row.get('mixture_temperature', 1.0):.3f} "
+              f"({row.get('skipped') or 'fitted'}), ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
               f"NLL {row['before']['nll']:.4f} -> {row['after']['nll']:.4f}, acc {row['before']['accuracy']:.2%} "
               f"({row['train_seconds']} s training)", flush=True)
     wall = time.perf_counter() - started

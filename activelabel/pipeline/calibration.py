@@ -13,7 +13,10 @@ pass goes through its own softmax, and the predictive distribution is the mean o
 softmaxes — the distribution acquisition sees (``[S, N, C]`` probabilities keep their S axis
 for BALD). :func:`fit_temperature` fits ``T`` against exactly that averaged distribution's NLL.
 Averaging the passes can move the argmax of the mean slightly when ``T`` changes, so for
-``[S, N, C]`` accuracy is preserved only approximately.
+``[S, N, C]`` accuracy is preserved only approximately. A second, *mixture* temperature ``T2``
+(:func:`calibrated_probabilities`, :func:`fit_mixture_sharpness`) scales the log of that mean:
+``softmax(log(mean_s softmax(z_s / T1)) / T2)``; it moves no argmax, and ``T2 = 1`` is the mean
+itself. The per-pass ``[S, N, C]`` probabilities (what BALD reads) never see ``T2``.
 
 Labels are int ``[N]`` in ``[0, C)``. NLL is in nats per sample; Brier in [0, 2]; ECE in
 [0, 1] over 15 equal-width confidence bins. Numbers come back as Python floats; the torch
