@@ -17,7 +17,11 @@ seed does (round seed = seed x 1,000,003 + round index, round index 1).
 The round calibrates the predictor acquisition reads. For the default campaign
 (``uncertainty = "mc_dropout"``, T = ``--mc-samples``) that is the mean of T MC-dropout softmaxes
 with the round's mask seed, so the main table is ``fit_round_calibration(..., samples=T,
-seed=round seed)`` (bounded scalar search on the NLL of that mean) on the MC yardstick logits.
+seed=round seed)`` on the MC yardstick logits: the round's calibrator, i.e. whichever of none,
+the per-pass T1 (bounded scalar search on the NLL of that mean), the mixture temperature T2 on
+the log of the mean, or T1 then T2 has the lowest 5-fold out-of-fold NLL on the held-out split.
+A "T1 only" column replays the round's calibrator before T2 existed (the same stored K-fold
+check of T1) on the same models, as the baseline.
 The second table is one deterministic pass (``uncertainty = "deterministic"``, LBFGS), and a
 third row set shows what the MC mean looked like with the deterministic temperature (the round's
 behaviour before the predictor was calibrated). ``big-val`` fits the deterministic temperature on
