@@ -174,7 +174,10 @@ def cross_validated_nll(
     "fold_temperatures": [K floats], "fold_errors": [K ints]}``: the NLLs (nats per sample) pooled
     over all n held-out labels, each label under the temperature fitted *without* it, and all at
     T = 1. ``fit``: :func:`fit_temperature`, or ``fit_mixture_temperature`` for a sampled
-    predictor.
+    predictor, or any ``fit(logits, labels)`` returning a float or a tuple of floats (then stored
+    as a list per fold); ``apply(logits, *params)`` turns a fold's logits and what ``fit`` returned
+    into probabilities ``[n_fold, C]`` (default :func:`predictive_probabilities`; the mixture
+    temperature's check passes ``calibrated_probabilities``).
 
     Why this check: it asks the question the round cares about, "does a temperature learned from
     labels like these predict *unseen* labels better than T = 1?", with every held-out label used
@@ -306,8 +309,8 @@ def fit_round_calibration(
             if "mixture_check" in result:
                 nll = result["mixture_check"]["out_of_fold_nll"]
                 result["skipped"] = result["skipped"].replace(
-                    "; T = 1 kept", f" nor did a mixture temperature (alone {nll['mixture_temperature']:.4f}, on top "
-                    f"of the per-pass one {nll['both']:.4f}); T = 1 kept")
+                    "; T = 1 kept", f", nor a mixture temperature (out-of-fold NLL {nll['mixture_temperature']:.4f} "
+                    f"alone, {nll['both']:.4f} on top of the per-pass one); T = 1 kept")
     result["temperature"] = temperature
     result["mixture_temperature"] = mixture_temperature
     if yard_logits is not None and len(yard_logits):

@@ -479,8 +479,8 @@ def test_round_refuses_the_mixture_temperature_when_it_does_not_predict_left_out
     assert nll["both"] > nll["none"]
     assert len(mixture["fold_temperatures"]["both"]) == 5 and all(len(p) == 2 for p in mixture["fold_temperatures"]["both"])
     assert result["skipped"].endswith(
-        f"nor did a mixture temperature (alone {nll['mixture_temperature']:.4f}, on top of the per-pass one "
-        f"{nll['both']:.4f}); T = 1 kept")
+        f"the split cannot tell a temperature, nor a mixture temperature (out-of-fold NLL "
+        f"{nll['mixture_temperature']:.4f} alone, {nll['both']:.4f} on top of the per-pass one); T = 1 kept")
     assert result["after"] == result["before"]  # nothing kept, nothing changed
 
 
