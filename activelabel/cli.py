@@ -824,7 +824,8 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
 
         fitted = "kept" if calibration.get("skipped") else "fitted"
         table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
-                            f"{calibration['temperature']:.3f} ({fitted} on {calibration['validation_size']} held-out labels)")
+                            f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
+                            f"{calibration['validation_size']} held-out labels)")
         for column in ("", "accuracy", "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):
@@ -838,6 +839,12 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             console.print(f"No temperature fitted: {calibration['skipped']}.", markup=False)
     elif report.calibration_absence:  # the same words as the report's calibration section
         console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
+
+
+def _mixture_temperature(calibration: dict) -> str:
+    """' · mixture temperature T2' when the round kept one (campaign.calibrate), else ''."""
+    t2 = float(calibration.get("mixture_temperature", 1.0))
+    return "" if t2 == 1.0 else f" · mixture temperature {t2:.3f}"
 
 
 db_app = _Typer(help="Database schema: migrate to the newest version, show the current one.")

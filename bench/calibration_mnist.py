@@ -17,7 +17,11 @@ seed does (round seed = seed x 1,000,003 + round index, round index 1).
 The round calibrates the predictor acquisition reads. For the default campaign
 (``uncertainty = "mc_dropout"``, T = ``--mc-samples``) that is the mean of T MC-dropout softmaxes
 with the round's mask seed, so the main table is ``fit_round_calibration(..., samples=T,
-seed=round seed)`` (bounded scalar search on the NLL of that mean) on the MC yardstick logits.
+seed=round seed)`` on the MC yardstick logits: the round's calibrator, i.e. whichever of none,
+the per-pass T1 (bounded scalar search on the NLL of that mean), the mixture temperature T2 on
+the log of the mean, or T1 then T2 has the lowest 5-fold out-of-fold NLL on the held-out split.
+A "T1 only" column replays the round's calibrator before T2 existed (the same stored K-fold
+check of T1) on the same models, as the baseline.
 The second table is one deterministic pass (``uncertainty = "deterministic"``, LBFGS), and a
 third row set shows what the MC mean looked like with the deterministic temperature (the round's
 behaviour before the predictor was calibrated). ``big-val`` fits the deterministic temperature on
@@ -46,7 +50,9 @@ from activelabel.campaign.calibrate import BINS, fit_round_calibration, validati
 from activelabel.campaign.config import CampaignConfig  # noqa: E402
 from activelabel.campaign.model_settings import model_spec, training_config  # noqa: E402
 from activelabel.pipeline.calibration import (  # noqa: E402
+    calibrated_probabilities,
     calibration_report,
+    fit_mixture_sharpness,
     fit_mixture_temperature,
     fit_temperature,
     predictive_probabilities,
@@ -107,7 +113,10 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             "predictor": calibration["predictor"], "temperature": calibration["temperature"],
             "skipped": calibration.get("skipped"), "validation_errors": calibration["validation_errors"],
             "before": figures(calibration["before"]), "after": figures(calibration["after"]),
-            "check": calibration.get("check"),
+            "check": calibration.get("check"), "mixture_temperature": calibration["mixture_temperature"],
+            "mixture_check": calibration.get("mixture_check"),
+            "t1_only": t1_only(calibration, model, x[held], y[held], mc, test_set.targets, args.mc_samples, rseed,
+                               device),
             "unguarded": unguarded(model, x[held], y[held], mc, test_set.targets, args.mc_samples, rseed, device),
             "mc_with_deterministic_t": figures(calibration_report(
                 predictive_probabilities(mc, deterministic["temperature"]), test_set.targets, bins=BINS)),
@@ -128,9 +137,29 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
             big_mc = predict_probabilities(model, train_set.images[outside], samples=args.mc_samples, device=device,
                                            seed=rseed, logits=True)
             t_mc = fit_mixture_temperature(big_mc, train_set.targets[outside])
-            row["big_validation"]["mc"] = {"temperature": t_mc, "after": figures(calibration_report(
-                predictive_probabilities(mc, t_mc), test_set.targets, bins=BINS))}
+            t2_alone, t2_on_top = (fit_mixture_sharpness(big_mc, train_set.targets[outside], t)
+                                   for t in (1.0, t_mc))
+            row["big_validation"]["mc"] = {
+                "temperature": t_mc, "after": figures(calibration_report(
+                    predictive_probabilities(mc, t_mc), test_set.targets, bins=BINS)),
+                "mixture_alone": {"mixture_temperature": t2_alone, "after": figures(calibration_report(
+                    calibrated_probabilities(mc, 1.0, t2_alone), test_set.targets, bins=BINS))},
+                "both": {"temperature": t_mc, "mixture_temperature": t2_on_top, "after": figures(calibration_report(
+                    calibrated_probabilities(mc, t_mc, t2_on_top), test_set.targets, bins=BINS))}}
     return row
+
+
+def t1_only(calibration: dict, model, x_val, y_val, mc, targets, samples: int, rseed: int,
+            device: torch.device) -> dict:
+    """The round's calibrator before the mixture temperature existed (commit 2925d45 to 0d18efc): the
+    per-pass T1 alone, kept when its K-fold out-of-fold NLL beats T = 1 (the same stored check),
+    and its figures on the test images: the baseline the new calibrator is compared with."""
+    check = calibration.get("check")
+    t = 1.0
+    if check and check["out_of_fold_nll"] < check["nll_at_1"]:
+        val = predict_probabilities(model, x_val, samples=samples, device=device, seed=rseed, logits=True)
+        t = fit_mixture_temperature(val, y_val)
+    return {"temperature": t, "after": figures(calibration_report(predictive_probabilities(mc, t), targets, bins=BINS))}
 
 
 def unguarded(model, x_val, y_val, mc, targets, samples: int, rseed: int, device: torch.device) -> dict:
@@ -188,7 +217,7 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         f"Machine: {info['host_cpus']}-core shared VM, {info['torch_threads']} torch thread(s), load average "
         f"{info['load_average_1_5_15'][0]} at the end (other jobs running). Wall time {wall:.0f} s.",
         "",
-        "| figure | before (T = 1) | after (fitted T) |",
+        "| figure | before (T = 1) | after (the round's calibrator) |",
         "|---|---:|---:|",
     ]
     for metric in METRICS:
@@ -196,6 +225,8 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         lines.append(f"| {label} | {fmt([r['before'][metric] for r in rows], metric)} | "
                      f"{fmt([r['after'][metric] for r in rows], metric)} |")
     lines.append(f"| temperature | 1 | {mean_std([r['temperature'] for r in rows], 1.0, 3)} |")
+    if "mixture_temperature" in rows[0]:
+        lines.append(f"| mixture temperature | 1 | {mean_std([r['mixture_temperature'] for r in rows], 1.0, 3)} |")
     after = np.mean([r["after"]["ece"] for r in rows])
     lines += ["", f"Goal ECE after <= {GOAL_ECE:.1%}: **{'met' if after <= GOAL_ECE else 'missed'}** "
               f"(mean {after:.2%}; Guo et al. 2017: 4.6 % -> 0.83 % on CIFAR-10 ResNet-110).", "",
@@ -207,6 +238,43 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
         lines.append(f"| {r['seed']} | {r['temperature']:.3f} | {b['accuracy']:.2%} | {b['nll']:.4f} -> {a['nll']:.4f} "
                      f"| {b['brier']:.4f} -> {a['brier']:.4f} | {b['ece']:.2%} -> {a['ece']:.2%} | "
                      f"{r.get('skipped') or ''} | {r['train_seconds']} |")
+    if "t1_only" in rows[0]:
+        worst = max(r["after"]["ece"] for r in rows)
+        lines += ["", "Three calibrators on the same models and test images, ECE and NLL before -> after "
+                  "(deterministic: one eval pass, its own guarded T; MC, T1 only: the per-pass temperature alone "
+                  "under the K-fold guard, the round's calibrator before the mixture temperature; MC, new: "
+                  "`fit_round_calibration` now, the candidate with the lowest out-of-fold NLL among none / T1 / "
+                  "T2 / T1 then T2):", "",
+                  "| seed | deterministic ECE | deterministic NLL | MC, T1 only: T1, ECE | MC, T1 only: NLL | "
+                  "MC, new: chosen (T1, T2) | MC, new: ECE | MC, new: NLL |", "|---:|---|---|---|---|---|---|---|"]
+        for r in rows:
+            d, o, b, a = r["deterministic"], r["t1_only"], r["before"], r["after"]
+            chosen = (r.get("mixture_check") or {}).get("chosen", "none" if r.get("skipped") else "temperature")
+            lines.append(
+                f"| {r['seed']} | {d['before']['ece']:.2%} -> {d['after']['ece']:.2%} | {d['before']['nll']:.4f} -> "
+                f"{d['after']['nll']:.4f} | {o['temperature']:.3f}, {b['ece']:.2%} -> {o['after']['ece']:.2%} | "
+                f"{b['nll']:.4f} -> {o['after']['nll']:.4f} | {chosen} ({r['temperature']:.3f}, "
+                f"{r['mixture_temperature']:.3f}) | {b['ece']:.2%} -> {a['ece']:.2%} | {b['nll']:.4f} -> "
+                f"{a['nll']:.4f} |")
+        lines.append(
+            f"| mean ± std | {fmt([r['deterministic']['before']['ece'] for r in rows], 'ece')} -> "
+            f"{fmt([r['deterministic']['after']['ece'] for r in rows], 'ece')} | "
+            f"{fmt([r['deterministic']['after']['nll'] for r in rows], 'nll')} | "
+            f"{fmt([r['t1_only']['after']['ece'] for r in rows], 'ece')} | "
+            f"{fmt([r['t1_only']['after']['nll'] for r in rows], 'nll')} | | "
+            f"{fmt([r['after']['ece'] for r in rows], 'ece')} | {fmt([r['after']['nll'] for r in rows], 'nll')} |")
+        lines += ["", f"Goal ECE after <= {GOAL_ECE:.1%} on every seed (MC, new): "
+                  f"**{'met' if worst <= GOAL_ECE else 'missed'}** (worst seed {worst:.2%})."]
+        if rows[0].get("mixture_check"):
+            lines += ["", "Out-of-fold NLL of each candidate on the round's held-out split (same 5 folds; the "
+                      "lowest is kept):", "", "| seed | none (T = 1) | T1 | T2 | T1 then T2 | chosen |",
+                      "|---:|---:|---:|---:|---:|---|"]
+            for r in rows:
+                m = r.get("mixture_check")
+                if m:
+                    n = m["out_of_fold_nll"]
+                    lines.append(f"| {r['seed']} | {n['none']:.4f} | {n['temperature']:.4f} | "
+                                 f"{n['mixture_temperature']:.4f} | {n['both']:.4f} | {m['chosen']} |")
     if rows[0].get("unguarded"):
         lines += ["", "The round's guard (K-fold cross-validated NLL on the held-out split) per seed, and the "
                   "diagnostic unguarded T (fitted on the whole split, kept whatever the check says) on the test "
@@ -250,6 +318,15 @@ def markdown(rows: list[dict], args, wall: float, info: dict) -> str:
                              f"{fmt([r['big_validation']['mc']['after'][metric] for r in rows], metric)} |")
             lines.append(f"| temperature | {mean_std([r['temperature'] for r in rows], 1.0, 3)} | "
                          f"{mean_std([r['big_validation']['mc']['temperature'] for r in rows], 1.0, 3)} |")
+            if "mixture_alone" in rows[0]["big_validation"]["mc"]:
+                lines += ["", f"And the mixture temperature fitted on the same {size:,} images (no guard): T2 alone "
+                          "(T1 = 1) and T1 then T2:", "", "| figure | T1 | T2 alone | T1 then T2 |", "|---|---:|---:|---:|"]
+                for metric in METRICS:
+                    lines.append(f"| {metric} | {fmt([r['big_validation']['mc']['after'][metric] for r in rows], metric)} | "
+                                 f"{fmt([r['big_validation']['mc']['mixture_alone']['after'][metric] for r in rows], metric)} | "
+                                 f"{fmt([r['big_validation']['mc']['both']['after'][metric] for r in rows], metric)} |")
+                lines.append(f"| T2 | 1 | {mean_std([r['big_validation']['mc']['mixture_alone']['mixture_temperature'] for r in rows], 1.0, 3)} | "
+                             f"{mean_std([r['big_validation']['mc']['both']['mixture_temperature'] for r in rows], 1.0, 3)} |")
             lines += ["", "Per seed (big validation, MC): " + "; ".join(
                 f"seed {r['seed']}: T = {r['big_validation']['mc']['temperature']:.3f}, ECE "
                 f"{r['big_validation']['mc']['after']['ece']:.2%}, NLL {r['big_validation']['mc']['after']['nll']:.4f}"
@@ -300,7 +377,8 @@ def main() -> None:
     for seed in args.seeds:
         row = one_seed(seed, args, train_set, test_set, device)
         rows.append(row)
-        print(f"seed {seed}: T = {row['temperature']:.3f} ({row.get('skipped') or 'fitted'}), ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
+        print(f"seed {seed}: T = {row['temperature']:.3f}, T2 = {row.get('mixture_temperature', 1.0):.3f} "
+              f"({row.get('skipped') or 'fitted'}), ECE {row['before']['ece']:.2%} -> {row['after']['ece']:.2%}, "
               f"NLL {row['before']['nll']:.4f} -> {row['after']['nll']:.4f}, acc {row['before']['accuracy']:.2%} "
               f"({row['train_seconds']} s training)", flush=True)
     wall = time.perf_counter() - started

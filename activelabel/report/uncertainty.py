@@ -266,7 +266,9 @@ def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:
     why = calibration_absence(r, config)
     if why is None:
         said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
-                    f"T = {r.calibration['temperature']:.3f}")
+                    f"T = {r.calibration['temperature']:.3f}"
+                    + ("" if float(r.calibration.get("mixture_temperature", 1.0)) == 1.0 else
+                       f" and mixture T2 = {float(r.calibration['mixture_temperature']):.3f}"))
     else:
         said.append(f"no calibration ({why})")
     return said

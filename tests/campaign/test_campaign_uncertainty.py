@@ -196,11 +196,19 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     assert "skipped" not in calibration
     assert calibration["check"]["out_of_fold_nll"] < calibration["check"]["nll_at_1"]
     assert sum(calibration["check"]["fold_errors"]) == calibration["validation_errors"] >= 5
-    assert 0.01 <= calibration["temperature"] <= 100 and calibration["temperature"] != 1.0
+    # The round keeps the calibrator with the lowest out-of-fold NLL: the per-pass T1 and/or the
+    # mixture T2 (campaign.calibrate.choose_mixture_calibration); at least one of them is fitted.
+    mixture = calibration["mixture_check"]
+    assert mixture["chosen"] == min(mixture["out_of_fold_nll"], key=mixture["out_of_fold_nll"].get) != "none"
+    assert mixture["out_of_fold_nll"]["temperature"] == calibration["check"]["out_of_fold_nll"]
+    assert 0.01 <= calibration["temperature"] <= 100 and 0.25 <= calibration["mixture_temperature"] <= 100
+    assert (calibration["temperature"] != 1.0) == (mixture["chosen"] in ("temperature", "both"))
+    assert (calibration["mixture_temperature"] != 1.0) == (mixture["chosen"] in ("mixture_temperature", "both"))
     before, after = calibration["before"], calibration["after"]
     assert sum(b["count"] for b in before["bins"]) == sum(b["count"] for b in after["bins"]) == 30
     assert len(before["bins"]) == 15
-    assert rnd.uncertainty["temperature"] == calibration["temperature"]  # acquisition is calibrated
+    # Acquisition divides each pass's logits by T1 only; T2 acts on the stored predictive mean.
+    assert rnd.uncertainty["temperature"] == calibration["temperature"]
     # T is fitted for what acquisition reads: the mean of the round's 10 MC passes (same mask
     # seed as its scoring), and before/after are that predictor's figures on the test split.
     assert calibration["predictor"] == {"method": "mc_dropout", "passes": 10, "members": 1}
@@ -215,8 +223,11 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     targets = np.array([LABELS.index(data.given_label(u)) for u in test_uris])
     z = predict_probabilities(model, data.store.read(test_uris), samples=10, device=torch.device("cpu"),
                               seed=steps._seed(config, rnd), logits=True)
-    for when, t in (("before", 1.0), ("after", calibration["temperature"])):
-        expected = calibration_report(predictive_probabilities(z, t), targets).to_dict()
+    from activelabel.pipeline.calibration import calibrated_probabilities
+
+    for when, (t1, t2) in (("before", (1.0, 1.0)),
+                           ("after", (calibration["temperature"], calibration["mixture_temperature"]))):
+        expected = calibration_report(calibrated_probabilities(z, t1, t2), targets).to_dict()
         for key in ("accuracy", "nll", "brier", "ece"):
             assert calibration[when][key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), (when, key)
 

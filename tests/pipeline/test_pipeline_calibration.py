@@ -359,12 +359,156 @@ def test_round_calibration_of_mc_passes_fits_and_reports_the_mc_predictive() -> 
     val = predict_probabilities(model, x[:200], samples=16, device=torch.device("cpu"), seed=7, logits=True)
     from activelabel.pipeline.calibration import fit_mixture_temperature
 
-    assert "skipped" not in result and result["temperature"] == pytest.approx(fit_mixture_temperature(val, y[:200]))
-    for when, t in (("before", 1.0), ("after", result["temperature"])):
-        expected = calibration_report(predictive_probabilities(yard, t), y[200:]).to_dict()
+    from activelabel.pipeline.calibration import calibrated_probabilities, fit_mixture_sharpness
+
+    # The kept calibrator is the candidate with the lowest out-of-fold NLL; here the mixture
+    # temperature alone (T1 = 1: acquisition's passes stay as they are).
+    mixture = result["mixture_check"]
+    assert mixture["out_of_fold_nll"]["temperature"] == result["check"]["out_of_fold_nll"]
+    assert mixture["out_of_fold_nll"]["none"] == result["check"]["nll_at_1"]
+    assert mixture["chosen"] == min(mixture["out_of_fold_nll"], key=mixture["out_of_fold_nll"].get) == "mixture_temperature"
+    assert "skipped" not in result and result["temperature"] == 1.0
+    assert result["mixture_temperature"] == pytest.approx(fit_mixture_sharpness(val, y[:200], 1.0))
+    assert result["mixture_temperature"] < 1  # the mean of 16 dropout passes is under-confident: sharpen it
+    for when, (t1, t2) in (("before", (1.0, 1.0)), ("after", (1.0, result["mixture_temperature"]))):
+        expected = calibration_report(calibrated_probabilities(yard, t1, t2), y[200:]).to_dict()
         assert result[when]["nll"] == pytest.approx(expected["nll"]) and result[when]["ece"] == pytest.approx(
             expected["ece"])
     assert result["after"]["nll"] < result["before"]["nll"]
     deterministic = fit_round_calibration(model, x[:200], y[:200], None, None, torch.device("cpu"))
     assert deterministic["predictor"] == {"method": "deterministic", "passes": 1, "members": 1}
     assert describe_predictor(deterministic["predictor"]) == describe_predictor(None) == "one deterministic pass"
+
+
+# --- The mixture temperature T2: softmax(log(mean_s softmax(z_s / T1)) / T2) ----------------------------
+
+
+def _dispersed_mixture(spread: float, wrong_rate: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pass logits ``[20, 800, 4]`` and labels: each sample's passes share a margin-3 vote for a
+    class that is right ``1 - wrong_rate`` of the time, plus per-pass Gaussian noise of std
+    ``spread``. Much noise and few errors: the mean is under-confident (over-dispersed passes);
+    little noise and many errors: over-confident (under-dispersed passes)."""
+    rng = np.random.default_rng(seed)
+    s, n, c = 20, 800, 4
+    y = rng.integers(0, c, n)
+    voted = np.where(rng.random(n) < 1 - wrong_rate, y, (y + rng.integers(1, c, n)) % c)
+    return 3.0 * np.eye(c)[voted][None] + spread * rng.standard_normal((s, n, c)), y
+
+
+@pytest.mark.parametrize("spread, wrong_rate, sharpens", [(3.0, 0.05, True), (0.3, 0.25, False)])
+def test_mixture_temperature_lowers_the_nll_of_a_dispersed_mixture_and_keeps_every_argmax(
+        spread: float, wrong_rate: float, sharpens: bool) -> None:
+    from activelabel.pipeline.calibration import (
+        calibrated_probabilities,
+        fit_mixture_sharpness,
+        fit_mixture_temperature,
+        mixture_log_probabilities,
+    )
+    from activelabel.pipeline.metrics import negative_log_likelihood as nll
+
+    z, y = _dispersed_mixture(spread, wrong_rate)
+    mean = predictive_probabilities(z)
+    confidence, right = mean.max(-1).mean(), (mean.argmax(-1) == y).mean()
+    assert (confidence < right - 0.1) if sharpens else (confidence > right + 0.1)  # as built
+    np.testing.assert_allclose(np.exp(mixture_log_probabilities(z)), mean, rtol=1e-12)
+    # T2 alone; then on top of the per-pass T1, which leaves an over-dispersed mean under-confident
+    # (T2 still sharpens), while nearly identical passes are one softmax that T1 already fixed (T2 ~ 1).
+    for t1 in (1.0, fit_mixture_temperature(z, y)):
+        t2 = fit_mixture_sharpness(z, y, t1)
+        at_t1, calibrated = predictive_probabilities(z, t1), calibrated_probabilities(z, t1, t2)
+        if t1 == 1.0 or sharpens:
+            assert (t2 < 0.9) if sharpens else (t2 > 1.2)
+            assert nll(calibrated, y) < nll(at_t1, y) - 0.005
+        else:
+            assert abs(math.log(t2)) < 0.05 and nll(calibrated, y) <= nll(at_t1, y) + 1e-12
+        np.testing.assert_array_equal(calibrated.argmax(-1), at_t1.argmax(-1))  # accuracy unchanged
+        np.testing.assert_allclose(calibrated.sum(-1), 1.0, rtol=1e-12)
+        # The fit found the optimum: no T2 on a fine grid does better.
+        grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 300))
+        assert nll(calibrated, y) <= min(nll(calibrated_probabilities(z, t1, g), y) for g in grid) + 1e-6
+    # By hand for one sample, two passes: log mean = log([0.5, 0.5] . softmax rows), then power 1 / T2.
+    two = np.array([[[2.0, 0.0]], [[0.0, 0.0]]])
+    mean_by_hand = (np.array([math.exp(2), 1]) / (math.exp(2) + 1) + 0.5) / 2
+    powered = mean_by_hand ** 2 / (mean_by_hand ** 2).sum()
+    np.testing.assert_allclose(calibrated_probabilities(two, 1.0, 0.5)[0], powered, rtol=1e-12)
+
+
+def test_mixture_temperature_1_reproduces_the_per_pass_calibration_bit_for_bit() -> None:
+    from activelabel.pipeline.calibration import calibrated_probabilities
+
+    z, y = _dispersed_mixture(3.0, 0.05)
+    for t1 in (1.0, 0.44, 2.5):
+        np.testing.assert_array_equal(calibrated_probabilities(z, t1, 1.0), predictive_probabilities(z, t1))
+        np.testing.assert_array_equal(calibrated_probabilities(z, t1), predictive_probabilities(z, t1))
+    # One deterministic pass: no mixture stage, the round's record as before plus T2 = 1.
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=200)
+    y = (rng.random(200) < 1 / (1 + np.exp(-m))).astype(np.int64)
+    x = np.stack([np.zeros(200), m], axis=1)[:, None, None, :].astype(np.float32)
+    result = _round_calibration(x, y)
+    assert result["mixture_temperature"] == 1.0 and "mixture_check" not in result
+    assert result["temperature"] == pytest.approx(fit_temperature(4.0 * x[:, 0, 0].astype(np.float64), y))
+
+
+def _identical_members() -> list[torch.nn.Module]:
+    """Two identical 4 x identity models: an 'ensemble' whose mixture is one softmax, so T2 can do
+    nothing T1 cannot (the round still runs its mixture stage: S = 2)."""
+    members = []
+    for _ in range(2):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
+        with torch.no_grad():
+            model[1].weight.copy_(torch.tensor([[4.0, 0.0], [0.0, 4.0]]))
+        members.append(model)
+    return members
+
+
+def test_round_refuses_the_mixture_temperature_when_it_does_not_predict_left_out_folds_better() -> None:
+    # The split of test_round_keeps_t_1_when_temperatures_fitted_on_other_folds_predict_a_fold_worse,
+    # scored by two identical members: out of fold, neither T1 nor T2 (alone or on top) beats T = 1.
+    from activelabel.campaign.calibrate import fit_round_calibration
+
+    x, y = _one_ruinous_error_among_near_ties()
+    yard = 4.0 * np.stack([x[:, 0, 0], x[:, 0, 0]]).astype(np.float64)
+    result = fit_round_calibration(_identical_members(), x, y, yard, y, torch.device("cpu"), method="ensemble")
+    mixture = result["mixture_check"]
+    nll = mixture["out_of_fold_nll"]
+    assert mixture["chosen"] == "none" and result["temperature"] == result["mixture_temperature"] == 1.0
+    assert nll["none"] == pytest.approx(0.3462, abs=1e-4) and nll["temperature"] == pytest.approx(0.6224, abs=1e-4)
+    # One softmax: T2 alone is T1 alone under another name (same folds, same optimum).
+    assert nll["mixture_temperature"] == pytest.approx(nll["temperature"], abs=1e-6)
+    assert nll["both"] > nll["none"]
+    assert len(mixture["fold_temperatures"]["both"]) == 5 and all(len(p) == 2 for p in mixture["fold_temperatures"]["both"])
+    assert result["skipped"].endswith(
+        f"the split cannot tell a temperature, nor a mixture temperature (out-of-fold NLL "
+        f"{nll['mixture_temperature']:.4f} alone, {nll['both']:.4f} on top of the per-pass one); T = 1 kept")
+    assert result["after"] == result["before"]  # nothing kept, nothing changed
+
+
+def test_round_keeps_the_mixture_temperature_only_when_it_beats_the_per_pass_one_out_of_fold() -> None:
+    from activelabel.campaign.calibrate import choose_mixture_calibration, cross_validated_nll
+    from activelabel.pipeline.calibration import fit_mixture_temperature
+
+    # Over-dispersed passes: T2 alone predicts left-out folds better than T1 alone and is kept.
+    z, y = _dispersed_mixture(3.0, 0.05)
+    wrong = predictive_probabilities(z).argmax(-1) != y
+    check = cross_validated_nll(z, y, wrong, seed=1, fit=fit_mixture_temperature)
+    chosen = choose_mixture_calibration(z, y, wrong, check, seed=1)
+    nll = chosen["out_of_fold_nll"]
+    assert nll["none"] == check["nll_at_1"] and nll["temperature"] == check["out_of_fold_nll"]
+    assert chosen["chosen"] == min(nll, key=nll.get) != "temperature"
+    assert min(nll["mixture_temperature"], nll["both"]) < nll["temperature"] < nll["none"]
+    assert chosen == choose_mixture_calibration(z, y, wrong, check, seed=1)  # deterministic in the seed
+
+
+def test_acquisition_reads_the_per_pass_temperature_only() -> None:
+    # T2 acts on the stored predictive mean; acquisition divides each pass's logits by T1 alone,
+    # so BALD's per-pass distributions and total = aleatoric + epistemic are those at T1.
+    from types import SimpleNamespace
+
+    from activelabel.campaign.steps import _acquisition_temperature
+
+    config = SimpleNamespace(calibrate=True)
+    stored = {"temperature": 0.44, "mixture_temperature": 0.67}
+    assert _acquisition_temperature(SimpleNamespace(calibration=stored), config) == 0.44
+    assert _acquisition_temperature(SimpleNamespace(calibration={**stored, "temperature": 1.0}), config) == 1.0
+    assert _acquisition_temperature(SimpleNamespace(calibration=stored), SimpleNamespace(calibrate=False)) == 1.0
