@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import sys
 import weakref
 
 import pytest
@@ -23,12 +24,14 @@ from activelabel.stop import Stopped
 @pytest.fixture(autouse=True)
 def _clean_stop_state():
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook  # cli.main() installs stop's
     stop.clear()
     yield
     stop.clear()
     progress.set_reporter(None)
     for s, handler in handlers.items():
         signal.signal(s, handler)
+    sys.unraisablehook = hook
 
 
 def test_stopped_reads_in_words():
