@@ -901,22 +901,15 @@ def strategies() -> None:
 
 def main() -> None:
     """Console entry point: known problems print one line and exit 1, without a traceback."""
-    import signal
-
     from rich.markup import escape
 
-    from activelabel.stop import Stopped, request, requested, signal_name
+    from activelabel import stop
 
-    def _stop(signum: int, _frame: object) -> None:
-        # Ctrl-C and SIGTERM end the run the same way: the flow is marked crashed, the lease
-        # and Prefect's temporary server are released, and the next run resumes from the database.
-        # Recorded first: Python swallows an exception raised inside a weakref callback or
-        # __del__; the run then stops at its next step boundary, or exits 128 + signum at the end.
-        request(signum)
-        raise Stopped(signum)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _stop)
+    # Ctrl-C and SIGTERM end the run the same way: the flow is marked crashed, the lease and
+    # Prefect's temporary server are released, and the next run resumes from the database. Every
+    # stop is recorded (activelabel.stop), also one Python swallows inside a weakref callback or
+    # one Prefect's own SIGTERM handler turns into its TerminationSignal while a flow runs.
+    stop.install()
     from activelabel.memory import steady_allocator
 
     steady_allocator()
@@ -924,20 +917,23 @@ def main() -> None:
         try:
             app()
         except SystemExit as exit_:
-            if exit_.code not in (0, None) or requested() is None:
+            if exit_.code not in (0, None) or stop.requested() is None:
                 raise
-        if requested() is not None:  # a stop whose exception was swallowed: still a stop
-            raise Stopped(requested())
+        if stop.requested() is not None:  # a stop whose exception was swallowed: still a stop
+            raise stop.Stopped(stop.requested())
     except ActiveLabelError as error:
         # escape: a message may hold brackets (e.g. 'activelabel[postgres]') that are not markup.
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
-    except Stopped as stopped:
+    except BaseException as error:
+        signum = stop.stop_signal(error)  # ours (Stopped) or Prefect's TerminationSignal
+        if signum is None:
+            raise
         err_console.print(
-            f"[bold red]error:[/] stopped by {signal_name(stopped.signum)}; run the same command again to resume",
+            f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
             markup=True, highlight=False, soft_wrap=True,
         )
-        sys.exit(128 + stopped.signum)
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import os
 import signal
 import time
 
+from activelabel.stop import raise_if_requested
+
 CRASH_AT_ENV = "ACTIVELABEL_CRASH_AT"
 CRASH_ROUND_ENV = "ACTIVELABEL_CRASH_ROUND"
 PAUSE_AT_ENV = "ACTIVELABEL_PAUSE_AT"
@@ -32,11 +34,16 @@ def crash_point(step: str, round_index: int) -> None:
 
 
 def _pause(until: str) -> None:
+    """Wait ``until`` seconds, or until the file ``until`` exists (at most 600 s).
+
+    Honours a recorded stop request (:func:`activelabel.stop.raise_if_requested`) every 0.2 s, as
+    a long step does at its next phase: a test that stops a paused round sees it stop."""
     try:
-        time.sleep(float(until))
-        return
+        seconds, file = float(until), None
     except ValueError:
-        pass
-    deadline = time.monotonic() + 600
-    while not os.path.exists(until) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        seconds, file = 600.0, until
+    deadline = time.monotonic() + seconds
+    while (file is None or not os.path.exists(file)) and time.monotonic() < deadline:
+        raise_if_requested()
+        time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
+    raise_if_requested()

@@ -25,7 +25,7 @@ from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, merge_shards, shard_requests
 from activelabel.campaign.faults import crash_point
-from activelabel.stop import Stopped
+from activelabel.stop import signal_name, stop_signal
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
@@ -157,8 +157,11 @@ def mark_failed(engine: Engine, round_id: int, error: BaseException) -> None:
             return
         rnd.failed_step = rnd.status
         rnd.status = RoundStatus.failed
-        # A stop request reads in words ("stopped by Ctrl-C"); other errors keep their type's name.
-        rnd.error = (str(error) if isinstance(error, Stopped) else f"{type(error).__name__}: {error}")[:4000]
+        # A stop (ours or Prefect's TerminationSignal) reads in words ("stopped by SIGTERM");
+        # other errors keep their type's name.
+        signum = stop_signal(error)
+        rnd.error = (f"stopped by {signal_name(signum)}" if signum is not None
+                     else f"{type(error).__name__}: {error}")[:4000]
 
 
 def note_error(engine: Engine, round_id: int, error: BaseException) -> None:

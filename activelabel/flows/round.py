@@ -21,6 +21,7 @@ from activelabel.flows.engines import engine_for
 from activelabel.storage.database import describe_error, describe_url
 from activelabel.storage.lease import campaign_lease
 from activelabel.progress import reporter
+from activelabel import stop
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,10 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
             progress.finish_round(f"round {index} waits: {error}")
             raise
         except BaseException as error:
+            # A stop (also Prefect's TerminationSignal) is recorded even if something swallows it.
+            signum = stop.note(error)
             _record_failure(engine, round_id, error)
-            progress.finish_round(f"round {index} failed: {error}")
+            progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}")
             raise
         summary = round_summary(engine, round_id)
     progress.finish_round(summary.describe())

@@ -266,16 +266,9 @@ def test_prefect_temporary_server_ends_with_the_cli_however_it_is_stopped(tmp_pa
                     pass
             time.sleep(0.5)
         os.kill(cli.pid, sig)  # the CLI alone, not its process group
-        try:
-            code = cli.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            # Known limit (Python/Prefect, seen once at load 15): an exception raised by a signal
-            # handler is dropped when the signal lands inside a weakref callback ("Exception
-            # ignored in: ... TerminationSignal"). A second signal ends the process, as a user's
-            # second Ctrl-C would; what is asserted below (one line, exit status, nothing left
-            # behind) still holds.
-            os.kill(cli.pid, sig)
-            code = cli.wait(timeout=120)
+        # One signal is enough, also when it lands inside a weakref callback where Python drops
+        # the handler's exception, ours or Prefect's (activelabel.stop records it).
+        code = cli.wait(timeout=180)
         assert code == {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: 128 + signal.SIGTERM,
                         signal.SIGINT: 128 + signal.SIGINT}[sig], (tmp_path / "err").read_text()[-2000:]
         assert_none_left(cli.pid)
