@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich.table import Table
 
@@ -499,12 +500,15 @@ def sync(
     _open_database(database_url, existing=True)
     _quiet_prefect()
     result = sync_flow(campaign)
+    from activelabel.campaign.summary import counted
+
     console.print(
-        f"{result.new_labels} new answers"
+        f"{counted(result.new_labels, 'new answer')}"
         + (f" ({result.rejected} rejected: the reasons are logged above)"
            if result.rejected else "") + ", "
         f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
-        f"{result.pending} samples of the current round still wait for labels"
+        f"{counted(result.pending, 'sample')} of the current round still "
+        f"{'waits' if result.pending == 1 else 'wait'} for labels"
     )
 
 
@@ -786,21 +790,11 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             console.print(line, markup=False, soft_wrap=True)
     density = how.get("density")
     if density:
-        console.print(
-            f"Feature density: class Gaussians on {density['labeled']} labeled samples ({density['dim']} features); "
-            f"{density['flagged']} pool samples flagged out of distribution (log density below "
-            f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold)."
-        )
-        unseen = density.get("num_classes", density["classes"]) - density["classes"]
-        if unseen > 0:
-            console.print(f"  [yellow]{unseen} class(es) have no labeled sample, so no Gaussian: the density "
-                          "cannot tell their inputs from any other unfamiliar input.[/yellow]")
-        if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
-            console.print(
-                f"  [yellow]The smallest class has {density['smallest_class']} labeled samples, not more than the "
-                f"{density['dim']} feature dimensions: its covariance is held up by jitter, so densities are "
-                "extreme and the flag is rough until classes grow.[/yellow]"
-            )
+        from activelabel.campaign.uncertainty_report import describe_density
+
+        for text, warning in describe_density(density):
+            console.print(f"[yellow]{escape(text)}[/yellow]" if warning else text,
+                          markup=warning, soft_wrap=True)
     calibration = report.calibration
     if calibration:
         from activelabel.campaign.calibrate import describe_predictor
