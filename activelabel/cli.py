@@ -289,14 +289,17 @@ def _score_text(value: float, significant: int = 4) -> str:
 
 
 def _print_rounds(campaign_name: str, summaries: list) -> None:
+    """The run table. "trained on": the labels the round's model learned from, the x of the
+    learning curve beside its test accuracy; empty for a round that trains no model (the
+    evaluation and cold-start rounds, which only send a random batch)."""
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "kind", "labeled", "test accuracy", "mean score of selected", "seconds", "status"):
+    for column in ("round", "kind", "trained on", "test accuracy", "mean score of selected", "seconds", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right")
     for s in summaries:
         table.add_row(
             str(s.index),
             s.kind.replace("_", " "),
-            "" if s.labeled is None else str(s.labeled),
+            "" if s.labeled is None or s.kind != "active" else f"{s.labeled:,}",
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
