@@ -416,8 +416,8 @@ def export(
         raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
     engine, _ = _open_database(database_url, existing=True)
     if to is not None:
-        count = export_labels(engine, name, to)
-        console.print(f"Wrote {count} labeled samples to {to}")
+        exported = export_labels(engine, name, to)
+        console.print(f"Wrote {exported.describe()} to {to}")
     if model is not None:
         version = export_model(engine, name, model)
         console.print(f"Wrote model {version} to {model}")

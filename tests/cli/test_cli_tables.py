@@ -22,3 +22,11 @@ def test_the_run_table_says_how_many_labels_each_model_trained_on(capsys) -> Non
                                                if "complete" in line)}
     # No model in the evaluation and cold-start rounds: nothing trained on, not "0 labeled".
     assert rows == {"1": ["evaluation", "", ""], "2": ["cold start", "", ""], "3": ["active", "1,200", "0.912"]}
+
+
+def test_the_export_line_counts_labeled_samples_and_copies_apart() -> None:
+    from activelabel.campaign.export import ExportedLabels
+
+    assert ExportedLabels(161, 1).describe() == "160 labeled samples (+1 copy labeled with its original)"
+    assert ExportedLabels(12, 0).describe() == "12 labeled samples"
+    assert ExportedLabels(1, 0).describe() == "1 labeled sample"
