@@ -57,6 +57,14 @@ app = _Typer(
     pretty_exceptions_enable=False,
 )
 # Pipes and CI logs get a table wide enough to read; terminals use their own width.
+#: Every dataset form ``pipeline.datasets.load_dataset`` accepts, as the --dataset options say it.
+BUILT_IN_DATASETS = (
+    "'digits' (bundled, 8x8); 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class; "
+    "size: images resized to size x size pixels, channels: 1 grey or 3 RGB); "
+    "'mnist:/folder[?limit=N][&test=t10k]' (the MNIST IDX files; limit: the first N training images, "
+    "test=t10k: test on the 10,000 official test images instead of a test_fraction)."
+)
+
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
@@ -94,7 +102,7 @@ def demo(
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts).")] = 40,
-    dataset: Annotated[str, typer.Option(help="'digits' (bundled), 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class) or 'mnist:/folder[?limit=N][&test=t10k]'.")] = "digits",
+    dataset: Annotated[str, typer.Option(help=BUILT_IN_DATASETS)] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
@@ -318,7 +326,7 @@ def run(
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits, training, dropout and random picks. Default: 0.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts). Default: 40.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset when no campaign file is given: 'digits', 'imagefolder:/folder[?size=28&channels=1]' or 'mnist:/folder[?limit=N][&test=t10k]'.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset when no campaign file is given: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name (overrides the file's campaign.name).", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
@@ -677,7 +685,7 @@ def status(
 @app.command()
 def compare(
     experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: 'digits', 'mnist:/folder[?limit=N][&test=t10k]' or 'imagefolder:/folder'. Default: digits.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Rounds per campaign (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
