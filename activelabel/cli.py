@@ -539,7 +539,9 @@ def watch(
     """Keep a campaign going: next round as soon as the current one has its labels.
 
     Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until
-    --rounds rounds are complete. See --min-new-labels of `run` for "enough labels".
+    --rounds rounds are complete or a stopping rule (label budget, target accuracy, plateau,
+    exhausted pool) stops the campaign: then it says why and exits 0. See --min-new-labels of
+    `run` for "enough labels".
     """
     _configure_logging(verbose)
     given = campaign
