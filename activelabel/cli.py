@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 from rich.table import Table
 
@@ -56,6 +57,14 @@ app = _Typer(
     pretty_exceptions_enable=False,
 )
 # Pipes and CI logs get a table wide enough to read; terminals use their own width.
+#: Every dataset form ``pipeline.datasets.load_dataset`` accepts, as the --dataset options say it.
+BUILT_IN_DATASETS = (
+    "'digits' (bundled, 8x8); 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class; "
+    "size: images resized to size x size pixels, channels: 1 grey or 3 RGB); "
+    "'mnist:/folder[?limit=N][&test=t10k]' (the MNIST IDX files; limit: the first N training images, "
+    "test=t10k: test on the 10,000 official test images instead of a test_fraction)."
+)
+
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
@@ -94,7 +103,7 @@ def demo(
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
     epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts).")] = 40,
-    dataset: Annotated[str, typer.Option(help="'digits' (bundled), 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class) or 'mnist:/folder[?limit=N][&test=t10k]'.")] = "digits",
+    dataset: Annotated[str, typer.Option(help=BUILT_IN_DATASETS)] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")] = "auto",
@@ -293,14 +302,17 @@ def _score_text(value: float, significant: int = 4) -> str:
 
 
 def _print_rounds(campaign_name: str, summaries: list) -> None:
+    """The run table. "trained on": the labels the round's model learned from, the x of the
+    learning curve beside its test accuracy; empty for a round that trains no model (the
+    evaluation and cold-start rounds, which only send a random batch)."""
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "kind", "labeled", "test accuracy", "mean score of selected", "seconds", "status"):
+    for column in ("round", "kind", "trained on", "test accuracy", "mean score of selected", "seconds", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right")
     for s in summaries:
         table.add_row(
             str(s.index),
             s.kind.replace("_", " "),
-            "" if s.labeled is None else str(s.labeled),
+            "" if s.labeled is None or s.kind != "active" else f"{s.labeled:,}",
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
@@ -319,7 +331,7 @@ def run(
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for splits, training, dropout and random picks. Default: 0.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts). Default: 40.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset when no campaign file is given: 'digits', 'imagefolder:/folder[?size=28&channels=1]' or 'mnist:/folder[?limit=N][&test=t10k]'.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset when no campaign file is given: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name (overrides the file's campaign.name).", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
@@ -417,8 +429,8 @@ def export(
         raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
     engine, _ = _open_database(database_url, existing=True)
     if to is not None:
-        count = export_labels(engine, name, to)
-        console.print(f"Wrote {count} labeled samples to {to}")
+        exported = export_labels(engine, name, to)
+        console.print(f"Wrote {exported.describe()} to {to}")
     if model is not None:
         version = export_model(engine, name, model)
         console.print(f"Wrote model {version} to {model}")
@@ -516,12 +528,15 @@ def sync(
     _open_database(database_url, existing=True)
     _quiet_prefect()
     result = sync_flow(campaign)
+    from activelabel.campaign.summary import counted
+
     console.print(
-        f"{result.new_labels} new answers"
+        f"{counted(result.new_labels, 'new answer')}"
         + (f" ({result.rejected} rejected: the reasons are logged above)"
            if result.rejected else "") + ", "
         f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
-        f"{result.pending} samples of the current round still wait for labels"
+        f"{counted(result.pending, 'sample')} of the current round still "
+        f"{'waits' if result.pending == 1 else 'wait'} for labels"
     )
 
 
@@ -541,7 +556,9 @@ def watch(
     """Keep a campaign going: next round as soon as the current one has its labels.
 
     Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until
-    --rounds rounds are complete. See --min-new-labels of `run` for "enough labels".
+    --rounds rounds are complete or a stopping rule (label budget, target accuracy, plateau,
+    exhausted pool) stops the campaign: then it says why and exits 0. See --min-new-labels of
+    `run` for "enough labels".
     """
     _configure_logging(verbose)
     given = campaign
@@ -687,7 +704,7 @@ def status(
 @app.command()
 def compare(
     experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset: 'digits', 'mnist:/folder[?limit=N][&test=t10k]' or 'imagefolder:/folder'. Default: digits.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Rounds per campaign (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
@@ -803,21 +820,11 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
             console.print(line, markup=False, soft_wrap=True)
     density = how.get("density")
     if density:
-        console.print(
-            f"Feature density: class Gaussians on {density['labeled']} labeled samples ({density['dim']} features); "
-            f"{density['flagged']} pool samples flagged out of distribution (log density below "
-            f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold)."
-        )
-        unseen = density.get("num_classes", density["classes"]) - density["classes"]
-        if unseen > 0:
-            console.print(f"  [yellow]{unseen} class(es) have no labeled sample, so no Gaussian: the density "
-                          "cannot tell their inputs from any other unfamiliar input.[/yellow]")
-        if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
-            console.print(
-                f"  [yellow]The smallest class has {density['smallest_class']} labeled samples, not more than the "
-                f"{density['dim']} feature dimensions: its covariance is held up by jitter, so densities are "
-                "extreme and the flag is rough until classes grow.[/yellow]"
-            )
+        from activelabel.campaign.uncertainty_report import describe_density
+
+        for text, warning in describe_density(density):
+            console.print(f"[yellow]{escape(text)}[/yellow]" if warning else text,
+                          markup=warning, soft_wrap=True)
     calibration = report.calibration
     if calibration:
         from activelabel.campaign.calibrate import describe_predictor

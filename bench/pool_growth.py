@@ -8,7 +8,11 @@ a campaign of N files (SQLite), each call repeated and the minimum and median ke
 - ``listing only``: :func:`activelabel.campaign.data.list_pool_files`;
 - baseline, in the same run: ``find_changes``, the check every ``activelabel run`` already made
   before this work (a ``stat`` of each stored file, :mod:`activelabel.campaign.integrity`);
-- ``join, 100 new``: 100 files added (listing, hashing, decoding, one insert transaction).
+- ``join, 100 new``: 100 files added (listing, hashing, decoding, one insert transaction), as
+  a round start runs it: inside :func:`activelabel.campaign.data.one_pool_listing`, so the join
+  and the refresh of the cached campaign data share one listing; baseline in the same run: the
+  same join without it (each reader lists the folder itself: two listings, the code before).
+  Three additions each, alternating, minimum kept; ``walks`` counts the folder listings.
 
     nice -n 5 python bench/pool_growth.py --sizes 10000 100000 --work /tmp/pool-growth-bench \\
         --out bench/results/pool_growth.md
@@ -44,10 +48,29 @@ def timed(call, repeats: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+class _count_walks:
+    """Counts the pool-folder walks (``data._walk_pool`` calls) until :meth:`stop`."""
+
+    def __init__(self) -> None:
+        import activelabel.campaign.data as data
+
+        self.data, self.real, self.calls = data, data._walk_pool, 0
+
+        def counted(pool, labels):
+            self.calls += 1
+            return self.real(pool, labels)
+
+        data._walk_pool = counted
+
+    def stop(self) -> int:
+        self.data._walk_pool = self.real
+        return self.calls
+
+
 def measure(size: int, work: Path, repeats: int) -> dict:
     from activelabel.campaign import prepare_campaign
     from activelabel.campaign.config import CampaignConfig
-    from activelabel.campaign.data import campaign_data, list_pool_files
+    from activelabel.campaign.data import campaign_data, list_pool_files, one_pool_listing
     from activelabel.campaign.growth import join_new_files
     from activelabel.campaign.integrity import find_changes
     from activelabel.storage import open_engine
@@ -70,11 +93,24 @@ def measure(size: int, work: Path, repeats: int) -> dict:
         "listing": timed(lambda: list_pool_files(config), repeats),
         "find_changes": timed(lambda: find_changes(engine, campaign_id, store, config), repeats),
     }
-    write_pool(images / "new", 100, seed=size + 1, prefix="n")
-    started = time.perf_counter()
-    growth = join_new_files(engine, campaign_id, config)
-    row["join_100"] = time.perf_counter() - started
-    assert growth.joined == 100, growth
+    shared_times, own_times, walks = [], [], {}
+    for attempt in range(3):
+        for shared in (True, False):
+            write_pool(images / f"new{attempt}{'s' if shared else 'o'}", 100, seed=size + 10 * attempt + shared,
+                       prefix=f"n{attempt}{int(shared)}")
+            counter = _count_walks()
+            started = time.perf_counter()
+            if shared:
+                with one_pool_listing():
+                    growth = join_new_files(engine, campaign_id, config)
+            else:
+                growth = join_new_files(engine, campaign_id, config)
+            (shared_times if shared else own_times).append(time.perf_counter() - started)
+            walks["shared" if shared else "own"] = counter.stop()
+            assert growth.joined == 100, growth
+    row["join_100"] = min(shared_times)
+    row["join_100_before"] = min(own_times)
+    row["walks"] = walks
     engine.dispose()
     shutil.rmtree(root, ignore_errors=True)
     return row
@@ -92,14 +128,16 @@ def main() -> None:
     load_after = os.getloadavg()
     lines = [
         "| files | create | join, nothing new (min / median) | listing only | find_changes (baseline) "
-        "| join / find_changes | join, 100 new |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| join / find_changes | join, 100 new: one listing (walks) | before: a listing per reader (walks) "
+        "| ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']:,} | {r['create']:.1f} s | {r['join_nothing'][0]:.3f} / {r['join_nothing'][1]:.3f} s "
             f"| {r['listing'][0]:.3f} s | {r['find_changes'][0]:.3f} / {r['find_changes'][1]:.3f} s "
-            f"| {r['join_nothing'][0] / r['find_changes'][0]:.2f} | {r['join_100']:.2f} s |")
+            f"| {r['join_nothing'][0] / r['find_changes'][0]:.2f} | {r['join_100']:.2f} s ({r['walks']['shared']}) "
+            f"| {r['join_100_before']:.2f} s ({r['walks']['own']}) | {r['join_100'] / r['join_100_before']:.2f} |")
     lines.append("")
     lines.append(f"Load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
                  f"{os.cpu_count()} CPUs; minimum of {args.repeats} calls.")

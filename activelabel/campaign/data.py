@@ -17,6 +17,9 @@ and a moved data folder keeps its URIs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -156,17 +159,70 @@ def data_root(pool: str) -> Path:
     return path if path.is_dir() else path.parent
 
 
+class PoolListings:
+    """The pool listings of one round start, shared by every step that needs one.
+
+    Before a round, the stop check (:func:`~activelabel.campaign.stopping.pool_exhausted`),
+    the join of new files (:func:`~activelabel.campaign.growth.join_before_round`) and the
+    refresh of the cached :class:`CampaignData` each need the pool folder's listing; a walk of
+    a large folder takes seconds, so within :func:`one_pool_listing` it is walked once and the
+    three read the same list. ``walks`` counts the walks made (for tests and benchmarks).
+    """
+
+    def __init__(self) -> None:
+        self._listed: dict[tuple[str, tuple[str, ...] | None], list[str]] = {}
+        self.walks = 0
+
+    def listing(self, pool: str, labels) -> list[str]:
+        key = (pool, tuple(labels) if labels is not None else None)
+        if key not in self._listed:
+            self._listed[key] = _walk_pool(pool, labels)
+            self.walks += 1
+        return list(self._listed[key])  # a copy: no reader can change another's list
+
+
+_round_listings: ContextVar[PoolListings | None] = ContextVar("activelabel_pool_listings", default=None)
+
+
+@contextmanager
+def one_pool_listing() -> Iterator[PoolListings]:
+    """Within this block the pool source is listed at most once (per pool and label set).
+
+    Opened around one round's start (``campaign_flow``: the stop check and the round;
+    ``steps.start_round``: the join and the data refresh). Nested blocks share the outer one.
+    Scoped by a context variable and dropped on exit: nothing outlives the round, so a
+    later round, another campaign or another test lists the folder afresh.
+    """
+    current = _round_listings.get()
+    if current is not None:
+        yield current
+        return
+    token = _round_listings.set(PoolListings())
+    try:
+        yield _round_listings.get()
+    finally:
+        _round_listings.reset(token)
+
+
 def _list_pool(pool: str, labels) -> list[str]:
     """The URIs a pool folder or manifest lists now (relative to the data root), in a stable
-    order. Raises ``DataSourceError`` naming ``data.pool`` when it is gone or lists nothing."""
+    order; inside :func:`one_pool_listing`, the block's one listing. Raises
+    ``DataSourceError`` naming ``data.pool`` when it is gone or lists nothing."""
+    shared = _round_listings.get()
+    return shared.listing(pool, labels) if shared is not None else _walk_pool(pool, labels)
+
+
+def _walk_pool(pool: str, labels) -> list[str]:
+    """The one function that reads the pool source (a directory walk or the manifest)."""
     from activelabel.pipeline.sources import load_source
 
     return [r.uri for r in load_source(pool, key="data.pool", labels=labels, labeled=False, base=data_root(pool))]
 
 
 def list_pool_files(config: CampaignConfig) -> list[str] | None:
-    """The URIs ``data.pool`` lists *now*, read afresh (never cached): what a run compares with
-    the stored samples to find files added since (:mod:`activelabel.campaign.growth`). None
+    """The URIs ``data.pool`` lists *now*, read afresh (never cached across rounds; inside
+    :func:`one_pool_listing`, the round start's one listing): what a run compares with the
+    stored samples to find files added since (:mod:`activelabel.campaign.growth`). None
     for a ``.npy`` pool, whose rows are fixed when the campaign is created."""
     from activelabel.pipeline.memmap import is_npy
 

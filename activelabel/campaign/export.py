@@ -3,7 +3,8 @@
 One row per labeled sample: its file path, the resolved label, how many annotations it got,
 their agreement, the round that chose it (empty for labels handed over with the data) and its
 split. Byte-identical copies of a labeled image get a row each, with ``copy_of`` naming the
-sample that was labeled (one answer labels all copies).
+file of the sample that was labeled, written as ``path`` is (absolute for files): one answer
+labels all copies, and the copies are not counted as labeled samples.
 
 A segmentation campaign's label is a mask: the export writes each resolved mask (the one
 mask, or several annotators' per-pixel majority) as a PNG file under ``masks/`` beside the
@@ -55,6 +56,13 @@ def _samples_and_rounds(session, campaign_id: int) -> tuple[list[Sample], dict[i
     return samples, chosen_in
 
 
+def _path(data, uri: str) -> str:
+    """A sample's file as the export writes it (``path`` and ``copy_of`` alike): absolute for
+    files, the URI for in-memory datasets."""
+    where = data.store.locate(uri)
+    return str(where) if where is not None else uri
+
+
 def labeled_rows(engine: Engine, campaign_name: str) -> list[LabelRow]:
     """Every labeled sample of the campaign (and its copies), in sample order."""
     with session_scope(engine) as session:
@@ -70,12 +78,11 @@ def labeled_rows(engine: Engine, campaign_name: str) -> list[LabelRow]:
         label = resolved.get(first.id)
         if label is None:
             continue
-        where = data.store.locate(sample.uri)
         rows.append(LabelRow(
-            path=str(where) if where is not None else sample.uri, label=label.label,
+            path=_path(data, sample.uri), label=label.label,
             annotations=label.votes, agreement=round(label.agreement, 4),
             round=chosen_in.get(first.id), split=sample.split.value,
-            copy_of=first.uri if first is not sample else None,
+            copy_of=_path(data, first.uri) if first is not sample else None,
         ))
     return rows
 
@@ -141,19 +148,40 @@ def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]
             continue
         relative = Path("masks") / mask_file_name(sample.uri)
         write_palette_mask(label.mask, folder / relative)
-        where = data.store.locate(sample.uri)
         rows.append(MaskRow(
-            path=str(where) if where is not None else sample.uri, mask=relative.as_posix(),
+            path=_path(data, sample.uri), mask=relative.as_posix(),
             annotations=label.votes,
             agreement=None if math.isnan(label.agreement) else round(label.agreement, 4),
             round=chosen_in.get(first.id), split=sample.split.value,
-            copy_of=first.uri if first is not sample else None,
+            copy_of=_path(data, first.uri) if first is not sample else None,
         ))
     return rows
 
 
-def export_labels(engine: Engine, campaign_name: str, target: Path) -> int:
-    """Write the labels to ``target`` (.csv or .jsonl); returns the number of rows.
+@dataclass(frozen=True)
+class ExportedLabels:
+    """What :func:`export_labels` wrote: ``rows`` in the file, of which ``copies`` are
+    byte-identical copies carrying their original's label (``copy_of`` set)."""
+
+    rows: int
+    copies: int
+
+    @property
+    def labeled(self) -> int:
+        """Labeled samples, copies not counted: the figure ``activelabel status`` shows."""
+        return self.rows - self.copies
+
+    def describe(self) -> str:
+        """``"160 labeled samples (+1 copy labeled with its original)"``."""
+        from activelabel.campaign.summary import counted
+
+        copies = (f" (+{counted(self.copies, 'copy', 'copies')} labeled with "
+                  f"{'its original' if self.copies == 1 else 'their originals'})") if self.copies else ""
+        return counted(self.labeled, "labeled sample") + copies
+
+
+def export_labels(engine: Engine, campaign_name: str, target: Path) -> ExportedLabels:
+    """Write the labels to ``target`` (.csv or .jsonl); returns how many rows (and copies).
 
     Segmentation campaigns: the masks go to ``masks/`` beside ``target`` (see the module
     docstring), the manifest to ``target``."""
@@ -175,7 +203,7 @@ def export_labels(engine: Engine, campaign_name: str, target: Path) -> int:
         else:
             handle.writelines(json.dumps(asdict(r)) + "\n" for r in rows)
     tmp.replace(target)  # never a half-written export
-    return len(rows)
+    return ExportedLabels(len(rows), sum(r.copy_of is not None for r in rows))
 
 
 def export_model(engine: Engine, campaign_name: str, target: Path) -> str:

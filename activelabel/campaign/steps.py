@@ -27,7 +27,7 @@ from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, me
 from activelabel.campaign.faults import crash_point
 from activelabel.stop import signal_name, stop_signal
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
-from activelabel.campaign.data import CampaignData, campaign_data
+from activelabel.campaign.data import CampaignData, campaign_data, one_pool_listing
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.growth import join_before_round
 from activelabel.campaign.model_settings import model_spec, training_config
@@ -107,7 +107,8 @@ def start_round(engine: Engine, campaign_id: int) -> int:
     else ``active``. Before a new round, images added to the pool folder join the pool
     (:mod:`activelabel.campaign.growth`); a round in flight keeps its pool.
     """
-    join_before_round(engine, campaign_id)
+    with one_pool_listing():  # the join and the data refresh share one listing (and the stop check's)
+        join_before_round(engine, campaign_id)
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None

@@ -10,6 +10,12 @@ from activelabel.storage import Campaign, Round, session_scope
 from activelabel.storage.repository import require_campaign
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: ``counted(1, "labeled sample")`` is
+    "1 labeled sample", ``counted(2, "copy", "copies")`` "2 copies" (thousands separated)."""
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 @dataclass(frozen=True)
 class RoundSummary:
     index: int
@@ -207,8 +213,9 @@ class DataCounts:
 
     def describe(self) -> str:
         splits = ", ".join(f"{n} {split}" for split, n in sorted(self.by_split.items()))
-        return (f"Samples: {splits} · {self.copies} byte-identical copies (labeled once with their "
-                f"original) · {self.unreadable} unreadable (skipped) · {self.labeled} labeled")
+        return (f"Samples: {splits} · {counted(self.copies, 'byte-identical copy', 'byte-identical copies')} "
+                f"(labeled once with their original) · {self.unreadable} unreadable (skipped) · "
+                f"{self.labeled} labeled")
 
 
 def data_counts(engine: Engine, campaign_name: str) -> DataCounts:

@@ -178,3 +178,28 @@ def describe_scoring(how: Mapping | None) -> list[str]:
                                                             if pixels is not None else "") + ".")
     lines += [f"{key.replace('_', ' ')}: {_plain(value)}" for key, value in how.items()]
     return lines
+
+
+def describe_density(density: Mapping) -> list[tuple[str, bool]]:
+    """The feature-density lines of ``status --round N``: (text, is a warning) each, counts in
+    the right number ("1 labeled sample"). ``density``: the round's ``uncertainty["density"]``."""
+    from activelabel.campaign.summary import counted
+
+    lines = [(
+        f"Feature density: class Gaussians on {counted(density['labeled'], 'labeled sample')} "
+        f"({counted(density['dim'], 'feature')}); "
+        f"{counted(density['flagged'], 'pool sample')} flagged out of distribution (log density below "
+        f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold).",
+        False,
+    )]
+    unseen = density.get("num_classes", density["classes"]) - density["classes"]
+    if unseen > 0:
+        lines.append((f"  {counted(unseen, 'class', 'classes')} {'has' if unseen == 1 else 'have'} no labeled "
+                      "sample, so no Gaussian: the density cannot tell their inputs from any other unfamiliar "
+                      "input.", True))
+    if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
+        lines.append((
+            f"  The smallest class has {counted(density['smallest_class'], 'labeled sample')}, not more than the "
+            f"{counted(density['dim'], 'feature dimension')}: its covariance is held up by jitter, so densities are "
+            "extreme and the flag is rough until classes grow.", True))
+    return lines

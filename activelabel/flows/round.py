@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from prefect.cache_policies import NO_CACHE
 
 from activelabel.campaign import steps
+from activelabel.campaign.data import one_pool_listing
 from activelabel.campaign.stopping import check_stop
 from activelabel.campaign.summary import RoundSummary, round_summary
 from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
@@ -151,11 +152,12 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
     campaign_id = steps.campaign_id(engine, campaign_name)
     summaries = []
     while steps.completed_rounds(engine, campaign_id) < rounds:
-        reason = check_stop(engine, campaign_id)
-        if reason:
-            log.warning("Campaign %r stopped: %s", campaign_name, reason)
-            break
-        summary = round_flow(campaign_name, database_url, dask_address, dask_workers)
+        with one_pool_listing():  # the stop check and the round's start list the pool folder once
+            reason = check_stop(engine, campaign_id)
+            if reason:
+                log.warning("Campaign %r stopped: %s", campaign_name, reason)
+                break
+            summary = round_flow(campaign_name, database_url, dask_address, dask_workers)
         summaries.append(summary)
         if summary.status == "waiting_for_labels":
             if advise_on_wait:

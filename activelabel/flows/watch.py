@@ -31,7 +31,8 @@ def watch_campaign(
     deadline_seconds: float | None = None,
     dask: tuple[str | None, int | None] = (None, None),
 ) -> int:
-    """Run rounds until ``rounds`` are complete; returns the number of complete rounds.
+    """Run rounds until ``rounds`` are complete, or until a stopping rule stops the campaign
+    (said in a warning with its reason); returns the number of complete rounds.
 
     ``webhook=(host, port)`` starts a receiver there and registers it with the campaign's
     Label Studio project. ``deadline_seconds`` stops waiting after that long (for tests and
@@ -57,6 +58,11 @@ def watch_campaign(
             done = steps.completed_rounds(engine, campaign_id)
             if done >= rounds:
                 return done
+            stopped = stopped_by_rule(engine, campaign_id)
+            if stopped is not None:  # no round will start however long we wait: say why and end
+                log.warning("Stopped watching %r: the campaign stopped (%s) with %d of %d rounds complete",
+                            campaign_name, stopped, done, rounds)
+                return done
             if deadline_seconds is not None and time.monotonic() - started > deadline_seconds:
                 log.warning("Stopped watching %r after %.0f s: %d of %d rounds complete",
                             campaign_name, deadline_seconds, done, rounds)
@@ -69,6 +75,20 @@ def watch_campaign(
     finally:
         if receiver is not None:
             receiver.stop()
+
+
+def stopped_by_rule(engine: Engine, campaign_id: int) -> str | None:
+    """The stop reason recorded on the campaign's newest round when it is complete (a label
+    budget, a target accuracy, a plateau, an exhausted pool: ``campaign.stopping``), else None.
+    ``campaign_flow`` records it before it returns without starting a round."""
+    from activelabel.storage import RoundStatus, session_scope
+    from activelabel.storage.repository import latest_round
+
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        if last is None or last.status != RoundStatus.complete:
+            return None
+        return last.stop_reason
 
 
 def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):

@@ -19,10 +19,19 @@ from sqlalchemy import Engine, select
 
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
-from activelabel.report.data import CampaignRecord, load_campaign
+from activelabel.report.data import CampaignRecord, load_campaign, yardstick
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
+#: Settings of built-in datasets only: an own-data campaign's report leaves them out.
+BUILTIN_ONLY = ("initial_labeled", "initial_balanced", "test_fraction")
+#: Settings of own-data campaigns only (where the pool and the yardstick come from).
+OWN_DATA = ("data_pool", "data_test", "evaluation_size")
+
+
+def metrics(split: str = "test") -> tuple[tuple[str, str], ...]:
+    """:data:`METRICS` named by what they are measured on (``split``: "test" or "evaluation")."""
+    return tuple((key, label.replace("test", split, 1)) for key, label in METRICS)
 STEPS = ("train", "score", "select")
 BASELINE = "random"
 
@@ -198,21 +207,31 @@ def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
     return counts
 
 
-def _settings_table(settings: dict) -> str:
+def settings_rows(settings: dict) -> list[list[str]]:
+    """The settings table's rows: only settings that apply and are set. An own-data campaign
+    shows its pool, test set and evaluation size, not the built-in datasets' ``test_fraction``
+    or ``initial_labeled``; an unset (None) setting is left out, never shown as "None"."""
     shared = settings.get("campaign", {})
     keys = ["dataset", "rounds", "batch_size", "initial_labeled", "initial_balanced", "pool_subset",
             "uncertainty", "mc_samples", "ensemble_size", "calibrate", "epochs", "fixed_epochs",
             "weight_decay_scale", "recipe", "test_fraction", "architecture", "dropout"]
+    if shared.get("dataset") == "files":
+        keys = [keys[0], *OWN_DATA, *(k for k in keys[1:] if k not in BUILTIN_ONLY)]
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
-    rows += [[k, str(shared.get(k))] for k in keys if k in shared]
-    return html.table("settings", ["setting", "value"], rows)
+    rows += [[k, str(shared[k])] for k in keys if shared.get(k) is not None]
+    return rows
 
 
-def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool) -> list[str]:
-    """A learning-curve figure per metric, or a sentence where no round measured it."""
+def _settings_table(settings: dict) -> str:
+    return html.table("settings", ["setting", "value"], settings_rows(settings))
+
+
+def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool, split: str = "test") -> list[str]:
+    """A learning-curve figure per metric (named by ``split``, what it is measured on), or a
+    sentence where no round measured it."""
     parts = []
-    for metric, label in METRICS:
+    for metric, label in metrics(split):
         curves = {s: [r.curve(metric) for r in runs] for s, runs in groups.items()}
         if not any(xs for runs in curves.values() for xs, _ in runs):
             parts.append(html.note(
@@ -243,7 +262,8 @@ def _timings(groups: dict[str, list[CampaignRecord]], caption: str) -> str:
 def _campaign_aulc(record: CampaignRecord) -> str:
     xs, ys = record.curve("accuracy")
     if not xs:
-        return html.note("No area under the learning curve: no active round measured the test accuracy yet.")
+        return html.note(f"No area under the learning curve: no active round measured the "
+                         f"{yardstick(record.config)} accuracy yet.")
     return html.table("aulc", ["strategy", "labels", "points", "AULC"],
                       [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
                       caption="Area under the accuracy curve over the label span (its mean accuracy)")
@@ -301,7 +321,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
     body = [uncertainty.latest_round_summary(engine, campaign_id, record),
             html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
                                                       "campaign": record.config}), anchor="settings")]
-    body.append(html.section("Learning curve", *_learning_curves(groups, several=False), anchor="learning-curves"))
+    body.append(html.section("Learning curve", *_learning_curves(groups, several=False, split=yardstick(record.config)),
+                             anchor="learning-curves"))
     from activelabel.campaign.summary import data_counts
 
     body.append(html.section("Data", html.paragraph(data_counts(engine, record.config["name"]).describe()),

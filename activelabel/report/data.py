@@ -9,6 +9,7 @@ read by URI), never from a model. Calibration is the JSON each round stored
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,14 @@ from activelabel.storage import (
     Annotation, AnnotationStatus, Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection,
     session_scope,
 )
+
+
+def yardstick(config: Mapping) -> str:
+    """What a campaign's accuracy, NLL and ECE are measured on, in the report's words:
+    ``"evaluation"`` for an own-data campaign without ``data.test`` (its ``evaluation_size``
+    samples labeled by the annotators), else ``"test"`` (a given or drawn test split)."""
+    own = config.get("dataset") == "files"
+    return "evaluation" if own and not config.get("data_test") and config.get("evaluation_size") else "test"
 
 
 @dataclass(frozen=True)

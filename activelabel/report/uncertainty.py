@@ -19,7 +19,7 @@ from activelabel.report import figures, html
 from activelabel.report.curves import mean_curve
 from activelabel.report.data import (
     PARTS, CampaignRecord, DecompositionMeans, RoundRow, decomposition_means, round_decomposition,
-    round_score_values,
+    round_score_values, yardstick,
 )
 
 RELIABILITY_ROUNDS = 6  # reliability diagrams drawn: the last N calibrated rounds
@@ -262,7 +262,7 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
 
 
 def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:
-    said = [] if r.accuracy is None else [f"test accuracy {r.accuracy:.4f}"]
+    said = [] if r.accuracy is None else [f"{yardstick(config)} accuracy {r.accuracy:.4f}"]
     why = calibration_absence(r, config)
     if why is None:
         said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "

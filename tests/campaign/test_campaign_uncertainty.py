@@ -428,6 +428,38 @@ def test_status_round_shows_the_density_and_how_many_samples_are_flagged(density
     assert cells[1] == "58" and float(cells[4]) == pytest.approx(np.median(log_q), rel=1e-5)
     flagged = sum(s.ood for s, _ in rows)
     text = " ".join(out.stdout.split())
-    assert f"{flagged} pool samples flagged out of distribution" in text
+    assert f"{flagged} pool sample{'' if flagged == 1 else 's'} flagged out of distribution" in text
     assert rnd.uncertainty["density"]["smallest_class"] == 1  # 30 seed labels over 10 classes, D = 128
-    assert "not more than the 128 feature dimensions" in text
+    assert "The smallest class has 1 labeled sample, not more than the 128 feature dimensions" in text
+
+
+def test_the_density_lines_say_one_sample_and_one_class_in_the_singular() -> None:
+    from activelabel.campaign.uncertainty_report import describe_density
+
+    one = {"labeled": 1, "dim": 1, "flagged": 1, "threshold": -3.5, "percentile": 5.0, "classes": 1,
+           "num_classes": 2, "smallest_class": 1}
+    assert describe_density(one) == [
+        ("Feature density: class Gaussians on 1 labeled sample (1 feature); 1 pool sample flagged out of "
+         "distribution (log density below -3.5, the labeled set's 5th percentile, out of fold).", False),
+        ("  1 class has no labeled sample, so no Gaussian: the density cannot tell their inputs from any other "
+         "unfamiliar input.", True),
+        ("  The smallest class has 1 labeled sample, not more than the 1 feature dimension: its covariance is "
+         "held up by jitter, so densities are extreme and the flag is rough until classes grow.", True),
+    ]
+    many = dict(one, labeled=1200, dim=128, flagged=0, classes=7, num_classes=10, smallest_class=3)
+    texts = [text for text, _ in describe_density(many)]
+    assert texts[0].startswith("Feature density: class Gaussians on 1,200 labeled samples (128 features); "
+                               "0 pool samples flagged")
+    assert texts[1].startswith("  3 classes have no labeled sample")
+    assert "The smallest class has 3 labeled samples, not more than the 128 feature dimensions" in texts[2]
+
+
+def test_data_counts_and_counted_use_the_singular_for_one() -> None:
+    from activelabel.campaign.summary import DataCounts, counted
+
+    assert counted(1, "labeled sample") == "1 labeled sample"
+    assert counted(0, "labeled sample") == "0 labeled samples"
+    assert counted(2, "copy", "copies") == "2 copies"
+    assert DataCounts({"pool": 39}, 1, 0, 1).describe() == (
+        "Samples: 39 pool · 1 byte-identical copy (labeled once with their original) · 0 unreadable (skipped) · "
+        "1 labeled")

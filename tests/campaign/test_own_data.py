@@ -79,7 +79,7 @@ def test_evaluation_first_then_cold_start_then_active_and_export_equals_truth(tm
     export_path = tmp_path / "labels.csv"
     count = export_labels(engine, "own", export_path)
     rows = list(csv.DictReader(export_path.open()))
-    assert count == len(rows) == 20 + 3 * 10
+    assert count.rows == len(rows) == 20 + 3 * 10 and count.copies == 0
     root = (tmp_path / "images").resolve()
     for row in rows:
         assert row["label"] == truth[Path(row["path"]).relative_to(root).as_posix()]
@@ -164,13 +164,24 @@ def test_copies_in_the_pool_share_one_answer_in_the_export(tmp_path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path}/al.db")
     campaign_id = prepare_campaign(engine, config)
     run_rounds(engine, campaign_id, 1)  # the cold start labels every representative
-    export_labels(engine, "own", tmp_path / "labels.jsonl")
+    exported = export_labels(engine, "own", tmp_path / "labels.jsonl")
     import json
+
+    from activelabel.campaign.summary import data_counts
 
     rows = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
     assert len(rows) == 43
     copies = [r for r in rows if r["copy_of"]]
     assert len(copies) == 3 and {r["label"] for r in copies} == {truth[first]}
+    # The copies carry their original's label but are not labeled samples: export and status agree.
+    assert (exported.rows, exported.copies, exported.labeled) == (43, 3, 40)
+    assert exported.labeled == data_counts(engine, "own").labeled
+    assert exported.describe() == "40 labeled samples (+3 copies labeled with their originals)"
+    # copy_of names the original's file as path names each file: absolute, and the original's row.
+    original = str((tmp_path / "images" / first).resolve())
+    assert {r["copy_of"] for r in copies} == {original}
+    assert all(Path(r["path"]).is_absolute() for r in rows)
+    assert sum(r["path"] == original and r["copy_of"] is None for r in rows) == 1
 
 
 def test_unreadable_images_are_recorded_and_never_selected(tmp_path) -> None:

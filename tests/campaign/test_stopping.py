@@ -148,3 +148,43 @@ def test_the_campaign_flow_runs_no_empty_round_once_the_pool_is_exhausted(tmp_pa
         assert session.scalar(select(func.count()).select_from(Round)) == 3
         assert session.scalar(select(Round.stop_reason).where(Round.index == 3)) == POOL_EXHAUSTED
     assert campaign_flow(cfg.name, 6, database_url=url) == []  # a second run stops before any round
+
+
+def test_one_round_of_a_growing_pool_lists_the_folder_once(tmp_path, monkeypatch) -> None:
+    """The stop check, the join of new files and the data refresh before a round read one
+    listing; the next round (and any check outside a round) lists afresh."""
+    import activelabel.campaign.data as data_module
+    from activelabel.flows import campaign_flow
+    from tests_support_owndata import write_manifest, write_unlabeled_pool
+
+    clear_cache()
+    truth = make_data(tmp_path, count=25)
+    cfg, _ = load_campaign_file(campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0"}))
+    url = f"sqlite:///{tmp_path}/al.db"
+    engine = open_engine(url)
+    prepare_campaign(engine, cfg)
+    assert len(campaign_flow(cfg.name, 6, database_url=url)) == 3  # the pool is exhausted after 3 batches
+    more = write_unlabeled_pool(tmp_path / "images" / "more", count=4, seed=7)
+    write_manifest(tmp_path / "truth.csv", {**truth, **{f"more/{k}": v for k, v in more.items()}},
+                   base=tmp_path / "images")
+
+    walked: list[str] = []
+    real_walk = data_module._walk_pool
+
+    def counted_walk(pool, labels):
+        walked.append(pool)
+        return real_walk(pool, labels)
+
+    monkeypatch.setattr(data_module, "_walk_pool", counted_walk)
+    summaries = campaign_flow(cfg.name, 6, database_url=url)
+    assert [(s.index, s.status) for s in summaries] == [(4, "complete")]
+    # One listing for round 4 (its stop check, the join of the 4 new files and the refresh of
+    # the cached data: three walks before), one for the check that stops the campaign after it.
+    assert walked == [str(tmp_path / "images")] * 2
+    with session_scope(engine) as session:
+        last = session.scalar(select(Round).where(Round.index == 4))
+        assert session.scalar(select(func.count()).select_from(Selection).where(Selection.round_id == last.id)) == 4
+    # Outside a round nothing is kept: each check lists the folder as it is now.
+    assert check_stop(engine, campaign_id=last.campaign_id) == POOL_EXHAUSTED
+    assert check_stop(engine, campaign_id=last.campaign_id) == POOL_EXHAUSTED
+    assert len(walked) == 4

@@ -65,3 +65,11 @@ def test_every_epochs_option_says_the_200_step_minimum() -> None:
         assert "a round takes at least 200 optimizer steps" in text or "at least 200 optimizer steps are taken" in text
     assert "at least 200 optimizer steps are taken (more epochs with few labels) unless --fixed-epochs" in " ".join(
         _help("compare").split())
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "compare"])
+def test_the_dataset_option_documents_every_form_the_loader_accepts(command) -> None:
+    text = " ".join(_help(command).replace("│", " ").split())
+    for form in ("'digits'", "'imagefolder:/folder[?size=28&channels=1]'", "'mnist:/folder[?limit=N][&test=t10k]'"):
+        assert form in text, (command, form)
+    assert "channels: 1 grey or 3 RGB" in text and "test=t10k: test on the 10,000 official test images" in text

@@ -21,3 +21,35 @@ def test_watch_stops_at_the_campaigns_rounds_setting(tmp_path):
         assert session.scalars(select(Round.status).order_by(Round.index)).all() == [RoundStatus.complete]
     helped = run_cli("watch", "--help", cwd=tmp_path)
     assert "Default: the campaign's rounds setting" in " ".join(helped.stdout.split())
+
+
+def test_watch_says_why_and_exits_0_once_a_stopping_rule_stopped_the_campaign(tmp_path):
+    """A label budget spent by the first (cold-start) round: `run` stops there, and `watch`,
+    asked for 5 rounds, says why instead of polling for a round that never starts."""
+    import subprocess
+
+    from activelabel.campaign.file import template
+    from tests_support_owndata import write_manifest, write_unlabeled_pool
+
+    truth = write_unlabeled_pool(tmp_path / "images", count=30)
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(sorted(set(truth.values()))).replace("'", '"'))
+    for old, new in {'kind = "labelstudio"': 'kind = "simulated"', "# truth = ...": 'truth = "truth.csv"',
+                     "batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 0",
+                     "workers = 2": "workers = 0", "# label_budget = ...": "label_budget = 10"}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "own.toml").write_text(text)
+    ran = run_cli("run", "own.toml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    try:
+        watched = run_cli("watch", "own.toml", "--rounds", "5", "--poll-seconds", "1", cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("watch kept polling a campaign stopped by its label budget") from None
+    assert watched.returncode == 0, watched.stderr[-2000:]
+    said = " ".join(watched.stderr.split())
+    assert ("Stopped watching 'own': the campaign stopped (label budget reached: 10 of 10 labels spent) "
+            "with 1 of 5 rounds complete") in said
+    engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")  # the file's default database
+    with session_scope(engine) as session:
+        assert session.scalars(select(Round.status).order_by(Round.index)).all() == [RoundStatus.complete]

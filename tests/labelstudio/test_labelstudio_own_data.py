@@ -89,7 +89,7 @@ def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, 
         rows = list(csv.DictReader((tmp_path / "labels.csv").open()))
         root = (tmp_path / "images").resolve()
         exported = {Path(r["path"]).relative_to(root).as_posix(): r["label"] for r in rows}
-        assert count == len(given) == 28
+        assert count.rows == len(given) == 28
         assert exported == given
         assert {r["round"] for r in rows} == {"1", "2", "3", "4"}
     finally:

@@ -122,7 +122,7 @@ def test_own_images_and_seed_masks_through_label_studio(ls_server, ls_client, tm
 
     count = export_labels(engine, name, tmp_path / "out" / "labels.csv")
     rows = list(csv.DictReader((tmp_path / "out" / "labels.csv").open()))
-    assert count == 6 + 6
+    assert count.rows == 6 + 6
     exported = {}
     for row in rows:
         with Image.open(tmp_path / "out" / row["mask"]) as png:
