@@ -197,20 +197,24 @@ def _count_panel(ax, bins: Sequence[Mapping], title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def reliability_diagram(before: Mapping, after: Mapping, temperature: float, title: str) -> str:
+def reliability_diagram(before: Mapping, after: Mapping, temperature: float, title: str, *,
+                        mixture_temperature: float = 1.0) -> str:
     """Reliability diagrams before and after temperature scaling, from stored bins (Guo et al.
     2017, Fig. 1): per confidence bin, the accuracy (bar) against the mean confidence (the
     shaded gap), the diagonal of perfect calibration, and above each the share of samples per bin.
 
     ``before`` / ``after`` are a round's stored ``calibration["before"|"after"]`` dicts (``ece``
-    and ``bins``: lower, upper, confidence, accuracy, count).
+    and ``bins``: lower, upper, confidence, accuracy, count). ``mixture_temperature`` (T2 of a
+    sampled predictor, applied to the log of the averaged distribution) is named in the "after"
+    panel's title when it is not 1.
     """
     figure = Figure(figsize=(9.0, 4.8))
     grid = figure.add_gridspec(2, 2, height_ratios=(1, 3.2), hspace=0.06, wspace=0.25)
     for col, (when, measured, t) in enumerate((("before", before, 1.0), ("after", after, temperature))):
         ece = measured.get("ece")
+        t2 = f", T2 = {mixture_temperature:.3f}" if when == "after" and mixture_temperature != 1.0 else ""
         _count_panel(figure.add_subplot(grid[0, col]), measured["bins"],
-                     f"{when} (T = {t:.3f})" + ("" if ece is None else f" · ECE {ece:.4f}"))
+                     f"{when} (T = {t:.3f}{t2})" + ("" if ece is None else f" · ECE {ece:.4f}"))
         _reliability_panel(figure.add_subplot(grid[1, col]), measured["bins"])
     figure.suptitle(title, fontsize=10)
     return to_base64_png(figure)

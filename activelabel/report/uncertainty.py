@@ -82,16 +82,19 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         c = r.calibration or {}
         rows.append([str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
                      str(c.get("validation_size", "")), _fmt(c.get("temperature"), 3),
+                     _fmt(c.get("mixture_temperature"), 3),
                      *[_fmt(r.calibrated(when, key)) for key in ("accuracy", "nll", "brier", "ece")
                        for when in ("before", "after")], why or ""])
         if why:
             absent.append((r.index, why))
     parts.append(html.table(
-        "calibration", ["round", "kind", "labels", "held out", "T", "accuracy before", "accuracy after",
+        "calibration", ["round", "kind", "labels", "held out", "T", "T2", "accuracy before", "accuracy after",
                         "NLL before", "NLL after", "Brier before", "Brier after", "ECE before", "ECE after",
                         "why none"], rows))
     parts.append(html.note(
-        "Temperature scaling (Guo et al. 2017): T is fitted on labels held out from training; before and after are "
+        "Temperature scaling (Guo et al. 2017): T is fitted on labels held out from training; T2, for a sampled "
+        "predictor, rescales the log of the averaged distribution (1: not kept; empty: rounds stored before it "
+        "existed). Before and after are "
         "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
         "above show the model before scaling."))
     from activelabel.campaign.calibrate import describe_predictor
@@ -101,15 +104,23 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         c = r.calibration
         parts.append(html.figure(
             figures.reliability_diagram(c["before"], c["after"], float(c["temperature"]),
-                                        f"round {r.index} · {r.labeled} labels · {c['validation_size']} held out"),
+                                        f"round {r.index} · {r.labeled} labels · {c['validation_size']} held out",
+                                        mixture_temperature=float(c.get("mixture_temperature", 1.0))),
             f"reliability-round-{r.index}",
-            f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f}, "
+            f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f}"
+            f"{_mixture_clause(c)}, "
             f"fitted for the {describe_predictor(c.get('predictor'))})"))
     if len(measured) > last:
         parts.append(html.note(f"Reliability diagrams of the last {last} calibrated rounds; the table has every "
                                "round's figures."))
     parts.extend(_rounds_sentences(absent, "calibration"))
     return parts
+
+
+def _mixture_clause(calibration: dict) -> str:
+    """", mixture T2 = 0.771" when the round kept a mixture temperature, else ""."""
+    t2 = calibration.get("mixture_temperature", 1.0)
+    return "" if t2 == 1.0 else f", mixture T2 = {t2:.3f}"
 
 
 def _mean_std(values: Sequence[float]) -> str:

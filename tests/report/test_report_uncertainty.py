@@ -62,12 +62,13 @@ def test_the_campaign_report_shows_each_rounds_stored_calibration(calibrated_exp
     stored = _calibration(exp, CAMPAIGN, 2)
     assert stored["validation_size"] == 75  # 15 % of 500
     header, *rows = parser.tables["calibration"]
-    assert header[:5] == ["round", "kind", "labels", "held out", "T"]
+    assert header[:6] == ["round", "kind", "labels", "held out", "T", "T2"]
     first, second = rows
-    assert first[:3] == ["1", "active", str(INITIAL)] and first[3:13] == [""] * 10
-    assert first[13] == TOO_FEW
+    assert first[:3] == ["1", "active", str(INITIAL)] and first[3:14] == [""] * 11
+    assert first[14] == TOO_FEW
     expected = [f"{stored[when][key]:.4f}" for key in ("accuracy", "nll", "brier", "ece") for when in ("before", "after")]
-    assert second == ["2", "active", str(INITIAL + BATCH), "75", f"{stored['temperature']:.3f}", *expected, ""]
+    assert second == ["2", "active", str(INITIAL + BATCH), "75", f"{stored['temperature']:.3f}",
+                      f"{stored['mixture_temperature']:.3f}", *expected, ""]
     # T is fitted for what acquisition reads: the mean of the round's 2 MC-dropout passes, so the
     # figures are that predictor's, not the single deterministic pass the learning curve measured.
     assert stored["predictor"] == {"method": "mc_dropout", "passes": 2, "members": 1}
@@ -79,6 +80,8 @@ def test_the_campaign_report_shows_each_rounds_stored_calibration(calibrated_exp
     _png(parser, "reliability-round-2")
     assert "reliability-round-1" not in parser.figures
     assert f"T = {stored['temperature']:.3f}" in parser.captions["reliability-round-2"]
+    t2 = stored["mixture_temperature"]
+    assert (f"mixture T2 = {t2:.3f}" in parser.captions["reliability-round-2"]) == (t2 != 1.0)
     _png(parser, "calibration-curves")
     assert f"Round 1: no calibration — {TOO_FEW}." in parser.text
 
@@ -154,8 +157,9 @@ def test_rounds_without_calibration_or_decomposition_get_a_sentence_not_a_figure
     rows = {row[0]: row for row in parser.tables["calibration"][1:]}
     assert rows["0"][1] == "evaluation" and rows["0"][-1] == "an evaluation round labels the yardstick; no model is trained"
     assert rows["1"][1] == "cold start" and rows["1"][-1] == "a cold-start round picks at random before any model is trained"
-    assert rows["2"][4] == f"{_calibration(exp, 'tiny-entropy-seed0', 2)['temperature']:.3f}"
-    assert rows["2"][5:13] == [""] * 8
+    stored = _calibration(exp, 'tiny-entropy-seed0', 2)
+    assert rows["2"][4:6] == [f"{stored['temperature']:.3f}", f"{stored['mixture_temperature']:.3f}"]
+    assert rows["2"][6:14] == [""] * 8
     assert rows["2"][-1].startswith("temperature fitted, but the campaign has no labeled test or evaluation split")
     text = parser.text
     assert "Round 0: no calibration — an evaluation round labels the yardstick; no model is trained." in text
