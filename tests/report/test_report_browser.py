@@ -134,10 +134,12 @@ def _errors(events: list[dict]) -> list[dict]:
 LEARNING = {"learning-curve-accuracy", "learning-curve-nll", "learning-curve-ece", "class-balance", "timings"}
 
 
-# (database fixture, report name, the conftest fixture that already rendered that same report
-# (`activelabel report NAME --out ... --database-url DB`, nothing else) or None, figures)
+# (database fixture, report name, the conftest fixture that already rendered that report or None,
+# figures). campaign_report and degraded_report ran `activelabel report NAME --out ... --database-url
+# DB` and nothing else; experiment_report adds three --target values, which change numbers in the
+# labels-to-target table, not which figures and tables the page holds.
 @pytest.mark.parametrize(("database", "report_name", "rendered", "figures"), [
-    ("tiny_experiment", "tiny", None, LEARNING | {"calibration-curves", "decomposition-comparison"}),
+    ("tiny_experiment", "tiny", "experiment_report", LEARNING | {"calibration-curves", "decomposition-comparison"}),
     ("calibrated_experiment", "tiny-random-seed1", "campaign_report", LEARNING | {  # round 2: a fitted temperature
         "calibration-curves", "reliability-round-2", "decomposition-round-1", "decomposition-round-2",
         "uncertainty-round-1", "uncertainty-round-2", "density-round-1", "density-round-2"}),
