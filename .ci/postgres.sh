@@ -15,7 +15,7 @@ start_postgres() {
     mkdir -p "$PG_ROOT/sock"
     chown -R postgres:postgres "$PG_ROOT"
     runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_ROOT/data" -U postgres --auth=trust \
-        --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+        --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync >/dev/null  # throwaway: no fsync
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_ROOT/data" -l "$PG_ROOT/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_ROOT/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null

@@ -134,6 +134,28 @@ def _round_outcome(engine, round_id):
     return [tuple(r) for r in rows], [tuple(c) for c in chosen], figures
 
 
+@pytest.fixture(scope="module")
+def trained_copies(tmp_path_factory):
+    """``_trained_copies`` with each strategy's round trained once per module: later tests of
+    the same strategy get copies of the same trained database (scoring writes only the copies)."""
+    built: dict[str, tuple] = {}
+
+    def copies_of(tmp_path, strategy: str, copies: int = 2):
+        if strategy not in built:
+            folder = tmp_path_factory.mktemp(f"trained-{strategy}")
+            _, round_id, waiting = _trained_copies(folder, strategy, copies=0)
+            built[strategy] = (folder / "al.db", round_id, waiting)
+        template, round_id, waiting = built[strategy]
+        paths = []
+        for k in range(copies):
+            path = tmp_path / f"copy{k}.db"
+            shutil.copy(template, path)
+            paths.append(f"sqlite:///{path}")
+        return paths, round_id, list(waiting)
+
+    return copies_of
+
+
 def _trained_copies(tmp_path, strategy: str, copies: int = 2, leftovers: int = 3):
     """One trained round waiting to be scored, as ``copies`` identical SQLite files (same
     checkpoint, same pool): one per way of scoring. ``leftovers`` pool samples were sent to
@@ -159,13 +181,13 @@ def _trained_copies(tmp_path, strategy: str, copies: int = 2, leftovers: int = 3
 
 
 @pytest.mark.dask
-def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path) -> None:
+def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path, trained_copies) -> None:
     """The Prefect round flow with dask_workers=2 (what `activelabel run --dask-workers 2` runs)
     stores the same rows (every column, feature density and OOD flag included), the same
     selection and the same round figures as the flow in one process, leftovers included."""
     from activelabel.flows import round_flow
 
-    (single, sharded), round_id, waiting = _trained_copies(tmp_path, "bald")
+    (single, sharded), round_id, waiting = trained_copies(tmp_path, "bald")
     round_flow("shards", single)
     round_flow("shards", sharded, dask_workers=2)
     one, two = open_engine(single), open_engine(sharded)
@@ -208,12 +230,12 @@ def test_shards_score_batch_aware_feature_and_random_strategies_as_one_process(t
         assert all(r[3] == -r[DENSITY_INDEX] for r in rows)  # the score is -log q(z)
 
 
-def test_pool_columns_are_the_unlabeled_pool(tmp_path) -> None:
+def test_pool_columns_are_the_unlabeled_pool(tmp_path, trained_copies) -> None:
     """The round reads the pool as two columns: the same samples, in the same order, as the
     row objects it read before (labeled, selected, copies and unreadable ones left out)."""
     from activelabel.storage.repository import record_problems, unlabeled_pool_columns
 
-    (url,), _, _ = _trained_copies(tmp_path, "bald", copies=1)
+    (url,), _, _ = trained_copies(tmp_path, "bald", copies=1)
     engine = open_engine(url)
     with session_scope(engine) as session:
         campaign_id = session.get(Round, 1).campaign_id

@@ -126,6 +126,19 @@ def campaign_report(calibrated_experiment):
     return out, parser
 
 
+@pytest.fixture(scope="session")
+def degraded_report(degraded_campaign):
+    """(path, parsed) campaign report of tiny-entropy-seed0 in the degraded copy
+    (``DEGRADE_ONE_CAMPAIGN``): rendered once for the uncertainty and browser tests."""
+    exp = degraded_campaign
+    out = exp.folder / "degraded-campaign.html"
+    result = run_cli("report", "tiny-entropy-seed0", "--out", str(out), "--database-url", exp.url, cwd=exp.folder)
+    assert result.returncode == 0, result.stderr
+    parser = ReportParser()
+    parser.feed(out.read_text(encoding="utf-8"))
+    return out, parser
+
+
 # A 2-round simulated segmentation campaign, through the CLI as a user runs it (about 30 s):
 # 60 generated 32 x 32 shapes images (12 of them the test split), 8 seed masks, 6 picks a round.
 SEGMENTATION_DEMO = ["demo", "--task", "segmentation", "--dataset", "shapes?n=60&size=32", "--rounds", "2",

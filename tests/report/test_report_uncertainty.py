@@ -151,9 +151,8 @@ def test_the_experiment_report_compares_calibration_and_decomposition_per_strate
         assert row[6] == f"{chosen[2] / pool[2]:.2f}"
 
 
-def test_rounds_without_calibration_or_decomposition_get_a_sentence_not_a_figure(degraded_campaign):
-    exp = degraded_campaign
-    parser = _report(exp, "tiny-entropy-seed0", "degraded-campaign.html")
+def test_rounds_without_calibration_or_decomposition_get_a_sentence_not_a_figure(degraded_campaign, degraded_report):
+    exp, parser = degraded_campaign, degraded_report[1]
     rows = {row[0]: row for row in parser.tables["calibration"][1:]}
     assert rows["0"][1] == "evaluation" and rows["0"][-1] == "an evaluation round labels the yardstick; no model is trained"
     assert rows["1"][1] == "cold start" and rows["1"][-1] == "a cold-start round picks at random before any model is trained"
