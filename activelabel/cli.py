@@ -73,8 +73,9 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database-url",
         help="SQLAlchemy URL of the campaign database, e.g. postgresql+psycopg://user@host/db. "
-        "Default: the campaign file's [database] url, else $ACTIVELABEL_DATABASE_URL, else activelabel.db next "
-        "to the campaign (or experiment) file, or in this folder when no file is given. "
+        "Default: the campaign file's \\[database] url (an experiment file's database_url), else "
+        "$ACTIVELABEL_DATABASE_URL, else activelabel.db next to the campaign (or experiment) file, or in this "
+        "folder when no file is given. "
         "Keep passwords in $ACTIVELABEL_DATABASE_PASSWORD.",
         show_default=False,
     ),

@@ -73,3 +73,11 @@ def test_the_dataset_option_documents_every_form_the_loader_accepts(command) -> 
     for form in ("'digits'", "'imagefolder:/folder[?size=28&channels=1]'", "'mnist:/folder[?limit=N][&test=t10k]'"):
         assert form in text, (command, form)
     assert "channels: 1 grey or 3 RGB" in text and "test=t10k: test on the 10,000 official test images" in text
+
+
+@pytest.mark.parametrize("command", ["run", "status", "export", "report", "compare", "watch", "resume"])
+def test_the_database_option_names_the_files_database_setting(command) -> None:
+    """'[database]' is rich markup unless escaped: it used to vanish ("the campaign file's  url")."""
+    text = " ".join(_help(command).replace("│", " ").split())
+    assert "the campaign file's [database] url (an experiment file's database_url)" in text, command
+    assert "activelabel.db next to the campaign (or experiment) file" in text
