@@ -828,7 +828,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
                           markup=warning, soft_wrap=True)
     calibration = report.calibration
     if calibration:
-        from activelabel.campaign.calibrate import describe_predictor
+        from activelabel.campaign.calibration_terms import describe_predictor
 
         fitted = "kept" if calibration.get("skipped") else "fitted"
         table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "

@@ -99,6 +99,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from activelabel.campaign.calibration_terms import (  # noqa: F401 (re-exported: torch-free home)
+    BINS,
+    FOLDS,
+    MIN_ERRORS,
+    MIN_LABELS,
+    MIN_VALIDATION,
+    VALIDATION_FRACTION,
+    describe_predictor,
+    predictor,
+)
 from activelabel.errors import InvalidArrayError
 from activelabel.pipeline.calibration import (
     calibrated_probabilities,
@@ -111,13 +121,6 @@ from activelabel.pipeline.calibration import (
 from activelabel.pipeline.metrics import negative_log_likelihood
 from activelabel.pipeline.prediction import predict_probabilities
 
-MIN_LABELS = 500
-VALIDATION_FRACTION = 0.15
-MIN_VALIDATION = 3
-FOLDS = 5
-MIN_ERRORS = FOLDS
-BINS = 15
-
 
 def validation_positions(labeled: int, seed: int) -> np.ndarray:
     """Positions (ascending) of the held-out validation samples among ``labeled`` ones."""
@@ -126,22 +129,6 @@ def validation_positions(labeled: int, seed: int) -> np.ndarray:
     size = max(MIN_VALIDATION, int(round(VALIDATION_FRACTION * labeled)))
     rng = np.random.default_rng([seed, 0xCA1])
     return np.sort(rng.permutation(labeled)[:size]).astype(np.int64)
-
-
-def predictor(method: str, samples: int, members: int) -> dict:
-    """What acquisition reads, as stored in ``calibration["predictor"]``: the uncertainty
-    ``method``, MC ``passes`` per member (1 without sampling) and ensemble ``members``."""
-    return {"method": method, "passes": max(int(samples), 1), "members": int(members)}
-
-
-def describe_predictor(stored: dict | None) -> str:
-    """``calibration["predictor"]`` in words (rounds stored before it existed: one pass)."""
-    if not stored or stored.get("passes", 1) == 1 and stored.get("members", 1) == 1:
-        return "one deterministic pass"
-    members, passes = stored.get("members", 1), stored.get("passes", 1)
-    if members > 1 and passes > 1:
-        return f"mean of {members} members x {passes} MC-dropout passes"
-    return f"mean of {members} ensemble members" if members > 1 else f"mean of {passes} MC-dropout passes"
 
 
 def error_stratified_folds(wrong: np.ndarray, seed: int, folds: int = FOLDS) -> np.ndarray:

@@ -71,7 +71,7 @@ def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | N
                 "uncalibrated model's")
     if not config.get("calibrate", True):
         return "calibration is off for this campaign (calibrate = false)"
-    from activelabel.campaign.calibrate import MIN_LABELS, VALIDATION_FRACTION
+    from activelabel.campaign.calibration_terms import MIN_LABELS, VALIDATION_FRACTION
 
     if labeled is not None and labeled < MIN_LABELS:
         return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "

@@ -22,11 +22,12 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+
+if TYPE_CHECKING:  # torch is imported where batches are made: reading a PNG (report, status) needs no torch
+    import torch
 
 from activelabel.errors import DatasetError
 from activelabel.pipeline.decode import UnreadableImageError, array_png, display_png, read_image
@@ -117,6 +118,8 @@ class ArrayStore:
 
     def batches(self, uris: Sequence[str], *, batch_size: int = 256, workers: int = 0) -> Iterator[ImageBatch]:
         """Chunks of ``batch_size`` URIs (``workers`` is ignored: nothing to decode)."""
+        import torch
+
         _check_batch_size(batch_size, workers)
         for start in range(0, len(uris), batch_size):
             positions, rows, failures = [], [], []
@@ -162,8 +165,11 @@ class _PackedStrings:
         return self._blob[self._offsets[i] : self._offsets[i + 1]].tobytes().decode("utf-8")
 
 
-class _DecodedFiles(Dataset):
-    """Item i = ``(i, float32 [C, H, W] or None, failure message or None)``; never raises."""
+class _DecodedFiles:
+    """Item i = ``(i, float32 [C, H, W] or None, failure message or None)``; never raises.
+
+    A map-style dataset (``__getitem__`` and ``__len__``), which is all ``DataLoader`` asks; it does
+    not subclass ``torch.utils.data.Dataset`` so that this module imports without torch."""
 
     def __init__(self, base: Path, uris: Sequence[str], size: int, channels: int) -> None:
         self.base = str(base)
@@ -192,6 +198,8 @@ class _Collate:
         self.shape = (0, channels, size, size)
 
     def __call__(self, items: list[tuple[int, np.ndarray | None, str | None]]) -> ImageBatch:
+        import torch
+
         good = [(i, a) for i, a, _ in items if a is not None]
         failures = [(i, reason) for i, a, reason in items if a is None]
         positions = np.asarray([i for i, _ in good], dtype=np.int64)
@@ -238,6 +246,8 @@ class FileStore:
         _check_batch_size(batch_size, workers)
         if not len(uris):
             return
+        from torch.utils.data import DataLoader
+
         loader = DataLoader(
             _DecodedFiles(self.base, uris, self.size, self.channels),
             batch_size=batch_size,

@@ -97,7 +97,7 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         "existed). Before and after are "
         "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
         "above show the model before scaling."))
-    from activelabel.campaign.calibrate import describe_predictor
+    from activelabel.campaign.calibration_terms import describe_predictor
 
     measured = [r for r in record.rounds if calibration_absence(r, record.config) is None]
     for r in measured[-last:]:

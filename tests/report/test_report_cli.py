@@ -172,3 +172,29 @@ def test_dask_options_on_a_segmentation_campaign_are_one_line_refused(segmentati
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         "error: --dask-address / --dask-workers score classification pools; a segmentation campaign scores in one "
         "process (leave them out)"]
+
+
+def test_report_and_status_round_import_no_torch(calibrated_experiment, tmp_path) -> None:
+    """The report (its gallery reads sample PNGs, its calibration section names the predictor) and
+    `status --round` of a round with a fitted temperature run without importing torch (start-up:
+    bench/startup.py). In process in a fresh interpreter, so that ``sys.modules`` can be read after."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.html"
+    commands = [["report", "tiny-random-seed1", "--out", str(out), "--database-url", calibrated_experiment.url],
+                ["status", "tiny-random-seed1", "--round", "2", "--database-url", calibrated_experiment.url]]
+    code = ("import json, sys\nfrom activelabel.cli import app\n"
+            "for args in json.loads(sys.argv[1]):\n    app(args, standalone_mode=False)\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'prefect') if m in sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    said = " ".join(result.stdout.split())
+    assert "Calibration of the mean of 2 MC-dropout passes · temperature 1.250" in said
+    page = out.read_text()
+    assert "data:image/png;base64," in page and "not readable here" not in page  # the gallery drew samples
+    assert "fitted for the mean of 2 MC-dropout passes" in page
