@@ -289,15 +289,13 @@ def fit_round_calibration(
         if fits_t2:
             mixture_temperature = fit_mixture_sharpness(val_logits, y_val, temperature)
         if chosen == "none":
+            nll = result.get("mixture_check", {}).get("out_of_fold_nll")
+            nor_mixture = ("" if nll is None else f", nor a mixture temperature (out-of-fold NLL "
+                           f"{nll['mixture_temperature']:.4f} alone, {nll['both']:.4f} on top of the per-pass one)")
             result["skipped"] = (f"temperatures fitted on {FOLDS - 1} of {FOLDS} folds of the {len(y_val)} held-out "
                                  f"labels ({errors} wrong) predicted the left-out folds no better than T = 1 "
                                  f"(out-of-fold NLL {check['nll_at_1']:.4f} -> {check['out_of_fold_nll']:.4f}): "
-                                 "the split cannot tell a temperature; T = 1 kept")
-            if "mixture_check" in result:
-                nll = result["mixture_check"]["out_of_fold_nll"]
-                result["skipped"] = result["skipped"].replace(
-                    "; T = 1 kept", f", nor a mixture temperature (out-of-fold NLL {nll['mixture_temperature']:.4f} "
-                    f"alone, {nll['both']:.4f} on top of the per-pass one); T = 1 kept")
+                                 f"the split cannot tell a temperature{nor_mixture}; T = 1 kept")
     result["temperature"] = temperature
     result["mixture_temperature"] = mixture_temperature
     if yard_logits is not None and len(yard_logits):

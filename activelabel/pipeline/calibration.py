@@ -209,13 +209,22 @@ MIN_MIXTURE_TEMPERATURE = 0.25
 
 def _mixture_nll(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
     """Mean NLL (nats) of ``y`` under ``mean_s softmax(z_s / T)`` for logits ``[S, N, C]`` (float64)."""
+    log_p = _per_pass_log_softmax(z, temperature)
+    picked = np.take_along_axis(log_p, np.broadcast_to(y[None, :, None], (z.shape[0], z.shape[1], 1)), -1)[..., 0]
+    return float(-_log_mean_over_passes(picked).mean())  # log mean_s p_s(y): the label's column only
+
+
+def _per_pass_log_softmax(z: np.ndarray, temperature: float) -> np.ndarray:
+    """``log softmax(z_s / T)`` of each pass, same shape as ``z`` (float64, stable)."""
     scaled = z / temperature
     scaled = scaled - scaled.max(axis=-1, keepdims=True)
-    log_p = scaled - np.log(np.exp(scaled).sum(axis=-1, keepdims=True))  # per-pass log softmax
-    picked = np.take_along_axis(log_p, np.broadcast_to(y[None, :, None], (z.shape[0], z.shape[1], 1)), -1)[..., 0]
-    top = picked.max(axis=0)
-    log_mean = top + np.log(np.exp(picked - top).mean(axis=0))  # log mean_s p_s(y), stable
-    return float(-log_mean.mean())
+    return scaled - np.log(np.exp(scaled).sum(axis=-1, keepdims=True))
+
+
+def _log_mean_over_passes(log_p: np.ndarray) -> np.ndarray:
+    """``log mean_s exp(log_p_s)`` over the first axis (log-sum-exp: stays finite)."""
+    top = log_p.max(axis=0)
+    return top + np.log(np.exp(log_p - top).mean(axis=0))
 
 
 def fit_mixture_temperature(
@@ -264,11 +273,7 @@ def mixture_log_probabilities(logits: ArrayLike | torch.Tensor, temperature: flo
     z = _as_logits(logits)
     if z.ndim == 2:
         z = z[None]
-    scaled = z / _check_temperature(temperature)
-    top = scaled.max(axis=-1, keepdims=True)
-    log_p = scaled - top - np.log(np.exp(scaled - top).sum(axis=-1, keepdims=True))  # per-pass log softmax
-    peak = log_p.max(axis=0)
-    return peak + np.log(np.exp(log_p - peak).mean(axis=0))
+    return _log_mean_over_passes(_per_pass_log_softmax(z, _check_temperature(temperature)))
 
 
 def calibrated_probabilities(
@@ -287,10 +292,7 @@ def calibrated_probabilities(
     t2 = _check_temperature(mixture_temperature)
     if t2 == 1.0:
         return predictive_probabilities(logits, temperature)
-    scaled = mixture_log_probabilities(logits, temperature) / t2
-    scaled -= scaled.max(axis=-1, keepdims=True)
-    e = np.exp(scaled)
-    return e / e.sum(axis=-1, keepdims=True)
+    return apply_temperature(mixture_log_probabilities(logits, temperature), t2)
 
 
 def fit_mixture_sharpness(
