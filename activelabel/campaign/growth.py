@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache, list_pool_files
+from activelabel.campaign.summary import counted
 from activelabel.errors import DatasetError
 from activelabel.storage import Campaign, RoundStatus, Sample, SampleSplit, session_scope
 from activelabel.storage.repository import latest_round, problem_uris, record_problems
@@ -66,13 +67,10 @@ class Growth:
 def describe_joined(files: int, copies: int, unreadable: int) -> str:
     """The log line's words: how many new files joined and how many of them can be labeled
     (a copy shares its stored twin's label; an unreadable file is never sent)."""
-    def count(n: int, word: str) -> str:
-        return f"{n:,} {word}{'' if n == 1 else 's'}"
-
     usable = files - copies - unreadable
-    copies_said = "1 copy of a stored image" if copies == 1 else f"{copies:,} copies of stored images"
+    copies_said = counted(copies, "copy of a stored image", "copies of stored images")
     left_out = [part for n, part in ((copies, copies_said), (unreadable, f"{unreadable:,} unreadable")) if n]
-    return (f"{count(files, 'new image')} in data.pool joined the pool, {usable:,} to label"
+    return (f"{counted(files, 'new image')} in data.pool joined the pool, {usable:,} to label"
             + (f" ({', '.join(left_out)})" if left_out else ""))
 
 
