@@ -245,6 +245,16 @@ def _quiet_dask() -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
+def _absolute_database_url(database_url: str | None) -> str:
+    """The URL to use (--database-url, else $ACTIVELABEL_DATABASE_URL, else the default) with a
+    relative SQLite path made absolute: the line that names the database shows the real file, and
+    flows in other processes (compare's workers, a Dask cluster) open the same one wherever they run."""
+    from activelabel.storage.database import resolve_database_url
+    from activelabel.storage.location import anchor_sqlite_url
+
+    return anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
+
+
 def _open_database(database_url: str | None, *, existing: bool = False):
     """Open (and migrate) the database; the flows then find its URL in the environment.
 
@@ -254,12 +264,9 @@ def _open_database(database_url: str | None, *, existing: bool = False):
     """
     from sqlalchemy.engine import make_url
 
-    from activelabel.storage.database import DATABASE_URL_ENV, describe_url, open_engine, resolve_database_url
-    from activelabel.storage.location import anchor_sqlite_url
+    from activelabel.storage.database import DATABASE_URL_ENV, describe_url, open_engine
 
-    # Absolute from here on: the line that names the database shows the real file, and flows in
-    # other processes (compare's workers, a Dask cluster) open the same one wherever they run.
-    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
+    url = _absolute_database_url(database_url)
     if existing:
         parsed = make_url(url)
         path = parsed.database
@@ -851,8 +858,10 @@ def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
 
 def _mixture_temperature(calibration: dict) -> str:
     """' · mixture temperature T2' when the round kept one (campaign.calibrate), else ''."""
-    t2 = float(calibration.get("mixture_temperature", 1.0))
-    return "" if t2 == 1.0 else f" · mixture temperature {t2:.3f}"
+    from activelabel.campaign.calibration_terms import kept_mixture_temperature
+
+    t2 = kept_mixture_temperature(calibration)
+    return "" if t2 is None else f" · mixture temperature {t2:.3f}"
 
 
 db_app = _Typer(help="Database schema: migrate to the newest version, show the current one.")
@@ -867,10 +876,9 @@ def db_upgrade(
     """Migrate the database schema (Alembic) to the newest version, or to --revision."""
     _configure_logging(False)
     from activelabel.storage import migrate
-    from activelabel.storage.database import describe_url, open_engine, resolve_database_url
-    from activelabel.storage.location import anchor_sqlite_url
+    from activelabel.storage.database import describe_url, open_engine
 
-    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
+    url = _absolute_database_url(database_url)
     engine = open_engine(url, create_schema=False)
     before = migrate.current_revision(engine)
     migrate.upgrade_or_downgrade(engine, revision)
@@ -883,10 +891,9 @@ def db_current(database_url: DatabaseOption = None) -> None:
     """Print the schema revision of the database and the newest this version knows."""
     _configure_logging(False)
     from activelabel.storage import migrate
-    from activelabel.storage.database import describe_url, open_engine, resolve_database_url
-    from activelabel.storage.location import anchor_sqlite_url
+    from activelabel.storage.database import describe_url, open_engine
 
-    url = anchor_sqlite_url(resolve_database_url(database_url), Path.cwd())
+    url = _absolute_database_url(database_url)
     engine = open_engine(url, create_schema=False)
     current, head = migrate.current_revision(engine), migrate.head_revision()
     state = "up to date" if current == head else f"behind: run `activelabel db upgrade` to reach {head}"

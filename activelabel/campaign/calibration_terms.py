@@ -31,3 +31,10 @@ def describe_predictor(stored: dict | None) -> str:
     if members > 1 and passes > 1:
         return f"mean of {members} members x {passes} MC-dropout passes"
     return f"mean of {members} ensemble members" if members > 1 else f"mean of {passes} MC-dropout passes"
+
+
+def kept_mixture_temperature(calibration: dict) -> float | None:
+    """The mixture temperature ``T2`` a round's stored ``calibration`` kept, or None when it kept
+    none (stored 1.0, or a round stored before ``T2`` existed)."""
+    t2 = float(calibration.get("mixture_temperature", 1.0))
+    return None if t2 == 1.0 else t2

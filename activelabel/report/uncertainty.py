@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Engine
 
+from activelabel.campaign.calibration_terms import describe_predictor, kept_mixture_temperature
 from activelabel.report import figures, html
 from activelabel.report.curves import mean_curve
 from activelabel.report.data import (
@@ -97,7 +98,6 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         "existed). Before and after are "
         "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
         "above show the model before scaling."))
-    from activelabel.campaign.calibration_terms import describe_predictor
 
     measured = [r for r in record.rounds if calibration_absence(r, record.config) is None]
     for r in measured[-last:]:
@@ -105,7 +105,7 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         parts.append(html.figure(
             figures.reliability_diagram(c["before"], c["after"], float(c["temperature"]),
                                         f"round {r.index} · {r.labeled} labels · {c['validation_size']} held out",
-                                        mixture_temperature=float(c.get("mixture_temperature", 1.0))),
+                                        mixture_temperature=kept_mixture_temperature(c) or 1.0),
             f"reliability-round-{r.index}",
             f"Round {r.index}: reliability diagram before and after temperature scaling (T = {c['temperature']:.3f}"
             f"{_mixture_clause(c)}, "
@@ -117,10 +117,10 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
     return parts
 
 
-def _mixture_clause(calibration: dict) -> str:
-    """", mixture T2 = 0.771" when the round kept a mixture temperature, else ""."""
-    t2 = calibration.get("mixture_temperature", 1.0)
-    return "" if t2 == 1.0 else f", mixture T2 = {t2:.3f}"
+def _mixture_clause(calibration: dict, lead: str = ", mixture T2 = ") -> str:
+    """``lead`` and T2 (", mixture T2 = 0.771") when the round kept a mixture temperature, else ""."""
+    t2 = kept_mixture_temperature(calibration)
+    return "" if t2 is None else f"{lead}{t2:.3f}"
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -278,8 +278,7 @@ def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:
     if why is None:
         said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
                     f"T = {r.calibration['temperature']:.3f}"
-                    + ("" if float(r.calibration.get("mixture_temperature", 1.0)) == 1.0 else
-                       f" and mixture T2 = {float(r.calibration['mixture_temperature']):.3f}"))
+                    + _mixture_clause(r.calibration, " and mixture T2 = "))
     else:
         said.append(f"no calibration ({why})")
     return said
