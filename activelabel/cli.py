@@ -423,7 +423,7 @@ def init(
 @app.command()
 def export(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
-    to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label.", show_default=False)] = None,
+    to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label; masks repainted or deleted in Label Studio go to mask-history/, listed in mask-history.csv.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -439,6 +439,8 @@ def export(
     if to is not None:
         exported = export_labels(engine, name, to)
         console.print(f"Wrote {exported.describe()} to {to}")
+        if exported.history is not None:  # segmentation: masks repainted or deleted in Label Studio
+            console.print(exported.describe_history(), markup=False, soft_wrap=True)
     if model is not None:
         version = export_model(engine, name, model)
         console.print(f"Wrote model {version} to {model}")

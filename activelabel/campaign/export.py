@@ -14,6 +14,16 @@ path relative to the manifest. The PNG is a palette image whose pixel *index* is
 (0 = ``labels[0]``, 255 = ignored: ties between annotators, unpainted or void pixels), as
 Pascal VOC ships masks: ``numpy.asarray(PIL.Image.open(f))`` gives the class indices, and an
 image viewer shows the classes in colour. ``agreement`` is the annotators' mean pairwise IoU.
+
+A segmentation campaign whose annotations were repainted or deleted in Label Studio after a
+sync also gets their history: each replaced (or deleted) mask as a palette PNG under
+``mask-history/``, in a folder named like the sample's current mask
+(``masks/a/b.png`` -> ``mask-history/a/b/change-<id>-annotation-<annotation id>-<edited or
+deleted>.png``; ``<id>`` is the ``annotation_change`` row's id, so files sort oldest first), and
+a manifest ``mask-history.csv`` (or ``.jsonl``, as the labels file) beside the labels file, one
+row per change: which image, which annotation of which annotator, what happened and when, and
+the old mask's file (empty when none was kept: an answer that was rejected, or a change recorded
+before migration 0008 stored masks).
 """
 
 from __future__ import annotations
@@ -29,7 +39,11 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.errors import CampaignStateError, ConfigError
 from activelabel.storage import ModelCheckpoint, Round, Sample, Selection, session_scope
+from activelabel.storage.models import AnnotationChange
 from activelabel.storage.repository import require_campaign, resolved_labels
+
+#: Beside the labels file: the folder of replaced masks and its manifest's name (suffix as the labels file).
+HISTORY_FOLDER, HISTORY_NAME = "mask-history", "mask-history"
 
 FORMATS = (".csv", ".jsonl")
 
@@ -159,12 +173,106 @@ def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]
 
 
 @dataclass(frozen=True)
+class MaskChangeRow:
+    """One edit or deletion of a mask annotation, as ``mask-history.csv`` lists it.
+
+    ``change``: the ``annotation_change`` id (oldest first); ``annotation``: the backend's
+    annotation id (Label Studio's); ``old_mask``: the replaced mask's file relative to the
+    manifest, None when none was kept; ``mask``: the sample's current resolved mask file, None
+    when the sample has no accepted mask any more; times in ISO 8601, UTC."""
+
+    path: str
+    change: int
+    kind: str
+    annotation: str
+    annotator: str
+    round: int | None
+    old_mask: str | None
+    mask: str | None
+    old_status: str
+    new_status: str | None
+    old_updated_at: str | None
+    new_updated_at: str | None
+    changed_at: str
+
+
+def _iso(value) -> str | None:
+    from datetime import timezone
+
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
+def mask_history_rows(engine: Engine, campaign_name: str, folder: Path,
+                      written: set[str] = frozenset()) -> list[MaskChangeRow]:
+    """Write each kept old mask of the campaign's edited or deleted annotations under
+    ``folder/mask-history`` (palette PNGs, as the current masks); their rows, oldest first.
+
+    ``written``: the current mask files the export wrote (``MaskRow.mask``), for the ``mask`` column.
+    """
+    from activelabel.pipeline.masks import mask_from_png_bytes
+
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        config = CampaignConfig.from_dict(campaign.config)
+        changes = session.execute(
+            select(AnnotationChange, Sample.uri, Round.index)
+            .join(Sample, Sample.id == AnnotationChange.sample_id)
+            .outerjoin(Round, Round.id == AnnotationChange.round_id)
+            .where(AnnotationChange.campaign_id == campaign.id)
+            .order_by(AnnotationChange.id)
+        ).all()
+        session.expunge_all()
+    if not changes:
+        return []
+    data = campaign_data(config)
+    rows = []
+    for change, uri, round_index in changes:
+        relative, current = None, (Path("masks") / mask_file_name(uri)).as_posix()
+        if change.old_mask is not None:
+            stem = mask_file_name(uri).with_suffix("")
+            name = f"change-{change.id}-annotation-{change.external_id}-{change.kind.value}.png"
+            relative = Path(HISTORY_FOLDER) / stem / name
+            write_palette_mask(mask_from_png_bytes(change.old_mask, where=f"annotation_change {change.id}"),
+                               folder / relative)
+        rows.append(MaskChangeRow(
+            path=_path(data, uri), change=change.id, kind=change.kind.value, annotation=change.external_id,
+            annotator=change.annotator, round=round_index,
+            old_mask=None if relative is None else relative.as_posix(), mask=current if current in written else None,
+            old_status=change.old_status.value,
+            new_status=None if change.new_status is None else change.new_status.value,
+            old_updated_at=_iso(change.old_updated_at), new_updated_at=_iso(change.new_updated_at),
+            changed_at=_iso(change.changed_at),
+        ))
+    return rows
+
+
+def _write_rows(target: Path, rows: list, kind: type) -> None:
+    """``rows`` as CSV or JSON Lines (by ``target``'s suffix), replacing ``target`` at once."""
+    tmp = target.with_name(target.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        if target.suffix.lower() == ".csv":
+            writer = csv.DictWriter(handle, fieldnames=list(kind.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(asdict(r) for r in rows)
+        else:
+            handle.writelines(json.dumps(asdict(r)) + "\n" for r in rows)
+    tmp.replace(target)  # never a half-written export
+
+
+@dataclass(frozen=True)
 class ExportedLabels:
     """What :func:`export_labels` wrote: ``rows`` in the file, of which ``copies`` are
     byte-identical copies carrying their original's label (``copy_of`` set)."""
 
     rows: int
     copies: int
+    # Segmentation: the mask history's manifest (None: no annotation was edited or deleted),
+    # its rows (changes) and the old masks written.
+    history: Path | None = None
+    changes: int = 0
+    old_masks: int = 0
 
     @property
     def labeled(self) -> int:
@@ -179,31 +287,43 @@ class ExportedLabels:
                   f"{'its original' if self.copies == 1 else 'their originals'})") if self.copies else ""
         return counted(self.labeled, "labeled sample") + copies
 
+    def describe_history(self) -> str | None:
+        """``"Mask history: 2 edited or deleted mask annotations (2 old masks kept) in
+        out/mask-history.csv, the old masks under out/mask-history/"``; None without a history."""
+        from activelabel.campaign.summary import counted
+
+        if self.history is None:
+            return None
+        return (f"Mask history: {counted(self.changes, 'edited or deleted mask annotation')} "
+                f"({counted(self.old_masks, 'old mask')} kept) in {self.history}, the old masks under "
+                f"{self.history.parent / HISTORY_FOLDER}/")
+
 
 def export_labels(engine: Engine, campaign_name: str, target: Path) -> ExportedLabels:
     """Write the labels to ``target`` (.csv or .jsonl); returns how many rows (and copies).
 
     Segmentation campaigns: the masks go to ``masks/`` beside ``target`` (see the module
-    docstring), the manifest to ``target``."""
+    docstring), the manifest to ``target``; edited or deleted mask annotations, if any, to
+    ``mask-history/`` and ``mask-history.csv`` (or ``.jsonl``) beside it."""
     if target.suffix.lower() not in FORMATS:
         raise ConfigError(f"--to {target}: use a .csv or .jsonl file name")
     with session_scope(engine) as session:
         task = require_campaign(session, campaign_name).task_kind
     target.parent.mkdir(parents=True, exist_ok=True)
+    history, changes = None, []
     if task == "segmentation":
+        history = target.with_name(HISTORY_NAME + target.suffix)
+        if history == target:
+            raise ConfigError(f"--to {target}: that name is the mask history's; give the labels file another name")
         rows, kind = mask_rows(engine, campaign_name, target.parent), MaskRow
+        changes = mask_history_rows(engine, campaign_name, target.parent, {r.mask for r in rows})
     else:
         rows, kind = labeled_rows(engine, campaign_name), LabelRow
-    tmp = target.with_name(target.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        if target.suffix.lower() == ".csv":
-            writer = csv.DictWriter(handle, fieldnames=list(kind.__dataclass_fields__))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in rows)
-        else:
-            handle.writelines(json.dumps(asdict(r)) + "\n" for r in rows)
-    tmp.replace(target)  # never a half-written export
-    return ExportedLabels(len(rows), sum(r.copy_of is not None for r in rows))
+    _write_rows(target, rows, kind)
+    if changes:
+        _write_rows(history, changes, MaskChangeRow)
+    return ExportedLabels(len(rows), sum(r.copy_of is not None for r in rows),
+                          history if changes else None, len(changes), sum(c.old_mask is not None for c in changes))
 
 
 def export_model(engine: Engine, campaign_name: str, target: Path) -> str:

@@ -341,6 +341,10 @@ class AnnotationChange(Base):
     new_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the sync saw the change (this machine's clock).
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Segmentation: the replaced (or deleted) annotation's mask, the PNG bytes ``annotation.mask``
+    # held before the change. None for a classification answer, an answer that had no mask (a
+    # rejected one) and changes recorded before migration 0008.
+    old_mask: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class SyncCursor(Base):

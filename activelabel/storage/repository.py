@@ -406,9 +406,10 @@ def reconcile_annotations(
     annotation, keyed by ``external_id``). An annotation not stored yet is inserted; one whose
     label, status or mask differs is updated in place and the old version written to
     ``annotation_change`` (kind ``edited``; an edited mask is recorded with its label
-    ``<mask>``, the old mask itself is not kept); a stored one missing from ``current`` is deleted
-    and recorded (kind ``deleted``). Samples outside ``sample_ids`` are left alone, so the
-    caller passes only samples whose every annotation it has read. Idempotent.
+    ``<mask>`` and the replaced mask's PNG bytes in ``old_mask``); a stored one missing from
+    ``current`` is deleted and recorded (kind ``deleted``, its mask in ``old_mask`` too).
+    Samples outside ``sample_ids`` are left alone, so the caller passes only samples whose
+    every annotation it has read. Idempotent.
     """
     wanted = sorted(set(sample_ids))
     stored: dict[str, Annotation] = {}
@@ -442,7 +443,7 @@ def reconcile_annotations(
             external_id=row.external_id, annotator=row.annotator, kind=AnnotationChangeKind.edited,
             old_label=row.label, old_status=row.status, old_updated_at=row.updated_at,
             new_label=item.label, new_status=item.status, new_updated_at=item.updated_at,
-            changed_at=now,
+            changed_at=now, old_mask=row.mask,
         ))
         row.label, row.status, row.reason, row.mask = item.label, item.status, item.reason, item.mask
         row.annotator, row.updated_at = item.annotator, item.updated_at
@@ -454,7 +455,7 @@ def reconcile_annotations(
             campaign_id=campaign_id, sample_id=row.sample_id, round_id=row.round_id, source=source,
             external_id=row.external_id, annotator=row.annotator, kind=AnnotationChangeKind.deleted,
             old_label=row.label, old_status=row.status, old_updated_at=row.updated_at,
-            changed_at=now,
+            changed_at=now, old_mask=row.mask,
         ))
         session.delete(row)
         deleted += 1

@@ -149,3 +149,83 @@ def test_migration_0002_keeps_existing_annotations_both_ways(engine):
         assert connection.execute(text("SELECT label FROM annotation")).scalars().all() == ["3"]
     assert {"annotation_change", "sync_cursor"}.isdisjoint(inspect(engine).get_table_names())
     migrate.upgrade(engine)
+
+
+def _mask(value: int):
+    """A 4 x 4 mask, every pixel class ``value``, as the PNG bytes ``annotation.mask`` holds."""
+    import numpy as np
+
+    from activelabel.pipeline.masks import mask_to_png_bytes
+
+    return mask_to_png_bytes(np.full((4, 4), value, dtype=np.int64))
+
+
+def test_an_edited_or_deleted_mask_is_kept_in_history(engine, make_campaign, make_round):
+    from sqlalchemy import select
+
+    from activelabel.storage import Annotation
+
+    campaign_id, round_id, ids = _setup(engine, make_campaign, make_round)
+    a, b = ids["a"], ids["b"]
+    first, second, third = _mask(1), _mask(2), _mask(0)
+    with session_scope(engine) as session:
+        reconcile_annotations(session, campaign_id, "labelstudio", [a, b], [
+            _ann(a, "<mask>", "41", round_id, mask=first), _ann(b, "<mask>", "42", round_id, mask=third)])
+    with session_scope(engine) as session:
+        # Only the mask differs (the label stays "<mask>"): an edit, the replaced mask kept.
+        edit = reconcile_annotations(session, campaign_id, "labelstudio", [a, b], [
+            _ann(a, "<mask>", "41", round_id, at=T2, mask=second), _ann(b, "<mask>", "42", round_id, mask=third)])
+    assert (edit.new, edit.edited, edit.deleted) == (0, 1, 0)
+    with session_scope(engine) as session:
+        gone = reconcile_annotations(session, campaign_id, "labelstudio", [a, b],
+                                     [_ann(a, "<mask>", "41", round_id, at=T2, mask=second)])
+    assert (gone.new, gone.edited, gone.deleted) == (0, 0, 1)
+    with session_scope(engine) as session:
+        history = [(c.external_id, c.kind, c.old_label, c.new_label, c.old_mask)
+                   for c in annotation_changes(session, campaign_id)]
+        current = dict(session.execute(select(Annotation.external_id, Annotation.mask)).all())
+    assert history == [("41", AnnotationChangeKind.edited, "<mask>", "<mask>", first),
+                       ("42", AnnotationChangeKind.deleted, "<mask>", None, third)]
+    assert current == {"41": second}
+
+
+def test_a_classification_edit_keeps_no_mask(engine, make_campaign, make_round):
+    campaign_id, round_id, ids = _setup(engine, make_campaign, make_round)
+    a = ids["a"]
+    with session_scope(engine) as session:
+        reconcile_annotations(session, campaign_id, "labelstudio", [a], [_ann(a, "3", "51", round_id)])
+    with session_scope(engine) as session:
+        reconcile_annotations(session, campaign_id, "labelstudio", [a], [_ann(a, "4", "51", round_id, at=T2)])
+    with session_scope(engine) as session:
+        (change,) = annotation_changes(session, campaign_id)
+        assert (change.old_label, change.new_label, change.old_mask) == ("3", "4", None)
+
+
+def test_migration_0008_keeps_history_rows_both_ways(engine):
+    """Down to 0007 drops the kept mask but no history row; up again brings the column back
+    empty (NULL) for those rows. On SQLite and, when configured, PostgreSQL."""
+    from sqlalchemy import inspect, text
+
+    from activelabel.storage import migrate
+
+    kept = _mask(3)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO campaign (id, name, task_kind, labels, strategy, dataset, config, created_at) "
+            "VALUES (1, 'seg', 'segmentation', '[\"bg\", \"fg\"]', 'bald', 'shapes', '{}', '2026-01-01')"))
+        connection.execute(text(
+            "INSERT INTO sample (id, campaign_id, uri, content_hash, split) VALUES (1, 1, 'a', 'h', 'pool')"))
+        connection.execute(text(
+            "INSERT INTO annotation_change (campaign_id, sample_id, source, external_id, annotator, kind, "
+            "old_label, old_status, new_label, new_status, changed_at, old_mask) VALUES (1, 1, 'labelstudio', "
+            "'7', 'x@x', 'edited', '<mask>', 'accepted', '<mask>', 'accepted', '2026-01-02', :m)"), {"m": kept})
+    migrate.upgrade_or_downgrade(engine, "0007_segmentation")
+    assert migrate.current_revision(engine) == "0007_segmentation"
+    assert "old_mask" not in {c["name"] for c in inspect(engine).get_columns("annotation_change")}
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT external_id, kind FROM annotation_change")).all() == [("7", "edited")]
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(text(
+            "SELECT external_id, old_label, old_mask FROM annotation_change")).all() == [("7", "<mask>", None)]
