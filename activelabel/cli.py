@@ -703,6 +703,7 @@ def status(
         ]
         table.add_row(*cells[: len(columns)])
     console.print(table)
+    _print_segmentation_rounds(engine, campaign)
     from activelabel.campaign.summary import data_counts
 
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
@@ -808,6 +809,36 @@ def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
             name = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
             return name, _file_database(value, database_url or settings.get("database_url"), "experiment", name)
     return _campaign_ref(value, database_url)
+
+
+def _print_segmentation_rounds(engine, campaign: str) -> None:
+    """For a segmentation campaign, a table of each round's annotator agreement and the class
+    weights its class-weighted scoring used (rounds with neither are left out; no table when no
+    round has either)."""
+    from activelabel.campaign.summary import class_weight_cells, counted, segmentation_round_figures
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import require_campaign
+
+    with session_scope(engine) as session:
+        found = require_campaign(session, campaign)
+        if found.task_kind != "segmentation":
+            return
+        labels = list(found.labels)
+    figures = [f for f in segmentation_round_figures(engine, campaign)
+               if f.agreement is not None or f.class_weights]
+    if not figures:
+        return
+    weighted = any(f.class_weights for f in figures)
+    table = Table(title="Annotators' agreement (mean pairwise IoU, images painted by 2 or more)"
+                        + (" and class weights (labeled pixels)" if weighted else ""))
+    for column in ("round", "agreement", *(labels if weighted else ())):
+        table.add_column(column, justify="right")
+    for f in figures:
+        agreement = "" if f.agreement is None else f"{f.agreement:.3f} ({counted(f.agreed, 'image')})"
+        cells = class_weight_cells({"class_weights": f.class_weights, "class_pixels": f.class_pixels},
+                                   len(labels)) or [""] * len(labels)
+        table.add_row(str(f.index), agreement, *(cells if weighted else ()))
+    console.print(table)
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:

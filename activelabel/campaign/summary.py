@@ -235,3 +235,64 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
             SampleProblem.campaign_id == campaign.id))
         labeled = len(resolved_labels(session, campaign.id))
     return DataCounts({k.value: v for k, v in by_split.items()}, copies, unreadable, labeled)
+
+
+@dataclass(frozen=True)
+class SegmentationRoundFigures:
+    """What ``activelabel status`` adds for a round of a segmentation campaign.
+
+    ``agreement``: the annotators' mean pairwise IoU (``annotation.mask_votes.mean_pairwise_iou``,
+    as the export writes it per image), averaged over the ``agreed`` images the round selected
+    that two or more annotators painted; None when it has none (one mask agrees with itself
+    and says nothing). ``class_weights`` / ``class_pixels``: what its class-weighted scoring
+    used (``round.uncertainty``, class-index order); None for other aggregations and rounds
+    stored before they were kept."""
+
+    index: int
+    agreement: float | None
+    agreed: int
+    class_weights: list[float] | None
+    class_pixels: list[int] | None
+
+
+def class_weight_cells(uncertainty: dict | None, classes: int) -> list[str] | None:
+    """A round's stored class weights as one cell per class, ``"0.3256 (50 px)"`` (weight, and
+    the labeled pixels it came from); None when the round stored none. Status and the report
+    both show them this way."""
+    weights = (uncertainty or {}).get("class_weights")
+    if not weights:
+        return None
+    pixels = (uncertainty or {}).get("class_pixels") or [None] * len(weights)
+    cells = [f"{w:.4f}" + ("" if n is None else f" ({n:,} px)") for w, n in zip(weights, pixels)]
+    return (cells + [""] * classes)[:classes]
+
+
+def segmentation_round_figures(engine: Engine, campaign_name: str) -> list[SegmentationRoundFigures]:
+    """Each round's annotator agreement and class weights (see :class:`SegmentationRoundFigures`),
+    derived from the stored masks (``segmentation_round.resolved_mask_labels``, the export's
+    reading) and ``round.uncertainty``."""
+    import math
+
+    from activelabel.campaign.segmentation_round import resolved_mask_labels
+    from activelabel.storage import Selection
+
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        campaign_id, classes = campaign.id, len(campaign.labels)
+        rounds = [(r.id, r.index, dict(r.uncertainty or {})) for r in session.scalars(
+            select(Round).where(Round.campaign_id == campaign_id).order_by(Round.index))]
+        picked = session.execute(select(Selection.round_id, Selection.sample_id)
+                                 .where(Selection.campaign_id == campaign_id)).all()
+    masks = resolved_mask_labels(engine, campaign_id, classes)
+    agreements: dict[int, list[float]] = {}
+    for round_id, sample_id in picked:
+        label = masks.get(sample_id)
+        if label is not None and label.votes >= 2 and not math.isnan(label.agreement):
+            agreements.setdefault(round_id, []).append(label.agreement)
+    out = []
+    for round_id, index, how in rounds:
+        values = agreements.get(round_id, [])
+        out.append(SegmentationRoundFigures(
+            index=index, agreement=sum(values) / len(values) if values else None, agreed=len(values),
+            class_weights=how.get("class_weights"), class_pixels=how.get("class_pixels")))
+    return out

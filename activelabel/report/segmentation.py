@@ -118,6 +118,7 @@ def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str
                                "(255) count nowhere."))
     else:
         parts.append(html.note("No per-class IoU: no round measured on test or labeled evaluation masks yet."))
+    parts += _class_weights(record)
     xs, ys = record.segmentation_curve("miou")
     reached = [labels_to_target(xs, ys, t) for t in targets]
     parts.append(html.table("labels-to-target", ["strategy", *[f"mIoU ≥ {t:g}" for t in targets]],
@@ -128,6 +129,20 @@ def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str
                                 [[record.strategy, f"{xs[0]}–{xs[-1]}", str(len(xs)), f"{aulc(xs, ys):.4f}"]],
                                 caption="Area under the mIoU curve over the label span (its mean mIoU)"))
     return parts
+
+
+def _class_weights(record: CampaignRecord) -> list[str]:
+    """The class weights each class-weighted round scored with (``round.uncertainty``), one row
+    per round that stored them; nothing when none did (other aggregations, older rounds)."""
+    from activelabel.campaign.summary import class_weight_cells
+
+    rows = [[str(r.index), *cells] for r in record.rounds
+            if (cells := class_weight_cells(r.uncertainty, len(record.labels))) is not None]
+    if not rows:
+        return []
+    return [html.table("class-weights", ["round", *record.labels], rows,
+                       caption="Class weights of class-weighted scoring per round (labeled pixels per class): "
+                               "w_c = (1 / f_c) / sum_k (1 / f_k), f_c the class's share of the labeled pixels")]
 
 
 def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
