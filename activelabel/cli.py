@@ -815,29 +815,23 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     """For a segmentation campaign, a table of each round's annotator agreement and the class
     weights its class-weighted scoring used (rounds with neither are left out; no table when no
     round has either)."""
-    from activelabel.campaign.summary import class_weight_cells, counted, segmentation_round_figures
     from activelabel.storage import session_scope
     from activelabel.storage.repository import require_campaign
 
     with session_scope(engine) as session:
-        found = require_campaign(session, campaign)
-        if found.task_kind != "segmentation":
+        if require_campaign(session, campaign).task_kind != "segmentation":
             return
-        labels = list(found.labels)
-    figures = [f for f in segmentation_round_figures(engine, campaign)
-               if f.agreement is not None or f.class_weights]
-    if not figures:
+    from activelabel.campaign.summary import segmentation_figure_rows
+
+    header, rows = segmentation_figure_rows(engine, campaign)
+    if not rows:
         return
-    weighted = any(f.class_weights for f in figures)
     table = Table(title="Annotators' agreement (mean pairwise IoU, images painted by 2 or more)"
-                        + (" and class weights (labeled pixels)" if weighted else ""))
-    for column in ("round", "agreement", *(labels if weighted else ())):
+                        + (" and class weights (labeled pixels)" if len(header) > 2 else ""))
+    for column in header:
         table.add_column(column, justify="right")
-    for f in figures:
-        agreement = "" if f.agreement is None else f"{f.agreement:.3f} ({counted(f.agreed, 'image')})"
-        cells = class_weight_cells({"class_weights": f.class_weights, "class_pixels": f.class_pixels},
-                                   len(labels)) or [""] * len(labels)
-        table.add_row(str(f.index), agreement, *(cells if weighted else ()))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 

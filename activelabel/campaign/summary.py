@@ -296,3 +296,23 @@ def segmentation_round_figures(engine: Engine, campaign_name: str) -> list[Segme
             index=index, agreement=sum(values) / len(values) if values else None, agreed=len(values),
             class_weights=how.get("class_weights"), class_pixels=how.get("class_pixels")))
     return out
+
+
+def segmentation_figure_rows(engine: Engine, campaign_name: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the rounds' annotator agreement and class weights, as ``activelabel
+    status`` and the report show them: ``round``, ``agreement`` (``"0.792 (2 images)"``) and,
+    when some round stored class weights, one column per class (:func:`class_weight_cells`).
+    One row per round that has either; no rows when none has."""
+    with session_scope(engine) as session:
+        labels = list(require_campaign(session, campaign_name).labels)
+    figures = [f for f in segmentation_round_figures(engine, campaign_name)
+               if f.agreement is not None or f.class_weights]
+    weighted = any(f.class_weights for f in figures)
+    header = ["round", "agreement", *(labels if weighted else [])]
+    rows = []
+    for f in figures:
+        cells = class_weight_cells({"class_weights": f.class_weights, "class_pixels": f.class_pixels},
+                                   len(labels)) or [""] * len(labels)
+        rows.append([str(f.index), "" if f.agreement is None else f"{f.agreement:.3f} ({counted(f.agreed, 'image')})",
+                     *(cells if weighted else [])])
+    return header, rows

@@ -95,7 +95,7 @@ def _learning_curves(record: CampaignRecord) -> list[str]:
     return parts
 
 
-def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str]:
+def _rounds_tables(engine: Engine, record: CampaignRecord, targets: Sequence[float]) -> list[str]:
     rows, ious = [], []
     for r in record.rounds:
         m = r.segmentation or {}
@@ -118,7 +118,7 @@ def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str
                                "(255) count nowhere."))
     else:
         parts.append(html.note("No per-class IoU: no round measured on test or labeled evaluation masks yet."))
-    parts += _class_weights(record)
+    parts += _agreement_and_weights(engine, record)
     xs, ys = record.segmentation_curve("miou")
     reached = [labels_to_target(xs, ys, t) for t in targets]
     parts.append(html.table("labels-to-target", ["strategy", *[f"mIoU ≥ {t:g}" for t in targets]],
@@ -131,18 +131,19 @@ def _rounds_tables(record: CampaignRecord, targets: Sequence[float]) -> list[str
     return parts
 
 
-def _class_weights(record: CampaignRecord) -> list[str]:
-    """The class weights each class-weighted round scored with (``round.uncertainty``), one row
-    per round that stored them; nothing when none did (other aggregations, older rounds)."""
-    from activelabel.campaign.summary import class_weight_cells
+def _agreement_and_weights(engine: Engine, record: CampaignRecord) -> list[str]:
+    from activelabel.campaign.summary import segmentation_figure_rows
 
-    rows = [[str(r.index), *cells] for r in record.rounds
-            if (cells := class_weight_cells(r.uncertainty, len(record.labels))) is not None]
+    header, rows = segmentation_figure_rows(engine, record.name)
     if not rows:
         return []
-    return [html.table("class-weights", ["round", *record.labels], rows,
-                       caption="Class weights of class-weighted scoring per round (labeled pixels per class): "
-                               "w_c = (1 / f_c) / sum_k (1 / f_k), f_c the class's share of the labeled pixels")]
+    weighted = len(header) > 2
+    return [html.table(
+        "agreement-class-weights", header, rows,
+        caption="Annotators' agreement per round: mean pairwise IoU of the masks of the round's images painted by 2 "
+                "or more (how many)" + (
+                    "; class weights of class-weighted scoring (labeled pixels per class): w_c = (1 / f_c) / "
+                    "sum_k (1 / f_k), f_c the class's share of the labeled pixels" if weighted else ""))]
 
 
 def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> list[str]:
@@ -214,7 +215,7 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                      anchor="settings"),
         html.section("Learning curve", *_learning_curves(record), anchor="learning-curves"),
         html.section("Data", html.paragraph(data_counts(engine, record.name).describe()), anchor="data"),
-        html.section("Rounds", *_rounds_tables(record, targets), anchor="rounds-section"),
+        html.section("Rounds", *_rounds_tables(engine, record, targets), anchor="rounds-section"),
         html.section("Calibration", html.note(
             "No temperature scaling: segmentation campaigns fit no temperature (the campaign's calibrate setting is "
             "ignored), so there is no reliability diagram. The pixel ECE above (15 confidence bins over every "

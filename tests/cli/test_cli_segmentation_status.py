@@ -124,18 +124,19 @@ def test_status_shows_agreement_and_class_weights_per_round(tmp_path) -> None:
     assert "Annotators' agreement (mean pairwise IoU, images painted by 2 or more) and class weights" in result.stdout
 
 
-def test_the_report_shows_the_class_weights_of_the_rounds_that_stored_them(tmp_path) -> None:
+def test_the_report_shows_the_same_agreement_and_class_weights(tmp_path) -> None:
     from activelabel.report.build import write_report
 
     engine = open_engine(_campaign(tmp_path))
     write_report(engine, NAME, tmp_path / "seg.html")
     page = (tmp_path / "seg.html").read_text(encoding="utf-8")
-    table = re.search(r'<table id="class-weights">(.*?)</table>', page, re.S).group(1)
+    table = re.search(r'<table id="agreement-class-weights">(.*?)</table>', page, re.S).group(1)
     cells = [[html.unescape(c) for c in re.findall(r"<t[dh]>(.*?)</t[dh]>", row)]
              for row in re.findall(r"<tr>(.*?)</tr>", table)]
-    assert cells == [["round", *LABELS],
-                     ["1", "0.0233 (700 px)", "0.1628 (100 px)", "0.1628 (100 px)", "0.3256 (50 px)",
-                      "0.3256 (50 px)"]]
+    assert cells == [["round", "agreement", *LABELS],
+                     ["1", f"{19 / 24:.3f} (2 images)", "0.0233 (700 px)", "0.1628 (100 px)", "0.1628 (100 px)",
+                      "0.3256 (50 px)", "0.3256 (50 px)"],
+                     ["3", "1.000 (1 image)", "", "", "", "", ""]]
 
 
 def test_a_campaign_without_class_weights_or_several_annotators_shows_no_table(tmp_path) -> None:
@@ -149,3 +150,18 @@ def test_a_campaign_without_class_weights_or_several_annotators_shows_no_table(t
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Annotators' agreement" not in result.stdout
     assert "Campaign segkeep-status" in result.stdout  # the rounds table is still there
+    from activelabel.report.build import write_report
+
+    write_report(open_engine(url), NAME, tmp_path / "seg.html")
+    assert 'id="agreement-class-weights"' not in (tmp_path / "seg.html").read_text(encoding="utf-8")
+
+
+def test_agreement_alone_shows_no_class_columns(tmp_path) -> None:
+    from activelabel.campaign.summary import segmentation_figure_rows
+
+    url = _campaign(tmp_path)
+    engine = open_engine(url)
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 1).update({"uncertainty": None})
+    assert segmentation_figure_rows(engine, NAME) == (
+        ["round", "agreement"], [["1", f"{19 / 24:.3f} (2 images)"], ["3", "1.000 (1 image)"]])

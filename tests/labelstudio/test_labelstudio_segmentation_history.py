@@ -99,8 +99,9 @@ def test_a_repainted_and_a_deleted_mask_are_kept_and_exported(ls_server, ls_clie
     assert (exported.rows, exported.changes, exported.old_masks) == (1, 2, 2)
     assert exported.history == out / "mask-history.csv"
     assert exported.describe() == "1 labeled sample"
-    assert exported.describe_history() == (f"Mask history: 2 edited or deleted mask annotations (2 old masks kept) "
-                                           f"in {out / 'mask-history.csv'}, the old masks under {out / 'mask-history'}/")
+    assert exported.describe_history() == (
+        f"Mask history: 2 edited or deleted mask annotations (2 old masks kept) in {out / 'mask-history.csv'}, "
+        f"the old masks under {out / 'mask-history'}/")
     history = list(csv.DictReader((out / "mask-history.csv").open()))
     kept_mask = f"masks/{mask_file_name(uri_of[sent[kept_task]]).as_posix()}"
     stems = [mask_file_name(uri_of[sent[t]]).with_suffix("").as_posix() for t in (kept_task, gone_task)]
