@@ -207,7 +207,8 @@ def test_three_annotators_are_pulled_resolved_by_majority_and_their_agreement_ke
     with session_scope(engine) as session:
         row = session.scalars(select(Annotation).where(Annotation.external_id == str(field(first, "id")))).one()
         np.testing.assert_array_equal(mask_from_png_bytes(row.mask), a)
-        assert session.query(AnnotationChange).filter_by(external_id=row.external_id).count() == 1
+        (change,) = session.query(AnnotationChange).filter_by(external_id=row.external_id).all()
+        np.testing.assert_array_equal(mask_from_png_bytes(change.old_mask), b)  # the mask it replaced
     assert resolved_mask_labels(engine, campaign_id, len(LABELS))[int(task.data["sample_id"])].agreement == 1.0
 
 
