@@ -58,11 +58,11 @@ def training_record(
     calibration, ``members`` the models trained (ensembles), ``skips_batch_of_one`` whether the
     model skips a last batch of one (batch norm: see ``pipeline.training.optimizer_steps``).
     Keys: ``epochs`` (:func:`~activelabel.pipeline.training.planned_epochs`: ``epochs``, or more
-    so that ``min_steps`` optimizer steps run), ``requested_epochs`` (the campaign's ``epochs``), ``steps`` (optimizer steps per model),
-    ``batch_size``, ``learning_rate``, ``weight_decay`` (Adam's, coupled), ``l2_penalty`` (the
-    loss term's lambda; 0: none), ``min_steps`` (0: fixed epochs), ``trained_on``, ``held_out``,
-    ``members``, ``recipe`` (``recipe``, else the campaign's, else "default"). Shown by
-    :mod:`activelabel.campaign.training_terms`.
+    so that ``min_steps`` optimizer steps run), ``requested_epochs`` (the campaign's ``epochs``),
+    ``steps`` (optimizer steps per model), ``batch_size``, ``learning_rate``, ``weight_decay``
+    (Adam's, coupled), ``l2_penalty`` (the loss term's lambda; 0: none), ``min_steps`` (0: fixed
+    epochs), ``trained_on``, ``held_out``, ``members``, ``recipe`` (``recipe``, else the
+    campaign's, else "default"). Shown by :mod:`activelabel.campaign.training_terms`.
     """
     return {
         "epochs": planned_epochs(trained_on, training),
