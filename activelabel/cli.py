@@ -690,6 +690,11 @@ def status(
     # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
     columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
                "test accuracy"]
+    from activelabel.campaign.training_terms import training_cells
+
+    trained = any(r.training for r in rounds)  # rounds stored before round.training: no column
+    if trained:
+        columns.append("epochs")
     if any(r.error for r in rounds):
         columns.append("error")
     table = Table(title=f"Campaign {campaign}")
@@ -699,7 +704,8 @@ def status(
         cells = [
             str(r.index), r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
             str(r.resolved), str(r.rejected), str(r.changed),
-            "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}", r.error or "",
+            "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}",
+            *([training_cells(r.training)[0]] if trained else []), r.error or "",
         ]
         table.add_row(*cells[: len(columns)])
     console.print(table)
@@ -838,8 +844,13 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
 def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
     from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
+    from activelabel.campaign.training_terms import describe_training
+
     report = round_uncertainty(engine, campaign, index)
     how = report.uncertainty or {}
+    training = describe_training(report.training)
+    if training:  # what the round's model was trained with, before what it made of the pool
+        console.print(f"Round {index} · {training}", markup=False, soft_wrap=True)
     if not report.distributions:
         console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
                       "no uncertainty to show.")

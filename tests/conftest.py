@@ -74,7 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     home = Path(tempfile.mkdtemp(prefix="activelabel-prefect-server-"))
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
+           "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "false"}
     log = open(home / "server.log", "w")
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("prefect")), "server", "start",
@@ -84,6 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     url = f"http://127.0.0.1:{port}/api"
     os.environ["PREFECT_API_URL"] = url
+    # That server takes no CSRF token: its clients need not ask for one (each ask is a 422).
+    os.environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
     _server.update(process=process, url=url, log=log, log_path=home / "server.log")
 
 

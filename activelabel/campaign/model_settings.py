@@ -5,7 +5,7 @@ from __future__ import annotations
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
 from activelabel.pipeline.model import GAL_CNN, ModelSpec
-from activelabel.pipeline.training import TrainingConfig
+from activelabel.pipeline.training import TrainingConfig, optimizer_steps, planned_epochs
 
 
 def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> ModelSpec:
@@ -45,6 +45,39 @@ def training_config(config: CampaignConfig, n_labeled: int | None = None) -> Tra
     if config.fixed_epochs:
         extra["min_steps"] = 0
     return TrainingConfig(epochs=config.epochs, augment=config.augmentation, **extra)
+
+
+def training_record(
+    config: CampaignConfig, training: TrainingConfig, trained_on: int, *, members: int = 1, held_out: int = 0,
+    skips_batch_of_one: bool, recipe: str | None = None,
+) -> dict:
+    """What a round's training ran, as stored in ``round.training`` (JSON).
+
+    ``training`` is the recipe the loop ran with (:func:`training_config`, or a kind's own),
+    ``trained_on`` the labels each model learned from, ``held_out`` the labels kept out for
+    calibration, ``members`` the models trained (ensembles), ``skips_batch_of_one`` whether the
+    model skips a last batch of one (batch norm: see ``pipeline.training.optimizer_steps``).
+    Keys: ``epochs`` (:func:`~activelabel.pipeline.training.planned_epochs`: ``epochs``, or more
+    so that ``min_steps`` optimizer steps run), ``requested_epochs`` (the campaign's ``epochs``),
+    ``steps`` (optimizer steps per model), ``batch_size``, ``learning_rate``, ``weight_decay``
+    (Adam's, coupled), ``l2_penalty`` (the loss term's lambda; 0: none), ``min_steps`` (0: fixed
+    epochs), ``trained_on``, ``held_out``, ``members``, ``recipe`` (``recipe``, else the
+    campaign's, else "default"). Shown by :mod:`activelabel.campaign.training_terms`.
+    """
+    return {
+        "epochs": planned_epochs(trained_on, training),
+        "requested_epochs": training.epochs,
+        "steps": optimizer_steps(trained_on, training, skips_batch_of_one=skips_batch_of_one),
+        "batch_size": training.batch_size,
+        "learning_rate": training.learning_rate,
+        "weight_decay": training.weight_decay,
+        "l2_penalty": training.l2_penalty,
+        "min_steps": training.min_steps,
+        "trained_on": trained_on,
+        "held_out": held_out,
+        "members": members,
+        "recipe": recipe or config.recipe or "default",
+    }
 
 
 def check_model(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> None:

@@ -40,7 +40,7 @@ from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
 from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.campaign.kinds import Trained, TrainInput
-from activelabel.campaign.model_settings import training_config
+from activelabel.campaign.model_settings import training_config, training_record
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.pipeline.device import resolve_device
 from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
@@ -133,7 +133,11 @@ def train_segmenter(job: TrainInput) -> Trained:
     pixels = class_pixel_counts(y, num_classes, ignore_index=IGNORE_INDEX)
     architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
     metrics = _measure(model, data, job.yard_uris, masks, job.device, problems)
-    values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None)
+    # A U-Net skips a last batch of one (batch norm) and a batch whose pixels are all ignored
+    # (the latter is not counted: "steps" is then at most that many).
+    record = training_record(config, training, len(labeled), skips_batch_of_one=True, recipe="segmentation")
+    values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None,
+                  training=record)
     if metrics is None:
         return Trained([model], architecture, len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "

@@ -30,7 +30,7 @@ from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data, one_pool_listing
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.growth import join_before_round
-from activelabel.campaign.model_settings import model_spec, training_config
+from activelabel.campaign.model_settings import model_spec, training_config, training_record
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
 from activelabel.campaign.setup import build_annotator
@@ -40,7 +40,7 @@ from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate
 from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.prediction import mc_strategy
-from activelabel.pipeline.training import planned_epochs, train_model
+from activelabel.pipeline.training import planned_epochs, train_model, uses_batch_norm
 from activelabel.progress import reporter
 from activelabel.storage import (
     Campaign,
@@ -277,6 +277,8 @@ def train_classifier(job: TrainInput) -> Trained:
         test_accuracy=metrics.accuracy if metrics else None,
         test_nll=metrics.nll if metrics else None, test_ece=metrics.ece if metrics else None,
         calibration=calibration,
+        training=training_record(config, training, len(train), members=len(models), held_out=len(held),
+                                 skips_batch_of_one=uses_batch_norm(models[0])),
     )
     if metrics is None:
         return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.WARNING,

@@ -87,6 +87,8 @@ class RoundProgress:
     test_accuracy: float | None
     error: str | None
     changed: int = 0
+    # Round.training: what the round's training ran (None: no model trained, or stored before it).
+    training: dict | None = None
 
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
@@ -122,6 +124,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 test_accuracy=rnd.test_accuracy,
                 error=rnd.error,
                 changed=changed.get(rnd.id, 0),
+                training=rnd.training,
             ))
         return out
 

@@ -46,6 +46,8 @@ class RoundUncertainty:
     labeled: int | None = None
     # Why the round has no calibration figures, in the report's words (None: it has them).
     calibration_absence: str | None = None
+    # Round.training: what the round's training ran (None: no model trained, or stored before it).
+    training: dict | None = None
 
 
 def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | None,
@@ -107,7 +109,8 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
             distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
         return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration,
                                 rnd.labeled_count, calibration_absence(rnd.kind.value, rnd.labeled_count,
-                                                                       rnd.calibration, stored.config or {}))
+                                                                       rnd.calibration, stored.config or {}),
+                                rnd.training)
 
 
 _MODES = {

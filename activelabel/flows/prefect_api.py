@@ -18,6 +18,12 @@ process) the first time a flow runs. Two things went wrong with it on a busy mac
 :func:`install` puts a ``BoundEphemeralServer`` (see :func:`bound_server_class`) where Prefect
 looks for its temporary server (the ``SubprocessASGIServer`` instance for "no port"), the way
 Prefect's own test utilities swap it. Nothing starts here; Prefect starts it when a flow needs it.
+
+It also tells Prefect's client that this server takes no CSRF token (see :func:`match_client_csrf`):
+by default the server does not protect against CSRF (``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED``
+false) while the client asks it for a token (``PREFECT_CLIENT_CSRF_SUPPORT_ENABLED`` true), so
+each new client's first request was a ``GET /csrf-token`` answered ``422 Unprocessable Entity``
+("CSRF protection is disabled."), which ``--verbose`` printed once per client.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from activelabel.errors import PrefectApiUnavailableError
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+CLIENT_CSRF_ENV = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
 # Measured on 2 cores: idle, the first start (it creates its own SQLite database) takes ~3 s;
 # at a load average of 11 it took 32 s (Prefect allows 20 s); at ~20 it took over 220 s. So the
 # default grows with the machine's load per core: 120 s when idle, up to 600 s. A healthy
@@ -83,6 +90,7 @@ def install() -> None:
 
     if get_current_settings().api.url:
         return
+    match_client_csrf()
     from prefect.server.api.server import SubprocessASGIServer
 
     current = SubprocessASGIServer._instances.get(None)
@@ -90,6 +98,31 @@ def install() -> None:
         return
     SubprocessASGIServer._instances.pop(None, None)
     bound_server_class()()  # registers itself as the instance for "no port"
+
+
+def match_client_csrf() -> bool:
+    """Turn the Prefect client's CSRF support off when the server it will talk to has CSRF
+    protection off; True when it did.
+
+    Only for Prefect's temporary server (see :func:`install`), whose settings are this
+    process's: its ``server.api.csrf_protection_enabled`` (default false) is what it will run
+    with. Prefect's client (``prefect/client/base.py``, ``_add_csrf_headers``) otherwise fetches
+    ``/csrf-token`` before its first change request, gets 422 "CSRF protection is disabled.",
+    and only then turns its support off, once per client (several per run). A user's own
+    ``PREFECT_CLIENT_CSRF_SUPPORT_ENABLED`` (environment or profile) and a server with CSRF
+    protection on are left alone. Sets the variable in ``os.environ`` (child processes of this
+    one agree) and refreshes Prefect's global settings, as Prefect does after its start-up
+    plugins set variables.
+    """
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.server.api.csrf_protection_enabled or "csrf_support_enabled" in settings.client.model_fields_set:
+        return False
+    os.environ[CLIENT_CSRF_ENV] = "false"
+    refresh_global_settings_context()
+    return True
 
 
 @lru_cache(maxsize=1)

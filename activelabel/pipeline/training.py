@@ -52,6 +52,23 @@ def planned_epochs(n_samples: int, config: TrainingConfig) -> int:
     return max(config.epochs, -(-config.min_steps // steps_per_epoch))
 
 
+def optimizer_steps(n_samples: int, config: TrainingConfig, *, skips_batch_of_one: bool) -> int:
+    """Optimizer steps the loop takes on ``n_samples``: :func:`planned_epochs` times the batches
+    of an epoch (``ceil(n_samples / batch_size)``), less a last batch of one sample in each
+    epoch when ``skips_batch_of_one`` (a model with batch norm, see :func:`uses_batch_norm`,
+    on at least 2 samples), which takes no step. The 200-step minimum counts batches, so such
+    a model may take fewer than ``min_steps`` steps."""
+    full, last = divmod(n_samples, config.batch_size)
+    skipped = skips_batch_of_one and last == 1 and n_samples >= 2
+    per_epoch = full + (1 if last and not skipped else 0)
+    return planned_epochs(n_samples, config) * per_epoch
+
+
+def uses_batch_norm(model: nn.Module) -> bool:
+    """True when ``model`` has a batch-norm layer (it cannot train on a batch of one)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def l2_term(model: Model, l2_penalty: float) -> torch.Tensor:
     """``l2_penalty * sum(W ** 2)`` over the model's regularised weight matrices (a scalar tensor).
 
@@ -106,7 +123,7 @@ def train_model(
     loss_fn = nn.CrossEntropyLoss()
     if config.l2_penalty:
         l2_term(model, config.l2_penalty)  # raises before training when the model has no such layer
-    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    batch_norm = uses_batch_norm(model)
     _train_mode(model, frozen_backbone=spec.freeze_backbone)
     # A frozen backbone without augmentation gives the same features every epoch: compute them once.
     cached = _features(model, x_all, config.batch_size) if spec.freeze_backbone and not config.augment else None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
 from activelabel.report.data import CampaignRecord, load_campaign, yardstick
@@ -329,10 +330,13 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                              anchor="data"))
     rows = [[str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
+             *training_cells(r.training),
              *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]
     body.append(html.section(
         "Rounds",
-        html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", *[f"{s} s" for s in STEPS]], rows),
+        html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", "epochs", "steps",
+                              *[f"{s} s" for s in STEPS]], rows),
+        html.note(TRAINING_COLUMNS_NOTE),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets)),
         _campaign_aulc(record),

@@ -47,6 +47,9 @@ class RoundRow:
     # Round.segmentation_metrics of a segmentation round ({"miou", "per_class_iou", "pixel_accuracy",
     # "pixel_ece", "pixels"}); None for classification rounds and rounds that measured nothing.
     segmentation: dict | None = None
+    # Round.training: what the round's training ran ({"epochs", "steps", "batch_size", ...}, see
+    # campaign.training_terms); None when no model was trained or the round predates the column.
+    training: dict | None = None
 
     def calibrated(self, when: str, key: str) -> float | None:
         """``calibration[when][key]`` (``when``: "before" or "after" temperature scaling), or None."""
@@ -149,7 +152,8 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
             name=campaign.name, strategy=campaign.strategy, seed=int(campaign.config.get("seed", 0)),
             labels=list(campaign.labels), config=dict(campaign.config),
             rounds=[RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
-                             dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics)
+                             dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics,
+                             r.training)
                     for r in rounds],
             picked=picked, campaign_id=campaign_id, task=campaign.task_kind or "classification",
         )

@@ -184,6 +184,12 @@ class Round(Base):
     # "pixel_ece", "pixels"} on the test/evaluation yardstick (test_accuracy and test_ece hold
     # the pixel accuracy and pixel ECE as well). None for classification rounds.
     segmentation_metrics: Mapped[dict | None] = mapped_column(JSON)
+    # What the round's training ran (campaign.model_settings.training_record): {"epochs",
+    # "requested_epochs", "steps" (optimizer steps per model), "batch_size", "learning_rate",
+    # "weight_decay", "l2_penalty", "min_steps", "trained_on" (labels the models learned from),
+    # "held_out" (labels kept for calibration), "members" (models trained), "recipe"}. None: no
+    # model trained (evaluation, cold start) or a round trained before this column.
+    training: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -193,6 +193,8 @@ def test_each_round_fits_a_temperature_on_held_out_labels_and_acquisition_uses_i
     assert rnd.kind.value == "active" and rnd.labeled_count == 30
     calibration = rnd.calibration
     assert calibration["validation_size"] == 15 and calibration["validation_errors"] >= 3
+    # round.training: the models learned from the 15 labels not held out
+    assert (rnd.training["trained_on"], rnd.training["held_out"], rnd.training["members"]) == (15, 15, 1)
     assert "skipped" not in calibration
     assert calibration["check"]["out_of_fold_nll"] < calibration["check"]["nll_at_1"]
     assert sum(calibration["check"]["fold_errors"]) == calibration["validation_errors"] >= 5
@@ -296,6 +298,7 @@ def test_ensemble_round_stores_every_member_and_scores_their_disagreement(tmp_pa
                                          "ensemble_size = 5": "ensemble_size = 3"})
     assert rnd.uncertainty["method"] == "ensemble" and rnd.uncertainty["members"] == 3
     assert rnd.uncertainty["samples"] == 3 and rnd.uncertainty["mode"] == "deterministic"
+    assert rnd.training["members"] == 3  # round.training counts the members trained
     with session_scope(engine) as session:
         checkpoints = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
                                       .order_by(ModelCheckpoint.member)).all()

@@ -101,6 +101,7 @@ def test_compare_with_the_recipe_runs_gal_cnn_rounds_on_digits(tmp_path):
         config = json.loads(db.execute("SELECT config FROM campaign WHERE name = 'gal-bald-seed0'").fetchone()[0])
         rounds = db.execute("SELECT id, \"index\", status, labeled_count, test_accuracy FROM round "
                             "ORDER BY \"index\"").fetchall()
+        trainings = [json.loads(t) for (t,) in db.execute("SELECT training FROM round ORDER BY \"index\"")]
         architectures = [json.loads(a) for (a,) in db.execute("SELECT architecture FROM model_checkpoint")]
         scores = [db.execute("SELECT count(*) FROM score WHERE round_id = ?", (r[0],)).fetchone()[0] for r in rounds]
         picked = [db.execute("SELECT count(*) FROM selection WHERE round_id = ?", (r[0],)).fetchone()[0]
@@ -112,3 +113,8 @@ def test_compare_with_the_recipe_runs_gal_cnn_rounds_on_digits(tmp_path):
     assert architectures == [{"name": "gal_cnn", "in_channels": 1, "num_classes": 10, "conv_dropout": 0.25,
                               "input_size": [8, 8], "head_dropout": 0.5}] * 2
     assert scores == [200, 200] and picked == [10, 10]  # the pool subset scored, one batch picked
+    # What ran, as stored: exactly --epochs (one batch of 128 per epoch), Adam without decay, L2 c / N.
+    for training, labels in zip(trainings, (20, 30)):
+        assert training == {"epochs": 5, "requested_epochs": 5, "steps": 5, "batch_size": 128, "learning_rate": 1e-3,
+                            "weight_decay": 0.0, "l2_penalty": pytest.approx(3.5 / labels), "min_steps": 0,
+                            "trained_on": labels, "held_out": 0, "members": 1, "recipe": "gal2017"}

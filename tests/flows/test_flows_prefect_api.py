@@ -7,6 +7,11 @@ CLI in tests/flows/test_flows_crash.py; here: which bound applies.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+
+import pytest
 
 from activelabel.flows import prefect_api
 
@@ -34,3 +39,58 @@ def test_no_temporary_server_is_prepared_when_an_api_is_configured():
     from prefect.server.api.server import SubprocessASGIServer
 
     assert not getattr(SubprocessASGIServer._instances.get(None), "bound_to_activelabel", False)
+
+
+def _temporary_server_env(tmp_path, **extra: str) -> dict:
+    """The environment of a process that starts Prefect's temporary server itself: no shared
+    API, no CSRF setting of the suite's (tests/conftest.py), its own Prefect home."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PREFECT_API_URL", prefect_api.CLIENT_CSRF_ENV)}
+    return {**env, "PREFECT_HOME": str(tmp_path / "prefect-home"), **extra}
+
+
+CSRF_PROBE = """
+from activelabel.flows import prefect_api
+from prefect.settings import get_current_settings
+print(get_current_settings().client.csrf_support_enabled)
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "client_asks_for_tokens"),
+    [
+        ({}, False),  # our temporary server has CSRF protection off: the client asks no token
+        ({"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "true"}, True),  # the user's choice stays
+        ({"PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true"}, True),  # the server wants tokens
+        ({"PREFECT_API_URL": "http://127.0.0.1:9/api"}, True),  # a configured API: not ours to judge
+    ],
+    ids=["temporary-server", "user-setting", "server-protects", "configured-api"],
+)
+def test_the_client_asks_for_csrf_tokens_only_where_the_server_may_want_them(tmp_path, extra, client_asks_for_tokens):
+    result = subprocess.run([sys.executable, "-c", CSRF_PROBE], env=_temporary_server_env(tmp_path, **extra),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == str(client_asks_for_tokens)
+
+
+@pytest.mark.slow
+def test_verbose_run_on_the_temporary_server_has_no_csrf_422_lines(tmp_path):
+    """`demo -v` with Prefect's temporary server: Prefect's HTTP lines and ours, no csrf request.
+
+    Before the fix every Prefect client's first request was `GET /csrf-token` answered
+    `422 Unprocessable Entity` (three such lines in a one-round demo).
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "activelabel.cli", "demo", "-v", "--campaign", "quiet", "--rounds", "1",
+         "--batch-size", "8", "--initial-labeled", "16", "--mc-samples", "2", "--epochs", "1",
+         "--database-url", f"sqlite:///{tmp_path / 'al.db'}"],
+        cwd=tmp_path, env=_temporary_server_env(tmp_path, COLUMNS="200"),  # rich: one log line, one line
+        capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "HTTP Request: POST" in output  # Prefect's client logs its requests with -v ...
+    assert "Created campaign 'quiet'" in output and "Round 1: trained on 16 labels" in output  # ... and we ours
+    # An HTTP status 422 (not a run id's hex digits), or anything about csrf.
+    flagged = [line for line in output.splitlines() if re.search(r"\b422\b", line) or "csrf" in line.lower()]
+    assert flagged == [], "\n".join(flagged)

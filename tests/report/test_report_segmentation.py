@@ -50,6 +50,14 @@ def test_miou_pixel_metrics_and_per_class_iou_are_the_stored_ones(report) -> Non
     assert [row[:7] for row in table[1:]] == [
         [str(i), "active", str(n), f"{m['miou']:.4f}", f"{m['pixel_accuracy']:.4f}", f"{m['pixel_ece']:.4f}",
          str(m["pixels"])] for i, n, m in rounds]
+    # What each round's U-Net training ran (round.training): batches of 8, at least 200 steps.
+    trainings = [json.loads(t) for (t,) in exp.query('SELECT training FROM round ORDER BY "index"')]
+    assert [(t["trained_on"], t["batch_size"], t["learning_rate"], t["recipe"]) for t in trainings] == [
+        (n, 8, 5e-3, "segmentation") for _, n, _ in rounds]
+    assert [(t["epochs"], t["steps"]) for t in trainings] == [
+        (-(-200 // -(-n // 8)), -(-200 // -(-n // 8)) * (n // 8 + (n % 8 > 1))) for _, n, _ in rounds]
+    assert table[0][7:9] == ["epochs", "steps"]
+    assert [row[7:9] for row in table[1:]] == [[f"{t['epochs']:,}", f"{t['steps']:,}"] for t in trainings]
     labels = json.loads(exp.query("SELECT labels FROM campaign")[0][0])
     ious = page.tables["per-class-iou"]
     assert ious[0] == ["round", "labeled images", *labels, "mIoU"]
