@@ -23,7 +23,7 @@ _MUTABLE = {
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
-ARCHITECTURES = ("small_cnn", "gal_cnn", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = ("small_cnn", "gal_cnn", "gal_cnn_keras", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
 #: Training recipes (see campaign.recipes): None is the default recipe.
 RECIPES = ("gal2017",)
 TASKS = ("classification", "segmentation")
@@ -284,10 +284,10 @@ class CampaignConfig:
             raise ConfigError(f"unknown training recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)} (or none)")
         if self.task != "classification":
             raise ConfigError(f"recipe {self.recipe!r} trains classifiers; a {self.task} campaign has its own recipe")
-        if self.architecture not in ("gal_cnn", "small_cnn"):
+        if self.architecture not in ("gal_cnn", "gal_cnn_keras", "small_cnn"):
             raise ConfigError(
-                f"recipe {self.recipe!r} puts its L2 penalty on the hidden dense layer of gal_cnn or small_cnn; "
-                f"{self.architecture} has none: use architecture gal_cnn (the paper's) or no recipe"
+                f"recipe {self.recipe!r} puts its L2 penalty on the hidden dense layer of gal_cnn, gal_cnn_keras or "
+                f"small_cnn; {self.architecture} has none: use architecture gal_cnn_keras (the paper's code) or no recipe"
             )
         if self.weight_decay_scale is None:
             raise ConfigError(

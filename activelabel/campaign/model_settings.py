@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
-from activelabel.pipeline.model import GAL_CNN, ModelSpec
+from activelabel.pipeline.model import GAL_LAYOUTS, ModelSpec
 from activelabel.pipeline.training import TrainingConfig, optimizer_steps, planned_epochs
 
 
 def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> ModelSpec:
     """The network a round trains, built for the campaign's channels, label set and image side
-    (``image_size``: square images of that many pixels; needed by ``gal_cnn`` only).
+    (``image_size``: square images of that many pixels; needed by ``gal_cnn`` and ``gal_cnn_keras`` only).
 
-    Raises ``ConfigError`` when ``gal_cnn`` gets no image size or images under 8 pixels.
+    Raises ``ConfigError`` when ``gal_cnn`` (``gal_cnn_keras``) gets no image size or images under 8 (9) pixels.
     """
     return ModelSpec(
         in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
         dropout=config.dropout, weights=config.weights, freeze_backbone=config.freeze_backbone,
         mean=config.mean, std=config.std,
-        input_size=(image_size, image_size) if config.architecture == GAL_CNN and image_size else None,
+        input_size=(image_size, image_size) if config.architecture in GAL_LAYOUTS and image_size else None,
     )
 
 
@@ -85,7 +85,7 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int, imag
 
     Raises ``WeightsFileError`` naming the file when it does not fit the architecture (for a
     segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``), and
-    ``ConfigError`` when ``gal_cnn`` does not fit the image size.
+    ``ConfigError`` when ``gal_cnn`` or ``gal_cnn_keras`` does not fit the image size.
     """
     from activelabel.pipeline.model_file import build_model_for_training
 
@@ -97,5 +97,5 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int, imag
         load_segmentation_weights(build_segmentation_model(spec), spec.weights)
     elif config.weights is not None:
         build_model_for_training(model_spec(config, in_channels, num_classes, image_size))
-    elif config.task == "classification" and config.architecture == GAL_CNN:
+    elif config.task == "classification" and config.architecture in GAL_LAYOUTS:
         model_spec(config, in_channels, num_classes, image_size)  # its size checks

@@ -15,9 +15,9 @@ Every network built here has the same shape, so training, MC dropout and feature
 The small CNN keeps dropout after its convolutional block as well as in the head (Gal et al.
 2017), so MC dropout samples the whole feature hierarchy (``mc_dropout_mode`` says
 ``"full_network"``). ``gal_cnn`` is the network of Gal, Islam & Ghahramani 2017, Sec. 5.1, as the
-paper's text gives it (no batch norm; dropout after the conv block and in the head, so
-``"full_network"`` too); its dense layer's width depends on the input size, which its spec
-carries (``input_size``). torchvision networks get dropout only in the new head: their backbone is
+paper's text gives it, and ``gal_cnn_keras`` the one the authors' released Keras code builds (no
+batch norm; dropout after the conv block and in the head, so ``"full_network"`` too); their dense
+layer's input width depends on the image size, which their spec carries (``input_size``). torchvision networks get dropout only in the new head: their backbone is
 deterministic in eval mode, so the features can be computed once and only the head resampled
 (``"head_only"``). Batch norm is frozen (eval mode) during MC sampling either way.
 
@@ -38,10 +38,36 @@ from activelabel.errors import ConfigError
 
 SMALL_CNN = "small_cnn"
 GAL_CNN = "gal_cnn"
+GAL_CNN_KERAS = "gal_cnn_keras"
+
+
+@dataclass(frozen=True)
+class GalLayout:
+    """One layout of Gal et al. 2017's CNN: conv(32, k x k) - ReLU - conv(32, k x k) - ReLU -
+    max-pool(p x p) - dropout - dense(hidden) - ReLU - dropout - dense(C)."""
+
+    kernel: int
+    pool: int
+    hidden: int
+
+    def pooled_side(self, side: int) -> int:
+        """Side of the pooled feature map for an input side (two valid convolutions, then the pool)."""
+        return (side - 2 * (self.kernel - 1)) // self.pool
+
+    @property
+    def min_side(self) -> int:
+        """The smallest image side that leaves one pooled pixel."""
+        return 2 * (self.kernel - 1) + self.pool
+
+
+#: ``gal_cnn``: the paper's text (Sec. 5.1: 4x4 kernels, 2x2 pool, dense 128). ``gal_cnn_keras``: the
+#: authors' code (``Riashat/Deep-Bayesian-Active-Learning``, ``MC_Dropout_Keras/
+#: Dropout_Bald_Q10_N1000_Paper.py``: ``nb_conv = 3``, ``nb_pool = 5``, ``Dense(256)``).
+GAL_LAYOUTS = {GAL_CNN: GalLayout(kernel=4, pool=2, hidden=128), GAL_CNN_KERAS: GalLayout(kernel=3, pool=5, hidden=256)}
 TORCHVISION_ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
-ARCHITECTURES = (SMALL_CNN, GAL_CNN, *TORCHVISION_ARCHITECTURES)
+ARCHITECTURES = (SMALL_CNN, GAL_CNN, GAL_CNN_KERAS, *TORCHVISION_ARCHITECTURES)
 #: gal_cnn: two valid 4x4 convolutions and a 2x2 max-pool need images of at least this side.
-GAL_CNN_MIN_SIDE = 8
+GAL_CNN_MIN_SIDE = GAL_LAYOUTS[GAL_CNN].min_side
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -55,11 +81,12 @@ class ModelSpec:
     - ``architecture``: one of ``ARCHITECTURES``.
     - ``dropout``: probability of the head dropout (before the final linear layer).
     - ``width``: the small CNN's channel width; only meaningful for ``small_cnn``.
-    - ``conv_dropout``: dropout after the convolutional block of ``small_cnn`` and ``gal_cnn``
+    - ``conv_dropout``: dropout after the convolutional block of ``small_cnn`` and the ``gal_cnn`` layouts
       (other values for other architectures raise ``ConfigError``).
-    - ``input_size``: ``(height, width)`` of the images; required by ``gal_cnn`` (its dense layer
-      sees the flattened conv features, ``32 x ((H - 6) // 2) x ((W - 6) // 2)`` of them), unused
-      by the others (left ``None``).
+    - ``input_size``: ``(height, width)`` of the images; required by ``gal_cnn`` and
+      ``gal_cnn_keras`` (their dense layer sees the flattened conv features: for ``gal_cnn``
+      ``32 x ((H - 6) // 2) x ((W - 6) // 2)`` of them, for ``gal_cnn_keras``
+      ``32 x ((H - 4) // 5) x ((W - 4) // 5)``), unused by the others (left ``None``).
     - ``weights``: path of a user weights file to start training from. Used only when a model is
       built fresh for training, never when a stored checkpoint is loaded.
     - ``freeze_backbone``: train only ``classifier`` (backbone weights and batch-norm statistics
@@ -98,22 +125,24 @@ class ModelSpec:
                 raise ConfigError(f"model {name} must be in [0, 1), got {value}")
         if self.architecture != SMALL_CNN and self.width != 16:
             raise ConfigError(f"width applies only to small_cnn, not to {self.architecture}; remove it")
-        if self.architecture not in (SMALL_CNN, GAL_CNN) and self.conv_dropout != 0.25:
+        if self.architecture not in (SMALL_CNN, *GAL_LAYOUTS) and self.conv_dropout != 0.25:
             raise ConfigError(
-                f"conv_dropout applies only to small_cnn and gal_cnn, not to {self.architecture}; remove it"
+                f"conv_dropout applies only to small_cnn, gal_cnn and gal_cnn_keras, not to {self.architecture}; remove it"
             )
         if self.input_size is not None:
             size = tuple(int(v) for v in self.input_size)
             if len(size) != 2 or min(size) < 1:
                 raise ConfigError(f"input_size must be (height, width) in pixels, got {self.input_size!r}")
             object.__setattr__(self, "input_size", size)
-        if self.architecture == GAL_CNN:
+        if self.architecture in GAL_LAYOUTS:
+            layout, name = GAL_LAYOUTS[self.architecture], self.architecture
             if self.input_size is None:
-                raise ConfigError("gal_cnn needs the image size (input_size = (height, width)) to size its dense layer")
-            if min(self.input_size) < GAL_CNN_MIN_SIDE:
+                raise ConfigError(f"{name} needs the image size (input_size = (height, width)) to size its dense layer")
+            if min(self.input_size) < layout.min_side:
+                k, p = layout.kernel, layout.pool
                 raise ConfigError(
-                    f"gal_cnn needs images of at least {GAL_CNN_MIN_SIDE}x{GAL_CNN_MIN_SIDE} pixels (two 4x4 "
-                    f"convolutions and a 2x2 max-pool), got {self.input_size[0]}x{self.input_size[1]}; "
+                    f"{name} needs images of at least {layout.min_side}x{layout.min_side} pixels (two {k}x{k} "
+                    f"convolutions and a {p}x{p} max-pool), got {self.input_size[0]}x{self.input_size[1]}; "
                     "use a larger image_size or small_cnn"
                 )
         for name in ("mean", "std"):
@@ -142,7 +171,7 @@ class ModelSpec:
         data: dict = {"name": self.architecture, "in_channels": self.in_channels, "num_classes": self.num_classes}
         if self.architecture == SMALL_CNN:
             data |= {"width": self.width, "conv_dropout": self.conv_dropout}
-        if self.architecture == GAL_CNN:
+        if self.architecture in GAL_LAYOUTS:
             data |= {"conv_dropout": self.conv_dropout, "input_size": list(self.input_size or ())}
         data["head_dropout"] = self.dropout
         if self.weights is not None:
@@ -201,7 +230,8 @@ class Normalize(nn.Module):
 
 class _DenseHeadCNN(nn.Module):
     """What :class:`SmallCNN` and :class:`GalCNN` share: ``normalize`` -> ``features`` (convs)
-    -> ``head`` = ``[Linear(., 128), ReLU, Dropout, Linear(128, C)]``. The backbone ends at the
+    -> ``head`` = ``[Linear(., D), ReLU, Dropout, Linear(D, C)]`` (``D = feature_dim``: 128, or 256 for
+    ``gal_cnn_keras``). The backbone ends at the
     hidden layer's ReLU, so the head's dropout is what MC sampling repeats."""
 
     normalize: nn.Module
@@ -221,7 +251,7 @@ class _DenseHeadCNN(nn.Module):
         return self.head[:2](self.features(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``[N, 128]`` of raw images ``[N, C, H, W]``."""
+        """Penultimate features ``[N, D]`` of raw images ``[N, C, H, W]``."""
         return self.backbone(self.normalize(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -265,23 +295,27 @@ class SmallCNN(_DenseHeadCNN):
 
 
 class GalCNN(_DenseHeadCNN):
-    """The CNN of Gal, Islam & Ghahramani 2017 (Deep Bayesian Active Learning with Image Data,
-    Sec. 5.1), as the paper's text gives it::
+    """The CNN of Gal, Islam & Ghahramani 2017 (Deep Bayesian Active Learning with Image Data),
+    in one of two layouts (``GAL_LAYOUTS``)::
 
-        conv(32, 4x4) - ReLU - conv(32, 4x4) - ReLU - max-pool(2x2) - dropout(0.25)
-        - dense(128) - ReLU - dropout(0.5) - dense(C)
+        conv(32, k x k) - ReLU - conv(32, k x k) - ReLU - max-pool(p x p) - dropout(0.25)
+        - dense(H) - ReLU - dropout(0.5) - dense(C)
+
+    - ``gal_cnn``: the paper's text (Sec. 5.1), k = 4, p = 2, H = 128. The dense layer takes
+      ``32 * ((h - 6) // 2) * ((w - 6) // 2)`` inputs (3,872 for 28x28 MNIST).
+    - ``gal_cnn_keras``: the authors' released Keras code (``Riashat/Deep-Bayesian-Active-Learning``,
+      ``MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py``), k = 3, p = 5, H = 256: the dense
+      layer takes ``32 * ((h - 4) // 5) * ((w - 4) // 5)`` inputs (512 for MNIST). Why both: the
+      text and the code disagree, and on the same labels the code's network, trained long
+      enough, is the one that reaches the paper's Table 1 accuracies (BENCHMARKS.md, "Gal et al.
+      2017": the diagnosis).
 
     Valid (unpadded) convolutions, no batch norm, weights initialised as Keras did (Glorot
-    uniform, zero biases). Any input size of at least 8x8 and any channel count: the dense layer
-    takes ``32 * ((H - 6) // 2) * ((W - 6) // 2)`` inputs (3,872 for 28x28 MNIST).
-
-    The authors' Keras code (``Riashat/Deep-Bayesian-Active-Learning``,
-    ``MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py``) differs: 3x3 kernels, a 5x5 pool and a
-    256-unit dense layer; the paper's text is followed here.
+    uniform, zero biases). Any channel count and any image of at least ``layout.min_side``.
 
     State keys ``features.*`` (the conv block: conv 0, conv 2) and ``head.*`` (dense 0, dense 3)
     as in ``SmallCNN``. ``backbone`` is ``features`` plus the hidden dense layer and its ReLU
-    (``D = 128``); ``classifier`` is the head dropout and the final dense layer.
+    (``D = H``); ``classifier`` is the head dropout and the final dense layer.
     ``regularised`` is the hidden dense layer: the one layer the authors' code puts its L2 weight
     decay on (Keras ``W_regularizer=l2(c / N)``: weights only, no bias).
     """
@@ -289,18 +323,19 @@ class GalCNN(_DenseHeadCNN):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         if spec.input_size is None:  # pragma: no cover - ModelSpec checks it
-            raise ConfigError("gal_cnn needs input_size")
+            raise ConfigError(f"{spec.architecture} needs input_size")
+        layout = GAL_LAYOUTS[spec.architecture]
         self.spec = spec
-        self.feature_dim = 128
+        self.feature_dim = layout.hidden
         h, w = spec.input_size
-        self.flat_dim = 32 * ((h - 6) // 2) * ((w - 6) // 2)
+        self.flat_dim = 32 * layout.pooled_side(h) * layout.pooled_side(w)
         self.normalize = Normalize(spec.mean, spec.std)
         self.features = nn.Sequential(
-            nn.Conv2d(spec.in_channels, 32, 4),
+            nn.Conv2d(spec.in_channels, 32, layout.kernel),
             nn.ReLU(),
-            nn.Conv2d(32, 32, 4),
+            nn.Conv2d(32, 32, layout.kernel),
             nn.ReLU(),
-            nn.MaxPool2d(2),
+            nn.MaxPool2d(layout.pool),
             nn.Dropout(spec.conv_dropout),
             nn.Flatten(),
         )
@@ -314,7 +349,6 @@ class GalCNN(_DenseHeadCNN):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
-
 
 
 class TorchvisionNet(nn.Module):
@@ -393,7 +427,7 @@ def build_model(spec: ModelSpec) -> Model:
     """A freshly initialised network for ``spec`` (current torch seed); never reads ``spec.weights``."""
     if spec.architecture == SMALL_CNN:
         return SmallCNN(spec)
-    if spec.architecture == GAL_CNN:
+    if spec.architecture in GAL_LAYOUTS:
         return GalCNN(spec)
     return TorchvisionNet(spec)
 

@@ -7,7 +7,7 @@ An activelabel model file is one ``torch.save`` of a plain dict, loadable with
         "format": "activelabel-model/1",
         "architecture": {...},          # ModelSpec.to_dict(): "name", "in_channels", "num_classes",
                                         # "head_dropout", and "mean"/"std" when the model normalises;
-                                        # gal_cnn also "conv_dropout" and "input_size" [H, W]
+                                        # gal_cnn(_keras) also "conv_dropout" and "input_size" [H, W]
         "labels": ["cat", "dog", ...],  # class index i is labels[i]
         "state_dict": {...},            # tensors on CPU
         "extra": {...},                 # JSON-like provenance (campaign, round, model version)
@@ -49,7 +49,7 @@ from torch import nn
 from activelabel.errors import ActiveLabelError, WeightsFileError
 from activelabel.pipeline.model import (
     FIRST_CONV_KEY,
-    GAL_CNN,
+    GAL_LAYOUTS,
     SMALL_CNN,
     TORCHVISION_HEAD_PREFIX,
     Model,
@@ -149,7 +149,7 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
       ImageNet file the user obtained): torchvision's head (``fc.*`` / ``classifier.*``) is
       skipped, whatever its class count, since the campaign's label set is its own;
     - an activelabel state_dict or model file (``activelabel export --model``) of the same
-      architecture (and width, for ``small_cnn``; image size, for ``gal_cnn``): its classifier is
+      architecture (and width, for ``small_cnn``; image size, for ``gal_cnn`` and ``gal_cnn_keras``): its classifier is
       skipped the same way.
 
     The classifier (head dropout + final linear layer) always keeps its fresh initialisation.
@@ -193,7 +193,7 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
     target = model.state_dict()
     head_prefixes = _classifier_prefixes(model)
     wanted = {k for k in target if not k.startswith(head_prefixes)}
-    native = arch in (SMALL_CNN, GAL_CNN) or any(k.startswith("body.") for k in state)
+    native = arch in (SMALL_CNN, *GAL_LAYOUTS) or any(k.startswith("body.") for k in state)
     file_head = head_prefixes if native else (TORCHVISION_HEAD_PREFIX[arch],)
     translated: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
@@ -203,7 +203,7 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
             continue
         translated[key if native else f"body.{key}"] = value
 
-    first_conv = "features.0.weight" if arch in (SMALL_CNN, GAL_CNN) else f"body.{FIRST_CONV_KEY[arch]}"
+    first_conv = "features.0.weight" if arch in (SMALL_CNN, *GAL_LAYOUTS) else f"body.{FIRST_CONV_KEY[arch]}"
     summed = False
     conv = translated.get(first_conv)
     if (

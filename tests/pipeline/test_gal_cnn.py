@@ -1,4 +1,4 @@
-"""gal_cnn (Gal, Islam & Ghahramani 2017, Sec. 5.1) and the training loop's L2 penalty:
+"""gal_cnn (Gal, Islam & Ghahramani 2017, Sec. 5.1), gal_cnn_keras (their code's layout) and the training loop's L2 penalty:
 shapes and parameter counts by hand, the penalty's value and reach, exact optimizer steps,
 MC-dropout modes against naive passes."""
 
@@ -59,6 +59,35 @@ def test_mnist_size_has_513994_parameters_and_keras_initialisation() -> None:
     largest = float(dense.weight.detach().abs().max())
     assert 0.9 * limit < largest <= limit
     assert all(float(m.bias.detach().abs().max()) == 0.0 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+@pytest.mark.parametrize("channels, classes, side, flat", [
+    (1, 10, 28, 32 * 4 * 4),    # MNIST: 28 -> 26 -> 24 -> pool 5 -> 4 (the authors' Keras code)
+    (1, 10, 9, 32 * 1 * 1),     # the smallest: 9 -> 7 -> 5 -> pool 1
+    (3, 4, 32, 32 * 5 * 5),     # RGB 32: 32 -> 30 -> 28 -> pool 5
+])
+def test_the_keras_code_layout_by_hand(channels: int, classes: int, side: int, flat: int) -> None:
+    """gal_cnn_keras: 3x3 kernels, a 5x5 pool, dense 256 (Dropout_Bald_Q10_N1000_Paper.py)."""
+    spec = ModelSpec(in_channels=channels, num_classes=classes, architecture="gal_cnn_keras", input_size=(side, side))
+    model = build_model(spec).eval()
+    assert isinstance(model, GalCNN) and model.flat_dim == flat and model.feature_dim == 256
+    x = torch.from_numpy(_images(3, side, channels))
+    assert tuple(model.features(x).shape) == (3, flat)
+    assert tuple(model.embed(x).shape) == (3, 256)
+    assert tuple(model(x).shape) == (3, classes)
+    by_hand = (channels * 9 * 32 + 32) + (32 * 9 * 32 + 32) + (flat * 256 + 256) + (256 * classes + classes)
+    assert sum(p.numel() for p in model.parameters()) == by_hand
+    assert [m.kernel_size for m in model.modules() if isinstance(m, nn.MaxPool2d)] == [5]
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.25, 0.5]
+    assert mc_dropout_mode(model) == "full_network"
+    assert [id(w) for w in regularised_weights(model)] == [id(model.head[0].weight)]
+    stored = spec.to_dict()
+    assert stored["name"] == "gal_cnn_keras" and stored["input_size"] == [side, side]
+    assert ModelSpec.from_dict(stored) == spec
+    with pytest.raises(ConfigError, match=r"gal_cnn_keras needs images of at least 9x9 pixels \(two 3x3"):
+        ModelSpec(in_channels=1, num_classes=10, architecture="gal_cnn_keras", input_size=(8, 8))
+    with pytest.raises(ConfigError, match="gal_cnn_keras needs the image size"):
+        ModelSpec(in_channels=1, num_classes=10, architecture="gal_cnn_keras")
 
 
 def test_spec_needs_an_image_size_of_at_least_8_and_round_trips() -> None:
