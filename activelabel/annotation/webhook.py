@@ -10,7 +10,14 @@ pulled through the API afterwards, because Label Studio delivers webhooks on a b
   wakes up whoever waits in :meth:`WebhookReceiver.wait_for_event`.
 - :func:`register_webhook` creates (or finds again and updates) the project's webhook in Label
   Studio, pointing at the receiver and sending the secret header.
+- :func:`unregister_webhook` removes it again when the receiver stops (best effort: a server
+  that cannot be reached then gets a warning naming the webhook to delete by hand).
 - :func:`generate_secret` makes a fresh secret.
+
+Lifetime: ``watch --webhook`` registers the webhook when it starts and removes it on every exit
+(end, stop rule, Ctrl-C, SIGTERM). A run killed without a chance to clean up (SIGKILL, a power
+cut) leaves it behind; the next registration for the project replaces such a stale webhook of
+ours (same receiver path, our secret header) instead of adding a second one.
 
 The secret never appears in a log line, an error message or a repr.
 """
@@ -45,6 +52,7 @@ __all__ = [
     "WebhookReceiver",
     "generate_secret",
     "register_webhook",
+    "unregister_webhook",
 ]
 
 SECRET_HEADER = "X-Activelabel-Secret"
@@ -397,11 +405,47 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
+def _is_ours(webhook: Any, path: str) -> bool:
+    """A webhook this module registered: our receiver path and our secret header."""
+    headers = _get(webhook, "headers") or {}
+    return urlsplit(str(_get(webhook, "url") or "")).path == path and isinstance(headers, dict) and SECRET_HEADER in headers
+
+
+def unregister_webhook(client: Any, webhook_id: int) -> bool:
+    """Delete webhook ``webhook_id`` from Label Studio; True when it is gone (or was already).
+
+    Best effort, for a receiver that stops: when Label Studio cannot be reached or refuses, a
+    warning names the server and the webhook to delete by hand (Project settings > Webhooks),
+    and False is returned; nothing is raised.
+    """
+    from label_studio_sdk.core.api_error import ApiError
+
+    base = _base_url(client)
+    try:
+        client.webhooks.delete(id=int(webhook_id))
+    except ApiError as exc:
+        if exc.status_code == 404:
+            return True
+        log.warning("Label Studio %s refused deleting webhook %d (HTTP %s); delete it in the project's "
+                    "settings (Webhooks), or the next `watch --webhook` replaces it", base, webhook_id,
+                    exc.status_code)
+        return False
+    except (httpx.TransportError, httpx.TimeoutException) as exc:
+        log.warning("Label Studio %s is unreachable (%s): webhook %d stays registered; delete it in the "
+                    "project's settings (Webhooks), or the next `watch --webhook` replaces it", base,
+                    type(exc).__name__, webhook_id)
+        return False
+    log.info("Label Studio %s: deleted webhook %d", base, webhook_id)
+    return True
+
+
 def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int:
     """Make Label Studio POST annotation events of ``project_id`` to ``url``; returns the webhook id.
 
     Idempotent: an existing webhook of the project with the same URL is updated (actions,
-    payload, active, secret header) and reused, never duplicated.
+    payload, active, secret header) and reused, never duplicated. Stale webhooks of ours (the
+    project's webhooks to the same receiver path that send our secret header, left by a run
+    that was killed, e.g. on another port) are deleted first, so the project keeps one.
     """
     _check_secret(secret)
     parts = urlsplit(url or "")
@@ -421,11 +465,15 @@ def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int
     )
     doing = f"listing the webhooks of project {project_id}"
     try:
-        mine = sorted(
-            (w for w in client.webhooks.list(project=str(project_id))
-             if _get(w, "project") == project_id and _get(w, "url") == url),
-            key=lambda w: int(_get(w, "id")),
-        )
+        hooks = [w for w in client.webhooks.list(project=str(project_id)) if _get(w, "project") == project_id]
+        mine = sorted((w for w in hooks if _get(w, "url") == url), key=lambda w: int(_get(w, "id")))
+        for stale in hooks:
+            if _get(stale, "url") != url and _is_ours(stale, parts.path):
+                stale_id = int(_get(stale, "id"))
+                doing = f"deleting stale webhook {stale_id} of project {project_id}"
+                client.webhooks.delete(id=stale_id)
+                log.info("Label Studio %s: project %d: deleted stale webhook %d to %s", base, project_id,
+                         stale_id, _get(stale, "url"))
         if mine:
             webhook_id = int(_get(mine[0], "id"))
             if len(mine) > 1:

@@ -8,7 +8,11 @@
   then the hash of those that differ. An unlabeled changed file is simply re-hashed. A
   *labeled* changed file stops the run until the user says how: ``--accept-changes`` keeps
   its label (the new content is hashed), ``--relabel-changes`` withdraws its labels (kept in
-  the database as rejected, with the reason) so it returns to the pool.
+  the database as rejected, with the reason) so it returns to the pool. In a Label Studio
+  campaign with embedded images the sample's task gets the new image and loses its answers
+  there (:func:`relabel_in_labelstudio`), so it stays out with the annotators in the same task;
+  with served images (``image_url_prefix``/``document_root``) the task shows the new file
+  already and the run refuses, asking for a review there.
 - **Gone.** An unlabeled image removed from the folder is recorded as unreadable (never
   scored or selected) and the run goes on; put back, it is checked like any file and returns
   to the pool. A labeled one stops the run until it is restored.
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
 #: The unreadable-file reason of an unlabeled image removed from the folder (cleared when it is back).
 GONE_REASON = "file is gone from the data folder (removed or renamed)"
+#: Marks the external id of an answer withdrawn by ``--relabel-changes``: history, not the backend's.
+WITHDRAWN_MARK = "~withdrawn-"
 
 
 class DataChangedError(CampaignStateError):
@@ -129,12 +135,11 @@ def reconcile_changes(
             f"(e.g. {changes[0].path}); this is not the same data"
         )
     labeled = [c for c in changes if c.labeled]
+    in_tasks: set[int] = set()
     if labeled and relabel and annotator == "labelstudio":
-        raise CampaignStateError(
-            f"{len(labeled)} labeled image(s) changed (e.g. {labeled[0].path}); in Label Studio the task "
-            "shows the new file already: ask the annotators to review it there (sync follows their edits), "
-            "then rerun with --accept-changes"
-        )
+        # Embedded images: the task holds the old picture; it gets the new one (and loses its
+        # answers there, kept here as history). Served files: the task shows the new one already.
+        in_tasks = relabel_in_labelstudio(engine, campaign_id, labeled)
     if labeled and not (accept or relabel):
         raise DataChangedError(
             f"{len(labeled)} labeled image(s) changed since they were labeled (e.g. {labeled[0].path}); "
@@ -149,8 +154,10 @@ def reconcile_changes(
         if relabel and labeled:
             ids = [c.sample_id for c in labeled]
             # Back to the pool: the old answers stay (rejected, with the reason); the selection
-            # that sent it out is withdrawn so a strategy may pick it again.
-            session.execute(delete(Selection).where(Selection.sample_id.in_(ids)))
+            # that sent it out is withdrawn so a strategy may pick it again. A sample whose Label
+            # Studio task now shows the new image keeps its selection: it is out with the
+            # annotators again, in the same task (so a rerun pushes nothing new).
+            session.execute(delete(Selection).where(Selection.sample_id.in_([i for i in ids if i not in in_tasks])))
             withdrawn = list(session.scalars(select(Annotation).where(
                 Annotation.sample_id.in_(ids), Annotation.status == AnnotationStatus.accepted)))
             for annotation in withdrawn:
@@ -158,10 +165,59 @@ def reconcile_changes(
                 # the backend's id, as the simulation does) is stored as a new annotation.
                 annotation.status = AnnotationStatus.rejected
                 annotation.reason = "image changed after it was labeled; relabel"
-                annotation.external_id = f"{annotation.external_id}~withdrawn-{annotation.id}"[:100]
+                annotation.external_id = f"{annotation.external_id}{WITHDRAWN_MARK}{annotation.id}"[:100]
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
+
+
+def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Changed]) -> set[int]:
+    """Show changed labeled images anew in their Label Studio tasks; returns those samples' ids.
+
+    Only for embedded images (the task's ``data.image`` is a PNG data URI, a copy of the old
+    bytes): each task of these samples gets ``data.image`` = the new file's data URI and its
+    annotations are deleted in Label Studio, so Label Studio serves it again as unlabeled. The
+    old answers stay in the database as history (rejected, with the reason; the caller
+    withdraws them). The same task is kept (same id, same ``data.sample_id``), so pushes find it
+    and import nothing. Called before the database records the change, so a failure here leaves
+    the change to be found and redone by the next run (updating and deleting again is harmless).
+
+    Raises :class:`CampaignStateError` when the images are served (``image_url_prefix`` or
+    ``document_root``): the task shows the file's current bytes already, so the annotators review
+    it there. ``LabelStudioUnavailableError`` when the server cannot be reached.
+    """
+    from activelabel.annotation.labelstudio import _get
+    from activelabel.campaign.data import campaign_data
+    from activelabel.campaign.setup import build_annotator
+    from activelabel.storage import Campaign
+
+    with session_scope(engine) as session:
+        config = CampaignConfig.from_dict(session.get(Campaign, campaign_id).config)
+        task_of = {sample_id: task for sample_id, task in session.execute(
+            select(Selection.sample_id, Selection.external_task_id).where(
+                Selection.sample_id.in_([c.sample_id for c in labeled]), Selection.external_task_id.is_not(None)))}
+    sent = [c for c in labeled if c.sample_id in task_of]
+    if not sent:
+        return set()  # labeled without a task (seed labels): back to the pool, pushed anew if picked
+    annotator = build_annotator(config, campaign_data(config))
+    images = {c.sample_id: annotator.image_source(c.uri) for c in sent}
+    if not all(isinstance(v, str) and v.startswith("data:") for v in images.values()):
+        raise CampaignStateError(
+            f"{len(labeled)} labeled image(s) changed (e.g. {labeled[0].path}); in Label Studio the task "
+            "shows the new file already: ask the annotators to review it there (sync follows their edits), "
+            "then rerun with --accept-changes"
+        )
+    client = annotator.client
+    for change in sent:
+        task_id = int(task_of[change.sample_id])
+        with annotator._talking(f"relabeling changed image {change.uri}: updating task {task_id}"):
+            task = client.tasks.get(id=str(task_id))
+            client.tasks.update(id=str(task_id), data={**dict(task.data or {}), "image": images[change.sample_id]})
+            for ann in task.annotations or []:
+                client.annotations.delete(id=int(_get(ann, "id")))
+        log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there were "
+                    "removed (kept in the campaign's history)", task_id, change.uri, len(task.annotations or []))
+    return set(images)
 
 
 def _record_gone(engine: Engine, campaign_id: int, gone: list[Changed]) -> None:

@@ -7,6 +7,8 @@ when enabled, only wakes the loop early so labels are picked up within seconds.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -35,17 +37,26 @@ def watch_campaign(
     (said in a warning with its reason); returns the number of complete rounds.
 
     ``webhook=(host, port)`` starts a receiver there and registers it with the campaign's
-    Label Studio project. ``deadline_seconds`` stops waiting after that long (for tests and
+    Label Studio project; the webhook is deleted again on every way out (the end, a stop rule,
+    an error, Ctrl-C, SIGTERM — which is turned into ``SystemExit(143)`` while watching). ``deadline_seconds`` stops waiting after that long (for tests and
     batch jobs); by default it waits as long as the labels take. ``dask`` = (scheduler
     address, local workers) scores active rounds as shards on Dask (``--dask-*``).
     """
     campaign_id = steps.campaign_id(engine, campaign_name)
-    receiver = _start_webhook(engine, campaign_id, webhook) if webhook else None
+    terminated: list[int] = []
+    previous = _exit_on_sigterm(terminated) if webhook else None
+    try:
+        hook = _start_webhook(engine, campaign_id, webhook) if webhook else None
+    except BaseException:
+        _restore_sigterm(previous)
+        raise
+    receiver = hook[0] if hook is not None else None
     started = time.monotonic()
     reported: set[int] = set()
     waiting: set[int] = set()
     try:
         while True:
+            _check_terminated(terminated)
             for summary in campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
                                          advise_on_wait=False):
                 if summary.status == "complete" and summary.index not in reported:
@@ -68,13 +79,65 @@ def watch_campaign(
                             campaign_name, deadline_seconds, done, rounds)
                 return done
             if receiver is not None:
-                if receiver.wait_for_event(poll_seconds):
+                if _wait_for_event(receiver, poll_seconds, terminated):
                     log.info("Label Studio reported new annotations; syncing now")
             else:
                 time.sleep(poll_seconds)
     finally:
-        if receiver is not None:
-            receiver.stop()
+        if hook is not None:
+            _stop_webhook(*hook)
+        _restore_sigterm(previous)
+
+
+def _exit_on_sigterm(terminated: list[int]):
+    """Make SIGTERM unwind like Ctrl-C (so ``finally`` blocks run); the old handler, or None
+    outside the main thread (where signals cannot be handled).
+
+    The signal is also noted in ``terminated``: Python drops an exception raised while it runs
+    a weakref callback or ``__del__`` ("Exception ignored in ..."), so the loop checks the note
+    too (:func:`_check_terminated`) and the watch still ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _terminate(signum, _frame):
+        terminated.append(signum)
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
+def _check_terminated(terminated: list[int]) -> None:
+    if terminated:
+        raise SystemExit(128 + terminated[0])
+
+
+def _wait_for_event(receiver, seconds: float, terminated: list[int]) -> bool:
+    """The receiver's wait, in slices of at most 1 s so a noted SIGTERM ends it promptly."""
+    end = time.monotonic() + seconds
+    while True:
+        _check_terminated(terminated)
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if receiver.wait_for_event(min(left, 1.0)):
+            return True
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_webhook(receiver, client, webhook_id: int) -> None:
+    """Delete our webhook from Label Studio (best effort, a warning when it fails), then stop
+    the receiver, so Label Studio never posts to a dead port."""
+    from activelabel.annotation.webhook import unregister_webhook
+
+    try:
+        unregister_webhook(client, webhook_id)
+    finally:
+        receiver.stop()
 
 
 def stopped_by_rule(engine: Engine, campaign_id: int) -> str | None:
@@ -110,9 +173,10 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
     receiver = WebhookReceiver(secret, host=where[0], port=where[1])
     receiver.start()
     try:
-        register_webhook(annotator.client, annotator.ensure_project(), receiver.url, secret)
+        webhook_id = register_webhook(annotator.client, annotator.ensure_project(), receiver.url, secret)
     except BaseException:
         receiver.stop()
         raise
-    log.info("Listening for Label Studio webhooks on %s", receiver.url)
-    return receiver
+    log.info("Listening for Label Studio webhooks on %s (webhook %d, deleted when watching ends)",
+             receiver.url, webhook_id)
+    return receiver, annotator.client, webhook_id

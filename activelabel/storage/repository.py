@@ -408,7 +408,8 @@ def reconcile_annotations(
     ``annotation_change`` (kind ``edited``; an edited mask is recorded with its label
     ``<mask>`` and the replaced mask's PNG bytes in ``old_mask``); a stored one missing from
     ``current`` is deleted and recorded (kind ``deleted``, its mask in ``old_mask`` too).
-    Samples outside ``sample_ids`` are left alone, so the caller passes only samples whose
+    Answers withdrawn by ``--relabel-changes`` (external id with ``~withdrawn-``) are history
+    and left alone. Samples outside ``sample_ids`` are left alone, so the caller passes only samples whose
     every annotation it has read. Idempotent.
     """
     wanted = sorted(set(sample_ids))
@@ -421,7 +422,8 @@ def reconcile_annotations(
                 Annotation.sample_id.in_(wanted[start : start + IN_CHUNK]),
             )
         ):
-            stored[row.external_id] = row
+            if "~withdrawn-" not in row.external_id:  # withdrawn by --relabel-changes: history, not the backend's
+                stored[row.external_id] = row
     now = utcnow()
     fresh: list[NewAnnotation] = []
     edited = deleted = 0

@@ -298,6 +298,9 @@ def test_watch_starts_the_next_round_when_the_webhook_reports_labels(campaign, l
     assert __import__("time").monotonic() - started < 240
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).where(Annotation.source == "labelstudio")) == 6
+    # The rounds are done: the watch deleted its webhook on the way out.
+    project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+    assert [w for w in ls_client.webhooks.list(project=str(project.id)) if w.project == project.id] == []
 
 
 def test_image_files_are_served_from_the_document_root(campaign, ls_client, ls_server, tmp_path):

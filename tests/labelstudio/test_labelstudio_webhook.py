@@ -176,6 +176,22 @@ def test_register_against_an_unreachable_server_names_the_url_not_the_secret():
     assert isinstance(caught.value, ActiveLabelError)
 
 
+def test_unregister_against_an_unreachable_server_warns_and_does_not_raise(caplog):
+    from label_studio_sdk import LabelStudio
+
+    from activelabel.annotation.webhook import unregister_webhook
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "unreachable-token-1234567890"
+    client = LabelStudio(base_url=f"http://127.0.0.1:{port}", api_key=token, timeout=3, max_retries=0)
+    with caplog.at_level(logging.WARNING):
+        assert unregister_webhook(client, 41) is False
+    assert f"http://127.0.0.1:{port}" in caplog.text and "webhook 41 stays registered" in caplog.text
+    assert token not in caplog.text
+
+
 # -- with a real Label Studio -----------------------------------------------------------------
 
 

@@ -1,0 +1,137 @@
+"""The webhook of ``watch --webhook`` lives as long as the watch: real Label Studio, real CLI.
+
+Ctrl-C (SIGINT) and SIGTERM delete it; a run killed without cleaning up (SIGKILL) leaves it, and
+the next start replaces that stale one instead of adding a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from activelabel.annotation.webhook import DEFAULT_PATH, SECRET_HEADER
+from activelabel.campaign import prepare_campaign
+from activelabel.campaign.data import campaign_data, clear_cache
+from activelabel.campaign.setup import build_annotator
+from activelabel.campaign.file import load_campaign_file, template
+from activelabel.storage import open_engine
+from tests_support_owndata import LABELS, write_unlabeled_pool
+
+pytestmark = pytest.mark.labelstudio
+REPO = Path(__file__).resolve().parents[2]
+START_BOUND = 240.0  # seconds for a CLI start (imports, database, Label Studio) on a busy machine
+STOP_BOUND = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ours(ls_client, project_id: int) -> list:
+    return [w for w in ls_client.webhooks.list(project=str(project_id))
+            if w.project == project_id and urlsplit(w.url).path == DEFAULT_PATH
+            and SECRET_HEADER in (w.headers or {})]
+
+
+def _wait(what: str, check, bound: float, proc: subprocess.Popen, log: Path):
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        if proc.poll() is not None:
+            pytest.fail(f"watch ended (rc {proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(1.0)
+    pytest.fail(f"no {what} within {bound:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def campaign(ls_server, ls_client, tmp_path, monkeypatch):
+    clear_cache()
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    db_url = f"sqlite:///{tmp_path / 'al.db'}"
+    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    write_unlabeled_pool(tmp_path / "images", count=20)
+    name = f"relabel-hook-{uuid.uuid4().hex[:8]}"
+    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    for old, new in {"batch_size = 20": "batch_size = 4", "evaluation_size = 100": "evaluation_size = 4",
+                     "workers = 2": "workers = 0", 'device = "auto"': 'device = "cpu"'}.items():
+        text = text.replace(old, new)
+    (tmp_path / "campaign.toml").write_text(text)
+    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    prepare_campaign(open_engine(db_url), config)
+    project_id = build_annotator(config, campaign_data(config)).ensure_project()
+    try:
+        yield name, project_id, tmp_path
+    finally:
+        for p in ls_client.projects.list():
+            if p.title == config.labelstudio_project:
+                ls_client.projects.delete(id=p.id)
+
+
+def _watch(name: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "activelabel.cli", "watch", name, "--webhook", "--webhook-port", str(port),
+         "--poll-seconds", "600"],
+        cwd=log.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=STOP_BOUND)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        pytest.fail(f"watch did not stop within {STOP_BOUND:.0f} s of signal {sig}")
+
+
+def test_webhook_is_deleted_on_ctrl_c_and_sigterm_and_a_stale_one_is_replaced(campaign, ls_client) -> None:
+    name, project_id, folder = campaign
+    log = folder / "watch1.log"
+    port = _free_port()
+    proc = _watch(name, port, log)
+    try:
+        hooks = _wait("webhook listed", lambda: _ours(ls_client, project_id), START_BOUND, proc, log)
+        assert [urlsplit(h.url).port for h in hooks] == [port]
+        _wait("round waiting", lambda: "waits for labels" in log.read_text(), START_BOUND, proc, log)
+        _stop(proc, signal.SIGINT)
+        assert "Traceback" not in log.read_text() or "KeyboardInterrupt" in log.read_text()
+        assert _ours(ls_client, project_id) == [], log.read_text()[-3000:]
+
+        # Killed without a chance to clean up: the webhook stays ...
+        killed_port = _free_port()
+        proc = _watch(name, killed_port, folder / "watch2.log")
+        _wait("webhook listed", lambda: _ours(ls_client, project_id), START_BOUND, proc, folder / "watch2.log")
+        proc.kill()
+        proc.wait(timeout=30)
+        assert [urlsplit(h.url).port for h in _ours(ls_client, project_id)] == [killed_port]
+
+        # ... and the next start replaces it (another port here), leaving exactly one.
+        port = _free_port()
+        log = folder / "watch3.log"
+        proc = _watch(name, port, log)
+        hooks = _wait("the new webhook listed",
+                      lambda: [h for h in _ours(ls_client, project_id) if urlsplit(h.url).port == port],
+                      START_BOUND, proc, log)
+        assert [urlsplit(h.url).port for h in _ours(ls_client, project_id)] == [port] and len(hooks) == 1
+        assert _stop(proc, signal.SIGTERM) == 143, log.read_text()[-3000:]
+        assert _ours(ls_client, project_id) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
