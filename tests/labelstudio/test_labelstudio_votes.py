@@ -17,6 +17,7 @@ from activelabel.campaign.summary import campaign_overviews, data_counts, round_
 from activelabel.cli import app
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.pipeline.datasets import load_dataset
+from activelabel.report.data import load_campaign
 from activelabel.storage import Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
 
@@ -103,6 +104,9 @@ def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls
     counts, output = _labeled_everywhere(engine, config.name)
     # Before the fix: the data line and the list said 15 (any one accepted answer counted).
     assert counts == dict.fromkeys(counts, INITIAL), counts
+    # The report's class balance reads the same resolved labels: nothing resolved yet.
+    picked = {p.sample_id: p.label for p in load_campaign(engine, campaign_id).picked}
+    assert picked == {t.data["sample_id"]: None for t in tasks}
 
     short = short_of_answers(engine, config.name)
     assert (short.index, short.needed, short.selected, short.resolved, short.to_complete,
@@ -126,5 +130,7 @@ def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls
     assert (label.label, label.votes, label.agreement) == (truth[twice.id], 2, 1.0)
     counts, _ = _labeled_everywhere(engine, config.name)
     assert counts == dict.fromkeys(counts, INITIAL + 1), counts
+    picked = {p.sample_id: p.label for p in load_campaign(engine, campaign_id).picked}
+    assert picked == {t.data["sample_id"]: truth[t.id] if t is twice else None for t in tasks}
     short = short_of_answers(engine, config.name)
     assert (short.resolved, short.outstanding, short.rejected, short.partial) == (1, 2, 1, 1)
