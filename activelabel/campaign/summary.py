@@ -209,10 +209,12 @@ class ShortOfAnswers:
         if self.partial:
             answers = "an accepted answer" if self.needed == 2 else "some accepted answers"
             parts.append(f"{self.partial} with {answers} from fewer than {self.needed} annotators")
-        samples = counted(self.outstanding, "sample")
+        lack = "lacks" if self.outstanding == 1 else "lack"
+        wanted = ("an accepted answer" if self.needed == 1
+                  else f"{self.needed} accepted answers from different annotators")
         line = (f"Round {self.index} waits: {self.resolved} of {self.selected} samples resolved, "
-                f"{self.to_complete} needed; {samples} lack {self.needed} accepted answers from different "
-                f"annotators: {', '.join(parts)}.")
+                f"{self.to_complete} needed; {counted(self.outstanding, 'sample')} {lack} {wanted}: "
+                f"{', '.join(parts)}.")
         advice = []
         if self.rejected:
             advice.append("correct the rejected labels in Label Studio")
