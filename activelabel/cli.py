@@ -713,6 +713,11 @@ def status(
     from activelabel.campaign.summary import data_counts
 
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
+    from activelabel.campaign.summary import short_of_answers
+
+    short = short_of_answers(engine, campaign)
+    if short is not None and short.describe() is not None:
+        console.print(short.describe(), markup=False, soft_wrap=True)
     unfinished = unfinished_round(engine, campaign)
     if unfinished is not None:
         console.print(unfinished.describe(given), markup=False, soft_wrap=True)

@@ -3,7 +3,10 @@
 The truth is a mapping sample URI -> label: a built-in dataset's own labels, or the manifest
 named by ``annotator.truth`` for a simulation on your own images. ``noise`` > 0 makes it answer a
 uniformly wrong label with that probability, seeded per sample so answers do not depend on the
-order they are asked in.
+order they are asked in. ``annotators`` > 1 (the campaign's ``annotations_per_task``) makes it
+answer each task that many times under distinct names (``oracle-1``, ``oracle-2``, ...), each
+with its own noise draw: the campaign resolves their majority, one vote per annotator, as it does
+for people in Label Studio.
 """
 
 from __future__ import annotations
@@ -42,15 +45,22 @@ class Truth:
 
 
 class OracleAnnotator:
+    """Answers from ``truth``; ``noise``: probability of a uniformly wrong label per answer;
+    ``annotators``: answers per task, each stored under its own name (``self.names``): one
+    annotator is named ``oracle`` (``oracle-noise0.1`` with noise), several ``oracle-1``... ."""
+
     source = "simulated"
 
-    def __init__(self, truth: Truth, *, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, truth: Truth, *, noise: float = 0.0, seed: int = 0, annotators: int = 1) -> None:
         if not 0.0 <= noise < 1.0:
             raise ValueError(f"oracle noise must be in [0, 1), got {noise}")
+        if annotators < 1:
+            raise ValueError(f"simulated annotators must be at least 1, got {annotators}")
         self.truth = truth
         self.noise = noise
         self.seed = seed
         self.name = "oracle" if noise == 0 else f"oracle-noise{noise:g}"
+        self.names = [self.name] if annotators == 1 else [f"{self.name}-{k + 1}" for k in range(annotators)]
 
     def push(
         self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None
@@ -58,13 +68,17 @@ class OracleAnnotator:
         return {t.sample_id: f"sim-task-{t.sample_id}" for t in tasks}
 
     def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
-        return [LabelAnswer(t.sample_id, self.name, self._answer(t.uri), f"sim-{t.sample_id}") for t in tasks]
+        # The first annotator's answers and ids are those of a single oracle (same noise draw).
+        return [LabelAnswer(t.sample_id, name, self._answer(t.uri, k),
+                            f"sim-{t.sample_id}" if k == 0 else f"sim-{t.sample_id}-{k + 1}")
+                for t in tasks for k, name in enumerate(self.names)]
 
-    def _answer(self, uri: str) -> str:
+    def _answer(self, uri: str, annotator: int = 0) -> str:
         truth = self.truth.label(uri)
         if self.noise > 0:
             labels = self.truth.labels
-            rng = np.random.default_rng([self.seed, self.truth.row(uri)])
+            key = [self.seed, self.truth.row(uri)] + ([annotator] if annotator else [])
+            rng = np.random.default_rng(key)
             if rng.random() < self.noise:
                 wrong = [label for label in labels if label != truth]
                 return wrong[int(rng.choice(len(wrong)))]

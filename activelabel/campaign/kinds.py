@@ -145,7 +145,8 @@ class ClassificationKind:
         return None
 
     def simulated_annotator(self, config, data) -> Annotator:
-        return OracleAnnotator(data.truth, noise=config.annotator_noise, seed=config.seed)
+        return OracleAnnotator(data.truth, noise=config.annotator_noise, seed=config.seed,
+                              annotators=config.annotations_per_task)
 
     def answer_labels(self, labels) -> set[str]:
         return set(labels)

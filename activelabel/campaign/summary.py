@@ -95,12 +95,11 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
     from sqlalchemy import func
 
     from activelabel.storage import Annotation, AnnotationStatus, Selection
-    from activelabel.storage.repository import changed_samples_per_round, resolved_labels
+    from activelabel.storage.repository import campaign_min_votes, changed_samples_per_round, resolved_labels
 
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
-        min_votes = int((campaign.config or {}).get("annotations_per_task", 1) or 1)
-        resolved = resolved_labels(session, campaign.id, min_votes)
+        resolved = resolved_labels(session, campaign.id, campaign_min_votes(campaign))
         changed = changed_samples_per_round(session, campaign.id)
         answered = set(session.scalars(
             select(Annotation.sample_id).where(Annotation.campaign_id == campaign.id)
@@ -177,7 +176,98 @@ def unfinished_round(engine: Engine, campaign_name: str) -> UnfinishedRound | No
 
 
 @dataclass(frozen=True)
+class ShortOfAnswers:
+    """Why the latest round still waits for labels, as far as the stored rows show it.
+
+    ``outstanding``: the round's samples without ``needed`` (``annotations_per_task``) distinct
+    annotators' accepted answers; of those, ``rejected``: samples with a rejected answer stored
+    (a label outside the label set), ``partial``: samples with some accepted answers but fewer
+    than ``needed`` (and no rejected one). ``resolved`` of ``selected`` are done; the round
+    completes at ``to_complete`` (``min_new_labels``, else the batch size). A skip in Label
+    Studio stores nothing here, so a skipped sample shows as a missing answer, never as "skipped".
+    """
+
+    index: int
+    needed: int
+    selected: int
+    resolved: int
+    to_complete: int
+    outstanding: int
+    rejected: int
+    partial: int
+    # An evaluation round (the yardstick) completes only when all of it is labeled.
+    evaluation: bool = False
+
+    def describe(self) -> str | None:
+        """One paragraph for ``activelabel status``, or None when nothing stored holds the round
+        (no sample has a rejected or a partial answer: the annotators simply have not answered)."""
+        if self.rejected == 0 and self.partial == 0:
+            return None
+        parts = []
+        if self.rejected:
+            parts.append(f"{self.rejected} with a rejected label (not in the label set)")
+        if self.partial:
+            answers = "an accepted answer" if self.needed == 2 else "some accepted answers"
+            parts.append(f"{self.partial} with {answers} from fewer than {self.needed} annotators")
+        lack = "lacks" if self.outstanding == 1 else "lack"
+        wanted = ("an accepted answer" if self.needed == 1
+                  else f"{self.needed} accepted answers from different annotators")
+        line = (f"Round {self.index} waits: {self.resolved} of {self.selected} samples resolved, "
+                f"{self.to_complete} needed; {counted(self.outstanding, 'sample')} {lack} {wanted}: "
+                f"{', '.join(parts)}.")
+        advice = []
+        if self.rejected:
+            advice.append("correct the rejected labels in Label Studio")
+        if self.needed > 1:
+            advice.append("ask another annotator to answer (a skipped task stores no answer here, and "
+                          "one annotator answering twice counts once)")
+        if not self.evaluation:
+            advice.append("or set min_new_labels to complete the round with fewer labels")
+        return f"{line} To go on: {', '.join(advice)}."
+
+
+def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | None:
+    """What holds the campaign's latest round if it waits for labels (see
+    :class:`ShortOfAnswers`); None when it does not wait or the campaign has no round. Raises
+    ``CampaignStateError`` for an unknown campaign."""
+    from activelabel.storage import Annotation, AnnotationStatus, RoundKind, RoundStatus, Selection
+    from activelabel.storage.repository import (
+        campaign_min_votes,
+        latest_round,
+        one_vote_per_annotator,
+        resolved_labels,
+    )
+
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        last = latest_round(session, campaign.id)
+        if last is None or last.status != RoundStatus.waiting_for_labels:
+            return None
+        needed = campaign_min_votes(campaign)
+        selected = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == last.id)))
+        resolved = selected & set(resolved_labels(session, campaign.id, needed))
+        outstanding = selected - resolved
+        rows = session.execute(
+            select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.updated_at,
+                   Annotation.created_at, Annotation.id)
+            .where(Annotation.campaign_id == campaign.id, Annotation.sample_id.in_(outstanding))
+        ).all() if outstanding else []
+        statuses = one_vote_per_annotator(rows)
+        rejected = {i for i, votes in statuses.items() if AnnotationStatus.rejected in votes}
+        partial = {i for i, votes in statuses.items() if i not in rejected and AnnotationStatus.accepted in votes}
+        min_new = (campaign.config or {}).get("min_new_labels")
+        to_complete = int(min_new or (campaign.config or {}).get("batch_size") or len(selected))
+        evaluation = last.kind == RoundKind.evaluation
+        to_complete = len(selected) if evaluation else min(to_complete, len(selected))
+        return ShortOfAnswers(last.index, needed, len(selected), len(resolved), to_complete,
+                              len(outstanding), len(rejected), len(partial), evaluation)
+
+
+@dataclass(frozen=True)
 class CampaignOverview:
+    """One campaign in ``activelabel list``; ``labeled``: samples with a resolved label (as
+    many distinct annotators' accepted answers as ``annotations_per_task`` asks, or given)."""
+
     name: str
     strategy: str
     dataset: str
@@ -188,7 +278,7 @@ class CampaignOverview:
 
 def campaign_overviews(engine: Engine) -> list[CampaignOverview]:
     from activelabel.storage import RoundStatus
-    from activelabel.storage.repository import count_rounds, latest_round, resolved_labels
+    from activelabel.storage.repository import campaign_min_votes, count_rounds, latest_round, resolved_labels
 
     with session_scope(engine) as session:
         out = []
@@ -200,14 +290,16 @@ def campaign_overviews(engine: Engine) -> list[CampaignOverview]:
                 dataset=campaign.dataset,
                 rounds_complete=count_rounds(session, campaign.id, RoundStatus.complete),
                 latest_status=None if last is None else last.status.value,
-                labeled=len(resolved_labels(session, campaign.id)),
+                labeled=len(resolved_labels(session, campaign.id, campaign_min_votes(campaign))),
             ))
         return out
 
 
 @dataclass(frozen=True)
 class DataCounts:
-    """A campaign's samples by split, with copies and unreadable files counted apart."""
+    """A campaign's samples by split, with copies and unreadable files counted apart;
+    ``labeled``: samples with a resolved label, counted as the export and the round table count
+    them (``annotations_per_task`` distinct annotators, or given with the data)."""
 
     by_split: dict[str, int]
     copies: int
@@ -225,7 +317,7 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
     from sqlalchemy import func
 
     from activelabel.storage import Sample, SampleProblem
-    from activelabel.storage.repository import resolved_labels
+    from activelabel.storage.repository import campaign_min_votes, resolved_labels
 
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
@@ -236,7 +328,7 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
             Sample.campaign_id == campaign.id, Sample.duplicate_of.is_not(None)))
         unreadable = session.scalar(select(func.count()).select_from(SampleProblem).where(
             SampleProblem.campaign_id == campaign.id))
-        labeled = len(resolved_labels(session, campaign.id))
+        labeled = len(resolved_labels(session, campaign.id, campaign_min_votes(campaign)))
     return DataCounts({k.value: v for k, v in by_split.items()}, copies, unreadable, labeled)
 
 

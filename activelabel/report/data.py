@@ -17,9 +17,9 @@ from sqlalchemy import Engine, and_, case, func, select
 
 from activelabel.campaign.uncertainty_report import PARTS
 from activelabel.storage import (
-    Annotation, AnnotationStatus, Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection,
-    session_scope,
+    Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection, session_scope,
 )
+from activelabel.storage.repository import campaign_min_votes, resolved_labels
 
 
 def yardstick(config: Mapping) -> str:
@@ -115,8 +115,9 @@ class CampaignRecord:
 
 
 def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
-    """A campaign's complete rounds and every selection with its resolved label (accepted
-    annotations; the first one when several annotators answered)."""
+    """A campaign's complete rounds and every selection with its resolved label (the majority
+    of its accepted annotations, one vote per annotator: ``storage.repository.resolved_labels``
+    with the campaign's ``annotations_per_task``; None while it has fewer annotators)."""
     with session_scope(engine) as session:
         campaign = session.get(Campaign, campaign_id)
         rounds = session.scalars(select(Round).where(
@@ -124,13 +125,10 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
         all_rounds = session.scalars(select(Round).where(Round.campaign_id == campaign_id)).all()
         index_of = {r.id: r.index for r in all_rounds}
         strategy_of = {r.id: r.strategy for r in all_rounds}
-        labels: dict[int, str] = {}
-        for sample_id, label in session.execute(
-            select(Annotation.sample_id, Annotation.label).where(
-                Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted
-            ).order_by(Annotation.id)
-        ):
-            labels.setdefault(sample_id, label)
+        # The label the campaign trains on and exports: one vote per annotator, as many
+        # annotators as annotations_per_task asks (samples short of them count as unlabeled).
+        labels = {sample_id: r.label for sample_id, r in
+                  resolved_labels(session, campaign_id, campaign_min_votes(campaign)).items()}
         epistemic = {
             (round_id, sample_id): value
             for round_id, sample_id, strategy, value in session.execute(

@@ -113,31 +113,65 @@ def split_samples(session: Session, campaign_id: int, split: SampleSplit) -> lis
     ))
 
 
+def campaign_min_votes(campaign: Campaign) -> int:
+    """The accepted answers (from distinct annotators) a sample of ``campaign`` needs before it
+    counts as labeled: its stored ``annotations_per_task`` (1 when unset). Every count that
+    means "labeled" passes this to :func:`resolved_labels`."""
+    return max(1, int((campaign.config or {}).get("annotations_per_task", 1) or 1))
+
+
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def one_vote_per_annotator(rows: Iterable[tuple]) -> dict[int, list]:
+    """Each sample's votes, one per annotator: ``rows`` are ``(sample_id, annotator, value,
+    updated_at, created_at, id)`` in any order; an annotator who answered a sample more than
+    once (Label Studio lets a user add a second annotation to a task) votes with their latest
+    answer (by ``updated_at``, else ``created_at``, then ``id``). The votes come in the order
+    each annotator first answered the sample, so "ties go to the first answer" stays true.
+
+    Returns ``sample_id -> [value, ...]`` with one value per distinct annotator. Used by
+    :func:`resolved_labels` and :func:`annotation_masks`, so majority, agreement and the
+    ``min_votes`` count all read the same votes."""
+    chosen: dict[int, dict[str, tuple]] = defaultdict(dict)
+    for sample_id, annotator, value, updated_at, created_at, row_id in sorted(rows, key=lambda r: r[5]):
+        stamp = (_aware(updated_at or created_at) or _EPOCH, row_id)
+        mine = chosen[sample_id]
+        first = mine[annotator][0] if annotator in mine else row_id
+        if annotator not in mine or stamp >= mine[annotator][1]:
+            mine[annotator] = (first, stamp, value)
+    return {
+        sample_id: [value for _, _, value in sorted(by_annotator.values(), key=lambda v: v[0])]
+        for sample_id, by_annotator in chosen.items()
+    }
+
+
 def resolved_labels(
     session: Session, campaign_id: int, min_votes: int = 1
 ) -> dict[int, ResolvedLabel]:
-    """Each labeled sample's label, derived from its accepted annotations by majority vote.
+    """Each labeled sample's label, derived from its accepted annotations by majority vote,
+    one vote per annotator (:func:`one_vote_per_annotator`: their latest accepted answer).
 
-    A sample counts as labeled once it has ``min_votes`` accepted answers (the campaign's
-    annotators per task); seed labels (no round) always count.
+    A sample counts as labeled once ``min_votes`` distinct annotators gave an accepted answer
+    (the campaign's annotators per task, :func:`campaign_min_votes`); one annotator answering
+    twice is one vote. Seed labels (no round) always count.
     """
-    votes: dict[int, list[str]] = defaultdict(list)
     seeded: set[int] = set()
-    rows = session.execute(
-        select(Annotation.sample_id, Annotation.label, Annotation.round_id)
+    rows = []
+    for sample_id, annotator, label, round_id, updated_at, created_at, row_id in session.execute(
+        select(Annotation.sample_id, Annotation.annotator, Annotation.label, Annotation.round_id,
+               Annotation.updated_at, Annotation.created_at, Annotation.id)
         .where(
             Annotation.campaign_id == campaign_id,
             Annotation.status == AnnotationStatus.accepted,
         )
-        .order_by(Annotation.id)
-    )
-    for sample_id, label, round_id in rows:
-        votes[sample_id].append(label)
+    ):
+        rows.append((sample_id, annotator, label, updated_at, created_at, row_id))
         if round_id is None:
             seeded.add(sample_id)
     return {
         sample_id: majority_vote(v)
-        for sample_id, v in votes.items()
+        for sample_id, v in one_vote_per_annotator(rows).items()
         if len(v) >= min_votes or sample_id in seeded
     }
 
@@ -511,15 +545,13 @@ def outstanding_samples(session: Session, campaign_id: int, min_votes: int = 1) 
 
 
 def annotation_masks(session: Session, campaign_id: int) -> dict[int, list[bytes]]:
-    """Each sample's accepted annotation masks (PNG bytes), in arrival order: the votes a
+    """Each sample's accepted annotation masks (PNG bytes), one per annotator (their latest,
+    :func:`one_vote_per_annotator`), in the order the annotators first answered: the votes a
     segmentation label is resolved from (a per-pixel majority; see ``annotation.mask_votes``)."""
-    masks: dict[int, list[bytes]] = defaultdict(list)
     rows = session.execute(
-        select(Annotation.sample_id, Annotation.mask)
+        select(Annotation.sample_id, Annotation.annotator, Annotation.mask, Annotation.updated_at,
+               Annotation.created_at, Annotation.id)
         .where(Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted,
                Annotation.mask.is_not(None))
-        .order_by(Annotation.id)
     )
-    for sample_id, mask in rows:
-        masks[sample_id].append(mask)
-    return dict(masks)
+    return one_vote_per_annotator(rows)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -70,7 +71,11 @@ def test_edits_deletions_and_late_answers_in_label_studio_follow_into_the_databa
     ls_client.annotations.update(id=first.id, result=choice(truth[edited.id]))
     ls_client.annotations.delete(id=gone.id)
     other = "0" if truth[late.id] != "0" else "1"
-    ls_client.annotations.create(id=late.id, result=choice(other))
+    # A second person answers late (one annotator answering twice would be one vote: their latest).
+    tag = uuid.uuid4().hex[:6]
+    second = ls_client.users.create(username=f"late-{tag}", email=f"late-{tag}@example.com",
+                                    password="annotator-pw-123")
+    ls_client.annotations.create(id=late.id, result=choice(other), completed_by=second.id)
 
     result = steps.sync_campaign(engine, campaign_id)
     assert (result.new_labels, result.edited, result.deleted) == (1, 1, 1)
