@@ -193,9 +193,10 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
-                  note_epochs: bool = False, **data_checks: bool) -> None:
+                  note_epochs: bool = False, command_ref: str | None = None, **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them.
-    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it."""
+    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it;
+    ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`)."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
@@ -215,7 +216,7 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
         if note:
             err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-    _run_with_progress(config.name, config.rounds, dask=dask)
+    _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
@@ -243,6 +244,21 @@ def _quiet_dask() -> None:
     import distributed  # noqa: F401  (reads the variable; its loggers then exist)
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+def _command_ref(name: str, file: str | Path | None, database_url: str | None) -> str:
+    """How a follow-up command this run suggests (``activelabel sync ...``) names the campaign so
+    that it works from any folder: the campaign file's absolute path when the campaign came from
+    one (its database sits next to it); else the name, with ``--database-url`` (password masked)
+    when one was given."""
+    import shlex
+
+    ref = shlex.quote(str(Path(file).resolve()) if file is not None else name)
+    if database_url is None:
+        return ref
+    from activelabel.storage.database import describe_url
+
+    return f"{ref} --database-url {shlex.quote(describe_url(_absolute_database_url(database_url)))}"
 
 
 def _absolute_database_url(database_url: str | None) -> str:
@@ -283,9 +299,10 @@ def _open_database(database_url: str | None, *, existing: bool = False):
 
 
 def _run_with_progress(campaign_name: str, rounds: int | None, *,
-                       dask: tuple[str | None, int | None] = (None, None)) -> None:
+                       dask: tuple[str | None, int | None] = (None, None), command_ref: str | None = None) -> None:
     """Run the campaign up to ``rounds`` complete rounds, or (None) resume its current round;
-    ``dask`` = (scheduler address, local workers) scores active rounds on Dask."""
+    ``dask`` = (scheduler address, local workers) scores active rounds on Dask; ``command_ref``
+    as :func:`_command_ref`."""
     from activelabel.cli_progress import RichRoundProgress
     from activelabel.flows import campaign_flow, round_flow
     from activelabel.progress import set_reporter
@@ -296,9 +313,10 @@ def _run_with_progress(campaign_name: str, rounds: int | None, *,
         try:
             address, workers = dask
             if rounds is None:
-                round_flow(campaign_name, dask_address=address, dask_workers=workers)
+                round_flow(campaign_name, dask_address=address, dask_workers=workers, command_ref=command_ref)
             else:
-                campaign_flow(campaign_name, rounds, dask_address=address, dask_workers=workers)
+                campaign_flow(campaign_name, rounds, dask_address=address, dask_workers=workers,
+                              command_ref=command_ref)
         finally:
             set_reporter(None)
 
@@ -372,6 +390,7 @@ def run(
         annotations_per_task=annotations_per_task, min_new_labels=min_new_labels,
         image_url_prefix=image_url_prefix, document_root=document_root, name=campaign,
     )
+    given_url = database_url
     if campaign_file is not None:
         from activelabel.campaign.file import load_campaign_file
 
@@ -397,8 +416,12 @@ def run(
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
+    if campaign_file is not None and campaign is None:
+        command_ref = _command_ref(config.name, campaign_file, given_url)
+    else:  # no file, or --campaign renames it (the file then names another campaign): name and database
+        command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
+                  command_ref=command_ref, relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -635,7 +658,7 @@ def resume(
     state in the database; this runs the remaining steps once, writing nothing twice.
     """
     _configure_logging(verbose)
-    given = campaign
+    given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign import campaign_summaries
     from activelabel.campaign.steps import campaign_id, current_round_index
@@ -654,7 +677,9 @@ def resume(
         )
     else:
         err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
-        _run_with_progress(campaign, None, dask=dask)
+        by_file = given if Path(given).is_file() else None
+        _run_with_progress(campaign, None, dask=dask,
+                           command_ref=_command_ref(campaign, by_file, given_url if by_file else database_url))
     _print_rounds(campaign, campaign_summaries(engine, campaign))
 
 
