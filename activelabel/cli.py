@@ -459,6 +459,7 @@ def export(
     if to is None and model is None:
         raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
     engine, _ = _open_database(database_url, existing=True)
+    _known_campaign(engine, name)
     if to is not None:
         exported = export_labels(engine, name, to)
         console.print(f"Wrote {exported.describe()} to {to}")
@@ -525,12 +526,34 @@ def _campaign_rounds(value: str, engine, campaign: str) -> int:
 def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
     """A campaign named directly, or by its campaign file: (name, database URL; for a file
     see :func:`_file_database`)."""
+    _refuse_missing_file(value)
     if value.endswith(".toml") or Path(value).is_file():
         from activelabel.campaign.file import load_campaign_file
 
         config, file_url = load_campaign_file(value)
         return config.name, _file_database(value, database_url or file_url, "campaign", config.name)
     return value, database_url
+
+
+FILE_SUFFIXES = (".toml", ".tml", ".yaml", ".yml", ".json")
+
+
+def _refuse_missing_file(value: str) -> None:
+    """A CAMPAIGN argument that looks like a file (a path separator or a file suffix) but is
+    not one: say the file does not exist instead of looking up a campaign by that name."""
+    from activelabel.errors import ConfigError
+
+    looks_like_file = "/" in value or os.sep in value or Path(value).suffix.lower() in FILE_SUFFIXES
+    if looks_like_file and not Path(value).exists():
+        raise ConfigError(f"campaign file {Path(value).absolute()} does not exist; give an existing campaign "
+                          "file or a campaign name (`activelabel status` lists them)")
+
+
+def _known_campaign(engine, name: str) -> int:
+    """The campaign's id; a clear error (listing the database's campaigns) for an unknown name."""
+    from activelabel.campaign.steps import campaign_id
+
+    return campaign_id(engine, name)
 
 
 def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -> str | None:
@@ -558,7 +581,8 @@ def sync(
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows import sync_flow
 
-    _open_database(database_url, existing=True)
+    engine, _ = _open_database(database_url, existing=True)
+    _known_campaign(engine, campaign)
     _quiet_prefect()
     result = sync_flow(campaign)
     from activelabel.campaign.summary import counted
@@ -697,6 +721,8 @@ def status(
     from activelabel.campaign.summary import campaign_overviews, round_progress, unfinished_round
 
     engine, _ = _open_database(database_url, existing=True)
+    if campaign is not None:
+        _known_campaign(engine, campaign)
     if round_index is not None:
         if campaign is None:
             raise typer.BadParameter("--round needs a campaign name or campaign file")
@@ -825,6 +851,7 @@ def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
     """What ``report`` names: an experiment or campaign by name, by its experiment file (a TOML
     with ``[experiment]``, as `compare` reads it), or by its campaign file: (name, database URL;
     --database-url first, then the file's)."""
+    _refuse_missing_file(value)
     if value.endswith(".toml") or Path(value).is_file():
         import tomllib
 

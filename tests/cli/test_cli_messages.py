@@ -37,3 +37,36 @@ def test_follow_up_commands_name_the_file_absolute_or_the_name_with_its_database
             == "own --database-url 'postgresql+psycopg://al:***@db/al'")
     assert follow_up("sync", "own", None) == "`activelabel sync own`"
     assert follow_up("resume", "own", "/a/c.toml") == "`activelabel resume /a/c.toml`"
+
+
+def test_a_mistyped_campaign_file_is_said_missing_and_an_unknown_name_lists_the_campaigns(tmp_path) -> None:
+    """trial7 #5: `sync campaign.tml` read as a campaign name; now the file is said missing, and
+    an unknown name lists the database's campaigns, for every command taking CAMPAIGN."""
+    from activelabel.campaign import CampaignConfig, prepare_campaign
+    from activelabel.storage import open_engine
+
+    for args in (("sync", "campaign.tml"), ("status", "campaign.tml"), ("resume", "campaign.yaml"),
+                 ("watch", "sub/campaign.toml"), ("export", "campaign.json", "--to", "x.csv"),
+                 ("report", "campaign.tml")):
+        assert error_line(cli(*args, cwd=tmp_path)) == (
+            f"error: campaign file {tmp_path / args[1]} does not exist; give an existing campaign file or a "
+            "campaign name (`activelabel status` lists them)"), args
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")
+    for name in ("beta", "alpha"):
+        prepare_campaign(engine, CampaignConfig(name=name, dataset="digits"))
+    engine.dispose()
+    for args in (("sync", "alpah"), ("status", "alpah"), ("resume", "alpah"), ("watch", "alpah"),
+                 ("export", "alpah", "--to", "x.csv")):
+        assert error_line(cli(*args, cwd=tmp_path)) == (
+            "error: no campaign named 'alpah' in this database; its campaigns: 'alpha', 'beta'"), args
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_unknown_campaign_message_shows_a_few_names() -> None:
+    from activelabel.campaign.steps import unknown_campaign_message
+
+    assert unknown_campaign_message("x", []) == "no campaign named 'x' in this database: it holds no campaign yet"
+    assert unknown_campaign_message("x", [f"c{i}" for i in range(7)]) == (
+        "no campaign named 'x' in this database; its campaigns: 'c0', 'c1', 'c2', 'c3', 'c4' "
+        "(and 2 more: `activelabel status` lists them)")
