@@ -25,7 +25,7 @@ class _FlagsTakeNoValue:
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
+            if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
                 param.metavar = ""
         return params
 
@@ -82,7 +82,15 @@ DatabaseOption = Annotated[
 ]
 
 
-def _configure_logging(verbose: bool) -> None:
+#: Libraries whose INFO lines drown ours under -v: every HTTP request (Prefect's client, Label
+#: Studio's SDK: "HTTP Request: POST ..."), the migration runner's setup lines. Kept at WARNING
+#: unless -vv.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "alembic")
+
+
+def _configure_logging(verbose: int) -> None:
+    """0: warnings and errors; 1 (-v): our steps and Prefect's own lines, third-party request
+    and migration lines left out (:data:`NOISY_LOGGERS`); 2 (-vv): those too."""
     # Prefect reads its logging level at import time: set it before anything imports prefect.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Prefect's telemetry writes race the ephemeral server's SQLite file on first start.
@@ -92,6 +100,8 @@ def _configure_logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose >= 2 else logging.WARNING)
 
 
 @app.command()
@@ -115,7 +125,7 @@ def demo(
     image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
     document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT; image files of an imagefolder dataset under it are served from there.", show_default=False)] = None,
     task: Annotated[str, typer.Option(help="'classification' (one label per image) or 'segmentation' (a mask per image: generated shapes, a small U-Net; options left unset take tiny CPU-fast values, and heatmaps of each selection are written).")] = "classification",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Run a whole campaign (default: bundled digits, simulated annotator).
 
@@ -372,7 +382,7 @@ def run(
     relabel_changes: Annotated[bool, typer.Option("--relabel-changes", help="Labeled images changed since they were labeled: send them to the annotators again.")] = False,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Run a campaign from a campaign file, or from options as `demo` does.
 
@@ -571,7 +581,7 @@ def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -
 def sync(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Pull finished annotations back from the annotators, once each.
 
@@ -608,7 +618,7 @@ def watch(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Keep a campaign going: next round as soon as the current one has its labels.
 
@@ -645,7 +655,7 @@ def serve(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Advance a campaign on a schedule (a Prefect deployment served by this process).
 
@@ -674,7 +684,7 @@ def resume(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Continue a campaign's interrupted round from its last committed step.
 
@@ -792,7 +802,7 @@ def compare(
     database_url: DatabaseOption = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch per campaign. Default: 1.", show_default=False)] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Compare acquisition strategies: one simulated campaign per strategy × seed.
 

@@ -70,3 +70,39 @@ def test_the_unknown_campaign_message_shows_a_few_names() -> None:
     assert unknown_campaign_message("x", [f"c{i}" for i in range(7)]) == (
         "no campaign named 'x' in this database; its campaigns: 'c0', 'c1', 'c2', 'c3', 'c4' "
         "(and 2 more: `activelabel status` lists them)")
+
+
+def own_campaign(root: Path, **changes: str) -> Path:
+    """root/camp/own.toml: 40 digit images, a truth manifest, simulated labels, round 1 only
+    (the evaluation batch: nothing is trained); returns the file."""
+    from activelabel.campaign.file import template
+    from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+
+    folder = root / "camp"
+    truth = write_unlabeled_pool(folder / "images", count=40)
+    write_manifest(folder / "truth.csv", truth, base=folder / "images")
+    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
+    for old, new in {"batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 10",
+                     "rounds = 10": "rounds = 1", "workers = 2": "workers = 0", **changes}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / "own.toml"
+    path.write_text(text)
+    return path
+
+
+def test_verbose_keeps_our_lines_and_leaves_http_and_migration_lines_to_vv(tmp_path) -> None:
+    """trial7 #6: `-v` was drowned in httpx "HTTP Request:" lines and alembic's setup lines."""
+    path = own_campaign(tmp_path)
+    verbose = cli("run", str(path), "-v", cwd=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Created campaign 'own'" in verbose.stderr  # ours
+    assert "HTTP Request:" not in verbose.stderr  # Prefect's client requests (temporary server)
+    assert "alembic" not in verbose.stderr and "Running upgrade" not in verbose.stderr  # migrations
+
+    (path.parent / "activelabel.db").unlink()  # a fresh database: the migrations run again
+    louder = cli("run", str(path), "-vv", cwd=tmp_path)
+    assert louder.returncode == 0, louder.stderr
+    assert "Created campaign 'own'" in louder.stderr
+    assert "HTTP Request:" in louder.stderr and "Running upgrade" in louder.stderr
