@@ -212,6 +212,10 @@ def _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems) -> N
             continue
         split_of[uri] = SampleSplit.evaluation
         taken += 1
+    if taken < wanted:
+        log.warning("data.evaluation_size asks for %d evaluation images, but only %d of the pool's images "
+                    "could be read: the evaluation set has %d (the unreadable ones are recorded; see "
+                    "`activelabel status`)", wanted, taken, taken)
 
 
 def prepare_campaign(

@@ -72,14 +72,14 @@ def test_the_unknown_campaign_message_shows_a_few_names() -> None:
         "(and 2 more: `activelabel status` lists them)")
 
 
-def own_campaign(root: Path, **changes: str) -> Path:
-    """root/camp/own.toml: 40 digit images, a truth manifest, simulated labels, round 1 only
+def own_campaign(root: Path, count: int = 40, **changes: str) -> Path:
+    """root/camp/own.toml: ``count`` digit images, a truth manifest, simulated labels, round 1 only
     (the evaluation batch: nothing is trained); returns the file."""
     from activelabel.campaign.file import template
     from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
 
     folder = root / "camp"
-    truth = write_unlabeled_pool(folder / "images", count=40)
+    truth = write_unlabeled_pool(folder / "images", count=count)
     write_manifest(folder / "truth.csv", truth, base=folder / "images")
     text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
     text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
@@ -106,3 +106,22 @@ def test_verbose_keeps_our_lines_and_leaves_http_and_migration_lines_to_vv(tmp_p
     assert louder.returncode == 0, louder.stderr
     assert "Created campaign 'own'" in louder.stderr
     assert "HTTP Request:" in louder.stderr and "Running upgrade" in louder.stderr
+
+
+def test_a_shrunk_evaluation_set_is_warned_with_the_setting_and_both_numbers(tmp_path, caplog) -> None:
+    """trial7 #8: evaluation_size = 6 over 5 readable + 3 unreadable images gave 5, silently."""
+    from activelabel.campaign import prepare_campaign
+    from activelabel.campaign.file import load_campaign_file
+    from activelabel.storage import open_engine
+
+    path = own_campaign(tmp_path, count=8, **{"evaluation_size = 10": "evaluation_size = 6",
+                                              "batch_size = 10": "batch_size = 2"})
+    images = sorted(p for p in (path.parent / "images").rglob("*") if p.suffix.lower() in (".png", ".jpg"))
+    assert len(images) == 8
+    for n, image in enumerate(images[5:]):
+        image.write_bytes(f"not an image {n}".encode())  # distinct: not byte-identical copies
+    config, _ = load_campaign_file(path)
+    with caplog.at_level("WARNING", logger="activelabel"):
+        prepare_campaign(open_engine(f"sqlite:///{tmp_path / 'al.db'}"), config)
+    assert ("data.evaluation_size asks for 6 evaluation images, but only 5 of the pool's images could be read: "
+            "the evaluation set has 5 (the unreadable ones are recorded; see `activelabel status`)") in caplog.messages
