@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.logging import RichHandler
 from rich.table import Table
 
-from activelabel.errors import ActiveLabelError
+from activelabel.errors import ActiveLabelError, ConfigError, DatasetError
 
 
 class _FlagsTakeNoValue:
@@ -203,18 +204,22 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
-                  note_epochs: bool = False, command_ref: str | None = None, **data_checks: bool) -> None:
+                  note_epochs: bool = False, command_ref: str | None = None, campaign_file: Path | None = None,
+                  **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them.
     ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it;
-    ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`)."""
+    ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`);
+    ``campaign_file``: named in front of a data or annotator setting's error."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
 
-    check_dataset(config)
-    check_annotator(config)
+    with _in_campaign_file(campaign_file):
+        check_dataset(config)
+        check_annotator(config)
     engine, url = _open_database(database_url)
-    prepare_campaign(engine, config, **data_checks)
+    with _in_campaign_file(campaign_file):
+        prepare_campaign(engine, config, **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
         soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
@@ -232,6 +237,23 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+#: Setting tables of a campaign file: an error starting with one of them names a key of the file.
+_FILE_KEYS = ("campaign.", "data.", "annotator.", "model.", "training.", "segmentation.", "database.", "dask.")
+
+
+@contextmanager
+def _in_campaign_file(campaign_file: Path | None):
+    """Errors about a campaign file's setting (``data.pool: ...``) name the file in front, as
+    the file reader's own errors do: ``campaign.toml: data.pool: folder ... does not exist``."""
+    try:
+        yield
+    except (ConfigError, DatasetError) as error:
+        text = str(error)
+        if campaign_file is not None and text.startswith(_FILE_KEYS) and len(error.args) == 1:
+            error.args = (f"{campaign_file}: {text}",)
+        raise
 
 
 def _quiet_prefect() -> None:
@@ -431,7 +453,7 @@ def run(
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
+                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 

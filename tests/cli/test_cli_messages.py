@@ -125,3 +125,25 @@ def test_a_shrunk_evaluation_set_is_warned_with_the_setting_and_both_numbers(tmp
         prepare_campaign(open_engine(f"sqlite:///{tmp_path / 'al.db'}"), config)
     assert ("data.evaluation_size asks for 6 evaluation images, but only 5 of the pool's images could be read: "
             "the evaluation set has 5 (the unreadable ones are recorded; see `activelabel status`)") in caplog.messages
+
+
+def test_setting_errors_name_the_campaign_file_and_the_key(tmp_path) -> None:
+    """trial7 #9: the document-root refusal named neither annotator.document_root nor the file;
+    a wrong data.pool path did not name the file."""
+    path = own_campaign(tmp_path, **{'pool = "images/"': 'pool = "photoz/"'})
+    assert error_line(cli("run", str(path), cwd=tmp_path)) == (
+        f"error: {path}: data.pool: folder or manifest {path.parent / 'photoz'} does not exist; give a folder "
+        "of images or a .csv/.jsonl manifest")
+
+    path.unlink()
+    root = tmp_path / "served"
+    root.mkdir()
+    path = own_campaign(tmp_path, **{'kind = "simulated"': 'kind = "labelstudio"',
+                                     "# document_root = ...": f'document_root = "{root}"'})
+    line = error_line(cli("run", str(path), cwd=tmp_path))
+    assert line == (
+        f"error: {path}: annotator.document_root: the data folder '{path.parent / 'images'}' is not under the "
+        f"document root '{root}' (Label Studio serves only files under its LOCAL_FILES_DOCUMENT_ROOT); move the "
+        "images under it, set annotator.document_root to the server's root above them, or leave document_root "
+        "out to embed the images")
+    assert not (path.parent / "activelabel.db").exists()
