@@ -147,3 +147,14 @@ def test_setting_errors_name_the_campaign_file_and_the_key(tmp_path) -> None:
         "images under it, set annotator.document_root to the server's root above them, or leave document_root "
         "out to embed the images")
     assert not (path.parent / "activelabel.db").exists()
+
+
+def test_a_complete_round_says_how_many_labels_it_trained_on() -> None:
+    """trial7 #10: `round 5 complete · 60 labels` read as labels collected."""
+    from activelabel.campaign.summary import RoundSummary
+
+    def summary(labeled: int) -> RoundSummary:
+        return RoundSummary(5, "complete", labeled, 0.9, None, None, None, 7.84, "v5")
+
+    assert summary(1200).describe() == "round 5 complete · trained on 1,200 labels · test accuracy 0.900 · 7.8s"
+    assert summary(1).describe() == "round 5 complete · trained on 1 label · test accuracy 0.900 · 7.8s"
