@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -31,11 +32,31 @@ class _FlagsTakeNoValue:
         return params
 
 
-class _Command(_FlagsTakeNoValue, typer.core.TyperCommand):
+def _unwrap(help_text: str | None) -> str | None:
+    """A docstring's paragraphs as one line each: Typer's rich help keeps the source's single
+    line breaks after the first paragraph, so a terminal narrower or wider than the source broke
+    sentences mid-line (``until\n--rounds rounds ...``). Paragraphs starting with ``\b`` (click's
+    keep-as-is marker) stay as written."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+class _OneLineParagraphs:
+    """Commands whose help paragraphs are rewrapped to the terminal's width (see :func:`_unwrap`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _unwrap(self.help)
+
+
+class _Command(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperCommand):
     pass
 
 
-class _Group(_FlagsTakeNoValue, typer.core.TyperGroup):
+class _Group(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperGroup):
     pass
 
 

@@ -158,3 +158,14 @@ def test_a_complete_round_says_how_many_labels_it_trained_on() -> None:
 
     assert summary(1200).describe() == "round 5 complete · trained on 1,200 labels · test accuracy 0.900 · 7.8s"
     assert summary(1).describe() == "round 5 complete · trained on 1 label · test accuracy 0.900 · 7.8s"
+
+
+def test_help_paragraphs_wrap_at_the_terminal_width_not_at_the_source_lines(tmp_path) -> None:
+    """trial7 #10: `watch --help` broke sentences mid-line ("until\\n--rounds rounds ... See\\n
+    --min-new-labels of") where the docstring's lines ended."""
+    wide = cli("watch", "--help", cwd=tmp_path)
+    assert wide.returncode == 0, wide.stderr
+    assert ("Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until --rounds "
+            "rounds are complete or a stopping rule (label budget, target accuracy, plateau, exhausted pool) "
+            "stops the campaign: then it says why and exits 0. See --min-new-labels of `run` for \"enough "
+            "labels\".") in [line.strip() for line in wide.stdout.splitlines()], wide.stdout
