@@ -474,7 +474,8 @@ def run(
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
+                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate,
+                  accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
