@@ -769,7 +769,7 @@ def status(
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
-    given = campaign
+    given, given_url = campaign, database_url
     if campaign is not None:
         campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign.summary import campaign_overviews, round_progress, unfinished_round
@@ -820,7 +820,9 @@ def status(
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
     unfinished = unfinished_round(engine, campaign)
     if unfinished is not None:
-        console.print(unfinished.describe(given), markup=False, soft_wrap=True)
+        by_file = given if Path(given).is_file() else None  # the resume hint works from any folder
+        ref = _command_ref(campaign, by_file, given_url if by_file else database_url)
+        console.print(unfinished.describe(ref), markup=False, soft_wrap=True)
 
 
 @app.command()
