@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,7 +16,7 @@ from rich.markup import escape
 from rich.logging import RichHandler
 from rich.table import Table
 
-from activelabel.errors import ActiveLabelError
+from activelabel.errors import ActiveLabelError, ConfigError, DatasetError
 
 
 class _FlagsTakeNoValue:
@@ -25,16 +27,36 @@ class _FlagsTakeNoValue:
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
+            if (getattr(param, "is_flag", False) or getattr(param, "count", False)) and param.metavar is None:
                 param.metavar = ""
         return params
 
 
-class _Command(_FlagsTakeNoValue, typer.core.TyperCommand):
+def _unwrap(help_text: str | None) -> str | None:
+    """A docstring's paragraphs as one line each: Typer's rich help keeps the source's single
+    line breaks after the first paragraph, so a terminal narrower or wider than the source broke
+    sentences mid-line (``until\n--rounds rounds ...``). Paragraphs starting with ``\b`` (click's
+    keep-as-is marker) stay as written."""
+    if not help_text:
+        return help_text
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(line.strip() for line in p.splitlines())
+                       for p in paragraphs)
+
+
+class _OneLineParagraphs:
+    """Commands whose help paragraphs are rewrapped to the terminal's width (see :func:`_unwrap`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _unwrap(self.help)
+
+
+class _Command(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperCommand):
     pass
 
 
-class _Group(_FlagsTakeNoValue, typer.core.TyperGroup):
+class _Group(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperGroup):
     pass
 
 
@@ -82,7 +104,15 @@ DatabaseOption = Annotated[
 ]
 
 
-def _configure_logging(verbose: bool) -> None:
+#: Libraries whose INFO lines drown ours under -v: every HTTP request (Prefect's client, Label
+#: Studio's SDK: "HTTP Request: POST ..."), the migration runner's setup lines. Kept at WARNING
+#: unless -vv.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "alembic")
+
+
+def _configure_logging(verbose: int) -> None:
+    """0: warnings and errors; 1 (-v): our steps and Prefect's own lines, third-party request
+    and migration lines left out (:data:`NOISY_LOGGERS`); 2 (-vv): those too."""
     # Prefect reads its logging level at import time: set it before anything imports prefect.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     # Prefect's telemetry writes race the ephemeral server's SQLite file on first start.
@@ -92,6 +122,8 @@ def _configure_logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose >= 2 else logging.WARNING)
 
 
 @app.command()
@@ -115,7 +147,7 @@ def demo(
     image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
     document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT; image files of an imagefolder dataset under it are served from there.", show_default=False)] = None,
     task: Annotated[str, typer.Option(help="'classification' (one label per image) or 'segmentation' (a mask per image: generated shapes, a small U-Net; options left unset take tiny CPU-fast values, and heatmaps of each selection are written).")] = "classification",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Run a whole campaign (default: bundled digits, simulated annotator).
 
@@ -193,17 +225,22 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
-                  note_epochs: bool = False, **data_checks: bool) -> None:
+                  note_epochs: bool = False, command_ref: str | None = None, campaign_file: Path | None = None,
+                  **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them.
-    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it."""
+    ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it;
+    ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`);
+    ``campaign_file``: named in front of a data or annotator setting's error."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
     from activelabel.campaign.setup import check_annotator, check_dataset
     from activelabel.storage.database import describe_url
 
-    check_dataset(config)
-    check_annotator(config)
+    with _in_campaign_file(campaign_file):
+        check_dataset(config)
+        check_annotator(config)
     engine, url = _open_database(database_url)
-    prepare_campaign(engine, config, **data_checks)
+    with _in_campaign_file(campaign_file):
+        prepare_campaign(engine, config, **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
         soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
@@ -215,12 +252,29 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
         if note:
             err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-    _run_with_progress(config.name, config.rounds, dask=dask)
+    _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+#: Setting tables of a campaign file: an error starting with one of them names a key of the file.
+_FILE_KEYS = ("campaign.", "data.", "annotator.", "model.", "training.", "segmentation.", "database.", "dask.")
+
+
+@contextmanager
+def _in_campaign_file(campaign_file: Path | None):
+    """Errors about a campaign file's setting (``data.pool: ...``) name the file in front, as
+    the file reader's own errors do: ``campaign.toml: data.pool: folder ... does not exist``."""
+    try:
+        yield
+    except (ConfigError, DatasetError) as error:
+        text = str(error)
+        if campaign_file is not None and text.startswith(_FILE_KEYS) and len(error.args) == 1:
+            error.args = (f"{campaign_file}: {text}",)
+        raise
 
 
 def _quiet_prefect() -> None:
@@ -243,6 +297,21 @@ def _quiet_dask() -> None:
     import distributed  # noqa: F401  (reads the variable; its loggers then exist)
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+def _command_ref(name: str, file: str | Path | None, database_url: str | None) -> str:
+    """How a follow-up command this run suggests (``activelabel sync ...``) names the campaign so
+    that it works from any folder: the campaign file's absolute path when the campaign came from
+    one (its database sits next to it); else the name, with ``--database-url`` (password masked)
+    when one was given."""
+    import shlex
+
+    ref = shlex.quote(str(Path(file).resolve()) if file is not None else name)
+    if database_url is None:
+        return ref
+    from activelabel.storage.database import describe_url
+
+    return f"{ref} --database-url {shlex.quote(describe_url(_absolute_database_url(database_url)))}"
 
 
 def _absolute_database_url(database_url: str | None) -> str:
@@ -283,9 +352,10 @@ def _open_database(database_url: str | None, *, existing: bool = False):
 
 
 def _run_with_progress(campaign_name: str, rounds: int | None, *,
-                       dask: tuple[str | None, int | None] = (None, None)) -> None:
+                       dask: tuple[str | None, int | None] = (None, None), command_ref: str | None = None) -> None:
     """Run the campaign up to ``rounds`` complete rounds, or (None) resume its current round;
-    ``dask`` = (scheduler address, local workers) scores active rounds on Dask."""
+    ``dask`` = (scheduler address, local workers) scores active rounds on Dask; ``command_ref``
+    as :func:`_command_ref`."""
     from activelabel.cli_progress import RichRoundProgress
     from activelabel.flows import campaign_flow, round_flow
     from activelabel.progress import set_reporter
@@ -296,9 +366,10 @@ def _run_with_progress(campaign_name: str, rounds: int | None, *,
         try:
             address, workers = dask
             if rounds is None:
-                round_flow(campaign_name, dask_address=address, dask_workers=workers)
+                round_flow(campaign_name, dask_address=address, dask_workers=workers, command_ref=command_ref)
             else:
-                campaign_flow(campaign_name, rounds, dask_address=address, dask_workers=workers)
+                campaign_flow(campaign_name, rounds, dask_address=address, dask_workers=workers,
+                              command_ref=command_ref)
         finally:
             set_reporter(None)
 
@@ -354,7 +425,7 @@ def run(
     relabel_changes: Annotated[bool, typer.Option("--relabel-changes", help="Labeled images changed since they were labeled: send them to the annotators again.")] = False,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Run a campaign from a campaign file, or from options as `demo` does.
 
@@ -372,6 +443,7 @@ def run(
         annotations_per_task=annotations_per_task, min_new_labels=min_new_labels,
         image_url_prefix=image_url_prefix, document_root=document_root, name=campaign,
     )
+    given_url = database_url
     if campaign_file is not None:
         from activelabel.campaign.file import load_campaign_file
 
@@ -397,8 +469,13 @@ def run(
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
+    if campaign_file is not None and campaign is None:
+        command_ref = _command_ref(config.name, campaign_file, given_url)
+    else:  # no file, or --campaign renames it (the file then names another campaign): name and database
+        command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  relocate=relocate, accept_changes=accept_changes, relabel_changes=relabel_changes)
+                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate,
+                  accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -436,6 +513,7 @@ def export(
     if to is None and model is None:
         raise ConfigError("nothing to export: give --to labels.csv (or .jsonl) and/or --model model.pt")
     engine, _ = _open_database(database_url, existing=True)
+    _known_campaign(engine, name)
     if to is not None:
         exported = export_labels(engine, name, to)
         console.print(f"Wrote {exported.describe()} to {to}")
@@ -502,12 +580,34 @@ def _campaign_rounds(value: str, engine, campaign: str) -> int:
 def _campaign_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
     """A campaign named directly, or by its campaign file: (name, database URL; for a file
     see :func:`_file_database`)."""
+    _refuse_missing_file(value)
     if value.endswith(".toml") or Path(value).is_file():
         from activelabel.campaign.file import load_campaign_file
 
         config, file_url = load_campaign_file(value)
         return config.name, _file_database(value, database_url or file_url, "campaign", config.name)
     return value, database_url
+
+
+FILE_SUFFIXES = (".toml", ".tml", ".yaml", ".yml", ".json")
+
+
+def _refuse_missing_file(value: str) -> None:
+    """A CAMPAIGN argument that looks like a file (a path separator or a file suffix) but is
+    not one: say the file does not exist instead of looking up a campaign by that name."""
+    from activelabel.errors import ConfigError
+
+    looks_like_file = "/" in value or os.sep in value or Path(value).suffix.lower() in FILE_SUFFIXES
+    if looks_like_file and not Path(value).exists():
+        raise ConfigError(f"campaign file {Path(value).absolute()} does not exist; give an existing campaign "
+                          "file or a campaign name (`activelabel status` lists them)")
+
+
+def _known_campaign(engine, name: str) -> int:
+    """The campaign's id; a clear error (listing the database's campaigns) for an unknown name."""
+    from activelabel.campaign.steps import campaign_id
+
+    return campaign_id(engine, name)
 
 
 def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -> str | None:
@@ -525,7 +625,7 @@ def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -
 def sync(
     campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Pull finished annotations back from the annotators, once each.
 
@@ -535,7 +635,8 @@ def sync(
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows import sync_flow
 
-    _open_database(database_url, existing=True)
+    engine, _ = _open_database(database_url, existing=True)
+    _known_campaign(engine, campaign)
     _quiet_prefect()
     result = sync_flow(campaign)
     from activelabel.campaign.summary import counted
@@ -561,7 +662,7 @@ def watch(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Keep a campaign going: next round as soon as the current one has its labels.
 
@@ -598,7 +699,7 @@ def serve(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Advance a campaign on a schedule (a Prefect deployment served by this process).
 
@@ -627,7 +728,7 @@ def resume(
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Continue a campaign's interrupted round from its last committed step.
 
@@ -635,7 +736,7 @@ def resume(
     state in the database; this runs the remaining steps once, writing nothing twice.
     """
     _configure_logging(verbose)
-    given = campaign
+    given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign import campaign_summaries
     from activelabel.campaign.steps import campaign_id, current_round_index
@@ -654,7 +755,9 @@ def resume(
         )
     else:
         err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
-        _run_with_progress(campaign, None, dask=dask)
+        by_file = given if Path(given).is_file() else None
+        _run_with_progress(campaign, None, dask=dask,
+                           command_ref=_command_ref(campaign, by_file, given_url if by_file else database_url))
     _print_rounds(campaign, campaign_summaries(engine, campaign))
 
 
@@ -666,12 +769,14 @@ def status(
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
     _configure_logging(False)
-    given = campaign
+    given, given_url = campaign, database_url
     if campaign is not None:
         campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign.summary import campaign_overviews, round_progress, unfinished_round
 
     engine, _ = _open_database(database_url, existing=True)
+    if campaign is not None:
+        _known_campaign(engine, campaign)
     if round_index is not None:
         if campaign is None:
             raise typer.BadParameter("--round needs a campaign name or campaign file")
@@ -720,7 +825,9 @@ def status(
         console.print(short.describe(), markup=False, soft_wrap=True)
     unfinished = unfinished_round(engine, campaign)
     if unfinished is not None:
-        console.print(unfinished.describe(given), markup=False, soft_wrap=True)
+        by_file = given if Path(given).is_file() else None  # the resume hint works from any folder
+        ref = _command_ref(campaign, by_file, given_url if by_file else database_url)
+        console.print(unfinished.describe(ref), markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -746,7 +853,7 @@ def compare(
     database_url: DatabaseOption = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch per campaign. Default: 1.", show_default=False)] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step (and Prefect's own logs).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
     """Compare acquisition strategies: one simulated campaign per strategy × seed.
 
@@ -805,6 +912,7 @@ def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
     """What ``report`` names: an experiment or campaign by name, by its experiment file (a TOML
     with ``[experiment]``, as `compare` reads it), or by its campaign file: (name, database URL;
     --database-url first, then the file's)."""
+    _refuse_missing_file(value)
     if value.endswith(".toml") or Path(value).is_file():
         import tomllib
 

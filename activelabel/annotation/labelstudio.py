@@ -608,8 +608,9 @@ class LabelStudioAnnotator:
                 answers.append(answer)
                 if at is not None:
                     updated[answer.external_id] = at
-        log.info("Label Studio %s: project %d: %d tasks changed since %s, %d answers", self.url, project_id,
-                 len(rows), cursor or "ever", len(answers))
+        log.info("Label Studio %s: project %d: %d task%s changed since %s, %d answer%s", self.url, project_id,
+                 len(rows), "" if len(rows) == 1 else "s", cursor or "ever", len(answers),
+                 "" if len(answers) == 1 else "s")
         return AnnotationSnapshot(
             sample_ids=sample_ids, answers=answers, updated_at=updated, tasks_read=len(rows),
             cursor=format_time(newest) if newest is not None else cursor,

@@ -68,8 +68,18 @@ def _image_source(config: CampaignConfig, data: CampaignData):
                 "leave it out to embed the images"
             )
         # The project's local-files storage is the data folder (Label Studio refuses the root).
-        images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
-        images.local_path(data.pool[0])  # refuse a dataset outside the root up front
+        from activelabel.annotation.images import UnsafeImagePathError
+
+        try:
+            images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
+            images.local_path(data.pool[0])  # refuse a dataset outside the root up front
+        except UnsafeImagePathError as error:
+            raise ConfigError(
+                f"annotator.document_root: the data folder {str(data.root)!r} is not under the document root "
+                f"{error.root!r} (Label Studio serves only files under its LOCAL_FILES_DOCUMENT_ROOT); move the "
+                "images under it, set annotator.document_root to the server's root above them, or leave "
+                "document_root out to embed the images"
+            ) from None
         return images
     return store_image_source(data.store)
 
@@ -212,6 +222,10 @@ def _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems) -> N
             continue
         split_of[uri] = SampleSplit.evaluation
         taken += 1
+    if taken < wanted:
+        log.warning("data.evaluation_size asks for %d evaluation images, but only %d of the pool's images "
+                    "could be read: the evaluation set has %d (the unreadable ones are recorded; see "
+                    "`activelabel status`)", wanted, taken, taken)
 
 
 def prepare_campaign(

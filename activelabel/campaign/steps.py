@@ -61,7 +61,6 @@ from activelabel.storage.repository import (
     outstanding_samples,
     problem_uris,
     record_problems,
-    require_campaign,
     resolved_labels,
     round_score_values,
     round_scores_of,
@@ -693,8 +692,23 @@ def push_step(engine: Engine, round_id: int) -> None:
 
 
 def campaign_id(engine: Engine, name: str) -> int:
+    """The id of the campaign named ``name``. Raises CampaignStateError naming it and listing
+    a few of the database's campaigns (a mistyped name is then easy to correct)."""
     with session_scope(engine) as session:
-        return require_campaign(session, name).id
+        found = session.scalar(select(Campaign.id).where(Campaign.name == name))
+        if found is None:
+            names = list(session.scalars(select(Campaign.name).order_by(Campaign.name)))
+            raise CampaignStateError(unknown_campaign_message(name, names))
+        return found
+
+
+def unknown_campaign_message(name: str, names: list[str], shown: int = 5) -> str:
+    """``no campaign named 'x' in this database; its campaigns: a, b (and 3 more)``."""
+    if not names:
+        return f"no campaign named {name!r} in this database: it holds no campaign yet"
+    listed = ", ".join(repr(n) for n in names[:shown])
+    more = f" (and {len(names) - shown} more: `activelabel status` lists them)" if len(names) > shown else ""
+    return f"no campaign named {name!r} in this database; its campaigns: {listed}{more}"
 
 
 def current_round_index(engine: Engine, campaign_id: int) -> int:

@@ -38,7 +38,8 @@ class RoundSummary:
             return f"round {self.index} complete · {self.kind.replace('_', ' ')} batch labeled · {self.seconds:.1f}s"
         # No yardstick (no data.test, evaluation_size = 0): no accuracy to show.
         accuracy = "no test set" if self.test_accuracy is None else f"test accuracy {self.test_accuracy:.3f}"
-        return f"round {self.index} complete · {self.labeled} labels · {accuracy} · {self.seconds:.1f}s"
+        trained = "trained" if self.labeled is None else f"trained on {counted(self.labeled, 'label')}"
+        return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
 
 def _summary(rnd: Round) -> RoundSummary:
@@ -309,7 +310,8 @@ class DataCounts:
     def describe(self) -> str:
         splits = ", ".join(f"{n} {split}" for split, n in sorted(self.by_split.items()))
         return (f"Samples: {splits} · {counted(self.copies, 'byte-identical copy', 'byte-identical copies')} "
-                f"(labeled once with their original) · {self.unreadable} unreadable (skipped) · "
+                f"(labeled once with {'its' if self.copies == 1 else 'their'} original) · "
+                f"{self.unreadable} unreadable (skipped) · "
                 f"{self.labeled} labeled")
 
 

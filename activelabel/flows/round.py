@@ -84,8 +84,11 @@ def sync_task(database_url: str | None, round_id: int) -> steps.SyncResult:
 
 @flow(name="activelabel-round", flow_run_name="{campaign_name}")
 def round_flow(campaign_name: str, database_url: str | None = None, dask_address: str | None = None,
-               dask_workers: int | None = None) -> RoundSummary:
+               dask_workers: int | None = None, command_ref: str | None = None) -> RoundSummary:
     """Run (or resume) the campaign's current round: train → score → select → push → sync.
+
+    ``command_ref``: how a follow-up command the flow suggests names the campaign (see
+    :func:`follow_up`); default the campaign's name.
 
     Holds the campaign's lease throughout, so a second process gets "already running".
     ``dask_address`` (``tcp://host:8786``, an existing cluster) or ``dask_workers`` (N local
@@ -107,7 +110,7 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
             sync_task(database_url, round_id)
         except OperationalError as error:
             progress.finish_round(f"round {index}: database unreachable")
-            raise lost_database(engine, campaign_name, index, error) from None
+            raise lost_database(engine, campaign_name, index, error, command_ref) from None
         except ServiceUnavailableError as error:
             # Nothing is wrong with the round: it waits in its step for the service to return.
             steps.note_error(engine, round_id, error)
@@ -132,21 +135,31 @@ def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None
         log.warning("could not record the failure of round id %d: database unreachable", round_id)
 
 
-def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception) -> DatabaseUnavailableError:
+def follow_up(command: str, campaign_name: str, command_ref: str | None = None) -> str:
+    """A command to suggest, e.g. ```activelabel sync /abs/campaign.toml```: the CLI passes as
+    ``command_ref`` the campaign file's absolute path when the run was given one (its database
+    sits next to it, so a name alone fails from another folder), else the name with the
+    ``--database-url`` that was given."""
+    return f"`activelabel {command} {command_ref or campaign_name}`"
+
+
+def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception,
+                  command_ref: str | None = None) -> DatabaseUnavailableError:
     """A clear message for a database that went away mid-round (the round resumes later)."""
     return DatabaseUnavailableError(
         f"lost the database {describe_url(engine.url.render_as_string(hide_password=False))} "
         f"during round {index} of campaign {campaign_name!r} ({describe_error(error, engine)}); "
         "the round keeps its last "
-        f"committed step — run `activelabel resume {campaign_name}` once the database is back"
+        f"committed step — run {follow_up('resume', campaign_name, command_ref)} once the database is back"
     )
 
 
 @flow(name="activelabel-campaign", flow_run_name="{campaign_name}")
 def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = None, dask_address: str | None = None,
-                  dask_workers: int | None = None, advise_on_wait: bool = True) -> list[RoundSummary]:
+                  dask_workers: int | None = None, advise_on_wait: bool = True,
+                  command_ref: str | None = None) -> list[RoundSummary]:
     """Run rounds until the campaign has ``rounds`` complete ones (resuming an unfinished one);
-    ``dask_address`` / ``dask_workers`` as :func:`round_flow`. ``advise_on_wait=False``: a round
+    ``dask_address`` / ``dask_workers`` / ``command_ref`` as :func:`round_flow`. ``advise_on_wait=False``: a round
     waiting for labels is not announced with the advice to sync or watch (``watch`` says it once)."""
     engine = engine_for(database_url)
     campaign_id = steps.campaign_id(engine, campaign_name)
@@ -157,13 +170,13 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
             if reason:
                 log.warning("Campaign %r stopped: %s", campaign_name, reason)
                 break
-            summary = round_flow(campaign_name, database_url, dask_address, dask_workers)
+            summary = round_flow(campaign_name, database_url, dask_address, dask_workers, command_ref)
         summaries.append(summary)
         if summary.status == "waiting_for_labels":
             if advise_on_wait:
                 log.warning(
-                    "Round %d waits for labels from the annotators; run `activelabel sync %s` or "
-                    "`activelabel watch %s` to continue", summary.index, campaign_name, campaign_name,
+                    "Round %d waits for labels from the annotators; run %s or %s to continue", summary.index,
+                    follow_up("sync", campaign_name, command_ref), follow_up("watch", campaign_name, command_ref),
                 )
             break
         if summary.status != "complete":

@@ -464,5 +464,8 @@ def test_data_counts_and_counted_use_the_singular_for_one() -> None:
     assert counted(0, "labeled sample") == "0 labeled samples"
     assert counted(2, "copy", "copies") == "2 copies"
     assert DataCounts({"pool": 39}, 1, 0, 1).describe() == (
-        "Samples: 39 pool · 1 byte-identical copy (labeled once with their original) · 0 unreadable (skipped) · "
+        "Samples: 39 pool · 1 byte-identical copy (labeled once with its original) · 0 unreadable (skipped) · "
+        "1 labeled")
+    assert DataCounts({"pool": 38}, 2, 0, 1).describe() == (
+        "Samples: 38 pool · 2 byte-identical copies (labeled once with their original) · 0 unreadable (skipped) · "
         "1 labeled")

@@ -75,7 +75,8 @@ def test_the_client_asks_for_csrf_tokens_only_where_the_server_may_want_them(tmp
 
 @pytest.mark.slow
 def test_verbose_run_on_the_temporary_server_has_no_csrf_422_lines(tmp_path):
-    """`demo -v` with Prefect's temporary server: Prefect's HTTP lines and ours, no csrf request.
+    """`demo -v` with Prefect's temporary server: our lines, no csrf request, and no HTTP
+    request lines at all (httpx stays at WARNING under -v since trial7 #6; -vv shows them).
 
     Before the fix every Prefect client's first request was `GET /csrf-token` answered
     `422 Unprocessable Entity` (three such lines in a one-round demo).
@@ -89,8 +90,8 @@ def test_verbose_run_on_the_temporary_server_has_no_csrf_422_lines(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "HTTP Request: POST" in output  # Prefect's client logs its requests with -v ...
-    assert "Created campaign 'quiet'" in output and "Round 1: trained on 16 labels" in output  # ... and we ours
+    assert "HTTP Request:" not in output  # Prefect's client requests are left to -vv ...
+    assert "Created campaign 'quiet'" in output and "Round 1: trained on 16 labels" in output  # ... ours stay
     # An HTTP status 422 (not a run id's hex digits), or anything about csrf.
     flagged = [line for line in output.splitlines() if re.search(r"\b422\b", line) or "csrf" in line.lower()]
     assert flagged == [], "\n".join(flagged)

@@ -330,7 +330,7 @@ def test_image_files_are_served_from_the_document_root(campaign, ls_client, ls_s
 
 
 def test_image_files_outside_the_document_root_are_refused(campaign, ls_server, tmp_path):
-    from activelabel.annotation.images import UnsafeImagePathError
+    from activelabel.errors import ConfigError
     from tests_support_imagefolder import write_folder
 
     outside = tmp_path / "elsewhere"
@@ -341,8 +341,9 @@ def test_image_files_outside_the_document_root_are_refused(campaign, ls_server, 
         dataset=f"imagefolder:{outside}?size=8", rounds=1, batch_size=3, initial_labeled=6,
         document_root=str(root),
     )
-    with pytest.raises(UnsafeImagePathError) as info:
+    with pytest.raises(ConfigError) as info:  # the setting named (trial7 #9)
         campaign_flow(config.name, 1)
+    assert str(info.value).startswith("annotator.document_root: the data folder")
     assert str(outside.resolve()) in str(info.value) and str(root.resolve()) in str(info.value)
     with session_scope(engine) as session:
         assert session.scalar(select(Round.status)) == RoundStatus.failed

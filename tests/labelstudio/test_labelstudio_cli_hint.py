@@ -1,0 +1,56 @@
+"""The hint a run prints when its round waits for labels names the campaign the way that works
+from any folder: the campaign file's absolute path (its database sits next to it). Real CLI
+processes, a real Label Studio; round 1 of a folder campaign sends the evaluation set (no training)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from activelabel.campaign.file import template
+from tests_support_owndata import LABELS, write_unlabeled_pool
+
+pytestmark = pytest.mark.labelstudio
+
+EXE = [sys.executable, "-m", "activelabel.cli"]
+
+
+def test_the_waiting_hint_names_the_campaign_file_that_works_from_anywhere(ls_server, ls_client, tmp_path) -> None:
+    name = f"hint-{uuid.uuid4().hex[:8]}"
+    folder, elsewhere, third = tmp_path / "camp", tmp_path / "elsewhere", tmp_path / "third"
+    elsewhere.mkdir(), third.mkdir()
+    write_unlabeled_pool(folder / "images", count=20)
+    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
+    for old, new in {"batch_size = 20": "batch_size = 5", "evaluation_size = 100": "evaluation_size = 4",
+                     "rounds = 10": "rounds = 1", "workers = 2": "workers = 0"}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (folder / "campaign.toml").write_text(text)
+    env = {**os.environ, "LABEL_STUDIO_URL": ls_server.url, "LABEL_STUDIO_API_KEY": ls_server.api_key,
+           "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "400"}
+    env.pop("ACTIVELABEL_DATABASE_URL", None)
+
+    def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([*EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+    absolute = (folder / "campaign.toml").resolve()
+    try:
+        run = cli("run", "../camp/campaign.toml", cwd=elsewhere)
+        assert run.returncode == 0, run.stderr
+        hint = " ".join(run.stderr.split())  # the log line may fold
+        assert (f"Round 1 waits for labels from the annotators; run `activelabel sync {absolute}` or "
+                f"`activelabel watch {absolute}` to continue") in hint, run.stderr
+        # the hinted command works from yet another folder (the database is found next to the file)
+        synced = cli("sync", str(absolute), cwd=third)
+        assert synced.returncode == 0, synced.stderr
+        assert synced.stdout.startswith("0 new answers, 0 edited, 0 deleted in Label Studio; 4 samples")
+        assert not (third / "activelabel.db").exists() and (folder / "activelabel.db").exists()
+    finally:
+        for project in ls_client.projects.list():
+            if project.title == f"activelabel {name}":
+                ls_client.projects.delete(id=project.id)
