@@ -102,19 +102,26 @@ def _campaigns(connection, wanted: list[str]) -> list[tuple[int, str]]:
     return [(i, name) for i, name in rows if any(w in name for w in wanted)]
 
 
+def _stored_round(connection, campaign_id: int, n: int) -> tuple[float, GalCNN] | None:
+    """(stored test accuracy, checkpoint model) of the campaign's complete round on n labels, or None."""
+    row = connection.execute(
+        "select r.test_accuracy, m.architecture, m.state from round r join model_checkpoint m on m.round_id = r.id "
+        "where r.campaign_id = ? and r.labeled_count = ? and r.status = 'complete'", (campaign_id, n)).fetchone()
+    if row is None:
+        return None
+    return row[0], load_model(ModelSpec.from_dict(json.loads(row[1])), row[2], CPU)
+
+
 def mc_test(args, connection, results: dict, save: Callable[[], None]) -> None:
     test = load_mnist_images(args.data, split="test")
     images, targets = torch.from_numpy(test.images), torch.from_numpy(test.targets)
     for campaign_id, name in _campaigns(connection, args.campaigns.split(",")):
         for n in [int(v) for v in args.labels.split(",")]:
             key = f"mc-test {name}@{n}"
-            row = connection.execute(
-                "select r.test_accuracy, m.architecture, m.state from round r join model_checkpoint m on m.round_id = r.id "
-                "where r.campaign_id = ? and r.labeled_count = ? and r.status = 'complete'", (campaign_id, n)).fetchone()
-            if key in results or row is None:
+            stored_round = None if key in results else _stored_round(connection, campaign_id, n)
+            if stored_round is None:
                 continue
-            stored, architecture, state = row
-            model = load_model(ModelSpec.from_dict(json.loads(architecture)), state, CPU)
+            stored, model = stored_round
             deterministic, mean = mc_predictions(model, images, args.passes, seed=0)
             results[key] = {"stored": stored, "deterministic": _accuracy(deterministic, targets),
                             "mc": _accuracy(mean, targets), "passes": args.passes}
@@ -170,12 +177,10 @@ def t_check(args, connection, results: dict, save: Callable[[], None]) -> None:
     for campaign_id, name in _campaigns(connection, args.campaigns.split(",")):
         for n in [int(v) for v in args.labels.split(",")]:
             key = f"t-check {name}@{n}"
-            row = connection.execute(
-                "select m.architecture, m.state from round r join model_checkpoint m on m.round_id = r.id "
-                "where r.campaign_id = ? and r.labeled_count = ? and r.status = 'complete'", (campaign_id, n)).fetchone()
-            if key in results or row is None:
+            stored_round = None if key in results else _stored_round(connection, campaign_id, n)
+            if stored_round is None:
                 continue
-            model = load_model(ModelSpec.from_dict(json.loads(row[0])), row[1], CPU)
+            model = stored_round[1]
             subset = np.random.default_rng(n).choice(len(pool), 2000, replace=False)
             pooled = pooled_features(model, torch.from_numpy(pool.images[subset]))
 

@@ -6,11 +6,8 @@ is a random cold-start batch."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,24 +16,11 @@ from activelabel.campaign import prepare_campaign
 from activelabel.campaign.file import load_campaign_file, template
 from activelabel.storage import open_engine
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+from tests_support_cli import cli, error_line
 
-EXE = [sys.executable, "-m", "activelabel.cli"]
 TINY = {"batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 10",
         "rounds = 10": "rounds = 1", "workers = 2": "workers = 0", "epochs = 40": "epochs = 1",
         "mc_samples = 20": "mc_samples = 2"}
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "400"}
-    env.pop("ACTIVELABEL_DATABASE_URL", None)
-    return subprocess.run([*EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def campaign_folder(root: Path, *, database: str | None = None) -> Path:

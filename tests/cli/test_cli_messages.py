@@ -3,28 +3,12 @@ words a user reads (real CLI processes, real files, real SQLite)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from activelabel.cli import _command_ref
 from activelabel.flows.round import follow_up
+from tests_support_cli import cli, error_line
 
-EXE = [sys.executable, "-m", "activelabel.cli"]
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "400"}
-    env.pop("ACTIVELABEL_DATABASE_URL", None)
-    return subprocess.run([*EXE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-def error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def test_follow_up_commands_name_the_file_absolute_or_the_name_with_its_database(tmp_path, monkeypatch) -> None:

@@ -12,33 +12,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from activelabel.campaign import campaign_summaries, prepare_campaign
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.export import export_labels
 from activelabel.campaign.file import load_campaign_file, template
 from activelabel.flows import campaign_flow, sync_flow
-from activelabel.storage import Round, Sample, Selection, open_engine, session_scope
+from activelabel.storage import open_engine
+from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
 pytestmark = pytest.mark.labelstudio
-
-
-def answer(ls_client, task_id: int, label: str) -> None:
-    result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
-    ls_client.annotations.create(id=task_id, result=result)
-
-
-def tasks_of_round(engine, index: int) -> dict[str, int]:
-    """uri -> Label Studio task id of the samples a round sent out."""
-    with session_scope(engine) as session:
-        rows = session.execute(
-            select(Sample.uri, Selection.external_task_id).join(Selection, Selection.sample_id == Sample.id)
-            .join(Round, Round.id == Selection.round_id).where(Round.index == index)
-        ).all()
-    assert all(task for _, task in rows)
-    return {uri: int(task) for uri, task in rows}
 
 
 def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, tmp_path, monkeypatch) -> None:

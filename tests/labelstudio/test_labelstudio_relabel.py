@@ -20,27 +20,12 @@ from activelabel.campaign.file import load_campaign_file, template
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError
 from activelabel.flows import campaign_flow, sync_flow
-from activelabel.storage import Annotation, AnnotationStatus, Round, Sample, Selection, open_engine, session_scope
+from activelabel.storage import Annotation, AnnotationStatus, Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
+from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
 pytestmark = pytest.mark.labelstudio
-
-
-def answer(ls_client, task_id: int, label: str) -> None:
-    result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
-    ls_client.annotations.create(id=task_id, result=result)
-
-
-def tasks_of_round(engine, index: int) -> dict[str, int]:
-    """uri -> Label Studio task id of the samples a round sent out."""
-    with session_scope(engine) as session:
-        rows = session.execute(
-            select(Sample.uri, Selection.external_task_id).join(Selection, Selection.sample_id == Sample.id)
-            .join(Round, Round.id == Selection.round_id).where(Round.index == index)
-        ).all()
-    assert all(task for _, task in rows)
-    return {uri: int(task) for uri, task in rows}
 
 
 def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = ""):
