@@ -605,7 +605,7 @@ def _refuse_missing_file(value: str) -> None:
 
 def _known_campaign(engine, name: str) -> int:
     """The campaign's id; a clear error (listing the database's campaigns) for an unknown name."""
-    from activelabel.campaign.steps import campaign_id
+    from activelabel.campaign.lookup import campaign_id
 
     return campaign_id(engine, name)
 
@@ -677,7 +677,7 @@ def watch(
     from activelabel.flows.watch import watch_campaign
 
     engine, _ = _open_database(database_url, existing=True)
-    from activelabel.campaign.steps import campaign_id
+    from activelabel.campaign.lookup import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
@@ -713,7 +713,7 @@ def serve(
     from activelabel.flows.schedule import serve_campaign
 
     engine, _ = _open_database(database_url, existing=True)
-    from activelabel.campaign.steps import campaign_id
+    from activelabel.campaign.lookup import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     address, workers = _dask_choice(given, engine, campaign, dask_address, dask_workers)
@@ -739,7 +739,7 @@ def resume(
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.campaign import campaign_summaries
-    from activelabel.campaign.steps import campaign_id, current_round_index
+    from activelabel.campaign.lookup import campaign_id, current_round_index
     from activelabel.storage import RoundStatus, session_scope
     from activelabel.storage.repository import latest_round
 

@@ -133,3 +133,18 @@ def prefect_api_url() -> str:
     url = os.environ["PREFECT_API_URL"] if "url" not in _server else _server["url"]
     wait_for_prefect_api(url)
     return url
+
+
+@pytest.fixture(autouse=True)
+def environment_restored_after_each_test():
+    """Put back every environment variable a test changed. A CLI command run in-process (typer's
+    CliRunner) exports the database it opened (``ACTIVELABEL_DATABASE_URL``) and Prefect's logging
+    settings, as it must for its own flows; left in ``os.environ``, they would send every later
+    test's subprocesses to that test's database."""
+    before = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value

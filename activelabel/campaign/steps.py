@@ -27,6 +27,7 @@ from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, me
 from activelabel.campaign.faults import crash_point
 from activelabel.stop import signal_name, stop_signal
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
+from activelabel.campaign.lookup import campaign_id, current_round_index, unknown_campaign_message  # noqa: F401
 from activelabel.campaign.data import CampaignData, campaign_data, one_pool_listing
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.growth import join_before_round
@@ -689,35 +690,6 @@ def push_step(engine: Engine, round_id: int) -> None:
         if move_round(session, round_id, RoundStatus.pushing, RoundStatus.waiting_for_labels,
                       timings=_timings(rnd, "push", started)):
             session.add_all(Heatmap(**row) for row in heatmaps)
-
-
-def campaign_id(engine: Engine, name: str) -> int:
-    """The id of the campaign named ``name``. Raises CampaignStateError naming it and listing
-    a few of the database's campaigns (a mistyped name is then easy to correct)."""
-    with session_scope(engine) as session:
-        found = session.scalar(select(Campaign.id).where(Campaign.name == name))
-        if found is None:
-            names = list(session.scalars(select(Campaign.name).order_by(Campaign.name)))
-            raise CampaignStateError(unknown_campaign_message(name, names))
-        return found
-
-
-def unknown_campaign_message(name: str, names: list[str], shown: int = 5) -> str:
-    """``no campaign named 'x' in this database; its campaigns: a, b (and 3 more)``."""
-    if not names:
-        return f"no campaign named {name!r} in this database: it holds no campaign yet"
-    listed = ", ".join(repr(n) for n in names[:shown])
-    more = f" (and {len(names) - shown} more: `activelabel status` lists them)" if len(names) > shown else ""
-    return f"no campaign named {name!r} in this database; its campaigns: {listed}{more}"
-
-
-def current_round_index(engine: Engine, campaign_id: int) -> int:
-    """The index of the round a run would work on: the unfinished one, else the next."""
-    with session_scope(engine) as session:
-        last = latest_round(session, campaign_id)
-        if last is None:
-            return 1
-        return last.index if last.status != RoundStatus.complete else last.index + 1
 
 
 def completed_rounds(engine: Engine, campaign_id: int) -> int:

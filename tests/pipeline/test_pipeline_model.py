@@ -23,7 +23,8 @@ from activelabel.pipeline.prediction import mc_dropout, predict_probabilities
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
-FEATURE_DIM = {"small_cnn": 128, "gal_cnn": 128, "resnet18": 512, "mobilenet_v3_small": 576, "efficientnet_b0": 1280}
+GAL = ("gal_cnn", "gal_cnn_keras")
+FEATURE_DIM = {"small_cnn": 128, "gal_cnn": 128, "gal_cnn_keras": 256, "resnet18": 512, "mobilenet_v3_small": 576, "efficientnet_b0": 1280}
 
 # The stored form every earlier version wrote, and the state keys of its small CNN.
 OLD_DICT = {"name": "small_cnn", "in_channels": 1, "num_classes": 10, "width": 8, "conv_dropout": 0.25, "head_dropout": 0.5}
@@ -62,7 +63,7 @@ def test_full_spec_round_trips_through_json() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"architecture": "vgg16"}, "unknown model architecture 'vgg16'; choose one of: small_cnn, gal_cnn, resnet18, mobilenet_v3_small, efficientnet_b0"),
+        ({"architecture": "vgg16"}, "unknown model architecture 'vgg16'; choose one of: small_cnn, gal_cnn, gal_cnn_keras, resnet18, mobilenet_v3_small, efficientnet_b0"),
         ({"mean": (0.5, 0.5), "std": (0.2, 0.2)}, "mean has 2 value"),
         ({"mean": (0.5,)}, "both mean and std"),
         ({"mean": (0.5,), "std": (0.0,)}, "std must be positive"),
@@ -100,10 +101,11 @@ def test_every_architecture_on_tiny_images(architecture: str, channels: int) -> 
         torch.manual_seed(0)
         spec = ModelSpec(in_channels=channels, num_classes=5, architecture=architecture,
                          mean=(0.5,) * channels, std=(0.25,) * channels,
-                         input_size=(size, size) if architecture == "gal_cnn" else None)
+                         input_size=(size, size) if architecture in GAL else None)
         return build_model(spec).eval()
 
-    net = build(8)
+    smallest = 9 if architecture == "gal_cnn_keras" else 8  # two 3x3 convolutions and a 5x5 pool
+    net = build(smallest)
     assert net.feature_dim == FEATURE_DIM[architecture]
     head = list(net.classifier.modules())
     assert isinstance(head[-1], torch.nn.Linear) and head[-1].out_features == 5
@@ -111,8 +113,8 @@ def test_every_architecture_on_tiny_images(architecture: str, channels: int) -> 
     # Backbone and classifier split the parameters between them, nothing shared or lost.
     ids = [id(p) for p in backbone_parameters(net)] + [id(p) for p in classifier_parameters(net)]
     assert sorted(ids) == sorted(id(p) for p in net.parameters())
-    for size in (8, 28, 32):
-        if architecture == "gal_cnn":  # its dense layer is sized for one input size
+    for size in (smallest, 28, 32):
+        if architecture in GAL:  # their dense layer is sized for one input size
             net = build(size)
         x = torch.rand(2, channels, size, size)
         with torch.no_grad():
@@ -123,7 +125,7 @@ def test_every_architecture_on_tiny_images(architecture: str, channels: int) -> 
             torch.testing.assert_close(net.embed(x), features)
             torch.testing.assert_close(net.classifier(features), out)
     # The torchvision backbones hold no dropout: MC dropout can resample the head alone.
-    expected = "full_network" if architecture in ("small_cnn", "gal_cnn") else "head_only"
+    expected = "full_network" if architecture in ("small_cnn", *GAL) else "head_only"
     assert mc_dropout_mode(net) == expected
 
 
