@@ -1092,7 +1092,8 @@ def main() -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, highlight=False, soft_wrap=True)
         sys.exit(1)
     except BaseException as error:
-        signum = stop.stop_signal(error)  # ours (Stopped) or Prefect's TerminationSignal
+        # ours (Stopped), Prefect's TerminationSignal, or another error raised while handling one
+        signum = stop.stop_signal_in_chain(error)
         if signum is None:
             raise
         err_console.print(

@@ -74,6 +74,23 @@ def stop_signal(error: BaseException | None) -> int | None:
     return None
 
 
+def stop_signal_in_chain(error: BaseException | None, depth: int = 10) -> int | None:
+    """The stop signal of ``error`` or of an exception it was raised while handling (its
+    ``__cause__`` / ``__context__``, up to ``depth`` links), or None.
+
+    Why: a signal that lands while Prefect starts a task run makes Prefect's crash handler raise
+    its own error (``ValueError: Task run is not set``) while it handles the ``TerminationSignal``;
+    the stop is then only in the chain, and without this the user got exit 1 and a traceback."""
+    for _ in range(depth):
+        if error is None:
+            return None
+        signum = stop_signal(error)
+        if signum is not None:
+            return signum
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def request(signum: int) -> None:
     """Record a stop request (the signal handler calls this before raising :class:`Stopped`)."""
     global _requested, _pending

@@ -181,3 +181,24 @@ def test_no_second_raise_while_a_stop_is_being_handled():
         stop.raise_if_requested()  # cleanup code at a check point: does not raise again
     with pytest.raises(Stopped):
         stop.raise_if_requested()  # but a later step boundary does (one pending request)
+
+
+def test_an_error_raised_while_prefect_handles_a_termination_is_still_a_stop(monkeypatch, capsys):
+    """CI: SIGTERM landed while Prefect started a task run; its crash handler raised
+    ``ValueError: Task run is not set`` while handling the TerminationSignal, and the CLI exited 1
+    with a traceback. The stop is in the exception's chain: exit 143, one line."""
+    from prefect.exceptions import TerminationSignal
+
+    def command():
+        try:
+            raise TerminationSignal(signal=signal.SIGTERM)
+        except TerminationSignal:
+            raise ValueError("Task run is not set")  # noqa: B904 - as Prefect's handle_crash does
+
+    assert stop.stop_signal_in_chain(ValueError("x")) is None
+    monkeypatch.setattr(cli, "app", command)
+    monkeypatch.setattr("activelabel.memory.steady_allocator", lambda: None)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 143
+    assert "stopped by SIGTERM; run the same command again to resume" in capsys.readouterr().err
