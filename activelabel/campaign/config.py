@@ -8,6 +8,7 @@ here: Label Studio's token and the database password come from the environment a
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 
 from activelabel.acquisition import get_strategy
@@ -36,6 +37,29 @@ SEGMENTATION_STRATEGY_MAPS = {
 PIXEL_AGGREGATIONS = ("mean", "max", "top_q", "class_weighted")
 #: Refinement candidates per batch slot when ``refine_candidates`` is not set.
 REFINE_MULTIPLE = 10
+
+
+
+def check_name(name: str, kind: str) -> None:
+    """Refuse a campaign or experiment name that cannot work everywhere a name goes.
+
+    A name becomes file names (the report's ``NAME.html``, the heatmap folder) and is typed as a
+    CLI argument, where one holding a path separator is read as a file path. So an empty name
+    and one holding ``/`` or ``\\`` are refused here, before anything is stored.
+
+    Raises:
+        ConfigError: naming the name, what is wrong and what to do.
+    """
+    if not name.strip():
+        raise ConfigError(f"{kind} name must not be empty")
+    separators = sorted({c for c in name if c in "/\\"})
+    if separators:
+        suggestion = re.sub(r"[/\\]+", "-", name)
+        raise ConfigError(
+            f"{kind} name {name!r} holds {' and '.join(repr(c) for c in separators)}: a name becomes a file name "
+            f"and a CLI argument with a path separator is read as a file; choose a name without it "
+            f"(e.g. {suggestion!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -166,8 +190,7 @@ class CampaignConfig:
                 object.__setattr__(self, name, tuple(value))
         if self.palette is not None:
             object.__setattr__(self, "palette", tuple(tuple(int(v) for v in entry) for entry in self.palette))
-        if not self.name.strip():
-            raise ConfigError("campaign name must not be empty")
+        check_name(self.name, "campaign")
         for name in ("rounds", "batch_size", "mc_samples", "epochs", "cpu_threads", "image_size", "plateau_rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")

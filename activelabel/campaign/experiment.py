@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import Engine, select
 
 from activelabel.acquisition import get_strategy
-from activelabel.campaign.config import _MUTABLE, CampaignConfig
+from activelabel.campaign.config import _MUTABLE, CampaignConfig, check_name
 from activelabel.campaign.recipes import recipe_defaults
 from activelabel.campaign.setup import prepare_campaign
 from activelabel.errors import CampaignStateError, ConfigError
@@ -43,8 +43,7 @@ class ExperimentConfig:
     campaign: dict
 
     def __post_init__(self) -> None:
-        if not self.name.strip():
-            raise ConfigError("experiment name must not be empty")
+        check_name(self.name, "experiment")
         strategies = tuple(get_strategy(s.strip()).name for s in self.strategies)
         object.__setattr__(self, "strategies", strategies)
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))

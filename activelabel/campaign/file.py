@@ -41,7 +41,7 @@ class _Section(BaseModel):
 
 
 class CampaignSection(_Section):
-    name: str = Field(description="Campaign name: the key for status, sync, export (unique per database)")
+    name: str = Field(description="Campaign name: the key for status, sync, export (unique per database; no / or \\)")
     task: Literal[TASKS] = Field(  # type: ignore[valid-type]
         "classification", description="'classification' (a label per image) or 'segmentation' (a mask per image; see [segmentation])"
     )

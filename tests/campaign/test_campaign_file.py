@@ -62,6 +62,9 @@ def test_file_values_paths_relative_to_the_file_and_overrides_win(data_folder) -
     ({"channels = 1": "channels = 2"}, "data.channels: input should be 1 or 3, got 2"),
     ({'pool = "images/"': 'pool = "nowhere/"'}, "data.pool: folder or manifest"),
     ({"# url = ...": 'url = "postgresql+psycopg://u:secret@localhost/db"'}, "database.url holds a password"),
+    ({'name = "files-test"': 'name = "team/cats"'},
+     "campaign name 'team/cats' holds '/': a name becomes a file name and a CLI argument with a path separator "
+     "is read as a file; choose a name without it (e.g. 'team-cats')"),
 ])
 def test_each_config_error_names_file_and_key(data_folder, replace, message) -> None:
     from activelabel.campaign.setup import check_dataset

@@ -73,6 +73,10 @@ def test_experiment_settings_are_checked_before_anything_is_written():
         ExperimentConfig("e", ("random",), (0,), {"annotator": "labelstudio"})
     with pytest.raises(ConfigError, match="batch size"):
         ExperimentConfig("e", ("random",), (0,), {"batch_size": 0})
+    with pytest.raises(ConfigError) as error:
+        ExperimentConfig("runs\\may", ("random",), (0,), {})
+    assert str(error.value).startswith("experiment name " + repr("runs\\may") + " holds " + repr("\\"))
+    assert str(error.value).endswith("(e.g. 'runs-may')")
 
 
 def test_prepare_experiment_groups_the_campaigns_and_refuses_changed_settings(tmp_path):
