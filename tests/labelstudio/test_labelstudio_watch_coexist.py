@@ -9,10 +9,16 @@ more) is deleted by the next registration, as before.
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from activelabel.annotation.webhook import (
     PROBE_SECONDS,
@@ -22,6 +28,14 @@ from activelabel.annotation.webhook import (
     receiver_answers,
     register_webhook,
     unregister_webhook,
+)
+from activelabel.storage import Round, open_engine, session_scope
+from test_labelstudio_webhook_lifetime import (  # a real campaign on the real Label Studio
+    START_BOUND,
+    _ours,
+    _stop,
+    _wait,
+    campaign,  # noqa: F401  (the fixture)
 )
 
 WAKE_BOUND = 30.0  # seconds for Label Studio to deliver a webhook on a busy machine
@@ -110,3 +124,51 @@ def test_a_webhook_whose_receiver_is_gone_is_replaced(make_annotator, ls_client)
         assert live_id != stale_id
         unregister_webhook(annotator.client, live_id)
     assert _hooks(ls_client, project_id) == {}
+
+
+# -- two real `watch --webhook` processes on one campaign --------------------------------------
+
+
+def _watch_any_port(name: str, log: Path) -> subprocess.Popen:
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "activelabel.cli", "watch", name, "--webhook", "--webhook-port", "0",
+         "--poll-seconds", "600"],
+        cwd=log.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.labelstudio
+def test_two_watches_on_one_campaign_keep_a_webhook_each_and_run_the_round_once(campaign, ls_client) -> None:  # noqa: F811
+    name, project_id, folder = campaign
+    first_log, second_log = folder / "watch-a.log", folder / "watch-b.log"
+    first = _watch_any_port(name, first_log)
+    second = None
+    try:
+        _wait("first webhook listed", lambda: len(_ours(ls_client, project_id)) == 1, START_BOUND, first, first_log)
+        _wait("round waiting", lambda: "waits for labels" in first_log.read_text(), START_BOUND, first, first_log)
+        second = _watch_any_port(name, second_log)
+        hooks = _wait("second webhook listed", lambda: (h := _ours(ls_client, project_id)) and len(h) == 2 and h,
+                      START_BOUND, second, second_log)
+        assert len({h.url for h in hooks}) == 2  # two receivers, two ports, both kept
+        _wait("second watch waiting", lambda: "waits for labels" in second_log.read_text()
+              or "is running a round" in second_log.read_text(), START_BOUND, second, second_log)
+        engine = open_engine(os.environ["ACTIVELABEL_DATABASE_URL"])
+        with session_scope(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Round)) == 1
+        assert len(list(ls_client.tasks.list(project=project_id))) == 4  # the evaluation batch, once
+
+        assert _stop(first, signal.SIGTERM) == 143, first_log.read_text()[-3000:]
+        left = _ours(ls_client, project_id)
+        assert [h.url for h in left] == [h.url for h in hooks if h.id == left[0].id] and len(left) == 1
+        assert second.poll() is None  # still watching, on its own webhook
+        assert _stop(second, signal.SIGTERM) == 143, second_log.read_text()[-3000:]
+        assert _ours(ls_client, project_id) == []
+        for log in (first_log, second_log):
+            assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
