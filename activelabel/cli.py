@@ -658,7 +658,7 @@ def watch(
     poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
     webhook_host: Annotated[str, typer.Option(help="Address the webhook receiver binds to.")] = "127.0.0.1",
-    webhook_port: Annotated[int, typer.Option(help="Port of the webhook receiver (keep it fixed so Label Studio keeps one webhook).")] = 18093,
+    webhook_port: Annotated[int, typer.Option(help="Port the webhook receiver listens on; Label Studio must reach it there. 0 picks a free port. The webhook is deleted when watch ends, and one left by a killed watch is replaced.")] = 18093,
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
@@ -672,7 +672,7 @@ def watch(
     `run` for "enough labels".
     """
     _configure_logging(verbose)
-    given = campaign
+    given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
     from activelabel.flows.watch import watch_campaign
 
@@ -687,6 +687,8 @@ def watch(
         engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
         webhook=(webhook_host, webhook_port) if webhook else None,
         on_round=lambda summary: err_console.print(summary.describe()),
+        command_ref=_command_ref(campaign, given if Path(given).is_file() else None,
+                                 given_url if Path(given).is_file() else database_url),
     )
 
 
@@ -780,7 +782,9 @@ def status(
     if round_index is not None:
         if campaign is None:
             raise typer.BadParameter("--round needs a campaign name or campaign file")
-        _print_round_uncertainty(engine, campaign, round_index)
+        by_file = given if Path(given).is_file() else None  # the hint of a missing round works from any folder
+        _print_round_uncertainty(engine, campaign, round_index,
+                                 _command_ref(campaign, by_file, given_url if by_file else database_url))
         return
     if campaign is None:
         table = Table(title="Campaigns")
@@ -954,12 +958,12 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     console.print(table)
 
 
-def _print_round_uncertainty(engine, campaign: str, index: int) -> None:
+def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str | None = None) -> None:
     from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
     from activelabel.campaign.training_terms import describe_training
 
-    report = round_uncertainty(engine, campaign, index)
+    report = round_uncertainty(engine, campaign, index, command_ref)
     how = report.uncertainty or {}
     training = describe_training(report.training)
     if training:  # what the round's model was trained with, before what it made of the pool

@@ -16,8 +16,9 @@ pulled through the API afterwards, because Label Studio delivers webhooks on a b
 
 Lifetime: ``watch --webhook`` registers the webhook when it starts and removes it on every exit
 (end, stop rule, Ctrl-C, SIGTERM). A run killed without a chance to clean up (SIGKILL, a power
-cut) leaves it behind; the next registration for the project replaces such a stale webhook of
-ours (same receiver path, our secret header) instead of adding a second one.
+cut) leaves it behind; the next registration for the project deletes such a stale webhook of
+ours (same receiver path, our secret header) when nothing answers at its URL any more, and keeps
+it when a receiver answers there (a second ``watch`` on the same project: each keeps its own).
 
 The secret never appears in a log line, an error message or a repr.
 """
@@ -50,7 +51,9 @@ __all__ = [
     "WEBHOOK_ACTIONS",
     "LabelStudioWebhookError",
     "WebhookReceiver",
+    "PROBE_SECONDS",
     "generate_secret",
+    "receiver_answers",
     "register_webhook",
     "unregister_webhook",
 ]
@@ -125,6 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
         return urlsplit(self.path).path
 
     def _other(self) -> None:
+        if self.command == "HEAD" and self._path() == self.server.receiver.path:
+            # The liveness probe of register_webhook (another watch deciding whether our webhook
+            # is stale): answered, records nothing, needs no secret.
+            log.debug("webhook %s: answered a liveness probe", self.client_address[0])
+            self._reply(HTTPStatus.OK, {"ok": True})
+            return
         if self._path() != self.server.receiver.path:
             self._refuse(HTTPStatus.NOT_FOUND, "unknown path")
         else:
@@ -411,6 +420,22 @@ def _is_ours(webhook: Any, path: str) -> bool:
     return urlsplit(str(_get(webhook, "url") or "")).path == path and isinstance(headers, dict) and SECRET_HEADER in headers
 
 
+PROBE_SECONDS = 2.0  # how long a receiver may take to answer the liveness probe before it counts as gone
+
+
+def receiver_answers(url: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether something answers at webhook URL ``url`` (a ``HEAD`` request, ``timeout`` seconds
+    for connecting and answering): False when the connection is refused, times out or fails, or a
+    proxy answers 502/503/504 (nothing behind it); True for any other answer. A receiver of this
+    module answers ``HEAD`` on its path with 200 and records nothing.
+    """
+    try:
+        response = httpx.head(url, timeout=timeout, follow_redirects=False)
+    except (httpx.TransportError, httpx.TimeoutException, ValueError):
+        return False
+    return response.status_code not in (502, 503, 504)
+
+
 def unregister_webhook(client: Any, webhook_id: int) -> bool:
     """Delete webhook ``webhook_id`` from Label Studio; True when it is gone (or was already).
 
@@ -443,9 +468,11 @@ def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int
     """Make Label Studio POST annotation events of ``project_id`` to ``url``; returns the webhook id.
 
     Idempotent: an existing webhook of the project with the same URL is updated (actions,
-    payload, active, secret header) and reused, never duplicated. Stale webhooks of ours (the
-    project's webhooks to the same receiver path that send our secret header, left by a run
-    that was killed, e.g. on another port) are deleted first, so the project keeps one.
+    payload, active, secret header) and reused, never duplicated. Other webhooks of ours (the
+    project's webhooks to the same receiver path that send our secret header) are probed
+    (:func:`receiver_answers`, at most :data:`PROBE_SECONDS` each): one whose receiver answers
+    belongs to another running ``watch`` and is kept; one where nothing answers was left by a
+    run that was killed and is deleted, so dead webhooks do not pile up.
     """
     _check_secret(secret)
     parts = urlsplit(url or "")
@@ -470,6 +497,10 @@ def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int
         for stale in hooks:
             if _get(stale, "url") != url and _is_ours(stale, parts.path):
                 stale_id = int(_get(stale, "id"))
+                if receiver_answers(str(_get(stale, "url"))):
+                    log.info("Label Studio %s: project %d: kept webhook %d to %s (its receiver answers: "
+                             "another watch is listening)", base, project_id, stale_id, _get(stale, "url"))
+                    continue
                 doing = f"deleting stale webhook {stale_id} of project {project_id}"
                 client.webhooks.delete(id=stale_id)
                 log.info("Label Studio %s: project %d: deleted stale webhook %d to %s", base, project_id,

@@ -51,7 +51,8 @@ class Changed:
     path: Path
     content_hash: str | None  # None: the file is gone
     signature: tuple[int, int] | None
-    labeled: bool
+    labeled: bool  # resolved, or holding at least one accepted answer (partly answered)
+    partial: bool = False  # answered, but short of annotations_per_task answers
 
 
 def check_relocation(stored: CampaignConfig, new: CampaignConfig, *, relocate: bool) -> None:
@@ -74,7 +75,12 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
 
     with session_scope(engine) as session:
         samples = list(session.scalars(select(Sample).where(Sample.campaign_id == campaign_id)))
-        labeled = set(resolved_labels(session, campaign_id, config.annotations_per_task))
+        resolved = set(resolved_labels(session, campaign_id, config.annotations_per_task))
+        # A partly answered sample (1 of 2 answers in) counts as labeled here: its answer was given
+        # on the old picture, so it needs the same decision as a resolved one.
+        answered = set(session.scalars(select(Annotation.sample_id).where(
+            Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted).distinct()))
+        labeled = resolved | answered
         gone = dict(session.execute(select(SampleProblem.uri, SampleProblem.id).where(
             SampleProblem.campaign_id == campaign_id, SampleProblem.reason == GONE_REASON)).all())
     changed = []
@@ -98,7 +104,8 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
             changed.append(Changed(sample.id, sample.uri, path, None, None, sample.id in labeled))
             continue
         if digest != sample.content_hash:
-            changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled))
+            changed.append(Changed(sample.id, sample.uri, path, digest, signature, sample.id in labeled,
+                                   sample.id in labeled and sample.id not in resolved))
         else:  # touched, not changed: remember the new signature to stay cheap next time
             touched.append((sample.id, signature))
     if touched or back:
@@ -140,9 +147,17 @@ def reconcile_changes(
         # Embedded images: the task holds the old picture; it gets the new one (and loses its
         # answers there, kept here as history). Served files: the task shows the new one already.
         in_tasks = relabel_in_labelstudio(engine, campaign_id, labeled)
+    waiting = [c for c in changes if not c.labeled]
+    if waiting and annotator == "labelstudio" and (accept or relabel or not labeled):
+        # Sent but not answered yet: its embedded task must show the new picture before anyone
+        # answers it. Nothing to decide (no answer is lost), so this needs no option.
+        relabel_in_labelstudio(engine, campaign_id, waiting, served_ok=True)
     if labeled and not (accept or relabel):
+        partial = sum(c.partial for c in labeled)
         raise DataChangedError(
-            f"{len(labeled)} labeled image(s) changed since they were labeled (e.g. {labeled[0].path}); "
+            f"{len(labeled)} labeled image(s) changed since they were labeled"
+            + (f" ({partial} of them partly answered: the answers in were given on the old image)" if partial else "")
+            + f" (e.g. {labeled[0].path}); "
             "rerun with --accept-changes to keep their labels, or --relabel-changes to send them "
             "to the annotators again"
         )
@@ -171,7 +186,8 @@ def reconcile_changes(
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
 
 
-def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Changed]) -> set[int]:
+def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Changed], *,
+                           served_ok: bool = False) -> set[int]:
     """Show changed labeled images anew in their Label Studio tasks; returns those samples' ids.
 
     Only for embedded images (the task's ``data.image`` is a PNG data URI, a copy of the old
@@ -182,9 +198,14 @@ def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Chang
     and import nothing. Called before the database records the change, so a failure here leaves
     the change to be found and redone by the next run (updating and deleting again is harmless).
 
+    Also used for changed samples whose task holds no answer in the database yet
+    (``served_ok=True``): the task gets the new image the same way (an answer given there since
+    the last sync was given on the old picture and is deleted too, with a warning).
+
     Raises :class:`CampaignStateError` when the images are served (``image_url_prefix`` or
-    ``document_root``): the task shows the file's current bytes already, so the annotators review
-    it there. ``LabelStudioUnavailableError`` when the server cannot be reached.
+    ``document_root``) and not ``served_ok``: the task shows the file's current bytes already, so
+    the annotators review it there (with ``served_ok`` nothing is done). ``LabelStudioUnavailableError``
+    when the server cannot be reached.
     """
     from activelabel.annotation.labelstudio import _get
     from activelabel.campaign.data import campaign_data
@@ -202,6 +223,8 @@ def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Chang
     annotator = build_annotator(config, campaign_data(config))
     images = {c.sample_id: annotator.image_source(c.uri) for c in sent}
     if not all(isinstance(v, str) and v.startswith("data:") for v in images.values()):
+        if served_ok:
+            return set()
         raise CampaignStateError(
             f"{len(labeled)} labeled image(s) changed (e.g. {labeled[0].path}); in Label Studio the task "
             "shows the new file already: ask the annotators to review it there (sync follows their edits), "
@@ -215,8 +238,16 @@ def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Chang
             client.tasks.update(id=str(task_id), data={**dict(task.data or {}), "image": images[change.sample_id]})
             for ann in task.annotations or []:
                 client.annotations.delete(id=int(_get(ann, "id")))
-        log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there were "
-                    "removed (kept in the campaign's history)", task_id, change.uri, len(task.annotations or []))
+        removed = len(task.annotations or [])
+        if not served_ok:
+            log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there were "
+                        "removed (kept in the campaign's history)", task_id, change.uri, removed)
+        elif removed:
+            log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there, given on "
+                        "the old image and not synced yet, were removed", task_id, change.uri, removed)
+        else:
+            log.warning("Label Studio task %d of %s shows the changed image now (it had no answer yet)",
+                        task_id, change.uri)
     return set(images)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, select
 
+from activelabel.campaign.hints import follow_up
 from activelabel.errors import CampaignStateError
 from activelabel.storage import Round, Score, session_scope
 from activelabel.storage.repository import require_campaign
@@ -81,9 +82,10 @@ def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | N
     return "no calibration stored for this round"
 
 
-def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncertainty:
+def round_uncertainty(engine: Engine, campaign: str, index: int, command_ref: str | None = None) -> RoundUncertainty:
     """The pool's total / aleatoric / epistemic (and feature log density) distribution in round
-    ``index`` of ``campaign``.
+    ``index`` of ``campaign``. ``command_ref``: how the hint of a missing round names the
+    campaign (:func:`activelabel.campaign.hints.follow_up`; default its name).
 
     Raises :class:`~activelabel.errors.CampaignStateError` when the campaign or round does not exist.
     """
@@ -93,7 +95,7 @@ def round_uncertainty(engine: Engine, campaign: str, index: int) -> RoundUncerta
         rnd = session.scalar(select(Round).where(Round.campaign_id == campaign_id, Round.index == index))
         if rnd is None:
             raise CampaignStateError(
-                f"campaign {campaign!r} has no round {index}; `activelabel status {campaign}` lists its rounds"
+                f"campaign {campaign!r} has no round {index}; {follow_up('status', campaign, command_ref)} lists its rounds"
             )
         rows = session.execute(
             select(Score.total, Score.aleatoric, Score.epistemic)

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from activelabel.campaign import steps
 from activelabel.campaign.data import one_pool_listing
+from activelabel.campaign.hints import follow_up  # noqa: F401  (also imported from here)
 from activelabel.campaign.stopping import check_stop
 from activelabel.campaign.summary import RoundSummary, round_summary
 from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
@@ -133,14 +134,6 @@ def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None
         steps.mark_failed(engine, round_id, error)
     except SQLAlchemyError:
         log.warning("could not record the failure of round id %d: database unreachable", round_id)
-
-
-def follow_up(command: str, campaign_name: str, command_ref: str | None = None) -> str:
-    """A command to suggest, e.g. ```activelabel sync /abs/campaign.toml```: the CLI passes as
-    ``command_ref`` the campaign file's absolute path when the run was given one (its database
-    sits next to it, so a name alone fails from another folder), else the name with the
-    ``--database-url`` that was given."""
-    return f"`activelabel {command} {command_ref or campaign_name}`"
 
 
 def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception,

@@ -32,6 +32,7 @@ def watch_campaign(
     on_round: Callable[[RoundSummary], None] = lambda _summary: None,
     deadline_seconds: float | None = None,
     dask: tuple[str | None, int | None] = (None, None),
+    command_ref: str | None = None,
 ) -> int:
     """Run rounds until ``rounds`` are complete, or until a stopping rule stops the campaign
     (said in a warning with its reason); returns the number of complete rounds.
@@ -41,6 +42,12 @@ def watch_campaign(
     an error, Ctrl-C, SIGTERM — which is turned into ``SystemExit(143)`` while watching). ``deadline_seconds`` stops waiting after that long (for tests and
     batch jobs); by default it waits as long as the labels take. ``dask`` = (scheduler
     address, local workers) scores active rounds as shards on Dask (``--dask-*``).
+    ``command_ref``: how follow-up commands in messages name the campaign
+    (:func:`activelabel.campaign.hints.follow_up`; the CLI passes the campaign file's absolute path).
+
+    Two watches (or a watch and ``run``) on one campaign never run a round twice: a round holds
+    the campaign's lease (:mod:`activelabel.storage.lease`). While another process holds it,
+    this watch says so once and keeps waiting instead of failing.
     """
     campaign_id = steps.campaign_id(engine, campaign_name)
     terminated: list[int] = []
@@ -54,11 +61,16 @@ def watch_campaign(
     started = time.monotonic()
     reported: set[int] = set()
     waiting: set[int] = set()
+    told_busy: str | None = None
     try:
         while True:
             _check_terminated(terminated)
-            for summary in campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
-                                         advise_on_wait=False):
+            summaries, busy = _advance(engine, campaign_id, campaign_name, rounds, dask, command_ref)
+            if busy is not None and busy != told_busy:  # said once per holder, not at every check
+                log.warning("Campaign %r: %s; this watch waits and checks again every %.0f s",
+                            campaign_name, busy, poll_seconds)
+            told_busy = busy
+            for summary in summaries:
                 if summary.status == "complete" and summary.index not in reported:
                     reported.add(summary.index)
                     on_round(summary)
@@ -87,6 +99,23 @@ def watch_campaign(
         if hook is not None:
             _stop_webhook(*hook)
         _restore_sigterm(previous)
+
+
+def _advance(engine: Engine, campaign_id: int, campaign_name: str, rounds: int,
+             dask: tuple[str | None, int | None], command_ref: str | None) -> tuple[list[RoundSummary], str | None]:
+    """Run what rounds can run now: (their summaries, None), or ([], who runs a round now) when
+    another process (a second watch, ``run``, ``resume``) holds the campaign's lease."""
+    from activelabel.errors import RoundAlreadyRunningError
+    from activelabel.storage.lease import live_holder
+
+    holder = live_holder(engine, campaign_id)
+    if holder is not None:
+        return [], f"{holder} is running a round"
+    try:
+        return campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
+                             advise_on_wait=False, command_ref=command_ref), None
+    except RoundAlreadyRunningError:  # taken between the check and the flow's own
+        return [], f"{live_holder(engine, campaign_id) or 'another process'} is running a round"
 
 
 def _exit_on_sigterm(terminated: list[int]):
