@@ -199,8 +199,11 @@ def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Chang
     the change to be found and redone by the next run (updating and deleting again is harmless).
 
     Also used for changed samples whose task holds no answer in the database yet
-    (``served_ok=True``): the task gets the new image the same way (an answer given there since
-    the last sync was given on the old picture and is deleted too, with a warning).
+    (``served_ok=True``): the task gets the new image the same way.
+
+    Nothing is deleted that the database does not hold: when a task has an answer given since
+    the last sync, :class:`DataChangedError` asks for `activelabel sync` first, and no task is
+    touched (the answer was given on the old picture; once synced it is decided like any other).
 
     Raises :class:`CampaignStateError` when the images are served (``image_url_prefix`` or
     ``document_root``) and not ``served_ok``: the task shows the file's current bytes already, so
@@ -231,24 +234,44 @@ def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Chang
             "then rerun with --accept-changes"
         )
     client = annotator.client
+    tasks = {}
     for change in sent:
         task_id = int(task_of[change.sample_id])
+        with annotator._talking(f"relabeling changed image {change.uri}: reading task {task_id}"):
+            tasks[change.sample_id] = client.tasks.get(id=str(task_id))
+    _refuse_unsynced_answers(engine, campaign_id, config.name, sent, tasks, task_of)
+    for change in sent:
+        task_id, task = int(task_of[change.sample_id]), tasks[change.sample_id]
         with annotator._talking(f"relabeling changed image {change.uri}: updating task {task_id}"):
-            task = client.tasks.get(id=str(task_id))
             client.tasks.update(id=str(task_id), data={**dict(task.data or {}), "image": images[change.sample_id]})
             for ann in task.annotations or []:
                 client.annotations.delete(id=int(_get(ann, "id")))
         removed = len(task.annotations or [])
-        if not served_ok:
+        if removed:
             log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there were "
                         "removed (kept in the campaign's history)", task_id, change.uri, removed)
-        elif removed:
-            log.warning("Label Studio task %d of %s shows the changed image now; its %d answer(s) there, given on "
-                        "the old image and not synced yet, were removed", task_id, change.uri, removed)
         else:
             log.warning("Label Studio task %d of %s shows the changed image now (it had no answer yet)",
                         task_id, change.uri)
     return set(images)
+
+
+def _refuse_unsynced_answers(engine: Engine, campaign_id: int, name: str, sent: list[Changed],
+                             tasks: dict, task_of: dict) -> None:
+    """Raise DataChangedError when a changed image's task holds answers the database lacks."""
+    from activelabel.annotation.labelstudio import _get
+
+    with session_scope(engine) as session:
+        stored = set(session.scalars(select(Annotation.external_id).where(Annotation.campaign_id == campaign_id)))
+    unsynced = [(change, int(task_of[change.sample_id])) for change in sent
+                if any(str(_get(ann, "id")) not in stored for ann in tasks[change.sample_id].annotations or [])]
+    if unsynced:
+        change, task_id = unsynced[0]
+        raise DataChangedError(
+            f"{len(unsynced)} changed image(s) have answers in Label Studio that are not synced yet (e.g. "
+            f"{change.path}, task {task_id}); nothing was changed: run `activelabel sync {name}` to bring "
+            "them in, then rerun (the run asks whether to keep or redo labels given on the old image)"
+        )
 
 
 def _record_gone(engine: Engine, campaign_id: int, gone: list[Changed]) -> None:

@@ -19,6 +19,7 @@ from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign import prepare_campaign
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.setup import build_annotator
+from activelabel.campaign.integrity import DataChangedError
 from activelabel.errors import CampaignStateError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Annotation, AnnotationStatus, Sample, session_scope
@@ -135,6 +136,38 @@ def test_a_changed_image_whose_task_has_no_answer_yet_is_shown_anew(ls_server, l
         assert tasks_of_round(engine, 1) == sent  # same task, still out
         answer(ls_client, task_id, LABELS[2])
         assert sync_flow(name).pending == 3
+        with session_scope(engine) as session:
+            sample_id = session.scalar(select(Sample.id).where(Sample.uri == uri))
+        assert _rows(engine, sample_id) == [(LABELS[2], AnnotationStatus.accepted)]
+    finally:
+        _delete_project(ls_client, config.labelstudio_project)
+
+
+def test_an_answer_not_synced_yet_stops_the_run_and_nothing_is_deleted(
+        ls_server, ls_client, tmp_path, monkeypatch) -> None:
+    """Answered in Label Studio after the last sync, then changed: the run must not delete an
+    answer the database does not hold. It stops, asks for a sync, and leaves the task as it was;
+    once synced, the answer is decided like any other (here: kept with --accept-changes)."""
+    name, config, engine = _campaign(tmp_path, monkeypatch, ls_server)
+    try:
+        assert campaign_flow(name, 1)[-1].status == "waiting_for_labels"
+        sent = tasks_of_round(engine, 1)
+        uri, task_id = sorted(sent.items())[0]
+        old_image = ls_client.tasks.get(task_id).data["image"]
+        answer(ls_client, task_id, LABELS[2])  # not synced
+        _invert(tmp_path / "images" / uri)
+        with pytest.raises(DataChangedError) as stopped:
+            prepare_campaign(engine, config)
+        message = str(stopped.value)
+        assert message.startswith("1 changed image(s) have answers in Label Studio that are not synced yet")
+        assert uri in message and f"task {task_id}" in message and f"activelabel sync {name}" in message
+        task = ls_client.tasks.get(task_id)
+        assert task.data["image"] == old_image and len(task.annotations) == 1  # untouched
+
+        assert sync_flow(name).pending == 3
+        with pytest.raises(DataChangedError, match="1 labeled image"):
+            prepare_campaign(engine, config)  # now a labeled change: the usual decision
+        prepare_campaign(engine, config, accept_changes=True)
         with session_scope(engine) as session:
             sample_id = session.scalar(select(Sample.id).where(Sample.uri == uri))
         assert _rows(engine, sample_id) == [(LABELS[2], AnnotationStatus.accepted)]
