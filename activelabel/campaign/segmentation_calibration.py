@@ -45,7 +45,14 @@ import numpy as np
 import torch
 
 from activelabel.campaign.calibrate import cross_validated_nll
-from activelabel.campaign.calibration_terms import BINS, FOLDS, MIN_VALIDATION, VALIDATION_FRACTION, predictor
+from activelabel.campaign.calibration_terms import (
+    BINS,
+    FOLDS,
+    MIN_VALIDATION,
+    SEGMENTATION_MIN_IMAGES,
+    VALIDATION_FRACTION,
+    predictor,
+)
 from activelabel.pipeline.calibration import (
     calibration_report,
     fit_mixture_temperature,
@@ -55,8 +62,9 @@ from activelabel.pipeline.calibration import (
 from activelabel.pipeline.pixel_calibration import PIXELS_PER_IMAGE, image_folds, pixel_rows
 from activelabel.pipeline.prediction import predict_stream
 
-#: Labeled images before a segmentation round holds some out to fit a temperature.
-MIN_IMAGES = 20
+#: Labeled images before a segmentation round holds some out to fit a temperature (kept in the
+#: torch-free ``calibration_terms`` so that ``status`` can name it).
+MIN_IMAGES = SEGMENTATION_MIN_IMAGES
 #: Pixels per yardstick image the before/after figures are measured on (a seeded subsample).
 YARDSTICK_PIXELS_PER_IMAGE = 1024
 #: Images per chunk through the network.

@@ -12,6 +12,9 @@ guard refuses (out-of-fold pixel NLL 0.1211 -> 0.1234) and keeps T = 1.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +56,16 @@ def seg_config(tmp_path: Path, **changes) -> CampaignConfig:
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
-    """(engine, campaign id, config) after two rounds (shared: training costs seconds)."""
+    """(engine, campaign id, config, database URL) after two rounds (shared: training costs seconds)."""
     tmp_path = tmp_path_factory.mktemp("segcal")
     clear_cache()
     config = seg_config(tmp_path)
-    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    url = f"sqlite:///{tmp_path}/al.db"
+    engine = open_engine(url)
     campaign_id = prepare_campaign(engine, config)
     run_round(engine, campaign_id)
     run_round(engine, campaign_id)
-    return engine, campaign_id, config
+    return engine, campaign_id, config, url
 
 
 def _round(session, index: int) -> Round:
@@ -75,7 +79,7 @@ def _checkpoint(session, rnd: Round) -> ModelCheckpoint:
 
 
 def test_each_round_holds_out_images_and_stores_a_temperature_with_pixel_ece_before_and_after(campaign) -> None:
-    engine, _, config = campaign
+    engine, _, config, _ = campaign
     data = campaign_data(config)
     with session_scope(engine) as session:
         test_uris = session.scalars(select(Sample.uri).where(Sample.split == SampleSplit.test)
@@ -117,7 +121,7 @@ def test_each_round_holds_out_images_and_stores_a_temperature_with_pixel_ece_bef
 
 
 def test_scores_and_heatmaps_use_the_kept_temperature(campaign) -> None:
-    engine, campaign_id, config = campaign
+    engine, campaign_id, config, _ = campaign
     data = campaign_data(config)
     with session_scope(engine) as session:
         rnd = next(r for r in session.scalars(select(Round).order_by(Round.index.desc()))
@@ -147,3 +151,29 @@ def test_calibrate_off_or_too_few_images_fits_nothing() -> None:
     assert len(validation_images(MIN_IMAGES, 0)) == FOLDS
     assert len(validation_images(100, 0)) == 15
     assert np.array_equal(validation_images(100, 3), validation_images(100, 3))
+
+
+def _cli(*args: str, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, "-m", "activelabel.cli", *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=300, env=os.environ | {"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return " ".join(result.stdout.split())
+
+
+def test_status_and_the_report_show_the_per_pixel_calibration(campaign, tmp_path) -> None:
+    engine, _, config, url = campaign
+    with session_scope(engine) as session:
+        cal = {r.index: r.calibration for r in session.scalars(select(Round))}
+    said = _cli("status", config.name, "--round", "1", "--database-url", url, cwd=tmp_path)
+    fitted = "kept" if cal[1].get("skipped") else "fitted"
+    assert (f"Calibration of the one deterministic pass · temperature {cal[1]['temperature']:.3f} ({fitted} on 5 "
+            f"held-out images, 5,120 labeled pixels)") in said
+    for when in ("before", "after"):  # the table's rows: accuracy, NLL, Brier, ECE of the test pixels
+        m = cal[1][when]
+        assert f"{when} │ " + " │ ".join(f"{m[k]:.4f}" for k in ("accuracy", "nll", "brier", "ece")) in said
+    out = tmp_path / "report.html"
+    _cli("report", config.name, "--out", str(out), "--database-url", url, cwd=tmp_path)
+    page = out.read_text()
+    assert 'id="calibration"' in page and "reliability-round-" in page
+    assert "the guard&#x27;s folds split by image" in page or "the guard's folds split by image" in page
+    assert "No temperature scaling in any round" not in page
