@@ -6,11 +6,16 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   become ``ignore_index`` (``annotation.mask_votes.majority_mask``).
 - **Training**: per-pixel cross-entropy with ``ignore_index`` (``pipeline.segmentation``), batch
   8 and learning rate 5e-3, at least 200 steps (``epochs`` may ask for more).
+- **Calibration** (``calibrate``, from 20 labeled images on): a share of the labeled images is
+  held out of training and a per-pixel temperature fitted on their pixels, kept only if it
+  lowers the out-of-fold pixel NLL (folds by image); stored in ``round.calibration`` with the
+  yardstick's pixel NLL/ECE before and after (``campaign.segmentation_calibration``).
 - **Yardstick**: the test split's given masks, or the evaluation split's annotated masks;
   mIoU, per-class IoU, pixel accuracy and pixel ECE go to ``round.segmentation_metrics``,
   pixel accuracy and pixel ECE also to ``round.test_accuracy`` / ``round.test_ece`` (what
   status, reports and the stopping rules read).
-- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` become
+- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` (each pass's
+  logits divided by the round's kept temperature, 1.0 without one) become
   per-pixel maps (``acquisition.pixelwise``); the strategy's map is aggregated per image by
   ``aggregation`` (mean, max, top_q, class_weighted: weights are the inverse pixel frequencies
   of the classes in the masks the round trained on, stored with the checkpoint and in
@@ -19,8 +24,8 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   ``aleatoric`` = their difference (mean expected entropy), all in nats; ``confidence`` = mean
   max softmax. ``predicted_class`` is -1: an image has no single predicted class.
 - **Heatmaps**: before the selection leaves, one PNG per selected sample (image | predicted
-  mask | the strategy's map | max-softmax map), from the same checkpoint and the same dropout
-  seed as the scores, so the map drawn is the map that was scored.
+  mask | the strategy's map | max-softmax map), from the same checkpoint, dropout seed and
+  temperature as the scores, so the map drawn is the map that was scored.
 """
 
 from __future__ import annotations
