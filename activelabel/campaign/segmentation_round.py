@@ -138,7 +138,8 @@ def train_segmenter(job: TrainInput) -> Trained:
     progress.phase(f"round {rnd.index} · training a {spec.architecture} on {len(train)} masks",
                    planned_epochs(len(train), training))
     model = train_segmentation(x[train], y[train], spec, training, seed=job.seed, device=job.device,
-                               ignore_index=IGNORE_INDEX, on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
+                               ignore_index=IGNORE_INDEX,
+                               on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
     # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
     pixels = class_pixel_counts(y[train], num_classes, ignore_index=IGNORE_INDEX)
     architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}

@@ -97,11 +97,12 @@ def test_each_round_holds_out_images_and_stores_a_temperature_with_pixel_ece_bef
             kept = cal["check"]["out_of_fold_nll"] < cal["check"]["nll_at_1"]
             assert ("skipped" not in cal) == kept and (cal["temperature"] != 1.0) == kept
             # before / after by value: the stored pixel figures are those of the stored model's
-            # MC mean over the test pixels at T = 1 and at the kept T.
+            # deterministic pass over the test pixels at T = 1 and at the kept T.
             model = load_segmenter(_checkpoint(session, rnd), CPU)
             images = data.store.read(test_uris)
             masks = np.stack([data.given_masks[u] for u in test_uris])
-            z, y, _ = segmentation_pixel_logits(model, images, masks, CPU, samples=0, seed=config.seed * 1_000_003 + rnd.index,
+            seed = config.seed * 1_000_003 + rnd.index  # the round's seed (steps._seed)
+            z, y, _ = segmentation_pixel_logits(model, images, masks, CPU, samples=0, seed=seed,
                                                 ignore_index=IGNORE_INDEX, per_image=YARDSTICK_PIXELS_PER_IMAGE)
             assert len(y) == len(test_uris) * 32 * 32 == sum(b["count"] for b in cal["before"]["bins"])
             for when, t in (("before", 1.0), ("after", cal["temperature"])):
