@@ -12,8 +12,9 @@ On what. From :data:`MIN_IMAGES` labeled images on, the round holds out
 :data:`VALIDATION_FRACTION` of them (at least :data:`FOLDS` images), drawn with the round's seed
 (:func:`validation_images`), trains the U-Net on the rest, and fits ``T`` on the held-out
 images' labeled pixels (``ignore_index`` pixels never count; at most
-:data:`~activelabel.pipeline.pixel_calibration.PIXELS_PER_IMAGE` pixels per image, a seeded
-subsample, :func:`~activelabel.pipeline.pixel_calibration.pixel_rows`). Why hold out images, not
+:data:`~activelabel.pipeline.pixel_calibration.PIXELS_PER_IMAGE` pixels per image, and at most
+:data:`PIXEL_BUDGET` in all, a seeded subsample per image,
+:func:`~activelabel.pipeline.pixel_calibration.pixel_rows`). Why hold out images, not
 pixels: a pixel the model trained on, or a neighbour of one, says nothing about unseen images.
 Why 20 images: each brings hundreds of correlated pixels, not hundreds of independent labels;
 with fewer, the five folds by image would hold one image each and a temperature would be
@@ -34,7 +35,8 @@ What is stored (``round.calibration``, the keys classification stores): ``temper
 predicted wrong at T = 1), ``check`` (when the guard ran), ``skipped`` (when T = 1 was kept), and
 ``before`` / ``after``: accuracy, NLL, Brier, ECE (15 bins) and the reliability bins of the
 predictor's *pixels* on the round's yardstick at ``T = 1`` and at the kept ``T``, on at most
-:data:`YARDSTICK_PIXELS_PER_IMAGE` seeded pixels per yardstick image. ``round.test_ece`` stays
+:data:`YARDSTICK_PIXELS_PER_IMAGE` seeded pixels per yardstick image (and :data:`PIXEL_BUDGET` in
+all). ``round.test_ece`` stays
 the uncalibrated pixel ECE of one deterministic pass over every yardstick pixel, as
 classification's ``test_ece`` is its uncalibrated ECE.
 """
@@ -67,6 +69,12 @@ from activelabel.pipeline.prediction import predict_stream
 MIN_IMAGES = SEGMENTATION_MIN_IMAGES
 #: Pixels per yardstick image the before/after figures are measured on (a seeded subsample).
 YARDSTICK_PIXELS_PER_IMAGE = 1024
+#: Most pixel rows one fit (or one before/after measurement) holds: with more images, each gives
+#: ``PIXEL_BUDGET // images`` pixels (at least :data:`MIN_PIXELS_PER_IMAGE`). Why: the rows are
+#: ``passes x pixels x classes`` float64 logits (65,536 pixels x 20 passes x 21 classes is
+#: 220 MB) and the mixture fit evaluates them on a grid of temperatures.
+PIXEL_BUDGET = 65_536
+MIN_PIXELS_PER_IMAGE = 64
 #: Images per chunk through the network.
 CHUNK = 32
 
@@ -89,7 +97,10 @@ def segmentation_pixel_logits(
     """``(logits [S, n, C], labels [n], image [n])`` of the labeled pixels of ``images``
     ``[N, C, H, W]`` / ``masks`` ``[N, H, W]`` (``pipeline.pixel_calibration.pixel_rows``), S =
     ``max(samples, 1)`` passes with dropout masks seeded ``seed`` (those of the round's scoring),
-    chunk by chunk: memory is one chunk's ``[S, b, C, H, W]`` plus the kept rows."""
+    chunk by chunk: memory is one chunk's ``[S, b, C, H, W]`` plus the kept rows. Each image keeps
+    at most ``per_image`` labeled pixels, fewer when the images together would pass
+    :data:`PIXEL_BUDGET` (a seeded subsample per image; ``pixel_rows``)."""
+    per_image = min(per_image, max(MIN_PIXELS_PER_IMAGE, PIXEL_BUDGET // max(len(images), 1)))
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     parts = [pixel_rows(z, masks[s:s + z.shape[1]], ignore_index=ignore_index, per_image=per_image, seed=seed,
                         first_image=s)

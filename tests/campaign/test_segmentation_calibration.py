@@ -178,3 +178,22 @@ def test_status_and_the_report_show_the_per_pixel_calibration(campaign, tmp_path
     assert 'id="calibration"' in page and "reliability-round-" in page
     assert "the guard&#x27;s folds split by image" in page or "the guard's folds split by image" in page
     assert "No temperature scaling in any round" not in page
+
+
+def test_many_images_share_a_pixel_budget(campaign, monkeypatch) -> None:
+    """More images than the budget allows at full size: each gives a seeded share (never fewer
+    than MIN_PIXELS_PER_IMAGE), so memory does not grow with the held-out set."""
+    from activelabel.campaign import segmentation_calibration as sc
+
+    engine, _, config, _ = campaign
+    data = campaign_data(config)
+    with session_scope(engine) as session:
+        uris = session.scalars(select(Sample.uri).where(Sample.split == SampleSplit.test).order_by(Sample.id)).all()
+        model = load_segmenter(_checkpoint(session, _round(session, 1)), CPU)
+    images, masks = data.store.read(uris), np.stack([data.given_masks[u] for u in uris])
+    monkeypatch.setattr(sc, "PIXEL_BUDGET", 100 * len(uris))
+    z, y, image = sc.segmentation_pixel_logits(model, images, masks, CPU, samples=0, seed=1, ignore_index=IGNORE_INDEX)
+    assert z.shape == (1, 100 * len(uris), 5) and np.bincount(image).tolist() == [100] * len(uris)
+    monkeypatch.setattr(sc, "PIXEL_BUDGET", 10)
+    _, y, _ = sc.segmentation_pixel_logits(model, images, masks, CPU, samples=0, seed=1, ignore_index=IGNORE_INDEX)
+    assert len(y) == sc.MIN_PIXELS_PER_IMAGE * len(uris)
