@@ -995,7 +995,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
         fitted = "kept" if calibration.get("skipped") else "fitted"
         table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
                             f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
-                            f"{calibration['validation_size']} held-out labels)")
+                            f"{calibration['validation_size']} held-out {_held_out_unit(calibration)})")
         for column in ("", "accuracy", "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):
@@ -1009,6 +1009,13 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
             console.print(f"No temperature fitted: {calibration['skipped']}.", markup=False)
     elif report.calibration_absence:  # the same words as the report's calibration section
         console.print(f"Calibration: none this round — {report.calibration_absence}.", markup=False, soft_wrap=True)
+
+
+def _held_out_unit(calibration: dict) -> str:
+    """What a round's calibration was fitted on: 'labels', or for a segmentation round (which
+    stores ``validation_pixels``) 'images' and their pixels."""
+    pixels = calibration.get("validation_pixels")
+    return "labels" if pixels is None else f"images, {pixels:,} labeled pixels"
 
 
 def _mixture_temperature(calibration: dict) -> str:

@@ -151,7 +151,7 @@ def error_stratified_folds(wrong: np.ndarray, seed: int, folds: int = FOLDS) -> 
 
 def cross_validated_nll(
     logits: np.ndarray, labels: np.ndarray, wrong: np.ndarray, seed: int = 0, fit=fit_temperature,
-    folds: int = FOLDS, apply=predictive_probabilities,
+    folds: int = FOLDS, apply=predictive_probabilities, fold: np.ndarray | None = None,
 ) -> dict:
     """K-fold check of a temperature on the held-out split ``logits`` ``[M, n, C]`` / ``labels``
     ``[n]`` (``wrong`` bool ``[n]``: predicted wrong at T = 1), K = ``folds``.
@@ -164,7 +164,9 @@ def cross_validated_nll(
     predictor, or any ``fit(logits, labels)`` returning a float or a tuple of floats (then stored
     as a list per fold); ``apply(logits, *params)`` turns a fold's logits and what ``fit`` returned
     into probabilities ``[n_fold, C]`` (default :func:`predictive_probabilities`; the mixture
-    temperature's check passes ``calibrated_probabilities``).
+    temperature's check passes ``calibrated_probabilities``). ``fold`` (ints ``[n]`` in
+    ``[0, folds)``) replaces the error-stratified folds: segmentation passes pixel rows dealt by
+    image (:func:`~activelabel.pipeline.pixel_calibration.image_folds`).
 
     Why this check: it asks the question the round cares about, "does a temperature learned from
     labels like these predict *unseen* labels better than T = 1?", with every held-out label used
@@ -177,7 +179,7 @@ def cross_validated_nll(
     labels = np.asarray(labels)
     if len(labels) < folds:
         raise InvalidArrayError(f"a {folds}-fold check needs at least {folds} held-out labels; got {len(labels)}")
-    fold = error_stratified_folds(wrong, seed, folds)
+    fold = error_stratified_folds(wrong, seed, folds) if fold is None else np.asarray(fold)
     out_of_fold = np.empty(logits.shape[1:])  # [n, C]: each row under the temperature fitted without it
     temperatures, errors = [], []
     for k in range(folds):

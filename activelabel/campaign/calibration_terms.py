@@ -15,6 +15,7 @@ MIN_VALIDATION = 3  # smallest held-out split
 FOLDS = 5  # folds of the cross-validated guard on the fitted temperature
 MIN_ERRORS = FOLDS  # wrong answers on the held-out split the guard needs
 BINS = 15  # equal-width confidence bins of the ECE
+SEGMENTATION_MIN_IMAGES = 20  # labeled images before a segmentation round fits a per-pixel T
 
 
 def predictor(method: str, samples: int, members: int) -> dict:

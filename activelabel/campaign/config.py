@@ -79,7 +79,8 @@ class CampaignConfig:
     initial_labeled: int = 20
     mc_samples: int = 20
     # Hold out a validation split, fit a temperature (Guo et al. 2017) each round, and let
-    # acquisition use the temperature-scaled probabilities (see campaign.calibrate).
+    # acquisition use the temperature-scaled probabilities (see campaign.calibrate; segmentation:
+    # a per-pixel temperature on held-out images, campaign.segmentation_calibration).
     calibrate: bool = True
     # How the pool's predictive distribution is sampled: "mc_dropout" (mc_samples passes),
     # "deterministic" (one eval pass, T = 1: the softmax baseline; BALD-type strategies refuse

@@ -53,7 +53,7 @@ class CampaignSection(_Section):
     )
     mc_samples: int = Field(20, description="Stochastic forward passes per pool sample (T, MC dropout)")
     calibrate: bool = Field(
-        True, description="Fit a temperature each round on 15 % of the labels held out from training (from 500 labels on); acquisition then uses the calibrated probabilities"
+        True, description="Fit a temperature each round on 15 % of the labels held out from training (from 500 labels on; segmentation: a per-pixel temperature on held-out images, from 20 on); acquisition then uses the calibrated probabilities"
     )
     uncertainty: Literal["mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout"] = Field(
         "mc_dropout", description="'mc_dropout' (mc_samples passes), 'deterministic' (one pass: the softmax baseline), 'ensemble' (ensemble_size models) or 'ensemble+mc_dropout'"

@@ -6,11 +6,16 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   become ``ignore_index`` (``annotation.mask_votes.majority_mask``).
 - **Training**: per-pixel cross-entropy with ``ignore_index`` (``pipeline.segmentation``), batch
   8 and learning rate 5e-3, at least 200 steps (``epochs`` may ask for more).
+- **Calibration** (``calibrate``, from 20 labeled images on): a share of the labeled images is
+  held out of training and a per-pixel temperature fitted on their pixels, kept only if it
+  lowers the out-of-fold pixel NLL (folds by image); stored in ``round.calibration`` with the
+  yardstick's pixel NLL/ECE before and after (``campaign.segmentation_calibration``).
 - **Yardstick**: the test split's given masks, or the evaluation split's annotated masks;
   mIoU, per-class IoU, pixel accuracy and pixel ECE go to ``round.segmentation_metrics``,
   pixel accuracy and pixel ECE also to ``round.test_accuracy`` / ``round.test_ece`` (what
   status, reports and the stopping rules read).
-- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` become
+- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` (each pass's
+  logits divided by the round's kept temperature, 1.0 without one) become
   per-pixel maps (``acquisition.pixelwise``); the strategy's map is aggregated per image by
   ``aggregation`` (mean, max, top_q, class_weighted: weights are the inverse pixel frequencies
   of the classes in the masks the round trained on, stored with the checkpoint and in
@@ -19,8 +24,8 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   ``aleatoric`` = their difference (mean expected entropy), all in nats; ``confidence`` = mean
   max softmax. ``predicted_class`` is -1: an image has no single predicted class.
 - **Heatmaps**: before the selection leaves, one PNG per selected sample (image | predicted
-  mask | the strategy's map | max-softmax map), from the same checkpoint and the same dropout
-  seed as the scores, so the map drawn is the map that was scored.
+  mask | the strategy's map | max-softmax map), from the same checkpoint, dropout seed and
+  temperature as the scores, so the map drawn is the map that was scored.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConf
 from activelabel.campaign.data import campaign_data
 from activelabel.campaign.kinds import Trained, TrainInput
 from activelabel.campaign.model_settings import training_config, training_record
+from activelabel.campaign.segmentation_calibration import fit_segmentation_calibration, validation_images
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.pipeline.device import resolve_device
 from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
@@ -122,22 +128,35 @@ def train_segmenter(job: TrainInput) -> Trained:
     labeled = [labeled[i] for i in kept]
     size = x.shape[2:] if len(labeled) else (1, 1)
     y = np.stack([masks[s.uri] for s in labeled]).astype(np.int64) if labeled else np.zeros((0, *size), np.int64)
+    # Calibration: a share of the labeled images is held out of training to fit the per-pixel
+    # temperature on (campaign.segmentation_calibration); none below MIN_IMAGES.
+    held = validation_images(len(labeled), job.seed) if config.calibrate else np.zeros(0, np.int64)
+    train = np.setdiff1d(np.arange(len(labeled)), held)
     spec = segmentation_spec(config, data.in_channels, num_classes)
-    training = replace(training_config(config, len(labeled)), batch_size=8, learning_rate=5e-3)
+    training = replace(training_config(config, len(train)), batch_size=8, learning_rate=5e-3)
     progress = reporter()
-    progress.phase(f"round {rnd.index} · training a {spec.architecture} on {len(labeled)} masks",
-                   planned_epochs(len(labeled), training))
-    model = train_segmentation(x, y, spec, training, seed=job.seed, device=job.device, ignore_index=IGNORE_INDEX,
+    progress.phase(f"round {rnd.index} · training a {spec.architecture} on {len(train)} masks",
+                   planned_epochs(len(train), training))
+    model = train_segmentation(x[train], y[train], spec, training, seed=job.seed, device=job.device,
+                               ignore_index=IGNORE_INDEX,
                                on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
     # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
-    pixels = class_pixel_counts(y, num_classes, ignore_index=IGNORE_INDEX)
+    pixels = class_pixel_counts(y[train], num_classes, ignore_index=IGNORE_INDEX)
     architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
-    metrics = _measure(model, data, job.yard_uris, masks, job.device, problems)
+    measured = _measure(model, data, job.yard_uris, masks, job.device, problems)
+    metrics = measured[0] if measured else None
+    calibration = None
+    if len(held):
+        yard_images, yard_masks = measured[1:] if measured else (None, None)
+        calibration = fit_segmentation_calibration(model, x[held], y[held], yard_images, yard_masks, job.device,
+                                                   samples=_samples(config), seed=job.seed, method=config.uncertainty,
+                                                   ignore_index=IGNORE_INDEX)
     # A U-Net skips a last batch of one (batch norm) and a batch whose pixels are all ignored
     # (the latter is not counted: "steps" is then at most that many).
-    record = training_record(config, training, len(labeled), skips_batch_of_one=True, recipe="segmentation")
-    values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=None, segmentation_metrics=None,
-                  training=record)
+    record = training_record(config, training, len(train), held_out=len(held), skips_batch_of_one=True,
+                             recipe="segmentation")
+    values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=calibration,
+                  segmentation_metrics=None, training=record)
     if metrics is None:
         return Trained([model], architecture, len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "
@@ -153,14 +172,19 @@ def train_segmenter(job: TrainInput) -> Trained:
             "pixels": metrics.pixels,
         },
     )
+    calibrated = ""
+    if calibration and calibration.get("before") and calibration.get("after"):
+        calibrated = (f"; temperature {calibration['temperature']:.3f} on {len(held)} held-out masks, pixel ECE "
+                      f"{calibration['before']['ece']:.3f} -> {calibration['after']['ece']:.3f}")
     return Trained([model], architecture, len(labeled), values, problems, logging.INFO,
-                   f"Round {rnd.index}: trained on {len(labeled)} masks, mIoU {metrics.miou:.3f} "
-                   f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f})")
+                   f"Round {rnd.index}: trained on {len(train)} masks, mIoU {metrics.miou:.3f} "
+                   f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f}){calibrated}")
 
 
 def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray], device, problems):
-    """Metrics of one deterministic pass over the yardstick (annotated masks first, then the
-    given test masks); None without a readable yardstick sample with a mask."""
+    """(metrics of one deterministic pass over the yardstick, its images ``[N, C, H, W]``, its
+    masks ``[N, H, W]``) (annotated masks first, then the given test masks); None without a
+    readable yardstick sample with a mask."""
     given = data.given_masks or {}
     uris = [u for u in yard_uris if u in annotated or u in given]
     if not uris:
@@ -170,7 +194,7 @@ def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray]
     if not kept:
         return None
     truth = np.stack([annotated[uris[i]] if uris[i] in annotated else given[uris[i]] for i in kept]).astype(np.int64)
-    return evaluate_segmentation(model, images, truth, device=device, ignore_index=IGNORE_INDEX)
+    return evaluate_segmentation(model, images, truth, device=device, ignore_index=IGNORE_INDEX), images, truth
 
 
 def load_segmenter(checkpoint: ModelCheckpoint, device: torch.device):
@@ -195,8 +219,9 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
     without counts (written before they were kept) weighs each image's predicted classes
     equally, as before.
     """
-    from activelabel.campaign.steps import ScoredPool
+    from activelabel.campaign.steps import ScoredPool, _acquisition_temperature
 
+    temperature = _acquisition_temperature(rnd, config)
     data = campaign_data(config)
     device = resolve_device(config.device)
     model = load_segmenter(checkpoints[0], device)
@@ -214,6 +239,7 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
     for positions, logits in stream_probabilities(
         model, data.store, [s.uri for s in pool], samples=samples, device=device, seed=seed,
         workers=config.loader_workers, batch_size=CHUNK, problems=problems, on_batch=progress.advance, logits=True,
+        temperature=temperature,
     ):
         probs = torch.softmax(torch.from_numpy(logits), dim=2).numpy()  # [T, b, C, H, W]
         maps = pixel_maps(probs)
@@ -234,7 +260,7 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
         )
     uncertainty = {
         "method": config.uncertainty, "samples": max(samples, 1), "members": 1,
-        "mode": mc_strategy(model, samples), "temperature": 1.0,
+        "mode": mc_strategy(model, samples), "temperature": temperature,
         "map": map_name or "random", "aggregation": config.aggregation, "q": config.aggregation_q,
     }
     if class_weights is not None:
@@ -260,6 +286,7 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
     start) send their tasks as they are.
     """
     from activelabel.campaign.kinds import PreparedTasks
+    from activelabel.campaign.steps import _acquisition_temperature
 
     if rnd.kind != RoundKind.active or not tasks:
         return PreparedTasks(tasks, [])
@@ -283,7 +310,8 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
     rows, extras = [], {}
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     done = 0
-    for probs in predict_segmentation_stream(model, chunks, samples=_samples(config), device=device, seed=seed):
+    for probs in predict_segmentation_stream(model, chunks, samples=_samples(config), device=device, seed=seed,
+                                             temperature=_acquisition_temperature(rnd, config)):
         maps = pixel_maps(probs)
         for k in range(len(maps)):
             task = readable[done + k]

@@ -69,12 +69,21 @@ def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | N
         return "an evaluation round labels the yardstick; no model is trained"
     if kind == "cold_start":
         return "a cold-start round picks at random before any model is trained"
-    if config.get("task") == "segmentation":
-        return ("segmentation campaigns fit no temperature (calibrate is ignored); the pixel ECE is the "
-                "uncalibrated model's")
     if not config.get("calibrate", True):
         return "calibration is off for this campaign (calibrate = false)"
-    from activelabel.campaign.calibration_terms import MIN_LABELS, VALIDATION_FRACTION
+    from activelabel.campaign.calibration_terms import (
+        FOLDS,
+        MIN_LABELS,
+        SEGMENTATION_MIN_IMAGES,
+        VALIDATION_FRACTION,
+    )
+
+    if config.get("task") == "segmentation":
+        if labeled is not None and labeled < SEGMENTATION_MIN_IMAGES:
+            return (f"fewer than {SEGMENTATION_MIN_IMAGES} labeled images (a segmentation round fits a per-pixel "
+                    f"temperature from {SEGMENTATION_MIN_IMAGES} on, holding {VALIDATION_FRACTION:.0%} of them, at "
+                    f"least {FOLDS}, out of training); the pixel ECE is the uncalibrated model's")
+        return "no calibration stored for this round"
 
     if labeled is not None and labeled < MIN_LABELS:
         return (f"fewer than {MIN_LABELS} labels (temperature scaling starts at {MIN_LABELS}, holding "

@@ -7,7 +7,8 @@ IoU is a table, the picks' class balance is the share of painted pixels per clas
 masks, and the selected samples are their heatmap PNGs (image | predicted mask | uncertainty
 map | max-softmax map), embedded with the map's summary statistics. Sections that only make
 sense for class labels (labels to an accuracy, temperature scaling, a thumbnail gallery with
-label and prediction) are replaced or say in a sentence why they are absent.
+label and prediction) are replaced or say in a sentence why they are absent. Temperature
+scaling is per pixel (``campaign.segmentation_calibration``) and shown as classification's.
 
 Everything comes from the database (``round.segmentation_metrics``, the ``heatmap`` table,
 ``annotation.mask``) and the heatmap files it points to; nothing is run.
@@ -203,6 +204,22 @@ def _heatmaps(engine: Engine, campaign_id: int, record: CampaignRecord, per_roun
     return parts
 
 
+def _calibration(record: CampaignRecord) -> list[str]:
+    """The per-pixel temperature scaling of the rounds that stored one
+    (``campaign.segmentation_calibration``): classification's table and reliability diagrams,
+    every pixel a sample; without any, one sentence per reason."""
+    if any(r.calibration for r in record.rounds):
+        return [*uncertainty.campaign_calibration(record), html.note(
+            "Per pixel: T is fitted on the labeled pixels of images held out from training (\"held out\" counts "
+            "images; the guard's folds split by image), and before / after are the pixels of the test (or "
+            "evaluation) images, at most 1,024 per image. The pixel ECE of the learning curve and the rounds table "
+            "above is the uncalibrated model's, one deterministic pass over every pixel.")]
+    reasons = sorted({why for r in record.rounds if (why := uncertainty.calibration_absence(r, record.config))})
+    return [html.note("No temperature scaling in any round, so there is no reliability diagram: "
+                      + "; ".join(reasons) + ". The pixel ECE above (15 confidence bins over every measured pixel) "
+                      "is the uncalibrated model's.")]
+
+
 def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float] | None,
                   gallery_size: int) -> str:
     """The whole HTML page of segmentation campaign ``record``; ``targets`` are mIoU values
@@ -219,10 +236,7 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
         html.section("Learning curve", *_learning_curves(record), anchor="learning-curves"),
         html.section("Data", html.paragraph(data_counts(engine, record.name).describe()), anchor="data"),
         html.section("Rounds", *_rounds_tables(engine, record, targets), anchor="rounds-section"),
-        html.section("Calibration", html.note(
-            "No temperature scaling: segmentation campaigns fit no temperature (the campaign's calibrate setting is "
-            "ignored), so there is no reliability diagram. The pixel ECE above (15 confidence bins over every "
-            "measured pixel) is the uncalibrated model's."), anchor="calibration"),
+        html.section("Calibration", *_calibration(record), anchor="calibration"),
         html.section("Uncertainty of pool and selected images",
                      *uncertainty.score_histograms(engine, campaign_id, record, scores="image scores",
                                                    detail=" (the per-pixel map aggregated per image)"),

@@ -34,10 +34,11 @@ def test_status_says_why_a_round_below_500_labels_has_no_calibration(tiny_experi
     assert "Calibration of the mean of 2 MC-dropout passes · temperature" in " ".join(said.split())
 
 
-def test_status_says_a_segmentation_round_fits_no_temperature(segmentation_campaign) -> None:
-    said = _status(segmentation_campaign, SEGMENTATION_CAMPAIGN, 2)
-    assert ("Calibration: none this round — segmentation campaigns fit no temperature (calibrate is ignored); the "
-            "pixel ECE is the uncalibrated model's.") in said
+def test_status_says_why_a_segmentation_round_fits_no_temperature(segmentation_campaign) -> None:
+    said = " ".join(_status(segmentation_campaign, SEGMENTATION_CAMPAIGN, 2).split())
+    assert ("Calibration: none this round — fewer than 20 labeled images (a segmentation round fits a per-pixel "
+            "temperature from 20 on, holding 15% of them, at least 5, out of training); the pixel ECE is the "
+            "uncalibrated model's.") in said
     assert "fewer than 500" not in said
 
 

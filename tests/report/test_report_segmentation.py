@@ -72,7 +72,9 @@ def test_miou_pixel_metrics_and_per_class_iou_are_the_stored_ones(report) -> Non
 
     assert page.tables["labels-to-target"][1:] == [["bald", first(0.6), first(0.7), first(0.8)]]
     assert "fewer than 500 labels" not in page.text
-    assert "segmentation campaigns fit no temperature" in page.text
+    # 8 and 14 labeled images: below the 20 from which a round fits a per-pixel temperature
+    assert "No temperature scaling in any round" in page.text
+    assert "fewer than 20 labeled images (a segmentation round fits a per-pixel temperature" in page.text
 
 
 def test_settings_name_the_task_model_uncertainty_and_aggregation(report) -> None:

@@ -213,8 +213,11 @@ def test_each_kind_of_missing_calibration_has_its_own_reason():
     assert calibration_absence(row(), {"calibrate": False}) == "calibration is off for this campaign (calibrate = false)"
     assert calibration_absence(row(labeled=499), {}) == TOO_FEW
     assert calibration_absence(row(labeled=500), {}) == "no calibration stored for this round"
-    # a segmentation round at any label count: no temperature by design, not "fewer than 500 labels"
-    for labeled in (8, 5000):
-        assert calibration_absence(row(labeled=labeled), {"task": "segmentation", "calibrate": True}) == (
-            "segmentation campaigns fit no temperature (calibrate is ignored); the pixel ECE is the uncalibrated "
-            "model's")
+    # a segmentation round counts labeled images (from 20 on it fits a per-pixel T), not "fewer than 500 labels"
+    seg = {"task": "segmentation", "calibrate": True}
+    assert calibration_absence(row(labeled=8), seg) == (
+        "fewer than 20 labeled images (a segmentation round fits a per-pixel temperature from 20 on, holding 15% "
+        "of them, at least 5, out of training); the pixel ECE is the uncalibrated model's")
+    assert calibration_absence(row(labeled=20), seg) == "no calibration stored for this round"
+    assert calibration_absence(row(labeled=8), seg | {"calibrate": False}) == (
+        "calibration is off for this campaign (calibrate = false)")
