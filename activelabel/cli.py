@@ -683,13 +683,16 @@ def watch(
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
     _quiet_prefect()
-    watch_campaign(
+    done = watch_campaign(
         engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
         webhook=(webhook_host, webhook_port) if webhook else None,
         on_round=lambda summary: err_console.print(summary.describe()),
         command_ref=_command_ref(campaign, given if Path(given).is_file() else None,
                                  given_url if Path(given).is_file() else database_url),
     )
+    if done >= rounds:  # the other ways out (a stop rule, the deadline) said why already
+        err_console.print(f"Campaign {campaign!r}: {done} of {rounds} rounds complete, so watch ends; for more, "
+                          "raise `rounds` in the campaign file or pass --rounds N", soft_wrap=True)
 
 
 @app.command()

@@ -16,6 +16,9 @@ def test_watch_stops_at_the_campaigns_rounds_setting(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     watched = run_cli("watch", "w", "--poll-seconds", "1", cwd=tmp_path)
     assert watched.returncode == 0, watched.stderr[-2000:]
+    assert watched.stderr.strip().splitlines()[-1] == (
+        "Campaign 'w': 1 of 1 rounds complete, so watch ends; for more, raise `rounds` in the campaign file "
+        "or pass --rounds N")
     engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")
     with session_scope(engine) as session:
         assert session.scalars(select(Round.status).order_by(Round.index)).all() == [RoundStatus.complete]
