@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from activelabel.campaign import steps
+from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
 from activelabel.errors import ConfigError
 from activelabel.flows.round import campaign_flow
@@ -42,7 +42,7 @@ def watch_campaign(
     batch jobs); by default it waits as long as the labels take. ``dask`` = (scheduler
     address, local workers) scores active rounds as shards on Dask (``--dask-*``).
     """
-    campaign_id = steps.campaign_id(engine, campaign_name)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
     try:
