@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from activelabel.campaign import campaign_summaries, prepare_campaign
-from activelabel.campaign.data import clear_cache
 from activelabel.campaign.export import export_labels
 from activelabel.campaign.file import load_campaign_file
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import open_engine
-from tests_support_campaignfile import write_campaign_file
+from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -27,11 +26,7 @@ pytestmark = pytest.mark.labelstudio
 
 
 def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, tmp_path, monkeypatch) -> None:
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     truth = write_unlabeled_pool(tmp_path / "images", count=60)
     name = f"own-{uuid.uuid4().hex[:8]}"
     path = write_campaign_file(tmp_path / "campaign.toml", name, settings={

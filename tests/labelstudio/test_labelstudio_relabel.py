@@ -22,7 +22,7 @@ from activelabel.errors import CampaignStateError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Annotation, AnnotationStatus, Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
-from tests_support_campaignfile import write_campaign_file
+from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -30,11 +30,7 @@ pytestmark = pytest.mark.labelstudio
 
 
 def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = ""):
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     write_unlabeled_pool(tmp_path / "images", count=30)
     name = f"relabel-{uuid.uuid4().hex[:8]}"
     path = write_campaign_file(tmp_path / "campaign.toml", name, settings={

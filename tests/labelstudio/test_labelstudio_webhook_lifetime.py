@@ -20,11 +20,11 @@ import pytest
 
 from activelabel.annotation.webhook import DEFAULT_PATH, SECRET_HEADER
 from activelabel.campaign import prepare_campaign
-from activelabel.campaign.data import campaign_data, clear_cache
+from activelabel.campaign.data import campaign_data
 from activelabel.campaign.setup import build_annotator
 from activelabel.campaign.file import load_campaign_file
 from activelabel.storage import open_engine
-from tests_support_campaignfile import write_campaign_file
+from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_owndata import write_unlabeled_pool
 
 pytestmark = pytest.mark.labelstudio
@@ -59,11 +59,7 @@ def _wait(what: str, check, bound: float, proc: subprocess.Popen, log: Path):
 
 @pytest.fixture
 def campaign(ls_server, ls_client, tmp_path, monkeypatch):
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     write_unlabeled_pool(tmp_path / "images", count=20)
     name = f"relabel-hook-{uuid.uuid4().hex[:8]}"
     path = write_campaign_file(tmp_path / "campaign.toml", name, settings={

@@ -69,3 +69,18 @@ def write_campaign_file(path: Path, name: str, **options) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(campaign_text(name, **options))
     return path
+
+
+def use_label_studio(monkeypatch, ls_server, tmp_path: Path) -> str:
+    """Ready a test for a campaign on the test Label Studio server (``ls_server`` of
+    tests/labelstudio/conftest.py): a fresh campaign-data cache, the server's URL and key in the
+    environment, and a new SQLite database ``tmp_path/al.db`` as ``ACTIVELABEL_DATABASE_URL``
+    (undone after the test by ``monkeypatch``). Returns that database URL."""
+    from activelabel.campaign.data import clear_cache
+
+    clear_cache()
+    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
+    db_url = f"sqlite:///{tmp_path / 'al.db'}"
+    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    return db_url
