@@ -23,7 +23,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,22 +112,28 @@ def _stored_round(connection, campaign_id: int, n: int) -> tuple[float, GalCNN] 
     return row[0], load_model(ModelSpec.from_dict(json.loads(row[1])), row[2], CPU)
 
 
+def _rounds_to_examine(args, connection, results: dict, command: str) -> Iterator[tuple[str, int, float, GalCNN]]:
+    """(results key, label count n, stored test accuracy, checkpoint model) for each campaign matching
+    ``--campaigns`` and each n of ``--labels``, skipping a key the results file holds already (a rerun
+    continues) and a round not stored (complete, with a checkpoint) on exactly n labels."""
+    for campaign_id, name in _campaigns(connection, args.campaigns.split(",")):
+        for n in [int(v) for v in args.labels.split(",")]:
+            key = f"{command} {name}@{n}"
+            stored_round = None if key in results else _stored_round(connection, campaign_id, n)
+            if stored_round is not None:
+                yield key, n, *stored_round
+
+
 def mc_test(args, connection, results: dict, save: Callable[[], None]) -> None:
     test = load_mnist_images(args.data, split="test")
     images, targets = torch.from_numpy(test.images), torch.from_numpy(test.targets)
-    for campaign_id, name in _campaigns(connection, args.campaigns.split(",")):
-        for n in [int(v) for v in args.labels.split(",")]:
-            key = f"mc-test {name}@{n}"
-            stored_round = None if key in results else _stored_round(connection, campaign_id, n)
-            if stored_round is None:
-                continue
-            stored, model = stored_round
-            deterministic, mean = mc_predictions(model, images, args.passes, seed=0)
-            results[key] = {"stored": stored, "deterministic": _accuracy(deterministic, targets),
-                            "mc": _accuracy(mean, targets), "passes": args.passes}
-            save()
-            print(f"{key:<48} stored {stored:.4f}  one pass {results[key]['deterministic']:.4f}  "
-                  f"MC-{args.passes} {results[key]['mc']:.4f}", flush=True)
+    for key, _, stored, model in _rounds_to_examine(args, connection, results, "mc-test"):
+        deterministic, mean = mc_predictions(model, images, args.passes, seed=0)
+        results[key] = {"stored": stored, "deterministic": _accuracy(deterministic, targets),
+                        "mc": _accuracy(mean, targets), "passes": args.passes}
+        save()
+        print(f"{key:<48} stored {stored:.4f}  one pass {results[key]['deterministic']:.4f}  "
+              f"MC-{args.passes} {results[key]['mc']:.4f}", flush=True)
 
 
 def retrain(args, connection, results: dict, save: Callable[[], None]) -> None:
@@ -174,32 +180,26 @@ def _bald(probs: torch.Tensor) -> np.ndarray:
 
 def t_check(args, connection, results: dict, save: Callable[[], None]) -> None:
     pool = load_mnist_images(args.data, limit=args.limit)
-    for campaign_id, name in _campaigns(connection, args.campaigns.split(",")):
-        for n in [int(v) for v in args.labels.split(",")]:
-            key = f"t-check {name}@{n}"
-            stored_round = None if key in results else _stored_round(connection, campaign_id, n)
-            if stored_round is None:
-                continue
-            model = stored_round[1]
-            subset = np.random.default_rng(n).choice(len(pool), 2000, replace=False)
-            pooled = pooled_features(model, torch.from_numpy(pool.images[subset]))
+    for key, n, _, model in _rounds_to_examine(args, connection, results, "t-check"):
+        subset = np.random.default_rng(n).choice(len(pool), 2000, replace=False)
+        pooled = pooled_features(model, torch.from_numpy(pool.images[subset]))
 
-            def passes(count: int, seed: int) -> torch.Tensor:
-                generator = torch.Generator().manual_seed(seed)
-                return torch.cat([sample_passes(model, pooled, min(100, count - t), generator) for t in range(0, count, 100)])
+        def passes(count: int, seed: int) -> torch.Tensor:
+            generator = torch.Generator().manual_seed(seed)
+            return torch.cat([sample_passes(model, pooled, min(100, count - t), generator) for t in range(0, count, 100)])
 
-            reference = set(np.argsort(-_bald(passes(2000, 1)))[:10])
-            first = _bald(passes(20, 2))
-            overlap = {
-                "T20_top10": len(reference & set(np.argsort(-first)[:10])),
-                "T100_top10": len(reference & set(np.argsort(-_bald(passes(100, 3)))[:10])),
-                "T20_top100_holds": len(reference & set(np.argsort(-first)[:100])),
-            }
-            results[key] = overlap
-            save()
-            print(f"{key:<40} of the T=2000 top-10: T=20 top-10 has {overlap['T20_top10']}, T=100 top-10 "
-                  f"{overlap['T100_top10']}, T=20 top-100 (refinement's candidates) {overlap['T20_top100_holds']}",
-                  flush=True)
+        reference = set(np.argsort(-_bald(passes(2000, 1)))[:10])
+        first = _bald(passes(20, 2))
+        overlap = {
+            "T20_top10": len(reference & set(np.argsort(-first)[:10])),
+            "T100_top10": len(reference & set(np.argsort(-_bald(passes(100, 3)))[:10])),
+            "T20_top100_holds": len(reference & set(np.argsort(-first)[:100])),
+        }
+        results[key] = overlap
+        save()
+        print(f"{key:<40} of the T=2000 top-10: T=20 top-10 has {overlap['T20_top10']}, T=100 top-10 "
+              f"{overlap['T100_top10']}, T=20 top-100 (refinement's candidates) {overlap['T20_top100_holds']}",
+              flush=True)
 
 
 def main() -> int:

@@ -27,7 +27,6 @@ from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, me
 from activelabel.campaign.faults import crash_point
 from activelabel.stop import signal_name, stop_signal
 from activelabel.campaign.kinds import Trained, TrainInput, task_kind
-from activelabel.campaign.lookup import campaign_id, current_round_index, unknown_campaign_message  # noqa: F401
 from activelabel.campaign.data import CampaignData, campaign_data, one_pool_listing
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.growth import join_before_round

@@ -56,6 +56,10 @@ CLIENT_CSRF_ENV = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
 BASE_STARTUP_TIMEOUT_S = 120.0
 MAX_DEFAULT_STARTUP_TIMEOUT_S = 600.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# The uvicorn factory Prefect starts its temporary server with, and ours in its place: Prefect's
+# app, without the traceback it logs when stopped mid-write (see activelabel/prefect_server_app.py).
+PREFECT_APP = "prefect.server.api.server:create_app"
+ACTIVELABEL_APP = "activelabel.prefect_server_app:create_app"
 
 
 def default_startup_timeout() -> float:
@@ -190,7 +194,7 @@ class _BoundMixin:
     def _run_uvicorn_command(self) -> Any:
         import prefect.server.api.server as prefect_server
 
-        with _children_die_with_this_thread(prefect_server):
+        with _children_die_with_this_thread(prefect_server), _serving_our_app(prefect_server):
             return super()._run_uvicorn_command()
 
 
@@ -232,6 +236,31 @@ class _SubprocessWith:
     def __init__(self, real: Any, preexec: Callable[[], None]) -> None:
         self._real = real
         self.Popen = partial(real.Popen, preexec_fn=preexec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@contextmanager
+def _serving_our_app(module: Any) -> Iterator[None]:
+    """While active, ``module``'s ``subprocess.Popen`` runs :data:`ACTIVELABEL_APP` where it was
+    asked for :data:`PREFECT_APP` (a command without it is left as it is)."""
+    inner = module.subprocess
+    module.subprocess = _AppSwap(inner)
+    try:
+        yield
+    finally:
+        module.subprocess = inner
+
+
+class _AppSwap:
+    """The ``subprocess`` module given, but ``Popen`` starts our server app instead of Prefect's."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def Popen(self, args: list[str], **kwargs: Any) -> Any:  # noqa: N802 (subprocess's name)
+        return self._real.Popen([ACTIVELABEL_APP if arg == PREFECT_APP else arg for arg in args], **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from prefect.cache_policies import NO_CACHE
 
-from activelabel.campaign import steps
+from activelabel.campaign import lookup, steps
 from activelabel.campaign.data import one_pool_listing
 from activelabel.campaign.hints import follow_up  # noqa: F401  (also imported from here)
 from activelabel.campaign.stopping import check_stop
@@ -97,8 +97,8 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
     """
     shard_runner(database_url, dask_address, dask_workers)  # a bad option fails before training
     engine = engine_for(database_url)
-    campaign_id = steps.campaign_id(engine, campaign_name)
-    index = steps.current_round_index(engine, campaign_id)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
+    index = lookup.current_round_index(engine, campaign_id)
     progress = reporter()
     with campaign_lease(engine, campaign_id, campaign_name, index):
         round_id = steps.start_round(engine, campaign_id)
@@ -155,7 +155,7 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
     ``dask_address`` / ``dask_workers`` / ``command_ref`` as :func:`round_flow`. ``advise_on_wait=False``: a round
     waiting for labels is not announced with the advice to sync or watch (``watch`` says it once)."""
     engine = engine_for(database_url)
-    campaign_id = steps.campaign_id(engine, campaign_name)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
     summaries = []
     while steps.completed_rounds(engine, campaign_id) < rounds:
         with one_pool_listing():  # the stop check and the round's start list the pool folder once
@@ -186,7 +186,7 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
 def sync_flow(campaign_name: str, database_url: str | None = None) -> steps.SyncResult:
     """Pull finished annotations back; the waiting round completes once enough are resolved."""
     engine = engine_for(database_url)
-    return sync_campaign_task(database_url, steps.campaign_id(engine, campaign_name))
+    return sync_campaign_task(database_url, lookup.campaign_id(engine, campaign_name))
 
 
 @task(name="sync-campaign", cache_policy=NO_CACHE, **RETRY_WHEN_DOWN)

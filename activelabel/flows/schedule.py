@@ -14,7 +14,7 @@ import os
 
 from prefect import flow
 
-from activelabel.campaign import steps
+from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
 from activelabel.errors import ConfigError, RoundAlreadyRunningError
 from activelabel.flows.engines import engine_for
@@ -32,7 +32,7 @@ def scheduled_round_flow(
     """One tick of a schedule: advance the campaign by one round (None: nothing to do);
     ``dask_address`` / ``dask_workers`` score its active rounds as shards on Dask."""
     engine = engine_for(database_url)
-    campaign_id = steps.campaign_id(engine, campaign_name)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
     done = steps.completed_rounds(engine, campaign_id)
     if done >= max_rounds:
         log.info("Campaign %r has its %d rounds; nothing to do", campaign_name, max_rounds)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from activelabel.campaign import steps
+from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
 from activelabel.errors import ConfigError
 from activelabel.flows.round import campaign_flow
@@ -49,7 +49,7 @@ def watch_campaign(
     the campaign's lease (:mod:`activelabel.storage.lease`). While another process holds it,
     this watch says so once and keeps waiting instead of failing.
     """
-    campaign_id = steps.campaign_id(engine, campaign_name)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
     try:

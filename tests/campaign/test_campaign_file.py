@@ -12,20 +12,14 @@ import torch
 from torchvision.models import mobilenet_v3_small
 
 from activelabel.campaign.file import load_campaign_file, template
-from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+from tests_support_campaignfile import write_campaign_file
+from tests_support_owndata import write_manifest, write_unlabeled_pool
 
 EXE = [sys.executable, "-m", "activelabel.cli"]
 
 
 def write_campaign(folder: Path, **replace: str) -> Path:
-    text = template("files-test").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
-    for old, new in replace.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "campaign.toml"
-    path.write_text(text)
-    return path
+    return write_campaign_file(folder / "campaign.toml", "files-test", simulated=True, replace=replace)
 
 
 @pytest.fixture(scope="module")

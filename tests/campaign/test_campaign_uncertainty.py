@@ -17,18 +17,18 @@ from activelabel.campaign import prepare_campaign, steps
 from activelabel.campaign.candidates import Candidates, distinct
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.pipeline.checkpoint import load_model
 from activelabel.pipeline.model import ModelSpec
 from activelabel.pipeline.prediction import predict_probabilities
 from activelabel.storage import ModelCheckpoint, Round, Sample, Score, Selection, open_engine, session_scope
+from tests_support_campaignfile import write_campaign_file
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
 from tests_support_rounds import run_rounds
 
 COPIES = 3
-SETTINGS = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 3", "mc_samples = 20": "mc_samples = 10",
-            "workers = 2": "workers = 0", "evaluation_size = 100": "evaluation_size = 0"}
+SETTINGS = {"campaign.batch_size": 10, "campaign.epochs": 3, "campaign.mc_samples": 10, "data.evaluation_size": 0}
 
 
 @pytest.fixture(autouse=True)
@@ -55,15 +55,8 @@ def make_pool_with_near_copies(root: Path, originals: int = 50) -> None:
 
 
 def campaign_file(root: Path, name: str, strategy: str, **replace: str) -> Path:
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
-    text = text.replace('strategy = "bald"', f'strategy = "{strategy}"')
-    for old, new in {**SETTINGS, **replace}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = root / f"{name}.toml"
-    path.write_text(text)
-    return path
+    return write_campaign_file(root / f"{name}.toml", name, simulated=True,
+                               settings={**SETTINGS, "campaign.strategy": strategy}, replace=replace)
 
 
 def original_of(uri: str) -> str:

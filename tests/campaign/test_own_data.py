@@ -19,29 +19,22 @@ from sqlalchemy import func, select
 from activelabel.campaign import campaign_summaries, prepare_campaign, steps
 from activelabel.campaign.data import clear_cache
 from activelabel.campaign.export import export_labels
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.errors import CampaignStateError
 from activelabel.storage import (
     Annotation, AnnotationStatus, Round, Sample, SampleProblem, SampleSplit, Selection, open_engine,
     session_scope,
 )
+from tests_support_campaignfile import write_campaign_file
 from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
 from tests_support_rounds import run_rounds
 
 EXE = [sys.executable, "-m", "activelabel.cli"]
-SMALL = {"batch_size = 20": "batch_size = 10", "epochs = 40": "epochs = 2", "mc_samples = 20": "mc_samples = 3",
-         "workers = 2": "workers = 0", "evaluation_size = 100": "evaluation_size = 20",
-         "cpu_threads = 1": "cpu_threads = 1"}
+SMALL = {"campaign.batch_size": 10, "campaign.epochs": 2, "campaign.mc_samples": 3, "data.evaluation_size": 20}
 
 
 def campaign_file(root: Path, name: str = "own", **replace: str) -> Path:
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
-    for old, new in {**SMALL, **replace}.items():
-        text = text.replace(old, new)
-    path = root / f"{name}.toml"
-    path.write_text(text)
-    return path
+    return write_campaign_file(root / f"{name}.toml", name, simulated=True, settings=SMALL, replace=replace)
 
 
 def make_data(root: Path, count: int = 80) -> dict[str, str]:

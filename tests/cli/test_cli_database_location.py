@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from activelabel.campaign import prepare_campaign
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.storage import open_engine
-from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+from tests_support_campaignfile import write_campaign_file
+from tests_support_owndata import write_manifest, write_unlabeled_pool
 from tests_support_cli import cli, error_line
 
-TINY = {"batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 10",
-        "rounds = 10": "rounds = 1", "workers = 2": "workers = 0", "epochs = 40": "epochs = 1",
-        "mc_samples = 20": "mc_samples = 2"}
+TINY = {"campaign.batch_size": 10, "data.evaluation_size": 10, "campaign.rounds": 1, "campaign.epochs": 1,
+        "campaign.mc_samples": 2}
 
 
 def campaign_folder(root: Path, *, database: str | None = None) -> Path:
@@ -28,16 +28,8 @@ def campaign_folder(root: Path, *, database: str | None = None) -> Path:
     folder = root / "camp"
     truth = write_unlabeled_pool(folder / "images", count=40)
     write_manifest(folder / "truth.csv", truth, base=folder / "images")
-    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
-    for old, new in TINY.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    if database is not None:
-        text = text.replace("# url = ...", f'url = "{database}"')
-    path = folder / "own.toml"
-    path.write_text(text)
-    return path
+    database_setting = {} if database is None else {"database.url": database}
+    return write_campaign_file(folder / "own.toml", "own", simulated=True, settings={**TINY, **database_setting})
 
 
 def rounds_in(db: Path) -> list[tuple[str, int, str, str, int]]:

@@ -48,7 +48,7 @@ def test_a_mistyped_campaign_file_is_said_missing_and_an_unknown_name_lists_the_
 
 
 def test_the_unknown_campaign_message_shows_a_few_names() -> None:
-    from activelabel.campaign.steps import unknown_campaign_message
+    from activelabel.campaign.lookup import unknown_campaign_message
 
     assert unknown_campaign_message("x", []) == "no campaign named 'x' in this database: it holds no campaign yet"
     assert unknown_campaign_message("x", [f"c{i}" for i in range(7)]) == (
@@ -59,21 +59,14 @@ def test_the_unknown_campaign_message_shows_a_few_names() -> None:
 def own_campaign(root: Path, count: int = 40, **changes: str) -> Path:
     """root/camp/own.toml: ``count`` digit images, a truth manifest, simulated labels, round 1 only
     (the evaluation batch: nothing is trained); returns the file."""
-    from activelabel.campaign.file import template
-    from tests_support_owndata import LABELS, write_manifest, write_unlabeled_pool
+    from tests_support_campaignfile import write_campaign_file
+    from tests_support_owndata import write_manifest, write_unlabeled_pool
 
     folder = root / "camp"
     truth = write_unlabeled_pool(folder / "images", count=count)
     write_manifest(folder / "truth.csv", truth, base=folder / "images")
-    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    text = text.replace('kind = "labelstudio"', 'kind = "simulated"').replace("# truth = ...", 'truth = "truth.csv"')
-    for old, new in {"batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 10",
-                     "rounds = 10": "rounds = 1", "workers = 2": "workers = 0", **changes}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / "own.toml"
-    path.write_text(text)
-    return path
+    return write_campaign_file(folder / "own.toml", "own", simulated=True, replace=changes, settings={
+        "campaign.batch_size": 10, "data.evaluation_size": 10, "campaign.rounds": 1})
 
 
 def test_verbose_keeps_our_lines_and_leaves_http_and_migration_lines_to_vv(tmp_path) -> None:

@@ -31,18 +31,13 @@ def test_watch_says_why_and_exits_0_once_a_stopping_rule_stopped_the_campaign(tm
     asked for 5 rounds, says why instead of polling for a round that never starts."""
     import subprocess
 
-    from activelabel.campaign.file import template
+    from tests_support_campaignfile import write_campaign_file
     from tests_support_owndata import write_manifest, write_unlabeled_pool
 
     truth = write_unlabeled_pool(tmp_path / "images", count=30)
     write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
-    text = template("own").replace('labels = ["cat", "dog"]', "labels = " + str(sorted(set(truth.values()))).replace("'", '"'))
-    for old, new in {'kind = "labelstudio"': 'kind = "simulated"', "# truth = ...": 'truth = "truth.csv"',
-                     "batch_size = 20": "batch_size = 10", "evaluation_size = 100": "evaluation_size = 0",
-                     "workers = 2": "workers = 0", "# label_budget = ...": "label_budget = 10"}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    (tmp_path / "own.toml").write_text(text)
+    write_campaign_file(tmp_path / "own.toml", "own", simulated=True, labels=sorted(set(truth.values())), settings={
+        "campaign.batch_size": 10, "data.evaluation_size": 0, "stop.label_budget": 10})
     ran = run_cli("run", "own.toml", cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr[-2000:]
     try:

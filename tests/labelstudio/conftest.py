@@ -161,7 +161,7 @@ def choice_result():
 def ls_campaign(ls_server: Server, ls_client, tmp_path, monkeypatch):
     """Make Label Studio campaigns on digits, each with its own SQLite database:
     ``make(prefix, **settings) -> (config, engine, campaign_id)``. Their projects are deleted after."""
-    from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+    from activelabel.campaign import CampaignConfig, lookup, prepare_campaign
     from activelabel.storage import open_engine
 
     monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
@@ -174,7 +174,7 @@ def ls_campaign(ls_server: Server, ls_client, tmp_path, monkeypatch):
         engine = open_engine(f"sqlite:///{tmp_path / (config.name + '.db')}")
         prepare_campaign(engine, config)
         made.append(config.labelstudio_project)
-        return config, engine, steps.campaign_id(engine, config.name)
+        return config, engine, lookup.campaign_id(engine, config.name)
 
     yield make
     for project in ls_client.projects.list():

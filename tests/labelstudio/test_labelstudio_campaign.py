@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from activelabel.campaign import CampaignConfig, prepare_campaign
-from activelabel.campaign import steps
+from activelabel.campaign import lookup, steps
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.pipeline.datasets import load_dataset
 from activelabel.storage import (
@@ -218,7 +218,7 @@ def test_label_studio_down_mid_push_leaves_the_round_pushing_then_resumes(campai
     from activelabel.annotation.labelstudio import LabelStudioUnavailableError
 
     config, engine = campaign(rounds=1, batch_size=4)
-    campaign_id = steps.campaign_id(engine, config.name)
+    campaign_id = lookup.campaign_id(engine, config.name)
     round_id = steps.start_round(engine, campaign_id)
     for step in (steps.train_step, steps.score_step, steps.select_step):
         step(engine, round_id)
@@ -238,7 +238,7 @@ def test_label_studio_down_mid_push_leaves_the_round_pushing_then_resumes(campai
 
 def test_crash_between_import_and_database_write_creates_no_second_task(campaign, ls_client):
     config, engine = campaign(rounds=1, batch_size=4)
-    campaign_id = steps.campaign_id(engine, config.name)
+    campaign_id = lookup.campaign_id(engine, config.name)
     round_id = steps.start_round(engine, campaign_id)
     for step in (steps.train_step, steps.score_step, steps.select_step):
         step(engine, round_id)

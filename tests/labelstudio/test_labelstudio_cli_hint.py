@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from activelabel.campaign.file import template
-from tests_support_owndata import LABELS, write_unlabeled_pool
+from tests_support_campaignfile import write_campaign_file
+from tests_support_owndata import write_unlabeled_pool
 
 pytestmark = pytest.mark.labelstudio
 
@@ -25,12 +25,8 @@ def test_the_waiting_hint_names_the_campaign_file_that_works_from_anywhere(ls_se
     folder, elsewhere, third = tmp_path / "camp", tmp_path / "elsewhere", tmp_path / "third"
     elsewhere.mkdir(), third.mkdir()
     write_unlabeled_pool(folder / "images", count=20)
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    for old, new in {"batch_size = 20": "batch_size = 5", "evaluation_size = 100": "evaluation_size = 4",
-                     "rounds = 10": "rounds = 1", "workers = 2": "workers = 0"}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    (folder / "campaign.toml").write_text(text)
+    write_campaign_file(folder / "campaign.toml", name, settings={
+        "campaign.batch_size": 5, "data.evaluation_size": 4, "campaign.rounds": 1})
     env = {**os.environ, "LABEL_STUDIO_URL": ls_server.url, "LABEL_STUDIO_API_KEY": ls_server.api_key,
            "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "400"}
     env.pop("ACTIVELABEL_DATABASE_URL", None)

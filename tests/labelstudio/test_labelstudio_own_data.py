@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from activelabel.campaign import campaign_summaries, prepare_campaign
-from activelabel.campaign.data import clear_cache
 from activelabel.campaign.export import export_labels
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import open_engine
+from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -26,20 +26,13 @@ pytestmark = pytest.mark.labelstudio
 
 
 def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, tmp_path, monkeypatch) -> None:
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     truth = write_unlabeled_pool(tmp_path / "images", count=60)
     name = f"own-{uuid.uuid4().hex[:8]}"
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    for old, new in {"batch_size = 20": "batch_size = 6", "evaluation_size = 100": "evaluation_size = 10",
-                     "epochs = 40": "epochs = 2", "mc_samples = 20": "mc_samples = 3", "workers = 2": "workers = 0",
-                     'device = "auto"': 'device = "cpu"'}.items():
-        text = text.replace(old, new)
-    (tmp_path / "campaign.toml").write_text(text)
-    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    path = write_campaign_file(tmp_path / "campaign.toml", name, settings={
+        "campaign.batch_size": 6, "data.evaluation_size": 10, "campaign.epochs": 2, "campaign.mc_samples": 3,
+        "campaign.device": "cpu"})
+    config, _ = load_campaign_file(path)
     assert config.annotator == "labelstudio" and config.truth is None
     engine = open_engine(db_url)
     prepare_campaign(engine, config)

@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from activelabel.campaign import prepare_campaign
 from activelabel.campaign.data import campaign_data, clear_cache
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign.setup import build_annotator
 from activelabel.errors import CampaignStateError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Annotation, AnnotationStatus, Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
+from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -29,22 +30,13 @@ pytestmark = pytest.mark.labelstudio
 
 
 def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = ""):
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     write_unlabeled_pool(tmp_path / "images", count=30)
     name = f"relabel-{uuid.uuid4().hex[:8]}"
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    for old, new in {"batch_size = 20": "batch_size = 4", "evaluation_size = 100": "evaluation_size = 4",
-                     "epochs = 40": "epochs = 1", "mc_samples = 20": "mc_samples = 2", "workers = 2": "workers = 0",
-                     'device = "auto"': 'device = "cpu"'}.items():
-        text = text.replace(old, new)
-    if annotator:
-        text = text.replace("[annotator]\n", "[annotator]\n" + annotator + "\n")
-    (tmp_path / "campaign.toml").write_text(text)
-    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    path = write_campaign_file(tmp_path / "campaign.toml", name, settings={
+        "campaign.batch_size": 4, "data.evaluation_size": 4, "campaign.epochs": 1, "campaign.mc_samples": 2,
+        "campaign.device": "cpu"}, extra={"annotator": annotator} if annotator else {})
+    config, _ = load_campaign_file(path)
     engine = open_engine(db_url)
     prepare_campaign(engine, config)
     return name, config, engine

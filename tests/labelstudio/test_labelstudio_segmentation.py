@@ -18,7 +18,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from activelabel.annotation.brush import mask_to_results, results_to_mask
-from activelabel.campaign import CampaignConfig, prepare_campaign, steps
+from activelabel.campaign import CampaignConfig, lookup, prepare_campaign, steps
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.segmentation_round import (
     MIN_DISPLAY,
@@ -185,7 +185,7 @@ def test_three_annotators_are_pulled_resolved_by_majority_and_their_agreement_ke
     assert "brush label ['cat'] is not one of" in reasons[1]
     assert f"brush painted at {SIZE + 3}x{SIZE + 3} pixels, not a whole multiple of the {SIZE}x{SIZE} image" in reasons[2]
 
-    campaign_id = steps.campaign_id(engine, config.name)
+    campaign_id = lookup.campaign_id(engine, config.name)
     resolved = resolved_mask_labels(engine, campaign_id, len(LABELS))
     good_samples = {int(t.data["sample_id"]) for t in good}
     for sample_id in good_samples:
@@ -222,7 +222,7 @@ def test_the_next_round_gives_a_task_still_out_its_new_prediction_and_heatmap(ls
             select(Selection.sample_id, Selection.external_task_id).where(Selection.round_id == round_id)
             .where(~Selection.sample_id.in_(select(Annotation.sample_id).where(
                 Annotation.status == AnnotationStatus.accepted)))).one()
-    campaign_id = steps.campaign_id(engine, config.name)
+    campaign_id = lookup.campaign_id(engine, config.name)
     second = steps.start_round(engine, campaign_id)
     for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step):
         step(engine, second)

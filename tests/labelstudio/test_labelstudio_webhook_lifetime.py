@@ -20,11 +20,12 @@ import pytest
 
 from activelabel.annotation.webhook import DEFAULT_PATH, SECRET_HEADER
 from activelabel.campaign import prepare_campaign
-from activelabel.campaign.data import campaign_data, clear_cache
+from activelabel.campaign.data import campaign_data
 from activelabel.campaign.setup import build_annotator
-from activelabel.campaign.file import load_campaign_file, template
+from activelabel.campaign.file import load_campaign_file
 from activelabel.storage import open_engine
-from tests_support_owndata import LABELS, write_unlabeled_pool
+from tests_support_campaignfile import use_label_studio, write_campaign_file
+from tests_support_owndata import write_unlabeled_pool
 
 pytestmark = pytest.mark.labelstudio
 REPO = Path(__file__).resolve().parents[2]
@@ -58,19 +59,12 @@ def _wait(what: str, check, bound: float, proc: subprocess.Popen, log: Path):
 
 @pytest.fixture
 def campaign(ls_server, ls_client, tmp_path, monkeypatch):
-    clear_cache()
-    monkeypatch.setenv("LABEL_STUDIO_URL", ls_server.url)
-    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_server.api_key)
-    db_url = f"sqlite:///{tmp_path / 'al.db'}"
-    monkeypatch.setenv("ACTIVELABEL_DATABASE_URL", db_url)
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     write_unlabeled_pool(tmp_path / "images", count=20)
     name = f"relabel-hook-{uuid.uuid4().hex[:8]}"
-    text = template(name).replace('labels = ["cat", "dog"]', "labels = " + str(LABELS).replace("'", '"'))
-    for old, new in {"batch_size = 20": "batch_size = 4", "evaluation_size = 100": "evaluation_size = 4",
-                     "workers = 2": "workers = 0", 'device = "auto"': 'device = "cpu"'}.items():
-        text = text.replace(old, new)
-    (tmp_path / "campaign.toml").write_text(text)
-    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    path = write_campaign_file(tmp_path / "campaign.toml", name, settings={
+        "campaign.batch_size": 4, "data.evaluation_size": 4, "campaign.device": "cpu"})
+    config, _ = load_campaign_file(path)
     prepare_campaign(open_engine(db_url), config)
     project_id = build_annotator(config, campaign_data(config)).ensure_project()
     try:
