@@ -29,13 +29,13 @@ from tests_support_owndata import LABELS, write_unlabeled_pool
 pytestmark = pytest.mark.labelstudio
 
 
-def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = ""):
+def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = "", settings: dict | None = None):
     db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
     write_unlabeled_pool(tmp_path / "images", count=30)
     name = f"relabel-{uuid.uuid4().hex[:8]}"
     path = write_campaign_file(tmp_path / "campaign.toml", name, settings={
         "campaign.batch_size": 4, "data.evaluation_size": 4, "campaign.epochs": 1, "campaign.mc_samples": 2,
-        "campaign.device": "cpu"}, extra={"annotator": annotator} if annotator else {})
+        "campaign.device": "cpu", **(settings or {})}, extra={"annotator": annotator} if annotator else {})
     config, _ = load_campaign_file(path)
     engine = open_engine(db_url)
     prepare_campaign(engine, config)

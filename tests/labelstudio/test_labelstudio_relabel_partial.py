@@ -9,13 +9,10 @@ the answer (it counts towards the two).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-import test_labelstudio_relabel as relabel_module
-from activelabel.campaign.file import load_campaign_file
 from activelabel.campaign import prepare_campaign
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.setup import build_annotator
@@ -47,14 +44,8 @@ def _rows(engine, sample_id: int) -> list[tuple[str, AnnotationStatus]]:
 @pytest.fixture
 def partly_answered(ls_server, ls_client, tmp_path, monkeypatch):
     """Evaluation round of 4 sent; every task answered once (1 of 2); one image then inverted."""
-    real_load = load_campaign_file
-
-    def two_per_task(path):  # the shared builder writes the template's 1 answer per task
-        Path(path).write_text(Path(path).read_text().replace("annotations_per_task = 1", "annotations_per_task = 2"))
-        return real_load(path)
-
-    monkeypatch.setattr(relabel_module, "load_campaign_file", two_per_task)
-    name, config, engine = _campaign(tmp_path, monkeypatch, ls_server)
+    name, config, engine = _campaign(tmp_path, monkeypatch, ls_server,
+                                     settings={"annotator.annotations_per_task": 2})
     assert config.annotations_per_task == 2
     try:
         assert campaign_flow(name, 1)[-1].status == "waiting_for_labels"
