@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 CLIENT_CSRF_ENV = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
 # Measured on 2 cores: idle, the first start (it creates its own SQLite database) takes ~3 s;
 # at a load average of 11 it took 32 s (Prefect allows 20 s); at ~20 it took over 220 s. So the
 # default grows with the machine's load per core: 120 s when idle, up to 600 s. A healthy
@@ -95,6 +96,7 @@ def install() -> None:
     if get_current_settings().api.url:
         return
     match_client_csrf()
+    quiet_temporary_server_analytics()
     from prefect.server.api.server import SubprocessASGIServer
 
     current = SubprocessASGIServer._instances.get(None)
@@ -125,6 +127,27 @@ def match_client_csrf() -> bool:
     if settings.server.api.csrf_protection_enabled or "csrf_support_enabled" in settings.client.model_fields_set:
         return False
     os.environ[CLIENT_CSRF_ENV] = "false"
+    refresh_global_settings_context()
+    return True
+
+
+def quiet_temporary_server_analytics() -> bool:
+    """Turn Prefect's server analytics off for the temporary server; True when it did.
+
+    The temporary server lives for one command. Its telemetry service would send a heartbeat
+    from the user's machine that the user never asked for, and under load its write to the
+    server's SQLite file raced the run's own writes and printed a "database is locked"
+    traceback. A user's own ``PREFECT_SERVER_ANALYTICS_ENABLED`` (environment or profile) is
+    left alone; a user's own Prefect server (``PREFECT_API_URL``) is never touched, because
+    :func:`install` returns before this is called. Sets the variable in ``os.environ`` (the
+    server is a child process) and refreshes Prefect's global settings.
+    """
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    if "analytics_enabled" in get_current_settings().server.model_fields_set:
+        return False
+    os.environ[ANALYTICS_ENV] = "false"
     refresh_global_settings_context()
     return True
 

@@ -73,6 +73,30 @@ def test_the_client_asks_for_csrf_tokens_only_where_the_server_may_want_them(tmp
     assert result.stdout.split()[-1] == str(client_asks_for_tokens)
 
 
+ANALYTICS_PROBE = """
+from activelabel.flows import prefect_api
+from prefect.settings import get_current_settings
+print(get_current_settings().server.analytics_enabled)
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "analytics"),
+    [
+        ({}, False),  # our temporary server: no telemetry heartbeat
+        ({"PREFECT_SERVER_ANALYTICS_ENABLED": "true"}, True),  # the user's choice stays
+        ({"PREFECT_API_URL": "http://127.0.0.1:9/api"}, True),  # the user's own server: Prefect's default
+    ],
+    ids=["temporary-server", "user-setting", "configured-api"],
+)
+def test_the_temporary_server_sends_no_telemetry_unless_the_user_asks(tmp_path, extra, analytics):
+    env = {k: v for k, v in _temporary_server_env(tmp_path).items() if k != prefect_api.ANALYTICS_ENV}
+    result = subprocess.run([sys.executable, "-c", ANALYTICS_PROBE], env={**env, **extra},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == str(analytics)
+
+
 @pytest.mark.slow
 def test_verbose_run_on_the_temporary_server_has_no_csrf_422_lines(tmp_path):
     """`demo -v` with Prefect's temporary server: our lines, no csrf request, and no HTTP
