@@ -85,7 +85,8 @@ def _check_cron(cron: str) -> None:
     try:
         CronSchedule(cron=cron)
     except ValueError as error:
-        reason = str(error).splitlines()[-1].strip() if str(error) else type(error).__name__
+        errors = error.errors() if hasattr(error, "errors") else []  # pydantic's ValidationError
+        reason = str(errors[0].get("msg", error)).removeprefix("Value error, ") if errors else str(error)
         raise ConfigError(f"--cron {cron!r} is not a cron expression ({reason}); "
                           "e.g. '0 3 * * *' for 3 am daily") from None
 
