@@ -155,8 +155,9 @@ _WORKING = (RoundStatus.training, RoundStatus.scoring, RoundStatus.selecting, Ro
 
 
 def _interrupted_round(campaign_name: str) -> str | None:
-    """"round N at step S" when the campaign's latest round stopped between its steps and no
-    live process holds it, else None."""
+    """"round N at step S" when the campaign's latest round was left between its steps (a
+    stopped tick marks it failed at its step) and no live process holds it, else None. Asked
+    only when a tick was running at the stop."""
     from activelabel.storage import session_scope
     from activelabel.storage.repository import latest_round
 
@@ -164,10 +165,14 @@ def _interrupted_round(campaign_name: str) -> str | None:
     campaign_id = steps.campaign_id(engine, campaign_name)
     with session_scope(engine) as session:
         last = latest_round(session, campaign_id)
-        where = None if last is None else (last.index, last.status)
-    if where is None or where[1] not in _WORKING or live_holder(engine, campaign_id) is not None:
+        if last is None:
+            return None
+        index, status, step = last.index, last.status, last.failed_step
+    if status == RoundStatus.failed:
+        status = step
+    if status not in _WORKING or live_holder(engine, campaign_id) is not None:
         return None
-    return f"round {where[0]} at step {where[1].value}"
+    return f"round {index} at step {status.value}"
 
 
 def _stoppable_runner(name: str):
