@@ -93,3 +93,28 @@ def test_serve_refuses_a_label_studio_campaign_without_its_server_as_run_does(tm
     assert down.startswith(f"error: Label Studio at {dead} is unreachable")
     assert "not-a-real-token" not in down
     assert not _deployment_exists(name)  # refused before anything was served
+
+
+def test_the_stop_line_says_what_stays_and_only_a_cut_round_is_a_stop(capsys):
+    import signal
+
+    from activelabel import stop
+    from activelabel.cli import _serve_stopped
+    from activelabel.flows.schedule import ServeEnd
+
+    again = "activelabel serve nightly --interval 60"
+    _serve_stopped(ServeEnd(int(signal.SIGTERM), removed=True), "nightly", again)
+    assert capsys.readouterr().err.strip() == (
+        "serve stopped by SIGTERM: the schedule of campaign 'nightly' is removed from the Prefect server; "
+        f"rounds continue with `{again}`")
+
+    _serve_stopped(ServeEnd(int(signal.SIGINT), removed=False), "nightly", again)
+    assert "the deployment activelabel-scheduled-round/nightly stays on the Prefect server: remove it with " \
+           "`prefect deployment delete 'activelabel-scheduled-round/nightly'`" in capsys.readouterr().err
+
+    # A tick cut a round mid-way: the same line, then the stop that `run` reports (resume hint, 130).
+    with pytest.raises(stop.Stopped) as stopped:
+        _serve_stopped(ServeEnd(int(signal.SIGINT), removed=True, interrupted="round 3 at step training"),
+                       "nightly", again)
+    assert stopped.value.signum == signal.SIGINT
+    assert "; round 3 at step training was interrupted; rounds continue with" in capsys.readouterr().err
