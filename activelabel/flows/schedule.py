@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -227,7 +228,9 @@ def serve_campaign(
         _check_cron(cron)
     engine_for(None)  # fail here, not at the first tick, on a wrong database URL
     runner = _stoppable_runner(campaign_name)
-    previous = {s: signal.signal(s, runner.request_stop) for s in stop.STOP_SIGNALS}
+    # Signal handlers can be set in the main thread only (elsewhere Prefect's own stop applies).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, runner.request_stop) for s in stop.STOP_SIGNALS} if in_main else {}
     deployment_id: UUID | None = None
     try:
         remove_leftovers(campaign_name, say)
