@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -710,21 +711,82 @@ def serve(
 
     Every --interval seconds (or at each --cron time) one round is resumed or started; for a
     Label Studio campaign a tick collects labels and moves on once enough arrived. Needs a
-    Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C.
+    Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C (or
+    SIGTERM): the schedule is removed from the server and serve exits 0; a round cut mid-way
+    exits 130 (143 for SIGTERM) and resumes when you run the command again.
     """
     _configure_logging(verbose)
-    given = campaign
-    campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows.schedule import serve_campaign
+    # Checks that need neither the database nor the flow stack first: they answer in a second.
+    from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
 
+    check_schedule_options(interval, cron)
+    check_prefect_server(prefect_api_url())
+    given, given_url = campaign, database_url
+    campaign, database_url = _campaign_ref(campaign, database_url)
     engine, _ = _open_database(database_url, existing=True)
     from activelabel.campaign.lookup import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     address, workers = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
-    serve_campaign(campaign, max_rounds=rounds, interval=interval, cron=cron, dask_address=address,
-                   dask_workers=workers)
+    by_file = given if Path(given).is_file() else None
+    _check_ticks(engine, campaign, by_file)
+    from activelabel.flows.schedule import serve_campaign
+
+    schedule = f"--interval {interval:g}" if interval is not None else f"--cron {shlex.quote(cron or '')}"
+    ref = _command_ref(campaign, by_file, given_url if by_file else database_url)
+    end = serve_campaign(
+        campaign, max_rounds=rounds, interval=interval, cron=cron, dask_address=address, dask_workers=workers,
+        on_started=lambda name: err_console.print(
+            f"Serving campaign {campaign!r} as the Prefect deployment {name}: a tick "
+            + (f"every {interval:g} s" if interval is not None else f"at each {cron!r}")
+            + "; stop with Ctrl-C", markup=False, highlight=False, soft_wrap=True),
+        say=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
+    _serve_stopped(end, campaign, f"activelabel serve {ref} {schedule}")
+
+
+def _check_ticks(engine, campaign: str, campaign_file: str | None) -> None:
+    """What `run` refuses up front, checked once before serving, so that serve does not look
+    healthy while every tick fails: the stored campaign's data and model settings, and for a
+    Label Studio campaign $LABEL_STUDIO_URL, $LABEL_STUDIO_API_KEY and the server itself (it is
+    contacted, as `run` does). Ticks use the stored settings, so those are what is checked."""
+    from sqlalchemy import select
+
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.setup import check_annotator, check_dataset
+    from activelabel.storage import Campaign, session_scope
+
+    with session_scope(engine) as session:
+        config = CampaignConfig.from_dict(session.scalar(select(Campaign.config).where(Campaign.name == campaign)))
+    with _in_campaign_file(Path(campaign_file) if campaign_file else None):
+        check_dataset(config)
+        check_annotator(config)
+
+
+def _serve_stopped(end, campaign: str, again: str) -> None:
+    """Say how serve ended, on one plain line, and choose its exit status.
+
+    For serve, Ctrl-C and SIGTERM are the normal way out (a service manager stops it with
+    SIGTERM and counts only exit 0 as clean), so a stop that cut nothing is no error: exit 0.
+    A stop that cut a round mid-way is what `run` and `watch` report for any stop: raising
+    :class:`~activelabel.stop.Stopped` makes :func:`main` print the resume hint and exit
+    128 + signal (130, 143), so scripts can tell an interrupted round from a clean stop.
+    """
+    from activelabel import stop
+    from activelabel.flows.schedule import deployment_name
+
+    how = "serve ended" if end.signum is None else f"serve stopped by {stop.signal_name(end.signum)}"
+    if end.removed:
+        left = f"the schedule of campaign {campaign!r} is removed from the Prefect server"
+    else:
+        left = (f"the deployment {deployment_name(campaign)} stays on the Prefect server: remove it with "
+                f"`prefect deployment delete '{deployment_name(campaign)}'`")
+    cut = f"; {end.interrupted} was interrupted" if end.interrupted else ""
+    err_console.print(f"{how}: {left}{cut}; rounds continue with `{again}`",
+                      markup=False, highlight=False, soft_wrap=True)
+    if end.interrupted and end.signum is not None:
+        raise stop.Stopped(end.signum)
 
 
 @app.command()
