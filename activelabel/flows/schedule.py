@@ -163,7 +163,7 @@ def _interrupted_round(campaign_name: str) -> str | None:
     from activelabel.storage.repository import latest_round
 
     engine = engine_for(None)
-    campaign_id = steps.campaign_id(engine, campaign_name)
+    campaign_id = lookup.campaign_id(engine, campaign_name)
     with session_scope(engine) as session:
         last = latest_round(session, campaign_id)
         if last is None:
