@@ -382,17 +382,23 @@ def _score_text(value: float, significant: int = 4) -> str:
 
 def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
-    learning curve beside its test accuracy; empty for a round that trains no model (the
-    evaluation and cold-start rounds, which only send a random batch)."""
+    learning curve beside its accuracy; empty for a round that trains no model (the
+    evaluation and cold-start rounds, which only send a random batch). The accuracy column is
+    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation."""
+    from activelabel.campaign.summary import kind_cells
+
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "kind", "trained on", "test accuracy", "mean score of selected", "seconds", "status"):
+    accuracy = summaries[0].accuracy_name if summaries else "test accuracy"
+    miou = accuracy == "pixel accuracy"
+    for column in ("round", "kind", "trained on", accuracy, *(("mIoU",) if miou else ()),
+                   "mean score of selected", "seconds", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right")
     for s in summaries:
         table.add_row(
             str(s.index),
-            s.kind.replace("_", " "),
-            "" if s.labeled is None or s.kind != "active" else f"{s.labeled:,}",
+            *kind_cells(s.kind, s.labeled),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
+            *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
             s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
@@ -796,11 +802,19 @@ def status(
         console.print(table)
         return
     rounds = round_progress(engine, campaign)
-    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
-    columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
-               "test accuracy"]
+    from activelabel.campaign.summary import accuracy_name, kind_cells
     from activelabel.campaign.training_terms import training_cells
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import require_campaign
 
+    with session_scope(engine) as session:
+        stored = require_campaign(session, campaign)
+        accuracy = accuracy_name(stored.task_kind, stored.config or {})
+    segmentation = accuracy == "pixel accuracy"
+    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
+    # The accuracy column is named by what it measures; a waiting round shows its model's figure.
+    columns = ["round", "kind", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
+               "trained on", accuracy, *(["mIoU"] if segmentation else [])]
     trained = any(r.training for r in rounds)  # rounds stored before round.training: no column
     if trained:
         columns.append("epochs")
@@ -808,12 +822,14 @@ def status(
         columns.append("error")
     table = Table(title=f"Campaign {campaign}")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("status", "error") else "right")
+        table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right")
     for r in rounds:
+        kind, trained_on = kind_cells(r.kind, r.labeled)
         cells = [
-            str(r.index), r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
-            str(r.resolved), str(r.rejected), str(r.changed),
+            str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
+            str(r.resolved), str(r.rejected), str(r.changed), trained_on,
             "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}",
+            *(["" if r.miou is None else f"{r.miou:.3f}"] if segmentation else []),
             *([training_cells(r.training)[0]] if trained else []), r.error or "",
         ]
         table.add_row(*cells[: len(columns)])
