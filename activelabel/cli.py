@@ -380,6 +380,23 @@ def _score_text(value: float, significant: int = 4) -> str:
     return f"{value:.{significant}g}" if abs(value) >= 1e4 else f"{value:.4f}"
 
 
+def _print_round_table(table: Table) -> None:
+    """A rounds table (``run``'s, ``status``') one line per round: piped or redirected output is
+    not cut to the console's 120 columns but printed as wide as the table needs; on a terminal
+    the terminal's width rules, and the kind column keeps "evaluation" whole."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        console.print(table)
+        return
+    kept = console.width  # Console.print never renders wider than the console: widen it for this table
+    console.width = max(kept, Measurement.get(console, console.options.update(width=1000), table).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = kept
+
+
 def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
     learning curve beside its accuracy; empty for a round that trains no model (the
@@ -392,7 +409,8 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     miou = accuracy == "pixel accuracy"
     for column in ("round", "kind", "trained on", accuracy, *(("mIoU",) if miou else ()),
                    "mean score of selected", "seconds", "status"):
-        table.add_column(column, justify="left" if column in ("status", "kind") else "right")
+        table.add_column(column, justify="left" if column in ("status", "kind") else "right",
+                         min_width=len("evaluation") if column == "kind" else None)
     for s in summaries:
         table.add_row(
             str(s.index),
@@ -403,7 +421,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
             f"{s.seconds:.1f}",
             s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
         )
-    console.print(table)
+    _print_round_table(table)
 
 
 @app.command("run")
@@ -822,7 +840,8 @@ def status(
         columns.append("error")
     table = Table(title=f"Campaign {campaign}")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right")
+        table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right",
+                         min_width=len("evaluation") if column == "kind" else None)
     for r in rounds:
         kind, trained_on = kind_cells(r.kind, r.labeled)
         cells = [
@@ -833,7 +852,7 @@ def status(
             *([training_cells(r.training)[0]] if trained else []), r.error or "",
         ]
         table.add_row(*cells[: len(columns)])
-    console.print(table)
+    _print_round_table(table)
     _print_segmentation_rounds(engine, campaign)
     from activelabel.campaign.summary import data_counts
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from typer.testing import CliRunner
 
 from activelabel import cli
@@ -31,15 +30,6 @@ from activelabel.storage.repository import NewSample, add_samples, samples_by_ur
 ACTIVE, COLD, EVALUATION = RoundKind.active, RoundKind.cold_start, RoundKind.evaluation
 COMPLETE, WAITING = RoundStatus.complete, RoundStatus.waiting_for_labels
 SEG_METRICS = {"pixel_ece": 0.03, "per_class_iou": {"background": 0.95, "disc": 0.15}, "pixels": 4096}
-
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    """Tables one line per row: the CLI's console is 120 columns wide off a terminal."""
-    width = cli.console.width
-    cli.console.width = 250
-    yield
-    cli.console.width = width
 
 
 def _campaign(engine, config: CampaignConfig, rounds: list[dict], task: str = "classification",
@@ -111,6 +101,7 @@ def _column(table: list[list[str]], name: str) -> list[str]:
 def test_status_shows_each_rounds_kind_what_it_trained_on_and_evaluation_accuracy(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'lead.db'}"
     _lead(open_engine(url))
+    # piped (not a terminal): one line per round, wider than the console's 120 columns if need be
     table = _table(_status(url, "lead"), "Campaign lead")
     header = table[0]
     assert header[:3] == ["round", "kind", "status"]
