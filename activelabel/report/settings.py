@@ -75,8 +75,9 @@ def annotator_rows(config: Mapping) -> list[list[str]]:
     if kind == "labelstudio":
         rows.append(["annotations_per_task", str(config.get("annotations_per_task", 1))])
         min_new = config.get("min_new_labels")
-        rows.append(["min_new_labels", "None: every sample of a round" if min_new is None
-                     else f"{min_new} (an evaluation round needs all of its samples)"])
+        evaluated = own_data(config) and not config.get("data_test") and config.get("evaluation_size")
+        rows.append(["min_new_labels", "None: every sample of a round" if min_new is None else
+                     f"{min_new}" + (" (the evaluation round needs all of its samples)" if evaluated else "")])
         served = [[k, masked(config[k])] for k in ("document_root", "image_url_prefix") if config.get(k)]
         rows += served or [["images", "embedded in the tasks (PNG data)"]]
     elif config.get("annotator_noise"):
