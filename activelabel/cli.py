@@ -820,14 +820,10 @@ def status(
         console.print(table)
         return
     rounds = round_progress(engine, campaign)
-    from activelabel.campaign.summary import accuracy_name, kind_cells
+    from activelabel.campaign.summary import kind_cells
     from activelabel.campaign.training_terms import training_cells
-    from activelabel.storage import session_scope
-    from activelabel.storage.repository import require_campaign
 
-    with session_scope(engine) as session:
-        stored = require_campaign(session, campaign)
-        accuracy = accuracy_name(stored.task_kind, stored.config or {})
+    accuracy = _accuracy_name(engine, campaign)
     segmentation = accuracy == "pixel accuracy"
     # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
     # The accuracy column is named by what it measures; a waiting round shows its model's figure.
@@ -993,6 +989,17 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     console.print(table)
 
 
+def _accuracy_name(engine, campaign: str) -> str:
+    """What the campaign's accuracy measures, as every table names it (test, evaluation or pixel accuracy)."""
+    from activelabel.campaign.summary import accuracy_name
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import require_campaign
+
+    with session_scope(engine) as session:
+        stored = require_campaign(session, campaign)
+        return accuracy_name(stored.task_kind, stored.config or {})
+
+
 def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str | None = None) -> None:
     from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
@@ -1031,7 +1038,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
         table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
                             f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
                             f"{calibration['validation_size']} held-out {_held_out_unit(calibration)})")
-        for column in ("", "accuracy", "NLL", "Brier", "ECE"):
+        for column in ("", _accuracy_name(engine, campaign), "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):
             m = calibration[when]

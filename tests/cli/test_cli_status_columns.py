@@ -243,3 +243,19 @@ def test_an_active_round_lists_partial_and_unanswered_samples_with_advice_for_ea
         "annotator to answer (a skipped task stores no answer here, and one annotator answering twice counts "
         "once), have the annotators answer the 2 unanswered tasks (a skipped task stores no answer here), or set "
         "min_new_labels to complete the round with fewer labels.")
+
+
+def test_status_round_names_the_calibration_accuracy_the_same_way(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    engine = open_engine(url)
+    _lead(engine)
+    measured = {"accuracy": 0.9, "nll": 0.3, "brier": 0.15, "ece": 0.05, "bins": []}
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 3).update({"calibration": {
+            "temperature": 1.2, "validation_size": 10, "before": measured, "after": {**measured, "ece": 0.02}}})
+    result = CliRunner().invoke(cli.app, ["status", "lead", "--round", "3", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    table = _table(result.output, next(line.strip() for line in result.output.splitlines()
+                                       if line.strip().startswith("Calibration of the")))
+    assert table[0] == ["", "evaluation accuracy", "NLL", "Brier", "ECE"]
+    assert table[1] == ["before", "0.9000", "0.3000", "0.1500", "0.0500"]
