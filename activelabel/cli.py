@@ -381,24 +381,48 @@ def _score_text(value: float, significant: int = 4) -> str:
     return f"{value:.{significant}g}" if abs(value) >= 1e4 else f"{value:.4f}"
 
 
+def _print_round_table(table: Table) -> None:
+    """A rounds table (``run``'s, ``status``') one line per round: piped or redirected output is
+    not cut to the console's 120 columns but printed as wide as the table needs; on a terminal
+    the terminal's width rules, and the kind column keeps "evaluation" whole."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        console.print(table)
+        return
+    kept = console.width  # Console.print never renders wider than the console: widen it for this table
+    console.width = max(kept, Measurement.get(console, console.options.update(width=1000), table).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = kept
+
+
 def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
-    learning curve beside its test accuracy; empty for a round that trains no model (the
-    evaluation and cold-start rounds, which only send a random batch)."""
+    learning curve beside its accuracy; empty for a round that trains no model (the
+    evaluation and cold-start rounds, which only send a random batch). The accuracy column is
+    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation."""
+    from activelabel.campaign.summary import kind_cells
+
     table = Table(title=f"Campaign {campaign_name}")
-    for column in ("round", "kind", "trained on", "test accuracy", "mean score of selected", "seconds", "status"):
-        table.add_column(column, justify="left" if column in ("status", "kind") else "right")
+    accuracy = summaries[0].accuracy_name if summaries else "test accuracy"
+    miou = accuracy == "pixel accuracy"
+    for column in ("round", "kind", "trained on", accuracy, *(("mIoU",) if miou else ()),
+                   "mean score of selected", "seconds", "status"):
+        table.add_column(column, justify="left" if column in ("status", "kind") else "right",
+                         min_width=len("evaluation") if column == "kind" else None)
     for s in summaries:
         table.add_row(
             str(s.index),
-            s.kind.replace("_", " "),
-            "" if s.labeled is None or s.kind != "active" else f"{s.labeled:,}",
+            *kind_cells(s.kind, s.labeled),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
+            *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
             s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
         )
-    console.print(table)
+    _print_round_table(table)
 
 
 @app.command("run")
@@ -861,11 +885,15 @@ def status(
         console.print(table)
         return
     rounds = round_progress(engine, campaign)
-    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
-    columns = ["round", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
-               "test accuracy"]
+    from activelabel.campaign.summary import kind_cells
     from activelabel.campaign.training_terms import training_cells
 
+    accuracy = _accuracy_name(engine, campaign)
+    segmentation = accuracy == "pixel accuracy"
+    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
+    # The accuracy column is named by what it measures; a waiting round shows its model's figure.
+    columns = ["round", "kind", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
+               "trained on", accuracy, *(["mIoU"] if segmentation else [])]
     trained = any(r.training for r in rounds)  # rounds stored before round.training: no column
     if trained:
         columns.append("epochs")
@@ -873,16 +901,19 @@ def status(
         columns.append("error")
     table = Table(title=f"Campaign {campaign}")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("status", "error") else "right")
+        table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right",
+                         min_width=len("evaluation") if column == "kind" else None)
     for r in rounds:
+        kind, trained_on = kind_cells(r.kind, r.labeled)
         cells = [
-            str(r.index), r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
-            str(r.resolved), str(r.rejected), str(r.changed),
+            str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
+            str(r.resolved), str(r.rejected), str(r.changed), trained_on,
             "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}",
+            *(["" if r.miou is None else f"{r.miou:.3f}"] if segmentation else []),
             *([training_cells(r.training)[0]] if trained else []), r.error or "",
         ]
         table.add_row(*cells[: len(columns)])
-    console.print(table)
+    _print_round_table(table)
     _print_segmentation_rounds(engine, campaign)
     from activelabel.campaign.summary import data_counts
 
@@ -1023,6 +1054,17 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     console.print(table)
 
 
+def _accuracy_name(engine, campaign: str) -> str:
+    """What the campaign's accuracy measures, as every table names it (test, evaluation or pixel accuracy)."""
+    from activelabel.campaign.summary import accuracy_name
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import require_campaign
+
+    with session_scope(engine) as session:
+        stored = require_campaign(session, campaign)
+        return accuracy_name(stored.task_kind, stored.config or {})
+
+
 def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str | None = None) -> None:
     from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 
@@ -1061,7 +1103,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
         table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
                             f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
                             f"{calibration['validation_size']} held-out {_held_out_unit(calibration)})")
-        for column in ("", "accuracy", "NLL", "Brier", "ECE"):
+        for column in ("", _accuracy_name(engine, campaign), "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):
             m = calibration[when]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -14,6 +15,35 @@ def counted(n: int, singular: str, plural: str | None = None) -> str:
     """``n`` and the noun in the right number: ``counted(1, "labeled sample")`` is
     "1 labeled sample", ``counted(2, "copy", "copies")`` "2 copies" (thousands separated)."""
     return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def yardstick(config: Mapping) -> str:
+    """What a campaign's accuracy, NLL and ECE are measured on: ``"evaluation"`` for an own-data
+    campaign without ``data.test`` (its ``evaluation_size`` samples labeled by the annotators),
+    else ``"test"`` (a given or drawn test split). Status, ``run`` and the report all name the
+    figures by it."""
+    own = config.get("dataset") == "files"
+    return "evaluation" if own and not config.get("data_test") and config.get("evaluation_size") else "test"
+
+
+def accuracy_name(task_kind: str, config: Mapping) -> str:
+    """What ``round.test_accuracy`` measures, in the words every table uses: "pixel accuracy" for
+    a segmentation campaign (its mIoU is ``round.segmentation_metrics``), else "test accuracy" or
+    "evaluation accuracy" (:func:`yardstick`)."""
+    return "pixel accuracy" if task_kind == "segmentation" else f"{yardstick(config)} accuracy"
+
+
+def kind_cells(kind: str, labeled: int | None) -> tuple[str, str]:
+    """(kind, trained on) cells of a round in ``run``'s and ``status``' tables: "evaluation",
+    "cold start" or "active", and the labels an active round's model learned from (empty for
+    rounds that train no model, and before training)."""
+    return kind.replace("_", " "), "" if labeled is None or kind != "active" else f"{labeled:,}"
+
+
+def miou_of(segmentation_metrics: Mapping | None) -> float | None:
+    """A segmentation round's mIoU (``round.segmentation_metrics["miou"]``), None when it measured none."""
+    value = (segmentation_metrics or {}).get("miou")
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -29,6 +59,9 @@ class RoundSummary:
     model_version: str | None
     kind: str = "active"
     stop_reason: str | None = None
+    # What test_accuracy measures (:func:`accuracy_name`); mIoU for segmentation rounds.
+    accuracy_name: str = "test accuracy"
+    miou: float | None = None
 
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
@@ -37,7 +70,9 @@ class RoundSummary:
         if self.kind != "active":
             return f"round {self.index} complete · {self.kind.replace('_', ' ')} batch labeled · {self.seconds:.1f}s"
         # No yardstick (no data.test, evaluation_size = 0): no accuracy to show.
-        accuracy = "no test set" if self.test_accuracy is None else f"test accuracy {self.test_accuracy:.3f}"
+        accuracy = ("no test set" if self.test_accuracy is None
+                    else f"{self.accuracy_name} {self.test_accuracy:.3f}"
+                    + ("" if self.miou is None else f" · mIoU {self.miou:.3f}"))
         trained = "trained" if self.labeled is None else f"trained on {counted(self.labeled, 'label')}"
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
@@ -55,6 +90,8 @@ def _summary(rnd: Round) -> RoundSummary:
         model_version=rnd.model_version,
         kind=rnd.kind.value,
         stop_reason=rnd.stop_reason,
+        accuracy_name=accuracy_name(rnd.campaign.task_kind, rnd.campaign.config or {}),
+        miou=miou_of(rnd.segmentation_metrics),
     )
 
 
@@ -90,6 +127,9 @@ class RoundProgress:
     changed: int = 0
     # Round.training: what the round's training ran (None: no model trained, or stored before it).
     training: dict | None = None
+    kind: str = "active"  # evaluation, cold_start or active
+    labeled: int | None = None  # Round.labeled_count: the labels an active round trained on
+    miou: float | None = None  # a segmentation round's mIoU (Round.segmentation_metrics)
 
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
@@ -125,6 +165,9 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 error=rnd.error,
                 changed=changed.get(rnd.id, 0),
                 training=rnd.training,
+                kind=rnd.kind.value,
+                labeled=rnd.labeled_count,
+                miou=miou_of(rnd.segmentation_metrics),
             ))
         return out
 
@@ -183,9 +226,11 @@ class ShortOfAnswers:
     ``outstanding``: the round's samples without ``needed`` (``annotations_per_task``) distinct
     annotators' accepted answers; of those, ``rejected``: samples with a rejected answer stored
     (a label outside the label set), ``partial``: samples with some accepted answers but fewer
-    than ``needed`` (and no rejected one). ``resolved`` of ``selected`` are done; the round
-    completes at ``to_complete`` (``min_new_labels``, else the batch size). A skip in Label
-    Studio stores nothing here, so a skipped sample shows as a missing answer, never as "skipped".
+    than ``needed`` (and no rejected one), and :attr:`unanswered` the rest (no answer stored).
+    ``resolved`` of ``selected`` are done; the round completes at ``to_complete``
+    (``min_new_labels``, else the batch size; every sample for an ``evaluation`` round, whatever
+    ``min_new_labels`` says). A skip in Label Studio stores nothing here, so a skipped sample
+    shows as a missing answer, never as "skipped".
     """
 
     index: int
@@ -198,11 +243,24 @@ class ShortOfAnswers:
     partial: int
     # An evaluation round (the yardstick) completes only when all of it is labeled.
     evaluation: bool = False
+    # The campaign's min_new_labels (None: not set); an evaluation round does not apply it.
+    min_new_labels: int | None = None
+
+    @property
+    def unanswered(self) -> int:
+        """Outstanding samples with no answer stored at all (neither rejected nor partial)."""
+        return self.outstanding - self.rejected - self.partial
+
+    def _held_by_evaluation(self) -> bool:
+        """An evaluation round that min_new_labels would have completed already."""
+        return (self.evaluation and self.min_new_labels is not None
+                and self.resolved >= min(self.min_new_labels, self.selected))
 
     def describe(self) -> str | None:
         """One paragraph for ``activelabel status``, or None when nothing stored holds the round
-        (no sample has a rejected or a partial answer: the annotators simply have not answered)."""
-        if self.rejected == 0 and self.partial == 0:
+        and no rule needs saying (no sample has a rejected or a partial answer: the annotators
+        simply have not answered). Its parts add up to ``outstanding``."""
+        if self.rejected == 0 and self.partial == 0 and not self._held_by_evaluation():
             return None
         parts = []
         if self.rejected:
@@ -210,18 +268,28 @@ class ShortOfAnswers:
         if self.partial:
             answers = "an accepted answer" if self.needed == 2 else "some accepted answers"
             parts.append(f"{self.partial} with {answers} from fewer than {self.needed} annotators")
+        if self.unanswered:
+            parts.append(f"{self.unanswered} not answered yet")
         lack = "lacks" if self.outstanding == 1 else "lack"
         wanted = ("an accepted answer" if self.needed == 1
                   else f"{self.needed} accepted answers from different annotators")
+        rule = ""
+        if self.evaluation:
+            rule = (" (an evaluation round needs all its samples labeled"
+                    + ("" if self.min_new_labels is None else
+                       f"; min_new_labels = {self.min_new_labels} applies to the later rounds only") + ")")
         line = (f"Round {self.index} waits: {self.resolved} of {self.selected} samples resolved, "
-                f"{self.to_complete} needed; {counted(self.outstanding, 'sample')} {lack} {wanted}: "
+                f"{self.to_complete} needed{rule}; {counted(self.outstanding, 'sample')} {lack} {wanted}: "
                 f"{', '.join(parts)}.")
         advice = []
         if self.rejected:
             advice.append("correct the rejected labels in Label Studio")
-        if self.needed > 1:
+        if self.needed > 1 and self.partial:
             advice.append("ask another annotator to answer (a skipped task stores no answer here, and "
                           "one annotator answering twice counts once)")
+        if self.unanswered:
+            advice.append(f"have the annotators answer the {self.unanswered} unanswered task"
+                          f"{'' if self.unanswered == 1 else 's'} (a skipped task stores no answer here)")
         if not self.evaluation:
             advice.append("or set min_new_labels to complete the round with fewer labels")
         return f"{line} To go on: {', '.join(advice)}."
@@ -261,7 +329,8 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         evaluation = last.kind == RoundKind.evaluation
         to_complete = len(selected) if evaluation else min(to_complete, len(selected))
         return ShortOfAnswers(last.index, needed, len(selected), len(resolved), to_complete,
-                              len(outstanding), len(rejected), len(partial), evaluation)
+                              len(outstanding), len(rejected), len(partial), evaluation,
+                              None if min_new is None else int(min_new))
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,10 @@ from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
 from activelabel.report.data import CampaignRecord, load_campaign, yardstick
+from activelabel.report.settings import campaign_settings_rows
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
-#: Settings of built-in datasets only: an own-data campaign's report leaves them out.
-BUILTIN_ONLY = ("initial_labeled", "initial_balanced", "test_fraction")
-#: Settings of own-data campaigns only (where the pool and the yardstick come from).
-OWN_DATA = ("data_pool", "data_test", "evaluation_size")
 
 
 def metrics(split: str = "test") -> tuple[tuple[str, str], ...]:
@@ -209,23 +206,20 @@ def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
 
 
 def settings_rows(settings: dict) -> list[list[str]]:
-    """The settings table's rows: only settings that apply and are set. An own-data campaign
-    shows its pool, test set and evaluation size, not the built-in datasets' ``test_fraction``
-    or ``initial_labeled``; an unset (None) setting is left out, never shown as "None"."""
+    """An experiment's settings table: its strategies and seeds, then the shared campaign
+    settings that apply and are set (:mod:`activelabel.report.settings`): an own-data
+    experiment shows its pool, test set and evaluation size, not the built-in datasets'
+    ``test_fraction`` or ``initial_labeled``; an unset (None) setting is left out."""
+    from activelabel.report.settings import ROUND_KEYS, data_keys, key_rows, model_keys
+
     shared = settings.get("campaign", {})
-    keys = ["dataset", "rounds", "batch_size", "initial_labeled", "initial_balanced", "pool_subset",
-            "uncertainty", "mc_samples", "ensemble_size", "calibrate", "epochs", "fixed_epochs",
-            "weight_decay_scale", "recipe", "test_fraction", "architecture", "dropout"]
-    if shared.get("dataset") == "files":
-        keys = [keys[0], *OWN_DATA, *(k for k in keys[1:] if k not in BUILTIN_ONLY)]
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
-    rows += [[k, str(shared[k])] for k in keys if shared.get(k) is not None]
-    return rows
+    return rows + key_rows(shared, [*data_keys(shared), *ROUND_KEYS, *model_keys(shared)])
 
 
-def _settings_table(settings: dict) -> str:
-    return html.table("settings", ["setting", "value"], settings_rows(settings))
+def _settings_table(rows: list[list[str]]) -> str:
+    return html.table("settings", ["setting", "value"], rows)
 
 
 def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool, split: str = "test") -> list[str]:
@@ -274,7 +268,7 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                     targets: Sequence[float], gallery_size: int) -> str:
     groups = by_strategy(records)
     classes = records[0].labels if records else []
-    body = [html.section("Settings", _settings_table(settings), anchor="settings")]
+    body = [html.section("Settings", _settings_table(settings_rows(settings)), anchor="settings")]
     body.append(html.section("Learning curves", *_learning_curves(groups, several=True), anchor="learning-curves"))
     body.append(html.section(
         "Labels needed to reach a test accuracy",
@@ -320,8 +314,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                   gallery_size: int) -> str:
     groups = {record.strategy: [record]}
     body = [uncertainty.latest_round_summary(engine, campaign_id, record),
-            html.section("Settings", _settings_table({"strategies": [record.strategy], "seeds": [record.seed],
-                                                      "campaign": record.config}), anchor="settings")]
+            html.section("Settings", _settings_table(campaign_settings_rows(record.strategy, record.labels,
+                                                                            record.config)), anchor="settings")]
     body.append(html.section("Learning curve", *_learning_curves(groups, several=False, split=yardstick(record.config)),
                              anchor="learning-curves"))
     from activelabel.campaign.summary import data_counts

@@ -9,25 +9,17 @@ read by URI), never from a model. Calibration is the JSON each round stored
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Engine, and_, case, func, select
 
+from activelabel.campaign.summary import yardstick  # noqa: F401  (the report's name for it)
 from activelabel.campaign.uncertainty_report import PARTS
 from activelabel.storage import (
     Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection, session_scope,
 )
 from activelabel.storage.repository import campaign_min_votes, resolved_labels
-
-
-def yardstick(config: Mapping) -> str:
-    """What a campaign's accuracy, NLL and ECE are measured on, in the report's words:
-    ``"evaluation"`` for an own-data campaign without ``data.test`` (its ``evaluation_size``
-    samples labeled by the annotators), else ``"test"`` (a given or drawn test split)."""
-    own = config.get("dataset") == "files"
-    return "evaluation" if own and not config.get("data_test") and config.get("evaluation_size") else "test"
 
 
 @dataclass(frozen=True)
@@ -85,6 +77,9 @@ class CampaignRecord:
     picked: list[Picked] = field(default_factory=list)
     campaign_id: int | None = None
     task: str = "classification"  # Campaign.task_kind: "classification" or "segmentation"
+    # The latest round when it waits for labels (its model trained and measured, the round not
+    # complete): the latest-round sentence names what it measured. None otherwise.
+    waiting: RoundRow | None = None
 
     def segmentation_curve(self, key: str) -> tuple[list[int], list[float]]:
         """(labeled images, ``segmentation_metrics[key]``) of the complete active rounds that
@@ -149,12 +144,16 @@ def load_campaign(engine: Engine, campaign_id: int) -> CampaignRecord:
         return CampaignRecord(
             name=campaign.name, strategy=campaign.strategy, seed=int(campaign.config.get("seed", 0)),
             labels=list(campaign.labels), config=dict(campaign.config),
-            rounds=[RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
-                             dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics,
-                             r.training)
-                    for r in rounds],
+            rounds=[_row(r) for r in rounds],
             picked=picked, campaign_id=campaign_id, task=campaign.task_kind or "classification",
+            waiting=next((_row(r) for r in sorted(all_rounds, key=lambda r: r.index)[-1:]
+                          if r.status == RoundStatus.waiting_for_labels), None),
         )
+
+
+def _row(r: Round) -> RoundRow:
+    return RoundRow(r.index, r.kind.value, r.labeled_count, r.test_accuracy, r.test_nll, r.test_ece,
+                    dict(r.timings or {}), r.calibration, r.uncertainty, r.segmentation_metrics, r.training)
 
 
 def round_score_values(engine: Engine, campaign_id: int, round_index: int) -> tuple[list[float], list[float]]:

@@ -26,6 +26,7 @@ from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.curves import aulc, labels_to_target
 from activelabel.report.data import CampaignRecord, RoundRow
+from activelabel.report.settings import ROUND_KEYS, annotator_rows, data_keys, key_rows, masked
 from activelabel.report.segmentation_data import HeatmapRow, heatmap_rows, picked_pixel_shares
 
 DEFAULT_TARGETS = (0.6, 0.7, 0.8)  # mIoU
@@ -64,12 +65,13 @@ def settings_rows(record: CampaignRecord) -> list[list[str]]:
         ["aggregation (pixels → image score)", aggregation],
         ["classes", ", ".join(record.labels)],
     ]
-    keys = ["dataset", "rounds", "batch_size", "initial_labeled", "min_labels_to_train", "pool_subset", "epochs",
-            "fixed_epochs", "test_fraction", "evaluation_size", "annotator", "heatmap_dir"]
+    # Only what applies to its data (a given test set: no test_fraction nor evaluation_size) and
+    # is set (no "pool_subset None"); Label Studio's completion rule and image serving when it labels.
+    rows += key_rows(c, [*data_keys(c), *ROUND_KEYS, "epochs", "fixed_epochs"])
+    rows += annotator_rows(c)
     default_folder = ("None: ./activelabel-heatmaps/<campaign> under the folder the rounds ran in (the heatmap "
                       "table below gives each file's path)")
-    rows += [[k, default_folder if k == "heatmap_dir" and c.get(k) is None else str(c.get(k))]
-             for k in keys if k in c]
+    rows.append(["heatmap_dir", default_folder if c.get("heatmap_dir") is None else masked(c["heatmap_dir"])])
     return rows
 
 

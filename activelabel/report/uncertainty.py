@@ -257,8 +257,9 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     (counted in ``unit``), what ``measured(row)`` says of it (default: test accuracy and
     calibration before → after with T), and where its picks' median ``picks_measure`` (their
     epistemic part) sits in the scored pool. The segmentation page passes its own measures."""
+    waiting = _waiting_clause(record, unit)
     if not record.rounds:
-        return html.note("No complete round yet.")
+        return html.note("No complete round yet" + (f"; {waiting}" if waiting else "") + ".")
     r = record.rounds[-1]
     said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
     if r.labeled is not None:
@@ -269,7 +270,30 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     if where is not None:
         said.append(f"its {len(split.selected['epistemic'])} picks' median {picks_measure} is above "
                     f"{_percent_below(where)} % of the scored pool")
+    if waiting:
+        said.append(waiting)
     return html.paragraph(" · ".join(said) + ".")
+
+
+def _waiting_clause(record: CampaignRecord, unit: str = "labels") -> str | None:
+    """What the round waiting for labels already measured, as ``activelabel status`` shows it
+    ("round 4 (active), waiting for labels, trained on 40 labels, measured evaluation accuracy
+    0.9330"); None when no round waits or the waiting round measured nothing (no model yet).
+    Its figures stay out of the curves until the round completes."""
+    w = record.waiting
+    if w is None:
+        return None
+    if record.task == "segmentation":
+        m = w.segmentation or {}
+        figures_ = [f"{label} {m[key]:.4f}" for key, label in (("miou", "mIoU"), ("pixel_accuracy", "pixel accuracy"))
+                    if m.get(key) is not None]
+    else:
+        figures_ = [] if w.accuracy is None else [f"{yardstick(record.config)} accuracy {w.accuracy:.4f}"]
+    if not figures_:
+        return None
+    trained = "" if w.labeled is None or w.kind != "active" else f", trained on {w.labeled} {unit}"
+    return (f"round {w.index} ({w.kind.replace('_', ' ')}), waiting for labels{trained}, measured "
+            f"{' and '.join(figures_)} (not in the curves until the round completes)")
 
 
 def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:

@@ -20,7 +20,8 @@ def test_one_annotator_per_task_with_a_rejected_label() -> None:
 def test_an_evaluation_round_is_not_offered_min_new_labels() -> None:
     text = ShortOfAnswers(1, 3, 30, 28, 30, 2, 0, 2, evaluation=True).describe()
     assert text == (
-        "Round 1 waits: 28 of 30 samples resolved, 30 needed; 2 samples lack 3 accepted answers from different "
+        "Round 1 waits: 28 of 30 samples resolved, 30 needed (an evaluation round needs all its samples labeled); "
+        "2 samples lack 3 accepted answers from different "
         "annotators: 2 with some accepted answers from fewer than 3 annotators. To go on: ask another annotator "
         "to answer (a skipped task stores no answer here, and one annotator answering twice counts once)."
     )

@@ -1,0 +1,261 @@
+"""`activelabel status` names each round's kind and the labels it trained on, names its accuracy
+column by what it measures (test, evaluation or pixel accuracy, with mIoU for segmentation), and
+agrees with the report on a round still waiting for labels; the "Round N waits" line adds up
+(trial 8, items 7-10). The rounds are written by hand, so every figure shown is known here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+from activelabel import cli
+from activelabel.campaign import CampaignConfig, campaign_summaries, round_summary
+from activelabel.campaign.summary import ShortOfAnswers, short_of_answers
+from activelabel.storage import (
+    Annotation,
+    AnnotationStatus,
+    Campaign,
+    Round,
+    RoundKind,
+    RoundStatus,
+    SampleSplit,
+    Selection,
+    open_engine,
+    session_scope,
+)
+from activelabel.storage.repository import NewSample, add_samples, samples_by_uri
+
+ACTIVE, COLD, EVALUATION = RoundKind.active, RoundKind.cold_start, RoundKind.evaluation
+COMPLETE, WAITING = RoundStatus.complete, RoundStatus.waiting_for_labels
+SEG_METRICS = {"pixel_ece": 0.03, "per_class_iou": {"background": 0.95, "disc": 0.15}, "pixels": 4096}
+
+
+def _campaign(engine, config: CampaignConfig, rounds: list[dict], task: str = "classification",
+              labels: tuple[str, ...] = ("cat", "dog")) -> int:
+    """A campaign whose rounds are ``rounds`` (Round column values; ``index`` from 1)."""
+    with session_scope(engine) as session:
+        campaign = Campaign(name=config.name, task_kind=task, labels=list(labels), strategy=config.strategy,
+                            dataset=config.dataset, config=config.to_dict())
+        session.add(campaign)
+        session.flush()
+        for index, values in enumerate(rounds, start=1):
+            session.add(Round(campaign_id=campaign.id, index=index, strategy=config.strategy, timings={},
+                              **values))
+        return campaign.id
+
+
+def _own(name: str, **changes) -> CampaignConfig:
+    """A classification campaign on your own files, labeled in Label Studio, without a test set."""
+    return CampaignConfig(**{**dict(name=name, dataset="files", data_pool="/data/images", labels=("cat", "dog"),
+                                    annotator="labelstudio", evaluation_size=6, min_new_labels=2, batch_size=4),
+                             **changes})
+
+
+def _lead(engine) -> None:
+    """Trial 8's morning: evaluation, cold start, an active round measured at 0.900 on 12 labels,
+    and round 4 waiting for labels with its model trained on 16 labels and measured at 0.933."""
+    _campaign(engine, _own("lead"), [
+        dict(kind=EVALUATION, status=COMPLETE, labeled_count=0),
+        dict(kind=COLD, status=COMPLETE, labeled_count=6),
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=12, test_accuracy=0.9),
+        dict(kind=ACTIVE, status=WAITING, labeled_count=16, test_accuracy=0.9333),
+    ])
+
+
+def _segmentation(engine) -> None:
+    config = CampaignConfig(name="seg", task="segmentation", dataset="shapes?n=24&size=16", device="cpu")
+    _campaign(engine, config, [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=8, test_accuracy=0.951,
+             segmentation_metrics={"miou": 0.619, "pixel_accuracy": 0.951, **SEG_METRICS}),
+        dict(kind=ACTIVE, status=WAITING, labeled_count=14, test_accuracy=0.975,
+             segmentation_metrics={"miou": 0.7, "pixel_accuracy": 0.975, **SEG_METRICS}),
+    ], task="segmentation", labels=("background", "disc"))
+
+
+def _status(url: str, name: str) -> str:
+    result = CliRunner().invoke(cli.app, ["status", name, "--database-url", url], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _table(text: str, title: str) -> list[list[str]]:
+    """Header and rows of the rich table titled ``title`` (cells stripped)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == title)
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        if "│" in line or "┃" in line:
+            rows.append([c.strip() for c in re.split("[│┃]", line)[1:-1]])
+    return rows
+
+
+def _column(table: list[list[str]], name: str) -> list[str]:
+    at = table[0].index(name)
+    return [row[at] for row in table[1:]]
+
+
+def test_status_shows_each_rounds_kind_what_it_trained_on_and_evaluation_accuracy(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    _lead(open_engine(url))
+    # piped (not a terminal): one line per round, wider than the console's 120 columns if need be
+    table = _table(_status(url, "lead"), "Campaign lead")
+    header = table[0]
+    assert header[:3] == ["round", "kind", "status"]
+    assert "evaluation accuracy" in header and "test accuracy" not in header and "mIoU" not in header
+    assert _column(table, "kind") == ["evaluation", "cold start", "active", "active"]
+    assert _column(table, "trained on") == ["", "", "12", "16"]  # rounds without a model: empty
+    assert _column(table, "status") == ["complete", "complete", "complete", "waiting for labels"]
+    # the waiting round's model was trained and measured: status shows it, beside its status
+    assert _column(table, "evaluation accuracy") == ["", "", "0.900", "0.933"]
+
+
+def test_a_built_in_dataset_shows_test_accuracy(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'digits.db'}"
+    _campaign(open_engine(url), CampaignConfig(name="digi"), [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=20, test_accuracy=0.8)])
+    table = _table(_status(url, "digi"), "Campaign digi")
+    assert _column(table, "test accuracy") == ["0.800"]
+    assert "evaluation accuracy" not in table[0] and "pixel accuracy" not in table[0]
+    assert _column(table, "kind") == ["active"] and _column(table, "trained on") == ["20"]
+
+
+def test_a_segmentation_campaign_shows_pixel_accuracy_and_miou(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'seg.db'}"
+    _segmentation(open_engine(url))
+    table = _table(_status(url, "seg"), "Campaign seg")
+    assert "test accuracy" not in table[0]
+    assert _column(table, "pixel accuracy") == ["0.951", "0.975"]
+    assert _column(table, "mIoU") == ["0.619", "0.700"]
+    assert _column(table, "trained on") == ["8", "14"]
+
+
+def test_runs_table_and_per_round_line_name_the_accuracy_the_same_way(tmp_path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'both.db'}")
+    _lead(engine)
+    _segmentation(engine)
+    with session_scope(engine) as session:
+        ids = {(r.campaign.name, r.index): r.id for r in session.query(Round)}
+    assert round_summary(engine, ids["seg", 1]).describe() == (
+        "round 1 complete · trained on 8 labels · pixel accuracy 0.951 · mIoU 0.619 · 0.0s")
+    assert round_summary(engine, ids["lead", 3]).describe() == (
+        "round 3 complete · trained on 12 labels · evaluation accuracy 0.900 · 0.0s")
+    with cli.console.capture() as captured:
+        cli._print_rounds("seg", campaign_summaries(engine, "seg"))
+    table = _table(captured.get(), "Campaign seg")
+    assert table[0][:5] == ["round", "kind", "trained on", "pixel accuracy", "mIoU"]
+    assert [row[:5] for row in table[1:]] == [["1", "active", "8", "0.951", "0.619"],
+                                              ["2", "active", "14", "0.975", "0.700"]]
+
+
+def test_the_report_names_what_the_waiting_round_measured(tmp_path) -> None:
+    from activelabel.report.build import write_report
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'both.db'}")
+    _lead(engine)
+    _segmentation(engine)
+    page = write_report(engine, "lead", tmp_path / "lead.html").path.read_text(encoding="utf-8")
+    sentence = re.search(r"<p>(Latest complete round:.*?)</p>", page, re.S).group(1)
+    assert sentence.startswith("Latest complete round: 3 (active) · 12 labels · evaluation accuracy 0.9000 · ")
+    assert sentence.endswith(" · round 4 (active), waiting for labels, trained on 16 labels, measured evaluation "
+                             "accuracy 0.9333 (not in the curves until the round completes).")
+    seg = write_report(engine, "seg", tmp_path / "seg.html").path.read_text(encoding="utf-8")
+    assert ("round 2 (active), waiting for labels, trained on 14 labeled images, measured mIoU 0.7000 and pixel "
+            "accuracy 0.9750 (not in the curves until the round completes).") in seg
+
+
+def test_a_complete_latest_round_adds_no_waiting_clause(tmp_path) -> None:
+    from activelabel.report.build import write_report
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'done.db'}")
+    _lead(engine)
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 4).update({"status": COMPLETE})
+    page = write_report(engine, "lead", tmp_path / "lead.html").path.read_text(encoding="utf-8")
+    assert "Latest complete round: 4 (active) · 16 labels · evaluation accuracy 0.9333" in page
+    assert "waiting for labels" not in page
+
+
+def _waiting_evaluation_round(engine) -> None:
+    """Round 1 (evaluation, 6 samples) of a campaign with min_new_labels = 2: 3 samples answered
+    and accepted, 1 rejected (a label outside the set), 2 not answered at all."""
+    campaign_id = _campaign(engine, _own("yard"), [dict(kind=EVALUATION, status=WAITING, labeled_count=0)])
+    uris = [f"e{i}.png" for i in range(6)]
+    with session_scope(engine) as session:
+        add_samples(session, campaign_id, [NewSample(u, f"h-{u}", SampleSplit.evaluation) for u in uris])
+        ids = samples_by_uri(session, campaign_id, uris)
+        round_id = session.query(Round.id).filter(Round.campaign_id == campaign_id).scalar()
+        for rank, uri in enumerate(uris):
+            session.add(Selection(campaign_id=campaign_id, round_id=round_id, sample_id=ids[uri], rank=rank,
+                                  score=0.0, predicted_label="", confidence=0.0, external_task_id=str(rank)))
+        for n, uri in enumerate(uris[:4]):
+            status = AnnotationStatus.rejected if n == 3 else AnnotationStatus.accepted
+            session.add(Annotation(campaign_id=campaign_id, sample_id=ids[uri], round_id=round_id, annotator="ann",
+                                   label="bird" if n == 3 else "cat", source="labelstudio", external_id=str(n),
+                                   status=status))
+
+
+def test_the_waits_line_adds_up_and_says_an_evaluation_round_needs_all_samples(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)
+    short = short_of_answers(engine, "yard")
+    assert (short.selected, short.resolved, short.to_complete, short.outstanding) == (6, 3, 6, 3)
+    assert (short.rejected, short.partial, short.unanswered) == (1, 0, 2)
+    said = " ".join(_status(url, "yard").split())
+    assert ("Round 1 waits: 3 of 6 samples resolved, 6 needed (an evaluation round needs all its samples labeled; "
+            "min_new_labels = 2 applies to the later rounds only); 3 samples lack an accepted answer: 1 with a "
+            "rejected label (not in the label set), 2 not answered yet. To go on: correct the rejected labels in "
+            "Label Studio, have the annotators answer the 2 unanswered tasks (a skipped task stores no answer "
+            "here).") in said
+    assert _column(_table(_status(url, "yard"), "Campaign yard"), "kind") == ["evaluation"]
+
+
+def test_trial8_round_1_waits_line() -> None:
+    # 30 evaluation samples, 19 resolved, 1 rejected, 10 unanswered, min_new_labels = 15
+    text = ShortOfAnswers(1, 1, 30, 19, 30, 11, 1, 0, evaluation=True, min_new_labels=15).describe()
+    assert text == (
+        "Round 1 waits: 19 of 30 samples resolved, 30 needed (an evaluation round needs all its samples labeled; "
+        "min_new_labels = 15 applies to the later rounds only); 11 samples lack an accepted answer: 1 with a "
+        "rejected label (not in the label set), 10 not answered yet. To go on: correct the rejected labels in "
+        "Label Studio, have the annotators answer the 10 unanswered tasks (a skipped task stores no answer here).")
+
+
+def test_an_evaluation_round_held_only_by_unanswered_samples_still_says_why() -> None:
+    # min_new_labels (15) is reached, nothing is rejected: the all-samples rule is why it waits
+    text = ShortOfAnswers(1, 1, 30, 20, 30, 10, 0, 0, evaluation=True, min_new_labels=15).describe()
+    assert text is not None and "an evaluation round needs all its samples labeled" in text
+    assert "10 samples lack an accepted answer: 10 not answered yet." in text
+    # below min_new_labels, or without it, plain missing answers need no explanation
+    assert ShortOfAnswers(1, 1, 30, 10, 30, 20, 0, 0, evaluation=True, min_new_labels=15).describe() is None
+    assert ShortOfAnswers(2, 1, 20, 4, 20, 16, 0, 0).describe() is None
+
+
+def test_an_active_round_lists_partial_and_unanswered_samples_with_advice_for_each() -> None:
+    text = ShortOfAnswers(3, 2, 10, 5, 10, 5, 1, 2).describe()
+    assert text == (
+        "Round 3 waits: 5 of 10 samples resolved, 10 needed; 5 samples lack 2 accepted answers from different "
+        "annotators: 1 with a rejected label (not in the label set), 2 with an accepted answer from fewer than 2 "
+        "annotators, 2 not answered yet. To go on: correct the rejected labels in Label Studio, ask another "
+        "annotator to answer (a skipped task stores no answer here, and one annotator answering twice counts "
+        "once), have the annotators answer the 2 unanswered tasks (a skipped task stores no answer here), or set "
+        "min_new_labels to complete the round with fewer labels.")
+
+
+def test_status_round_names_the_calibration_accuracy_the_same_way(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    engine = open_engine(url)
+    _lead(engine)
+    measured = {"accuracy": 0.9, "nll": 0.3, "brier": 0.15, "ece": 0.05, "bins": []}
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 3).update({"calibration": {
+            "temperature": 1.2, "validation_size": 10, "before": measured, "after": {**measured, "ece": 0.02}}})
+    result = CliRunner().invoke(cli.app, ["status", "lead", "--round", "3", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    table = _table(result.output, next(line.strip() for line in result.output.splitlines()
+                                       if line.strip().startswith("Calibration of the")))
+    assert table[0] == ["", "evaluation accuracy", "NLL", "Brier", "ECE"]
+    assert table[1] == ["before", "0.9000", "0.3000", "0.1500", "0.0500"]
