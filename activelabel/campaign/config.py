@@ -385,7 +385,6 @@ class CampaignConfig:
                         f"one PNG mask per image (same relative path, suffix .png)"
                     )
         unsupported = [
-            (self.uncertainty not in ("mc_dropout", "deterministic"), f"uncertainty {self.uncertainty!r}"),
             (self.annotator_noise > 0, "annotator_noise"),
             (self.annotator == "simulated" and self.annotations_per_task != 1,
              "annotations_per_task > 1 with the simulated annotator"),

@@ -5,8 +5,10 @@ What is fitted. One temperature ``T`` dividing every pass's per-pixel logits, fo
 the round's scoring reads: one deterministic pass (``uncertainty = "deterministic"``, fitted by
 LBFGS, :func:`~activelabel.pipeline.calibration.fit_temperature`) or the mean of the round's
 ``mc_samples`` MC-dropout passes with the scoring's mask seed
-(:func:`~activelabel.pipeline.calibration.fit_mixture_temperature`). No mixture temperature
-``T2``: the round stores ``"mixture_temperature": 1.0``.
+(:func:`~activelabel.pipeline.calibration.fit_mixture_temperature`); for a deep ensemble
+(``ensemble``, ``ensemble+mc_dropout``) the mean of all M members' passes, the members' mean
+softmax, as classification calibrates its ensembles. No mixture temperature ``T2``: the round
+stores ``"mixture_temperature": 1.0``.
 
 On what. From :data:`MIN_IMAGES` labeled images on, the round holds out
 :data:`VALIDATION_FRACTION` of them (at least :data:`FOLDS` images), drawn with the round's seed
@@ -91,12 +93,13 @@ def validation_images(labeled: int, seed: int) -> np.ndarray:
 
 
 def segmentation_pixel_logits(
-    model: torch.nn.Module, images: np.ndarray, masks: np.ndarray, device: torch.device, *, samples: int, seed: int,
-    ignore_index: int, per_image: int = PIXELS_PER_IMAGE,
+    model: torch.nn.Module | list[torch.nn.Module], images: np.ndarray, masks: np.ndarray, device: torch.device, *,
+    samples: int, seed: int, ignore_index: int, per_image: int = PIXELS_PER_IMAGE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(logits [S, n, C], labels [n], image [n])`` of the labeled pixels of ``images``
     ``[N, C, H, W]`` / ``masks`` ``[N, H, W]`` (``pipeline.pixel_calibration.pixel_rows``), S =
-    ``max(samples, 1)`` passes with dropout masks seeded ``seed`` (those of the round's scoring),
+    ``M * max(samples, 1)`` passes (M ensemble members when ``model`` is a list, member-major)
+    with dropout masks seeded ``seed`` (those of the round's scoring),
     chunk by chunk: memory is one chunk's ``[S, b, C, H, W]`` plus the kept rows. Each image keeps
     at most ``per_image`` labeled pixels, fewer when the images together would pass
     :data:`PIXEL_BUDGET` (a seeded subsample per image; ``pixel_rows``)."""
@@ -107,14 +110,15 @@ def segmentation_pixel_logits(
              for s, z in zip(range(0, len(images), CHUNK),
                              predict_stream(model, chunks, samples=samples, device=device, seed=seed, logits=True))]
     if not parts:
-        c = model.spec.num_classes
-        return np.zeros((max(samples, 1), 0, c)), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        c = members[0].spec.num_classes
+        return np.zeros((len(members) * max(samples, 1), 0, c)), np.zeros(0, np.int64), np.zeros(0, np.int64)
     return (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]))
 
 
 def fit_segmentation_calibration(
-    model: torch.nn.Module,
+    model: torch.nn.Module | list[torch.nn.Module],
     x_val: np.ndarray,
     y_val: np.ndarray,
     x_yard: np.ndarray | None,
@@ -135,14 +139,21 @@ def fit_segmentation_calibration(
     (``fit_mixture_temperature``). ``method`` is stored in ``"predictor"``. Raises what
     ``pipeline.pixel_calibration.pixel_rows`` raises for a mask value that is neither a class
     nor ``ignore_index``.
+
+    ``model`` may be a list of M ensemble members (``uncertainty = "ensemble"``, or
+    ``"ensemble+mc_dropout"`` with ``samples`` passes each): the pixel logits are then
+    ``[M * max(samples, 1), n, C]`` and ``T`` is fitted on the NLL of the mean of all those
+    softmaxes, the members' mean, as classification fits its ensembles
+    (``campaign.calibrate.fit_round_calibration``); ``"predictor"`` stores ``members`` M.
     """
+    members = len(model) if isinstance(model, (list, tuple)) else 1
     z, labels, image = segmentation_pixel_logits(model, x_val, y_val, device, samples=samples, seed=seed,
                                                  ignore_index=ignore_index)
     fit = fit_mixture_temperature if samples > 0 else fit_temperature
     wrong = predictive_probabilities(z).argmax(-1) != labels if len(labels) else np.zeros(0, bool)
     errors = int(wrong.sum())
     images_wrong = len(np.unique(image[wrong]))
-    result: dict = {"predictor": predictor(method, samples, 1), "validation_size": int(len(x_val)),
+    result: dict = {"predictor": predictor(method, samples, members), "validation_size": int(len(x_val)),
                     "validation_pixels": int(len(labels)), "validation_errors": errors,
                     "before": None, "after": None}
     temperature = 1.0

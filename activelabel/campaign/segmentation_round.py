@@ -119,7 +119,11 @@ def _masks_by_uri(engine, campaign_id: int, num_classes: int) -> dict[str, np.nd
 
 
 def train_segmenter(job: TrainInput) -> Trained:
-    """Train the round's U-Net on the labeled pool's masks and measure it on the yardstick."""
+    """Train the round's U-Net (``ensemble_size`` of them, seeds ``steps.member_seed``, for the
+    ensemble methods) on the labeled pool's masks and measure it (the members' mean softmax) on
+    the yardstick."""
+    from activelabel.campaign.steps import ensemble_members, member_seed
+
     rnd, campaign, config, data = job.rnd, job.campaign, job.config, job.data
     num_classes = len(campaign.labels)
     masks = _masks_by_uri(job.engine, campaign.id, num_classes)
@@ -135,11 +139,16 @@ def train_segmenter(job: TrainInput) -> Trained:
     spec = segmentation_spec(config, data.in_channels, num_classes)
     training = replace(training_config(config, len(train)), batch_size=8, learning_rate=5e-3)
     progress = reporter()
-    progress.phase(f"round {rnd.index} · training a {spec.architecture} on {len(train)} masks",
-                   planned_epochs(len(train), training))
-    model = train_segmentation(x[train], y[train], spec, training, seed=job.seed, device=job.device,
-                               ignore_index=IGNORE_INDEX,
-                               on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
+    # Deep ensembles: M U-Nets from different seeds (member 0 is the single model's seed), as
+    # classification derives them (steps.member_seed).
+    members = ensemble_members(config)
+    what = f"{members} {spec.architecture}s" if members > 1 else f"a {spec.architecture}"
+    progress.phase(f"round {rnd.index} · training {what} on {len(train)} masks", planned_epochs(len(train), training))
+    models = [train_segmentation(x[train], y[train], spec, training, seed=member_seed(job.seed, member),
+                                 device=job.device, ignore_index=IGNORE_INDEX,
+                                 on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))
+              for member in range(members)]
+    model = models if members > 1 else models[0]
     # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
     pixels = class_pixel_counts(y[train], num_classes, ignore_index=IGNORE_INDEX)
     architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
@@ -153,12 +162,12 @@ def train_segmenter(job: TrainInput) -> Trained:
                                                    ignore_index=IGNORE_INDEX)
     # A U-Net skips a last batch of one (batch norm) and a batch whose pixels are all ignored
     # (the latter is not counted: "steps" is then at most that many).
-    record = training_record(config, training, len(train), held_out=len(held), skips_batch_of_one=True,
-                             recipe="segmentation")
+    record = training_record(config, training, len(train), members=len(models), held_out=len(held),
+                             skips_batch_of_one=True, recipe="segmentation")
     values = dict(test_accuracy=None, test_nll=None, test_ece=None, calibration=calibration,
                   segmentation_metrics=None, training=record)
     if metrics is None:
-        return Trained([model], architecture, len(labeled), values, problems, logging.WARNING,
+        return Trained(models, architecture, len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "
                        "sample to measure on")
     values.update(
@@ -176,15 +185,16 @@ def train_segmenter(job: TrainInput) -> Trained:
     if calibration and calibration.get("before") and calibration.get("after"):
         calibrated = (f"; temperature {calibration['temperature']:.3f} on {len(held)} held-out masks, pixel ECE "
                       f"{calibration['before']['ece']:.3f} -> {calibration['after']['ece']:.3f}")
-    return Trained([model], architecture, len(labeled), values, problems, logging.INFO,
-                   f"Round {rnd.index}: trained on {len(train)} masks, mIoU {metrics.miou:.3f} "
+    return Trained(models, architecture, len(labeled), values, problems, logging.INFO,
+                   f"Round {rnd.index}: trained {what} on {len(train)} masks, mIoU {metrics.miou:.3f} "
                    f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f}){calibrated}")
 
 
 def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray], device, problems):
     """(metrics of one deterministic pass over the yardstick, its images ``[N, C, H, W]``, its
     masks ``[N, H, W]``) (annotated masks first, then the given test masks); None without a
-    readable yardstick sample with a mask."""
+    readable yardstick sample with a mask. ``model``: one U-Net or an ensemble's members
+    (metrics of the mean of their softmaxes)."""
     given = data.given_masks or {}
     uris = [u for u in yard_uris if u in annotated or u in given]
     if not uris:
@@ -206,7 +216,13 @@ def load_segmenter(checkpoint: ModelCheckpoint, device: torch.device):
 
 
 def _samples(config: CampaignConfig) -> int:
-    return 0 if config.uncertainty == "deterministic" else config.mc_samples
+    """MC-dropout passes per member: none for ``deterministic`` and plain ``ensemble``."""
+    return 0 if config.uncertainty in ("deterministic", "ensemble") else config.mc_samples
+
+
+def load_members(checkpoints, device: torch.device) -> list:
+    """The round's U-Nets (one per ensemble member, in member order), on ``device``, in eval mode."""
+    return [load_segmenter(c, device) for c in sorted(checkpoints, key=lambda c: c.member)]
 
 
 def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problems, *, seed: int):
@@ -224,7 +240,8 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
     temperature = _acquisition_temperature(rnd, config)
     data = campaign_data(config)
     device = resolve_device(config.device)
-    model = load_segmenter(checkpoints[0], device)
+    models = load_members(checkpoints, device)
+    model = models if len(models) > 1 else models[0]
     samples = _samples(config)
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]
     pixels = checkpoints[0].architecture.get(CLASS_PIXELS)
@@ -233,7 +250,8 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
         class_weights = inverse_frequency_weights(pixels)
     rng = np.random.default_rng(seed)
     progress = reporter()
-    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool images × {max(samples, 1)} passes", len(pool))
+    progress.phase(f"round {rnd.index} · scoring {len(pool)} pool images × {len(models) * max(samples, 1)} passes",
+                   len(pool))
     rows: list[tuple] = []
     entropy_sum = 0.0
     for positions, logits in stream_probabilities(
@@ -259,8 +277,8 @@ def score_pool_pixelwise(rnd, config: CampaignConfig, checkpoints, pool, problem
             for i, v, c, t, e in zip(positions, values, confidence, total, epistemic)
         )
     uncertainty = {
-        "method": config.uncertainty, "samples": max(samples, 1), "members": 1,
-        "mode": mc_strategy(model, samples), "temperature": temperature,
+        "method": config.uncertainty, "samples": len(models) * max(samples, 1), "members": len(models),
+        "mode": mc_strategy(models[0], samples), "temperature": temperature,
         "map": map_name or "random", "aggregation": config.aggregation, "q": config.aggregation_q,
     }
     if class_weights is not None:
@@ -291,16 +309,17 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
     if rnd.kind != RoundKind.active or not tasks:
         return PreparedTasks(tasks, [])
     with session_scope(engine) as session:
-        checkpoint = session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
-                                     .order_by(ModelCheckpoint.member)).first()
-        if checkpoint is not None:
+        checkpoints = list(session.scalars(select(ModelCheckpoint).where(ModelCheckpoint.round_id == rnd.id)
+                                           .order_by(ModelCheckpoint.member)))
+        for checkpoint in checkpoints:
             session.expunge(checkpoint)
         mine = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == rnd.id)))
-    if checkpoint is None:
+    if not checkpoints:
         return PreparedTasks(tasks, [])
     data = campaign_data(config)
     device = resolve_device(config.device)
-    model = load_segmenter(checkpoint, device)
+    models = load_members(checkpoints, device)
+    model = models if len(models) > 1 else models[0]
     images, kept, _ = read_readable(data.store, [t.uri for t in tasks])
     readable = [tasks[i] for i in kept]
     map_name = SEGMENTATION_STRATEGY_MAPS[rnd.strategy]

@@ -90,6 +90,13 @@ def ensemble_members(config: CampaignConfig) -> int:
     return config.ensemble_size if config.uncertainty.startswith("ensemble") else 1
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of ensemble member ``member`` of a round seeded ``seed`` (member 0 is the
+    single model's seed; the others differ, so each member starts from its own initialisation
+    and sees its own batch order: Lakshminarayanan et al. 2017)."""
+    return seed + 7919 * member
+
+
 def _seed(config: CampaignConfig, rnd: Round) -> int:
     return config.seed * 1_000_003 + rnd.index
 
@@ -257,7 +264,7 @@ def train_classifier(job: TrainInput) -> Trained:
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [
         train_model(
-            x[train], y[train], spec, training, seed=job.seed + 7919 * member, device=device,
+            x[train], y[train], spec, training, seed=member_seed(job.seed, member), device=device,
             on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch),
         )
         for member in range(ensemble_members(config))

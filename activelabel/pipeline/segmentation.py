@@ -111,7 +111,7 @@ def flip_pairs(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> 
 
 
 def predict_segmentation_stream(
-    model: SegmentationNet,
+    model: SegmentationNet | list[SegmentationNet],
     chunks: Iterable[torch.Tensor | np.ndarray],
     *,
     samples: int,
@@ -124,6 +124,8 @@ def predict_segmentation_stream(
     ``samples`` MC-dropout passes (0: one deterministic pass, T = 1). The trunk runs once per
     chunk and the head on the T copies, each pass with its own dropout mask shared by every
     image (seeded by ``seed``); ``temperature`` divides the logits before the per-pixel softmax.
+    A list of M models (a deep ensemble) gives ``[M * T, b, C, H, W]``, member-major, member m's
+    masks seeded with (``seed``, pass, layer, m) (``predict_stream``).
     """
     stream = predict_stream(model, chunks, samples=samples, device=device, seed=seed, temperature=temperature, logits=True)
     for logits in stream:
@@ -196,7 +198,7 @@ def predict_masks(
 
 
 def evaluate_segmentation(
-    model: SegmentationNet,
+    model: SegmentationNet | list[SegmentationNet],
     images: np.ndarray,
     masks: np.ndarray,
     *,
@@ -210,9 +212,12 @@ def evaluate_segmentation(
     """mIoU, per-class IoU, pixel accuracy and pixel ECE of ``model`` on ``images`` / ``masks``.
 
     Probabilities are the mean over ``samples`` MC-dropout passes (0: one deterministic pass);
-    chunks are accumulated into a :class:`SegmentationMeter`, so memory is one chunk's.
+    chunks are accumulated into a :class:`SegmentationMeter`, so memory is one chunk's. A list
+    of M models (a deep ensemble, Lakshminarayanan et al. 2017) is measured on the mean of the
+    members' softmaxes (``[M * T, b, C, H, W]`` from ``predict_stream``, averaged over passes).
     """
-    meter = SegmentationMeter(model.spec.num_classes, ignore_index=ignore_index, bins=bins)
+    first = model[0] if isinstance(model, (list, tuple)) else model
+    meter = SegmentationMeter(first.spec.num_classes, ignore_index=ignore_index, bins=bins)
     starts = range(0, len(images), chunk_size)
     chunks = (images[s : s + chunk_size] for s in starts)
     for start, probs in zip(starts, predict_segmentation_stream(model, chunks, samples=samples, device=device, seed=seed)):
