@@ -14,7 +14,12 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
   mIoU, per-class IoU, pixel accuracy and pixel ECE go to ``round.segmentation_metrics``,
   pixel accuracy and pixel ECE also to ``round.test_accuracy`` / ``round.test_ece`` (what
   status, reports and the stopping rules read).
-- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` (each pass's
+- **Ensembles** (``uncertainty = "ensemble"`` / ``"ensemble+mc_dropout"``; Lakshminarayanan
+  et al. 2017): ``ensemble_size`` U-Nets trained with classification's member seeds
+  (``steps.member_seed``), each stored as a checkpoint ``member``; measuring, calibration,
+  scores and heatmaps use all of them (the members' mean softmax; their stacked passes).
+- **Scores**: per chunk of pool images, MC-dropout probabilities ``[T, b, C, H, W]`` (T = M x
+  passes for an ensemble, member-major; each pass's
   logits divided by the round's kept temperature, 1.0 without one) become
   per-pixel maps (``acquisition.pixelwise``); the strategy's map is aggregated per image by
   ``aggregation`` (mean, max, top_q, class_weighted: weights are the inverse pixel frequencies
