@@ -7,7 +7,6 @@ One shared two-round campaign on the generated shapes dataset (``uncertainty = "
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,17 @@ from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.segmentation_round import CLASS_PIXELS, load_segmenter
 from activelabel.campaign.steps import member_seed
 from activelabel.errors import ConfigError
-from activelabel.storage import Heatmap, ModelCheckpoint, Round, RoundStatus, Sample, Score, Selection, open_engine, session_scope
+from activelabel.storage import (
+    Heatmap,
+    ModelCheckpoint,
+    Round,
+    RoundStatus,
+    Sample,
+    Score,
+    Selection,
+    open_engine,
+    session_scope,
+)
 from tests_support_rounds import run_round
 
 SEEDS, BATCH, MEMBERS = 24, 8, 2
