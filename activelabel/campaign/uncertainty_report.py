@@ -155,12 +155,15 @@ def describe_scoring(how: Mapping | None) -> list[str]:
     how.pop("density", None)
     method, samples, members = how.pop("method", None), how.pop("samples", None), how.pop("members", 1)
     mode, temperature = how.pop("mode", None), how.pop("temperature", None)
-    if method == "deterministic" or mode == "deterministic":
-        passes = "one deterministic pass per sample"
-    elif method is not None and method.startswith("ensemble"):
+    # An ensemble first: a plain ensemble's stored mode is "deterministic" (one pass per member).
+    if method is not None and method.startswith("ensemble"):
         passes = f"an ensemble of {members} models, {samples} passes per sample in all"
         if method == "ensemble+mc_dropout":
             passes += " (MC dropout in each model)"
+        elif mode == "deterministic":
+            passes += " (one deterministic pass per model)"
+    elif method == "deterministic" or mode == "deterministic":
+        passes = "one deterministic pass per sample"
     elif method == "mc_dropout":
         passes = f"MC dropout, {samples} stochastic passes per sample"
     else:

@@ -19,6 +19,7 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
 from activelabel.campaign.segmentation_round import CLASS_PIXELS, load_segmenter
 from activelabel.campaign.steps import member_seed
+from activelabel.campaign.uncertainty_report import describe_scoring, round_uncertainty
 from activelabel.errors import ConfigError
 from activelabel.storage import (
     Heatmap,
@@ -121,10 +122,16 @@ def test_measuring_and_calibration_use_the_members_mean(campaign) -> None:
         assert cal["predictor"] == {"method": "ensemble", "passes": 1, "members": MEMBERS}
         assert cal["validation_size"] >= 5 and cal["mixture_temperature"] == 1.0
         metrics = rnd.segmentation_metrics
+        rnd_uncertainty = dict(rnd.uncertainty)
     images = torch.from_numpy(data.store.read(test_uris))
     masks = np.stack([data.given_masks[u] for u in test_uris])
     with torch.no_grad():
         mean = np.mean([torch.softmax(load_segmenter(c, CPU)(images), dim=1).numpy() for c in checkpoints], axis=0)
+    # status --round reads the ensemble back in words
+    assert describe_scoring(rnd_uncertainty)[0].startswith(
+        f"Scoring: an ensemble of {MEMBERS} models, {MEMBERS} passes per sample in all (one deterministic pass "
+        "per model)")
+    assert round_uncertainty(engine, config.name, 1).calibration["predictor"]["members"] == MEMBERS
     # pixel accuracy of the members' mean softmax (shapes masks have no ignored pixels)
     assert metrics["pixel_accuracy"] == pytest.approx(float((mean.argmax(1) == masks).mean()), abs=1e-6)
     assert metrics["pixels"] == masks.size
