@@ -115,9 +115,9 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
     status = run_cli("status", "demo-entropy-seed0", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     rows = [line.split("│") for line in status.stdout.splitlines() if "complete" in line]
-    # round | status | selected | sent | annotated | resolved | rejected | accuracy
-    assert [[cell.strip() for cell in row[1:8]] for row in rows] == [
-        [str(i), "complete", "10", "10", "10", "10", "0"] for i in (1, 2, 3)
+    # round | kind | status | selected | sent | annotated | resolved | rejected | accuracy
+    assert [[cell.strip() for cell in row[1:9]] for row in rows] == [
+        [str(i), "active", "complete", "10", "10", "10", "10", "0"] for i in (1, 2, 3)
     ]
     listing = run_cli("status", cwd=tmp_path)
     assert "demo-entropy-seed0" in listing.stdout and " 3 " in listing.stdout

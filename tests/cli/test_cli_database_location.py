@@ -67,8 +67,8 @@ def test_a_campaign_file_keeps_its_database_next_to_it_from_any_folder(tmp_path)
 
     status = cli("status", "../camp/own.toml", cwd=elsewhere)
     assert status.returncode == 0, status.stderr
-    rows = [[c.strip() for c in line.split("│")[1:6]] for line in status.stdout.splitlines() if "complete" in line]
-    assert rows == [["1", "complete", "10", "10", "10"], ["2", "complete", "10", "10", "10"]]
+    rows = [[c.strip() for c in line.split("│")[1:7]] for line in status.stdout.splitlines() if "complete" in line]
+    assert rows == [["1", "evaluation", "complete", "10", "10", "10"], ["2", "cold start", "complete", "10", "10", "10"]]
     assert not (elsewhere / "activelabel.db").exists()
 
     exported = cli("export", "../camp/own.toml", "--to", "labels.csv", cwd=elsewhere)

@@ -32,7 +32,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
 
         status = cli("status", name)
         row = next(line for line in status.stdout.splitlines() if "waiting for labels" in line)
-        assert [c.strip() for c in row.split("│")[3:7]] == ["3", "3", "0", "0"]  # selected sent annotated resolved
+        assert [c.strip() for c in row.split("│")[4:8]] == ["3", "3", "0", "0"]  # selected sent annotated resolved
 
         project = next(p for p in ls_client.projects.list() if p.title == f"activelabel {name}")
         for task in ls_client.tasks.list(project=project.id, fields="all"):
@@ -47,7 +47,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
         assert "0 new answers" in again.stdout
         final = cli("status", name)
         row = next(line for line in final.stdout.splitlines() if "│     1 │" in line)
-        assert [c.strip() for c in row.split("│")[2:7]] == ["complete", "3", "3", "3", "3"]
+        assert [c.strip() for c in row.split("│")[2:8]] == ["active", "complete", "3", "3", "3", "3"]
     finally:
         for project in ls_client.projects.list():
             if project.title == f"activelabel {name}":
