@@ -752,6 +752,9 @@ def serve(
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     address, workers = _dask_choice(given, engine, campaign, dask_address, dask_workers)
+    # The options to give again to continue the same way (the stop line names them).
+    same = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
+        ("--rounds", rounds), ("--dask-address", dask_address), ("--dask-workers", dask_workers)) if value is not None)
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
     by_file = given if Path(given).is_file() else None
     _check_ticks(engine, campaign, by_file)
@@ -767,7 +770,7 @@ def serve(
             + "; stop with Ctrl-C", markup=False, highlight=False, soft_wrap=True),
         say=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
-    _serve_stopped(end, campaign, f"activelabel serve {ref} {schedule}")
+    _serve_stopped(end, campaign, f"activelabel serve {ref} {schedule}{same}")
 
 
 def _check_ticks(engine, campaign: str, campaign_file: str | None) -> None:

@@ -55,10 +55,11 @@ def check_name(name: str, kind: str) -> None:
     separators = sorted({c for c in name if c in "/\\"})
     if separators:
         suggestion = re.sub(r"[/\\]+", "-", name)
+        held = " and ".join(f"'{c}'" for c in separators)
         raise ConfigError(
-            f"{kind} name {name!r} holds {' and '.join(repr(c) for c in separators)}: a name becomes a file name "
+            f"{kind} name '{name}' holds {held}: a name becomes a file name "
             f"and a CLI argument with a path separator is read as a file; choose a name without it "
-            f"(e.g. {suggestion!r})"
+            f"(e.g. '{suggestion}')"
         )
 
 

@@ -154,10 +154,14 @@ def reconcile_changes(
         relabel_in_labelstudio(engine, campaign_id, waiting, served_ok=True)
     if labeled and not (accept or relabel):
         partial = sum(c.partial for c in labeled)
+        if partial == len(labeled):  # none is labeled yet: say what they are
+            what = (f"{partial} partly answered image(s) changed since they were answered (the answers in were "
+                    "given on the old image)")
+        else:
+            what = f"{len(labeled)} labeled image(s) changed since they were labeled" + (
+                f" ({partial} of them partly answered: the answers in were given on the old image)" if partial else "")
         raise DataChangedError(
-            f"{len(labeled)} labeled image(s) changed since they were labeled"
-            + (f" ({partial} of them partly answered: the answers in were given on the old image)" if partial else "")
-            + f" (e.g. {labeled[0].path}); "
+            what + f" (e.g. {labeled[0].path}); "
             "rerun with --accept-changes to keep their labels, or --relabel-changes to send them "
             "to the annotators again"
         )

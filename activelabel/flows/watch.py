@@ -206,6 +206,6 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
     except BaseException:
         receiver.stop()
         raise
-    log.info("Listening for Label Studio webhooks on %s (webhook %d, deleted when watching ends)",
+    log.warning("Listening for Label Studio webhooks on %s (webhook %d, deleted when watching ends)",
              receiver.url, webhook_id)
     return receiver, annotator.client, webhook_id

@@ -75,7 +75,7 @@ def test_experiment_settings_are_checked_before_anything_is_written():
         ExperimentConfig("e", ("random",), (0,), {"batch_size": 0})
     with pytest.raises(ConfigError) as error:
         ExperimentConfig("runs\\may", ("random",), (0,), {})
-    assert str(error.value).startswith("experiment name " + repr("runs\\may") + " holds " + repr("\\"))
+    assert str(error.value).startswith("experiment name 'runs\\may' holds '\\'")  # as typed, not doubled
     assert str(error.value).endswith("(e.g. 'runs-may')")
 
 

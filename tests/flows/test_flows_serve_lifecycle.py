@@ -57,11 +57,11 @@ def _scheduled_runs(deployment_id) -> list:
 class Served:
     """One `activelabel serve` subprocess in its own session, its output in a file."""
 
-    def __init__(self, name: str, env: dict[str, str], folder: Path, tag: str) -> None:
+    def __init__(self, name: str, env: dict[str, str], folder: Path, tag: str, *extra: str) -> None:
         self.log = folder / f"serve-{tag}.log"
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "activelabel.cli", "serve", name, "--cron", NEVER],
+                [sys.executable, "-m", "activelabel.cli", "serve", name, "--cron", NEVER, *extra],
                 cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -123,15 +123,17 @@ def test_stopping_serve_removes_its_schedule_and_a_killed_serves_runs_are_delete
            "PREFECT_HOME": str(tmp_path / "prefect-client")}
     again = f"rounds continue with `activelabel serve {name} --cron '{NEVER}'`"
 
-    # Ctrl-C: the normal way out. Exit 0, one plain line, nothing left on the server.
-    first = Served(name, env, tmp_path, "sigint")
+    # Ctrl-C: the normal way out. Exit 0, one plain line (naming the options to give again),
+    # nothing left on the server.
+    first = Served(name, env, tmp_path, "sigint", "--rounds", "2")
     first.wait_serving()
     served = _deployment(name)
     assert served is not None
     coming = _schedule(served.id, 2)
     assert first.stop(signal.SIGINT) == 0, first.text()[-3000:]
     assert first.text().splitlines()[-1] == (
-        f"serve stopped by Ctrl-C: the schedule of campaign '{name}' is removed from the Prefect server; {again}")
+        f"serve stopped by Ctrl-C: the schedule of campaign '{name}' is removed from the Prefect server; "
+        f"{again[:-1]} --rounds 2`")
     assert "error" not in first.text().lower()
     assert _deployment(name) is None
     assert _scheduled_runs(served.id) == [] and not _exists(coming)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -167,6 +168,10 @@ def test_two_watches_on_one_campaign_keep_a_webhook_each_and_run_the_round_once(
         assert _ours(ls_client, project_id) == []
         for log in (first_log, second_log):
             assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        # --webhook-port 0: each watch says the address it picked, as registered in Label Studio.
+        said = {re.search(r"Listening for Label Studio webhooks on (\S+) ", log.read_text()).group(1)
+                for log in (first_log, second_log)}
+        assert said == {h.url for h in hooks}
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
