@@ -415,7 +415,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     for s in summaries:
         table.add_row(
             str(s.index),
-            *kind_cells(s.kind, s.labeled),
+            *kind_cells(s.kind, s.learned_from),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
@@ -904,7 +904,7 @@ def status(
         table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right",
                          min_width=len("evaluation") if column == "kind" else None)
     for r in rounds:
-        kind, trained_on = kind_cells(r.kind, r.labeled)
+        kind, trained_on = kind_cells(r.kind, r.learned_from)
         cells = [
             str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
             str(r.resolved), str(r.rejected), str(r.changed), trained_on,

@@ -62,6 +62,14 @@ class RoundSummary:
     # What test_accuracy measures (:func:`accuracy_name`); mIoU for segmentation rounds.
     accuracy_name: str = "test accuracy"
     miou: float | None = None
+    # Round.training["trained_on"]: the labels the model learned from (labeled less those held
+    # out for calibration); None for rounds stored before it (then ``labeled`` stands for it).
+    trained_on: int | None = None
+
+    @property
+    def learned_from(self) -> int | None:
+        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
+        return self.labeled if self.trained_on is None else self.trained_on
 
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
@@ -73,7 +81,8 @@ class RoundSummary:
         accuracy = ("no test set" if self.test_accuracy is None
                     else f"{self.accuracy_name} {self.test_accuracy:.3f}"
                     + ("" if self.miou is None else f" · mIoU {self.miou:.3f}"))
-        trained = "trained" if self.labeled is None else f"trained on {counted(self.labeled, 'label')}"
+        learned = self.learned_from
+        trained = "trained" if learned is None else f"trained on {counted(learned, 'label')}"
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
 
@@ -92,7 +101,16 @@ def _summary(rnd: Round) -> RoundSummary:
         stop_reason=rnd.stop_reason,
         accuracy_name=accuracy_name(rnd.campaign.task_kind, rnd.campaign.config or {}),
         miou=miou_of(rnd.segmentation_metrics),
+        trained_on=trained_on(rnd),
     )
+
+
+def trained_on(rnd: Round) -> int | None:
+    """The labels ``rnd``'s model learned from, as stored in ``Round.training["trained_on"]``
+    (the labeled samples less those held out for calibration); None when not stored (rounds
+    trained before migration 0009, or no model trained)."""
+    value = (rnd.training or {}).get("trained_on")
+    return None if value is None else int(value)
 
 
 def round_summary(engine: Engine, round_id: int) -> RoundSummary:
@@ -130,6 +148,12 @@ class RoundProgress:
     kind: str = "active"  # evaluation, cold_start or active
     labeled: int | None = None  # Round.labeled_count: the labels an active round trained on
     miou: float | None = None  # a segmentation round's mIoU (Round.segmentation_metrics)
+    trained_on: int | None = None  # Round.training["trained_on"]: labeled less the calibration hold-out
+
+    @property
+    def learned_from(self) -> int | None:
+        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
+        return self.labeled if self.trained_on is None else self.trained_on
 
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
@@ -168,6 +192,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 kind=rnd.kind.value,
                 labeled=rnd.labeled_count,
                 miou=miou_of(rnd.segmentation_metrics),
+                trained_on=trained_on(rnd),
             ))
         return out
 

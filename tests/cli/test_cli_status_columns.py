@@ -259,3 +259,26 @@ def test_status_round_names_the_calibration_accuracy_the_same_way(tmp_path) -> N
                                        if line.strip().startswith("Calibration of the")))
     assert table[0] == ["", "evaluation accuracy", "NLL", "Brier", "ECE"]
     assert table[1] == ["before", "0.9000", "0.3000", "0.1500", "0.0500"]
+
+
+def test_trained_on_leaves_out_the_labels_held_out_for_calibration(tmp_path) -> None:
+    """trial 9 #1: 20 labels, 5 held out for calibration: the model learned from 15, and the status
+    table, the run's table, the per-round line and ``status --round 1`` all say 15."""
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    engine = open_engine(url)
+    training = {"epochs": 3, "steps": 6, "batch_size": 8, "learning_rate": 0.001, "weight_decay": 0.0,
+                "trained_on": 15, "held_out": 5, "members": 1}
+    _campaign(engine, CampaignConfig(name="cal"), [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=20, test_accuracy=0.8, training=training),
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=24, test_accuracy=0.85)])  # stored before 0009
+    assert _column(_table(_status(url, "cal"), "Campaign cal"), "trained on") == ["15", "24"]
+    summaries = campaign_summaries(engine, "cal")
+    assert summaries[0].describe() == "round 1 complete · trained on 15 labels · test accuracy 0.800 · 0.0s"
+    assert summaries[1].describe() == "round 2 complete · trained on 24 labels · test accuracy 0.850 · 0.0s"
+    with cli.console.capture() as captured:
+        cli._print_rounds("cal", summaries)
+    assert _column(_table(captured.get(), "Campaign cal"), "trained on") == ["15", "24"]
+    result = CliRunner().invoke(cli.app, ["status", "cal", "--round", "1", "--database-url", url],
+                                terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "on 15 labels (5 held out for calibration)" in result.output
