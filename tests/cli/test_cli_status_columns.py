@@ -282,3 +282,31 @@ def test_trained_on_leaves_out_the_labels_held_out_for_calibration(tmp_path) -> 
                                 terminal_width=250)
     assert result.exit_code == 0, result.output
     assert "on 15 labels (5 held out for calibration)" in result.output
+
+
+def test_an_answer_withdrawn_because_its_image_changed_waits_for_a_new_answer(tmp_path) -> None:
+    """trial 9 #2: an answer withdrawn by ``--relabel-changes`` (rejected with the reason "image
+    changed after it was labeled; relabel") is not a label outside the label set: its sample
+    waits for a new answer, and the advice is to answer it again, not to correct a label."""
+    from activelabel.campaign.integrity import WITHDRAWN_REASON
+
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)  # e0-e2 accepted, e3 a label outside the set, e4 and e5 unanswered
+    with session_scope(engine) as session:
+        campaign_id, round_id = session.query(Round.campaign_id, Round.id).one()
+        e4 = samples_by_uri(session, campaign_id, ["e4.png"])["e4.png"]
+        session.add(Annotation(campaign_id=campaign_id, sample_id=e4, round_id=round_id, annotator="ann",
+                               label="cat", source="labelstudio", external_id="4~withdrawn-9",
+                               status=AnnotationStatus.rejected, reason=f"{WITHDRAWN_REASON}; relabel"))
+    short = short_of_answers(engine, "yard")
+    assert (short.rejected, short.withdrawn, short.partial, short.unanswered) == (1, 1, 0, 1)
+    said = " ".join(_status(url, "yard").split())
+    assert ("3 samples lack an accepted answer: 1 with a rejected label (not in the label set), 1 sent back for "
+            "a new answer (its image changed), 1 not answered yet. To go on: correct the rejected labels in "
+            "Label Studio, have the annotators answer it again, have the annotators answer the 1 unanswered task "
+            "(a skipped task stores no answer here).") in said
+    # only the withdrawn answer: nothing to correct in Label Studio
+    text = ShortOfAnswers(1, 2, 6, 0, 6, 6, 0, 1, evaluation=True, withdrawn=1).describe()
+    assert "1 sent back for a new answer (its image changed)" in text and "rejected" not in text
+    assert "have the annotators answer it again" in text and "correct" not in text
