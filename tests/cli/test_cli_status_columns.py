@@ -310,3 +310,17 @@ def test_an_answer_withdrawn_because_its_image_changed_waits_for_a_new_answer(tm
     text = ShortOfAnswers(1, 2, 6, 0, 6, 6, 0, 1, evaluation=True, withdrawn=1).describe()
     assert "1 sent back for a new answer (its image changed)" in text and "rejected" not in text
     assert "have the annotators answer it again" in text and "correct" not in text
+
+
+def test_the_report_of_a_campaign_whose_first_round_waits_names_it_with_status_counts(tmp_path) -> None:
+    """trial 9 #5: a fresh Label Studio campaign's report said only "No complete round yet."; it
+    names the waiting round and the counts ``status`` shows for it."""
+    from activelabel.report.build import write_report
+
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)  # 3 of 6 evaluation samples resolved
+    page = write_report(engine, "yard", tmp_path / "yard.html").path.read_text(encoding="utf-8")
+    assert ("No complete round yet; round 1 (evaluation) waits for labels (3 of 6 samples resolved, "
+            "6 needed).") in " ".join(page.split())
+    assert "Round 1 waits: 3 of 6 samples resolved, 6 needed" in " ".join(_status(url, "yard").split())
