@@ -1099,10 +1099,13 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
     if calibration:
         from activelabel.campaign.calibration_terms import describe_predictor
 
-        fitted = "kept" if calibration.get("skipped") else "fitted"
-        table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
-                            f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
-                            f"{calibration['validation_size']} held-out {_held_out_unit(calibration)})")
+        held_out = f"{calibration['validation_size']} held-out {_held_out_unit(calibration)}"
+        # A refused fit (``skipped``) keeps T = 1: say so, not "temperature 1.000 (kept on ...)",
+        # which reads as if a fitted temperature was kept (trial 9 #11).
+        temperature = (f"no temperature kept (T = 1; {held_out})" if calibration.get("skipped")
+                       else f"temperature {calibration['temperature']:.3f}{_mixture_temperature(calibration)} "
+                            f"(fitted on {held_out})")
+        table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · {temperature}")
         for column in ("", _accuracy_name(engine, campaign), "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):

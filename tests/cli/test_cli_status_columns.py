@@ -324,3 +324,33 @@ def test_the_report_of_a_campaign_whose_first_round_waits_names_it_with_status_c
     assert ("No complete round yet; round 1 (evaluation) waits for labels (3 of 6 samples resolved, "
             "6 needed).") in " ".join(page.split())
     assert "Round 1 waits: 3 of 6 samples resolved, 6 needed" in " ".join(_status(url, "yard").split())
+
+
+def test_status_round_says_no_temperature_kept_when_the_fit_was_refused(tmp_path) -> None:
+    """trial 9 #11: a refused fit kept T = 1; the title said "temperature 1.000 (kept on 5
+    held-out images, ...)" as if a fitted temperature was kept."""
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    engine = open_engine(url)
+    _lead(engine)
+    measured = {"accuracy": 0.9, "nll": 0.3, "brier": 0.15, "ece": 0.05, "bins": []}
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 3).update({"calibration": {
+            "temperature": 1.0, "validation_size": 5, "before": measured, "after": measured,
+            "skipped": "the fitted temperature did not predict held-out folds better than T = 1"}})
+        session.query(Round).filter(Round.index == 4).update({"calibration": {
+            "temperature": 1.2, "validation_size": 10, "before": measured, "after": measured}})
+    refused, fitted = (CliRunner().invoke(cli.app, ["status", "lead", "--round", str(i), "--database-url", url],
+                                          terminal_width=250) for i in (3, 4))
+    assert refused.exit_code == 0 and fitted.exit_code == 0, refused.output + fitted.output
+    assert _title(refused.output).endswith(" · no temperature kept (T = 1; 5 held-out labels)")
+    assert "temperature 1.000" not in refused.output and "kept on" not in refused.output
+    assert "No temperature fitted: the fitted temperature did not predict" in refused.output
+    assert _title(fitted.output).endswith(" · temperature 1.200 (fitted on 10 held-out labels)")
+
+
+def _title(output: str) -> str:
+    """The calibration table's title, its wrapped lines joined (rich wraps it to the table's width)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Calibration of"))
+    end = next(i for i in range(start, len(lines)) if "┏" in lines[i])
+    return " ".join(line.strip() for line in lines[start:end])
