@@ -415,7 +415,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     for s in summaries:
         table.add_row(
             str(s.index),
-            *kind_cells(s.kind, s.labeled),
+            *kind_cells(s.kind, s.learned_from),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
@@ -907,7 +907,7 @@ def status(
         table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right",
                          min_width=len("evaluation") if column == "kind" else None)
     for r in rounds:
-        kind, trained_on = kind_cells(r.kind, r.labeled)
+        kind, trained_on = kind_cells(r.kind, r.learned_from)
         cells = [
             str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
             str(r.resolved), str(r.rejected), str(r.changed), trained_on,
@@ -1102,10 +1102,13 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
     if calibration:
         from activelabel.campaign.calibration_terms import describe_predictor
 
-        fitted = "kept" if calibration.get("skipped") else "fitted"
-        table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · temperature "
-                            f"{calibration['temperature']:.3f}{_mixture_temperature(calibration)} ({fitted} on "
-                            f"{calibration['validation_size']} held-out {_held_out_unit(calibration)})")
+        held_out = f"{calibration['validation_size']} held-out {_held_out_unit(calibration)}"
+        # A refused fit (``skipped``) keeps T = 1: say so, not "temperature 1.000 (kept on ...)",
+        # which reads as if a fitted temperature was kept (trial 9 #11).
+        temperature = (f"no temperature kept (T = 1; {held_out})" if calibration.get("skipped")
+                       else f"temperature {calibration['temperature']:.3f}{_mixture_temperature(calibration)} "
+                            f"(fitted on {held_out})")
+        table = Table(title=f"Calibration of the {describe_predictor(calibration.get('predictor'))} · {temperature}")
         for column in ("", _accuracy_name(engine, campaign), "NLL", "Brier", "ECE"):
             table.add_column(column, justify="left" if not column else "right")
         for when in ("before", "after"):

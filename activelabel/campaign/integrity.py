@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
 #: The unreadable-file reason of an unlabeled image removed from the folder (cleared when it is back).
 GONE_REASON = "file is gone from the data folder (removed or renamed)"
+#: The reason stored on an answer withdrawn by ``--relabel-changes`` (its image changed after it
+#: was labeled); readers match on it with ``startswith`` (``campaign.summary.short_of_answers``).
+WITHDRAWN_REASON = "image changed after it was labeled"
 #: Marks the external id of an answer withdrawn by ``--relabel-changes``: history, not the backend's.
 WITHDRAWN_MARK = "~withdrawn-"
 
@@ -183,7 +186,7 @@ def reconcile_changes(
                 # Kept as history under a new key, so the annotator's next answer (which may reuse
                 # the backend's id, as the simulation does) is stored as a new annotation.
                 annotation.status = AnnotationStatus.rejected
-                annotation.reason = "image changed after it was labeled; relabel"
+                annotation.reason = f"{WITHDRAWN_REASON}; relabel"
                 annotation.external_id = f"{annotation.external_id}{WITHDRAWN_MARK}{annotation.id}"[:100]
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,

@@ -62,6 +62,14 @@ class RoundSummary:
     # What test_accuracy measures (:func:`accuracy_name`); mIoU for segmentation rounds.
     accuracy_name: str = "test accuracy"
     miou: float | None = None
+    # Round.training["trained_on"]: the labels the model learned from (labeled less those held
+    # out for calibration); None for rounds stored before it (then ``labeled`` stands for it).
+    trained_on: int | None = None
+
+    @property
+    def learned_from(self) -> int | None:
+        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
+        return self.labeled if self.trained_on is None else self.trained_on
 
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
@@ -73,7 +81,8 @@ class RoundSummary:
         accuracy = ("no test set" if self.test_accuracy is None
                     else f"{self.accuracy_name} {self.test_accuracy:.3f}"
                     + ("" if self.miou is None else f" · mIoU {self.miou:.3f}"))
-        trained = "trained" if self.labeled is None else f"trained on {counted(self.labeled, 'label')}"
+        learned = self.learned_from
+        trained = "trained" if learned is None else f"trained on {counted(learned, 'label')}"
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
 
@@ -92,7 +101,16 @@ def _summary(rnd: Round) -> RoundSummary:
         stop_reason=rnd.stop_reason,
         accuracy_name=accuracy_name(rnd.campaign.task_kind, rnd.campaign.config or {}),
         miou=miou_of(rnd.segmentation_metrics),
+        trained_on=trained_on(rnd),
     )
+
+
+def trained_on(rnd: Round) -> int | None:
+    """The labels ``rnd``'s model learned from, as stored in ``Round.training["trained_on"]``
+    (the labeled samples less those held out for calibration); None when not stored (rounds
+    trained before migration 0009, or no model trained)."""
+    value = (rnd.training or {}).get("trained_on")
+    return None if value is None else int(value)
 
 
 def round_summary(engine: Engine, round_id: int) -> RoundSummary:
@@ -130,6 +148,12 @@ class RoundProgress:
     kind: str = "active"  # evaluation, cold_start or active
     labeled: int | None = None  # Round.labeled_count: the labels an active round trained on
     miou: float | None = None  # a segmentation round's mIoU (Round.segmentation_metrics)
+    trained_on: int | None = None  # Round.training["trained_on"]: labeled less the calibration hold-out
+
+    @property
+    def learned_from(self) -> int | None:
+        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
+        return self.labeled if self.trained_on is None else self.trained_on
 
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
@@ -168,6 +192,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 kind=rnd.kind.value,
                 labeled=rnd.labeled_count,
                 miou=miou_of(rnd.segmentation_metrics),
+                trained_on=trained_on(rnd),
             ))
         return out
 
@@ -245,11 +270,14 @@ class ShortOfAnswers:
     evaluation: bool = False
     # The campaign's min_new_labels (None: not set); an evaluation round does not apply it.
     min_new_labels: int | None = None
+    # Outstanding samples sent back for a new answer: their answers were withdrawn by
+    # --relabel-changes because the image changed (rejected with integrity.WITHDRAWN_REASON).
+    withdrawn: int = 0
 
     @property
     def unanswered(self) -> int:
-        """Outstanding samples with no answer stored at all (neither rejected nor partial)."""
-        return self.outstanding - self.rejected - self.partial
+        """Outstanding samples with no answer stored at all (neither rejected, partial nor withdrawn)."""
+        return self.outstanding - self.rejected - self.partial - self.withdrawn
 
     def _held_by_evaluation(self) -> bool:
         """An evaluation round that min_new_labels would have completed already."""
@@ -260,7 +288,7 @@ class ShortOfAnswers:
         """One paragraph for ``activelabel status``, or None when nothing stored holds the round
         and no rule needs saying (no sample has a rejected or a partial answer: the annotators
         simply have not answered). Its parts add up to ``outstanding``."""
-        if self.rejected == 0 and self.partial == 0 and not self._held_by_evaluation():
+        if self.rejected == 0 and self.partial == 0 and self.withdrawn == 0 and not self._held_by_evaluation():
             return None
         parts = []
         if self.rejected:
@@ -268,6 +296,9 @@ class ShortOfAnswers:
         if self.partial:
             answers = "an accepted answer" if self.needed == 2 else "some accepted answers"
             parts.append(f"{self.partial} with {answers} from fewer than {self.needed} annotators")
+        if self.withdrawn:
+            parts.append(f"{self.withdrawn} sent back for a new answer "
+                         f"({'its image' if self.withdrawn == 1 else 'their images'} changed)")
         if self.unanswered:
             parts.append(f"{self.unanswered} not answered yet")
         lack = "lacks" if self.outstanding == 1 else "lack"
@@ -287,6 +318,8 @@ class ShortOfAnswers:
         if self.needed > 1 and self.partial:
             advice.append("ask another annotator to answer (a skipped task stores no answer here, and "
                           "one annotator answering twice counts once)")
+        if self.withdrawn:
+            advice.append(f"have the annotators answer {'it' if self.withdrawn == 1 else 'them'} again")
         if self.unanswered:
             advice.append(f"have the annotators answer the {self.unanswered} unanswered task"
                           f"{'' if self.unanswered == 1 else 's'} (a skipped task stores no answer here)")
@@ -299,6 +332,7 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
     """What holds the campaign's latest round if it waits for labels (see
     :class:`ShortOfAnswers`); None when it does not wait or the campaign has no round. Raises
     ``CampaignStateError`` for an unknown campaign."""
+    from activelabel.campaign.integrity import WITHDRAWN_REASON
     from activelabel.storage import Annotation, AnnotationStatus, RoundKind, RoundStatus, Selection
     from activelabel.storage.repository import (
         campaign_min_votes,
@@ -317,20 +351,29 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         resolved = selected & set(resolved_labels(session, campaign.id, needed))
         outstanding = selected - resolved
         rows = session.execute(
-            select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.updated_at,
-                   Annotation.created_at, Annotation.id)
+            select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.reason,
+                   Annotation.updated_at, Annotation.created_at, Annotation.id)
             .where(Annotation.campaign_id == campaign.id, Annotation.sample_id.in_(outstanding))
         ).all() if outstanding else []
-        statuses = one_vote_per_annotator(rows)
-        rejected = {i for i, votes in statuses.items() if AnnotationStatus.rejected in votes}
-        partial = {i for i, votes in statuses.items() if i not in rejected and AnnotationStatus.accepted in votes}
+        # Each annotator's latest answer, as "accepted", "rejected" (a label outside the label
+        # set, or another reason) or "withdrawn" (its image changed: --relabel-changes).
+        def vote(status: AnnotationStatus, reason: str | None) -> str:
+            if status == AnnotationStatus.accepted:
+                return "accepted"
+            return "withdrawn" if (reason or "").startswith(WITHDRAWN_REASON) else "rejected"
+
+        statuses = one_vote_per_annotator((s, a, vote(st, r), u, c, i) for s, a, st, r, u, c, i in rows)
+        rejected = {i for i, votes in statuses.items() if "rejected" in votes}
+        partial = {i for i, votes in statuses.items() if i not in rejected and "accepted" in votes}
+        withdrawn = {i for i, votes in statuses.items() if i not in rejected and i not in partial
+                     and "withdrawn" in votes}
         min_new = (campaign.config or {}).get("min_new_labels")
         to_complete = int(min_new or (campaign.config or {}).get("batch_size") or len(selected))
         evaluation = last.kind == RoundKind.evaluation
         to_complete = len(selected) if evaluation else min(to_complete, len(selected))
         return ShortOfAnswers(last.index, needed, len(selected), len(resolved), to_complete,
                               len(outstanding), len(rejected), len(partial), evaluation,
-                              None if min_new is None else int(min_new))
+                              None if min_new is None else int(min_new), len(withdrawn))
 
 
 @dataclass(frozen=True)

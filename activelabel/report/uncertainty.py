@@ -257,7 +257,7 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     (counted in ``unit``), what ``measured(row)`` says of it (default: test accuracy and
     calibration before → after with T), and where its picks' median ``picks_measure`` (their
     epistemic part) sits in the scored pool. The segmentation page passes its own measures."""
-    waiting = _waiting_clause(record, unit)
+    waiting = _waiting_clause(record, unit) or _waits_for_labels(engine, record)
     if not record.rounds:
         return html.note("No complete round yet" + (f"; {waiting}" if waiting else "") + ".")
     r = record.rounds[-1]
@@ -294,6 +294,20 @@ def _waiting_clause(record: CampaignRecord, unit: str = "labels") -> str | None:
     trained = "" if w.labeled is None or w.kind != "active" else f", trained on {w.labeled} {unit}"
     return (f"round {w.index} ({w.kind.replace('_', ' ')}), waiting for labels{trained}, measured "
             f"{' and '.join(figures_)} (not in the curves until the round completes)")
+
+
+def _waits_for_labels(engine: Engine, record: CampaignRecord) -> str | None:
+    """The round waiting for labels when it measured nothing yet, with the counts ``activelabel
+    status`` shows ("round 1 (evaluation) waits for labels (3 of 6 samples resolved, 6 needed)",
+    from :func:`activelabel.campaign.summary.short_of_answers`); None when no round waits."""
+    from activelabel.campaign.summary import short_of_answers
+
+    w = record.waiting
+    short = None if w is None else short_of_answers(engine, record.name)
+    if w is None or short is None:
+        return None
+    return (f"round {w.index} ({w.kind.replace('_', ' ')}) waits for labels ({short.resolved} of "
+            f"{short.selected} samples resolved, {short.to_complete} needed)")
 
 
 def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:

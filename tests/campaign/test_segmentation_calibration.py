@@ -166,9 +166,10 @@ def test_status_and_the_report_show_the_per_pixel_calibration(campaign, tmp_path
     with session_scope(engine) as session:
         cal = {r.index: r.calibration for r in session.scalars(select(Round))}
     said = _cli("status", config.name, "--round", "1", "--database-url", url, cwd=tmp_path)
-    fitted = "kept" if cal[1].get("skipped") else "fitted"
-    assert (f"Calibration of the one deterministic pass · temperature {cal[1]['temperature']:.3f} ({fitted} on 5 "
-            f"held-out images, 5,120 labeled pixels)") in said
+    held_out = "5 held-out images, 5,120 labeled pixels"
+    title = ("no temperature kept (T = 1; " + held_out + ")" if cal[1].get("skipped")
+             else f"temperature {cal[1]['temperature']:.3f} (fitted on {held_out})")
+    assert f"Calibration of the one deterministic pass · {title}" in said
     for when in ("before", "after"):  # the table's rows: accuracy, NLL, Brier, ECE of the test pixels
         m = cal[1][when]
         assert f"{when} │ " + " │ ".join(f"{m[k]:.4f}" for k in ("accuracy", "nll", "brier", "ece")) in said

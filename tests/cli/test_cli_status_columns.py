@@ -259,3 +259,98 @@ def test_status_round_names_the_calibration_accuracy_the_same_way(tmp_path) -> N
                                        if line.strip().startswith("Calibration of the")))
     assert table[0] == ["", "evaluation accuracy", "NLL", "Brier", "ECE"]
     assert table[1] == ["before", "0.9000", "0.3000", "0.1500", "0.0500"]
+
+
+def test_trained_on_leaves_out_the_labels_held_out_for_calibration(tmp_path) -> None:
+    """trial 9 #1: 20 labels, 5 held out for calibration: the model learned from 15, and the status
+    table, the run's table, the per-round line and ``status --round 1`` all say 15."""
+    url = f"sqlite:///{tmp_path / 'cal.db'}"
+    engine = open_engine(url)
+    training = {"epochs": 3, "steps": 6, "batch_size": 8, "learning_rate": 0.001, "weight_decay": 0.0,
+                "trained_on": 15, "held_out": 5, "members": 1}
+    _campaign(engine, CampaignConfig(name="cal"), [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=20, test_accuracy=0.8, training=training),
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=24, test_accuracy=0.85)])  # stored before 0009
+    assert _column(_table(_status(url, "cal"), "Campaign cal"), "trained on") == ["15", "24"]
+    summaries = campaign_summaries(engine, "cal")
+    assert summaries[0].describe() == "round 1 complete · trained on 15 labels · test accuracy 0.800 · 0.0s"
+    assert summaries[1].describe() == "round 2 complete · trained on 24 labels · test accuracy 0.850 · 0.0s"
+    with cli.console.capture() as captured:
+        cli._print_rounds("cal", summaries)
+    assert _column(_table(captured.get(), "Campaign cal"), "trained on") == ["15", "24"]
+    result = CliRunner().invoke(cli.app, ["status", "cal", "--round", "1", "--database-url", url],
+                                terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "on 15 labels (5 held out for calibration)" in result.output
+
+
+def test_an_answer_withdrawn_because_its_image_changed_waits_for_a_new_answer(tmp_path) -> None:
+    """trial 9 #2: an answer withdrawn by ``--relabel-changes`` (rejected with the reason "image
+    changed after it was labeled; relabel") is not a label outside the label set: its sample
+    waits for a new answer, and the advice is to answer it again, not to correct a label."""
+    from activelabel.campaign.integrity import WITHDRAWN_REASON
+
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)  # e0-e2 accepted, e3 a label outside the set, e4 and e5 unanswered
+    with session_scope(engine) as session:
+        campaign_id, round_id = session.query(Round.campaign_id, Round.id).one()
+        e4 = samples_by_uri(session, campaign_id, ["e4.png"])["e4.png"]
+        session.add(Annotation(campaign_id=campaign_id, sample_id=e4, round_id=round_id, annotator="ann",
+                               label="cat", source="labelstudio", external_id="4~withdrawn-9",
+                               status=AnnotationStatus.rejected, reason=f"{WITHDRAWN_REASON}; relabel"))
+    short = short_of_answers(engine, "yard")
+    assert (short.rejected, short.withdrawn, short.partial, short.unanswered) == (1, 1, 0, 1)
+    said = " ".join(_status(url, "yard").split())
+    assert ("3 samples lack an accepted answer: 1 with a rejected label (not in the label set), 1 sent back for "
+            "a new answer (its image changed), 1 not answered yet. To go on: correct the rejected labels in "
+            "Label Studio, have the annotators answer it again, have the annotators answer the 1 unanswered task "
+            "(a skipped task stores no answer here).") in said
+    # only the withdrawn answer: nothing to correct in Label Studio
+    text = ShortOfAnswers(1, 2, 6, 0, 6, 6, 0, 1, evaluation=True, withdrawn=1).describe()
+    assert "1 sent back for a new answer (its image changed)" in text and "rejected" not in text
+    assert "have the annotators answer it again" in text and "correct" not in text
+
+
+def test_the_report_of_a_campaign_whose_first_round_waits_names_it_with_status_counts(tmp_path) -> None:
+    """trial 9 #5: a fresh Label Studio campaign's report said only "No complete round yet."; it
+    names the waiting round and the counts ``status`` shows for it."""
+    from activelabel.report.build import write_report
+
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)  # 3 of 6 evaluation samples resolved
+    page = write_report(engine, "yard", tmp_path / "yard.html").path.read_text(encoding="utf-8")
+    assert ("No complete round yet; round 1 (evaluation) waits for labels (3 of 6 samples resolved, "
+            "6 needed).") in " ".join(page.split())
+    assert "Round 1 waits: 3 of 6 samples resolved, 6 needed" in " ".join(_status(url, "yard").split())
+
+
+def test_status_round_says_no_temperature_kept_when_the_fit_was_refused(tmp_path) -> None:
+    """trial 9 #11: a refused fit kept T = 1; the title said "temperature 1.000 (kept on 5
+    held-out images, ...)" as if a fitted temperature was kept."""
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    engine = open_engine(url)
+    _lead(engine)
+    measured = {"accuracy": 0.9, "nll": 0.3, "brier": 0.15, "ece": 0.05, "bins": []}
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 3).update({"calibration": {
+            "temperature": 1.0, "validation_size": 5, "before": measured, "after": measured,
+            "skipped": "the fitted temperature did not predict held-out folds better than T = 1"}})
+        session.query(Round).filter(Round.index == 4).update({"calibration": {
+            "temperature": 1.2, "validation_size": 10, "before": measured, "after": measured}})
+    refused, fitted = (CliRunner().invoke(cli.app, ["status", "lead", "--round", str(i), "--database-url", url],
+                                          terminal_width=250) for i in (3, 4))
+    assert refused.exit_code == 0 and fitted.exit_code == 0, refused.output + fitted.output
+    assert _title(refused.output).endswith(" · no temperature kept (T = 1; 5 held-out labels)")
+    assert "temperature 1.000" not in refused.output and "kept on" not in refused.output
+    assert "No temperature fitted: the fitted temperature did not predict" in refused.output
+    assert _title(fitted.output).endswith(" · temperature 1.200 (fitted on 10 held-out labels)")
+
+
+def _title(output: str) -> str:
+    """The calibration table's title, its wrapped lines joined (rich wraps it to the table's width)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Calibration of"))
+    end = next(i for i in range(start, len(lines)) if "┏" in lines[i])
+    return " ".join(line.strip() for line in lines[start:end])
