@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from activelabel.campaign.summary import yardstick
+
 #: A URL's ``user:password@`` (the password is masked) and secret-looking query values.
 _USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
 _SECRET_QUERY = re.compile(r"(?P<key>[?&](?:token|access_token|api_key|apikey|key|password|secret|sig|signature)=)"
@@ -57,7 +59,7 @@ def data_keys(config: Mapping) -> list[str]:
     if own_data(config):
         keys += [k for k in ("data_pool", "data_labeled", "labeled_masks", "data_test", "test_masks")
                  if _shown(config, k)]
-        if not config.get("data_test") and config.get("evaluation_size"):
+        if yardstick(config) == "evaluation":
             keys.append("evaluation_size")
     else:
         keys += [k for k in ("initial_labeled", "initial_balanced") if _shown(config, k)]
@@ -75,7 +77,7 @@ def annotator_rows(config: Mapping) -> list[list[str]]:
     if kind == "labelstudio":
         rows.append(["annotations_per_task", str(config.get("annotations_per_task", 1))])
         min_new = config.get("min_new_labels")
-        evaluated = own_data(config) and not config.get("data_test") and config.get("evaluation_size")
+        evaluated = yardstick(config) == "evaluation"
         rows.append(["min_new_labels", "None: every sample of a round" if min_new is None else
                      f"{min_new}" + (" (the evaluation round needs all of its samples)" if evaluated else "")])
         served = [[k, masked(config[k])] for k in ("document_root", "image_url_prefix") if config.get(k)]
