@@ -315,6 +315,14 @@ def _command_ref(name: str, file: str | Path | None, database_url: str | None) -
     return f"{ref} --database-url {shlex.quote(describe_url(_absolute_database_url(database_url)))}"
 
 
+def _given_command_ref(name: str, given: str, given_url: str | None, database_url: str | None) -> str:
+    """:func:`_command_ref` for a command whose CAMPAIGN argument was ``given`` (a name or a
+    campaign file) with ``--database-url given_url``; ``database_url`` is what ``_campaign_ref``
+    resolved. A file is named by its path and its own database choice, a name by the URL used."""
+    by_file = given if Path(given).is_file() else None
+    return _command_ref(name, by_file, given_url if by_file else database_url)
+
+
 def _absolute_database_url(database_url: str | None) -> str:
     """The URL to use (--database-url, else $ACTIVELABEL_DATABASE_URL, else the default) with a
     relative SQLite path made absolute: the line that names the database shows the real file, and
@@ -712,8 +720,7 @@ def watch(
         engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
         webhook=(webhook_host, webhook_port) if webhook else None,
         on_round=lambda summary: err_console.print(summary.describe()),
-        command_ref=_command_ref(campaign, given if Path(given).is_file() else None,
-                                 given_url if Path(given).is_file() else database_url),
+        command_ref=_given_command_ref(campaign, given, given_url, database_url),
     )
     if done >= rounds:  # the other ways out (a stop rule, the deadline) said why already
         err_console.print(f"Campaign {campaign!r}: {done} of {rounds} rounds complete, so watch ends; for more, "
@@ -761,7 +768,7 @@ def serve(
     from activelabel.flows.schedule import serve_campaign
 
     schedule = f"--interval {interval:g}" if interval is not None else f"--cron {shlex.quote(cron or '')}"
-    ref = _command_ref(campaign, by_file, given_url if by_file else database_url)
+    ref = _given_command_ref(campaign, given, given_url, database_url)
     end = serve_campaign(
         campaign, max_rounds=rounds, interval=interval, cron=cron, dask_address=address, dask_workers=workers,
         on_started=lambda name: err_console.print(
@@ -849,9 +856,8 @@ def resume(
         )
     else:
         err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
-        by_file = given if Path(given).is_file() else None
         _run_with_progress(campaign, None, dask=dask,
-                           command_ref=_command_ref(campaign, by_file, given_url if by_file else database_url))
+                           command_ref=_given_command_ref(campaign, given, given_url, database_url))
     _print_rounds(campaign, campaign_summaries(engine, campaign))
 
 
@@ -874,9 +880,9 @@ def status(
     if round_index is not None:
         if campaign is None:
             raise typer.BadParameter("--round needs a campaign name or campaign file")
-        by_file = given if Path(given).is_file() else None  # the hint of a missing round works from any folder
+        # the hint of a missing round works from any folder
         _print_round_uncertainty(engine, campaign, round_index,
-                                 _command_ref(campaign, by_file, given_url if by_file else database_url))
+                                 _given_command_ref(campaign, given, given_url, database_url))
         return
     if campaign is None:
         table = Table(title="Campaigns")
@@ -928,9 +934,9 @@ def status(
         console.print(short.describe(), markup=False, soft_wrap=True)
     unfinished = unfinished_round(engine, campaign)
     if unfinished is not None:
-        by_file = given if Path(given).is_file() else None  # the resume hint works from any folder
-        ref = _command_ref(campaign, by_file, given_url if by_file else database_url)
-        console.print(unfinished.describe(ref), markup=False, soft_wrap=True)
+        # the resume hint works from any folder
+        console.print(unfinished.describe(_given_command_ref(campaign, given, given_url, database_url)),
+                      markup=False, soft_wrap=True)
 
 
 @app.command()
