@@ -40,3 +40,11 @@ def current_round_index(engine: Engine, campaign_id: int) -> int:
         if last is None:
             return 1
         return last.index if last.status != RoundStatus.complete else last.index + 1
+
+
+def unfinished_round_id(engine: Engine, campaign_id: int) -> int | None:
+    """The id of the campaign's latest round if it is not complete (the round a run works on),
+    else None."""
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        return None if last is None or last.status == RoundStatus.complete else last.id

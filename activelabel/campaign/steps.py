@@ -113,6 +113,13 @@ def start_round(engine: Engine, campaign_id: int) -> int:
     else ``active``. Before a new round, images added to the pool folder join the pool
     (:mod:`activelabel.campaign.growth`); a round in flight keeps its pool.
     """
+    round_id, index = _open_round(engine, campaign_id)
+    crash_point("start", index)  # tests: a stop landing just after the round's row was committed
+    return round_id
+
+
+def _open_round(engine: Engine, campaign_id: int) -> tuple[int, int]:
+    """(id, index) of the round :func:`start_round` works on, committed."""
     with one_pool_listing():  # the join and the data refresh share one listing (and the stop check's)
         join_before_round(engine, campaign_id)
     with session_scope(engine) as session:
@@ -124,7 +131,7 @@ def start_round(engine: Engine, campaign_id: int) -> int:
                 resume_at = last.failed_step or RoundStatus.training
                 log.info("Resuming round %d of %r at step %s", last.index, campaign.name, resume_at.value)
                 move_round(session, last.id, RoundStatus.failed, resume_at, error=None, failed_step=None)
-            return last.id
+            return last.id, last.index
         index = 1 if last is None else last.index + 1
         config = CampaignConfig.from_dict(campaign.config)
         kind = next_round_kind(session, campaign_id, config)
@@ -137,7 +144,7 @@ def start_round(engine: Engine, campaign_id: int) -> int:
             raise RoundAlreadyRunningError(
                 f"round {index} of campaign {campaign.name!r} is already running"
             ) from None
-        return rnd.id
+        return rnd.id, rnd.index
 
 
 def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundKind:

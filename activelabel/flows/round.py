@@ -101,23 +101,30 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
     index = lookup.current_round_index(engine, campaign_id)
     progress = reporter()
     with campaign_lease(engine, campaign_id, campaign_name, index):
-        round_id = steps.start_round(engine, campaign_id)
-        progress.start_round(index)
-        try:
+        round_id: int | None = None
+        try:  # from the round's start: a stop landing just after its row was committed marks it too
+            round_id = steps.start_round(engine, campaign_id)
+            progress.start_round(index)
             train_task(database_url, round_id)
             score_task(database_url, round_id, dask_address, dask_workers)
             select_task(database_url, round_id)
             push_task(database_url, round_id)
             sync_task(database_url, round_id)
-        except OperationalError as error:
-            progress.finish_round(f"round {index}: database unreachable")
-            raise lost_database(engine, campaign_name, index, error, command_ref) from None
-        except ServiceUnavailableError as error:
-            # Nothing is wrong with the round: it waits in its step for the service to return.
-            steps.note_error(engine, round_id, error)
-            progress.finish_round(f"round {index} waits: {error}")
-            raise
         except BaseException as error:
+            if round_id is None:
+                # start_round did not return: only a stop marks a round (the one it made or
+                # reopened); its other errors (a refusal, the pool folder) leave rounds as they were.
+                if stop.note(error) is not None:
+                    _record_stopped_start(engine, campaign_id, error)
+                raise
+            if isinstance(error, OperationalError):
+                progress.finish_round(f"round {index}: database unreachable")
+                raise lost_database(engine, campaign_name, index, error, command_ref) from None
+            if isinstance(error, ServiceUnavailableError):
+                # Nothing is wrong with the round: it waits in its step for the service to return.
+                steps.note_error(engine, round_id, error)
+                progress.finish_round(f"round {index} waits: {error}")
+                raise
             # A stop (also Prefect's TerminationSignal) is recorded even if something swallows it.
             signum = stop.note(error)
             _record_failure(engine, round_id, error)
@@ -127,6 +134,17 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
     progress.finish_round(summary.describe())
     log.info("Campaign %r: %s", campaign_name, summary.describe())
     return summary
+
+
+def _record_stopped_start(engine: Engine, campaign_id: int, error: BaseException) -> None:
+    """Mark the campaign's unfinished round (if any) stopped, for a stop that cut start_round."""
+    try:
+        round_id = lookup.unfinished_round_id(engine, campaign_id)
+    except SQLAlchemyError:
+        log.warning("could not record the stop of campaign id %d's round: database unreachable", campaign_id)
+        return
+    if round_id is not None:
+        _record_failure(engine, round_id, error)
 
 
 def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None:
