@@ -12,6 +12,14 @@ its whole process group, when pytest ends.
 Tests of the temporary-server path itself drop PREFECT_API_URL from their subprocess's
 environment. To use a server of your own instead, export PREFECT_API_URL and
 ACTIVELABEL_TEST_KEEP_PREFECT_API=1.
+
+In parallel (``pytest -n 2``, pytest-xdist, as CI runs it) the server is still one: the
+controller process starts it before it starts the workers, which inherit PREFECT_API_URL. Each
+worker gets its own PREFECT_HOME (a temporary server started by a test keeps its database
+there). Tests are handed out by module (``--dist loadgroup`` with each module its own group),
+so module fixtures are built once; tests/report and tests/labelstudio are one group each,
+because their session fixtures (report builds, a Label Studio started when none is given) are
+costly or hold a port.
 """
 
 from __future__ import annotations
@@ -33,8 +41,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).with_name("support")))
 
 # Prefect reads its settings at import time: isolate it before any test imports it.
-_PREFECT_HOME = tempfile.mkdtemp(prefix="activelabel-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1"… in a pytest-xdist worker
+_PREFECT_HOME = tempfile.mkdtemp(prefix=f"activelabel-prefect-{XDIST_WORKER or ''}")
+if XDIST_WORKER:
+    os.environ["PREFECT_HOME"] = _PREFECT_HOME  # not the controller's: one per process
+else:
+    os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("ACTIVELABEL_DATABASE_URL", None)
@@ -67,8 +79,12 @@ def _die_with_pytest():
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Launch the shared Prefect server (no wait here: collection runs while it starts)."""
+    """Launch the shared Prefect server (no wait here: collection runs while it starts).
+
+    An xdist worker uses the controller's (its PREFECT_API_URL, inherited)."""
     if os.environ.get(KEEP_API_ENV) and os.environ.get("PREFECT_API_URL"):
+        return
+    if XDIST_WORKER and os.environ.get("PREFECT_API_URL"):
         return
     os.environ.pop("PREFECT_API_URL", None)
     home = Path(tempfile.mkdtemp(prefix="activelabel-prefect-server-"))
@@ -87,6 +103,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # That server takes no CSRF token: its clients need not ask for one (each ask is a 422).
     os.environ.setdefault("PREFECT_CLIENT_CSRF_SUPPORT_ENABLED", "false")
     _server.update(process=process, url=url, log=log, log_path=home / "server.log")
+
+
+# Module groups whose fixtures are shared across modules (see the module docstring).
+_SHARED_GROUP_FOLDERS = ("report", "labelstudio")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its xdist group: its module, or its folder for _SHARED_GROUP_FOLDERS.
+    Only ``--dist loadgroup`` reads the mark; a serial run ignores it."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # the mark is xdist's: unknown (and refused by --strict-markers) without it
+    tests_root = Path(__file__).parent
+    for item in items:
+        relative = item.path.relative_to(tests_root)
+        folder = relative.parts[0] if len(relative.parts) > 1 else ""
+        group = folder if folder in _SHARED_GROUP_FOLDERS else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
