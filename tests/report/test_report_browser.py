@@ -69,9 +69,13 @@ class DevTools:
         self._ws.close()
 
 
-@pytest.fixture
-def browser(tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's reports (each test navigates its own page and
+    `_load` clears the events first, so no test sees another's errors); a start per report cost
+    several seconds each on a busy machine."""
     exe = _chromium()
+    tmp_path = tmp_path_factory.mktemp("chromium")
     process = subprocess.Popen(
         [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--remote-debugging-port=0",
