@@ -136,7 +136,8 @@ def demo(
     initial_labeled: Annotated[int, typer.Option(help="Randomly chosen samples labeled before round 1.")] = 20,
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
     seed: Annotated[int, typer.Option(help="Seed for splits, training, dropout and random picks.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts).")] = 40,
+    epochs: Annotated[int, typer.Option(help="Training epochs per round; a round takes at least 200 optimizer steps (batches of 32), so with few labels it runs more epochs (said when the run starts), unless --fixed-epochs.")] = 40,
+    fixed_epochs: Annotated[bool, typer.Option("--fixed-epochs", help="Train exactly --epochs epochs per round, without the 200-step minimum (quick trials; a model on few labels then learns less).")] = False,
     dataset: Annotated[str, typer.Option(help=BUILT_IN_DATASETS)] = "digits",
     campaign: Annotated[Optional[str], typer.Option(help="Campaign name. Default: demo-<strategy>-seed<seed>.", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -164,7 +165,7 @@ def demo(
     settings = dict(
         name=campaign or f"demo-{strategy}-seed{seed}", dataset=dataset, strategy=strategy,
         rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
-        mc_samples=mc_samples, seed=seed, epochs=epochs, device=device,
+        mc_samples=mc_samples, seed=seed, epochs=epochs, fixed_epochs=fixed_epochs, device=device,
         cpu_threads=cpu_threads, annotator=annotator, annotations_per_task=annotations_per_task,
         min_new_labels=min_new_labels, image_url_prefix=image_url_prefix, document_root=document_root,
     )

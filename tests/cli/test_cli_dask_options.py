@@ -12,7 +12,7 @@ from activelabel.storage import Round, RoundStatus, Score, Selection, open_engin
 from test_cli import one_line_error, run_cli
 
 DEMO = ("demo", "--campaign", "dasky", "--rounds", "1", "--batch-size", "8", "--initial-labeled", "16",
-        "--mc-samples", "3", "--epochs", "2", "--strategy", "bald")
+        "--mc-samples", "3", "--epochs", "2", "--fixed-epochs", "--strategy", "bald")
 
 
 def _round_one(folder):

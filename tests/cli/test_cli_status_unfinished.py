@@ -4,6 +4,7 @@ or stopped (SIGTERM: the round is marked failed at its step), then resumed."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 
 EXE = str(Path(sys.executable).with_name("activelabel"))
 DEMO = ("demo", "--campaign", "halted", "--batch-size", "8", "--initial-labeled", "16", "--mc-samples", "3",
-        "--epochs", "2", "--strategy", "bald", "--device", "cpu")
+        "--epochs", "2", "--fixed-epochs", "--strategy", "bald", "--device", "cpu")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict:
@@ -88,6 +89,9 @@ def test_status_says_where_an_unfinished_round_stands_and_what_continues_it(tmp_
     resumed = _cli(tmp_path, "resume", "halted")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _round(tmp_path, 1) == ("complete", None)
+    with sqlite3.connect(tmp_path / "activelabel.db") as connection:  # demo --fixed-epochs: no 200-step minimum
+        training = json.loads(connection.execute('SELECT training FROM round WHERE "index" = 1').fetchone()[0])
+    assert (training["epochs"], training["steps"], training["min_steps"]) == (2, 2, 0)
     said = _status(tmp_path)
     assert "Round 1 " not in said and "resume" not in said
 

@@ -29,7 +29,7 @@ from activelabel.storage import (
 
 EXE = str(Path(sys.executable).with_name("activelabel"))
 DEMO = ("demo", "--campaign", "crashy", "--rounds", "2", "--batch-size", "8",
-        "--initial-labeled", "16", "--mc-samples", "3", "--epochs", "2", "--strategy", "bald")
+        "--initial-labeled", "16", "--mc-samples", "3", "--epochs", "2", "--fixed-epochs", "--strategy", "bald")
 
 
 def session_processes(session: int) -> dict[int, str]:
