@@ -105,17 +105,12 @@ def _advance(engine: Engine, campaign_id: int, campaign_name: str, rounds: int,
              dask: tuple[str | None, int | None], command_ref: str | None) -> tuple[list[RoundSummary], str | None]:
     """Run what rounds can run now: (their summaries, None), or ([], who runs a round now) when
     another process (a second watch, ``run``, ``resume``) holds the campaign's lease."""
-    from activelabel.errors import RoundAlreadyRunningError
-    from activelabel.storage.lease import live_holder
+    from activelabel.flows.guard import unless_busy
 
-    holder = live_holder(engine, campaign_id)
-    if holder is not None:
-        return [], f"{holder} is running a round"
-    try:
-        return campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
-                             advise_on_wait=False, command_ref=command_ref), None
-    except RoundAlreadyRunningError:  # taken between the check and the flow's own
-        return [], f"{live_holder(engine, campaign_id) or 'another process'} is running a round"
+    summaries, holder = unless_busy(engine, campaign_id, lambda: campaign_flow(
+        campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1], advise_on_wait=False,
+        command_ref=command_ref))
+    return (summaries or [], None) if holder is None else ([], f"{holder} is running a round")
 
 
 def _exit_on_sigterm(terminated: list[int]):
