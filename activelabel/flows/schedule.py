@@ -225,12 +225,15 @@ def _interrupted_round(campaign_name: str, signum: int | None) -> str | None:
     :func:`activelabel.flows.guard.interrupted_round`), else None. Asked only when a tick was
     running at the stop.
 
-    The stored reason then says what really happened. Serve's stop reaches the tick's flow-run
-    process as Prefect's runner stops: it sends the process a cancel message on its control
-    channel, then SIGTERM (SIGKILL after a grace period), so the round itself records "stopped
-    by SIGTERM" even for a Ctrl-C (or "stopped by Ctrl-C" when a terminal's Ctrl-C reached the
-    process group too). Rewritten here, in the serve process, to "stopped because serve was
-    stopped (Ctrl-C)" with what continues it."""
+    The stored reason then says what really happened. A tick runs in a child of serve
+    (Prefect 3's ``Runner`` starts a served flow with ``run_flow_in_subprocess``, a
+    multiprocessing spawn in serve's process group). Serve's stop reaches it as the runner
+    stops (``CancellationManager.cancel_all``): a cancel message on the runner's control
+    channel, then SIGTERM to the child's pid, SIGKILL after a 30 s grace period. So the round
+    itself records "stopped by SIGTERM" even for a Ctrl-C ("stopped by Ctrl-C" when a
+    terminal's Ctrl-C reached the whole process group first). Rewritten here, in the serve
+    process once the child is gone, to "stopped because serve was stopped (Ctrl-C)" with what
+    continues it."""
     from activelabel.storage import session_scope
     from activelabel.storage.repository import latest_round
 
