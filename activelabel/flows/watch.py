@@ -67,6 +67,28 @@ def watch_campaign(
     this watch says so once and keeps waiting instead of failing.
     """
     campaign_id = lookup.campaign_id(engine, campaign_name)
+    try:
+        return _watch(engine, campaign_id, campaign_name, rounds, poll_seconds, webhook, on_round,
+                      deadline_seconds, dask, command_ref)
+    except BaseException as error:
+        signum = stop.stop_signal_in_chain(error)
+        if signum is None and isinstance(error, SystemExit) and error.code == 128 + signal.SIGTERM:
+            signum = int(signal.SIGTERM)  # SIGTERM while the webhook listens (see _exit_on_sigterm)
+        if signum is None:
+            raise
+        try:  # what the stop cut decides how it ends; the database may not answer now
+            cut, done = interrupted_round(engine, campaign_id), steps.completed_rounds(engine, campaign_id)
+        except Exception:
+            raise error from None
+        if cut is not None:
+            raise
+        raise WatchStopped(signum, done) from None
+
+
+def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, poll_seconds: float,
+           webhook: tuple[str, int] | None, on_round: Callable[[RoundSummary], None],
+           deadline_seconds: float | None, dask: tuple[str | None, int | None], command_ref: str | None) -> int:
+    """:func:`watch_campaign`'s loop, with its webhook's set-up and clean-up."""
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
     try:
@@ -113,19 +135,6 @@ def watch_campaign(
                     log.info("Label Studio reported new annotations; syncing now")
             else:
                 _sleep(poll_seconds)
-    except BaseException as error:
-        signum = stop.stop_signal_in_chain(error)
-        if signum is None and isinstance(error, SystemExit) and terminated:
-            signum = terminated[0]  # SIGTERM while the webhook listens (see _exit_on_sigterm)
-        if signum is None:
-            raise
-        try:  # what the stop cut decides how it ends; the database may not answer now
-            cut, done = interrupted_round(engine, campaign_id), steps.completed_rounds(engine, campaign_id)
-        except Exception:
-            raise error from None
-        if cut is not None:
-            raise
-        raise WatchStopped(signum, done) from None
     finally:
         if hook is not None:
             _stop_webhook(*hook)
