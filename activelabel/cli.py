@@ -702,27 +702,42 @@ def watch(
 
     Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until
     --rounds rounds are complete or a stopping rule (label budget, target accuracy, plateau,
-    exhausted pool) stops the campaign: then it says why and exits 0. See --min-new-labels of
-    `run` for "enough labels".
+    exhausted pool) stops the campaign: then it says why and exits 0. Ctrl-C (or SIGTERM) while
+    it waits ends it with one line and exit 0; one that cuts a round mid-way exits 130 (143)
+    and the round resumes when you run the command again. See --min-new-labels of `run` for
+    "enough labels".
     """
     _configure_logging(verbose)
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows.watch import watch_campaign
+    from activelabel.flows.watch import WatchStopped, watch_campaign
 
     engine, _ = _open_database(database_url, existing=True)
     from activelabel.campaign.lookup import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
+    same = f" --rounds {rounds}" if rounds is not None else ""  # given again, the stop line names it
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
     _quiet_prefect()
-    done = watch_campaign(
-        engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
-        webhook=(webhook_host, webhook_port) if webhook else None,
-        on_round=lambda summary: err_console.print(summary.describe()),
-        command_ref=_given_command_ref(campaign, given, given_url, database_url),
-    )
+    ref = _given_command_ref(campaign, given, given_url, database_url)
+    try:
+        done = watch_campaign(
+            engine, campaign, rounds, poll_seconds=poll_seconds, dask=dask,
+            webhook=(webhook_host, webhook_port) if webhook else None,
+            on_round=lambda summary: err_console.print(summary.describe()),
+            command_ref=ref,
+        )
+    except WatchStopped as stopped:
+        # Only waiting, nothing cut: the normal way out, as for serve (exit 0, one plain line).
+        from activelabel import stop
+
+        stop.clear()
+        err_console.print(
+            f"watch stopped by {stop.signal_name(stopped.signum)} while waiting (no round was running): campaign "
+            f"{campaign!r} has {stopped.done} of {rounds} rounds complete; continue with `activelabel watch {ref}{same}`",
+            markup=False, highlight=False, soft_wrap=True)
+        return
     if done >= rounds:  # the other ways out (a stop rule, the deadline) said why already
         err_console.print(f"Campaign {campaign!r}: {done} of {rounds} rounds complete, so watch ends; for more, "
                           "raise `rounds` in the campaign file or pass --rounds N", soft_wrap=True)
@@ -745,7 +760,9 @@ def serve(
     Label Studio campaign a tick collects labels and moves on once enough arrived. Needs a
     Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C (or
     SIGTERM): the schedule is removed from the server and serve exits 0; a round cut mid-way
-    exits 130 (143 for SIGTERM) and resumes when you run the command again.
+    exits 130 (143 for SIGTERM) and resumes when you run the command again. Each tick says on
+    one line when its round starts and how it ended. A campaign already served by a live serve
+    is refused (exit 1).
     """
     _configure_logging(verbose)
     # Checks that need neither the database nor the flow stack first: they answer in a second.

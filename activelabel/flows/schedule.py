@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -24,16 +27,26 @@ from prefect import flow
 from activelabel import stop
 from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
-from activelabel.errors import ConfigError, RoundAlreadyRunningError
+from activelabel.errors import CampaignStateError, ConfigError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
+from activelabel.flows.guard import interrupted_round, unless_busy
 from activelabel.flows.round import round_flow
 from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
 from activelabel.storage import RoundStatus
-from activelabel.storage.lease import live_holder
+from activelabel.storage.lease import STALE_AFTER, _pid_alive
 
 log = logging.getLogger(__name__)
 
 FLOW_NAME = "activelabel-scheduled-round"
+
+
+def _tick_line(text: str) -> None:
+    """One line on the terminal of the serve that runs this tick, time-stamped (UTC).
+
+    A tick runs in a flow-run process the runner started; its stderr is serve's own, and
+    Prefect's log lines are kept quiet there, so this is what a user watching serve sees."""
+    sys.stderr.write(f"{datetime.now(timezone.utc):%H:%M:%S} tick: {text}\n")
+    sys.stderr.flush()
 
 
 @flow(name=FLOW_NAME, flow_run_name="{campaign_name}")
@@ -42,22 +55,37 @@ def scheduled_round_flow(
     dask_workers: int | None = None,
 ) -> RoundSummary | None:
     """One tick of a schedule: advance the campaign by one round (None: nothing to do);
-    ``dask_address`` / ``dask_workers`` score its active rounds as shards on Dask."""
+    ``dask_address`` / ``dask_workers`` score its active rounds as shards on Dask.
+
+    Says on one line (two when it runs a round: its start, then how it ended) what the tick
+    did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed."""
     engine = engine_for(database_url)
     campaign_id = lookup.campaign_id(engine, campaign_name)
     done = steps.completed_rounds(engine, campaign_id)
     if done >= max_rounds:
         log.info("Campaign %r has its %d rounds; nothing to do", campaign_name, max_rounds)
+        _tick_line(f"campaign {campaign_name!r} has its {max_rounds} rounds; nothing to do")
         return None
-    busy = live_holder(engine, campaign_id)
-    if busy is not None:
-        log.info("Skipping this tick: %s is still working on campaign %r", busy, campaign_name)
-        return None
-    try:
+
+    def one_round() -> RoundSummary:
+        _tick_line(f"round {lookup.current_round_index(engine, campaign_id)} of campaign {campaign_name!r} runs")
         return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
-    except RoundAlreadyRunningError as busy:
-        log.info("Skipping this tick: %s", busy)
+
+    try:
+        summary, holder = unless_busy(engine, campaign_id, one_round)
+    except BaseException as error:
+        if isinstance(error, ServiceUnavailableError):  # the round waits in its step
+            _tick_line(f"waits: {error}; the next tick tries again")
+        elif stop.stop_signal_in_chain(error) is None:  # a stop is said by serve itself
+            _tick_line(f"failed: {type(error).__name__}: {error}")
+        raise
+    if holder is not None:
+        log.info("Skipping this tick: %s is still working on campaign %r", holder, campaign_name)
+        _tick_line(f"skipped: {holder} is still working on campaign {campaign_name!r}")
         return None
+    assert summary is not None
+    _tick_line(summary.describe())
+    return summary
 
 
 @dataclass(frozen=True)
@@ -129,6 +157,46 @@ def remove_leftovers(campaign_name: str, say: Callable[[str], None] = log.warnin
     return waiting
 
 
+#: Tags of the deployment that name the serve serving it (process id, host).
+PID_TAG, HOST_TAG = "activelabel-serve-pid:", "activelabel-serve-host:"
+
+
+def _served_by(tags: list[str]) -> tuple[int, str] | None:
+    """(pid, host) of the serve that made a deployment, from its tags; None for one made by
+    an older serve (no such tags)."""
+    pid = next((t.removeprefix(PID_TAG) for t in tags if t.startswith(PID_TAG)), None)
+    host = next((t.removeprefix(HOST_TAG) for t in tags if t.startswith(HOST_TAG)), None)
+    return (int(pid), host) if pid is not None and pid.isdigit() and host is not None else None
+
+
+def live_server(campaign_name: str, stale_after: timedelta = STALE_AFTER) -> str | None:
+    """"process P on H" when a live ``serve`` serves the campaign now, else None.
+
+    Judged as the campaign's lease judges its holder (:mod:`activelabel.storage.lease`): on
+    this host, by whether process P is alive; on another host, by the deployment's
+    ``last_polled`` (a serving runner polls for its runs every few seconds) being younger than
+    ``stale_after``. A deployment left by a killed serve is no live server: the next start
+    deletes it (:func:`remove_leftovers`)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(deployment_name(campaign_name))
+        except ObjectNotFound:
+            return None
+    by = _served_by(list(deployment.tags or []))
+    if by is None:
+        return None
+    pid, host = by
+    if host == socket.gethostname():
+        alive = pid != os.getpid() and _pid_alive(pid)
+    else:
+        polled = deployment.last_polled
+        alive = polled is not None and datetime.now(timezone.utc) - polled < stale_after
+    return f"process {pid} on {host}" if alive else None
+
+
 def _remove_deployment(campaign_name: str, deployment_id: UUID | None) -> bool:
     """Delete the deployment (the server deletes its scheduled runs with it); False when the
     server cannot be reached or refuses (logged)."""
@@ -152,28 +220,35 @@ def _remove_deployment(campaign_name: str, deployment_id: UUID | None) -> bool:
     return True
 
 
-_WORKING = (RoundStatus.training, RoundStatus.scoring, RoundStatus.selecting, RoundStatus.pushing)
+def _interrupted_round(campaign_name: str, signum: int | None) -> str | None:
+    """"round N at step S" when a stop cut the campaign's latest round mid-way (see
+    :func:`activelabel.flows.guard.interrupted_round`), else None. Asked only when a tick was
+    running at the stop.
 
-
-def _interrupted_round(campaign_name: str) -> str | None:
-    """"round N at step S" when the campaign's latest round was left between its steps (a
-    stopped tick marks it failed at its step) and no live process holds it, else None. Asked
-    only when a tick was running at the stop."""
+    The stored reason then says what really happened. A tick runs in a child of serve
+    (Prefect 3's ``Runner`` starts a served flow with ``run_flow_in_subprocess``, a
+    multiprocessing spawn in serve's process group). Serve's stop reaches it as the runner
+    stops (``CancellationManager.cancel_all``): a cancel message on the runner's control
+    channel, then SIGTERM to the child's pid, SIGKILL after a 30 s grace period. So the round
+    itself records "stopped by SIGTERM" even for a Ctrl-C ("stopped by Ctrl-C" when a
+    terminal's Ctrl-C reached the whole process group first). Rewritten here, in the serve
+    process once the child is gone, to "stopped because serve was stopped (Ctrl-C)" with what
+    continues it."""
     from activelabel.storage import session_scope
     from activelabel.storage.repository import latest_round
 
     engine = engine_for(None)
     campaign_id = lookup.campaign_id(engine, campaign_name)
+    cut = interrupted_round(engine, campaign_id)
+    if cut is None or signum is None:
+        return cut
     with session_scope(engine) as session:
         last = latest_round(session, campaign_id)
-        if last is None:
-            return None
-        index, status, step = last.index, last.status, last.failed_step
-    if status == RoundStatus.failed:
-        status = step
-    if status not in _WORKING or live_holder(engine, campaign_id) is not None:
-        return None
-    return f"round {index} at step {status.value}"
+        if last is not None and last.status == RoundStatus.failed and (last.error or "").startswith("stopped by "):
+            last.error = (f"stopped because serve was stopped ({stop.signal_name(signum)}): Prefect's runner "
+                          f"ended the tick running it ({last.error}); the next `activelabel serve` "
+                          "(or `activelabel resume`) continues it from this step")
+    return cut
 
 
 def _stoppable_runner(name: str):
@@ -227,6 +302,11 @@ def serve_campaign(
     if cron is not None:
         _check_cron(cron)
     engine_for(None)  # fail here, not at the first tick, on a wrong database URL
+    serving = live_server(campaign_name)
+    if serving is not None:
+        raise CampaignStateError(
+            f"campaign {campaign_name!r} is already served by {serving} (the Prefect deployment "
+            f"{deployment_name(campaign_name)}); stop that serve first (Ctrl-C there, or kill {serving.split()[1]})")
     runner = _stoppable_runner(campaign_name)
     # Signal handlers can be set in the main thread only (elsewhere Prefect's own stop applies).
     in_main = threading.current_thread() is threading.main_thread()
@@ -237,6 +317,7 @@ def serve_campaign(
         deployment_id = runner.add_flow(
             scheduled_round_flow, name=campaign_name, interval=interval, cron=cron,
             # A scheduler address is no secret; the database URL stays out of the parameters.
+            tags=[f"{PID_TAG}{os.getpid()}", f"{HOST_TAG}{socket.gethostname()}"],
             parameters={"campaign_name": campaign_name, "max_rounds": max_rounds,
                         **({"dask_address": dask_address} if dask_address else {}),
                         **({"dask_workers": dask_workers} if dask_workers else {})},
@@ -251,4 +332,4 @@ def serve_campaign(
             signal.signal(s, handler)
         removed = _remove_deployment(campaign_name, deployment_id)
     return ServeEnd(runner.stop_signal, removed,
-                    _interrupted_round(campaign_name) if runner.busy_at_stop else None)
+                    _interrupted_round(campaign_name, runner.stop_signal) if runner.busy_at_stop else None)

@@ -14,12 +14,26 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from activelabel import stop
 from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
 from activelabel.errors import ConfigError
+from activelabel.flows.guard import interrupted_round
 from activelabel.flows.round import campaign_flow
 
 log = logging.getLogger(__name__)
+
+
+class WatchStopped(Exception):
+    """Ctrl-C or SIGTERM ended a watch that was only waiting (for labels, or for another
+    process's round): nothing was cut, so it is no error. ``signum``: the signal; ``done``: the
+    campaign's complete rounds then. A stop that cuts a round mid-way is not this: it propagates
+    as the stop it is (exit 130/143 with the resume hint)."""
+
+    def __init__(self, signum: int, done: int) -> None:
+        super().__init__(signum, done)
+        self.signum = signum
+        self.done = done
 
 
 def watch_campaign(
@@ -45,11 +59,36 @@ def watch_campaign(
     ``command_ref``: how follow-up commands in messages name the campaign
     (:func:`activelabel.campaign.hints.follow_up`; the CLI passes the campaign file's absolute path).
 
+    Raises :class:`WatchStopped` for Ctrl-C or SIGTERM while it only waits (no round of
+    this process cut mid-way); a stop that cuts a round propagates as that stop.
+
     Two watches (or a watch and ``run``) on one campaign never run a round twice: a round holds
     the campaign's lease (:mod:`activelabel.storage.lease`). While another process holds it,
     this watch says so once and keeps waiting instead of failing.
     """
     campaign_id = lookup.campaign_id(engine, campaign_name)
+    try:
+        return _watch(engine, campaign_id, campaign_name, rounds, poll_seconds, webhook, on_round,
+                      deadline_seconds, dask, command_ref)
+    except BaseException as error:
+        signum = stop.stop_signal_in_chain(error)
+        if signum is None and isinstance(error, SystemExit) and error.code == 128 + signal.SIGTERM:
+            signum = int(signal.SIGTERM)  # SIGTERM while the webhook listens (see _exit_on_sigterm)
+        if signum is None:
+            raise
+        try:  # what the stop cut decides how it ends; the database may not answer now
+            cut, done = interrupted_round(engine, campaign_id), steps.completed_rounds(engine, campaign_id)
+        except Exception:
+            raise error from None
+        if cut is not None:
+            raise
+        raise WatchStopped(signum, done) from None
+
+
+def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, poll_seconds: float,
+           webhook: tuple[str, int] | None, on_round: Callable[[RoundSummary], None],
+           deadline_seconds: float | None, dask: tuple[str | None, int | None], command_ref: str | None) -> int:
+    """:func:`watch_campaign`'s loop, with its webhook's set-up and clean-up."""
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
     try:
@@ -65,6 +104,7 @@ def watch_campaign(
     try:
         while True:
             _check_terminated(terminated)
+            stop.raise_if_requested()  # a stop Python swallowed (in a weakref callback) still ends it
             summaries, busy = _advance(engine, campaign_id, campaign_name, rounds, dask, command_ref)
             if busy is not None and busy != told_busy:  # said once per holder, not at every check
                 log.warning("Campaign %r: %s; this watch waits and checks again every %.0f s",
@@ -94,7 +134,7 @@ def watch_campaign(
                 if _wait_for_event(receiver, poll_seconds, terminated):
                     log.info("Label Studio reported new annotations; syncing now")
             else:
-                time.sleep(poll_seconds)
+                _sleep(poll_seconds)
     finally:
         if hook is not None:
             _stop_webhook(*hook)
@@ -105,17 +145,12 @@ def _advance(engine: Engine, campaign_id: int, campaign_name: str, rounds: int,
              dask: tuple[str | None, int | None], command_ref: str | None) -> tuple[list[RoundSummary], str | None]:
     """Run what rounds can run now: (their summaries, None), or ([], who runs a round now) when
     another process (a second watch, ``run``, ``resume``) holds the campaign's lease."""
-    from activelabel.errors import RoundAlreadyRunningError
-    from activelabel.storage.lease import live_holder
+    from activelabel.flows.guard import unless_busy
 
-    holder = live_holder(engine, campaign_id)
-    if holder is not None:
-        return [], f"{holder} is running a round"
-    try:
-        return campaign_flow(campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1],
-                             advise_on_wait=False, command_ref=command_ref), None
-    except RoundAlreadyRunningError:  # taken between the check and the flow's own
-        return [], f"{live_holder(engine, campaign_id) or 'another process'} is running a round"
+    summaries, holder = unless_busy(engine, campaign_id, lambda: campaign_flow(
+        campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1], advise_on_wait=False,
+        command_ref=command_ref))
+    return (summaries or [], None) if holder is None else ([], f"{holder} is running a round")
 
 
 def _exit_on_sigterm(terminated: list[int]):
@@ -141,11 +176,23 @@ def _check_terminated(terminated: list[int]) -> None:
         raise SystemExit(128 + terminated[0])
 
 
+def _sleep(seconds: float) -> None:
+    """Sleep in slices of at most 0.5 s, so a stop whose exception Python swallowed (it is still
+    recorded: :mod:`activelabel.stop`) ends the wait promptly."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        stop.raise_if_requested()
+        time.sleep(min(left, 0.5))
+    stop.raise_if_requested()
+
+
 def _wait_for_event(receiver, seconds: float, terminated: list[int]) -> bool:
-    """The receiver's wait, in slices of at most 1 s so a noted SIGTERM ends it promptly."""
+    """The receiver's wait, in slices of at most 1 s so a noted SIGTERM (or a recorded stop)
+    ends it promptly."""
     end = time.monotonic() + seconds
     while True:
         _check_terminated(terminated)
+        stop.raise_if_requested()
         left = end - time.monotonic()
         if left <= 0:
             return False

@@ -123,7 +123,8 @@ def test_webhook_is_deleted_on_ctrl_c_and_sigterm_and_a_stale_one_is_replaced(ca
                       lambda: [h for h in _ours(ls_client, project_id) if urlsplit(h.url).port == port],
                       START_BOUND, proc, log)
         assert [urlsplit(h.url).port for h in _ours(ls_client, project_id)] == [port] and len(hooks) == 1
-        assert _stop(proc, signal.SIGTERM) == 143, log.read_text()[-3000:]
+        # it only waits for labels: a stop there is its normal way out (exit 0)
+        assert _stop(proc, signal.SIGTERM) == 0, log.read_text()[-3000:]
         assert _ours(ls_client, project_id) == []
     finally:
         if proc.poll() is None:

@@ -1,0 +1,125 @@
+"""What a running `activelabel serve` shows and refuses, on the suite's shared Prefect server.
+
+One real serve, ticking every 2 s: a second serve of the campaign refuses at start naming the
+first (process id, host) and leaves its deployment alone; each tick says on the terminal when
+its round starts and how it ended; Ctrl-C while a tick is mid-round (paused in its train step by
+``ACTIVELABEL_PAUSE_AT``) reaches the tick's process as the runner's SIGTERM, and the round's
+stored reason says serve was stopped (Ctrl-C) and that the next serve or resume continues it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from activelabel.campaign import CampaignConfig, prepare_campaign
+from activelabel.storage import Round, RoundStatus, open_engine, session_scope
+from activelabel.campaign.lookup import campaign_id
+from activelabel.storage.lease import live_holder
+
+START_BOUND_S = 300  # a serve start on a loaded machine: torch + Prefect imports, the data check
+ROUND_BOUND_S = 300  # a tick's flow-run process start and a tiny round
+STOP_BOUND_S = 120  # runner shutdown: cancel, SIGTERM to the tick, one DELETE
+NEVER = "0 3 1 1 *"
+
+
+def _serve(name: str, env: dict[str, str], log: Path, *schedule: str) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "activelabel.cli", "serve", name, *schedule],
+                                cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def _wait_for(what: str, check, process: subprocess.Popen, log: Path, bound: float):
+    deadline = time.monotonic() + bound
+    while not (found := check()):
+        assert process.poll() is None, f"serve ended while waiting for {what}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {what} within {bound} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+    return found
+
+
+def _deployment_id(name: str):
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(f"activelabel-scheduled-round/{name}").id
+
+
+@pytest.mark.prefect_server
+@pytest.mark.slow
+def test_serve_says_each_tick_refuses_a_second_serve_and_records_a_ctrl_c_mid_round(tmp_path, prefect_api_url):
+    name = f"serve-ticks-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path / 'campaign.db'}"
+    engine = open_engine(url)
+    prepare_campaign(engine, CampaignConfig(
+        name=name, strategy="margin", rounds=2, batch_size=5, initial_labeled=0, mc_samples=2, epochs=1,
+        device="cpu",
+    ))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "ACTIVELABEL_DATABASE_URL": url,
+           "PREFECT_HOME": str(tmp_path / "prefect-client"),
+           # round 1 (cold start) trains nothing; round 2 stops in its train step until the stop
+           "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}
+    log = tmp_path / "serve.log"
+    serving = _serve(name, env, log, "--interval", "2", "--rounds", "2")
+    try:
+        _wait_for("the serving line", lambda: "Serving campaign" in log.read_text(), serving, log, START_BOUND_S)
+        served = _deployment_id(name)
+
+        # A second serve refuses at start, on one line naming the first; the first's deployment stays.
+        second = subprocess.run([sys.executable, "-m", "activelabel.cli", "serve", name, "--cron", NEVER],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=START_BOUND_S)
+        assert second.returncode == 1, second.stderr[-3000:]
+        said = " ".join(second.stderr.split())
+        assert said.startswith(f"error: campaign '{name}' is already served by process {serving.pid} on "
+                               f"{socket.gethostname()} (the Prefect deployment activelabel-scheduled-round/{name})"), said
+        assert said.count("error:") == 1
+        assert _deployment_id(name) == served and serving.poll() is None
+
+        # Each tick says when its round starts and how it ended, time-stamped, without Prefect's lines.
+        def ticks() -> list[str]:
+            return [line for line in log.read_text().splitlines() if re.match(r"\d\d:\d\d:\d\d tick: ", line)]
+
+        _wait_for("round 1's summary", lambda: any("tick: round 1 complete · cold start batch labeled" in t
+                                                    for t in ticks()), serving, log, ROUND_BOUND_S)
+        _wait_for("round 2 in its train step", lambda: any(f"tick: round 2 of campaign '{name}' runs" in t
+                                                          for t in ticks()) and live_holder(engine, campaign_id(engine, name)) is not None,
+                  serving, log, ROUND_BOUND_S)
+        assert [t[9:] for t in ticks()] == [
+            f"tick: round 1 of campaign '{name}' runs", ticks()[1][9:], f"tick: round 2 of campaign '{name}' runs"]
+        assert ticks()[1].startswith(ticks()[1][:9] + "tick: round 1 complete · cold start batch labeled · ")
+
+        # Ctrl-C mid-round: exit 130 with the resume hint; the stored reason says what happened.
+        serving.send_signal(signal.SIGINT)
+        assert serving.wait(timeout=STOP_BOUND_S) == 130, log.read_text()[-3000:]
+    finally:
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+            serving.wait()
+    lines = log.read_text().splitlines()
+    assert lines[-1] == "error: stopped by Ctrl-C; run the same command again to resume", lines[-5:]
+    assert lines[-2].startswith(f"serve stopped by Ctrl-C: the schedule of campaign '{name}' is removed from "
+                                "the Prefect server; round 2 at step training was interrupted; rounds continue with "
+                                f"`activelabel serve {name} --interval 2 --rounds 2`"), lines[-5:]
+    with session_scope(engine) as session:
+        last = session.query(Round).filter_by(index=2).one()
+        assert (last.status, last.failed_step) == (RoundStatus.failed, RoundStatus.training)
+        assert last.error == (
+            "stopped because serve was stopped (Ctrl-C): Prefect's runner ended the tick running it (stopped by "
+            "SIGTERM); the next `activelabel serve` (or `activelabel resume`) continues it from this step")
+    from activelabel.campaign.summary import unfinished_round
+
+    assert unfinished_round(engine, name).describe(name) == (
+        f"Round 2 failed at step training (see the error column); `activelabel resume {name}` runs it again "
+        "from that step.")
+    unexpected = [line for line in lines if line not in ticks() and not line.startswith(("Serving campaign",))]
+    assert unexpected == lines[-2:], unexpected
