@@ -71,6 +71,15 @@ class LearnedFrom:
             return 0
         return max(self.labeled - self.trained_on, 0)
 
+    def labeled_cell(self) -> str:
+        """The report's labels cell: every labeled sample the round had, and when some were held
+        out for calibration, what the model learned from ("500 (trained on 425, 75 held out)");
+        empty before any label."""
+        if self.labeled is None:
+            return ""
+        held = self.held_out
+        return f"{self.labeled:,}" + (f" (trained on {self.learned_from:,}, {held:,} held out)" if held else "")
+
 
 def miou_of(segmentation_metrics: Mapping | None) -> float | None:
     """A segmentation round's mIoU (``round.segmentation_metrics["miou"]``), None when it measured none."""
