@@ -424,7 +424,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     for s in summaries:
         table.add_row(
             str(s.index),
-            *kind_cells(s.kind, s.learned_from),
+            *kind_cells(s.kind, s.learned_from, s.held_out),
             "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
             *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
@@ -885,7 +885,7 @@ def status(
     database_url: DatabaseOption = None,
     round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
 ) -> None:
-    """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved."""
+    """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved, rejected, changed (all counts of samples)."""
     _configure_logging(False)
     given, given_url = campaign, database_url
     if campaign is not None:
@@ -917,7 +917,9 @@ def status(
 
     accuracy = _accuracy_name(engine, campaign)
     segmentation = accuracy == "pixel accuracy"
-    # "changed": samples whose annotations were edited or deleted in Label Studio after a sync.
+    # Every count column counts samples (a sample with two rejected answers is one), from current
+    # answers only (an answer withdrawn by --relabel-changes is history). "changed": samples whose
+    # annotations were edited or deleted in Label Studio after a sync.
     # The accuracy column is named by what it measures; a waiting round shows its model's figure.
     columns = ["round", "kind", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
                "trained on", accuracy, *(["mIoU"] if segmentation else [])]
@@ -931,7 +933,7 @@ def status(
         table.add_column(column, justify="left" if column in ("kind", "status", "error") else "right",
                          min_width=len("evaluation") if column == "kind" else None)
     for r in rounds:
-        kind, trained_on = kind_cells(r.kind, r.learned_from)
+        kind, trained_on = kind_cells(r.kind, r.learned_from, r.held_out)
         cells = [
             str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
             str(r.resolved), str(r.rejected), str(r.changed), trained_on,

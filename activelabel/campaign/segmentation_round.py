@@ -53,6 +53,7 @@ from activelabel.campaign.kinds import Trained, TrainInput
 from activelabel.campaign.model_settings import training_config, training_record
 from activelabel.campaign.segmentation_calibration import fit_segmentation_calibration, validation_images
 from activelabel.campaign.pixels import read_readable, stream_probabilities
+from activelabel.campaign.summary import trained_on_words
 from activelabel.pipeline.device import resolve_device
 from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
 from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes, mask_to_png_bytes
@@ -173,8 +174,8 @@ def train_segmenter(job: TrainInput) -> Trained:
                   segmentation_metrics=None, training=record)
     if metrics is None:
         return Trained(models, architecture, len(labeled), values, problems, logging.WARNING,
-                       f"Round {rnd.index}: trained on {len(labeled)} masks; no test or labeled evaluation "
-                       "sample to measure on")
+                       f"Round {rnd.index}: {trained_on_words(len(train), len(held), 'mask')}; no test or "
+                       "labeled evaluation sample to measure on")
     values.update(
         test_accuracy=metrics.pixel_accuracy, test_ece=metrics.pixel_ece,
         segmentation_metrics={

@@ -34,6 +34,7 @@ from activelabel.campaign.model_settings import model_spec, training_config, tra
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
 from activelabel.campaign.setup import build_annotator
+from activelabel.campaign.summary import trained_on_words
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
@@ -266,7 +267,8 @@ def train_classifier(job: TrainInput) -> Trained:
     training = training_config(config, len(train))  # weight decay c / N: N the labels trained on
     progress = reporter()
     progress.phase(
-        f"round {rnd.index} · training on {len(labeled)} labels", planned_epochs(len(train), training)
+        f"round {rnd.index} · {trained_on_words(len(train), len(held)).replace('trained', 'training', 1)}",
+        planned_epochs(len(train), training)
     )
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [
@@ -295,10 +297,10 @@ def train_classifier(job: TrainInput) -> Trained:
     )
     if metrics is None:
         return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.WARNING,
-                       f"Round {rnd.index}: trained on {len(labeled)} labels; no test or labeled evaluation "
+                       f"Round {rnd.index}: {trained_on_words(len(train), len(held))}; no test or labeled evaluation "
                        "sample to measure on")
     return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.INFO,
-                   f"Round {rnd.index}: trained on {len(labeled)} labels, test accuracy {metrics.accuracy:.3f} "
+                   f"Round {rnd.index}: {trained_on_words(len(train), len(held))}, test accuracy {metrics.accuracy:.3f} "
                    f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
 
 

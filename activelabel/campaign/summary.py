@@ -33,11 +33,52 @@ def accuracy_name(task_kind: str, config: Mapping) -> str:
     return "pixel accuracy" if task_kind == "segmentation" else f"{yardstick(config)} accuracy"
 
 
-def kind_cells(kind: str, labeled: int | None) -> tuple[str, str]:
+def kind_cells(kind: str, labeled: int | None, held_out: int = 0) -> tuple[str, str]:
     """(kind, trained on) cells of a round in ``run``'s and ``status``' tables: "evaluation",
-    "cold start" or "active", and the labels an active round's model learned from (empty for
-    rounds that train no model, and before training)."""
-    return kind.replace("_", " "), "" if labeled is None or kind != "active" else f"{labeled:,}"
+    "cold start" or "active", and the labels an active round's model learned from, with the
+    labels held out for calibration after them ("425 (75 held out)"; empty for rounds that train
+    no model, and before training)."""
+    if labeled is None or kind != "active":
+        return kind.replace("_", " "), ""
+    return kind.replace("_", " "), f"{labeled:,}" + (f" ({held_out:,} held out)" if held_out else "")
+
+
+def trained_on_words(learned: int, held_out: int, unit: str = "label") -> str:
+    """What a round's model learned from, in the words the training log, ``run``'s per-round
+    line and the report share: "trained on 425 labels (75 held out for calibration)";
+    ``learned`` excludes the ``held_out`` labels (images for segmentation, ``unit="mask"``)."""
+    held = f" ({held_out:,} held out for calibration)" if held_out else ""
+    return f"trained on {counted(learned, unit)}{held}"
+
+
+class LearnedFrom:
+    """What a round's model learned from, for the round views that carry ``labeled``
+    (``Round.labeled_count``: every labeled sample the round had, held-out ones included) and
+    ``trained_on`` (``Round.training["trained_on"]``: less the calibration hold-out)."""
+
+    labeled: int | None
+    trained_on: int | None
+
+    @property
+    def learned_from(self) -> int | None:
+        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
+        return self.labeled if self.trained_on is None else self.trained_on
+
+    @property
+    def held_out(self) -> int:
+        """The labels held out of training to fit the temperature on (0 when none or unknown)."""
+        if self.labeled is None or self.trained_on is None:
+            return 0
+        return max(self.labeled - self.trained_on, 0)
+
+    def labeled_cell(self) -> str:
+        """The report's labels cell: every labeled sample the round had, and when some were held
+        out for calibration, what the model learned from ("500 (trained on 425, 75 held out)");
+        empty before any label."""
+        if self.labeled is None:
+            return ""
+        held = self.held_out
+        return f"{self.labeled:,}" + (f" (trained on {self.learned_from:,}, {held:,} held out)" if held else "")
 
 
 def miou_of(segmentation_metrics: Mapping | None) -> float | None:
@@ -47,7 +88,7 @@ def miou_of(segmentation_metrics: Mapping | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class RoundSummary:
+class RoundSummary(LearnedFrom):
     index: int
     status: str
     labeled: int | None
@@ -66,11 +107,6 @@ class RoundSummary:
     # out for calibration); None for rounds stored before it (then ``labeled`` stands for it).
     trained_on: int | None = None
 
-    @property
-    def learned_from(self) -> int | None:
-        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
-        return self.labeled if self.trained_on is None else self.trained_on
-
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
         if self.status != "complete":
@@ -82,7 +118,7 @@ class RoundSummary:
                     else f"{self.accuracy_name} {self.test_accuracy:.3f}"
                     + ("" if self.miou is None else f" · mIoU {self.miou:.3f}"))
         learned = self.learned_from
-        trained = "trained" if learned is None else f"trained on {counted(learned, 'label')}"
+        trained = "trained" if learned is None else trained_on_words(learned, self.held_out)
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
 
@@ -129,9 +165,11 @@ def campaign_summaries(engine: Engine, campaign_name: str) -> list[RoundSummary]
 
 
 @dataclass(frozen=True)
-class RoundProgress:
-    """Where each selected sample of a round is: sent, answered, resolved; ``changed`` counts
-    its samples whose annotations were edited or deleted in the backend after a sync."""
+class RoundProgress(LearnedFrom):
+    """Where each selected sample of a round is, every figure a count of samples: sent,
+    ``annotated`` (with a current answer), ``resolved``, ``rejected`` (with a current answer
+    rejected: a label outside the label set), and ``changed`` (annotations edited or deleted in
+    the backend after a sync)."""
 
     index: int
     status: str
@@ -150,30 +188,36 @@ class RoundProgress:
     miou: float | None = None  # a segmentation round's mIoU (Round.segmentation_metrics)
     trained_on: int | None = None  # Round.training["trained_on"]: labeled less the calibration hold-out
 
-    @property
-    def learned_from(self) -> int | None:
-        """The labels the round's model learned from: ``trained_on`` where stored, else ``labeled``."""
-        return self.labeled if self.trained_on is None else self.trained_on
-
 
 def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
-    from sqlalchemy import func
-
+    """Each round's figures for ``activelabel status``; every count is of the round's selected
+    samples (a sample with two rejected answers counts once). Only current answers count: one
+    per annotator (their latest, :func:`~activelabel.storage.repository.one_vote_per_annotator`),
+    and none withdrawn by ``--relabel-changes`` (its image changed: that answer is history,
+    not a label). Raises ``CampaignStateError`` for an unknown campaign."""
+    from activelabel.campaign.integrity import WITHDRAWN_REASON
     from activelabel.storage import Annotation, AnnotationStatus, Selection
-    from activelabel.storage.repository import campaign_min_votes, changed_samples_per_round, resolved_labels
+    from activelabel.storage.repository import (
+        campaign_min_votes,
+        changed_samples_per_round,
+        one_vote_per_annotator,
+        resolved_labels,
+    )
 
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
         resolved = resolved_labels(session, campaign.id, campaign_min_votes(campaign))
         changed = changed_samples_per_round(session, campaign.id)
-        answered = set(session.scalars(
-            select(Annotation.sample_id).where(Annotation.campaign_id == campaign.id)
-        ))
-        rejected_per_round = dict(session.execute(
-            select(Annotation.round_id, func.count())
-            .where(Annotation.campaign_id == campaign.id, Annotation.status == AnnotationStatus.rejected)
-            .group_by(Annotation.round_id)
-        ).all())
+        rows = session.execute(
+            select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.reason,
+                   Annotation.updated_at, Annotation.created_at, Annotation.id)
+            .where(Annotation.campaign_id == campaign.id)
+        ).all()
+        votes = one_vote_per_annotator(
+            (sample, who, None if (reason or "").startswith(WITHDRAWN_REASON) else status, updated, created, i)
+            for sample, who, status, reason, updated, created, i in rows)
+        answered = {i for i, current in votes.items() if any(v is not None for v in current)}
+        rejected = {i for i, current in votes.items() if AnnotationStatus.rejected in current}
         out = []
         for rnd in session.scalars(select(Round).where(Round.campaign_id == campaign.id).order_by(Round.index)):
             selections = session.scalars(select(Selection).where(Selection.round_id == rnd.id)).all()
@@ -184,7 +228,7 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
                 sent=sum(s.external_task_id is not None for s in selections),
                 annotated=sum(s.sample_id in answered for s in selections),
                 resolved=sum(s.sample_id in resolved for s in selections),
-                rejected=rejected_per_round.get(rnd.id, 0),
+                rejected=sum(s.sample_id in rejected for s in selections),
                 test_accuracy=rnd.test_accuracy,
                 error=rnd.error,
                 changed=changed.get(rnd.id, 0),

@@ -113,18 +113,20 @@ def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRec
     return groups
 
 
-def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequence[float]) -> list[list[str]]:
+def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequence[float],
+                          per_seed: bool = True) -> list[list[str]]:
     """Per strategy: labels at which the mean accuracy curve over seeds first reaches each
-    target, with the per-seed figures after it."""
+    target, with the per-seed figures after it (``per_seed``; a campaign page, one run and no
+    seeds to speak of, passes False: the labels alone)."""
     rows = []
     for strategy, runs in groups.items():
         xs, mean, _, _ = mean_curve([r.curve("accuracy") for r in runs])
         row = [strategy]
         for target in targets:
             reached = labels_to_target(xs, mean, target)
-            per_seed = [labels_to_target(*r.curve("accuracy"), target) for r in runs]
-            seeds = ", ".join("—" if n is None else str(n) for n in per_seed)
-            row.append(f"{'not reached' if reached is None else reached} (seeds: {seeds})")
+            each = [labels_to_target(*r.curve("accuracy"), target) for r in runs]
+            seeds = ", ".join("—" if n is None else str(n) for n in each)
+            row.append(f"{'not reached' if reached is None else reached}" + (f" (seeds: {seeds})" if per_seed else ""))
         rows.append(row)
     return rows
 
@@ -205,17 +207,23 @@ def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
     return counts
 
 
-def settings_rows(settings: dict) -> list[list[str]]:
+def settings_rows(settings: dict, most_labeled: int | None = None) -> list[list[str]]:
     """An experiment's settings table: its strategies and seeds, then the shared campaign
     settings that apply and are set (:mod:`activelabel.report.settings`): an own-data
     experiment shows its pool, test set and evaluation size, not the built-in datasets'
     ``test_fraction`` or ``initial_labeled``; an unset (None) setting is left out."""
-    from activelabel.report.settings import ROUND_KEYS, data_keys, key_rows, model_keys
+    from activelabel.report.settings import ROUND_KEYS, calibrate_rows, data_keys, key_rows, model_keys
 
     shared = settings.get("campaign", {})
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
-    return rows + key_rows(shared, [*data_keys(shared), *ROUND_KEYS, *model_keys(shared)])
+    return (rows + key_rows(shared, [*data_keys(shared), *ROUND_KEYS, *model_keys(shared)])
+            + calibrate_rows(shared, most_labeled))
+
+
+def most_labeled(records: Sequence[CampaignRecord]) -> int:
+    """The most labels any round of ``records`` had (0 without rounds): whether calibration ran."""
+    return max((r.labeled or 0 for record in records for r in record.rounds), default=0)
 
 
 def _settings_table(rows: list[list[str]]) -> str:
@@ -268,7 +276,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                     targets: Sequence[float], gallery_size: int) -> str:
     groups = by_strategy(records)
     classes = records[0].labels if records else []
-    body = [html.section("Settings", _settings_table(settings_rows(settings)), anchor="settings")]
+    body = [html.section("Settings", _settings_table(settings_rows(settings, most_labeled(records))),
+                         anchor="settings")]
     body.append(html.section("Learning curves", *_learning_curves(groups, several=True), anchor="learning-curves"))
     body.append(html.section(
         "Labels needed to reach a test accuracy",
@@ -314,15 +323,15 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                   gallery_size: int) -> str:
     groups = {record.strategy: [record]}
     body = [uncertainty.latest_round_summary(engine, campaign_id, record),
-            html.section("Settings", _settings_table(campaign_settings_rows(record.strategy, record.labels,
-                                                                            record.config)), anchor="settings")]
+            html.section("Settings", _settings_table(campaign_settings_rows(
+                record.strategy, record.labels, record.config, most_labeled([record]))), anchor="settings")]
     body.append(html.section("Learning curve", *_learning_curves(groups, several=False, split=yardstick(record.config)),
                              anchor="learning-curves"))
     from activelabel.campaign.summary import data_counts
 
     body.append(html.section("Data", html.paragraph(data_counts(engine, record.config["name"]).describe()),
                              anchor="data"))
-    rows = [[str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
+    rows = [[str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
              *training_cells(r.training),
              *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]
@@ -332,7 +341,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
                               *[f"{s} s" for s in STEPS]], rows),
         html.note(TRAINING_COLUMNS_NOTE),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
-                   labels_to_target_rows(groups, targets)),
+                   labels_to_target_rows(groups, targets, per_seed=False),
+                   caption="Labels needed to reach an accuracy (the first measured round at or above it)"),
         _campaign_aulc(record),
         anchor="rounds-section",
     ))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import Engine, and_, case, func, select
 
-from activelabel.campaign.summary import yardstick  # noqa: F401  (the report's name for it)
+from activelabel.campaign.summary import LearnedFrom, yardstick  # noqa: F401  (yardstick: the report's name for it)
 from activelabel.campaign.uncertainty_report import PARTS
 from activelabel.storage import (
     Campaign, Round, RoundKind, RoundStatus, Sample, Score, Selection, session_scope,
@@ -23,7 +23,7 @@ from activelabel.storage.repository import campaign_min_votes, resolved_labels
 
 
 @dataclass(frozen=True)
-class RoundRow:
+class RoundRow(LearnedFrom):
     index: int
     kind: str
     labeled: int | None
@@ -42,6 +42,13 @@ class RoundRow:
     # Round.training: what the round's training ran ({"epochs", "steps", "batch_size", ...}, see
     # campaign.training_terms); None when no model was trained or the round predates the column.
     training: dict | None = None
+
+    @property
+    def trained_on(self) -> int | None:  # type: ignore[override]
+        """``training["trained_on"]``: the labels the model learned from (``labeled`` less the
+        calibration hold-out); None when not stored (then ``labeled`` stands for it)."""
+        value = (self.training or {}).get("trained_on")
+        return None if value is None else int(value)
 
     def calibrated(self, when: str, key: str) -> float | None:
         """``calibration[when][key]`` (``when``: "before" or "after" temperature scaling), or None."""

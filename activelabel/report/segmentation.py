@@ -26,7 +26,7 @@ from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.curves import aulc, labels_to_target
 from activelabel.report.data import CampaignRecord, RoundRow
-from activelabel.report.settings import ROUND_KEYS, annotator_rows, data_keys, key_rows, masked
+from activelabel.report.settings import ROUND_KEYS, annotator_rows, calibrate_rows, data_keys, key_rows, masked
 from activelabel.report.segmentation_data import HeatmapRow, heatmap_rows, picked_pixel_shares
 
 DEFAULT_TARGETS = (0.6, 0.7, 0.8)  # mIoU
@@ -68,6 +68,7 @@ def settings_rows(record: CampaignRecord) -> list[list[str]]:
     # Only what applies to its data (a given test set: no test_fraction nor evaluation_size) and
     # is set (no "pool_subset None"); Label Studio's completion rule and image serving when it labels.
     rows += key_rows(c, [*data_keys(c), *ROUND_KEYS, "epochs", "fixed_epochs"])
+    rows += calibrate_rows(c, max((r.labeled or 0 for r in record.rounds), default=0), task="segmentation")
     rows += annotator_rows(c)
     default_folder = ("None: ./activelabel-heatmaps/<campaign> under the folder the rounds ran in (the heatmap "
                       "table below gives each file's path)")
@@ -103,7 +104,7 @@ def _rounds_tables(engine: Engine, record: CampaignRecord, targets: Sequence[flo
     rows, ious = [], []
     for r in record.rounds:
         m = r.segmentation or {}
-        rows.append([str(r.index), r.kind.replace("_", " "), "" if r.labeled is None else str(r.labeled),
+        rows.append([str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
                      _fmt(m.get("miou")), _fmt(m.get("pixel_accuracy")), _fmt(m.get("pixel_ece")),
                      str(m.get("pixels", "")), *training_cells(r.training),
                      *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]])

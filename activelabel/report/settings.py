@@ -5,7 +5,9 @@ who labels (and, for Label Studio, when a round completes and how images reach i
 data and the yardstick come from, then the round and model settings. Settings that do not apply
 are left out: ``test_fraction`` when a test set is given or for your own data, ``evaluation_size``
 when a test set is given or it is 0, ``initial_labeled`` for your own data, unset (None) and
-switched-off (False) settings. An experiment page keeps its ``strategies`` and ``seeds`` rows.
+switched-off (False) settings; ``calibrate`` where a round had the labels it needs (500 labels,
+20 labeled images for segmentation), with that threshold in words. An experiment page keeps its
+``strategies`` and ``seeds`` rows.
 Secrets never appear: a password in a URL and token-like query values are masked.
 """
 
@@ -23,7 +25,7 @@ _SECRET_QUERY = re.compile(r"(?P<key>[?&](?:token|access_token|api_key|apikey|ke
 
 #: Round and model settings shown for every campaign kind when set (in this order).
 ROUND_KEYS = ("rounds", "batch_size", "min_labels_to_train", "pool_subset")
-MODEL_KEYS = ("uncertainty", "mc_samples", "ensemble_size", "calibrate", "epochs", "fixed_epochs",
+MODEL_KEYS = ("uncertainty", "mc_samples", "ensemble_size", "epochs", "fixed_epochs",
               "weight_decay_scale", "recipe", "architecture", "dropout")
 #: Stopping rules (None: off).
 STOP_KEYS = ("label_budget", "target_accuracy", "plateau_threshold")
@@ -42,13 +44,36 @@ def own_data(config: Mapping) -> bool:
     return config.get("dataset") == "files"
 
 
-#: Switches whose False is worth saying (the others are left out when off).
-SAID_WHEN_OFF = ("calibrate",)
-
-
 def _shown(config: Mapping, key: str) -> bool:
     value = config.get(key)
-    return value is not None and (value is not False or key in SAID_WHEN_OFF)
+    return value is not None and value is not False
+
+
+def calibration_threshold(task: str) -> tuple[int, str]:
+    """(labels, words) from which a round holds labels out to fit a temperature: 500 labels
+    for classification, 20 labeled images for segmentation (``calibration_terms``)."""
+    from activelabel.campaign.calibration_terms import MIN_LABELS, SEGMENTATION_MIN_IMAGES
+
+    if task == "segmentation":
+        return SEGMENTATION_MIN_IMAGES, f"from {SEGMENTATION_MIN_IMAGES} labeled images"
+    return MIN_LABELS, f"from {MIN_LABELS} labels"
+
+
+def calibrate_rows(config: Mapping, most_labeled: int | None, task: str = "classification") -> list[list[str]]:
+    """The ``calibrate`` row where it applies: when some round had labels enough to hold some
+    out (``most_labeled``: the most labels a round had, None when unknown), with the threshold
+    in words ("on: 15 % of the labels held out to fit a temperature, from 500 labels"); no row
+    for a campaign below the threshold, where calibration never runs whatever it says."""
+    threshold, words = calibration_threshold(task)
+    if most_labeled is not None and most_labeled < threshold:
+        return []
+    from activelabel.campaign.calibration_terms import VALIDATION_FRACTION
+
+    share = f"{VALIDATION_FRACTION:.0%}".replace("%", " %")
+    what = "images" if task == "segmentation" else "labels"
+    if config.get("calibrate", True):
+        return [["calibrate", f"on: {share} of the {what} held out to fit a temperature, {words}"]]
+    return [["calibrate", f"off: every label trains, no temperature fitted ({words} it would be)"]]
 
 
 def data_keys(config: Mapping) -> list[str]:
@@ -101,11 +126,16 @@ def model_keys(config: Mapping) -> list[str]:
             and not (k == "ensemble_size" and "ensemble" not in str(method))]
 
 
-def campaign_settings_rows(strategy: str, labels: Sequence[str], config: Mapping) -> list[list[str]]:
-    """The settings table of a classification campaign's page (see the module docstring)."""
+def campaign_settings_rows(strategy: str, labels: Sequence[str], config: Mapping,
+                           most_labeled: int | None = None) -> list[list[str]]:
+    """The settings table of a classification campaign's page (see the module docstring);
+    ``most_labeled``: the most labels a round had, which says whether ``calibrate`` applies
+    (:func:`calibrate_rows`)."""
     rows = [["strategy", strategy], ["labels", ", ".join(labels)]]
     if config.get("annotator", "simulated") == "simulated":
         rows.append(["seed", str(config.get("seed", 0))])  # what repeats a simulated run
     rows += annotator_rows(config)
-    rows += key_rows(config, [*data_keys(config), *ROUND_KEYS, *model_keys(config), *STOP_KEYS])
+    rows += key_rows(config, [*data_keys(config), *ROUND_KEYS, *model_keys(config)])
+    rows += calibrate_rows(config, most_labeled)
+    rows += key_rows(config, STOP_KEYS)
     return rows

@@ -263,7 +263,9 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     r = record.rounds[-1]
     said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
     if r.labeled is not None:
-        said.append(f"{r.labeled} {unit}")
+        # the same figure as status' "trained on" column: the hold-out is no training label
+        held = f" (trained on {r.learned_from:,}, {r.held_out:,} held out for calibration)" if r.held_out else ""
+        said.append(f"{r.labeled:,} {unit}{held}")
     said += (measured or (lambda row: _classification_measures(row, record.config)))(r)
     split = round_decomposition(engine, campaign_id, r.index)
     where = None if split is None else split.percentile("epistemic")
@@ -291,7 +293,8 @@ def _waiting_clause(record: CampaignRecord, unit: str = "labels") -> str | None:
         figures_ = [] if w.accuracy is None else [f"{yardstick(record.config)} accuracy {w.accuracy:.4f}"]
     if not figures_:
         return None
-    trained = "" if w.labeled is None or w.kind != "active" else f", trained on {w.labeled} {unit}"
+    held = f" ({w.held_out:,} held out for calibration)" if w.held_out else ""
+    trained = "" if w.labeled is None or w.kind != "active" else f", trained on {w.learned_from:,} {unit}{held}"
     return (f"round {w.index} ({w.kind.replace('_', ' ')}), waiting for labels{trained}, measured "
             f"{' and '.join(figures_)} (not in the curves until the round completes)")
 

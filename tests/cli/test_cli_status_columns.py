@@ -271,13 +271,14 @@ def test_trained_on_leaves_out_the_labels_held_out_for_calibration(tmp_path) -> 
     _campaign(engine, CampaignConfig(name="cal"), [
         dict(kind=ACTIVE, status=COMPLETE, labeled_count=20, test_accuracy=0.8, training=training),
         dict(kind=ACTIVE, status=COMPLETE, labeled_count=24, test_accuracy=0.85)])  # stored before 0009
-    assert _column(_table(_status(url, "cal"), "Campaign cal"), "trained on") == ["15", "24"]
+    assert _column(_table(_status(url, "cal"), "Campaign cal"), "trained on") == ["15 (5 held out)", "24"]
     summaries = campaign_summaries(engine, "cal")
-    assert summaries[0].describe() == "round 1 complete · trained on 15 labels · test accuracy 0.800 · 0.0s"
+    assert summaries[0].describe() == ("round 1 complete · trained on 15 labels (5 held out for calibration) · "
+                                       "test accuracy 0.800 · 0.0s")
     assert summaries[1].describe() == "round 2 complete · trained on 24 labels · test accuracy 0.850 · 0.0s"
     with cli.console.capture() as captured:
         cli._print_rounds("cal", summaries)
-    assert _column(_table(captured.get(), "Campaign cal"), "trained on") == ["15", "24"]
+    assert _column(_table(captured.get(), "Campaign cal"), "trained on") == ["15 (5 held out)", "24"]
     result = CliRunner().invoke(cli.app, ["status", "cal", "--round", "1", "--database-url", url],
                                 terminal_width=250)
     assert result.exit_code == 0, result.output
@@ -310,6 +311,37 @@ def test_an_answer_withdrawn_because_its_image_changed_waits_for_a_new_answer(tm
     text = ShortOfAnswers(1, 2, 6, 0, 6, 6, 0, 1, evaluation=True, withdrawn=1).describe()
     assert "1 sent back for a new answer (its image changed)" in text and "rejected" not in text
     assert "have the annotators answer it again" in text and "correct" not in text
+
+
+def test_every_status_column_counts_samples_and_only_current_answers(tmp_path) -> None:
+    """The rounds table counts samples in every column: e3 has two rejected answers (two
+    annotators) and counts once; an answer withdrawn by ``--relabel-changes`` is history, not a
+    current answer: e4 (only a withdrawn answer) is not annotated, e5 (withdrawn, then answered
+    anew by another annotator) is annotated and resolved, and neither counts as rejected."""
+    from activelabel.campaign.integrity import WITHDRAWN_REASON
+    from activelabel.campaign.summary import round_progress
+
+    url = f"sqlite:///{tmp_path / 'yard.db'}"
+    engine = open_engine(url)
+    _waiting_evaluation_round(engine)  # e0-e2 accepted, e3 rejected by "ann", e4 and e5 unanswered
+    with session_scope(engine) as session:
+        campaign_id, round_id = session.query(Round.campaign_id, Round.id).one()
+        ids = samples_by_uri(session, campaign_id, ["e3.png", "e4.png", "e5.png"])
+        withdrawn = dict(status=AnnotationStatus.rejected, reason=f"{WITHDRAWN_REASON}; relabel")
+        for uri, who, label, extra in [
+            ("e3.png", "ann2", "fish", dict(status=AnnotationStatus.rejected)),
+            ("e4.png", "ann", "cat", withdrawn),
+            ("e5.png", "ann", "dog", withdrawn),
+            ("e5.png", "ann2", "cat", dict(status=AnnotationStatus.accepted)),
+        ]:
+            session.add(Annotation(campaign_id=campaign_id, sample_id=ids[uri], round_id=round_id, annotator=who,
+                                   label=label, source="labelstudio", external_id=f"{uri}-{who}", **extra))
+    (progress,) = round_progress(engine, "yard")
+    assert (progress.selected, progress.sent, progress.annotated, progress.resolved, progress.rejected) == (
+        6, 6, 5, 4, 1)
+    table = _table(_status(url, "yard"), "Campaign yard")
+    assert [_column(table, c) for c in ("selected", "sent", "annotated", "resolved", "rejected")] == [
+        ["6"], ["6"], ["5"], ["4"], ["1"]]
 
 
 def test_the_report_of_a_campaign_whose_first_round_waits_names_it_with_status_counts(tmp_path) -> None:
