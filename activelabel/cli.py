@@ -54,7 +54,12 @@ class _OneLineParagraphs:
 
 
 class _Command(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperCommand):
-    pass
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """The usage line names arguments as ``CAMPAIGN`` (required) and ``[CAMPAIGN]``
+        (optional), as most command lines do; typer writes a required one in braces,
+        ``{campaign}``, which reads like a placeholder to fill in with the braces."""
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
 
 
 class _Group(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperGroup):
@@ -436,7 +441,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
 
 @app.command("run")
 def run(
-    campaign_file: Annotated[Optional[Path], typer.Argument(help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
+    campaign_file: Annotated[Optional[Path], typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Acquisition strategy (see `activelabel strategies`). Default: bald.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples sent to annotators each round. Default: 20.", show_default=False)] = None,
@@ -516,7 +521,7 @@ def run(
 
 @app.command()
 def init(
-    campaign_file: Annotated[Path, typer.Argument(help="Where to write the campaign file, e.g. campaign.toml.")],
+    campaign_file: Annotated[Path, typer.Argument(metavar="CAMPAIGN_FILE", help="Where to write the campaign file, e.g. campaign.toml.")],
     name: Annotated[Optional[str], typer.Option(help="Campaign name to put in the file (default: the file's stem).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -533,7 +538,7 @@ def init(
 
 @app.command()
 def export(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label; masks repainted or deleted in Label Studio go to mask-history/, listed in mask-history.csv.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -657,7 +662,7 @@ def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -
 
 @app.command()
 def sync(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
@@ -687,7 +692,7 @@ def sync(
 
 @app.command()
 def watch(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     rounds: Annotated[Optional[int], typer.Option(help="Stop once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
@@ -745,7 +750,7 @@ def watch(
 
 @app.command()
 def serve(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     rounds: Annotated[Optional[int], typer.Option(help="Stop advancing once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
@@ -843,7 +848,7 @@ def _serve_stopped(end, campaign: str, again: str) -> None:
 
 @app.command()
 def resume(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
@@ -881,7 +886,7 @@ def resume(
 
 @app.command()
 def status(
-    campaign: Annotated[Optional[str], typer.Argument(help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
+    campaign: Annotated[Optional[str], typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
 ) -> None:
@@ -961,7 +966,7 @@ def status(
 
 @app.command()
 def compare(
-    experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
+    experiment_file: Annotated[Optional[Path], typer.Argument(metavar="EXPERIMENT_FILE", help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
@@ -1008,7 +1013,7 @@ def compare(
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
