@@ -9,6 +9,7 @@ import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Optional
 
 import typer
@@ -233,9 +234,11 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
                   note_epochs: bool = False, command_ref: str | None = None, campaign_file: Path | None = None,
-                  **data_checks: bool) -> None:
+                  overridden: Sequence[str] = (), **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them.
     ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it;
+    ``overridden``: lines saying which campaign-file values options override (:func:`_override_notes`),
+    printed when the campaign runs already (a new one simply starts with them);
     ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`);
     ``campaign_file``: named in front of a data or annotator setting's error."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
@@ -246,12 +249,20 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         check_dataset(config)
         check_annotator(config)
     engine, url = _open_database(database_url)
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import get_campaign
+
+    with session_scope(engine) as session:
+        running = get_campaign(session, config.name) is not None
     with _in_campaign_file(campaign_file):
         prepare_campaign(engine, config, **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
         soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
     )
+    if running:
+        for note in overridden:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     if note_epochs:
         from activelabel.campaign.epochs import raised_epochs_note
         from activelabel.campaign.summary import data_counts
@@ -265,6 +276,37 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+#: The campaign file's key for each setting a `run` option may override.
+_FILE_KEY_OF = {
+    "strategy": "campaign.strategy", "rounds": "campaign.rounds", "batch_size": "campaign.batch_size",
+    "mc_samples": "campaign.mc_samples", "seed": "campaign.seed", "epochs": "campaign.epochs",
+    "device": "campaign.device", "cpu_threads": "campaign.cpu_threads", "annotator": "annotator.kind",
+    "annotations_per_task": "annotator.annotations_per_task", "min_new_labels": "annotator.min_new_labels",
+    "image_url_prefix": "annotator.image_url_prefix", "document_root": "annotator.document_root",
+}
+
+
+def _override_notes(campaign_file: Path, overrides: dict, config, file_config) -> list[str]:
+    """One line per option whose value differs from the campaign file's, e.g. ``--min-new-labels
+    11 overrides annotator.min_new_labels (all) of campaign.toml; ...``.
+
+    A changed setting that keeps the campaign's meaning is accepted and stored with the campaign
+    (``prepare_campaign``), so the line says that later rounds use it too: a run of the file
+    without the option puts the file's value back."""
+    notes = []
+    for key, file_key in _FILE_KEY_OF.items():
+        if overrides.get(key) is None:
+            continue
+        given, in_file = getattr(config, key), getattr(file_config, key)
+        if given == in_file:
+            continue
+        shown = "all" if in_file is None and key == "min_new_labels" else ("unset" if in_file is None else in_file)
+        notes.append(f"--{key.replace('_', '-')} {overrides[key]} overrides {file_key} ({shown}) of "
+                     f"{campaign_file}; the campaign stores it for its later rounds (a run of the file "
+                     "without the option puts the file's value back)")
+    return notes
 
 
 #: Setting tables of a campaign file: an error starting with one of them names a key of the file.
@@ -490,12 +532,14 @@ def run(
             if value is not None:
                 raise ConfigError(f"{flag} does not apply with a campaign file; set data.pool / data.labeled in {campaign_file}")
         config, file_url = load_campaign_file(campaign_file, overrides)
+        overridden = _override_notes(campaign_file, overrides, config, load_campaign_file(campaign_file)[0])
         database_url = _file_database(campaign_file, database_url or file_url, "campaign", config.name)
         if dask_address is None and dask_workers is None:  # an option given replaces the file's [dask]
             from activelabel.campaign.file import dask_settings
 
             dask_address, dask_workers = dask_settings(campaign_file)
     else:
+        overridden = []
         given = {k: v for k, v in overrides.items() if v is not None and k != "name"}
         given.update({k: v for k, v in (("dataset", dataset), ("initial_labeled", initial_labeled)) if v is not None})
         name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
@@ -513,7 +557,7 @@ def run(
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate,
+                  command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
                   accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)

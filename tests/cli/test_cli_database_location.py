@@ -61,6 +61,10 @@ def test_a_campaign_file_keeps_its_database_next_to_it_from_any_folder(tmp_path)
 
     again = cli("run", str(path), "--rounds", "2", cwd=later)
     assert again.returncode == 0, again.stderr
+    # The option changes a running campaign's setting: said once, naming the file's value.
+    notes = [line for line in again.stderr.splitlines() if "overrides" in line]
+    assert notes == [f"--rounds 2 overrides campaign.rounds (1) of {path}; the campaign stores it for its later "
+                     "rounds (a run of the file without the option puts the file's value back)"], again.stderr
     assert campaigns_in(db) == ["own"]
     assert rounds_in(db) == [("own", 1, "evaluation", "complete", 10), ("own", 2, "cold_start", "complete", 10)]
     assert not (later / "activelabel.db").exists()
