@@ -598,13 +598,30 @@ def export(
     engine, _ = _open_database(database_url, existing=True)
     _known_campaign(engine, name)
     if to is not None:
+        missing = _missing_folder(to)
         exported = export_labels(engine, name, to)
+        if missing is not None:
+            console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
         console.print(f"Wrote {exported.describe()} to {to}")
         if exported.history is not None:  # segmentation: masks repainted or deleted in Label Studio
             console.print(exported.describe_history(), markup=False, soft_wrap=True)
     if model is not None:
+        missing = _missing_folder(model)
         version = export_model(engine, name, model)
+        if missing is not None:
+            console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
         console.print(f"Wrote model {version} to {model}")
+
+
+def _missing_folder(target: Path) -> Path | None:
+    """The outermost folder of ``target``'s that does not exist yet (absolute), which writing it
+    creates; None when its folder exists. Said on a line, so a typo in a path shows."""
+    missing = None
+    for folder in Path(target).resolve().parents:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 DaskAddressOption = Annotated[Optional[str], typer.Option(
