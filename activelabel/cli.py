@@ -9,6 +9,7 @@ import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Optional
 
 import typer
@@ -54,7 +55,12 @@ class _OneLineParagraphs:
 
 
 class _Command(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperCommand):
-    pass
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        """The usage line names arguments as ``CAMPAIGN`` (required) and ``[CAMPAIGN]``
+        (optional), as most command lines do; typer writes a required one in braces,
+        ``{campaign}``, which reads like a placeholder to fill in with the braces."""
+        return [piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+                for piece in super().collect_usage_pieces(ctx)]
 
 
 class _Group(_OneLineParagraphs, _FlagsTakeNoValue, typer.core.TyperGroup):
@@ -228,9 +234,11 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
                   note_epochs: bool = False, command_ref: str | None = None, campaign_file: Path | None = None,
-                  **data_checks: bool) -> None:
+                  overridden: Sequence[str] = (), **data_checks: bool) -> None:
     """Check data and annotators, create or continue the campaign, run its rounds, print them.
     ``note_epochs`` (--epochs given): say once when the 200-step minimum raises it;
+    ``overridden``: lines saying which campaign-file values options override (:func:`_override_notes`),
+    printed when the campaign runs already (a new one simply starts with them);
     ``command_ref``: how suggested follow-up commands name the campaign (:func:`_command_ref`);
     ``campaign_file``: named in front of a data or annotator setting's error."""
     from activelabel.campaign import campaign_summaries, prepare_campaign
@@ -241,12 +249,20 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         check_dataset(config)
         check_annotator(config)
     engine, url = _open_database(database_url)
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import get_campaign
+
+    with session_scope(engine) as session:
+        running = get_campaign(session, config.name) is not None
     with _in_campaign_file(campaign_file):
         prepare_campaign(engine, config, **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
         soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
     )
+    if running:
+        for note in overridden:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     if note_epochs:
         from activelabel.campaign.epochs import raised_epochs_note
         from activelabel.campaign.summary import data_counts
@@ -260,6 +276,37 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+#: The campaign file's key for each setting a `run` option may override.
+_FILE_KEY_OF = {
+    "strategy": "campaign.strategy", "rounds": "campaign.rounds", "batch_size": "campaign.batch_size",
+    "mc_samples": "campaign.mc_samples", "seed": "campaign.seed", "epochs": "campaign.epochs",
+    "device": "campaign.device", "cpu_threads": "campaign.cpu_threads", "annotator": "annotator.kind",
+    "annotations_per_task": "annotator.annotations_per_task", "min_new_labels": "annotator.min_new_labels",
+    "image_url_prefix": "annotator.image_url_prefix", "document_root": "annotator.document_root",
+}
+
+
+def _override_notes(campaign_file: Path, overrides: dict, config, file_config) -> list[str]:
+    """One line per option whose value differs from the campaign file's, e.g. ``--min-new-labels
+    11 overrides annotator.min_new_labels (all) of campaign.toml; ...``.
+
+    A changed setting that keeps the campaign's meaning is accepted and stored with the campaign
+    (``prepare_campaign``), so the line says that later rounds use it too: a run of the file
+    without the option puts the file's value back."""
+    notes = []
+    for key, file_key in _FILE_KEY_OF.items():
+        if overrides.get(key) is None:
+            continue
+        given, in_file = getattr(config, key), getattr(file_config, key)
+        if given == in_file:
+            continue
+        shown = "all" if in_file is None and key == "min_new_labels" else ("unset" if in_file is None else in_file)
+        notes.append(f"--{key.replace('_', '-')} {overrides[key]} overrides {file_key} ({shown}) of "
+                     f"{campaign_file}; the campaign stores it for its later rounds (a run of the file "
+                     "without the option puts the file's value back)")
+    return notes
 
 
 #: Setting tables of a campaign file: an error starting with one of them names a key of the file.
@@ -436,7 +483,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
 
 @app.command("run")
 def run(
-    campaign_file: Annotated[Optional[Path], typer.Argument(help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
+    campaign_file: Annotated[Optional[Path], typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Acquisition strategy (see `activelabel strategies`). Default: bald.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples sent to annotators each round. Default: 20.", show_default=False)] = None,
@@ -485,12 +532,14 @@ def run(
             if value is not None:
                 raise ConfigError(f"{flag} does not apply with a campaign file; set data.pool / data.labeled in {campaign_file}")
         config, file_url = load_campaign_file(campaign_file, overrides)
+        overridden = _override_notes(campaign_file, overrides, config, load_campaign_file(campaign_file)[0])
         database_url = _file_database(campaign_file, database_url or file_url, "campaign", config.name)
         if dask_address is None and dask_workers is None:  # an option given replaces the file's [dask]
             from activelabel.campaign.file import dask_settings
 
             dask_address, dask_workers = dask_settings(campaign_file)
     else:
+        overridden = []
         given = {k: v for k, v in overrides.items() if v is not None and k != "name"}
         given.update({k: v for k, v in (("dataset", dataset), ("initial_labeled", initial_labeled)) if v is not None})
         name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
@@ -508,7 +557,7 @@ def run(
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
     _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, campaign_file=campaign_file, relocate=relocate,
+                  command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
                   accept_changes=accept_changes, relabel_changes=relabel_changes)
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
@@ -516,7 +565,7 @@ def run(
 
 @app.command()
 def init(
-    campaign_file: Annotated[Path, typer.Argument(help="Where to write the campaign file, e.g. campaign.toml.")],
+    campaign_file: Annotated[Path, typer.Argument(metavar="CAMPAIGN_FILE", help="Where to write the campaign file, e.g. campaign.toml.")],
     name: Annotated[Optional[str], typer.Option(help="Campaign name to put in the file (default: the file's stem).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -533,7 +582,7 @@ def init(
 
 @app.command()
 def export(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label; masks repainted or deleted in Label Studio go to mask-history/, listed in mask-history.csv.", show_default=False)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
     database_url: DatabaseOption = None,
@@ -549,13 +598,30 @@ def export(
     engine, _ = _open_database(database_url, existing=True)
     _known_campaign(engine, name)
     if to is not None:
+        missing = _missing_folder(to)
         exported = export_labels(engine, name, to)
+        if missing is not None:
+            console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
         console.print(f"Wrote {exported.describe()} to {to}")
         if exported.history is not None:  # segmentation: masks repainted or deleted in Label Studio
             console.print(exported.describe_history(), markup=False, soft_wrap=True)
     if model is not None:
+        missing = _missing_folder(model)
         version = export_model(engine, name, model)
+        if missing is not None:
+            console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
         console.print(f"Wrote model {version} to {model}")
+
+
+def _missing_folder(target: Path) -> Path | None:
+    """The outermost folder of ``target``'s that does not exist yet (absolute), which writing it
+    creates; None when its folder exists. Said on a line, so a typo in a path shows."""
+    missing = None
+    for folder in Path(target).resolve().parents:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
 
 
 DaskAddressOption = Annotated[Optional[str], typer.Option(
@@ -657,7 +723,7 @@ def _file_database(file: str | Path, chosen: str | None, kind: str, name: str) -
 
 @app.command()
 def sync(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     database_url: DatabaseOption = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
@@ -687,7 +753,7 @@ def sync(
 
 @app.command()
 def watch(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     rounds: Annotated[Optional[int], typer.Option(help="Stop once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
@@ -745,7 +811,7 @@ def watch(
 
 @app.command()
 def serve(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     rounds: Annotated[Optional[int], typer.Option(help="Stop advancing once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
     interval: Annotated[Optional[float], typer.Option(help="Seconds between two scheduled runs.", show_default=False)] = None,
     cron: Annotated[Optional[str], typer.Option(help="Cron expression for the runs, e.g. '0 3 * * *' (3 am daily).", show_default=False)] = None,
@@ -843,7 +909,7 @@ def _serve_stopped(end, campaign: str, again: str) -> None:
 
 @app.command()
 def resume(
-    campaign: Annotated[str, typer.Argument(help="Campaign name or campaign file.")],
+    campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     dask_address: DaskAddressOption = None,
     dask_workers: DaskWorkersOption = None,
     database_url: DatabaseOption = None,
@@ -881,7 +947,7 @@ def resume(
 
 @app.command()
 def status(
-    campaign: Annotated[Optional[str], typer.Argument(help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
+    campaign: Annotated[Optional[str], typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
 ) -> None:
@@ -961,7 +1027,7 @@ def status(
 
 @app.command()
 def compare(
-    experiment_file: Annotated[Optional[Path], typer.Argument(help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
+    experiment_file: Annotated[Optional[Path], typer.Argument(metavar="EXPERIMENT_FILE", help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
     dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
@@ -1008,7 +1074,7 @@ def compare(
 
 @app.command()
 def report(
-    name: Annotated[str, typer.Argument(help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 
@@ -456,15 +456,24 @@ def campaign_overviews(engine: Engine) -> list[CampaignOverview]:
 class DataCounts:
     """A campaign's samples by split, with copies and unreadable files counted apart;
     ``labeled``: samples with a resolved label, counted as the export and the round table count
-    them (``annotations_per_task`` distinct annotators, or given with the data)."""
+    them (``annotations_per_task`` distinct annotators, or given with the data).
+
+    ``by_split`` counts every sample of a split, copies included; ``copies_by_split`` the copies
+    among them, shown apart ("10 evaluation (+1 copy)"): a copy dropped into the folder lands in
+    its original's split, so without it "11 evaluation" would contradict ``evaluation_size = 10``."""
 
     by_split: dict[str, int]
     copies: int
     unreadable: int
     labeled: int
+    copies_by_split: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
-        splits = ", ".join(f"{n} {split}" for split, n in sorted(self.by_split.items()))
+        def split_count(split: str, n: int) -> str:
+            extra = self.copies_by_split.get(split, 0)
+            return f"{n - extra} {split}" + (f" (+{counted(extra, 'copy', 'copies')})" if extra else "")
+
+        splits = ", ".join(split_count(split, n) for split, n in sorted(self.by_split.items()))
         return (f"Samples: {splits} · {counted(self.copies, 'byte-identical copy', 'byte-identical copies')} "
                 f"(labeled once with {'its' if self.copies == 1 else 'their'} original) · "
                 f"{self.unreadable} unreadable (skipped) · "
@@ -482,12 +491,15 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
         by_split = dict(session.execute(
             select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id).group_by(Sample.split)
         ).all())
-        copies = session.scalar(select(func.count()).select_from(Sample).where(
-            Sample.campaign_id == campaign.id, Sample.duplicate_of.is_not(None)))
+        copies_by_split = dict(session.execute(
+            select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id,
+                                                     Sample.duplicate_of.is_not(None)).group_by(Sample.split)
+        ).all())
         unreadable = session.scalar(select(func.count()).select_from(SampleProblem).where(
             SampleProblem.campaign_id == campaign.id))
         labeled = len(resolved_labels(session, campaign.id, campaign_min_votes(campaign)))
-    return DataCounts({k.value: v for k, v in by_split.items()}, copies, unreadable, labeled)
+    return DataCounts({k.value: v for k, v in by_split.items()}, sum(copies_by_split.values()), unreadable, labeled,
+                      {k.value: v for k, v in copies_by_split.items()})
 
 
 @dataclass(frozen=True)

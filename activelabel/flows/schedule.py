@@ -16,7 +16,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -49,6 +50,16 @@ def _tick_line(text: str) -> None:
     sys.stderr.flush()
 
 
+def _quiet_prefect_runs() -> None:
+    """Unless serve runs with -v (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG): no Prefect run lines
+    in the tick's process, as the CLI keeps them quiet in its own. A stop's SIGTERM would
+    otherwise add "Task run 'train-...' - Crash detected! ..." under serve's own stop line;
+    the tick says how its round ended itself (:func:`_tick_line`), and the round records it."""
+    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() not in {"DEBUG", "INFO"}:
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 @flow(name=FLOW_NAME, flow_run_name="{campaign_name}")
 def scheduled_round_flow(
     campaign_name: str, max_rounds: int, database_url: str | None = None, dask_address: str | None = None,
@@ -59,6 +70,7 @@ def scheduled_round_flow(
 
     Says on one line (two when it runs a round: its start, then how it ended) what the tick
     did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed."""
+    _quiet_prefect_runs()
     engine = engine_for(database_url)
     campaign_id = lookup.campaign_id(engine, campaign_name)
     done = steps.completed_rounds(engine, campaign_id)
@@ -278,6 +290,37 @@ def _stoppable_runner(name: str):
     return StoppableRunner(name=name, pause_on_shutdown=False, limit=1)
 
 
+@contextmanager
+def _ticks_deaf_to_ctrl_c() -> Iterator[None]:
+    """Start each tick's process with SIGINT blocked, so a terminal's Ctrl-C (sent to the whole
+    foreground process group, tick included) stops serve alone.
+
+    Without this the tick's child gets the Ctrl-C too and dies wherever it is (often importing
+    torch) with a ~40-line ``KeyboardInterrupt`` traceback on serve's terminal. Serve's own stop
+    ends the tick anyway, the way it ends it for SIGTERM: the runner cancels it, then sends it
+    SIGTERM, and the round records where it stopped. Prefect's runner starts an ``add_flow``
+    tick through ``prefect.runner._starter_direct.run_flow_in_subprocess`` (a multiprocessing
+    spawn; the module says to patch that reference to override it); a blocked signal mask is
+    inherited through fork and exec, from whichever thread starts the child, and Python never
+    unblocks it. Serve's own threads keep SIGINT unblocked, so serve still gets it."""
+    from prefect.runner import _starter_direct
+
+    original = _starter_direct.run_flow_in_subprocess
+
+    def started_deaf(*args: Any, **kwargs: Any) -> Any:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return original(*args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+    _starter_direct.run_flow_in_subprocess = started_deaf
+    try:
+        yield
+    finally:
+        _starter_direct.run_flow_in_subprocess = original
+
+
 def serve_campaign(
     campaign_name: str, *, max_rounds: int, interval: float | None = None, cron: str | None = None,
     dask_address: str | None = None, dask_workers: int | None = None,
@@ -324,7 +367,8 @@ def serve_campaign(
         )
         if on_started is not None:
             on_started(deployment_name(campaign_name))
-        asyncio.run(runner.start())
+        with _ticks_deaf_to_ctrl_c():
+            asyncio.run(runner.start())
     except stop.Stopped as stopped:
         runner.stop_signal = stopped.signum
     finally:

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from activelabel.report import figures, html
-from activelabel.report.data import CampaignRecord, density_counts, round_density
+from activelabel.report.data import CampaignRecord, DensityCounts, density_counts, round_density
 
 DENSITY_ROUNDS = 3  # histograms drawn: the last N rounds with a density
 
@@ -34,26 +34,64 @@ def _absence(kind: str) -> str:
             "stored)")
 
 
+#: The table's cells for a round whose density is not measured yet (see :func:`measured`).
+NOT_MEASURED, NO_FIGURE = "not measured yet", "—"
+
+
+def measured(summary: Mapping) -> bool:
+    """Whether a round's stored density means something: every class fitted on more labeled
+    samples than feature dimensions. Below that a class covariance is rank-deficient and held
+    up by jitter (``acquisition.density``), so log densities run to extremes (around -1e14 nats
+    on small labeled sets) and the threshold and the flag say nothing. A summary stored before
+    ``smallest_class`` was recorded counts as measured."""
+    return summary.get("smallest_class", summary.get("dim", 0) + 1) > summary.get("dim", 0)
+
+
+def density_row(index: int, summary: Mapping, counts: DensityCounts) -> list[str]:
+    """The density table's row of a round: its threshold and flagged counts, or, while the
+    density is not measured yet (:func:`measured`), "not measured yet" and dashes instead of
+    numbers that mean nothing."""
+    c = counts
+    if not measured(summary):
+        return [str(index), str(summary.get("labeled", "")), str(summary.get("dim", "")), NOT_MEASURED,
+                f"{summary.get('percentile', 0):g}", str(c.scored), NO_FIGURE, NO_FIGURE, str(c.selected),
+                NO_FIGURE, NO_FIGURE]
+    return [str(index), str(summary.get("labeled", "")), str(summary.get("dim", "")),
+            f"{summary['threshold']:.6g}" if "threshold" in summary else "",
+            f"{summary.get('percentile', 0):g}", str(c.scored), str(c.flagged), _share(c.flagged, c.scored),
+            str(c.selected), str(c.selected_flagged), _share(c.selected_flagged, c.selected)]
+
+
+def not_measured_note(rounds: Sequence[tuple[int, Mapping]]) -> str:
+    """Why rounds' densities are not measured yet, on one line: ``rounds`` (index, summary)."""
+    indices = ", ".join(str(i) for i, _ in rounds)
+    dims = sorted({int(d.get("dim", 0)) for _, d in rounds})
+    smallest = max(int(d.get("smallest_class", 0)) for _, d in rounds)
+    dim = dims[-1] if len(dims) == 1 else f"{dims[0]} to {dims[-1]}"
+    return (f"Round{'s' if len(rounds) > 1 else ''} {indices}: feature density not measured yet — the smallest "
+            f"class had at most {smallest} labeled samples, not more than the {dim} feature dimensions, so its "
+            "covariance is held up by jitter and log densities run to meaningless extremes; no threshold, flag "
+            f"or histogram until every class has more than {dims[-1]} labeled samples.")
+
+
 def campaign_density(engine: Engine, campaign_id: int, record: CampaignRecord,
                      last: int = DENSITY_ROUNDS) -> list[str]:
     """The campaign page's density section: for the last ``last`` rounds with a density, the
     pool's log-density histogram against the picks' with the OOD threshold; a table of every
     such round's threshold and flagged counts; a sentence for the rounds without one."""
     counts = density_counts(engine, campaign_id)
-    rows, parts, absent, warn = [], [], [], False
+    rows, parts, absent, unmeasured = [], [], [], []
     with_density = [r for r in record.rounds if r.index in counts]
     for r in record.rounds:
         if r.index not in counts:
             absent.append((r.index, _absence(r.kind)))
     for r in with_density:
-        c = counts[r.index]
         summary = (r.uncertainty or {}).get("density") or {}
-        warn = warn or summary.get("smallest_class", summary.get("dim", 0) + 1) <= summary.get("dim", 0)
-        rows.append([str(r.index), str(summary.get("labeled", "")), str(summary.get("dim", "")),
-                     f"{summary['threshold']:.6g}" if "threshold" in summary else "",
-                     f"{summary.get('percentile', 0):g}", str(c.scored), str(c.flagged), _share(c.flagged, c.scored),
-                     str(c.selected), str(c.selected_flagged), _share(c.selected_flagged, c.selected)])
-    for r in with_density[-last:]:
+        if not measured(summary):
+            unmeasured.append((r.index, summary))
+        rows.append(density_row(r.index, summary, counts[r.index]))
+    drawn = [r for r in with_density if measured((r.uncertainty or {}).get("density") or {})]
+    for r in drawn[-last:]:
         d = round_density(engine, campaign_id, r.index)
         if d is None:
             continue
@@ -72,10 +110,8 @@ def campaign_density(engine: Engine, campaign_id: int, record: CampaignRecord,
             "fitted on the round's labeled set (DDU, Mukhoti et al. 2021). A sample is flagged out of distribution "
             "when it falls below the threshold: that percentile of the labeled set's own out-of-fold log densities. "
             "Scored samples include ones still out with annotators from earlier rounds."))
-    if warn:
-        parts.append(html.note(
-            "In some rounds the smallest class has no more labeled samples than feature dimensions: its covariance is "
-            "held up by jitter, so densities are extreme and the flag is rough until classes grow."))
+    if unmeasured:
+        parts.append(html.note(not_measured_note(unmeasured)))
     grouped: dict[str, list[str]] = {}
     for index, why in absent:
         grouped.setdefault(why, []).append(str(index))

@@ -462,3 +462,8 @@ def test_data_counts_and_counted_use_the_singular_for_one() -> None:
     assert DataCounts({"pool": 38}, 2, 0, 1).describe() == (
         "Samples: 38 pool · 2 byte-identical copies (labeled once with their original) · 0 unreadable (skipped) · "
         "1 labeled")
+    # A copy of an evaluation image (dropped in mid-campaign) is counted apart in its split,
+    # so the evaluation count matches evaluation_size.
+    assert DataCounts({"evaluation": 11, "pool": 35}, 2, 0, 10, {"evaluation": 1, "pool": 1}).describe() == (
+        "Samples: 10 evaluation (+1 copy), 34 pool (+1 copy) · 2 byte-identical copies (labeled once with their "
+        "original) · 0 unreadable (skipped) · 10 labeled")

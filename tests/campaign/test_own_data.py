@@ -139,6 +139,11 @@ def test_identical_images_are_one_sample(tmp_path) -> None:
     assert len(copies) == 9
     assert {c.split for c in copies} == {SampleSplit.test}  # never straddling test and pool
     assert sum(c.duplicate_of is None for c in copies) == 1
+    from activelabel.campaign.summary import data_counts
+
+    # status and the report count the copies apart, in the split they landed in
+    assert data_counts(engine, config.name).describe().startswith(
+        "Samples: 39 pool, 1 test (+8 copies) · 8 byte-identical copies")
     run_rounds(engine, campaign_id, 3)
     with session_scope(engine) as session:
         picked = list(session.scalars(select(Sample.content_hash).join(Selection, Selection.sample_id == Sample.id)))

@@ -61,6 +61,10 @@ def test_a_campaign_file_keeps_its_database_next_to_it_from_any_folder(tmp_path)
 
     again = cli("run", str(path), "--rounds", "2", cwd=later)
     assert again.returncode == 0, again.stderr
+    # The option changes a running campaign's setting: said once, naming the file's value.
+    notes = [line for line in again.stderr.splitlines() if "overrides" in line]
+    assert notes == [f"--rounds 2 overrides campaign.rounds (1) of {path}; the campaign stores it for its later "
+                     "rounds (a run of the file without the option puts the file's value back)"], again.stderr
     assert campaigns_in(db) == ["own"]
     assert rounds_in(db) == [("own", 1, "evaluation", "complete", 10), ("own", 2, "cold_start", "complete", 10)]
     assert not (later / "activelabel.db").exists()
@@ -74,6 +78,11 @@ def test_a_campaign_file_keeps_its_database_next_to_it_from_any_folder(tmp_path)
     exported = cli("export", "../camp/own.toml", "--to", "labels.csv", cwd=elsewhere)
     assert exported.returncode == 0, exported.stderr
     assert len((elsewhere / "labels.csv").read_text().splitlines()) == 1 + 20
+    assert "Created the folder" not in exported.stdout
+    into_new = cli("export", "../camp/own.toml", "--to", "nodir/sub/labels.csv", cwd=elsewhere)
+    assert into_new.returncode == 0, into_new.stderr
+    assert into_new.stdout.splitlines()[0] == f"Created the folder {(elsewhere / 'nodir').resolve()} (it did not exist)"
+    assert len((elsewhere / "nodir/sub/labels.csv").read_text().splitlines()) == 1 + 20
 
 
 def test_a_relative_sqlite_url_in_the_file_is_read_from_the_files_folder(tmp_path) -> None:

@@ -32,6 +32,18 @@ def test_no_flag_shows_a_value_hint(command) -> None:
     text = _help(*command)
     assert "<bool>" not in text and "list[" not in text
     assert _row(text, "--help") == "--help Show this message and exit."
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    assert "{" not in usage and not re.search(r"\[[a-z_]+\]", usage), usage  # CAMPAIGN, never {campaign}
+
+
+def test_usage_lines_name_arguments_in_capitals() -> None:
+    def usage(*command: str) -> str:
+        return next(" ".join(line.split()) for line in _help(*command).splitlines() if "Usage:" in line)
+
+    assert usage("export").endswith("export [OPTIONS] CAMPAIGN")
+    assert usage("status").endswith("status [OPTIONS] [CAMPAIGN]")
+    assert usage("init").endswith("init [OPTIONS] CAMPAIGN_FILE")
+    assert usage("report").endswith("report [OPTIONS] NAME")
 
 
 def test_flags_read_as_flags_and_value_options_keep_their_type() -> None:
