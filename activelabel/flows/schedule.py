@@ -303,9 +303,15 @@ def _ticks_deaf_to_ctrl_c() -> Iterator[None]:
     spawn; the module says to patch that reference to override it); a blocked signal mask is
     inherited through fork and exec, from whichever thread starts the child, and Python never
     unblocks it. Serve's own threads keep SIGINT unblocked, so serve still gets it."""
-    from prefect.runner import _starter_direct
-
-    original = _starter_direct.run_flow_in_subprocess
+    try:
+        from prefect.runner import _starter_direct
+    except ImportError:  # another Prefect layout: ticks get Ctrl-C as before, nothing breaks
+        yield
+        return
+    original = getattr(_starter_direct, "run_flow_in_subprocess", None)
+    if original is None:
+        yield
+        return
 
     def started_deaf(*args: Any, **kwargs: Any) -> Any:
         before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
