@@ -63,6 +63,7 @@ def test_watch_refuses_a_round_on_labeled_images_gone_or_changed_and_goes_on_onc
     assert (f"error: 1 stored image(s) with labels are not found any more (e.g. {gone}); restore them, or "
             "point the campaign file's data paths at the folder that holds them; no round was started and "
             "nothing was changed") in said
+    assert "Traceback" not in refused.stderr
     assert _rounds(engine) == [(1, RoundStatus.complete)]
 
     shutil.move(kept, gone)
