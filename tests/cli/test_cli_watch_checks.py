@@ -116,6 +116,14 @@ def test_watch_refuses_a_round_on_labeled_images_gone_or_changed_and_goes_on_onc
         f"Campaign 'own': 2 rounds complete (watch was asked for 1), so watch ends; round 3 is still waiting for "
         f"labels (1 sample(s) out with the annotators): `activelabel sync {ref}` collects them, "
         f"`activelabel watch {ref} --rounds 3` finishes it")
+    # A round an older watch marked failed in its wait: resume names the step it resumes at.
+    with session_scope(engine) as session:
+        row = session.get(Round, waiting_id)
+        row.status, row.failed_step, row.error = RoundStatus.failed, RoundStatus.waiting_for_labels, "stopped by Ctrl-C"
+    resumed = run_cli("resume", "own.toml", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming round 3 of 'own' at step waiting for labels" in " ".join(resumed.stderr.split())
+    assert _rounds(engine)[-1] == (3, RoundStatus.waiting_for_labels)  # back to waiting (its sample was never sent)
     # A waiting round is not checked at each poll (its sync reads no file); a new round is.
     gone.unlink()
     with session_scope(engine) as session:
