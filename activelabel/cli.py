@@ -805,8 +805,10 @@ def watch(
             markup=False, highlight=False, soft_wrap=True)
         return
     if done >= rounds:  # the other ways out (a stop rule, the deadline) said why already
-        err_console.print(f"Campaign {campaign!r}: {done} of {rounds} rounds complete, so watch ends; for more, "
-                          "raise `rounds` in the campaign file or pass --rounds N", soft_wrap=True)
+        from activelabel.flows.watch import ending_line
+
+        err_console.print(ending_line(engine, campaign_id(engine, campaign), campaign, done, rounds, ref),
+                          markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -939,7 +941,8 @@ def resume(
             f"(next would be round {current_round_index(engine, cid)})."
         )
     else:
-        err_console.print(f"Resuming round {last.index} of {campaign!r} at step {last.status.value}")
+        at = (last.failed_step or RoundStatus.training) if last.status == RoundStatus.failed else last.status
+        err_console.print(f"Resuming round {last.index} of {campaign!r} at step {at.value.replace('_', ' ')}")
         _run_with_progress(campaign, None, dask=dask,
                            command_ref=_given_command_ref(campaign, given, given_url, database_url))
     _print_rounds(campaign, campaign_summaries(engine, campaign))

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
 #: The unreadable-file reason of an unlabeled image removed from the folder (cleared when it is back).
 GONE_REASON = "file is gone from the data folder (removed or renamed)"
+#: Unreadable-file reasons that only say the file was not there (the reader's, ``pipeline.decode``,
+#: and the pre-round check's): cleared once the file is back, so a restored image is no longer
+#: counted unreadable.
+MISSING_REASONS = (GONE_REASON, "file does not exist")
 #: The reason stored on an answer withdrawn by ``--relabel-changes`` (its image changed after it
 #: was labeled); readers match on it with ``startswith`` (``campaign.summary.short_of_answers``).
 WITHDRAWN_REASON = "image changed after it was labeled"
@@ -85,7 +89,7 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
             Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted).distinct()))
         labeled = resolved | answered
         gone = dict(session.execute(select(SampleProblem.uri, SampleProblem.id).where(
-            SampleProblem.campaign_id == campaign_id, SampleProblem.reason == GONE_REASON)).all())
+            SampleProblem.campaign_id == campaign_id, SampleProblem.reason.in_(MISSING_REASONS))).all())
     changed = []
     back: list[int] = []
     touched: list[tuple[int, tuple[int, int]]] = []
@@ -119,11 +123,39 @@ def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig
     return changed
 
 
+def check_stored_files(
+    engine: Engine, campaign_id: int, config: CampaignConfig, *, accept: bool = False, relabel: bool = False,
+    relocating: bool = False, rerun: str = "rerun",
+) -> None:
+    """The one check of a campaign's stored files before its rounds go on: ``run`` calls it when
+    it opens the campaign (with the user's ``--accept-changes`` / ``--relabel-changes`` /
+    ``--relocate``), and :func:`activelabel.campaign.steps.start_round` before every round it
+    starts or reopens (``run``'s later rounds, ``watch``, ``serve``'s ticks, ``resume``), so a
+    loop that keeps rounds going can never skip what ``run`` refuses.
+
+    Unlabeled changed files are re-hashed (and shown anew in their waiting Label Studio task),
+    unlabeled gone ones recorded as unreadable, restored ones cleared. Raises
+    :class:`DataChangedError` for labeled images changed since they were labeled and
+    :class:`~activelabel.errors.CampaignStateError` for labeled images that are gone, naming
+    the files and what to do; ``rerun`` is how the advice starts ("rerun" for ``run`` itself;
+    the round start says to run ``activelabel run`` on the campaign file). Nothing is changed
+    for the refused samples and no round is started. No-op for built-in datasets.
+    """
+    if not config.uses_own_data:
+        return
+    from activelabel.campaign.data import campaign_data
+
+    changes = find_changes(engine, campaign_id, campaign_data(config).store, config)
+    reconcile_changes(engine, campaign_id, changes, accept=accept, relabel=relabel, relocating=relocating,
+                      annotator=config.annotator, rerun=rerun)
+
+
 def reconcile_changes(
     engine: Engine, campaign_id: int, changes: list[Changed], *, accept: bool, relabel: bool, relocating: bool,
-    annotator: str = "simulated",
+    annotator: str = "simulated", rerun: str = "rerun",
 ) -> None:
-    """Apply the user's decision about changed files, or raise naming them and the choices."""
+    """Apply the user's decision about changed files, or raise naming them and the choices
+    (``rerun``: how the advice starts, see :func:`check_stored_files`)."""
     missing = [c for c in changes if c.content_hash is None]
     # An unlabeled image removed from the folder is simply gone: recorded as unreadable (never
     # scored or selected), the run goes on. A labeled one, or any file after a move, stops it.
@@ -133,8 +165,8 @@ def reconcile_changes(
         where = "at the new place" if relocating else "any more"
         raise CampaignStateError(
             f"{len(missing)} stored image(s){'' if relocating else ' with labels'} are not found {where} "
-            f"(e.g. {missing[0].path}); restore them, or point the campaign file's data paths at the folder "
-            "that holds them"
+            f"({_named(missing)}); restore them, or point the campaign file's data paths at the folder "
+            "that holds them" + ("" if relocating else "; no round was started and nothing was changed")
         )
     if gone:
         _record_gone(engine, campaign_id, gone)
@@ -164,9 +196,9 @@ def reconcile_changes(
             what = f"{len(labeled)} labeled image(s) changed since they were labeled" + (
                 f" ({partial} of them partly answered: the answers in were given on the old image)" if partial else "")
         raise DataChangedError(
-            what + f" (e.g. {labeled[0].path}); "
-            "rerun with --accept-changes to keep their labels, or --relabel-changes to send them "
-            "to the annotators again"
+            what + f" ({_named(labeled)}); "
+            f"{rerun} with --accept-changes to keep their labels, or --relabel-changes to send them "
+            "to the annotators again; no round was started and nothing was changed"
         )
     with session_scope(engine) as session:
         for change in changes:
@@ -191,6 +223,13 @@ def reconcile_changes(
     for change in changes:
         log.warning("Image %s changed since it was hashed%s", change.path,
                     "" if not change.labeled else (" (labels withdrawn)" if relabel else " (label kept)"))
+
+
+def _named(changes: list[Changed], shown: int = 3) -> str:
+    """'e.g. a, b, c (and N more)': the first few files, by path."""
+    names = ", ".join(str(c.path if c.path is not None else c.uri) for c in changes[:shown])
+    more = len(changes) - shown
+    return f"e.g. {names}" + (f" and {more} more" if more > 0 else "")
 
 
 def relabel_in_labelstudio(engine: Engine, campaign_id: int, labeled: list[Changed], *,

@@ -244,13 +244,11 @@ def prepare_campaign(
     if existing is not None:
         config.check_compatible(stored)
         if config.uses_own_data:
-            from activelabel.campaign.integrity import check_relocation, find_changes, reconcile_changes
+            from activelabel.campaign.integrity import check_relocation, check_stored_files
 
             check_relocation(stored, config, relocate=relocate)
-            relocating = stored.data_pool != config.data_pool
-            changes = find_changes(engine, existing.id, campaign_data(config).store, config)
-            reconcile_changes(engine, existing.id, changes, accept=accept_changes,
-                              relabel=relabel_changes, relocating=relocating, annotator=config.annotator)
+            check_stored_files(engine, existing.id, config, accept=accept_changes, relabel=relabel_changes,
+                               relocating=stored.data_pool != config.data_pool)
         with session_scope(engine) as session:
             # Only settings that keep the campaign's meaning can differ; take the new ones.
             session.get(Campaign, existing.id).config = config.to_dict()

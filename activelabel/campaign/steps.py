@@ -121,6 +121,7 @@ def start_round(engine: Engine, campaign_id: int) -> int:
 
 def _open_round(engine: Engine, campaign_id: int) -> tuple[int, int]:
     """(id, index) of the round :func:`start_round` works on, committed."""
+    _check_files_before_work(engine, campaign_id)
     with one_pool_listing():  # the join and the data refresh share one listing (and the stop check's)
         join_before_round(engine, campaign_id)
     with session_scope(engine) as session:
@@ -148,6 +149,27 @@ def _open_round(engine: Engine, campaign_id: int) -> tuple[int, int]:
         return rnd.id, rnd.index
 
 
+#: How the refusal of :func:`_check_files_before_work` says what to do (``run`` decides changes).
+RUN_TO_DECIDE = "stop this command and run `activelabel run` on the campaign file"
+
+
+def _check_files_before_work(engine: Engine, campaign_id: int) -> None:
+    """``run``'s check of the stored files (:func:`~activelabel.campaign.integrity.check_stored_files`)
+    before a round is started or reopened at a working step, so ``watch``, ``serve``'s ticks,
+    ``resume`` and ``run``'s later rounds refuse what ``run`` refuses: a labeled image changed
+    or gone. A round waiting for labels is not checked at each poll: its sync reads no file."""
+    from activelabel.campaign.integrity import check_stored_files
+
+    with session_scope(engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign is not None
+        config = CampaignConfig.from_dict(campaign.config)
+        last = latest_round(session, campaign_id)
+        waiting = last is not None and last.status == RoundStatus.waiting_for_labels
+    if not waiting:
+        check_stored_files(engine, campaign_id, config, rerun=RUN_TO_DECIDE)
+
+
 def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundKind:
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
     taken = selected_sample_ids(session, campaign_id)
@@ -165,16 +187,21 @@ def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundK
 
 
 def mark_failed(engine: Engine, round_id: int, error: BaseException) -> None:
-    """Record where and why a round stopped; ``start_round`` resumes it at that step."""
+    """Record where and why a round stopped; ``start_round`` resumes it at that step. A stop
+    (Ctrl-C, SIGTERM) of a round waiting for labels records nothing: the stop landed in a poll's
+    sync, which moves the round only to ``complete`` in one commit, so nothing was cut and the
+    round keeps waiting (``watch``/``serve`` then end cleanly)."""
     with session_scope(engine) as session:
         rnd = session.get(Round, round_id)
         if rnd is None or rnd.status in (RoundStatus.complete, RoundStatus.failed):
             return
+        signum = stop_signal(error)
+        if signum is not None and rnd.status == RoundStatus.waiting_for_labels:
+            return  # a stop during a waiting round's sync cut nothing: it still waits for labels
         rnd.failed_step = rnd.status
         rnd.status = RoundStatus.failed
         # A stop (ours or Prefect's TerminationSignal) reads in words ("stopped by SIGTERM");
         # other errors keep their type's name.
-        signum = stop_signal(error)
         rnd.error = (f"stopped by {signal_name(signum)}" if signum is not None
                      else f"{type(error).__name__}: {error}")[:4000]
 

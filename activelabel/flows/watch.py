@@ -256,3 +256,34 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
     log.warning("Listening for Label Studio webhooks on %s (webhook %d, deleted when watching ends)",
              receiver.url, webhook_id)
     return receiver, annotator.client, webhook_id
+
+
+def ending_line(engine: Engine, campaign_id: int, campaign_name: str, done: int, rounds: int,
+                command_ref: str | None = None) -> str:
+    """What ``watch`` says when it ends because ``done`` >= ``rounds`` rounds are complete: true
+    also when the campaign went past ``rounds`` (another command gave it more), and naming a
+    round still in flight (waiting for labels with its tasks out, or cut at a step) and the
+    command that finishes it, since this watch leaves it alone."""
+    from activelabel.campaign.hints import follow_up
+    from activelabel.storage import RoundStatus, session_scope
+    from activelabel.storage.repository import latest_round, round_selections
+
+    counted = (f"{done} of {rounds} rounds complete" if done == rounds
+               else f"{done} rounds complete (watch was asked for {rounds})")
+    line = f"Campaign {campaign_name!r}: {counted}, so watch ends"
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        open_round = None
+        if last is not None and last.status != RoundStatus.complete:
+            out = len(round_selections(session, last.id))
+            step = last.failed_step if last.status == RoundStatus.failed else last.status
+            open_round = (last.index, last.status, step, out)
+    if open_round is None:
+        return line + "; for more, raise `rounds` in the campaign file or pass --rounds N"
+    index, status, step, out = open_round
+    watch_more = f"{follow_up('watch', campaign_name, command_ref)[:-1]} --rounds {index}`"
+    if status == RoundStatus.waiting_for_labels:
+        return (line + f"; round {index} is still waiting for labels ({out} sample(s) out with the annotators): "
+                f"{follow_up('sync', campaign_name, command_ref)} collects them, {watch_more} finishes it")
+    return (line + f"; round {index} is unfinished (at step {step.value.replace('_', ' ')}): "
+            f"{follow_up('resume', campaign_name, command_ref)} continues it, {watch_more} too")
