@@ -156,12 +156,6 @@ class LabelStudioProjectError(LabelStudioError):
     """The project with the campaign's title exists but does not fit the campaign (other labels)."""
 
 
-def _has_guess(task: TaskRequest) -> bool:
-    """Whether the task carries the model's guess (a predicted label or mask); evaluation and
-    cold-start picks have none (no model yet, or held out from it)."""
-    return bool(task.predicted_label) or task.predicted_mask is not None
-
-
 def _sample_id(data: Any) -> int | None:
     try:
         return int(_get(data or {}, "sample_id"))
@@ -386,18 +380,16 @@ class LabelStudioAnnotator:
         return {t.sample_id: round(i / len(ordered), 9) for i, t in enumerate(ordered)}
 
     def _task_data(self, t: TaskRequest, order: int) -> dict:
-        guessed = _has_guess(t)
         return {
             "sample_id": t.sample_id,
             "uri": t.uri,
             # Evaluation and cold-start picks are random (no model, no predicted label): their
-            # score is a random draw, not an uncertainty, and they have no confidence, so
-            # annotators are shown neither.
-            "uncertainty": _finite(t.score) if guessed else None,
+            # score is a random draw, not an uncertainty, so annotators are not shown one.
+            "uncertainty": _finite(t.score) if t.predicted_label or t.predicted_mask is not None else None,
             "rank": t.rank,
             "order": order,
             "predicted_label": t.predicted_label,
-            "confidence": _finite(t.confidence) if guessed else None,
+            "confidence": _finite(t.confidence),
             **self.codec.task_data(t),
         }
 
@@ -462,13 +454,11 @@ class LabelStudioAnnotator:
                     "image": self.image_source(t.uri),  # may refuse a path before anything is sent
                     **self._task_data(t, order[t.sample_id]),
                 },
-                # An evaluation or cold-start task carries no guess: no prediction at all.
-                "predictions": [self._prediction(t, version, serving[t.sample_id])] if _has_guess(t) else [],
+                "predictions": [self._prediction(t, version, serving[t.sample_id])],
             }
             for t in missing
         ]
-        stale = [t for t in unique if t.sample_id in existing and _has_guess(t)
-                 and version not in existing[t.sample_id][1]]
+        stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
         for t in stale:
             task_id, _, data = existing[t.sample_id]
             with self._talking(f"{what}: adding a {version} prediction to task {task_id}"):
@@ -492,9 +482,8 @@ class LabelStudioAnnotator:
                 )
             ids.update({t.sample_id: str(task_id) for t, task_id in zip(chunk, task_ids)})
         # Label Studio accepts a project model version only once predictions of it exist.
-        if any(_has_guess(t) for t in unique):
-            with self._talking(f"{what}: setting the project's model version to {version!r}"):
-                self._ls.projects.update(id=project_id, model_version=version)
+        with self._talking(f"{what}: setting the project's model version to {version!r}"):
+            self._ls.projects.update(id=project_id, model_version=version)
         log.info(
             "Label Studio %s: project %d: imported %d tasks, %d already there, model version %s",
             self.url, project_id, len(missing), len(unique) - len(missing), version,

@@ -137,17 +137,3 @@ def test_existing_project_with_other_labels_is_refused(make_annotator):
 
     with pytest.raises(LabelStudioProjectError, match=r"has labels \['cat', 'dog'\]"):
         make_annotator(labels=["cat", "dog", "bird"]).ensure_project()
-
-
-def test_evaluation_and_cold_start_tasks_carry_no_prediction(make_annotator, make_tasks, ls_client):
-    """A task without a guess (no model yet, or held out for evaluation) is pushed bare: no
-    prediction, no confidence or uncertainty in its data, and pushing again adds none."""
-    from dataclasses import replace
-
-    annotator = make_annotator(model_version="r1-cold")
-    bare = [replace(t, predicted_label="", confidence=0.0) for t in make_tasks([0.3, 0.6])]
-    ids = annotator.push(bare)
-    assert annotator.push(bare) == ids
-    tasks = _project_tasks(ls_client, annotator.project_id)
-    assert [(len(t.predictions), t.data["confidence"], t.data["uncertainty"], t.data["predicted_label"])
-            for t in tasks] == [(0, None, None, "")] * 2
