@@ -768,10 +768,11 @@ def watch(
 
     Checks every --poll-seconds (and at once on a Label Studio webhook with --webhook), until
     --rounds rounds are complete or a stopping rule (label budget, target accuracy, plateau,
-    exhausted pool) stops the campaign: then it says why and exits 0. Ctrl-C (or SIGTERM) while
-    it waits ends it with one line and exit 0; one that cuts a round mid-way exits 130 (143)
-    and the round resumes when you run the command again. See --min-new-labels of `run` for
-    "enough labels".
+    exhausted pool) stops the campaign: then it says why and exits 0. See --min-new-labels of
+    `run` for "enough labels".
+
+    Ctrl-C (or SIGTERM) while it waits ends it with one line and exit 0; one that cuts a round
+    mid-way exits 130 (143) and the round resumes when you run the command again.
     """
     _configure_logging(verbose)
     given, given_url = campaign, database_url

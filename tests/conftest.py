@@ -16,10 +16,9 @@ ACTIVELABEL_TEST_KEEP_PREFECT_API=1.
 In parallel (``pytest -n 2``, pytest-xdist, as CI runs it) the server is still one: the
 controller process starts it before it starts the workers, which inherit PREFECT_API_URL. Each
 worker gets its own PREFECT_HOME (a temporary server started by a test keeps its database
-there). Tests are handed out by module (``--dist loadgroup`` with each module its own group),
-so module fixtures are built once; tests/report and tests/labelstudio are one group each,
-because their session fixtures (report builds, a Label Studio started when none is given) are
-costly or hold a port.
+there) and its own PostgreSQL schema (the storage tests wipe and rebuild the test database's
+tables). Tests are handed out a module at a time (``--dist loadscope``), so a module's fixtures
+are built once; a session fixture (the report builds) is built once per worker that needs it.
 """
 
 from __future__ import annotations
@@ -81,7 +80,10 @@ def _die_with_pytest():
 def pytest_configure(config: pytest.Config) -> None:
     """Launch the shared Prefect server (no wait here: collection runs while it starts).
 
-    An xdist worker uses the controller's (its PREFECT_API_URL, inherited)."""
+    An xdist worker uses the controller's (its PREFECT_API_URL, inherited), and a PostgreSQL
+    schema of its own (:func:`_worker_postgres_schema`)."""
+    if XDIST_WORKER:
+        _worker_postgres_schema()
     if os.environ.get(KEEP_API_ENV) and os.environ.get("PREFECT_API_URL"):
         return
     if XDIST_WORKER and os.environ.get("PREFECT_API_URL"):
@@ -105,21 +107,29 @@ def pytest_configure(config: pytest.Config) -> None:
     _server.update(process=process, url=url, log=log, log_path=home / "server.log")
 
 
-# Module groups whose fixtures are shared across modules (see the module docstring).
-_SHARED_GROUP_FOLDERS = ("report", "labelstudio")
+def _worker_postgres_schema() -> None:
+    """Point ACTIVELABEL_TEST_POSTGRES_URL of this xdist worker at a schema of its own
+    (``search_path``), created if missing: the storage tests wipe and rebuild the test database's
+    tables, and two workers doing that in one schema break each other. Tests on a throwaway
+    schema (tests/support/tests_support_postgres.py) set their own ``search_path`` anyway."""
+    url = os.environ.get("ACTIVELABEL_TEST_POSTGRES_URL")
+    if not url:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every test its xdist group: its module, or its folder for _SHARED_GROUP_FOLDERS.
-    Only ``--dist loadgroup`` reads the mark; a serial run ignores it."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return  # the mark is xdist's: unknown (and refused by --strict-markers) without it
-    tests_root = Path(__file__).parent
-    for item in items:
-        relative = item.path.relative_to(tests_root)
-        folder = relative.parts[0] if len(relative.parts) > 1 else ""
-        group = folder if folder in _SHARED_GROUP_FOLDERS else relative.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+    schema = f"activelabel_test_{XDIST_WORKER}"
+    admin = create_engine(url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    except Exception as error:  # no server: the PostgreSQL tests say so themselves
+        print(f"tests/conftest.py: no schema {schema} ({error}); PostgreSQL tests use the URL as given")
+        return
+    finally:
+        admin.dispose()
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    os.environ["ACTIVELABEL_TEST_POSTGRES_URL"] = scoped.render_as_string(hide_password=False)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -172,7 +172,7 @@ def test_a_second_process_gets_already_running_and_changes_nothing(tmp_path):
     engine = open_engine(url)
     campaign_id = prepare_campaign(engine, CampaignConfig(
         name="crashy", strategy="bald", rounds=2, batch_size=8, initial_labeled=16,
-        mc_samples=3, epochs=2,
+        mc_samples=3, epochs=2, fixed_epochs=True,  # DEMO's settings
     ))
     holder = subprocess.Popen([sys.executable, "-c", LEASE_HOLDER, url, str(campaign_id)],
                               stdout=subprocess.PIPE, text=True)
