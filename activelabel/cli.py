@@ -942,8 +942,8 @@ def resume(
             f"(next would be round {current_round_index(engine, cid)})."
         )
     else:
-        at = (last.failed_step or RoundStatus.training) if last.status == RoundStatus.failed else last.status
-        err_console.print(f"Resuming round {last.index} of {campaign!r} at step {at.value.replace('_', ' ')}")
+        err_console.print(f"Resuming round {last.index} of {campaign!r} at step "
+                          f"{last.resume_step.value.replace('_', ' ')}")
         _run_with_progress(campaign, None, dask=dask,
                            command_ref=_given_command_ref(campaign, given, given_url, database_url))
     _print_rounds(campaign, campaign_summaries(engine, campaign))

@@ -130,7 +130,7 @@ def _open_round(engine: Engine, campaign_id: int) -> tuple[int, int]:
         last = latest_round(session, campaign_id)
         if last is not None and last.status != RoundStatus.complete:
             if last.status == RoundStatus.failed:
-                resume_at = last.failed_step or RoundStatus.training
+                resume_at = last.resume_step
                 log.info("Resuming round %d of %r at step %s", last.index, campaign.name, resume_at.value)
                 move_round(session, last.id, RoundStatus.failed, resume_at, error=None, failed_step=None)
             return last.id, last.index

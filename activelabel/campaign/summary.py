@@ -283,7 +283,7 @@ def unfinished_round(engine: Engine, campaign_name: str) -> UnfinishedRound | No
         if last is None or (last.status.value not in IN_FLIGHT and last.status != RoundStatus.failed):
             return None
         failed = last.status == RoundStatus.failed
-        step = (last.failed_step or RoundStatus.training).value if failed else last.status.value
+        step = last.resume_step.value
         index, campaign_id = last.index, campaign.id
     return UnfinishedRound(index, step.replace("_", " "), failed, live_holder(engine, campaign_id))
 

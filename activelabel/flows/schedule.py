@@ -34,7 +34,7 @@ from activelabel.flows.guard import interrupted_round, unless_busy
 from activelabel.flows.round import round_flow
 from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
 from activelabel.storage import RoundStatus
-from activelabel.storage.lease import STALE_AFTER, _pid_alive
+from activelabel.storage.lease import STALE_AFTER, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def live_server(campaign_name: str, stale_after: timedelta = STALE_AFTER) -> str
         return None
     pid, host = by
     if host == socket.gethostname():
-        alive = pid != os.getpid() and _pid_alive(pid)
+        alive = pid != os.getpid() and pid_alive(pid)
     else:
         polled = deployment.last_polled
         alive = polled is not None and datetime.now(timezone.utc) - polled < stale_after

@@ -31,7 +31,9 @@ STALE_AFTER = timedelta(minutes=2)
 _held: set[str] = set()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host: how a lease's holder, and a serve serving a
+    campaign (:func:`activelabel.flows.schedule.live_server`), are judged alive here."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +52,7 @@ def _is_stale(lease: CampaignLease, now: datetime, stale_after: timedelta) -> bo
     if lease.host == socket.gethostname():
         if lease.pid == os.getpid():
             return lease.owner not in _held
-        if not _pid_alive(lease.pid):
+        if not pid_alive(lease.pid):
             return True
     return now - _aware(lease.heartbeat_at) > stale_after
 

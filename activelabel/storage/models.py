@@ -195,6 +195,14 @@ class Round(Base):
 
     campaign: Mapped[Campaign] = relationship(back_populates="rounds")
 
+    @property
+    def resume_step(self) -> RoundStatus:
+        """The step a run continues this round at: a failed round's failed step (``training``
+        for one failed before the step was stored), else the step it stands in."""
+        if self.status == RoundStatus.failed:
+            return self.failed_step or RoundStatus.training
+        return self.status
+
 
 class ModelCheckpoint(Base):
     """The weights a round trained, so its metrics and scores can be recomputed and audited."""
