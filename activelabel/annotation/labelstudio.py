@@ -481,6 +481,8 @@ class LabelStudioAnnotator:
                     f"imported tasks while {what}; push again to reconcile"
                 )
             ids.update({t.sample_id: str(task_id) for t, task_id in zip(chunk, task_ids)})
+        if missing:
+            self._restore_dropped_predictions(project_id, what, missing, version, serving)
         # Label Studio accepts a project model version only once predictions of it exist.
         with self._talking(f"{what}: setting the project's model version to {version!r}"):
             self._ls.projects.update(id=project_id, model_version=version)
@@ -489,6 +491,32 @@ class LabelStudioAnnotator:
             self.url, project_id, len(missing), len(unique) - len(missing), version,
         )
         return ids
+
+    def _restore_dropped_predictions(
+        self, project_id: int, what: str, imported: list[TaskRequest], version: str, serving: dict[int, float],
+    ) -> None:
+        """Add back the predictions Label Studio dropped from an import that it reported as done.
+
+        Label Studio 1.23 (seen on its SQLite database) sometimes stores an import's tasks
+        without their predictions when several imports reach it at once, and still answers
+        201 with every task id. The tasks would be served without pre-annotation and out of
+        the strategy's order, and the project would refuse this model version. So push reads
+        the imported tasks back and creates each missing prediction on its own (one request
+        per task, only when something was dropped).
+        """
+        stored = self._existing_tasks(project_id, what, [t.sample_id for t in imported])
+        dropped = [t for t in imported if t.sample_id in stored and version not in stored[t.sample_id][1]]
+        if not dropped:
+            return
+        log.warning(
+            "Label Studio %s: project %d stored %d imported tasks without their %s prediction; adding them again",
+            self.url, project_id, len(dropped), version,
+        )
+        for t in dropped:
+            task_id = stored[t.sample_id][0]
+            with self._talking(f"{what}: adding the {version} prediction Label Studio dropped from task {task_id}"):
+                self._ls.predictions.create(task=task_id, project=project_id,
+                                            **self._prediction(t, version, serving[t.sample_id]))
 
     # -- pull -----------------------------------------------------------------------------
 
