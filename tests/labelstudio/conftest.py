@@ -5,13 +5,20 @@ Uses LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY when set (CI starts the server with
 ``python -m pytest tests/labelstudio`` works on a fresh machine. When the server's venv cannot
 be created (no package index), the tests are skipped with the reason — unless
 ACTIVELABEL_REQUIRE_LABELSTUDIO=1, which turns that into a failure.
+
+Under pytest-xdist without a given server, each worker starts its own Label Studio on a free
+port (two on the one default port would refuse each other); the server's venv is created once,
+under a file lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -33,11 +40,28 @@ class Server:
     document_root: Path | None
 
 
-def _bash(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+def _bash(script: str, *args: str, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["bash", "-c", f"set -euo pipefail; source {SCRIPT}; {script}", "bash", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env,
     )
+
+
+def _ensure_venv() -> subprocess.CompletedProcess:
+    """Create the server's venv once: xdist workers that both need it wait on one lock."""
+    with open(Path(tempfile.gettempdir()) / "activelabel-ls-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _bash("ensure_labelstudio_venv", timeout=900)
+
+
+def _server_env() -> dict:
+    """The start script's environment: under xdist, a free port of this worker's own."""
+    env = dict(os.environ)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            env["ACTIVELABEL_TEST_LS_PORT"] = str(s.getsockname()[1])
+    return env
 
 
 def _unavailable(reason: str) -> None:
@@ -54,7 +78,7 @@ def ls_server(tmp_path_factory) -> Server:
         yield Server(url.rstrip("/"), key, Path(root) if root else None)
         return
 
-    venv = _bash("ensure_labelstudio_venv", timeout=600)
+    venv = _ensure_venv()
     if venv.returncode != 0:
         _unavailable(f"no Label Studio server: LABEL_STUDIO_URL is unset and the server's venv "
                      f"could not be created: {(venv.stderr or venv.stdout).strip()[-800:]}")
@@ -62,7 +86,7 @@ def ls_server(tmp_path_factory) -> Server:
     started = _bash(
         'start_labelstudio "$1" >&2; printf "%s\\n" "$LS_PID" "$LABEL_STUDIO_URL" '
         '"$LABEL_STUDIO_API_KEY" "$ACTIVELABEL_TEST_LS_DOCUMENT_ROOT"',
-        str(work), timeout=300,
+        str(work), timeout=1200, env=_server_env(),  # the script bounds its own wait (900 s)
     )
     if started.returncode != 0:
         pytest.fail(f"could not start Label Studio:\n{started.stderr[-3000:]}", pytrace=False)
