@@ -197,26 +197,43 @@ def describe_scoring(how: Mapping | None) -> list[str]:
     return lines
 
 
+def density_measured(density: Mapping) -> bool:
+    """Whether a round's stored density summary means something: every class fitted on more
+    labeled samples than feature dimensions. Below that a class covariance is rank-deficient and
+    held up by jitter (``acquisition.density``), so log densities run to extremes (around -1e14
+    nats on small labeled sets) and the threshold and the flag say nothing. A summary stored
+    before ``smallest_class`` was recorded counts as measured."""
+    return density.get("smallest_class", density.get("dim", 0) + 1) > density.get("dim", 0)
+
+
 def describe_density(density: Mapping) -> list[tuple[str, bool]]:
     """The feature-density lines of ``status --round N``: (text, is a warning) each, counts in
-    the right number ("1 labeled sample"). ``density``: the round's ``uncertainty["density"]``."""
+    the right number ("1 labeled sample"). ``density``: the round's ``uncertainty["density"]``.
+    A density not measured yet (:func:`density_measured`) gets no threshold and no flagged count,
+    as in the report: those numbers mean nothing then."""
     from activelabel.campaign.summary import counted
 
-    lines = [(
-        f"Feature density: class Gaussians on {counted(density['labeled'], 'labeled sample')} "
-        f"({counted(density['dim'], 'feature')}); "
-        f"{counted(density['flagged'], 'pool sample')} flagged out of distribution (log density below "
-        f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold).",
-        False,
-    )]
+    fitted = (f"class Gaussians on {counted(density['labeled'], 'labeled sample')} "
+              f"({counted(density['dim'], 'feature')})")
+    if not density_measured(density):
+        lines = [(
+            f"Feature density: not measured yet — {fitted}, but the smallest class has "
+            f"{counted(density['smallest_class'], 'labeled sample')}, not more than the "
+            f"{counted(density['dim'], 'feature dimension')}: its covariance is held up by jitter and log "
+            f"densities run to meaningless extremes, so no threshold and no out-of-distribution flag until "
+            f"every class has more than {density['dim']:,} labeled samples.",
+            False,
+        )]
+    else:
+        lines = [(
+            f"Feature density: {fitted}; "
+            f"{counted(density['flagged'], 'pool sample')} flagged out of distribution (log density below "
+            f"{density['threshold']:.6g}, the labeled set's {density['percentile']:g}th percentile, out of fold).",
+            False,
+        )]
     unseen = density.get("num_classes", density["classes"]) - density["classes"]
     if unseen > 0:
         lines.append((f"  {counted(unseen, 'class', 'classes')} {'has' if unseen == 1 else 'have'} no labeled "
                       "sample, so no Gaussian: the density cannot tell their inputs from any other unfamiliar "
                       "input.", True))
-    if density.get("smallest_class", density["dim"] + 1) <= density["dim"]:
-        lines.append((
-            f"  The smallest class has {counted(density['smallest_class'], 'labeled sample')}, not more than the "
-            f"{counted(density['dim'], 'feature dimension')}: its covariance is held up by jitter, so densities are "
-            "extreme and the flag is rough until classes grow.", True))
     return lines

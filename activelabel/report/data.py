@@ -314,8 +314,15 @@ def density_counts(engine: Engine, campaign_id: int) -> dict[int, DensityCounts]
             select(Round.index, func.count(), flagged).select_from(Score).join(Round, mine)
             .join(Selection, and_(Selection.round_id == Score.round_id, Selection.sample_id == Score.sample_id))
             .group_by(Round.index)))
-        fitted = {index for index, how in session.execute(
-            select(Round.index, Round.uncertainty).where(Round.campaign_id == campaign_id))
-            if (how or {}).get("density")}
+    fitted = density_summaries(engine, campaign_id)
     return {index: DensityCounts(n, f, *chosen.get(index, (0, 0))) for index, (n, f) in sorted(pool.items())
             if index in fitted}
+
+
+def density_summaries(engine: Engine, campaign_id: int) -> dict[int, dict]:
+    """Round index -> the round's stored density summary (``round.uncertainty["density"]``),
+    for the rounds that stored one."""
+    with session_scope(engine) as session:
+        return {index: dict(how["density"]) for index, how in session.execute(
+            select(Round.index, Round.uncertainty).where(Round.campaign_id == campaign_id))
+            if (how or {}).get("density")}

@@ -16,7 +16,14 @@ import numpy as np
 from sqlalchemy import Engine
 
 from activelabel.report import figures, html
-from activelabel.report.data import CampaignRecord, DensityCounts, density_counts, round_density
+from activelabel.campaign.uncertainty_report import density_measured as measured
+from activelabel.report.data import (
+    CampaignRecord,
+    DensityCounts,
+    density_counts,
+    density_summaries,
+    round_density,
+)
 
 DENSITY_ROUNDS = 3  # histograms drawn: the last N rounds with a density
 
@@ -36,15 +43,6 @@ def _absence(kind: str) -> str:
 
 #: The table's cells for a round whose density is not measured yet (see :func:`measured`).
 NOT_MEASURED, NO_FIGURE = "not measured yet", "—"
-
-
-def measured(summary: Mapping) -> bool:
-    """Whether a round's stored density means something: every class fitted on more labeled
-    samples than feature dimensions. Below that a class covariance is rank-deficient and held
-    up by jitter (``acquisition.density``), so log densities run to extremes (around -1e14 nats
-    on small labeled sets) and the threshold and the flag say nothing. A summary stored before
-    ``smallest_class`` was recorded counts as measured."""
-    return summary.get("smallest_class", summary.get("dim", 0) + 1) > summary.get("dim", 0)
 
 
 def density_row(index: int, summary: Mapping, counts: DensityCounts) -> list[str]:
@@ -122,23 +120,50 @@ def campaign_density(engine: Engine, campaign_id: int, record: CampaignRecord,
 
 def experiment_density(engine: Engine, groups: Mapping[str, Sequence[CampaignRecord]]) -> list[str]:
     """The experiment page's density section: per strategy (summed over seeds and rounds, then
-    per round), the share of its picks flagged out of distribution against the pool's share."""
-    totals, by_round = [], []
+    per round), the share of its picks flagged out of distribution against the pool's share.
+    Only measured rounds count (:func:`measured`): an unmeasured round's flags mean nothing."""
+    rounds = {}
     for strategy, runs in groups.items():
-        per_round: dict[int, np.ndarray] = {}
+        rounds[strategy] = []
         for record in runs:
-            for index, c in density_counts(engine, record.campaign_id).items():
-                per_round[index] = per_round.get(index, np.zeros(4, dtype=np.int64)) + np.array(
-                    [c.selected, c.selected_flagged, c.scored, c.flagged])
+            summaries = density_summaries(engine, record.campaign_id)
+            rounds[strategy] += [(index, summaries[index], c)
+                                 for index, c in density_counts(engine, record.campaign_id).items()]
+    return density_by_strategy(rounds, {strategy: len(runs) for strategy, runs in groups.items()})
+
+
+def density_by_strategy(rounds: Mapping[str, Sequence[tuple[int, Mapping, DensityCounts]]],
+                        seeds: Mapping[str, int]) -> list[str]:
+    """The experiment page's density tables from each strategy's rounds over all its seeds:
+    ``rounds[strategy]`` holds (round index, stored density summary, counts) per campaign round
+    with a density; ``seeds[strategy]`` how many campaigns it ran. Rounds not measured yet are
+    left out of every sum and counted in a note."""
+    totals, by_round, unmeasured = [], [], 0
+    for strategy, its_rounds in rounds.items():
+        per_round: dict[int, np.ndarray] = {}
+        for index, summary, c in its_rounds:
+            if not measured(summary):
+                unmeasured += 1
+                continue
+            per_round[index] = per_round.get(index, np.zeros(4, dtype=np.int64)) + np.array(
+                [c.selected, c.selected_flagged, c.scored, c.flagged])
         if not per_round:
             continue
         total = sum(per_round.values())
-        totals.append([strategy, str(len(runs)), str(int(total[0])), str(int(total[1])),
+        totals.append([strategy, str(seeds[strategy]), str(int(total[0])), str(int(total[1])),
                        _share(int(total[1]), int(total[0])), _share(int(total[3]), int(total[2]))])
         by_round += [[strategy, str(index), f"{int(v[1])} / {int(v[0])}", _share(int(v[1]), int(v[0])),
                       f"{int(v[3])} / {int(v[2])}", _share(int(v[3]), int(v[2]))]
                      for index, v in sorted(per_round.items())]
+    left_out = ""
+    if unmeasured:
+        plural = unmeasured != 1
+        left_out = (f" Left out: {unmeasured} campaign round{'s' if plural else ''} whose density is not measured "
+                    "yet (a class with no more labeled samples than feature dimensions); "
+                    f"{'their' if plural else 'its'} flags mean nothing.")
     if not totals:
+        if unmeasured:
+            return [html.note("No round of this experiment has a measured feature density yet." + left_out)]
         return [html.note("No round of this experiment stored a feature density (rounds without a model — cold start, "
                           "evaluation — and segmentation rounds have none).")]
     return [
@@ -148,5 +173,5 @@ def experiment_density(engine: Engine, groups: Mapping[str, Sequence[CampaignRec
                                         "pool flagged %"], by_round),
         html.note("Summed over seeds. A pick is flagged out of distribution when its feature log density falls below "
                   "its round's threshold (a low percentile of the labeled set's own log densities). A strategy far "
-                  "above the pool's share hunts unfamiliar inputs; random sits near the pool's share."),
+                  "above the pool's share hunts unfamiliar inputs; random sits near the pool's share." + left_out),
     ]
