@@ -324,7 +324,7 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
         raise WeightsFileError(
             f"{where}: it is an activelabel ensemble of {count} members ({ENSEMBLE_FORMAT}), and a campaign "
             "starts from one network; save the member you want as its own file and give that one: "
-            f"python -c \"import torch; f = torch.load('{path}', weights_only=True); "
+            f"python -c \"import torch; f = torch.load({str(path)!r}, weights_only=True); "
             "torch.save(f['members'][0], 'member0.pt')\""
         )
     if isinstance(payload, Mapping) and "format" in payload:
