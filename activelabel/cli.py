@@ -584,7 +584,7 @@ def init(
 def export(
     campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     to: Annotated[Optional[Path], typer.Option("--to", help="Labels file to write: .csv or .jsonl (path, label, annotations, agreement, round, split, copy_of). Segmentation: the masks go to masks/ beside it as PNG files (pixel index = class, 255 = ignored) and the file gets a mask column instead of label; masks repainted or deleted in Label Studio go to mask-history/, listed in mask-history.csv.", show_default=False)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file).", show_default=False)] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", help="Also write the latest model's weights, architecture and label set (a torch file); an ensemble campaign's file holds every member and the round's temperatures.", show_default=False)] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Export the labels a campaign collected, and optionally its latest model."""
@@ -607,10 +607,12 @@ def export(
             console.print(exported.describe_history(), markup=False, soft_wrap=True)
     if model is not None:
         missing = _missing_folder(model)
-        version = export_model(engine, name, model)
+        written = export_model(engine, name, model)
         if missing is not None:
             console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
-        console.print(f"Wrote model {version} to {model}")
+        # An ensemble says so, with its temperatures: "Wrote model r3-… to model.pt: an ensemble
+        # of 3 members (round 3), temperature 1.42".
+        console.print(f"Wrote model {written.version} to {model}{written.details()}", markup=False, soft_wrap=True)
 
 
 def _missing_folder(target: Path) -> Path | None:

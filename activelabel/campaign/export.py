@@ -326,46 +326,113 @@ def export_labels(engine: Engine, campaign_name: str, target: Path) -> ExportedL
                           history if changes else None, len(changes), sum(c.old_mask is not None for c in changes))
 
 
-def export_model(engine: Engine, campaign_name: str, target: Path) -> str:
-    """Write the newest round's weights with architecture and label set; returns its version."""
+@dataclass(frozen=True)
+class ExportedModel:
+    """What :func:`export_model` wrote: the round's model version and index, how many members
+    (1: a single model), and the round's calibration (``{"temperature", "mixture_temperature",
+    "predictor"}``, None when it fitted none) as an ensemble file carries it."""
+
+    version: str
+    round: int
+    members: int = 1
+    calibration: dict | None = None
+
+    def details(self) -> str:
+        """What ``export`` adds after ``Wrote model <version> to <file>``: nothing for a single
+        model; an ensemble's ``": an ensemble of 3 members (round 3), temperature 1.42"``."""
+        if self.members == 1:
+            return ""
+        cal = self.calibration or {}
+        kept = [f"{name} {value:.3g}" for name, value in (
+            ("temperature", float(cal.get("temperature", 1.0))),
+            ("mixture temperature", float(cal.get("mixture_temperature", 1.0)))) if value != 1.0]
+        if kept:
+            temperature = ", ".join(kept)
+        elif cal:
+            temperature = "no temperature kept (the round's calibration kept T = 1)"
+        else:
+            temperature = "no temperature fitted"
+        return f": an ensemble of {self.members} members (round {self.round}), {temperature}"
+
+
+def _file_calibration(calibration: dict | None) -> dict | None:
+    """The part of a round's stored calibration a model file carries: the temperatures (T2 is
+    1.0 for rounds stored before it, and for segmentation) and what they were fitted for."""
+    if not calibration or "temperature" not in calibration:
+        return None
+    return {"temperature": float(calibration["temperature"]),
+            "mixture_temperature": float(calibration.get("mixture_temperature", 1.0)),
+            "predictor": calibration.get("predictor")}
+
+
+def export_model(engine: Engine, campaign_name: str, target: Path) -> ExportedModel:
+    """Write the newest trained round's model with architecture and label set; what it wrote.
+
+    A single model is an ``activelabel-model/1`` file (segmentation: the U-Net file of
+    :func:`_export_segmenter`), as always. A deep-ensemble round (more than one member
+    checkpoint) writes every member, in member order, with the round's fitted temperatures
+    (``activelabel-model/2``, see :mod:`activelabel.pipeline.model_file`): one member alone is
+    not the model the campaign scored and measured with."""
     from activelabel.pipeline.checkpoint import load_model
     from activelabel.pipeline.model import ModelSpec
-    from activelabel.pipeline.model_file import save_model_file
+    from activelabel.pipeline.model_file import save_ensemble_file, save_model_file
 
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
-        checkpoint = session.scalar(
-            select(ModelCheckpoint).join(Round, Round.id == ModelCheckpoint.round_id)
-            .where(Round.campaign_id == campaign.id).order_by(Round.index.desc(), ModelCheckpoint.member).limit(1)
+        newest = session.scalar(
+            select(Round).join(ModelCheckpoint, ModelCheckpoint.round_id == Round.id)
+            .where(Round.campaign_id == campaign.id).order_by(Round.index.desc()).limit(1)
         )
-        if checkpoint is None:
+        if newest is None:
             raise CampaignStateError(f"campaign {campaign_name!r} has not trained a model yet")
-        if CampaignConfig.from_dict(campaign.config).task == "segmentation":
-            return _export_segmenter(checkpoint, list(campaign.labels), campaign_name, target)
-        spec, state, version, labels = (ModelSpec.from_dict(checkpoint.architecture), checkpoint.state,
-                                        checkpoint.version, list(campaign.labels))
+        checkpoints = list(session.scalars(
+            select(ModelCheckpoint).where(ModelCheckpoint.round_id == newest.id).order_by(ModelCheckpoint.member)))
+        session.expunge_all()
+        labels, segmentation = list(campaign.labels), CampaignConfig.from_dict(campaign.config).task == "segmentation"
+    calibration = _file_calibration(newest.calibration) if len(checkpoints) > 1 else None
+    exported = ExportedModel(checkpoints[0].version, newest.index, len(checkpoints), calibration)
+    provenance = {"campaign": campaign_name, "version": exported.version}
+    if len(checkpoints) > 1:
+        provenance |= {"round": newest.index, "members": len(checkpoints)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if segmentation:
+        _export_segmenter(checkpoints, labels, provenance, calibration, target)
+        return exported
     import torch
 
-    model = load_model(spec, state, torch.device("cpu"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_model_file(target, model, spec, labels, extra={"campaign": campaign_name, "version": version})
-    return version
+    spec = ModelSpec.from_dict(checkpoints[0].architecture)
+    models = [load_model(spec, c.state, torch.device("cpu")) for c in checkpoints]
+    if len(models) == 1:
+        save_model_file(target, models[0], spec, labels, extra=provenance)
+    else:
+        save_ensemble_file(target, models, spec, labels, calibration=calibration, extra=provenance)
+    return exported
 
 
-def _export_segmenter(checkpoint: ModelCheckpoint, labels: list[str], campaign_name: str, target: Path) -> str:
+def _export_segmenter(checkpoints: list[ModelCheckpoint], labels: list[str], provenance: dict,
+                      calibration: dict | None, target: Path) -> None:
     """A segmentation round's U-Net as one torch file: ``{"state_dict", "architecture",
     "labels", "campaign", "version"}`` (plain tensors and strings: ``torch.load(weights_only=True)``
     reads it). A campaign's ``[model] weights`` accepts the file as it is (the loader takes a
-    dict holding ``"state_dict"``), so a new campaign can start from this one's model."""
+    dict holding ``"state_dict"``), so a new campaign can start from this one's model.
+
+    An ensemble round's file holds ``"members"`` (one state_dict per U-Net, in member order)
+    instead of ``"state_dict"``, plus ``"round"``, ``"members"`` (in the provenance) and
+    ``"calibration"`` (the round's per-pixel ``{"temperature", "mixture_temperature" (1.0),
+    "predictor"}``, or None). Why no ``"state_dict"``: any reader of it, ``[model] weights``
+    included, would take member 0 for the model; without it ``[model] weights`` refuses the
+    file ("holds no state_dict of tensors"), and one member saved on its own
+    (``torch.save(f["members"][0], "member0.pt")``) is the file it takes."""
     import torch
 
     from activelabel.campaign.segmentation_round import load_segmenter
 
-    model = load_segmenter(checkpoint, torch.device("cpu"))
-    payload = {"state_dict": model.state_dict(), "architecture": model.spec.to_dict(), "labels": labels,
-               "campaign": campaign_name, "version": checkpoint.version}
-    target.parent.mkdir(parents=True, exist_ok=True)
+    models = [load_segmenter(c, torch.device("cpu")) for c in checkpoints]
+    payload = {"architecture": models[0].spec.to_dict(), "labels": labels, **provenance}
+    if len(models) == 1:
+        payload["state_dict"] = models[0].state_dict()
+    else:
+        payload |= {"members": [m.state_dict() for m in models], "calibration": calibration}
     tmp = target.with_name(target.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(target)  # never a half-written file
-    return checkpoint.version

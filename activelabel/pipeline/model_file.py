@@ -32,6 +32,40 @@ efficientnet_b0 differ only in where the first conv and the head sit)::
     net.eval()
     # Inputs: float images [N, C, H, W] in [0, 1]; when arch has "mean"/"std", feed
     # (x - mean) / std per channel. Class i of the output is f["labels"][i].
+
+Ensembles: "activelabel-model/2". A deep-ensemble campaign (``uncertainty = "ensemble"`` or
+``"ensemble+mc_dropout"``) predicts with all its members, so its export holds all of them::
+
+    {
+        "format": "activelabel-model/2",
+        "architecture": {...}, "labels": [...],   # as in /1 (every member has this architecture)
+        "members": [{...}, {...}, ...],           # one state_dict per member, in member order (0..M-1)
+        "calibration": {"temperature": T1, "mixture_temperature": T2, "predictor": {...}} or None,
+        "extra": {...},                           # campaign, version, round, members
+    }
+
+The model's predictive distribution is ``softmax(log(mean_m softmax(z_m / T1)) / T2)`` over the
+members' logits ``z_m`` (``pipeline.calibration.calibrated_probabilities``); ``calibration`` is
+None when the round fitted no temperature (then T1 = T2 = 1: the plain mean of the members'
+softmax). ``predictor`` says what the temperatures were fitted for (e.g. ``{"method":
+"ensemble", "passes": 1, "members": 3}``; for ``ensemble+mc_dropout`` they were fitted on the
+members' MC-dropout passes, which ``LoadedEnsemble.predict`` does not run). ``load_ensemble_file``
+gives back every member and that distribution (a /1 file reads as an ensemble of one).
+
+Why a new format and no top-level "state_dict" (rather than /1 plus an optional "members"): an
+ensemble must never pass for one of its members. A /1 reader (an older activelabel, or the
+snippet above) would take "state_dict" and silently predict with member 0 alone; without it an
+older ``load_model_file`` refuses the file (not /1), ``f["state_dict"]`` is a KeyError, and
+``load_model_file`` here refuses it naming ``load_ensemble_file``. A campaign's ``[model]
+weights`` starts from one network, so it refuses an ensemble file too and says how to save one
+member as a plain state_dict file (``torch.save(f["members"][0], "member0.pt")``), which it
+takes. Single-model campaigns still write /1 exactly as before. Averaging the members outside
+activelabel (each ``net_m`` built and loaded as above from ``f["members"][m]``)::
+
+    cal = f["calibration"] or {"temperature": 1.0, "mixture_temperature": 1.0}
+    with torch.no_grad():
+        p = torch.stack([torch.softmax(net(x) / cal["temperature"], -1) for net in nets]).mean(0)
+        p = torch.softmax(p.log() / cal["mixture_temperature"], -1)  # [N, C]
 """
 
 from __future__ import annotations
@@ -58,6 +92,7 @@ from activelabel.pipeline.model import (
 )
 
 FORMAT = "activelabel-model/1"
+ENSEMBLE_FORMAT = "activelabel-model/2"
 _SHOWN_KEYS = 3
 
 
@@ -90,7 +125,11 @@ def save_model_file(
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "extra": extra,
     }
-    target = Path(path)
+    return _write(Path(path), payload)
+
+
+def _write(target: Path, payload: dict) -> Path:
+    """``torch.save`` of ``payload`` to ``target`` through a temporary file: never half-written."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -106,29 +145,138 @@ def load_model_file(path: str | os.PathLike) -> tuple[Model, ModelSpec, list[str
     """Read a file written by ``save_model_file``: the network (CPU, eval mode), its spec, its labels.
 
     Raises ``WeightsFileError`` (one line naming the file) when the file is missing, unreadable,
-    not an activelabel model file, or its weights do not fit its architecture.
+    not an activelabel model file, or its weights do not fit its architecture. An ensemble file
+    (``activelabel-model/2``) is refused, naming :func:`load_ensemble_file`: one network of it is
+    not the model the campaign predicted with.
     """
     path = Path(path)
     payload = _read(path, what="model file")
+    if isinstance(payload, Mapping) and payload.get("format") == ENSEMBLE_FORMAT:
+        members = payload.get("members")
+        count = len(members) if isinstance(members, list) else "several"
+        raise WeightsFileError(
+            f"{path} holds an ensemble of {count} members ({ENSEMBLE_FORMAT}), not one network; "
+            "load it with activelabel.pipeline.model_file.load_ensemble_file"
+        )
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         raise WeightsFileError(
             f"{path} is not an activelabel model file (no format {FORMAT!r}); "
             "write one with `activelabel export --model`"
         )
     spec = _file_spec(path, payload)
+    model = _network(path, spec, payload.get("state_dict"), "")
+    return model, spec, list(payload["labels"])
+
+
+def _network(path: Path, spec: ModelSpec, state: object, which: str) -> Model:
+    """``spec``'s network (CPU, eval mode) holding ``state``; ``which`` names it in errors
+    (``""``, or ``" member 2"``)."""
     model = build_model(spec)
-    state = payload.get("state_dict")
     target = model.state_dict()
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsFileError(f"model file {path}: no state_dict of tensors; export the model again")
+        raise WeightsFileError(f"model file {path}{which}: no state_dict of tensors; export the model again")
     problems = _mismatches(state, target, set(target))
     if problems:
         raise WeightsFileError(
-            f"model file {path}: weights do not fit its architecture {spec.architecture}: {problems}; "
+            f"model file {path}{which}: weights do not fit its architecture {spec.architecture}: {problems}; "
             "export the model again"
         )
     model.load_state_dict(state, strict=False)  # checked above; only num_batches_tracked may be absent
-    return model.eval(), spec, list(payload["labels"])
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class LoadedEnsemble:
+    """What :func:`load_ensemble_file` gives back: every member (CPU, eval mode, member order),
+    the architecture, the labels, the round's temperatures (1.0: none fitted) and provenance.
+
+    ``predict`` is the model's predictive distribution as the module docstring defines it."""
+
+    members: tuple[Model, ...]
+    spec: ModelSpec
+    labels: list[str]
+    temperature: float = 1.0
+    mixture_temperature: float = 1.0
+    calibration: dict | None = None
+    extra: dict | None = None
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` (float32) of float images ``[N, C, H, W]`` in [0, 1]:
+        ``softmax(log(mean_m softmax(z_m / T1)) / T2)``, one deterministic pass per member."""
+        x = torch.as_tensor(images, dtype=torch.float32)
+        with torch.no_grad():
+            log_p = torch.stack([torch.log_softmax(m(x).double() / self.temperature, -1) for m in self.members])
+            mixture = torch.logsumexp(log_p, 0) - torch.log(torch.tensor(float(len(self.members)), dtype=torch.float64))
+            return torch.softmax(mixture / self.mixture_temperature, -1).float()
+
+
+def save_ensemble_file(
+    path: str | os.PathLike,
+    members: Sequence[nn.Module],
+    spec: ModelSpec,
+    labels: Sequence[str],
+    *,
+    calibration: Mapping | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write an ensemble (``members`` in member order, all of ``spec``'s architecture) as one
+    ``activelabel-model/2`` file (atomically); returns the path.
+
+    ``calibration``: the round's ``{"temperature", "mixture_temperature", "predictor"}``, or None
+    when it fitted none. Raises ``ValueError`` as :func:`save_model_file` does, and for fewer
+    than two members (one model is a /1 file: :func:`save_model_file`)."""
+    if len(members) < 2:
+        raise ValueError(f"an ensemble file needs at least 2 members, got {len(members)}; use save_model_file")
+    labels = [str(label) for label in labels]
+    if len(labels) != spec.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {spec.num_classes} classes")
+    payload = {
+        "format": ENSEMBLE_FORMAT,
+        "architecture": spec.to_dict(),
+        "labels": labels,
+        "members": [{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in members],
+        "calibration": None if calibration is None else dict(calibration),
+        "extra": dict(extra or {}),
+    }
+    try:
+        json.dumps([payload["calibration"], payload["extra"]])
+    except TypeError as error:
+        raise ValueError(f"model file calibration and extra must be JSON-like: {error}") from None
+    return _write(Path(path), payload)
+
+
+def load_ensemble_file(path: str | os.PathLike) -> LoadedEnsemble:
+    """Read an ``activelabel export --model`` file as the ensemble it holds: every member, in
+    member order, with the round's temperatures; a single-model (/1) file is an ensemble of one
+    (temperatures 1.0: /1 files carry none).
+
+    Raises ``WeightsFileError`` (one line naming the file, and the member) as
+    :func:`load_model_file` does."""
+    path = Path(path)
+    payload = _read(path, what="model file")
+    if isinstance(payload, Mapping) and payload.get("format") == FORMAT:
+        model, spec, labels = load_model_file(path)
+        return LoadedEnsemble((model,), spec, labels, extra=dict(payload.get("extra") or {}))
+    if not isinstance(payload, Mapping) or payload.get("format") != ENSEMBLE_FORMAT:
+        raise WeightsFileError(
+            f"{path} is not an activelabel model file (no format {FORMAT!r} or {ENSEMBLE_FORMAT!r}); "
+            "write one with `activelabel export --model`"
+        )
+    spec = _file_spec(path, payload)
+    states = payload.get("members")
+    if not isinstance(states, list) or len(states) < 2:
+        raise WeightsFileError(f"model file {path}: an ensemble file without a list of members; export the model again")
+    members = tuple(_network(path, spec, state, f" member {m}") for m, state in enumerate(states))
+    calibration = payload.get("calibration")
+    if calibration is not None and not isinstance(calibration, Mapping):
+        raise WeightsFileError(f"model file {path}: calibration is not a dict; export the model again")
+    calibration = dict(calibration) if calibration is not None else None
+    t1, t2 = (1.0, 1.0) if calibration is None else (
+        float(calibration.get("temperature", 1.0)), float(calibration.get("mixture_temperature", 1.0)))
+    if not (t1 > 0 and t2 > 0):
+        raise WeightsFileError(f"model file {path}: temperatures must be > 0, got {t1} and {t2}; export the model again")
+    return LoadedEnsemble(members, spec, list(payload["labels"]), t1, t2, calibration,
+                          dict(payload.get("extra") or {}))
 
 
 @dataclass(frozen=True)
@@ -150,7 +298,9 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
       skipped, whatever its class count, since the campaign's label set is its own;
     - an activelabel state_dict or model file (``activelabel export --model``) of the same
       architecture (and width, for ``small_cnn``; image size, for ``gal_cnn`` and ``gal_cnn_keras``): its classifier is
-      skipped the same way.
+      skipped the same way. An ensemble file (``activelabel-model/2``) is refused, with the
+      one-line command that saves one member as a state_dict file this function takes: a
+      campaign starts from one network, and which member it is should be the user's choice.
 
     The classifier (head dropout + final linear layer) always keeps its fresh initialisation.
     A first convolution trained on 3 channels is loaded into a 1-channel model by summing its
@@ -168,6 +318,15 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
     payload = _read(path, what="weights file")
     arch = spec.architecture
     where = f"weights file {path} for {arch} ({spec.in_channels} channel(s))"
+    if isinstance(payload, Mapping) and payload.get("format") == ENSEMBLE_FORMAT:
+        members = payload.get("members")
+        count = len(members) if isinstance(members, list) else "several"
+        raise WeightsFileError(
+            f"{where}: it is an activelabel ensemble of {count} members ({ENSEMBLE_FORMAT}), and a campaign "
+            "starts from one network; save the member you want as its own file and give that one: "
+            f"python -c \"import torch; f = torch.load({str(path)!r}, weights_only=True); "
+            "torch.save(f['members'][0], 'member0.pt')\""
+        )
     if isinstance(payload, Mapping) and "format" in payload:
         if payload.get("format") != FORMAT:
             raise WeightsFileError(f"{where}: unknown format {payload.get('format')!r}; expected {FORMAT!r}")

@@ -220,3 +220,47 @@ def test_unusable_files(tmp_path: Path, kind: str) -> None:
         "not_a_state_dict": "holds no state_dict of tensors",
     }[kind]
     assert expected in message and "torch.save" in message
+
+
+def test_ensemble_file_round_trip_and_its_calibrated_prediction(tmp_path: Path) -> None:
+    from activelabel.pipeline.calibration import calibrated_probabilities
+    from activelabel.pipeline.model_file import ENSEMBLE_FORMAT, load_ensemble_file, save_ensemble_file
+
+    spec = ModelSpec(in_channels=1, num_classes=3, width=4)
+    members = [_trained_like(spec, seed=s) for s in (0, 1, 2)]
+    calibration = {"temperature": 1.7, "mixture_temperature": 0.6, "predictor": {"method": "ensemble"}}
+    path = save_ensemble_file(tmp_path / "ens.pt", members, spec, ["a", "b", "c"], calibration=calibration,
+                              extra={"round": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["ens.pt"]
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == ENSEMBLE_FORMAT == "activelabel-model/2" and "state_dict" not in raw
+    assert raw["calibration"] == calibration and raw["extra"] == {"round": 2}
+
+    loaded = load_ensemble_file(path)
+    assert [weights_digest(m) for m in loaded.members] == [weights_digest(m) for m in members]
+    assert (loaded.temperature, loaded.mixture_temperature, loaded.labels) == (1.7, 0.6, ["a", "b", "c"])
+    x = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = torch.stack([m(x) for m in members]).numpy()
+    np.testing.assert_allclose(loaded.predict(x).numpy(), calibrated_probabilities(logits, 1.7, 0.6),
+                               rtol=1e-5, atol=1e-6)
+
+    with pytest.raises(WeightsFileError, match="holds an ensemble of 3 members .*load_ensemble_file"):
+        load_model_file(path)
+    with pytest.raises(WeightsFileError, match="ensemble of 3 members .*starts from one network"):
+        build_model_for_training(ModelSpec(in_channels=1, num_classes=3, width=4, weights=str(path)))
+    with pytest.raises(ValueError, match="at least 2 members"):
+        save_ensemble_file(tmp_path / "one.pt", members[:1], spec, ["a", "b", "c"])
+
+
+def test_load_ensemble_file_names_the_member_that_does_not_fit(tmp_path: Path) -> None:
+    from activelabel.pipeline.model_file import load_ensemble_file, save_ensemble_file
+
+    spec = ModelSpec(in_channels=1, num_classes=3, width=4)
+    path = save_ensemble_file(tmp_path / "ens.pt", [build_model(spec), build_model(spec)], spec, list("abc"))
+    raw = torch.load(path, weights_only=True)
+    assert raw["calibration"] is None and load_ensemble_file(path).temperature == 1.0
+    raw["members"][1].pop("head.3.bias")
+    torch.save(raw, path)
+    with pytest.raises(WeightsFileError, match=r"ens.pt member 1: weights do not fit .*head\.3\.bias"):
+        load_ensemble_file(path)
