@@ -351,6 +351,66 @@ def _campaign_with_noise_images(tmp_path: Path, strategy: str, noise: int = 8):
     return config, engine, rnd, [(score, uri) for score, uri in rows], picked
 
 
+MEASURED_CLASSES = ("0", "1", "7")
+
+
+def _measured_campaign_with_noise_images(tmp_path: Path, strategy: str, noise: int = 8, per_class: int = 140):
+    """Like :func:`_campaign_with_noise_images`, but every labeled class has more samples
+    (``per_class``) than the small CNN's 128 feature dimensions, so the round's density is
+    measured (``density_measured``): three digit classes, 30 test images, the rest of those
+    classes in the pool with ``noise`` images of uniform noise. Below that regime the class
+    covariances are held up by jitter and the threshold is meaningless (around -1e14 nats),
+    so whether noise falls below it depends on float rounding of the machine."""
+    images = tmp_path / "images"
+    truth = write_unlabeled_pool(images, count=1797, jpeg_every=10_000)  # every bundled digit
+    for rel, label in list(truth.items()):
+        if label not in MEASURED_CLASSES:
+            (images / rel).unlink()
+            del truth[rel]
+    names = sorted(truth)
+    seeds = [n for c in MEASURED_CLASSES for n in [m for m in names if truth[m] == c][:per_class]]
+    rest = [n for n in names if n not in set(seeds)]
+    rng = np.random.default_rng(5)
+    (images / "noise").mkdir()
+    for i in range(noise):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), mode="L").save(images / f"noise/n{i}.png")
+        truth[f"noise/n{i}.png"] = MEASURED_CLASSES[0]
+    write_manifest(tmp_path / "truth.csv", truth, base=images)
+    write_manifest(tmp_path / "test.csv", {n: truth[n] for n in rest[:30]}, base=images)
+    write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in seeds}, base=images)
+    config, _ = load_campaign_file(campaign_file(
+        tmp_path, strategy, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
+                                         "epochs = 3": "epochs = 10", "batch_size = 10": "batch_size = 8"}))
+    engine = open_engine(f"sqlite:///{tmp_path}/{strategy}.db")
+    run_rounds(engine, prepare_campaign(engine, config), 1)
+    with session_scope(engine) as session:
+        rnd = session.scalar(select(Round).where(Round.index == 1))
+        rows = session.execute(select(Score, Sample.uri).join(Sample, Sample.id == Score.sample_id)
+                               .where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
+        picked = session.scalars(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id)
+                                 .where(Selection.round_id == rnd.id).order_by(Selection.rank)).all()
+        session.expunge_all()
+    return rnd, [(score, uri) for score, uri in rows], picked
+
+
+def test_a_measured_density_flags_every_noise_image_out_of_distribution_and_few_digits(tmp_path) -> None:
+    from activelabel.campaign.uncertainty_report import density_measured
+
+    rnd, rows, picked = _measured_campaign_with_noise_images(tmp_path, "density")
+    summary = rnd.uncertainty["density"]
+    assert summary["labeled"] == 420 and summary["dim"] == 128 and summary["classes"] == 3
+    assert summary["smallest_class"] == 140 and density_measured(summary)
+    assert -1e6 < summary["threshold"] < 1e6  # a real log density, not the jittered regime's -1e14
+    assert [s.ood for s, _ in rows] == [bool(s.log_density < summary["threshold"]) for s, _ in rows]
+    assert summary["flagged"] == sum(s.ood for s, _ in rows)
+    assert all(s.ood for s, uri in rows if uri.startswith("noise/"))  # every noise image is flagged
+    digits = [s.ood for s, uri in rows if not uri.startswith("noise/")]
+    assert len(digits) > 60 and sum(digits) <= 0.15 * len(digits)  # and few of the digits like the labeled ones
+    # The density strategy spends the batch (8) on the unfamiliar inputs: nearly all of it on noise
+    # (an odd digit may look stranger than the least strange noise image).
+    assert sum(uri.startswith("noise/") for uri in picked) >= 6
+
+
 @pytest.fixture(scope="module")
 def density_round(tmp_path_factory):
     """One density campaign shared by the tests that only read it (a round costs a minute)."""
@@ -360,7 +420,7 @@ def density_round(tmp_path_factory):
     clear_cache()
 
 
-def test_density_round_scores_minus_log_density_flags_noise_and_picks_it_first(density_round) -> None:
+def test_density_round_scores_minus_log_density_and_picks_the_noise_first(density_round) -> None:
     from activelabel.acquisition import fit_class_gaussians
 
     tmp_path, config, engine, rnd, rows, picked = density_round
@@ -372,9 +432,10 @@ def test_density_round_scores_minus_log_density_flags_noise_and_picks_it_first(d
     np.testing.assert_array_equal([s.value for s, _ in rows], -log_q)  # the score is -log q(z)
     assert [s.ood for s, _ in rows] == [bool(q < threshold) for q in log_q]
     assert summary["flagged"] == sum(s.ood for s, _ in rows)
-    noise = [s for s, uri in rows if uri.startswith("noise/")]
-    assert all(s.ood for s in noise)  # every noise image is flagged out of distribution
-    assert set(picked) == {f"noise/n{i}.png" for i in range(8)}  # and the batch is exactly them
+    # 3 labels per class in 128 dimensions: not measured yet, so no claim on the flag here (see
+    # test_a_measured_density_flags_every_noise_image...), but the ranking already puts the noise first.
+    assert summary["smallest_class"] <= summary["dim"]
+    assert set(picked) == {f"noise/n{i}.png" for i in range(8)}  # the batch is exactly the noise images
 
     # The stored densities are those of the class Gaussians fitted on the seed labels' features.
     with session_scope(engine) as session:
@@ -403,7 +464,7 @@ def test_every_model_round_stores_density_and_flag_beside_its_own_score(tmp_path
     noise = [s.log_density for s, uri in rows if uri.startswith("noise/")]
     digits = [s.log_density for s, uri in rows if not uri.startswith("noise/")]
     assert max(noise) < np.median(digits)
-    assert rnd.uncertainty["density"]["flagged"] >= 8
+    assert rnd.uncertainty["density"]["flagged"] == sum(s.ood for s, _ in rows)
 
 
 def test_status_round_shows_the_density_and_how_many_samples_are_flagged(density_round) -> None:
