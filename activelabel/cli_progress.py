@@ -43,8 +43,9 @@ class RichRoundProgress:
         if self._task is not None:
             self._progress.update(self._task, completed=completed)
 
-    def finish_round(self, message: str) -> None:
+    def finish_round(self, message: str, *, done: bool = True) -> None:
         if self._task is not None:
             task = self._progress.tasks[self._task]
-            self._progress.update(self._task, description=message, completed=task.total)
+            # A stopped, failed or waiting round keeps its bar where the work stopped (trial 11, F9).
+            self._progress.update(self._task, description=message, completed=task.total if done else task.completed)
             self._task = None

@@ -21,8 +21,9 @@ class ProgressReporter(Protocol):
     def advance(self, completed: int) -> None:
         """``completed`` units of the current phase are done (absolute, not a delta)."""
 
-    def finish_round(self, message: str) -> None:
-        """The round ended; ``message`` says how (e.g. its test accuracy)."""
+    def finish_round(self, message: str, *, done: bool = True) -> None:
+        """The round ended; ``message`` says how (e.g. its test accuracy). ``done`` False: it
+        stopped, failed or waits, so its bar stays where the work stopped instead of filling."""
 
 
 class SilentReporter:
@@ -35,7 +36,7 @@ class SilentReporter:
     def advance(self, completed: int) -> None:
         pass
 
-    def finish_round(self, message: str) -> None:
+    def finish_round(self, message: str, *, done: bool = True) -> None:
         pass
 
 
@@ -59,8 +60,8 @@ class _StopCheckpoints:
     def advance(self, completed: int) -> None:
         self.inner.advance(completed)
 
-    def finish_round(self, message: str) -> None:
-        self.inner.finish_round(message)
+    def finish_round(self, message: str, *, done: bool = True) -> None:
+        self.inner.finish_round(message, done=done)
 
 
 _reporter: ProgressReporter = _StopCheckpoints(SilentReporter())

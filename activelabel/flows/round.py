@@ -118,17 +118,17 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
                     _record_stopped_start(engine, campaign_id, error)
                 raise
             if isinstance(error, OperationalError):
-                progress.finish_round(f"round {index}: database unreachable")
+                progress.finish_round(f"round {index}: database unreachable", done=False)
                 raise lost_database(engine, campaign_name, index, error, command_ref) from None
             if isinstance(error, ServiceUnavailableError):
                 # Nothing is wrong with the round: it waits in its step for the service to return.
                 steps.note_error(engine, round_id, error)
-                progress.finish_round(f"round {index} waits: {error}")
+                progress.finish_round(f"round {index} waits: {error}", done=False)
                 raise
             # A stop (also Prefect's TerminationSignal) is recorded even if something swallows it.
             signum = stop.note(error)
             _record_failure(engine, round_id, error)
-            progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}")
+            progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}", done=False)
             raise
         summary = round_summary(engine, round_id)
     progress.finish_round(summary.describe())

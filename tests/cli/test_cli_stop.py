@@ -152,7 +152,7 @@ class _Recorder:
     def advance(self, completed):
         self.calls.append(("advance", completed))
 
-    def finish_round(self, message):
+    def finish_round(self, message, *, done=True):
         self.calls.append(("finish_round", message))
 
 
