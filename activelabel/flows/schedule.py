@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import Engine
+
 from prefect import flow
 
 from activelabel import stop
@@ -60,6 +62,27 @@ def _quiet_prefect_runs() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def round_start_line(engine: Engine, campaign_id: int, campaign_name: str) -> str:
+    """What a tick says as it takes up the campaign's round: "round N of campaign 'X' runs" for a
+    new one, "... resumes at step S" for one a stopped or killed serve/run left at step S (a
+    failed round at its failed step: the step ``resume`` names in "Resuming round N ... at
+    step S"), "... collects labels" for one waiting for its labels (each tick of a Label Studio
+    campaign), so the terminal tells a fresh round from a continued one."""
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import latest_round
+
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        unfinished = last is not None and last.status != RoundStatus.complete
+        if unfinished:
+            index, step, failed = last.index, last.resume_step, last.status == RoundStatus.failed
+    if not unfinished:
+        return f"round {lookup.current_round_index(engine, campaign_id)} of campaign {campaign_name!r} runs"
+    if step == RoundStatus.waiting_for_labels and not failed:
+        return f"round {index} of campaign {campaign_name!r} collects labels"
+    return f"round {index} of campaign {campaign_name!r} resumes at step {step.value.replace('_', ' ')}"
+
+
 @flow(name=FLOW_NAME, flow_run_name="{campaign_name}")
 def scheduled_round_flow(
     campaign_name: str, max_rounds: int, database_url: str | None = None, dask_address: str | None = None,
@@ -80,7 +103,7 @@ def scheduled_round_flow(
         return None
 
     def one_round() -> RoundSummary:
-        _tick_line(f"round {lookup.current_round_index(engine, campaign_id)} of campaign {campaign_name!r} runs")
+        _tick_line(round_start_line(engine, campaign_id, campaign_name))
         return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
 
     try:
