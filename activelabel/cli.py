@@ -866,7 +866,14 @@ def serve(
             + "; stop with Ctrl-C", markup=False, highlight=False, soft_wrap=True),
         say=lambda line: err_console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
-    _serve_stopped(end, campaign, f"activelabel serve {ref} {schedule}{same}")
+    from activelabel.campaign.steps import completed_rounds
+
+    done = completed_rounds(engine, campaign_id(engine, campaign))
+    dask_same = "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in (
+        ("--dask-address", dask_address), ("--dask-workers", dask_workers)) if value is not None)
+    more = f"activelabel serve {ref} {schedule} --rounds {done + 1}{dask_same}"
+    _serve_stopped(end, campaign, f"activelabel serve {ref} {schedule}{same}",
+                   complete=(done, rounds, more) if done >= rounds else None)
 
 
 def _check_ticks(engine, campaign: str, campaign_file: str | None) -> None:
@@ -887,8 +894,12 @@ def _check_ticks(engine, campaign: str, campaign_file: str | None) -> None:
         check_annotator(config)
 
 
-def _serve_stopped(end, campaign: str, again: str) -> None:
+def _serve_stopped(end, campaign: str, again: str, complete: tuple[int, int, str] | None = None) -> None:
     """Say how serve ended, on one plain line, and choose its exit status.
+
+    ``complete``: (rounds complete, rounds asked for, the serve command for one more round) when
+    the campaign has all the rounds serve was asked for: then no round would continue with the
+    same command, so the line says the campaign has them and how to ask for more (as ``watch``).
 
     For serve, Ctrl-C and SIGTERM are the normal way out (a service manager stops it with
     SIGTERM and counts only exit 0 as clean), so a stop that cut nothing is no error: exit 0.
@@ -906,7 +917,14 @@ def _serve_stopped(end, campaign: str, again: str) -> None:
         left = (f"the deployment {deployment_name(campaign)} stays on the Prefect server: remove it with "
                 f"`prefect deployment delete '{deployment_name(campaign)}'`")
     cut = f"; {end.interrupted} was interrupted" if end.interrupted else ""
-    err_console.print(f"{how}: {left}{cut}; rounds continue with `{again}`",
+    if complete is not None and not end.interrupted:
+        done, asked, more = complete
+        has = (f"campaign {campaign!r} has its {asked} rounds" if done == asked
+               else f"campaign {campaign!r} has {done} rounds complete (serve was asked for {asked})")
+        tail = f"{has}; for more, raise `rounds` in the campaign file or pass --rounds N: `{more}`"
+    else:
+        tail = f"rounds continue with `{again}`"
+    err_console.print(f"{how}: {left}{cut}; {tail}",
                       markup=False, highlight=False, soft_wrap=True)
     if end.interrupted and end.signum is not None:
         raise stop.Stopped(end.signum)

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import Engine
+
 from prefect import flow
 
 from activelabel import stop
@@ -60,6 +62,97 @@ def _quiet_prefect_runs() -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def round_start_line(engine: Engine, campaign_id: int, campaign_name: str) -> str:
+    """What a tick says as it takes up the campaign's round: "round N of campaign 'X' runs" for a
+    new one, "... resumes at step S" for one a stopped or killed serve/run left at step S (a
+    failed round at its failed step: the step ``resume`` names in "Resuming round N ... at
+    step S"), "... collects labels" for one waiting for its labels (each tick of a Label Studio
+    campaign), so the terminal tells a fresh round from a continued one."""
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import latest_round
+
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        unfinished = last is not None and last.status != RoundStatus.complete
+        if unfinished:
+            index, step, failed = last.index, last.resume_step, last.status == RoundStatus.failed
+    if not unfinished:
+        return f"round {lookup.current_round_index(engine, campaign_id)} of campaign {campaign_name!r} runs"
+    if step == RoundStatus.waiting_for_labels and not failed:
+        return f"round {index} of campaign {campaign_name!r} collects labels"
+    return f"round {index} of campaign {campaign_name!r} resumes at step {step.value.replace('_', ' ')}"
+
+
+#: How a tick records its process on its flow run (``infrastructure_pid``): "host:pid".
+def _process_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _record_process() -> None:
+    """Record this tick's process on its flow run, so the next serve can tell a run whose
+    process was killed (it stays RUNNING on the server forever) from one still finishing its
+    round (:func:`mark_dead_ticks_crashed`). Prefect's runner records no process id itself.
+    A failure only costs that judgement, never the tick."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    try:
+        if flow_run.id:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(UUID(str(flow_run.id)), infrastructure_pid=_process_tag())
+    except Exception as error:  # noqa: BLE001 - bookkeeping only
+        log.debug("Could not record the tick's process on its flow run: %s", error)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether process ``pid`` on this host is dead: gone, or a zombie (a killed tick whose
+    parent serve died too is reparented, and in a container PID 1 may never reap it)."""
+    if not pid_alive(pid):
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def mark_dead_ticks_crashed(client: Any, campaign_name: str) -> int:
+    """Mark as Crashed the campaign's tick runs (and their ``activelabel-round`` subflow runs)
+    that are still RUNNING or PENDING on the Prefect server although their process is dead;
+    how many tick runs.
+
+    A tick killed with SIGKILL (serve's whole process group killed, a lost machine) cannot
+    report its end, and Prefect does not mark such a run crashed by itself: a Prefect-UI user
+    would see a round "running" long after the next serve finished it. Only runs whose recorded
+    process (:func:`_record_process`) is on this host and dead are marked; a tick orphaned by a
+    kill -9 of serve alone is still alive, finishing its round, and is left alone, as is a run
+    of another host or one killed before it recorded its process."""
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId,
+        FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    active = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))
+    ticks = client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+        flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[campaign_name]), state=active))
+    here = f"{socket.gethostname()}:"
+    dead = [run for run in ticks if (run.infrastructure_pid or "").startswith(here)
+            and run.infrastructure_pid.removeprefix(here).isdigit()
+            and _process_gone(int(run.infrastructure_pid.removeprefix(here)))]
+    if not dead:
+        return 0
+    rounds = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id for run in dead]), state=active))
+    why = ("its process was killed (a serve stopped with SIGKILL, or a lost machine); the next serve "
+           "marked it crashed, and the campaign's database says where its round stands")
+    for run in [*rounds, *dead]:
+        client.set_flow_run_state(run.id, Crashed(message=why), force=True)
+    return len(dead)
+
+
 @flow(name=FLOW_NAME, flow_run_name="{campaign_name}")
 def scheduled_round_flow(
     campaign_name: str, max_rounds: int, database_url: str | None = None, dask_address: str | None = None,
@@ -71,6 +164,7 @@ def scheduled_round_flow(
     Says on one line (two when it runs a round: its start, then how it ended) what the tick
     did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed."""
     _quiet_prefect_runs()
+    _record_process()
     engine = engine_for(database_url)
     campaign_id = lookup.campaign_id(engine, campaign_name)
     done = steps.completed_rounds(engine, campaign_id)
@@ -80,7 +174,7 @@ def scheduled_round_flow(
         return None
 
     def one_round() -> RoundSummary:
-        _tick_line(f"round {lookup.current_round_index(engine, campaign_id)} of campaign {campaign_name!r} runs")
+        _tick_line(round_start_line(engine, campaign_id, campaign_name))
         return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
 
     try:
@@ -134,11 +228,13 @@ def _check_cron(cron: str) -> None:
 
 def remove_leftovers(campaign_name: str, say: Callable[[str], None] = log.warning) -> int:
     """Delete the campaign's deployment if one is on the Prefect server already, with its
-    scheduled runs; the number of those runs (0 when there was none).
+    scheduled runs; the number of those runs (0 when there was none). First mark the tick runs
+    a killed serve left RUNNING as crashed (:func:`mark_dead_ticks_crashed`).
 
     A serve that ended normally left nothing (see :func:`serve_campaign`); one killed with
-    SIGKILL (or a lost machine) left its deployment and ~100 scheduled runs, and Prefect starts
-    the late ones at once when the deployment is served again: with ``--cron '0 3 * * *'`` a
+    SIGKILL (or a lost machine) left its deployment and its scheduled runs (up to 100 ahead,
+    Prefect's ``PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS``, plus those that came due since),
+    and Prefect starts the late ones at once when the deployment is served again: with ``--cron '0 3 * * *'`` a
     restart during the day would start a round off schedule. Deleting the deployment deletes all
     its scheduled runs on the server in one call (runs that already ran keep their history).
     ``say`` gets one line saying what was deleted."""
@@ -152,9 +248,14 @@ def remove_leftovers(campaign_name: str, say: Callable[[str], None] = log.warnin
 
     name = deployment_name(campaign_name)
     with get_client(sync_client=True) as client:
+        crashed = mark_dead_ticks_crashed(client, campaign_name)
+        marked = (f"marked {crashed} run{'s' if crashed != 1 else ''} a killed serve left running as crashed "
+                  "(its process is gone)" if crashed else "")
         try:
             deployment = client.read_deployment_by_name(name)
         except ObjectNotFound:
+            if marked:
+                say(f"{marked[0].upper()}{marked[1:]} on the Prefect server (campaign {campaign_name!r})")
             return 0
         of_it = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
         scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
@@ -164,8 +265,8 @@ def remove_leftovers(campaign_name: str, say: Callable[[str], None] = log.warnin
             expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(timezone.utc))))
         client.delete_deployment(deployment.id)
     say(f"Deleted the deployment {name} and {waiting} scheduled runs that a serve stopped without "
-        f"cleaning up left on the Prefect server ({late} late: they would have started at once); "
-        "the schedule starts afresh")
+        f"cleaning up left on the Prefect server ({late} late: they would have started at once)"
+        + (f", and {marked}" if marked else "") + "; the schedule starts afresh")
     return waiting
 
 

@@ -118,3 +118,25 @@ def test_the_stop_line_says_what_stays_and_only_a_cut_round_is_a_stop(capsys):
                        "nightly", again)
     assert stopped.value.signum == signal.SIGINT
     assert "; round 3 at step training was interrupted; rounds continue with" in capsys.readouterr().err
+
+
+def test_a_stop_once_the_campaign_has_its_rounds_says_so_instead_of_rounds_continue(capsys):
+    import signal
+
+    from activelabel.cli import _serve_stopped
+    from activelabel.flows.schedule import ServeEnd
+
+    again = "activelabel serve nightly --interval 60 --rounds 3"
+    more = "activelabel serve nightly --interval 60 --rounds 4"
+    _serve_stopped(ServeEnd(int(signal.SIGTERM), removed=True), "nightly", again, complete=(3, 3, more))
+    assert capsys.readouterr().err.strip() == (
+        "serve stopped by SIGTERM: the schedule of campaign 'nightly' is removed from the Prefect server; "
+        "campaign 'nightly' has its 3 rounds; for more, raise `rounds` in the campaign file or pass --rounds N: "
+        f"`{more}`")
+
+    # another command took it past what serve was asked for
+    _serve_stopped(ServeEnd(int(signal.SIGINT), removed=True), "nightly", again,
+                   complete=(5, 3, "activelabel serve nightly --interval 60 --rounds 6"))
+    said = capsys.readouterr().err
+    assert "; campaign 'nightly' has 5 rounds complete (serve was asked for 3); for more" in said
+    assert "rounds continue" not in said

@@ -53,10 +53,19 @@ def test_serve_advances_one_round_per_tick_and_stops_at_the_target(prefect_serve
             time.sleep(1)
         time.sleep(8)  # more ticks pass: the campaign has its rounds, nothing is added
         assert statuses() == [RoundStatus.complete, RoundStatus.complete]
+        # SIGTERM: the stop line says the campaign has its rounds (no "rounds continue with")
+        serving.send_signal(signal.SIGTERM)
+        assert serving.wait(timeout=120) == 0, (tmp_path / "serve.log").read_text()[-3000:]
     finally:
-        os.killpg(serving.pid, signal.SIGKILL)
-        serving.wait()
-    assert "activelabel-scheduled-round/nightly" in (tmp_path / "serve.log").read_text()
+        if serving.poll() is None:
+            os.killpg(serving.pid, signal.SIGKILL)
+            serving.wait()
+    text = (tmp_path / "serve.log").read_text()
+    assert "activelabel-scheduled-round/nightly" in text
+    assert text.splitlines()[-1] == (
+        "serve stopped by SIGTERM: the schedule of campaign 'nightly' is removed from the Prefect server; "
+        "campaign 'nightly' has its 2 rounds; for more, raise `rounds` in the campaign file or pass --rounds N: "
+        "`activelabel serve nightly --interval 3 --rounds 3`"), text[-3000:]
 
 
 def test_serve_without_a_prefect_server_or_schedule_is_a_clear_error(tmp_path, monkeypatch):
