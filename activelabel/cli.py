@@ -246,7 +246,11 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     from activelabel.storage.database import describe_url
 
     with _in_campaign_file(campaign_file):
-        check_dataset(config)
+        try:
+            check_dataset(config)
+        except (ConfigError, DatasetError) as error:  # a data path gone: a stored campaign's folder moved?
+            _add_moved_hint(error, config, database_url)
+            raise
         check_annotator(config)
     engine, url = _open_database(database_url)
     from activelabel.storage import session_scope
@@ -255,7 +259,8 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     with session_scope(engine) as session:
         running = get_campaign(session, config.name) is not None
     with _in_campaign_file(campaign_file):
-        prepare_campaign(engine, config, **data_checks)
+        prepare_campaign(engine, config, say=lambda line: err_console.print(line, markup=False, highlight=False,
+                                                                           soft_wrap=True), **data_checks)
     err_console.print(
         f"Campaign [bold]{config.name}[/] · strategy {config.strategy} · database {describe_url(url)}",
         soft_wrap=True,  # one line: a long absolute path folded mid-word could not be copied
@@ -276,6 +281,15 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+def _add_moved_hint(error: Exception, config, database_url: str | None) -> None:
+    """Append :func:`~activelabel.campaign.integrity.moved_data_hint` to a one-line data error."""
+    from activelabel.campaign.integrity import moved_data_hint
+
+    hint = moved_data_hint(config, _absolute_database_url(database_url)) if len(error.args) == 1 else None
+    if hint:
+        error.args = (f"{error.args[0]}; {hint}",)
 
 
 #: The campaign file's key for each setting a `run` option may override.

@@ -123,7 +123,7 @@ def join_new_files(engine: Engine, campaign_id: int, config: CampaignConfig) -> 
 
 
 def _write(engine, campaign_id, config, data, fresh, hashes, signatures) -> Growth:
-    from activelabel.campaign.setup import _group_copies, write_sample_rows
+    from activelabel.campaign.setup import _group_copies, check_truth_covers, write_sample_rows
 
     stands, stored_split = _stored_representatives(engine, campaign_id, set(hashes.values()), data)
     split_of = {uri: SampleSplit.pool for uri in fresh}
@@ -132,6 +132,9 @@ def _write(engine, campaign_id, config, data, fresh, hashes, signatures) -> Grow
         # Creation's rule: a copy sits in its representative's split (never test and pool at once).
         split_of[copy] = stored_split.get(first, split_of.get(first, SampleSplit.pool))
     unreadable = _unreadable(data.store, [uri for uri in fresh if uri not in duplicate_of])
+    skipped = {uri for uri, _ in unreadable}
+    check_truth_covers(config, data, [uri for uri in fresh if uri not in duplicate_of and uri not in skipped],
+                       then="the new images were not added and no round was started")
     try:
         with session_scope(engine) as session:
             write_sample_rows(session, campaign_id, split_of, hashes, signatures, duplicate_of)

@@ -62,8 +62,9 @@ class Changed:
     partial: bool = False  # answered, but short of annotations_per_task answers
 
 
-def check_relocation(stored: CampaignConfig, new: CampaignConfig, *, relocate: bool) -> None:
-    """Refuse a changed data path unless ``relocate`` (the files are then checked by hash)."""
+def check_relocation(stored: CampaignConfig, new: CampaignConfig, *, relocate: bool) -> list[str]:
+    """Refuse a changed data path unless ``relocate`` (the files are then checked by hash).
+    Returns what moved (``data.pool /old -> /new``, one entry per data key), empty when nothing did."""
     moved = [
         f"{key} {getattr(stored, field)} -> {getattr(new, field)}"
         for field, key in _DATA_KEYS
@@ -74,6 +75,61 @@ def check_relocation(stored: CampaignConfig, new: CampaignConfig, *, relocate: b
             f"campaign {new.name!r}: the data moved ({'; '.join(moved)}); rerun with --relocate to "
             "check every stored file at the new place and continue"
         )
+    return moved
+
+
+#: Paths of a campaign file that name the campaign's data (checked for the moved-folder hint).
+_PATH_KEYS = _DATA_KEYS + (("truth", "annotator.truth"), ("labeled_masks", "segmentation.labeled_masks"),
+                           ("test_masks", "segmentation.test_masks"))
+
+
+def moved_data_hint(config: CampaignConfig, database_url: str) -> str | None:
+    """The advice for a data path that does not exist when the campaign is already stored: the
+    folder probably moved, and ``--relocate`` is how a moved campaign goes on. None for a new
+    campaign (a typo, the reader's own error says enough), a database that does not exist or
+    cannot be read (nothing is created or migrated here), or when every path exists.
+
+    Called on the error path of the data check, before the database is opened for the run.
+    """
+    if not config.uses_own_data:
+        return None
+    missing = [key for field, key in _PATH_KEYS
+               if getattr(config, field) and not Path(getattr(config, field)).expanduser().exists()]
+    if not missing:
+        return None
+    stored = _stored_config(database_url, config.name)
+    if stored is None:
+        return None
+    was = "" if stored.data_pool == config.data_pool else f" (its stored data.pool is {stored.data_pool})"
+    return (f"campaign {config.name!r} exists already{was}: if its data moved, edit {', '.join(missing)} "
+            "to the new place (and any manifest naming the old one) and rerun with --relocate (every stored "
+            "file is then checked at the new place)")
+
+
+def _stored_config(database_url: str, name: str) -> CampaignConfig | None:
+    """The stored settings of campaign ``name``, read without creating or migrating anything;
+    None when there is no such database or campaign, or it cannot be read."""
+    from sqlalchemy.engine import make_url
+
+    from activelabel.storage import Campaign
+    from activelabel.storage.database import open_engine
+
+    try:
+        parsed = make_url(database_url)
+        path = parsed.database
+        if parsed.get_backend_name() == "sqlite" and (not path or path == ":memory:" or not Path(path).exists()):
+            return None
+        engine = open_engine(database_url, create_schema=False)
+    except Exception:  # only a hint: the data error it would add to is the one to show
+        return None
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(select(Campaign.config).where(Campaign.name == name)).scalar()
+        return CampaignConfig.from_dict(stored) if stored is not None else None
+    except Exception:  # an older schema, a database of something else: no hint
+        return None
+    finally:
+        engine.dispose()
 
 
 def find_changes(engine: Engine, campaign_id: int, store, config: CampaignConfig) -> list[Changed]:

@@ -199,7 +199,12 @@ class SegmentationKind:
         def truth(uri: str) -> bytes:
             mask = self.truth_mask(data, uri)
             if mask is None:
-                raise ConfigError(f"sample {uri!r} has no true mask for the simulated annotator")
+                from activelabel.pipeline.masks import mask_path_for
+
+                where = (f" ({mask_path_for(uri, data.truth_masks.folder)} is missing)"
+                         if data.truth_masks is not None else "")
+                raise ConfigError(f"sample {uri!r} has no true mask for the simulated annotator{where}; add it to "
+                                  "the annotator.truth folder (same relative path as the image, suffix .png)")
             return mask
 
         return MaskOracleAnnotator(truth)

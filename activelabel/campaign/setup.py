@@ -8,15 +8,16 @@ a picture cannot sit in the test split and in the pool at once, nor be labeled t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from activelabel.annotation import Annotator, OracleAnnotator
 from activelabel.campaign.config import CampaignConfig
-from activelabel.campaign.data import CampaignData, campaign_data, missing_classes
+from activelabel.campaign.data import CampaignData, campaign_data, data_root, missing_classes
 from activelabel.campaign.kinds import task_kind
 from activelabel.errors import ConfigError
 from activelabel.storage import Campaign, Sample, SampleProblem, SampleSplit, session_scope
@@ -230,13 +231,15 @@ def _draw_evaluation(config, data, split_of, seeds, duplicate_of, problems) -> N
 
 def prepare_campaign(
     engine: Engine, config: CampaignConfig, *, relocate: bool = False,
-    accept_changes: bool = False, relabel_changes: bool = False,
+    accept_changes: bool = False, relabel_changes: bool = False, say: Callable[[str], None] | None = None,
 ) -> int:
     """The campaign's id: created with samples and seed labels, or found with the same settings.
 
     Everything a new campaign writes is one transaction: a failure leaves nothing behind. A
     campaign on your own files is checked on every run for moved or changed files (see
-    :mod:`activelabel.campaign.integrity`) before its new settings are stored.
+    :mod:`activelabel.campaign.integrity`) before its new settings are stored. A move accepted
+    with ``relocate`` updates every stored copy of the location (the settings and the dataset
+    the campaign list shows) and is told to ``say`` in one line (default: the INFO log).
     """
     with session_scope(engine) as session:
         existing = get_campaign(session, config.name)
@@ -246,22 +249,89 @@ def prepare_campaign(
         if config.uses_own_data:
             from activelabel.campaign.integrity import check_relocation, check_stored_files
 
-            check_relocation(stored, config, relocate=relocate)
+            moved = check_relocation(stored, config, relocate=relocate)
             check_stored_files(engine, existing.id, config, accept=accept_changes, relabel=relabel_changes,
-                               relocating=stored.data_pool != config.data_pool)
+                               relocating=bool(moved))
+            _check_stored_truth(engine, existing.id, config)
+        else:
+            moved = []
         with session_scope(engine) as session:
             # Only settings that keep the campaign's meaning can differ; take the new ones.
-            session.get(Campaign, existing.id).config = config.to_dict()
+            campaign = session.get(Campaign, existing.id)
+            campaign.config = config.to_dict()
+            if config.uses_own_data:  # the campaign list's copy of the location (a move changes it)
+                campaign.dataset = own_dataset(config)
+            checked = session.scalar(select(func.count()).select_from(Sample).where(
+                Sample.campaign_id == existing.id)) if moved else 0
+        if moved:
+            (say or log.info)(f"Relocated campaign {config.name!r}: {checked} stored files found at the new "
+                              f"place, all present and unchanged ({'; '.join(moved)})")
         return existing.id
 
     data = campaign_data(config)
     plan = plan_campaign(config, data)
+    unreadable = {uri for uri, _ in plan.problems}
+    check_truth_covers(config, data, [u for u, split in plan.split_of.items() if split != SampleSplit.test
+                                      and u not in plan.seeds and u not in plan.duplicate_of and u not in unreadable],
+                       then="nothing was written")
     _warn_missing_classes(config, data, plan)
     try:
         return _create_campaign(engine, config, data, plan)
     except IntegrityError:
         # Another process created the same campaign a moment ago: use theirs.
         return prepare_campaign(engine, config)
+
+
+def check_truth_covers(config: CampaignConfig, data: CampaignData, uris: Iterable[str], *, then: str) -> None:
+    """A simulated annotator on your own images must be able to answer every image it may be
+    sent (``uris``: unlabeled pool images, copies left out): each needs a row in the
+    ``annotator.truth`` manifest (classification) or a mask file in the ``annotator.truth``
+    folder (segmentation: one stat call each). Checked before the images are written (campaign
+    creation, new files joining, reopening), so a gap is one error naming the first few, not a
+    round failed mid-way. ``then``: what the error adds about what was (not) done."""
+    if not config.uses_own_data or config.annotator != "simulated" or data.truth is None:
+        return
+    from activelabel.pipeline.masks import mask_path_for
+
+    if data.truth_masks is not None:
+        missing = [str(mask_path_for(u, data.truth_masks.folder)) for u in uris if u not in data.truth_masks]
+        what = (f"have no true mask in the annotator.truth folder {data.truth_masks.folder}", "missing",
+                "add the masks (same relative path as the image, suffix .png)")
+    else:
+        missing = [u for u in uris if u not in data.truth.by_uri]
+        what = (f"have no true label in the annotator.truth manifest {config.truth}", "without a row",
+                "add their rows to the manifest")
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ConfigError(
+            f"annotator.truth: {len(missing)} pool image(s) {what[0]}, so the simulated annotator could not "
+            f"answer them ({what[1]}: {', '.join(missing[:3])}{more}); {what[2]}, or remove the images from "
+            f"data.pool; {then}"
+        )
+
+
+def _check_stored_truth(engine: Engine, campaign_id: int, config: CampaignConfig) -> None:
+    """:func:`check_truth_covers` for a stored campaign being opened: its unlabeled, readable
+    pool and evaluation samples (copies left out), before any round goes on."""
+    if config.annotator != "simulated" or not config.truth:
+        return
+    from sqlalchemy import exists
+
+    from activelabel.storage import Annotation, AnnotationStatus
+
+    with session_scope(engine) as session:
+        uris = list(session.scalars(select(Sample.uri).where(
+            Sample.campaign_id == campaign_id, Sample.split != SampleSplit.test, Sample.duplicate_of.is_(None),
+            ~exists().where(Annotation.sample_id == Sample.id, Annotation.status == AnnotationStatus.accepted),
+            ~exists().where(SampleProblem.campaign_id == campaign_id, SampleProblem.uri == Sample.uri),
+        )))
+    check_truth_covers(config, campaign_data(config), uris, then="no round was started")
+
+
+def own_dataset(config: CampaignConfig) -> str:
+    """What the campaign list shows as a campaign's dataset on your own files: ``files:<data root>``
+    (the folder sample URIs are relative to), stored with the campaign and updated when it moves."""
+    return f"files:{data_root(config.data_pool)}"
 
 
 def _warn_missing_classes(config: CampaignConfig, data: CampaignData, plan: Plan) -> None:
@@ -283,7 +353,7 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
             task_kind=config.task,
             labels=list(data.labels),
             strategy=config.strategy,
-            dataset=config.dataset if not config.uses_own_data else f"files:{data.root}",
+            dataset=config.dataset if not config.uses_own_data else own_dataset(config),
             config=config.to_dict(),
         )
         session.add(campaign)

@@ -5,6 +5,7 @@ own steps (the flows wrap exactly these)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from activelabel.campaign.export import export_labels
 from activelabel.campaign.file import load_campaign_file
 from activelabel.errors import CampaignStateError
 from activelabel.storage import (
-    Annotation, AnnotationStatus, Round, Sample, SampleProblem, SampleSplit, Selection, open_engine,
+    Annotation, AnnotationStatus, Campaign, Round, Sample, SampleProblem, SampleSplit, Selection, open_engine,
     session_scope,
 )
 from tests_support_campaignfile import write_campaign_file
@@ -259,10 +260,59 @@ def test_a_moved_folder_continues_with_relocate_and_spelling_is_not_a_move(tmp_p
     moved, _ = load_campaign_file(tmp_path / "b" / "own.toml")
     with pytest.raises(CampaignStateError, match="--relocate"):
         prepare_campaign(engine, moved)
-    assert prepare_campaign(engine, moved, relocate=True) == campaign_id
+    said: list[str] = []
+    assert prepare_campaign(engine, moved, relocate=True, say=said.append) == campaign_id
+    new_root = (tmp_path / "b" / "images").resolve()
+    assert said == [f"Relocated campaign 'own': 40 stored files found at the new place, all present and unchanged "
+                    f"(data.pool {(tmp_path / 'a' / 'images').resolve()} -> {new_root})"]
+    with session_scope(engine) as session:  # every stored copy of the location is the new one
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign.dataset == f"files:{new_root}"
+        assert campaign.config["data_pool"] == str(new_root)
+        assert campaign.config["truth"] == str((tmp_path / "b" / "truth.csv").resolve())
+        assert str(tmp_path / "a") not in json.dumps(campaign.config) + campaign.dataset
+    said.clear()
+    assert prepare_campaign(engine, moved, say=said.append) == campaign_id and said == []  # said once
     run_rounds(engine, campaign_id, 1)
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(Selection)) == 10
+
+
+def test_cli_moved_folder_hints_relocate_then_says_what_it_did_and_lists_the_new_place(tmp_path) -> None:
+    """F8/F10 of trial 11: `mv images moved` -> the data error says how a stored campaign goes
+    on; `run --relocate` says what it checked; the campaign list shows the new folder only."""
+    from tests_support_cli import cli, error_line
+
+    truth = make_data(tmp_path, count=40)
+    path = campaign_file(tmp_path, **{"evaluation_size = 20": "evaluation_size = 0", "rounds = 10": "rounds = 1"})
+    engine = open_engine(f"sqlite:///{tmp_path}/activelabel.db")  # the file's database: next to it
+    campaign_id = prepare_campaign(engine, load_campaign_file(path)[0])
+    engine.dispose()
+    shutil.move(tmp_path / "images", tmp_path / "moved")
+
+    line = error_line(cli("run", str(path), cwd=tmp_path))
+    assert f"data.pool: folder or manifest {tmp_path / 'images'} does not exist" in line
+    assert line.endswith("; campaign 'own' exists already: if its data moved, edit data.pool to the new place (and "
+                         "any manifest naming the old one) and rerun with --relocate (every stored file is then "
+                         "checked at the new place)")
+    other = campaign_file(tmp_path, name="new", **{"evaluation_size = 20": "evaluation_size = 0"})
+    assert "--relocate" not in error_line(cli("run", str(other), cwd=tmp_path))  # a new campaign: a typo, no hint
+
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "moved")
+    path.write_text(path.read_text().replace('pool = "images/"', 'pool = "moved/"'))
+    run = cli("run", str(path), "--relocate", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (f"Relocated campaign 'own': 40 stored files found at the new place, all present and unchanged "
+            f"(data.pool {tmp_path / 'images'} -> {tmp_path / 'moved'})") in run.stderr.splitlines()
+    listed = cli("status", "--database-url", f"sqlite:///{tmp_path}/activelabel.db", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    cell = next(r for r in listed.stdout.splitlines() if " own " in r).split("│")[3].strip()
+    assert f"files:{tmp_path / 'moved'}".startswith(cell.rstrip("…"))  # the table may shorten a long path
+    from activelabel.campaign.summary import campaign_overviews
+
+    assert [c.dataset for c in campaign_overviews(engine) if c.name == "own"] == [f"files:{tmp_path / 'moved'}"]
+    with session_scope(engine) as session:
+        assert session.get(Campaign, campaign_id).dataset == f"files:{tmp_path / 'moved'}"
 
 
 def test_cli_run_and_export_on_a_campaign_file(tmp_path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,7 +239,7 @@ def test_a_round_resumed_after_new_files_selects_only_what_it_scored(tmp_path, e
 
 
 def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_the_run(tmp_path, engine) -> None:
-    make_data(tmp_path, count=30)
+    original = make_data(tmp_path, count=30)
     with_evaluation = {**ACTIVE_SOON, "evaluation_size = 20": "evaluation_size = 5"}
     config, _ = load_campaign_file(campaign_file(tmp_path, **with_evaluation))
     campaign_id = prepare_campaign(engine, config)
@@ -268,8 +269,15 @@ def test_a_removed_unlabeled_image_is_skipped_and_a_removed_labeled_one_stops_th
     scored = scored_ids(engine, _round_id(engine, 2)) | scored_ids(engine, _round_id(engine, 3))
     assert not gone_ids & (selected_ids(engine) | scored)
 
-    # Put back, a removed image returns to the pool.
+    # Put back, a removed image returns to the pool (and a simulation's truth needs its row again:
+    # a pool image the truth cannot answer is refused up front).
     (tmp_path / "images" / unlabeled[0]).write_bytes(kept)
+    clear_cache()
+    with pytest.raises(Exception, match=rf"1 pool image\(s\) .*without a row: {re.escape(unlabeled[0])}\)"):
+        prepare_campaign(engine, config)
+    truth[unlabeled[0]] = original[unlabeled[0]]
+    write_manifest(tmp_path / "truth.csv", truth, base=tmp_path / "images")
+    clear_cache()
     prepare_campaign(engine, config)
     with session_scope(engine) as session:
         assert set(session.scalars(select(SampleProblem.uri))) == set(unlabeled[1:4])
@@ -347,3 +355,51 @@ def test_the_joined_line_counts_what_can_be_labeled_in_words() -> None:
                                          "(1 copy of a stored image, 1 unreadable)")
     assert describe_joined(37, 2, 0) == "37 new images in data.pool joined the pool, 35 to label (2 copies of stored images)"
     assert describe_joined(1, 0, 0) == "1 new image in data.pool joined the pool, 1 to label"
+
+
+def _named_in(message: str) -> list[str]:
+    """The images an ``annotator.truth`` coverage error names (``...: a, b, c and N more); ...``)."""
+    listed = message.split(": ", 2)[2].split(")", 1)[0] if "without a row: " in message else ""
+    return [name.split(" and ")[0] for name in listed.split(", ")]
+
+
+def test_a_simulation_truth_missing_pool_images_is_refused_up_front_at_creation_reopen_and_growth(
+        tmp_path, engine) -> None:
+    """F11 of trial 11: pool images without a truth row were found only mid-round. Now one error
+    names them and the manifest before anything is written: when the campaign is created, when
+    it is opened again, and when new files would join the pool."""
+    truth = make_data(tmp_path, count=30)
+    manifest = tmp_path / "truth.csv"
+    dropped = list(truth)[5:9]
+    write_manifest(manifest, {u: v for u, v in truth.items() if u not in dropped}, base=tmp_path / "images")
+    config, _ = load_campaign_file(campaign_file(tmp_path, **ACTIVE_SOON))
+    with pytest.raises(Exception) as refused:
+        prepare_campaign(engine, config)
+    message = str(refused.value)
+    assert message.startswith(f"annotator.truth: 4 pool image(s) have no true label in the annotator.truth manifest "
+                              f"{manifest.resolve()}, so the simulated annotator could not answer them (without a row: ")
+    assert message.endswith(" and 1 more); add their rows to the manifest, or remove the images from data.pool; "
+                            "nothing was written")
+    assert set(_named_in(message)) < set(dropped) and len(_named_in(message)) == 3
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Sample)) == 0
+
+    write_manifest(manifest, truth, base=tmp_path / "images")
+    clear_cache()
+    campaign_id = prepare_campaign(engine, config)
+    write_manifest(manifest, {u: v for u, v in truth.items() if u != dropped[0]}, base=tmp_path / "images")
+    clear_cache()
+    with pytest.raises(Exception, match=rf"annotator.truth: 1 pool image\(s\) .* \(without a row: {re.escape(dropped[0])}\); "
+                                        r"add their rows .*; no round was started$"):
+        prepare_campaign(engine, config)  # the next `activelabel run`
+
+    write_manifest(manifest, truth, base=tmp_path / "images")
+    new = add_images(tmp_path, dict(truth), 3)
+    write_manifest(manifest, truth, base=tmp_path / "images")  # the new images, without their truth rows
+    with pytest.raises(Exception, match=r"annotator.truth: 3 pool image\(s\) .*; the new images were not added and "
+                                        "no round was started$") as refused:
+        join_new_files(engine, campaign_id, config)
+    assert sorted(_named_in(str(refused.value))) == sorted(new)
+    assert len(samples(engine)) == 30
+    with session_scope(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Round)) == 0

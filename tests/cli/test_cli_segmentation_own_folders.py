@@ -241,3 +241,51 @@ def test_colour_masks_are_read_through_the_palette_of_the_campaign_file(tmp_path
     (tmp_path / "c.toml").write_text(CAMPAIGN.replace("[segmentation]\n", "[segmentation]\npalette = { cat = [1, 2, 3] }\n"))
     with pytest.raises(ConfigError, match="segmentation.palette: class 'cat' is not in data.labels"):
         load_campaign_file(tmp_path / "c.toml")
+
+
+def test_pool_images_without_a_true_mask_are_named_with_the_mask_path_up_front_and_mid_round(tmp_path) -> None:
+    """F11 of trial 11: pool images whose true mask is missing failed round 1 mid-way with
+    "sample 's002.png' has no true mask". Creation (and a rerun) now refuses first, naming the
+    mask files looked for and the key; the annotator's own error names the path too."""
+    from activelabel.campaign import prepare_campaign
+    from activelabel.campaign.data import campaign_data
+    from activelabel.campaign.data import clear_cache
+    from activelabel.campaign.kinds import task_kind
+
+    clear_cache()
+    write_folders(tmp_path)
+    (tmp_path / "campaign.toml").write_text(CAMPAIGN)
+    masks = (tmp_path / "pool" / "masks").resolve()
+    gone = sorted(masks.glob("*.png"))[:5]
+    for mask in gone:
+        mask.rename(tmp_path / mask.name)
+    config, _ = load_campaign_file(tmp_path / "campaign.toml")
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    with pytest.raises(ConfigError) as refused:
+        prepare_campaign(engine, config)
+    message = str(refused.value)
+    assert message.startswith(f"annotator.truth: 5 pool image(s) have no true mask in the annotator.truth folder "
+                              f"{masks}, so the simulated annotator could not answer them (missing: ")
+    assert message.endswith(" and 2 more); add the masks (same relative path as the image, suffix .png), or remove "
+                            "the images from data.pool; nothing was written")
+    named = message.split("(missing: ", 1)[1].split(" and 2 more", 1)[0].split(", ")
+    assert len(named) == 3 and set(named) < {str(m) for m in gone}
+    with session_scope(engine) as session:
+        assert session.scalar(select(Campaign.id)) is None
+
+    for mask in gone:
+        (tmp_path / mask.name).rename(mask)
+    campaign_id = prepare_campaign(engine, config)
+    gone[0].unlink()
+    with pytest.raises(ConfigError, match=rf"annotator.truth: 1 pool image\(s\) .*\(missing: {re.escape(str(gone[0]))}\).*"
+                                          "; no round was started$"):
+        prepare_campaign(engine, config)
+    with session_scope(engine) as session:
+        uri = session.scalar(select(Sample.uri).where(Sample.campaign_id == campaign_id,
+                                                       Sample.uri.endswith(gone[0].name)))
+    annotator = task_kind(config).simulated_annotator(config, campaign_data(config))
+    with pytest.raises(ConfigError) as mid_round:
+        annotator.truth(uri)
+    assert str(mid_round.value) == (
+        f"sample {uri!r} has no true mask for the simulated annotator ({gone[0]} is missing); add it to the "
+        "annotator.truth folder (same relative path as the image, suffix .png)")
