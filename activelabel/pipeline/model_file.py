@@ -151,9 +151,8 @@ def load_model_file(path: str | os.PathLike) -> tuple[Model, ModelSpec, list[str
     """
     path = Path(path)
     payload = _read(path, what="model file")
-    if isinstance(payload, Mapping) and payload.get("format") == ENSEMBLE_FORMAT:
-        members = payload.get("members")
-        count = len(members) if isinstance(members, list) else "several"
+    count = ensemble_size(payload)
+    if count is not None:
         raise WeightsFileError(
             f"{path} holds an ensemble of {count} members ({ENSEMBLE_FORMAT}), not one network; "
             "load it with activelabel.pipeline.model_file.load_ensemble_file"
@@ -166,6 +165,23 @@ def load_model_file(path: str | os.PathLike) -> tuple[Model, ModelSpec, list[str
     spec = _file_spec(path, payload)
     model = _network(path, spec, payload.get("state_dict"), "")
     return model, spec, list(payload["labels"])
+
+
+def ensemble_size(payload: object) -> int | str | None:
+    """How many members an ensemble file's ``payload`` holds (``"several"`` when its member list
+    is damaged); None when it is no ensemble file. Segmentation ensembles carry ``"members"``
+    without a format (``campaign.export``), classification ones the format ``activelabel-model/2``."""
+    if not isinstance(payload, Mapping) or not (payload.get("format") == ENSEMBLE_FORMAT or "members" in payload):
+        return None
+    members = payload.get("members")
+    return len(members) if isinstance(members, list) else "several"
+
+
+def save_one_member_command(path: Path) -> str:
+    """The one-line command that saves member 0 of the ensemble file ``path`` as a plain
+    state_dict file, which a campaign's ``[model] weights`` takes."""
+    return (f"python -c \"import torch; f = torch.load({str(path)!r}, weights_only=True); "
+            "torch.save(f['members'][0], 'member0.pt')\"")
 
 
 def _network(path: Path, spec: ModelSpec, state: object, which: str) -> Model:
@@ -318,14 +334,12 @@ def load_backbone_weights(model: Model, spec: ModelSpec) -> LoadedWeights:
     payload = _read(path, what="weights file")
     arch = spec.architecture
     where = f"weights file {path} for {arch} ({spec.in_channels} channel(s))"
-    if isinstance(payload, Mapping) and payload.get("format") == ENSEMBLE_FORMAT:
-        members = payload.get("members")
-        count = len(members) if isinstance(members, list) else "several"
+    count = ensemble_size(payload)
+    if count is not None:
         raise WeightsFileError(
             f"{where}: it is an activelabel ensemble of {count} members ({ENSEMBLE_FORMAT}), and a campaign "
-            "starts from one network; save the member you want as its own file and give that one: "
-            f"python -c \"import torch; f = torch.load({str(path)!r}, weights_only=True); "
-            "torch.save(f['members'][0], 'member0.pt')\""
+            f"starts from one network; save the member you want as its own file and give that one: "
+            f"{save_one_member_command(path)}"
         )
     if isinstance(payload, Mapping) and "format" in payload:
         if payload.get("format") != FORMAT:

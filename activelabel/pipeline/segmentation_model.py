@@ -35,6 +35,7 @@ from torch import nn
 
 from activelabel.errors import ConfigError, WeightsFileError
 from activelabel.pipeline.model import Normalize
+from activelabel.pipeline.model_file import ensemble_size, save_one_member_command
 
 UNET_SMALL = "unet_small"
 SMP_UNET = "smp_unet"
@@ -239,12 +240,11 @@ def load_segmentation_weights(model: SegmentationNet, path: str | Path) -> list[
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise WeightsFileError(f"{where}: cannot be read as plain tensors ({first}); save one with "
                                "torch.save(model.state_dict(), path)") from None
-    if isinstance(state, dict) and isinstance(state.get("members"), list):  # export --model of an ensemble
+    members = ensemble_size(state)
+    if members is not None:  # export --model of an ensemble campaign
         raise WeightsFileError(
-            f"{where}: it is an activelabel ensemble of {len(state['members'])} U-Nets, and a campaign starts "
-            "from one network; save the member you want as its own file and give that one: "
-            f"python -c \"import torch; f = torch.load({str(file)!r}, weights_only=True); "
-            "torch.save(f['members'][0], 'member0.pt')\"")
+            f"{where}: it is an activelabel ensemble of {members} U-Nets, and a campaign starts from one "
+            f"network; save the member you want as its own file and give that one: {save_one_member_command(file)}")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(

@@ -336,6 +336,12 @@ def _campaign_with_noise_images(tmp_path: Path, strategy: str, noise: int = 8):
     write_manifest(tmp_path / "truth.csv", truth, base=images)
     write_manifest(tmp_path / "test.csv", {n: truth[n] for n in names[:30]}, base=images)
     write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in names[30:60]}, base=images)
+    return _first_round(tmp_path, strategy)
+
+
+def _first_round(tmp_path: Path, strategy: str):
+    """Run round 1 of the campaign over ``tmp_path``'s images, test.csv and seeds.csv (10
+    epochs, batches of 8); its config, engine, round, (score, uri) rows and picked uris."""
     config, _ = load_campaign_file(campaign_file(
         tmp_path, strategy, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
                                          "epochs = 3": "epochs = 10", "batch_size = 10": "batch_size = 8"}))
@@ -378,19 +384,8 @@ def _measured_campaign_with_noise_images(tmp_path: Path, strategy: str, noise: i
     write_manifest(tmp_path / "truth.csv", truth, base=images)
     write_manifest(tmp_path / "test.csv", {n: truth[n] for n in rest[:30]}, base=images)
     write_manifest(tmp_path / "seeds.csv", {n: truth[n] for n in seeds}, base=images)
-    config, _ = load_campaign_file(campaign_file(
-        tmp_path, strategy, strategy, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"',
-                                         "epochs = 3": "epochs = 10", "batch_size = 10": "batch_size = 8"}))
-    engine = open_engine(f"sqlite:///{tmp_path}/{strategy}.db")
-    run_rounds(engine, prepare_campaign(engine, config), 1)
-    with session_scope(engine) as session:
-        rnd = session.scalar(select(Round).where(Round.index == 1))
-        rows = session.execute(select(Score, Sample.uri).join(Sample, Sample.id == Score.sample_id)
-                               .where(Score.round_id == rnd.id).order_by(Score.sample_id)).all()
-        picked = session.scalars(select(Sample.uri).join(Selection, Selection.sample_id == Sample.id)
-                                 .where(Selection.round_id == rnd.id).order_by(Selection.rank)).all()
-        session.expunge_all()
-    return rnd, [(score, uri) for score, uri in rows], picked
+    _, _, rnd, rows, picked = _first_round(tmp_path, strategy)
+    return rnd, rows, picked
 
 
 def test_a_measured_density_flags_every_noise_image_out_of_distribution_and_few_digits(tmp_path) -> None:
