@@ -365,16 +365,38 @@ def _quiet_dask() -> None:
 def _command_ref(name: str, file: str | Path | None, database_url: str | None) -> str:
     """How a follow-up command this run suggests (``activelabel sync ...``) names the campaign so
     that it works from any folder: the campaign file's absolute path when the campaign came from
-    one (its database sits next to it); else the name, with ``--database-url`` (password masked)
-    when one was given."""
+    one (its database sits next to it); else the name. ``--database-url`` follows when one was
+    given, unless the file's own ``[database] url`` names the same database; it never holds the
+    password (:func:`activelabel.campaign.hints.database_option`), so the command runs as printed
+    with $ACTIVELABEL_DATABASE_PASSWORD set, and Prefect's stored ``command_ref`` holds no secret."""
     import shlex
+
+    from activelabel.campaign.hints import database_option
 
     ref = shlex.quote(str(Path(file).resolve()) if file is not None else name)
     if database_url is None:
         return ref
-    from activelabel.storage.database import describe_url
+    url = _absolute_database_url(database_url)
+    if file is not None and _same_database(url, _own_database(file)):
+        return ref
+    return ref + database_option(url)
 
-    return f"{ref} --database-url {shlex.quote(describe_url(_absolute_database_url(database_url)))}"
+
+def _own_database(file: str | Path) -> str | None:
+    """The campaign file's own ``[database] url`` (None when it has none or cannot be read)."""
+    from activelabel.campaign.file import database_url, parse_campaign_file
+
+    try:
+        return database_url(parse_campaign_file(file), file)
+    except (ActiveLabelError, OSError, ValueError):
+        return None
+
+
+def _same_database(url: str, other: str | None) -> bool:
+    """Whether two URLs name the same database once their passwords are left out."""
+    from activelabel.storage.database import without_password
+
+    return other is not None and without_password(url) == without_password(_absolute_database_url(other))
 
 
 def _given_command_ref(name: str, given: str, given_url: str | None, database_url: str | None) -> str:
@@ -814,11 +836,12 @@ def watch(
     except WatchStopped as stopped:
         # Only waiting, nothing cut: the normal way out, as for serve (exit 0, one plain line).
         from activelabel import stop
+        from activelabel.campaign.hints import follow_up
 
         stop.clear()
         err_console.print(
             f"watch stopped by {stop.signal_name(stopped.signum)} while waiting (no round was running): campaign "
-            f"{campaign!r} has {stopped.done} of {rounds} rounds complete; continue with `activelabel watch {ref}{same}`",
+            f"{campaign!r} has {stopped.done} of {rounds} rounds complete; continue with {follow_up('watch', campaign, ref, extra=same)}",
             markup=False, highlight=False, soft_wrap=True)
         return
     if done >= rounds:  # the other ways out (a stop rule, the deadline) said why already

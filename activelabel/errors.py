@@ -76,3 +76,9 @@ class DatabaseLocationError(ActiveLabelError):
     """A campaign (or experiment) named by its file is missing from the file's default database
     (``activelabel.db`` next to the file) but present in ``activelabel.db`` of the current
     folder, where older versions kept it; the message names both files and what to do."""
+
+
+class WorkerDatabaseError(ActiveLabelError):
+    """A scoring worker (e.g. a Dask worker) could not read the round from *its* database: no URL
+    configured there, another database, no password. The campaign's own database is fine; the
+    message names the worker, the (password-masked) URL it used, and the environment to set."""

@@ -52,7 +52,8 @@ class ShardRequest:
 
     ``uris[i]`` is pool position ``start + i``. The checkpoint comes from the database (the
     round's ``model_checkpoint`` rows; ``database_url`` None: the worker's
-    ``$ACTIVELABEL_DATABASE_URL``) unless ``checkpoint_path`` names a file written by
+    ``$ACTIVELABEL_DATABASE_URL``, else ``flow_database_url``, the flow's own URL without its
+    password; see :func:`open_worker_database`) unless ``checkpoint_path`` names a file written by
     :func:`save_round_checkpoint`. ``seed``, ``samples`` and ``temperature`` are the round's.
     ``density`` is the round's fitted feature density
     (:class:`~activelabel.campaign.density.RoundDensity`: class means, Cholesky factors and the
@@ -75,6 +76,7 @@ class ShardRequest:
     density: Any = None
     candidates: int = 0
     selectable: int | None = None
+    flow_database_url: str | None = None
 
 
 @dataclass
@@ -213,16 +215,18 @@ def plan_shards(count: int, shards: int, *, chunk: int = CHUNK) -> list[tuple[in
 def shard_requests(config: CampaignConfig, round_id: int, strategy: str, uris: Sequence[str], *, seed: int,
                    samples: int, temperature: float, shards: int, database_url: str | None = None,
                    checkpoint_path: str | None = None, workers: int = 0, density: Any = None,
-                   candidates: int = 0, selectable: int | None = None) -> list[ShardRequest]:
+                   candidates: int = 0, selectable: int | None = None,
+                   flow_database_url: str | None = None) -> list[ShardRequest]:
     """One :class:`ShardRequest` per slice of ``uris`` (:func:`plan_shards`).
 
-    ``database_url`` travels to the workers, so it must not carry a password (raises
-    :class:`~activelabel.errors.ConfigError`): workers take it from their own
+    ``database_url`` (and ``flow_database_url``, the URL workers without their own
+    ``$ACTIVELABEL_DATABASE_URL`` use) travel to the workers, so they must not carry a password
+    (raises :class:`~activelabel.errors.ConfigError`): workers take it from their own
     ``$ACTIVELABEL_DATABASE_PASSWORD`` (or the whole URL from ``$ACTIVELABEL_DATABASE_URL``).
     """
     from activelabel.storage.database import has_password
 
-    if database_url is not None and has_password(database_url):
+    if any(url is not None and has_password(url) for url in (database_url, flow_database_url)):
         raise ConfigError(
             "a database URL with a password cannot be sent to scoring workers; give them "
             "ACTIVELABEL_DATABASE_PASSWORD (or ACTIVELABEL_DATABASE_URL) in their environment instead"
@@ -230,7 +234,8 @@ def shard_requests(config: CampaignConfig, round_id: int, strategy: str, uris: S
     settings = config.to_dict()
     return [
         ShardRequest(settings, round_id, strategy, start, tuple(uris[start:stop]), seed, samples, temperature,
-                     database_url, checkpoint_path, CHUNK, workers, density, candidates, selectable)
+                     database_url, checkpoint_path, CHUNK, workers, density, candidates, selectable,
+                     flow_database_url)
         for start, stop in plan_shards(len(uris), shards)
     ]
 
@@ -252,11 +257,9 @@ def _models(request: ShardRequest, device):
             )
         members = stored["members"]
     else:
-        from activelabel.storage import ModelCheckpoint, open_engine, session_scope
-        from activelabel.storage.database import resolve_database_url
+        from activelabel.storage import ModelCheckpoint, session_scope
 
-        # None: the worker's own $ACTIVELABEL_DATABASE_URL; a password from its environment.
-        engine = open_engine(resolve_database_url(request.database_url), create_schema=False)
+        engine = open_worker_database(request)
         try:
             with session_scope(engine) as session:
                 members = [(c.architecture, c.state) for c in session.scalars(
@@ -267,6 +270,79 @@ def _models(request: ShardRequest, device):
     if not members:
         raise CampaignStateError(f"round id {request.round_id} has no stored model to score with")
     return [load_model(ModelSpec.from_dict(architecture), state, device) for architecture, state in members]
+
+
+WORKER_ENVIRONMENT = ("set ACTIVELABEL_DATABASE_URL (and ACTIVELABEL_DATABASE_PASSWORD if the database needs "
+                      "one) in the workers' environment to the campaign's database (docs/scale.md)")
+
+
+def worker_name() -> str:
+    """This worker as a message names it: its Dask address when it is a Dask worker, and host."""
+    import socket
+
+    host = socket.gethostname()
+    try:
+        from distributed import get_worker
+
+        return f"Dask worker {get_worker().address} on host {host}"
+    except (ImportError, ValueError):
+        return f"scoring process on host {host}"
+
+
+def open_worker_database(request: ShardRequest):
+    """The engine a worker reads the round's checkpoint with: ``request.database_url``, else the
+    worker's ``$ACTIVELABEL_DATABASE_URL``, else ``request.flow_database_url``; the password
+    from the worker's ``$ACTIVELABEL_DATABASE_PASSWORD``. Never a default SQLite file, and never
+    creates a database or schema: a worker with no URL, or whose database cannot be reached or
+    does not hold the request's round of its campaign, raises
+    :class:`~activelabel.errors.WorkerDatabaseError` naming the worker and the (masked) URL, so
+    the run does not mistake it for the campaign's database being lost."""
+    import os
+    from pathlib import Path
+
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from activelabel.errors import DatabaseUnavailableError, WorkerDatabaseError
+    from activelabel.storage import Campaign, Round, open_engine, session_scope
+    from activelabel.storage.database import DATABASE_URL_ENV, describe_error, describe_url, resolve_database_url
+
+    worker = worker_name()
+    chosen = request.database_url or os.environ.get(DATABASE_URL_ENV) or request.flow_database_url
+    if not chosen:
+        raise WorkerDatabaseError(f"{worker} has no database to read round id {request.round_id}'s model from; "
+                                  + WORKER_ENVIRONMENT)
+    url = resolve_database_url(chosen)
+    shown = describe_url(url)
+    try:
+        parsed = make_url(url)
+    except (ValueError, SQLAlchemyError):
+        parsed = None
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            raise WorkerDatabaseError(f"{worker} was given database {shown}, which does not exist there; "
+                                      + WORKER_ENVIRONMENT)
+    try:
+        engine = open_engine(url, create_schema=False)
+    except DatabaseUnavailableError as error:
+        raise WorkerDatabaseError(f"{worker}: {error}; {WORKER_ENVIRONMENT}") from None
+    name = request.config.get("name")
+    try:
+        with session_scope(engine) as session:
+            found = session.execute(select(Campaign.name).join(Round, Round.campaign_id == Campaign.id)
+                                    .where(Round.id == request.round_id)).scalar_one_or_none()
+    except SQLAlchemyError as error:
+        detail = describe_error(error, engine)
+        engine.dispose()
+        raise WorkerDatabaseError(f"{worker} opened database {shown}, which has no activelabel campaigns "
+                                  f"({detail}); {WORKER_ENVIRONMENT}") from None
+    if found != name:
+        engine.dispose()
+        raise WorkerDatabaseError(f"{worker} opened database {shown}, which does not hold round id "
+                                  f"{request.round_id} of campaign {name!r}; {WORKER_ENVIRONMENT}")
+    return engine
 
 
 def save_round_checkpoint(engine, round_id: int, path: str) -> str:

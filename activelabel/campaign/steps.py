@@ -514,6 +514,7 @@ def _score_pool(rnd, campaign, config, checkpoints, pool, problems, *, batch_siz
         requests = shard_requests(config, rnd.id, strategy.name, pool.uris, seed=seed, samples=samples,
                                   temperature=temperature, shards=run_shards.shards,
                                   database_url=run_shards.database_url, workers=config.loader_workers,
+                                  flow_database_url=getattr(run_shards, "flow_database_url", None),
                                   density=fitted, candidates=candidates, selectable=selectable)
         scores = merge_shards(run_shards(requests))
         problems.extend(scores.problems)

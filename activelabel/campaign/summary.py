@@ -252,18 +252,22 @@ class UnfinishedRound:
     failed: bool
     holder: str | None
 
-    def describe(self, name: str) -> str:
+    def describe(self, command_ref: str) -> str:
         """What ``activelabel status NAME`` says about it: where the round stands, whether a run
-        is on it, and the command that continues it. Claims no cause: a round left in a step
+        is on it, and the command that continues it (``command_ref`` as
+        :func:`activelabel.campaign.hints.follow_up`). Claims no cause: a round left in a step
         with no live lease was stopped by a kill, a crash or a lost database, and the lease
         cannot tell which."""
+        from activelabel.campaign.hints import follow_up
+
         if self.holder is not None:
             return f"Round {self.index} is at step {self.step}: {self.holder} is running it now."
+        resume = follow_up("resume", command_ref, command_ref)
         if self.failed:
             return (f"Round {self.index} failed at step {self.step} (see the error column); "
-                    f"`activelabel resume {name}` runs it again from that step.")
+                    f"{resume} runs it again from that step.")
         return (f"Round {self.index} stopped at step {self.step} and no run is active on the campaign (no live "
-                f"lease); `activelabel resume {name}` continues it from there.")
+                f"lease); {resume} continues it from there.")
 
 
 IN_FLIGHT = ("training", "scoring", "selecting", "pushing")

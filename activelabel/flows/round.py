@@ -46,12 +46,16 @@ def score_task(database_url: str | None, round_id: int, dask_address: str | None
 def shard_runner(database_url: str | None, dask_address: str | None, dask_workers: int | None):
     """Where an active round's pool is scored: None (this process) unless a Dask scheduler
     address or a local worker count is given (then :class:`~activelabel.flows.sharded.DaskShards`;
-    workers read the checkpoint from ``database_url``, or their ``$ACTIVELABEL_DATABASE_URL``)."""
+    workers read the checkpoint from ``database_url``, else their ``$ACTIVELABEL_DATABASE_URL``,
+    else this flow's database, whose URL is sent without its password)."""
     if dask_address is None and dask_workers is None:
         return None
     from activelabel.flows.sharded import DaskShards
+    from activelabel.storage.database import without_password
 
-    return DaskShards(address=dask_address, workers=dask_workers, database_url=database_url)
+    flow_url = without_password(engine_for(database_url).url.render_as_string(hide_password=False))
+    return DaskShards(address=dask_address, workers=dask_workers, database_url=database_url,
+                      flow_database_url=flow_url)
 
 
 @task(name="select", cache_policy=NO_CACHE)
@@ -187,7 +191,7 @@ def campaign_flow(campaign_name: str, rounds: int, database_url: str | None = No
             if advise_on_wait:
                 log.warning(
                     "Round %d waits for labels from the annotators; run %s or %s to continue", summary.index,
-                    follow_up("sync", campaign_name, command_ref), follow_up("watch", campaign_name, command_ref),
+                    follow_up("sync", campaign_name, command_ref, note=False), follow_up("watch", campaign_name, command_ref),
                 )
             break
         if summary.status != "complete":

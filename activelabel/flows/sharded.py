@@ -92,20 +92,24 @@ class DaskShards:
     single-threaded processes), as :func:`dask_task_runner`. ``database_url``: the URL workers
     read the round's checkpoint from; None (the default, what the CLI passes) makes each worker
     use its own ``$ACTIVELABEL_DATABASE_URL`` and ``$ACTIVELABEL_DATABASE_PASSWORD`` (a local
-    cluster's workers inherit this process's). A URL with a password is refused: it would
-    travel to every worker. The pool is cut into :data:`SHARDS_PER_WORKER` shards per worker
+    cluster's workers inherit this process's), and a worker without that variable uses
+    ``flow_database_url`` (the round flow passes its own URL, without the password). A URL with a
+    password is refused: it would travel to every worker. A worker whose database does not hold
+    the round raises :class:`~activelabel.errors.WorkerDatabaseError`
+    (:func:`~activelabel.campaign.shards.open_worker_database`). The pool is cut into :data:`SHARDS_PER_WORKER` shards per worker
     thread (an existing cluster is asked how many it has).
     """
 
     address: str | None = None
     workers: int | None = None
     database_url: str | None = None
+    flow_database_url: str | None = None
 
     def __post_init__(self) -> None:
         from activelabel.storage.database import has_password
 
         check_cluster(address=self.address, workers=self.workers)
-        if self.database_url is not None and has_password(self.database_url):
+        if any(url is not None and has_password(url) for url in (self.database_url, self.flow_database_url)):
             raise ConfigError("a database URL with a password cannot be sent to Dask workers; give them "
                               "ACTIVELABEL_DATABASE_PASSWORD (or ACTIVELABEL_DATABASE_URL) in their environment")
 

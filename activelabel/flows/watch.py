@@ -281,9 +281,9 @@ def ending_line(engine: Engine, campaign_id: int, campaign_name: str, done: int,
     if open_round is None:
         return line + "; for more, raise `rounds` in the campaign file or pass --rounds N"
     index, status, step, out = open_round
-    watch_more = f"{follow_up('watch', campaign_name, command_ref)[:-1]} --rounds {index}`"
+    watch_more = follow_up('watch', campaign_name, command_ref, extra=f" --rounds {index}")
     if status == RoundStatus.waiting_for_labels:
         return (line + f"; round {index} is still waiting for labels ({out} sample(s) out with the annotators): "
-                f"{follow_up('sync', campaign_name, command_ref)} collects them, {watch_more} finishes it")
+                f"{follow_up('sync', campaign_name, command_ref, note=False)} collects them, {watch_more} finishes it")
     return (line + f"; round {index} is unfinished (at step {step.value.replace('_', ' ')}): "
-            f"{follow_up('resume', campaign_name, command_ref)} continues it, {watch_more} too")
+            f"{follow_up('resume', campaign_name, command_ref, note=False)} continues it, {watch_more} too")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,6 +59,40 @@ def describe_url(url: str) -> str:
         return url.split(":", 1)[0] + ":…" if ":" in url else "<unparseable URL>"
 
 
+MASK = "***"
+
+
+def without_password(url: str) -> str:
+    """The URL with its password (in the user part or a ``?password=`` query) left out, so it
+    can go into a suggested command or Prefect's stored parameters and still connect once
+    ``$ACTIVELABEL_DATABASE_PASSWORD`` fills the password in (:func:`resolve_database_url`).
+    An unparseable URL comes back as :func:`describe_url` shows it."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return describe_url(url)
+    if "password" in parsed.query:
+        parsed = parsed.difference_update_query(["password"])
+    # URL.set(password=None) keeps the password (None there means "unchanged").
+    return URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.query).render_as_string(hide_password=False)
+
+
+def refuse_masked_password(url: str) -> None:
+    """Refuse a URL whose password is literally ``***``: it was copied from a message where
+    activelabel masked the password, and used as is it fails like a wrong password."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return
+    if MASK in (parsed.password, parsed.query.get("password")):
+        raise DatabaseUnavailableError(
+            f"database URL {describe_url(url)} has the password {MASK}: it is a masked URL as activelabel "
+            "prints it, not the real password; leave the password out of the URL and give it in "
+            f"${DATABASE_PASSWORD_ENV} (or put the real one in the URL)"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return message[0] if message else type(exc).__name__
@@ -96,6 +130,7 @@ def open_engine(url: str = DEFAULT_DATABASE_URL, *, create_schema: bool = True) 
     the driver is missing, or the server cannot be reached — before anything is written.
     """
     shown = describe_url(url)
+    refuse_masked_password(url)
     try:
         # pre-ping: a server restarted mid-campaign leaves dead pooled connections behind.
         engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))

@@ -17,8 +17,14 @@ def test_follow_up_commands_name_the_file_absolute_or_the_name_with_its_database
     assert _command_ref("own", "my camp/c.toml", None) == f"'{tmp_path / 'my camp' / 'c.toml'}'"
     assert _command_ref("own", None, None) == "own"
     assert _command_ref("own", None, "sqlite:///x.db") == f"own --database-url sqlite:///{tmp_path / 'x.db'}"
-    assert (_command_ref("own", None, "postgresql+psycopg://al:secret@db/al")
-            == "own --database-url 'postgresql+psycopg://al:***@db/al'")
+    # Runnable as printed: no password (a masked *** would be used literally), and a note on
+    # where the password comes from, after the last command of the message.
+    monkeypatch.delenv("ACTIVELABEL_DATABASE_PASSWORD", raising=False)
+    ref = _command_ref("own", None, "postgresql+psycopg://al:secret@db/al")
+    assert ref == "own --database-url postgresql+psycopg://al@db/al"
+    assert follow_up("resume", "own", ref) == ("`activelabel resume own --database-url postgresql+psycopg://al@db/al`"
+                                               " (with the database password in $ACTIVELABEL_DATABASE_PASSWORD)")
+    assert follow_up("sync", "own", ref, note=False).endswith("al@db/al`")
     assert follow_up("sync", "own", None) == "`activelabel sync own`"
     assert follow_up("resume", "own", "/a/c.toml") == "`activelabel resume /a/c.toml`"
 
