@@ -12,6 +12,14 @@ TaskRunRecorder after shutdown began, is dropped; any other record, and the same
 the server runs (Prefect notes that database drivers can raise CancelledError for a lost
 connection), is kept.
 
+The same goes for a stop that comes before Prefect's services have all started (a Ctrl-C in
+the first seconds of a command, on a busy machine): Prefect's shutdown then stops a service that
+never started and fails (``AssertionError: Reactive triggers not started``, ``prefect/server/
+events/services/triggers.py``), and uvicorn prints that traceback and "Application shutdown
+failed" under activelabel's one-line stop message. The temporary server is thrown away either
+way, so a failure of its shutdown is logged on one debug line and not raised
+(:func:`quiet_lifespan`).
+
 Started by ``uvicorn --factory activelabel.prefect_server_app:create_app`` (see
 :mod:`activelabel.flows.prefect_api`); a module of its own, outside :mod:`activelabel.flows`,
 so that the server process imports neither torch nor the flows.
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -40,24 +48,36 @@ class ShutdownCancelFilter(logging.Filter):
         return not (self.stopping and isinstance(error, asyncio.CancelledError))
 
 
+def quiet_lifespan(lifespan: Callable[[Any], Any], quiet: ShutdownCancelFilter) -> Callable[[Any], Any]:
+    """``lifespan`` (an app's lifespan context factory) that arms ``quiet`` when shutdown
+    begins, and whose shutdown failures are logged at debug level instead of raised: the server
+    is a temporary one that activelabel is stopping (see the module docstring)."""
+
+    @asynccontextmanager
+    async def stopping_quietly(app_: Any) -> AsyncIterator[Any]:
+        context = lifespan(app_)
+        state = await context.__aenter__()
+        try:
+            yield state
+        finally:
+            quiet.stopping = True  # shutdown begins: Prefect's services stop after this
+            try:
+                await context.__aexit__(None, None, None)
+            except Exception as error:  # noqa: BLE001 - the whole server is being thrown away
+                logging.getLogger(__name__).debug("The temporary Prefect server's shutdown failed: %r", error)
+
+    return stopping_quietly
+
+
 def create_app() -> Any:
     """Prefect's server app (``prefect.server.api.server.create_app``, which reads its
     ephemeral settings from the environment), with :class:`ShutdownCancelFilter` on the
-    TaskRunRecorder's logger, armed when the app's lifespan begins to shut down."""
+    TaskRunRecorder's logger, armed when the app's lifespan begins to shut down, and a shutdown
+    that does not fail loudly (:func:`quiet_lifespan`)."""
     from prefect.server.api.server import create_app as prefect_app
 
     app = prefect_app()
     quiet = ShutdownCancelFilter()
     logging.getLogger(RECORDER_LOGGER).addFilter(quiet)
-    lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def stopping_quietly(app_: Any) -> AsyncIterator[Any]:
-        async with lifespan(app_) as state:
-            try:
-                yield state
-            finally:
-                quiet.stopping = True  # shutdown begins: Prefect's services stop after this
-
-    app.router.lifespan_context = stopping_quietly
+    app.router.lifespan_context = quiet_lifespan(app.router.lifespan_context, quiet)
     return app

@@ -141,6 +141,41 @@ def test_a_cancel_at_shutdown_is_dropped_and_every_other_record_kept():
     assert [quiet.filter(record(e)) for e in (cancelled, broken, None)] == [False, True, True]
 
 
+def test_a_failed_shutdown_of_the_temporary_server_is_one_debug_line_and_the_filter_is_armed(caplog):
+    """A stop before Prefect's services all started makes Prefect's own shutdown fail
+    (``AssertionError: Reactive triggers not started``; trial 11, F2: a 25-line uvicorn traceback
+    under the one-line stop message). That race cannot be produced on demand with a real server,
+    so the inner lifespan here is a stand-in that fails the same way on exit."""
+    import asyncio
+    import logging
+    from contextlib import asynccontextmanager
+
+    from activelabel.prefect_server_app import ShutdownCancelFilter, quiet_lifespan
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def prefects_lifespan(app):
+        events.append("started")
+        yield {"state": 1}
+        events.append("stopping")
+        raise AssertionError("Reactive triggers not started")
+
+    quiet = ShutdownCancelFilter()
+
+    async def serve_and_stop() -> dict:
+        async with quiet_lifespan(prefects_lifespan, quiet)(object()) as state:
+            assert not quiet.stopping
+            return state
+
+    with caplog.at_level(logging.DEBUG, logger="activelabel.prefect_server_app"):
+        assert asyncio.run(serve_and_stop()) == {"state": 1}
+    assert events == ["started", "stopping"] and quiet.stopping
+    assert [r.getMessage() for r in caplog.records if r.name == "activelabel.prefect_server_app"] == [
+        "The temporary Prefect server's shutdown failed: AssertionError('Reactive triggers not started')"]
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name == "activelabel.prefect_server_app")
+
+
 MANY_TASKS = """
 import activelabel.flows  # installs activelabel's temporary server
 from prefect import flow, task
