@@ -4,6 +4,7 @@ would have stored."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -56,5 +57,9 @@ def test_a_round_killed_while_scoring_resumes_on_two_dask_workers_with_the_same_
     assert status == expected_status == RoundStatus.complete
     assert uncertainty.pop("shards") == 4 and "shards" not in expected_uncertainty  # 2 workers x 2 shards
     assert uncertainty == expected_uncertainty
-    assert rows == expected_rows and len(rows) > 1000
+    # Every stored value equal; the log densities (column 6) to 1e-6 relative: 2 labels per class
+    # in 128 feature dimensions put them in the jitter regime (around -1e13 nats), where a worker's
+    # float rounding of the features moves their last digits (see test_flows_sharded.assert_same_outcome).
+    assert [r[:6] + r[7:] for r in rows] == [r[:6] + r[7:] for r in expected_rows] and len(rows) > 1000
+    np.testing.assert_allclose([r[6] for r in rows], [r[6] for r in expected_rows], rtol=1e-6)
     assert picked == expected_picked and len(picked) == 8

@@ -134,6 +134,19 @@ def _round_outcome(engine, round_id):
     return [tuple(r) for r in rows], [tuple(c) for c in chosen], figures
 
 
+def assert_same_outcome(got, expected) -> None:
+    """Two round outcomes (:func:`_round_outcome`) are the same: every stored value equal, the
+    feature log densities to 1e-6 relative. With 20 labels in 128 feature dimensions the class
+    covariances are held up by jitter (a density not measured yet), so the features' float
+    rounding, which differs between one process and a worker's, moves log q(z) (around -1e13
+    nats) in its last digits; no real difference hides in 1e-6."""
+    (rows, chosen, figures), (want_rows, want_chosen, want_figures) = got, expected
+    strip = lambda rs: [r[:DENSITY_INDEX] + r[DENSITY_INDEX + 1:] for r in rs]  # noqa: E731
+    assert strip(rows) == strip(want_rows)
+    np.testing.assert_allclose([r[DENSITY_INDEX] for r in rows], [r[DENSITY_INDEX] for r in want_rows], rtol=1e-6)
+    assert (chosen, figures) == (want_chosen, want_figures)
+
+
 @pytest.fixture(scope="module")
 def trained_copies(tmp_path_factory):
     """``_trained_copies`` with each strategy's round trained once per module: later tests of
@@ -192,7 +205,7 @@ def test_a_round_on_two_dask_workers_equals_the_single_process_round(tmp_path, t
     round_flow("shards", sharded, dask_workers=2)
     one, two = open_engine(single), open_engine(sharded)
     rows, chosen, figures = _round_outcome(one, round_id)
-    assert _round_outcome(two, round_id) == (rows, chosen, figures)
+    assert_same_outcome(_round_outcome(two, round_id), (rows, chosen, figures))
     assert len(rows) > 1000 and all(r[DENSITY_INDEX] is not None and r[OOD_INDEX] is not None for r in rows)
     assert len(chosen) == 10 and not {c[0] for c in chosen} & set(waiting)
     assert {r[1] for r in rows} >= set(waiting)  # leftovers are scored
