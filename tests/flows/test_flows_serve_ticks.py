@@ -16,38 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
+from tests_support_serve import NEVER, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import start_serve as _serve
+from tests_support_serve import wait_for as _wait_for
 
 from activelabel.campaign import CampaignConfig, prepare_campaign
 from activelabel.storage import Round, RoundStatus, open_engine, session_scope
 from activelabel.campaign.lookup import campaign_id
 from activelabel.storage.lease import live_holder
-
-START_BOUND_S = 300  # a serve start on a loaded machine: torch + Prefect imports, the data check
-ROUND_BOUND_S = 300  # a tick's flow-run process start and a tiny round
-STOP_BOUND_S = 120  # runner shutdown: cancel, SIGTERM to the tick, one DELETE
-NEVER = "0 3 1 1 *"
-
-
-def _serve(name: str, env: dict[str, str], log: Path, *schedule: str) -> subprocess.Popen:
-    with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "activelabel.cli", "serve", name, *schedule],
-                                cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-
-def _wait_for(what: str, check, process: subprocess.Popen, log: Path, bound: float):
-    deadline = time.monotonic() + bound
-    while not (found := check()):
-        assert process.poll() is None, f"serve ended while waiting for {what}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no {what} within {bound} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-    return found
-
 
 def _deployment_id(name: str):
     from prefect import get_client
