@@ -34,6 +34,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 RECORDER_LOGGER = "prefect.server.services.task_run_recorder"
+#: The same cancelled write, seen from the connection pool: rolling back the cancelled
+#: connection logs "Exception during reset or similar" with the same CancelledError.
+POOL_LOGGER = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
 
 class ShutdownCancelFilter(logging.Filter):
@@ -78,6 +81,7 @@ def create_app() -> Any:
 
     app = prefect_app()
     quiet = ShutdownCancelFilter()
-    logging.getLogger(RECORDER_LOGGER).addFilter(quiet)
+    for name in (RECORDER_LOGGER, POOL_LOGGER):
+        logging.getLogger(name).addFilter(quiet)
     app.router.lifespan_context = quiet_lifespan(app.router.lifespan_context, quiet)
     return app
