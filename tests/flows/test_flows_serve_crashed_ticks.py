@@ -13,15 +13,14 @@ import os
 import signal
 import socket
 import subprocess
-import uuid
 
 import pytest
 from tests_support_serve import NEVER, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import campaign_paused_in_training
 from tests_support_serve import start_serve as _serve
 from tests_support_serve import wait_for as _wait_for
 
-from activelabel.campaign import CampaignConfig, prepare_campaign
-from activelabel.storage import Round, RoundStatus, open_engine, session_scope
+from activelabel.storage import Round, RoundStatus, session_scope
 
 
 def _runs(name: str, flow_name: str) -> list:
@@ -53,16 +52,7 @@ def _stop(process: subprocess.Popen, signum: int) -> int:
 @pytest.mark.prefect_server
 @pytest.mark.slow
 def test_the_next_serve_marks_a_killed_ticks_runs_crashed_and_leaves_a_live_ones_running(tmp_path, prefect_api_url):
-    name = f"serve-crash-{uuid.uuid4().hex[:8]}"
-    url = f"sqlite:///{tmp_path / 'campaign.db'}"
-    engine = open_engine(url)
-    prepare_campaign(engine, CampaignConfig(
-        name=name, strategy="margin", rounds=2, batch_size=5, initial_labeled=0, mc_samples=2, epochs=1,
-        device="cpu",
-    ))
-    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "ACTIVELABEL_DATABASE_URL": url,
-           "PREFECT_HOME": str(tmp_path / "prefect-client"),
-           "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}  # round 2 stays in its train step
+    name, engine, env = campaign_paused_in_training(tmp_path, "serve-crash", prefect_api_url)
     tick_pid = None
     first = _serve(name, env, tmp_path / "first.log", "--interval", "2", "--rounds", "2")
     try:

@@ -16,15 +16,14 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 from tests_support_serve import NEVER, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import campaign_paused_in_training
 from tests_support_serve import start_serve as _serve
 from tests_support_serve import wait_for as _wait_for
 
-from activelabel.campaign import CampaignConfig, prepare_campaign
-from activelabel.storage import Round, RoundStatus, open_engine, session_scope
+from activelabel.storage import Round, RoundStatus, session_scope
 from activelabel.campaign.lookup import campaign_id
 from activelabel.storage.lease import live_holder
 
@@ -38,17 +37,7 @@ def _deployment_id(name: str):
 @pytest.mark.prefect_server
 @pytest.mark.slow
 def test_serve_says_each_tick_refuses_a_second_serve_and_records_a_ctrl_c_mid_round(tmp_path, prefect_api_url):
-    name = f"serve-ticks-{uuid.uuid4().hex[:8]}"
-    url = f"sqlite:///{tmp_path / 'campaign.db'}"
-    engine = open_engine(url)
-    prepare_campaign(engine, CampaignConfig(
-        name=name, strategy="margin", rounds=2, batch_size=5, initial_labeled=0, mc_samples=2, epochs=1,
-        device="cpu",
-    ))
-    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "ACTIVELABEL_DATABASE_URL": url,
-           "PREFECT_HOME": str(tmp_path / "prefect-client"),
-           # round 1 (cold start) trains nothing; round 2 stops in its train step until the stop
-           "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}
+    name, engine, env = campaign_paused_in_training(tmp_path, "serve-ticks", prefect_api_url)
     log = tmp_path / "serve.log"
     serving = _serve(name, env, log, "--interval", "2", "--rounds", "2")
     try:

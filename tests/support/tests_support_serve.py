@@ -30,3 +30,25 @@ def wait_for(what: str, check, process: subprocess.Popen, log: Path, bound: floa
         assert time.monotonic() < deadline, f"no {what} within {bound} s:\n{log.read_text()[-3000:]}"
         time.sleep(0.5)
     return found
+
+
+def campaign_paused_in_training(tmp_path: Path, prefix: str, prefect_api_url: str):
+    """A 2-round margin campaign on SQLite whose round 2 stops in its train step (round 1, a cold
+    start, trains nothing), and the environment serve needs for it: ``(name, engine, env)``."""
+    import os
+    import uuid
+
+    from activelabel.campaign import CampaignConfig, prepare_campaign
+    from activelabel.storage import open_engine
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    url = f"sqlite:///{tmp_path / 'campaign.db'}"
+    engine = open_engine(url)
+    prepare_campaign(engine, CampaignConfig(
+        name=name, strategy="margin", rounds=2, batch_size=5, initial_labeled=0, mc_samples=2, epochs=1,
+        device="cpu",
+    ))
+    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "ACTIVELABEL_DATABASE_URL": url,
+           "PREFECT_HOME": str(tmp_path / "prefect-client"),
+           "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}
+    return name, engine, env
