@@ -82,9 +82,11 @@ DEFAULT_MODEL_VERSION = "activelabel"
 IMPORT_CHUNK = 500  # tasks per import request
 PAGE_SIZE = 200  # tasks per page when listing
 LOOKUP_CHUNK = 100  # sample ids per Data Manager lookup when pushing
-_ANNOTATED = json.dumps({"filters": {"conjunction": "and", "items": [
-    {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
-]}})
+# Reads never filter on Label Studio's task counters (``total_annotations``, ``is_labeled``): its
+# Django signals keep them, and deleting a project detaches every signal of the server process
+# while it runs (``temporary_disconnect_all_signals``), so two deletions at once can leave them
+# detached for good (seen on 1.23.2: annotations stored, ``total_annotations`` 0 from then on).
+# ``updated_at`` is written by the annotation's own save, not a signal, so the change cursor holds.
 
 # Data Manager datetime filters accept exactly this format (anything else is an HTTP 500).
 LS_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -138,6 +140,31 @@ def _changed_since(cursor: str) -> str:
         {"filter": "filter:tasks:updated_at", "operator": "greater_or_equal", "type": "Datetime",
          "value": format_time(since)},
     ]}})
+
+
+def uncounted_tasks(rows: list[Any]) -> int:
+    """How many of these tasks hold a submitted annotation that their ``total_annotations`` misses."""
+    return sum(
+        1 for task in rows
+        if not (_get(task, "total_annotations") or 0)
+        and any(not _get(a, "was_cancelled") for a in (_get(task, "annotations") or []))
+    )
+
+
+def _warn_if_counters_stopped(url: str, project_id: int, rows: list[Any]) -> None:
+    """Say so when Label Studio stopped counting annotations (the note on task counters by PAGE_SIZE).
+
+    activelabel's sync does not read the counters, but Label Studio's own queue does: it serves a
+    task whose annotation it does not count to annotators again.
+    """
+    stale = uncounted_tasks(rows)
+    if stale:
+        log.warning(
+            "Label Studio %s: project %d: %d task%s hold annotations that Label Studio does not count "
+            "(total_annotations 0), so its queue serves them to annotators again. Its signals were "
+            "detached, which Label Studio 1.23 does when two projects are deleted at once; restart "
+            "Label Studio to fix it. activelabel's sync reads the annotations themselves and is not "
+            "affected.", url, project_id, stale, "" if stale == 1 else "s")
 
 
 class LabelStudioError(ActiveLabelError):
@@ -308,11 +335,9 @@ class LabelStudioAnnotator:
             return self._project_id
         doing = f"{doing}: " if doing else ""
         what = f"{doing}looking up project {self.project_title!r}"
-        with self._talking(what):
-            found = [p for p in self._ls.projects.list(title=self.project_title)
-                     if p.title == self.project_title]
+        found = self._projects_titled(what)
         if found:
-            project = min(found, key=lambda p: p.id)
+            project = found[0]
             with self._talking(what):
                 config = self._ls.projects.get(id=project.id).label_config or ""
             theirs = self.codec.config_labels(config)
@@ -334,9 +359,25 @@ class LabelStudioAnnotator:
                     description="Created by activelabel: uncertain samples first.",
                 )
             log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
+            # Every process must settle on the same project: if another one appeared with this title
+            # (a create retried after a timeout, a second process at the same moment), the oldest wins.
+            project = (self._projects_titled(what) or [project])[0]
         self._project_id = int(project.id)
         self._ensure_local_storage(self._project_id, doing)
         return self._project_id
+
+    def _projects_titled(self, what: str) -> list[Any]:
+        """The projects with exactly this campaign's title, oldest first. Several is a fault: it
+        is named, and the oldest is used by every process alike."""
+        with self._talking(what):
+            found = sorted((p for p in self._ls.projects.list(title=self.project_title)
+                            if p.title == self.project_title), key=lambda p: p.id)
+        if len(found) > 1:
+            log.warning(
+                "Label Studio %s: %d projects are titled %r (ids %s); activelabel uses the oldest, id %d. "
+                "Move any answers from the others into it, then delete them in Label Studio.",
+                self.url, len(found), self.project_title, ", ".join(str(p.id) for p in found), found[0].id)
+        return found
 
     def _ensure_local_storage(self, project_id: int, doing: str) -> None:
         """Local files are served only to a project with a local-files storage holding them."""
@@ -552,8 +593,8 @@ class LabelStudioAnnotator:
             return []
         project_id = self._ensure_project(what)
         self._users = None
-        with self._talking(f"{what}: listing annotated tasks of project {project_id}"):
-            rows = list(self._ls.tasks.list(project=project_id, fields="all", query=_ANNOTATED, page_size=PAGE_SIZE))
+        with self._talking(f"{what}: listing the tasks of project {project_id}"):
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE))
         answers: list[LabelAnswer] = []
         for task in sorted(rows, key=lambda t: t.id):
             sample_id = _sample_id(task.data)
@@ -611,15 +652,17 @@ class LabelStudioAnnotator:
         A task's ``updated_at`` moves when one of its annotations is created, edited or deleted
         (checked on 1.23.2), so a Data Manager filter on it finds exactly the tasks to re-read —
         the cost follows what changed, not the size of the project. ``cursor=None`` reads every
-        annotated task (the first sync). Tasks are read whole, so an annotation missing from
-        the answers of a sample in ``sample_ids`` was deleted there.
+        task (the first sync: Label Studio's ``total_annotations`` cannot be trusted to find the
+        annotated ones; see the note on task counters by ``PAGE_SIZE``). Tasks are read whole, so
+        an annotation missing from the answers of a sample in ``sample_ids`` was deleted there.
         """
         what = f"syncing round {round_index}" if round_index is not None else "syncing"
         project_id = self._ensure_project(what)
         self._users = None
-        query = _ANNOTATED if cursor is None else _changed_since(cursor)
+        # The first sync reads every task, not only "annotated" ones (the note by PAGE_SIZE).
+        query = {} if cursor is None else {"query": _changed_since(cursor)}
         with self._talking(f"{what}: listing tasks of project {project_id} changed since {cursor or 'ever'}"):
-            rows = list(self._ls.tasks.list(project=project_id, fields="all", query=query, page_size=PAGE_SIZE))
+            rows = list(self._ls.tasks.list(project=project_id, fields="all", page_size=PAGE_SIZE, **query))
         newest = parse_time(cursor) if cursor else None
         sample_ids: set[int] = set()
         answers: list[LabelAnswer] = []
@@ -639,6 +682,7 @@ class LabelStudioAnnotator:
         log.info("Label Studio %s: project %d: %d task%s changed since %s, %d answer%s", self.url, project_id,
                  len(rows), "" if len(rows) == 1 else "s", cursor or "ever", len(answers),
                  "" if len(answers) == 1 else "s")
+        _warn_if_counters_stopped(self.url, project_id, rows)
         return AnnotationSnapshot(
             sample_ids=sample_ids, answers=answers, updated_at=updated, tasks_read=len(rows),
             cursor=format_time(newest) if newest is not None else cursor,

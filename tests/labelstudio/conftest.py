@@ -13,61 +13,17 @@ under a file lock.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from activelabel.annotation.base import TaskRequest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / ".ci" / "labelstudio.sh"
+from tests_support_lsserver import Server, own_server
+
 LABELS = ["cat", "dog", "bird"]
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    api_key: str
-    document_root: Path | None
-
-
-def _bash(script: str, *args: str, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "-c", f"set -euo pipefail; source {SCRIPT}; {script}", "bash", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env,
-    )
-
-
-def _ensure_venv() -> subprocess.CompletedProcess:
-    """Create the server's venv once: xdist workers that both need it wait on one lock."""
-    with open(Path(tempfile.gettempdir()) / "activelabel-ls-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _bash("ensure_labelstudio_venv", timeout=900)
-
-
-def _server_env() -> dict:
-    """The start script's environment: under xdist, a free port of this worker's own."""
-    env = dict(os.environ)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            env["ACTIVELABEL_TEST_LS_PORT"] = str(s.getsockname()[1])
-    return env
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ACTIVELABEL_REQUIRE_LABELSTUDIO") == "1":
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -78,35 +34,9 @@ def ls_server(tmp_path_factory) -> Server:
         yield Server(url.rstrip("/"), key, Path(root) if root else None)
         return
 
-    venv = _ensure_venv()
-    if venv.returncode != 0:
-        _unavailable(f"no Label Studio server: LABEL_STUDIO_URL is unset and the server's venv "
-                     f"could not be created: {(venv.stderr or venv.stdout).strip()[-800:]}")
-    work = tmp_path_factory.mktemp("labelstudio")
-    started = _bash(
-        'start_labelstudio "$1" >&2; printf "%s\\n" "$LS_PID" "$LABEL_STUDIO_URL" '
-        '"$LABEL_STUDIO_API_KEY" "$ACTIVELABEL_TEST_LS_DOCUMENT_ROOT"',
-        str(work), timeout=1200, env=_server_env(),  # the script bounds its own wait (900 s)
-    )
-    if started.returncode != 0:
-        pytest.fail(f"could not start Label Studio:\n{started.stderr[-3000:]}", pytrace=False)
-    pid, url, key, root = started.stdout.split("\n")[:4]
-    try:
-        yield Server(url, key, Path(root))
-    finally:
-        _stop(int(pid))
-
-
-def _stop(pid: int) -> None:
-    """Stop the server this fixture started (by its pid only)."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(40):
-            os.kill(pid, 0)
-            time.sleep(0.25)
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    # Under xdist each worker needs a port of its own (two on the one default port refuse each other).
+    worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    yield from own_server(tmp_path_factory.mktemp("labelstudio"), free_port=worker)
 
 
 @pytest.fixture(scope="session")

@@ -134,7 +134,9 @@ def test_changed_since_reads_only_tasks_changed_after_the_cursor(make_annotator,
     a1 = ls_client.annotations.create(id=t1, result=choice("cat"))
 
     first = annotator.changed_since(None)
-    assert first.sample_ids == {100, 101}  # annotated tasks only; 102 was never touched
+    # The first sync reads every task (Label Studio's counters cannot be trusted to find the annotated
+    # ones: test_labelstudio_lost_signals.py); 102 has no answer.
+    assert first.sample_ids == {100, 101, 102} and first.tasks_read == 3
     assert {(a.sample_id, a.label, a.external_id) for a in first.answers} == {
         (100, "cat", str(a1.id)), (101, "dog", str(a2.id))}
     assert set(first.updated_at) == {str(a1.id), str(a2.id)}

@@ -1,0 +1,53 @@
+"""Two Label Studio projects with the campaign's title: every process uses the same one.
+
+A campaign finds its project by title. A second project with that title appears when a create is
+retried after a timeout (Label Studio made the first one anyway) or two processes create it at the
+same moment. The process that created one used to keep its own while every later process took the
+oldest, so a round pushed to one project and waited on the other (seen in this suite under load).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+pytestmark = pytest.mark.labelstudio
+
+
+@pytest.fixture
+def titled(ls_client, project_title):
+    """Deletes every project with this test's title afterwards (the fixture's annotator knows one)."""
+    yield project_title
+    for project in ls_client.projects.list(title=project_title):
+        if project.title == project_title:
+            ls_client.projects.delete(id=project.id)
+
+
+def test_a_project_created_beside_another_of_the_same_title_gives_way_to_the_oldest(
+        make_annotator, ls_client, titled, make_tasks, caplog):
+    annotator = make_annotator()
+    create = annotator._ls.projects.create
+    other: list[int] = []
+
+    def another_process_creates_it_first(**kwargs):
+        # Another process creating the same project at the same moment: it wins the race by a
+        # request. The interleaving is forced here; both creations are real ones on the server.
+        other.append(ls_client.projects.create(title=kwargs["title"], label_config=kwargs["label_config"]).id)
+        return create(**kwargs)
+
+    annotator._ls.projects.create = another_process_creates_it_first
+    with caplog.at_level(logging.WARNING, logger="activelabel.annotation.labelstudio"):
+        project_id = annotator.ensure_project()
+    assert project_id == other[0]
+    ids = sorted(p.id for p in ls_client.projects.list(title=titled) if p.title == titled)
+    assert ids[0] == other[0] and len(ids) == 2
+    assert f"2 projects are titled {titled!r} (ids {ids[0]}, {ids[1]}); activelabel uses the oldest, id {ids[0]}" \
+        in caplog.text
+
+    # A later process (a new annotator) settles on the same project, and pushes land there.
+    later = make_annotator()
+    assert later.ensure_project() == project_id
+    pushed = later.push(make_tasks([0.4, 0.9]))
+    assert sorted(int(t.id) for t in ls_client.tasks.list(project=project_id)) == sorted(int(i) for i in pushed.values())
+    assert list(ls_client.tasks.list(project=ids[1])) == []
