@@ -21,7 +21,7 @@ import pytest
 
 from activelabel.annotation.base import TaskRequest
 
-from tests_support_lsserver import Server, own_server
+from tests_support_lsserver import Server, delete_project, own_server
 
 LABELS = ["cat", "dog", "bird"]
 
@@ -79,7 +79,7 @@ def make_annotator(ls_server: Server, ls_client, project_title):
     ids = {a._project_id for a in made if a._project_id is not None}
     for project_id in ids:
         try:
-            ls_client.projects.delete(id=project_id)
+            delete_project(ls_client, project_id)
         except Exception:  # best effort: a leftover project does not affect other tests
             pass
 
@@ -133,4 +133,4 @@ def ls_campaign(ls_server: Server, ls_client, tmp_path, monkeypatch):
     yield make
     for project in ls_client.projects.list():
         if project.title in made:
-            ls_client.projects.delete(id=project.id)
+            delete_project(ls_client, project.id)

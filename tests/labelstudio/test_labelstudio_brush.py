@@ -10,6 +10,8 @@ from activelabel.annotation.images import png_data_uri
 from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 LABELS = list(SHAPE_CLASSES)
 
@@ -18,7 +20,7 @@ LABELS = list(SHAPE_CLASSES)
 def brush_project(ls_client, project_title):
     project = ls_client.projects.create(title=project_title, label_config=build_brush_config(LABELS), model_version="seg-r1")
     yield project
-    ls_client.projects.delete(id=project.id)
+    delete_project(ls_client, project.id)
 
 
 @pytest.mark.parametrize("scale", [1, 3])

@@ -26,6 +26,8 @@ from activelabel.storage import (
 )
 from activelabel.storage.repository import resolved_labels
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 
 DIGITS = load_dataset("digits")
@@ -56,7 +58,7 @@ def campaign(ls_server, ls_client, tmp_path, monkeypatch):
     yield make
     for project in ls_client.projects.list():
         if project.title in made:
-            ls_client.projects.delete(id=project.id)
+            delete_project(ls_client, project.id)
 
 
 def field(obj, name):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 
 EXE = str(Path(sys.executable).with_name("activelabel"))
@@ -51,7 +53,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
     finally:
         for project in ls_client.projects.list():
             if project.title == f"activelabel {name}":
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
 
 def test_a_wrong_token_or_missing_settings_stop_before_anything_is_written(ls_server, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 from tests_support_campaignfile import write_campaign_file
 from tests_support_owndata import write_unlabeled_pool
+from tests_support_lsserver import delete_project
 
 pytestmark = pytest.mark.labelstudio
 
@@ -50,4 +51,4 @@ def test_the_waiting_hint_names_the_campaign_file_that_works_from_anywhere(ls_se
     finally:
         for project in ls_client.projects.list():
             if project.title == f"activelabel {name}":
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)

@@ -17,6 +17,8 @@ import pytest
 
 from activelabel.annotation.labelstudio import LabelStudioAnnotator, png_data_uri
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 
 THREADS = 4
@@ -59,4 +61,4 @@ def test_concurrent_pushes_leave_every_task_with_its_prediction_and_the_model_ve
     finally:
         for annotator in annotators:
             if annotator._project_id is not None:
-                ls_client.projects.delete(id=annotator._project_id)
+                delete_project(ls_client, annotator._project_id)

@@ -12,6 +12,8 @@ import logging
 
 import pytest
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 
 
@@ -21,7 +23,7 @@ def titled(ls_client, project_title):
     yield project_title
     for project in ls_client.projects.list(title=project_title):
         if project.title == project_title:
-            ls_client.projects.delete(id=project.id)
+            delete_project(ls_client, project.id)
 
 
 def test_a_project_created_beside_another_of_the_same_title_gives_way_to_the_oldest(

@@ -21,6 +21,7 @@ from activelabel.storage import open_engine
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
+from tests_support_lsserver import delete_project
 
 pytestmark = pytest.mark.labelstudio
 
@@ -72,4 +73,4 @@ def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, 
     finally:
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)

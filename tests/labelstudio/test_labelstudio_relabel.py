@@ -25,6 +25,7 @@ from activelabel.storage.repository import resolved_labels
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
+from tests_support_lsserver import delete_project
 
 pytestmark = pytest.mark.labelstudio
 
@@ -50,7 +51,7 @@ def _project_tasks(ls_client, title: str) -> list:
 def _delete_project(ls_client, title: str) -> None:
     for project in ls_client.projects.list():
         if project.title == title:
-            ls_client.projects.delete(id=project.id)
+            delete_project(ls_client, project.id)
 
 
 def _invert(path) -> None:

@@ -43,6 +43,8 @@ from activelabel.storage import (
     session_scope,
 )
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 SIZE, BATCH = 32, 4
 SCALE = MIN_DISPLAY // SIZE  # 8: the image is shown at 256 x 256
@@ -79,7 +81,7 @@ def pushed(ls_server, ls_client, tmp_path_factory):
         step(engine, round_id)
     project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
     yield config, engine, round_id, project
-    ls_client.projects.delete(id=project.id)
+    delete_project(ls_client, project.id)
     mp.undo()
 
 

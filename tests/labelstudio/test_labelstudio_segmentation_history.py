@@ -24,6 +24,8 @@ from activelabel.pipeline.masks import mask_from_png_bytes
 from activelabel.storage import Annotation, Round, RoundKind, RoundStatus, Sample, Selection, open_engine, session_scope
 from activelabel.storage.models import AnnotationChange, AnnotationChangeKind
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 SIZE, SCALE = 32, 8
 LABELS = ["background", "disc", "square", "line", "dot"]
@@ -79,7 +81,7 @@ def test_a_repainted_and_a_deleted_mask_are_kept_and_exported(ls_server, ls_clie
     finally:
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
     with session_scope(engine) as session:
         current = {a.external_id: mask_from_png_bytes(a.mask) for a in session.scalars(select(Annotation))}

@@ -26,6 +26,8 @@ from activelabel.flows import campaign_flow, sync_flow
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes, write_segmentation_folder
 from activelabel.storage import Heatmap, Round, Sample, Selection, open_engine, session_scope
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 SIZE, SCALE = 32, 8
 
@@ -118,7 +120,7 @@ def test_own_images_and_seed_masks_through_label_studio(ls_server, ls_client, tm
     finally:
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
     count = export_labels(engine, name, tmp_path / "out" / "labels.csv")
     rows = list(csv.DictReader((tmp_path / "out" / "labels.csv").open()))

@@ -21,6 +21,8 @@ from activelabel.report.data import load_campaign
 from activelabel.storage import Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
 
+from tests_support_lsserver import delete_project
+
 pytestmark = pytest.mark.labelstudio
 
 DIGITS = load_dataset("digits")
@@ -55,7 +57,7 @@ def two_per_task(ls_server, ls_client, tmp_path, monkeypatch):
     yield config, engine, second
     for project in ls_client.projects.list():
         if project.title == config.labelstudio_project:
-            ls_client.projects.delete(id=project.id)
+            delete_project(ls_client, project.id)
 
 
 def _labeled_everywhere(engine, name: str) -> dict[str, int]:

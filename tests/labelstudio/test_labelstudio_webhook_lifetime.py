@@ -26,6 +26,7 @@ from activelabel.campaign.file import load_campaign_file
 from activelabel.storage import open_engine
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_owndata import write_unlabeled_pool
+from tests_support_lsserver import delete_project
 
 pytestmark = pytest.mark.labelstudio
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def campaign(ls_server, ls_client, tmp_path, monkeypatch):
     finally:
         for p in ls_client.projects.list():
             if p.title == config.labelstudio_project:
-                ls_client.projects.delete(id=p.id)
+                delete_project(ls_client, p.id)
 
 
 def _watch(name: str, port: int, log: Path) -> subprocess.Popen:

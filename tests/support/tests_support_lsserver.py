@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,17 @@ def _stop(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def delete_project(client: Any, project_id: int) -> None:
+    """Delete a Label Studio project, one deletion at a time across this machine's test processes.
+
+    Label Studio 1.23 detaches every Django signal of its server process while it deletes a project,
+    and two deletions at once can leave them detached until it restarts: from then on it counts no
+    annotation (test_labelstudio_lost_signals.py puts a server of its own into that state on
+    purpose). activelabel copes, but the shared server should not change under the other tests
+    halfway through a run because two xdist workers cleaned up at the same moment.
+    """
+    with open(Path(tempfile.gettempdir()) / "activelabel-ls-delete.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client.projects.delete(id=project_id)
