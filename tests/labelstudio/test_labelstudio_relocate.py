@@ -119,3 +119,41 @@ def test_relocation_points_the_tasks_still_out_at_the_moved_images(ls_server, ls
                 ls_client.projects.delete(id=project.id)
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(tmp_path / "outside", ignore_errors=True)
+
+
+def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder(ls_server, ls_client, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """image_url_prefix: the URL is prefix + the sample URI, relative to the data folder, so a
+    move changes no task; the line says to serve the new folder under the same prefix (the
+    prefix itself is not shown: it may hold a token)."""
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
+    write_unlabeled_pool(tmp_path / "a" / "images", count=12)
+    name = f"reloc-{uuid.uuid4().hex[:8]}"
+    write_campaign_file(tmp_path / "a" / "campaign.toml", name, settings={
+        "campaign.batch_size": 4, "data.evaluation_size": 0, "campaign.epochs": 1, "campaign.mc_samples": 2,
+        "campaign.device": "cpu", "annotator.image_url_prefix": "http://images.example/t0ken/"})
+    config, _ = load_campaign_file(tmp_path / "a" / "campaign.toml")
+    engine = open_engine(db_url)
+    campaign_id = prepare_campaign(engine, config)
+    try:
+        assert campaign_flow(name, 1)[-1].status == "waiting_for_labels"
+        sent = tasks_of_round(engine, 1)
+        answer(ls_client, min(sent.values()), LABELS[1])
+        assert sync_flow(name).pending == 3
+        before = _tasks(ls_client, sent.values())
+        assert {before[t]["image"] for t in sent.values()} == {f"http://images.example/t0ken/{u}" for u in sent}
+
+        shutil.move(tmp_path / "a", tmp_path / "b")
+        clear_cache()
+        moved, _ = load_campaign_file(tmp_path / "b" / "campaign.toml")
+        said: list[str] = []
+        assert prepare_campaign(engine, moved, relocate=True, say=said.append) == campaign_id
+        assert said[1:] == [
+            "Label Studio: the 3 task(s) still out keep their image URLs (image_url_prefix + the path inside the "
+            f"data folder, which the move keeps): make the prefix serve {(tmp_path / 'b' / 'images').resolve()}"]
+        assert "t0ken" not in " ".join(said)
+        assert _tasks(ls_client, sent.values()) == before
+    finally:
+        for project in ls_client.projects.list():
+            if project.title == config.labelstudio_project:
+                ls_client.projects.delete(id=project.id)
