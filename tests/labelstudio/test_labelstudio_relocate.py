@@ -157,3 +157,53 @@ def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
                 ls_client.projects.delete(id=project.id)
+
+
+def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_images(ls_server, ls_client, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """The refusal's third way out: the moved campaign file leaves document_root out, so the
+    tasks still out get the image embedded (the PNG data URI a new embedded task would have)."""
+    if ls_server.document_root is None:
+        pytest.skip("this Label Studio server's LOCAL_FILES_DOCUMENT_ROOT is unknown")
+    from activelabel.campaign.data import campaign_data
+    from activelabel.campaign.setup import build_annotator
+
+    root = ls_server.document_root.resolve()
+    base = root / f"reloc-{uuid.uuid4().hex[:8]}"
+    db_url = use_label_studio(monkeypatch, ls_server, tmp_path)
+    write_unlabeled_pool(base / "images", count=12)
+    name = f"reloc-{uuid.uuid4().hex[:8]}"
+    write_campaign_file(base / "campaign.toml", name, settings={
+        "campaign.batch_size": 4, "data.evaluation_size": 0, "campaign.epochs": 1, "campaign.mc_samples": 2,
+        "campaign.device": "cpu", "annotator.document_root": str(root)})
+    config, _ = load_campaign_file(base / "campaign.toml")
+    engine = open_engine(db_url)
+    campaign_id = prepare_campaign(engine, config)
+    try:
+        assert campaign_flow(name, 1)[-1].status == "waiting_for_labels"
+        sent = tasks_of_round(engine, 1)
+        answered = min(sent.values())
+        answer(ls_client, answered, LABELS[1])
+        assert sync_flow(name).pending == 3
+        before = _tasks(ls_client, sent.values())
+
+        shutil.move(base, tmp_path / "out")
+        path = tmp_path / "out" / "campaign.toml"
+        path.write_text(path.read_text().replace(f'document_root = "{root}"', "# document_root = ..."))
+        clear_cache()
+        moved, _ = load_campaign_file(path)
+        assert moved.document_root is None
+        said: list[str] = []
+        assert prepare_campaign(engine, moved, relocate=True, say=said.append) == campaign_id
+        assert said[1:] == ["Label Studio: 3 task(s) still out now show images from the task itself (embedded)"]
+        after = _tasks(ls_client, sent.values())
+        assert after[answered] == before[answered]
+        embed = build_annotator(moved, campaign_data(moved)).image_source
+        for uri, task_id in sent.items():
+            if task_id != answered:
+                assert after[task_id]["image"] == embed(uri) and after[task_id]["image"].startswith("data:image/png")
+    finally:
+        for project in ls_client.projects.list():
+            if project.title == config.labelstudio_project:
+                ls_client.projects.delete(id=project.id)
+        shutil.rmtree(base, ignore_errors=True)
