@@ -207,3 +207,46 @@ def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_imag
             if project.title == config.labelstudio_project:
                 ls_client.projects.delete(id=project.id)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client, tmp_path, monkeypatch) -> None:
+    """`activelabel run campaign.toml --relocate` as a user runs it: outside the document root it
+    stops before the database is touched; under it, the Label Studio line follows the relocation line."""
+    if ls_server.document_root is None:
+        pytest.skip("this Label Studio server's LOCAL_FILES_DOCUMENT_ROOT is unknown")
+    from tests_support_cli import cli, error_line
+
+    root = ls_server.document_root.resolve()
+    base = root / f"reloc-{uuid.uuid4().hex[:8]}"
+    use_label_studio(monkeypatch, ls_server, tmp_path)
+    write_unlabeled_pool(base / "a" / "images", count=12)
+    name = f"reloc-{uuid.uuid4().hex[:8]}"
+    path = write_campaign_file(base / "a" / "campaign.toml", name, settings={
+        "campaign.rounds": 1, "campaign.batch_size": 4, "data.evaluation_size": 0, "campaign.epochs": 1,
+        "campaign.mc_samples": 2, "campaign.device": "cpu", "annotator.document_root": str(root)})
+    project = f"activelabel {name}"
+    try:
+        first = cli("run", str(path), cwd=base / "a")
+        assert first.returncode == 0, first.stderr
+        database = (base / "a" / "activelabel.db").read_bytes()
+
+        shutil.move(base / "a", tmp_path / "out")
+        line = error_line(cli("run", str(tmp_path / "out" / "campaign.toml"), "--relocate", cwd=tmp_path / "out"))
+        assert str((tmp_path / "out" / "images").resolve()) in line and str(root) in line
+        assert "annotator.document_root" in line and "move the images under it" in line
+        assert (tmp_path / "out" / "activelabel.db").read_bytes() == database  # nothing written
+
+        shutil.move(tmp_path / "out", base / "b")
+        run = cli("run", str(base / "b" / "campaign.toml"), "--relocate", cwd=base / "b")
+        assert run.returncode == 0, run.stderr
+        lines = run.stderr.splitlines()
+        at = next(n for n, text in enumerate(lines) if text.startswith(f"Relocated campaign {name!r}"))
+        assert lines[at + 1] == f"Label Studio: 4 task(s) still out now show images from {base / 'b' / 'images'}"
+        pid = next(p.id for p in ls_client.projects.list() if p.title == project)
+        images = {t.data["image"] for t in ls_client.tasks.list(project=pid, fields="all")}
+        assert len(images) == 4 and all(i.startswith(f"/data/local-files/?d={base.name}/b/images/") for i in images)
+    finally:
+        for p in ls_client.projects.list():
+            if p.title == project:
+                ls_client.projects.delete(id=p.id)
+        shutil.rmtree(base, ignore_errors=True)
