@@ -77,7 +77,8 @@ def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfi
                          config: CampaignConfig) -> str | None:
     """Make the Label Studio tasks still out show the images at the relocated place; returns
     the line telling the user what was done (None when there is nothing to say: another
-    annotator, embedded images, nothing sent yet).
+    annotator, embedded images, no task still out; the project then gets the new folder's
+    storage from the next use of the annotator, which adds it when missing).
 
     With ``document_root``: the project gets a local-files storage for the new data folder
     (kept if it has one), then every task still out whose ``data.image`` differs from the new
@@ -133,9 +134,9 @@ def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfi
             annotator.client.tasks.update(id=str(task_id), data={**data, "image": images[sample_id]})
         updated += 1
     missing = len(images) - len(existing)
-    if missing:  # deleted in Label Studio: the next push imports them anew, with the new image
-        log.warning("Label Studio: %d task(s) still out are no longer in project %d; the next round's push "
-                    "imports them again", missing, project_id)
+    if missing:  # deleted in Label Studio: nothing to point at the new place
+        log.warning("Label Studio: %d task(s) still out are not in project %d any more (deleted there?); "
+                    "nothing to update for them", missing, project_id)
     if isinstance(annotator.image_source, LocalFilesSource):
         where = folder
     elif all(value.startswith("data:") for value in images.values()):
