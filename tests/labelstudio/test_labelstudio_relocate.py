@@ -114,11 +114,11 @@ def test_relocation_points_the_tasks_still_out_at_the_moved_images(ls_server, ls
             assert session.get(Campaign, campaign_id).config["data_pool"] == str(new_root)
         assert len(list(ls_client.tasks.list(project=project.id))) == 6
     finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(tmp_path / "outside", ignore_errors=True)
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
                 ls_client.projects.delete(id=project.id)
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(tmp_path / "outside", ignore_errors=True)
 
 
 def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder(ls_server, ls_client, tmp_path,
@@ -203,10 +203,10 @@ def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_imag
             if task_id != answered:
                 assert after[task_id]["image"] == embed(uri) and after[task_id]["image"].startswith("data:image/png")
     finally:
+        shutil.rmtree(base, ignore_errors=True)
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
                 ls_client.projects.delete(id=project.id)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client, tmp_path, monkeypatch) -> None:
@@ -246,7 +246,7 @@ def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client,
         images = {t.data["image"] for t in ls_client.tasks.list(project=pid, fields="all")}
         assert len(images) == 4 and all(i.startswith(f"/data/local-files/?d={base.name}/b/images/") for i in images)
     finally:
+        shutil.rmtree(base, ignore_errors=True)
         for p in ls_client.projects.list():
             if p.title == project:
                 ls_client.projects.delete(id=p.id)
-        shutil.rmtree(base, ignore_errors=True)
