@@ -3,7 +3,9 @@
 - **Moved.** Sample URIs are relative to the data root, so a moved folder keeps them. A run
   whose data path differs from the stored one (after resolving ``..``, trailing ``/`` and
   symlinks, which are not moves) continues only with ``--relocate``, and only when every
-  stored file is found at the new place with the same content hash.
+  stored file is found at the new place with the same content hash. A Label Studio campaign
+  that serves its files has its tasks still out pointed at the new place
+  (:mod:`activelabel.campaign.relocation`).
 - **Changed.** A file overwritten since it was hashed is found cheaply: size and mtime first,
   then the hash of those that differ. An unlabeled changed file is simply re-hashed. A
   *labeled* changed file stops the run until the user says how: ``--accept-changes`` keeps

@@ -239,7 +239,9 @@ def prepare_campaign(
     campaign on your own files is checked on every run for moved or changed files (see
     :mod:`activelabel.campaign.integrity`) before its new settings are stored. A move accepted
     with ``relocate`` updates every stored copy of the location (the settings and the dataset
-    the campaign list shows) and is told to ``say`` in one line (default: the INFO log).
+    the campaign list shows) and is told to ``say`` in one line (default: the INFO log); a Label
+    Studio campaign serving its files also gets its tasks still out pointed at the new place
+    (:mod:`activelabel.campaign.relocation`), said on a second line.
     """
     with session_scope(engine) as session:
         existing = get_campaign(session, config.name)
@@ -250,11 +252,21 @@ def prepare_campaign(
             from activelabel.campaign.integrity import check_relocation, check_stored_files
 
             moved = check_relocation(stored, config, relocate=relocate)
+            if moved:
+                from activelabel.campaign.relocation import refuse_outside_document_root
+
+                refuse_outside_document_root(config)  # before anything is written
             check_stored_files(engine, existing.id, config, accept=accept_changes, relabel=relabel_changes,
                                relocating=bool(moved))
             _check_stored_truth(engine, existing.id, config)
         else:
             moved = []
+        carried = None
+        if moved:
+            from activelabel.campaign.relocation import carry_to_labelstudio
+
+            # Before the new place is stored: a failure here leaves the move to be redone by a rerun.
+            carried = carry_to_labelstudio(engine, existing.id, stored, config)
         with session_scope(engine) as session:
             # Only settings that keep the campaign's meaning can differ; take the new ones.
             campaign = session.get(Campaign, existing.id)
@@ -266,6 +278,8 @@ def prepare_campaign(
         if moved:
             (say or log.info)(f"Relocated campaign {config.name!r}: {checked} stored files found at the new "
                               f"place, all present and unchanged ({'; '.join(moved)})")
+            if carried:
+                (say or log.info)(carried)
         return existing.id
 
     data = campaign_data(config)
