@@ -142,6 +142,17 @@ def _changed_since(cursor: str) -> str:
     ]}})
 
 
+@dataclass(frozen=True)
+class RepointedImages:
+    """What :meth:`LabelStudioAnnotator.repoint_images` did: tasks given the new image, tasks
+    that had it already, samples with no task in project ``project_id`` any more."""
+
+    project_id: int
+    updated: int
+    already: int
+    missing: int
+
+
 def uncounted_tasks(rows: list[Any]) -> int:
     """How many of these tasks hold a submitted annotation that their ``total_annotations`` misses."""
     return sum(
@@ -465,6 +476,28 @@ class LabelStudioAnnotator:
             versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
             found[sample_id] = (int(task.id), versions, dict(task.data or {}))
         return found
+
+    def repoint_images(self, images: Mapping[int, str], doing: str) -> RepointedImages:
+        """Give each of these samples' tasks the image reference ``images[sample_id]`` (a served
+        path or URL, or an embedded data URI), keeping every other data key.
+
+        Used when the campaign's files moved (:mod:`activelabel.campaign.relocation`). A task that
+        shows that image already is left as it is, so a rerun after a crash finishes the rest and
+        a complete rerun changes nothing. Samples without a task in the project (deleted in Label
+        Studio) are counted in ``missing``. Raises :class:`LabelStudioUnavailableError` and
+        friends when the server fails midway (the tasks updated so far keep the new image).
+        """
+        project_id = self._ensure_project(doing)  # adds the local-files storage of a new folder
+        existing = self._existing_tasks(project_id, doing, sorted(images))
+        updated = already = 0
+        for sample_id, (task_id, _, data) in sorted(existing.items()):
+            if data.get("image") == images[sample_id]:
+                already += 1
+                continue
+            with self._talking(f"{doing}: updating the image of task {task_id}"):
+                self._ls.tasks.update(id=str(task_id), data={**data, "image": images[sample_id]})
+            updated += 1
+        return RepointedImages(project_id, updated, already, missing=len(images) - len(existing))
 
     def push(
         self, tasks: list[TaskRequest], model_version: str | None = None, *, round_index: int | None = None,

@@ -122,26 +122,15 @@ def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfi
             f"--relocate: image {error.path!r} is not under annotator.document_root {error.root!r}, so Label "
             "Studio could not serve it; keep the data under the document root; nothing was changed"
         ) from None
-    what = f"relocating campaign {config.name!r}"
-    project_id = annotator._ensure_project(what)  # adds the local-files storage of the new folder
-    existing = annotator._existing_tasks(project_id, what, sorted(images))
-    updated = already = 0
-    for sample_id, (task_id, _, data) in sorted(existing.items()):
-        if data.get("image") == images[sample_id]:
-            already += 1
-            continue
-        with annotator._talking(f"{what}: updating the image of task {task_id}"):
-            annotator.client.tasks.update(id=str(task_id), data={**data, "image": images[sample_id]})
-        updated += 1
-    missing = len(images) - len(existing)
-    if missing:  # deleted in Label Studio: nothing to point at the new place
+    done = annotator.repoint_images(images, f"relocating campaign {config.name!r}")
+    if done.missing:  # deleted in Label Studio: nothing to point at the new place
         log.warning("Label Studio: %d task(s) still out are not in project %d any more (deleted there?); "
-                    "nothing to update for them", missing, project_id)
+                    "nothing to update for them", done.missing, done.project_id)
     if isinstance(annotator.image_source, LocalFilesSource):
         where = folder
     elif all(value.startswith("data:") for value in images.values()):
         where = "the task itself (embedded)"
     else:
         where = "the new image_url_prefix"
-    return (f"Label Studio: {updated} task(s) still out now show images from {where}"
-            + (f" ({already} did already)" if already else ""))
+    return (f"Label Studio: {done.updated} task(s) still out now show images from {where}"
+            + (f" ({done.already} did already)" if done.already else ""))

@@ -23,6 +23,7 @@ from activelabel.errors import ConfigError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Campaign, open_engine, session_scope
 from tests_support_campaignfile import use_label_studio, write_campaign_file
+from tests_support_lsserver import delete_project
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -118,7 +119,7 @@ def test_relocation_points_the_tasks_still_out_at_the_moved_images(ls_server, ls
         shutil.rmtree(tmp_path / "outside", ignore_errors=True)
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
 
 def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder(ls_server, ls_client, tmp_path,
@@ -156,7 +157,7 @@ def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder
     finally:
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
 
 def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_images(ls_server, ls_client, tmp_path,
@@ -206,7 +207,7 @@ def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_imag
         shutil.rmtree(base, ignore_errors=True)
         for project in ls_client.projects.list():
             if project.title == config.labelstudio_project:
-                ls_client.projects.delete(id=project.id)
+                delete_project(ls_client, project.id)
 
 
 def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client, tmp_path, monkeypatch) -> None:
@@ -249,4 +250,4 @@ def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client,
         shutil.rmtree(base, ignore_errors=True)
         for p in ls_client.projects.list():
             if p.title == project:
-                ls_client.projects.delete(id=p.id)
+                delete_project(ls_client, p.id)
