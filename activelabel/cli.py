@@ -275,12 +275,28 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
         if note:
             err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-    _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
+    if not _says_rounds_complete(engine, config.name, config.rounds, command_ref):
+        _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+def _says_rounds_complete(engine, campaign_name: str, rounds: int, command_ref: str | None) -> bool:
+    """When the campaign has its ``rounds`` complete already, say so and how to get more (as
+    ``watch`` does) and return True: ``run`` then only prints the table."""
+    from activelabel.campaign import lookup, steps
+    from activelabel.flows.watch import ending_line
+
+    campaign_id = lookup.campaign_id(engine, campaign_name)
+    done = steps.completed_rounds(engine, campaign_id)
+    if done < rounds:
+        return False
+    err_console.print(ending_line(engine, campaign_id, campaign_name, done, rounds, command_ref, command="run"),
+                      markup=False, highlight=False, soft_wrap=True)
+    return True
 
 
 def _add_moved_hint(error: Exception, config, database_url: str | None) -> None:
