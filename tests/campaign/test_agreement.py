@@ -1,7 +1,7 @@
 """Several annotators per task: agreement per round and per annotator, split decisions (no
 majority), sync's warning about them and what ``activelabel status`` shows (trial 12, F3).
 
-The campaign is written by hand into SQLite (rounds, selections, annotations through the
+The campaign (tests_support_agreement) is written by hand into SQLite (rounds, selections, annotations through the
 repository functions), so every figure is known here: round 1 (evaluation) holds img0001 answered
 7, 7, 1 (agreement 2/3, a majority) and img0056 answered 7, 1, 4 (a split decision resolved as 7,
 the first answer); round 2 (cold start) holds img0100 answered 2, 2, 2 and img0101 with two of
@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
 
 import pytest
 from typer.testing import CliRunner
 
 from activelabel import cli
-from activelabel.campaign import CampaignConfig
 from activelabel.campaign.agreement import SplitWatch, campaign_agreement
-from activelabel.storage import (
-    Campaign,
-    Round,
-    RoundKind,
-    RoundStatus,
-    SampleSplit,
-    Selection,
-    open_engine,
-    session_scope,
-)
+from activelabel.storage import open_engine
 from activelabel.storage.labels import ResolvedLabel, majority_vote, split_decision
-from activelabel.storage.repository import NewAnnotation, NewSample, add_annotations, add_samples, samples_by_uri
-
-DIGITS = tuple(str(d) for d in range(10))
-PEOPLE = ("alice", "bob", "carol")
+from tests_support_agreement import answer_all, team_campaign
 
 
 def test_split_decision_is_no_strict_majority() -> None:
@@ -48,64 +34,17 @@ def test_split_decision_is_no_strict_majority() -> None:
     assert not split_decision(ResolvedLabel("7", 1, 1.0))  # one vote agrees with itself
 
 
-def _answer(sample_id: int, who: str, label: str, round_id: int, minute: int) -> NewAnnotation:
-    return NewAnnotation(sample_id=sample_id, annotator=who, label=label, source="labelstudio",
-                         external_id=f"{sample_id}-{who}", round_id=round_id,
-                         updated_at=datetime(2026, 11, 30, 5, minute, tzinfo=timezone.utc))
-
-
-def _campaign(engine, name: str = "team", per_task: int = 3) -> dict[str, int]:
-    """The campaign of the module docstring; returns sample ids by URI (and the round ids as
-    ``round1`` / ``round2``)."""
-    config = CampaignConfig(name=name, dataset="files", data_pool="/data/images", labels=DIGITS,
-                            annotator="labelstudio", evaluation_size=2, batch_size=2,
-                            annotations_per_task=per_task)
-    with session_scope(engine) as session:
-        campaign = Campaign(name=name, labels=list(DIGITS), strategy=config.strategy, dataset="files",
-                            config=config.to_dict())
-        session.add(campaign)
-        session.flush()
-        rounds = []
-        for index, kind, status in ((1, RoundKind.evaluation, RoundStatus.complete),
-                                    (2, RoundKind.cold_start, RoundStatus.waiting_for_labels)):
-            row = Round(campaign_id=campaign.id, index=index, strategy=config.strategy, kind=kind, status=status,
-                        timings={})
-            session.add(row)
-            session.flush()
-            rounds.append(row.id)
-        uris = {"img0001.png": SampleSplit.evaluation, "img0056.png": SampleSplit.evaluation,
-                "img0100.png": SampleSplit.pool, "img0101.png": SampleSplit.pool}
-        add_samples(session, campaign.id, [NewSample(u, f"h-{u}", split) for u, split in uris.items()])
-        ids = samples_by_uri(session, campaign.id, uris)
-        for rank, uri in enumerate(uris):
-            session.add(Selection(campaign_id=campaign.id, round_id=rounds[rank // 2], sample_id=ids[uri], rank=rank,
-                                  score=0.0, predicted_label="0", confidence=0.0, external_task_id=str(rank + 1)))
-    return {**ids, "round1": rounds[0], "round2": rounds[1]}
-
-
-ANSWERS = {"img0001.png": ("7", "7", "1"), "img0056.png": ("7", "1", "4"), "img0100.png": ("2", "2", "2"),
-           "img0101.png": ("3", "5")}
-
-
-def _answer_all(engine, name: str, ids: dict[str, int], answers: dict[str, tuple[str, ...]] = ANSWERS) -> None:
-    with session_scope(engine) as session:
-        campaign_id = session.query(Campaign.id).filter(Campaign.name == name).scalar()
-        add_annotations(session, campaign_id, [
-            _answer(ids[uri], who, label, ids["round1" if uri in ("img0001.png", "img0056.png") else "round2"], minute)
-            for uri, labels in answers.items() for minute, (who, label) in enumerate(zip(PEOPLE, labels))])
-
-
 @pytest.fixture
 def team(tmp_path):
     url = f"sqlite:///{tmp_path / 'team.db'}"
     engine = open_engine(url)
-    ids = _campaign(engine)
+    ids = team_campaign(engine)
     return engine, url, ids
 
 
 def test_agreement_per_round_and_per_annotator(team) -> None:
     engine, _, ids = team
-    _answer_all(engine, "team", ids)
+    answer_all(engine, "team", ids)
     figures = campaign_agreement(engine, "team")
     assert figures is not None and figures.needed == 3
     one, two = figures.rounds
@@ -127,7 +66,7 @@ def test_agreement_per_round_and_per_annotator(team) -> None:
 
 def test_one_annotator_per_task_has_no_agreement(tmp_path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 'solo.db'}")
-    _campaign(engine, "solo", per_task=1)
+    team_campaign(engine, "solo", per_task=1)
     assert campaign_agreement(engine, "solo") is None
     watch = SplitWatch.start(engine, 1)
     assert watch.known is None and watch.new_splits() == []
@@ -138,7 +77,7 @@ def test_sync_warns_once_about_new_split_decisions_naming_the_evaluation_ones(te
     log = logging.getLogger("activelabel.campaign.sync")
     watch = SplitWatch.start(engine, 1)
     assert watch.known == set()
-    _answer_all(engine, "team", ids)
+    answer_all(engine, "team", ids)
     with caplog.at_level(logging.WARNING, logger="activelabel.campaign.sync"):
         messages = watch.warn(log, "team")
     assert messages == [
@@ -150,7 +89,7 @@ def test_sync_warns_once_about_new_split_decisions_naming_the_evaluation_ones(te
     # The next sync finds the same split: no second warning. A new split in round 2 is warned about alone.
     again = SplitWatch.start(engine, 1)
     assert again.known == {ids["img0056.png"]}
-    _answer_all(engine, "team", ids, {"img0101.png": ("3", "5", "8")})
+    answer_all(engine, "team", ids, {"img0101.png": ("3", "5", "8")})
     [message] = again.warn(log, "team")
     assert message.startswith("Round 2: 1 sample resolved by a split decision (no label has more than half of the "
                               "answers; a tie goes to the first answer's label): img0101.png (task 4): 3, 5, 8 -> 3.")
@@ -177,7 +116,7 @@ def _table(text: str, title_start: str) -> list[list[str]]:
 
 def test_status_shows_agreement_per_round_and_the_rounds_split_samples(team) -> None:
     engine, url, ids = team
-    _answer_all(engine, "team", ids)
+    answer_all(engine, "team", ids)
     text = _status(url)
     assert _table(text, "Annotators' agreement (3 per task)") == [
         ["round", "resolved", "agreement", "split decisions"],
@@ -204,8 +143,8 @@ def test_status_shows_agreement_per_round_and_the_rounds_split_samples(team) -> 
 def test_status_of_one_annotator_per_task_shows_nothing_new(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'solo.db'}"
     engine = open_engine(url)
-    ids = _campaign(engine, "team", per_task=1)
-    _answer_all(engine, "team", ids)
+    ids = team_campaign(engine, "team", per_task=1)
+    answer_all(engine, "team", ids)
     text = _status(url)
     assert "agreement" not in text and "split decision" not in text
     assert "agreement" not in _status(url, "--round", "1")
