@@ -1010,7 +1010,7 @@ def resume(
 def status(
     campaign: Annotated[Optional[str], typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
-    round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration; with several annotators per task, its agreement and split decisions (samples resolved without a majority).", show_default=False)] = None,
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved, rejected, changed (all counts of samples)."""
     _configure_logging(False)
@@ -1151,7 +1151,8 @@ def report(
     against selected samples, class balance of the picks, selected samples, timings. A campaign:
     its learning curve, calibration per round (reliability diagrams before/after temperature
     scaling), the scores and the total/aleatoric/epistemic uncertainty of pool against selected
-    samples, class balance, selected samples, timings. A segmentation campaign: mIoU, pixel
+    samples, class balance, selected samples, timings, and with several annotators per task their
+    agreement per round and per annotator and the split decisions. A segmentation campaign: mIoU, pixel
     accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
     heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
     Read from the database only: nothing is retrained.
