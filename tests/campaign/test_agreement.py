@@ -21,6 +21,7 @@ from activelabel.campaign.agreement import SplitWatch, campaign_agreement
 from activelabel.storage import open_engine
 from activelabel.storage.labels import ResolvedLabel, majority_vote, split_decision
 from tests_support_agreement import answer_all, team_campaign
+from tests_support_postgres import sqlite_or_postgres_engine
 
 
 def test_split_decision_is_no_strict_majority() -> None:
@@ -34,12 +35,11 @@ def test_split_decision_is_no_strict_majority() -> None:
     assert not split_decision(ResolvedLabel("7", 1, 1.0))  # one vote agrees with itself
 
 
-@pytest.fixture
-def team(tmp_path):
-    url = f"sqlite:///{tmp_path / 'team.db'}"
-    engine = open_engine(url)
-    ids = team_campaign(engine)
-    return engine, url, ids
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def team(request, tmp_path):
+    """(engine, its URL, sample ids) of the campaign, on SQLite and on PostgreSQL (when set up)."""
+    with sqlite_or_postgres_engine(request.param, tmp_path / "team.db", "al_agreement_test") as engine:
+        yield engine, engine.url.render_as_string(hide_password=False), team_campaign(engine)
 
 
 def test_agreement_per_round_and_per_annotator(team) -> None:
@@ -66,16 +66,16 @@ def test_agreement_per_round_and_per_annotator(team) -> None:
 
 def test_one_annotator_per_task_has_no_agreement(tmp_path) -> None:
     engine = open_engine(f"sqlite:///{tmp_path / 'solo.db'}")
-    team_campaign(engine, "solo", per_task=1)
+    ids = team_campaign(engine, "solo", per_task=1)
     assert campaign_agreement(engine, "solo") is None
-    watch = SplitWatch.start(engine, 1)
+    watch = SplitWatch.start(engine, ids["campaign"])
     assert watch.known is None and watch.new_splits() == []
 
 
 def test_sync_warns_once_about_new_split_decisions_naming_the_evaluation_ones(team, caplog) -> None:
     engine, _, ids = team
     log = logging.getLogger("activelabel.campaign.sync")
-    watch = SplitWatch.start(engine, 1)
+    watch = SplitWatch.start(engine, ids["campaign"])
     assert watch.known == set()
     answer_all(engine, "team", ids)
     with caplog.at_level(logging.WARNING, logger="activelabel.campaign.sync"):
@@ -87,7 +87,7 @@ def test_sync_warns_once_about_new_split_decisions_naming_the_evaluation_ones(te
         "there is followed by the next sync. `activelabel status team --round 1` lists it."]
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == messages
     # The next sync finds the same split: no second warning. A new split in round 2 is warned about alone.
-    again = SplitWatch.start(engine, 1)
+    again = SplitWatch.start(engine, ids["campaign"])
     assert again.known == {ids["img0056.png"]}
     answer_all(engine, "team", ids, {"img0101.png": ("3", "5", "8")})
     [message] = again.warn(log, "team")

@@ -32,8 +32,8 @@ def answer(sample_id: int, who: str, label: str, round_id: int, minute: int) -> 
 
 
 def team_campaign(engine, name: str = "team", per_task: int = 3) -> dict[str, int]:
-    """The campaign of the module docstring; returns sample ids by URI (and the round ids as
-    ``round1`` / ``round2``)."""
+    """The campaign of the module docstring; returns sample ids by URI, the campaign id as
+    ``campaign`` and the round ids as ``round1`` / ``round2``."""
     config = CampaignConfig(name=name, dataset="files", data_pool="/data/images", labels=DIGITS,
                             annotator="labelstudio", evaluation_size=2, batch_size=2,
                             annotations_per_task=per_task)
@@ -57,7 +57,7 @@ def team_campaign(engine, name: str = "team", per_task: int = 3) -> dict[str, in
         for rank, uri in enumerate(uris):
             session.add(Selection(campaign_id=campaign.id, round_id=rounds[rank // 2], sample_id=ids[uri], rank=rank,
                                   score=0.0, predicted_label="0", confidence=0.0, external_task_id=str(rank + 1)))
-    return {**ids, "round1": rounds[0], "round2": rounds[1]}
+    return {**ids, "round1": rounds[0], "round2": rounds[1], "campaign": campaign.id}
 
 
 ANSWERS = {"img0001.png": ("7", "7", "1"), "img0056.png": ("7", "1", "4"), "img0100.png": ("2", "2", "2"),
