@@ -781,9 +781,10 @@ def sync(
     database_url: DatabaseOption = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
-    """Pull finished annotations back from the annotators, once each.
+    """Pull the annotators' answers: new ones once each, and edits and deletions made since the last sync.
 
-    The waiting round completes when enough of its samples are labeled. Prints what arrived.
+    The waiting round completes when enough of its samples are labeled. Prints what arrived,
+    what was edited or deleted, and warns about samples resolved without a majority.
     """
     _configure_logging(verbose)
     campaign, database_url = _campaign_ref(campaign, database_url)
