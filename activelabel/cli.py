@@ -1262,7 +1262,7 @@ def _print_agreement(engine, campaign: str) -> None:
 def _print_round_agreement(engine, campaign: str, index: int) -> None:
     """``status --round N`` of a campaign with several annotators per task: the round's mean
     agreement and split decisions, and a table of its split samples (answers, resolved label)."""
-    from activelabel.campaign.agreement import campaign_agreement
+    from activelabel.campaign.agreement import SPLIT_HEADER, campaign_agreement
     from activelabel.campaign.summary import counted
 
     agreement = campaign_agreement(engine, campaign)
@@ -1281,11 +1281,10 @@ def _print_round_agreement(engine, campaign: str, index: int) -> None:
     if not splits:
         return
     table = Table(title=f"Campaign {campaign} · round {index} · split decisions")
-    for column in ("sample", "task", "split", "answers", "resolved", "agreement"):
+    for column in SPLIT_HEADER:
         table.add_column(column, justify="right" if column == "agreement" else "left")
     for s in splits:
-        table.add_row(*map(escape, (s.uri, s.task or "", s.split, s.answers_text(), s.resolved.label)),
-                      f"{s.resolved.agreement:.3f}")
+        table.add_row(*map(escape, s.cells()))
     console.print(table)
 
 

@@ -46,6 +46,11 @@ class SampleAgreement:
         """The answers as the annotators gave them: ``"7, 1, 4"``."""
         return ", ".join(label for _, label in self.answers)
 
+    def cells(self) -> list[str]:
+        """The :data:`SPLIT_HEADER` cells, as ``status --round N`` and the report list a split sample."""
+        return [self.uri, self.task or "", self.split, self.answers_text(), self.resolved.label,
+                f"{self.resolved.agreement:.3f}"]
+
     def describe(self) -> str:
         """``"img0056.png (task 3): 7, 1, 4 -> 7"``, as sync's warning names it."""
         task = "" if self.task is None else f" (task {self.task})"
@@ -98,6 +103,8 @@ class RoundAgreement:
 
 
 AGREEMENT_HEADER = ["round", "resolved", "agreement", "split decisions"]
+#: The columns of a split sample (:meth:`SampleAgreement.cells`).
+SPLIT_HEADER = ["sample", "task", "split", "answers", "resolved", "agreement"]
 
 
 def per_round(samples: list[SampleAgreement], indexes: list[int]) -> list[RoundAgreement]:

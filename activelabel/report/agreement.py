@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from activelabel.campaign.agreement import AGREEMENT_HEADER, CampaignAgreement, campaign_agreement
+from activelabel.campaign.agreement import AGREEMENT_HEADER, SPLIT_HEADER, CampaignAgreement, campaign_agreement
 from activelabel.report import html
 
 #: Split samples listed on the page (the rest are counted; ``status --round N`` lists them all).
@@ -50,9 +50,7 @@ def agreement_parts(figures: CampaignAgreement) -> list[str]:
         listed = splits[:LISTED_SPLITS]
         more = f" (the first {LISTED_SPLITS} of {len(splits)})" if len(splits) > LISTED_SPLITS else ""
         parts.append(html.table(
-            "split-decisions", ["round", "sample", "task", "split", "answers", "resolved", "agreement"],
-            [[str(s.round_index), s.uri, s.task or "", s.split, s.answers_text(), s.resolved.label,
-              f"{s.resolved.agreement:.3f}"] for s in listed],
+            "split-decisions", ["round", *SPLIT_HEADER], [[str(s.round_index), *s.cells()] for s in listed],
             caption=f"Split decisions{more}: samples resolved without a majority, with their answers in answer order"))
     else:
         parts.append(html.note("No split decision: every resolved sample has a label with more than half of its "
