@@ -1451,6 +1451,7 @@ def main() -> None:
         signum = stop.stop_signal_in_chain(error)
         if signum is None:
             raise
+        stop.record_cut_work(signum)  # a round this process cut and did not record yet
         err_console.print(
             f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
             markup=True, highlight=False, soft_wrap=True,

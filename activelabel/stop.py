@@ -36,6 +36,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _requested: int | None = None  # the last stop signal received; kept for the exit code
 _pending = False  # a request not yet raised at a check point
+#: Work a stop may cut, by key (a round id): how to record it as cut by a signal. See :func:`hold`.
+_in_hand: dict[object, Callable[[int], bool]] = {}
 
 
 class Stopped(BaseException):
@@ -132,6 +134,29 @@ def clear() -> None:
     global _requested, _pending
     _requested = None
     _pending = False
+
+
+def hold(key: object, record_cut: Callable[[int], bool]) -> None:
+    """Note work in hand (a round started) until :func:`release`; ``record_cut(signum)`` stores it
+    as cut by that stop and returns whether the store took it.
+
+    The round flow records a stop itself on its way out; the CLI also calls
+    :func:`record_cut_work` as it exits on a stop, the last chance for a stop the flow could not
+    record (its database busy at that moment, or the stop reaching the process where the flow's
+    ``except`` did not run)."""
+    _in_hand[key] = record_cut
+
+
+def release(key: object) -> None:
+    """The work's outcome is stored (done, failed, or recorded as cut): forget it."""
+    _in_hand.pop(key, None)
+
+
+def record_cut_work(signum: int) -> None:
+    """Record every piece of work still held as cut by ``signum`` (the CLI, exiting on a stop)."""
+    for key, record_cut in list(_in_hand.items()):
+        if record_cut(signum):
+            release(key)
 
 
 def handle_signal(signum: int, _frame: FrameType | None) -> None:

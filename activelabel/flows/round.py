@@ -108,6 +108,7 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
         round_id: int | None = None
         try:  # from the round's start: a stop landing just after its row was committed marks it too
             round_id = steps.start_round(engine, campaign_id)
+            stop.hold(round_id, _recorder_of_cut(engine, round_id))
             progress.start_round(index)
             train_task(database_url, round_id)
             score_task(database_url, round_id, dask_address, dask_workers)
@@ -121,6 +122,8 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
                 if stop.note(error) is not None:
                     _record_stopped_start(engine, campaign_id, error)
                 raise
+            if isinstance(error, (OperationalError, ServiceUnavailableError)):
+                stop.release(round_id)  # not cut: it keeps its step, to resume when the service is back
             if isinstance(error, OperationalError):
                 progress.finish_round(f"round {index}: database unreachable", done=False)
                 raise lost_database(engine, campaign_name, index, error, command_ref) from None
@@ -131,10 +134,12 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
                 raise
             # A stop (also Prefect's TerminationSignal) is recorded even if something swallows it.
             signum = stop.note(error)
-            _record_failure(engine, round_id, error)
+            if _record_failure(engine, round_id, error):
+                stop.release(round_id)
             progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}", done=False)
             raise
         summary = round_summary(engine, round_id)
+        stop.release(round_id)
     progress.finish_round(summary.describe())
     log.info("Campaign %r: %s", campaign_name, summary.describe())
     return summary
@@ -151,11 +156,21 @@ def _record_stopped_start(engine: Engine, campaign_id: int, error: BaseException
         _record_failure(engine, round_id, error)
 
 
-def _record_failure(engine: Engine, round_id: int, error: BaseException) -> None:
+def _record_failure(engine: Engine, round_id: int, error: BaseException) -> bool:
+    """Mark the round failed at its step (:func:`steps.mark_failed`, which leaves a round already
+    failed, complete or waiting for labels as it is); False, with a warning, if the database did
+    not take it."""
     try:
         steps.mark_failed(engine, round_id, error)
-    except SQLAlchemyError:
-        log.warning("could not record the failure of round id %d: database unreachable", round_id)
+    except SQLAlchemyError as failure:
+        log.warning("could not record the failure of round id %d: %s", round_id, describe_error(failure, engine))
+        return False
+    return True
+
+
+def _recorder_of_cut(engine: Engine, round_id: int):
+    """What :func:`activelabel.stop.record_cut_work` calls for this round: mark it stopped."""
+    return lambda signum: _record_failure(engine, round_id, stop.Stopped(signum))
 
 
 def lost_database(engine: Engine, campaign_name: str, index: int, error: Exception,

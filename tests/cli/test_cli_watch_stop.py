@@ -77,7 +77,7 @@ def test_a_stop_mid_round_exits_143_and_a_stop_while_waiting_is_one_plain_line_a
            and live_holder(engine, cid) is not None, cutting, log)
     assert _stop(cutting, signal.SIGTERM) == 143, log.read_text()[-3000:]
     assert log.read_text().splitlines()[-1] == "error: stopped by SIGTERM; run the same command again to resume"
-    assert rounds()[1] == (2, RoundStatus.failed, RoundStatus.training, "stopped by SIGTERM")
+    assert rounds()[1] == (2, RoundStatus.failed, RoundStatus.training, "stopped by SIGTERM"), log.read_text()[-6000:]
 
     # Ctrl-C while it waits on another live process's round: nothing is cut; one plain line, exit 0.
     with session_scope(engine) as session:

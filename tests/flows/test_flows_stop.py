@@ -77,14 +77,34 @@ def _round_row(folder: Path) -> tuple:
     return [(index, status.value, step.value if step else None, error) for index, status, step, error in rows]
 
 
-@pytest.mark.slow
-def test_sigterm_mid_round_records_stopped_by_sigterm_in_the_round_row(tmp_path):
-    """A real SIGTERM while the round trains or waits (inside the flow: Prefect's handler)."""
+BUSY_WHEN_THE_FLOW_RECORDS = """
+import sys
+from sqlalchemy.exc import OperationalError
+from activelabel import cli
+from activelabel.campaign import steps
+
+real_mark_failed = steps.mark_failed
+calls = []
+
+def busy_the_first_time(engine, round_id, error):
+    calls.append(round_id)
+    if len(calls) == 1:
+        raise OperationalError("UPDATE rounds SET status=?", (), Exception("database is locked"))
+    return real_mark_failed(engine, round_id, error)
+
+steps.mark_failed = busy_the_first_time
+sys.argv = ["activelabel", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def _sigterm_in_train(tmp_path: Path, command: list[str]) -> str:
+    """Run ``command`` with round 1 held in its train step, send one SIGTERM there; its stderr.
+    Asserts the exit (143, no process left, no traceback, the one stop line)."""
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"),
            "ACTIVELABEL_PAUSE_AT": f"train:{tmp_path / 'never'}"}
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        cli = subprocess.Popen([EXE, *DEMO, "--rounds", "1"], cwd=tmp_path, env=env,
-                               stdout=out, stderr=err, start_new_session=True)
+        cli = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=err, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while True:  # the round is in its train step, inside the flow
@@ -109,5 +129,23 @@ def test_sigterm_mid_round_records_stopped_by_sigterm_in_the_round_row(tmp_path)
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
     assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
         "error: stopped by SIGTERM; run the same command again to resume"], stderr[-2000:]
+    return stderr
+
+
+@pytest.mark.slow
+def test_sigterm_mid_round_records_stopped_by_sigterm_in_the_round_row(tmp_path):
+    """A real SIGTERM while the round trains (inside the flow: Prefect's handler)."""
+    stderr = _sigterm_in_train(tmp_path, [EXE, *DEMO, "--rounds", "1"])
     assert "round 1 failed: stopped by SIGTERM" in stderr
+    assert _round_row(tmp_path) == [(1, "failed", "training", "stopped by SIGTERM")]
+
+
+@pytest.mark.slow
+def test_a_stop_the_round_flow_could_not_record_is_recorded_as_the_cli_exits(tmp_path):
+    """The round flow's own write of the stop fails (its database busy at that moment); the CLI,
+    exiting on the stop, records it. The refused write is injected (the first ``mark_failed``
+    raises SQLite's "database is locked"): a real lock held exactly while the flow writes, and
+    gone when the CLI writes, cannot be arranged without depending on timing."""
+    stderr = _sigterm_in_train(tmp_path, [sys.executable, "-c", BUSY_WHEN_THE_FLOW_RECORDS, *DEMO, "--rounds", "1"])
+    assert "could not record the failure of round id 1: database is locked" in " ".join(stderr.split()), stderr[-2000:]
     assert _round_row(tmp_path) == [(1, "failed", "training", "stopped by SIGTERM")]
