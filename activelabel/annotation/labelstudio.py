@@ -258,6 +258,9 @@ class LabelStudioAnnotator:
         self.local_files_storage = local_files_storage or getattr(image_source, "local_storage_path", None)
         self._api_key = api_key
         self._project_id: int | None = None
+        #: True once this annotator created its project (none with its title existed): a sync that
+        #: finds the project gone says so when it pushes the lost tasks again.
+        self.created_project = False
         self._users: dict[int, str] | None = None
         from label_studio_sdk import LabelStudio
 
@@ -370,6 +373,7 @@ class LabelStudioAnnotator:
                     description="Created by activelabel: uncertain samples first.",
                 )
             log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
+            self.created_project = True
             # Every process must settle on the same project: if another one appeared with this title
             # (a create retried after a timeout, a second process at the same moment), the oldest wins.
             project = (self._projects_titled(what) or [project])[0]
@@ -476,6 +480,18 @@ class LabelStudioAnnotator:
             versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
             found[sample_id] = (int(task.id), versions, dict(task.data or {}))
         return found
+
+    def tasks_of_samples(self, sample_ids: list[int], *, round_index: int | None = None) -> dict[int, str]:
+        """``sample_id -> task id`` of the project's tasks holding these samples (by ``data.sample_id``).
+
+        Sync asks this for the samples still out before reading their tasks, so tasks deleted in
+        Label Studio (one by one, with their project, or by a server reset) are found by what is
+        missing here rather than by a 404 on reading them.
+        """
+        what = f"syncing round {round_index}" if round_index is not None else "syncing"
+        project_id = self._ensure_project(what)
+        found = self._existing_tasks(project_id, what, sorted(set(sample_ids)))
+        return {sample_id: str(task_id) for sample_id, (task_id, _, _) in found.items()}
 
     def repoint_images(self, images: Mapping[int, str], doing: str) -> RepointedImages:
         """Give each of these samples' tasks the image reference ``images[sample_id]`` (a served
