@@ -275,12 +275,28 @@ def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, i
         note = raised_epochs_note(config, data_counts(engine, config.name).labeled)
         if note:
             err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-    _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
+    if not _says_rounds_complete(engine, config.name, config.rounds, command_ref):
+        _run_with_progress(config.name, config.rounds, dask=dask, command_ref=command_ref)
     summaries = campaign_summaries(engine, config.name)
     _print_rounds(config.name, summaries)
     stopped = [s.stop_reason for s in summaries if s.stop_reason]
     if stopped:
         err_console.print(f"Stopped: {stopped[-1]}")
+
+
+def _says_rounds_complete(engine, campaign_name: str, rounds: int, command_ref: str | None) -> bool:
+    """When the campaign has its ``rounds`` complete already, say so and how to get more (as
+    ``watch`` does) and return True: ``run`` then only prints the table."""
+    from activelabel.campaign import lookup, steps
+    from activelabel.flows.watch import ending_line
+
+    campaign_id = lookup.campaign_id(engine, campaign_name)
+    done = steps.completed_rounds(engine, campaign_id)
+    if done < rounds:
+        return False
+    err_console.print(ending_line(engine, campaign_id, campaign_name, done, rounds, command_ref, command="run"),
+                      markup=False, highlight=False, soft_wrap=True)
+    return True
 
 
 def _add_moved_hint(error: Exception, config, database_url: str | None) -> None:
@@ -765,9 +781,10 @@ def sync(
     database_url: DatabaseOption = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step. -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
-    """Pull finished annotations back from the annotators, once each.
+    """Pull the annotators' answers: new ones once each, and edits and deletions made since the last sync.
 
-    The waiting round completes when enough of its samples are labeled. Prints what arrived.
+    The waiting round completes when enough of its samples are labeled. Prints what arrived,
+    what was edited or deleted, and warns about samples resolved without a majority.
     """
     _configure_logging(verbose)
     campaign, database_url = _campaign_ref(campaign, database_url)
@@ -1010,7 +1027,7 @@ def resume(
 def status(
     campaign: Annotated[Optional[str], typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file; omit to list every campaign.", show_default=False)] = None,
     database_url: DatabaseOption = None,
-    round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration.", show_default=False)] = None,
+    round_index: Annotated[Optional[int], typer.Option("--round", help="Show round N's pool uncertainty (total, aleatoric, epistemic in nats) and calibration; with several annotators per task, its agreement and split decisions (samples resolved without a majority).", show_default=False)] = None,
 ) -> None:
     """Show campaigns, or one campaign's rounds: selected, sent to annotators, annotated, resolved, rejected, changed (all counts of samples)."""
     _configure_logging(False)
@@ -1028,6 +1045,7 @@ def status(
         # the hint of a missing round works from any folder
         _print_round_uncertainty(engine, campaign, round_index,
                                  _given_command_ref(campaign, given, given_url, database_url))
+        _print_round_agreement(engine, campaign, round_index)
         return
     if campaign is None:
         table = Table(title="Campaigns")
@@ -1071,6 +1089,7 @@ def status(
         table.add_row(*cells[: len(columns)])
     _print_round_table(table)
     _print_segmentation_rounds(engine, campaign)
+    _print_agreement(engine, campaign)
     from activelabel.campaign.summary import data_counts
 
     console.print(data_counts(engine, campaign).describe(), soft_wrap=True)
@@ -1149,7 +1168,8 @@ def report(
     against selected samples, class balance of the picks, selected samples, timings. A campaign:
     its learning curve, calibration per round (reliability diagrams before/after temperature
     scaling), the scores and the total/aleatoric/epistemic uncertainty of pool against selected
-    samples, class balance, selected samples, timings. A segmentation campaign: mIoU, pixel
+    samples, class balance, selected samples, timings, and with several annotators per task their
+    agreement per round and per annotator and the split decisions. A segmentation campaign: mIoU, pixel
     accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
     heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
     Read from the database only: nothing is retrained.
@@ -1207,6 +1227,64 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*row)
+    console.print(table)
+
+
+AGREEMENT_NOTE = ("agreement: the mean share of a sample's answers that match its resolved label; split decision: "
+                  "no label has more than half of the sample's answers (a tie goes to the first answer).")
+
+
+def _print_agreement(engine, campaign: str) -> None:
+    """For a classification campaign with several annotators per task, a table of each round's
+    mean agreement and split decisions (rounds with no resolved sample left out), and a line
+    naming the split decisions' rounds; nothing for one annotator per task."""
+    from activelabel.campaign.agreement import AGREEMENT_HEADER, campaign_agreement
+
+    agreement = campaign_agreement(engine, campaign)
+    rows = [] if agreement is None else [r for r in agreement.rounds if r.resolved]
+    if not rows:
+        return
+    table = Table(title=f"Annotators' agreement ({agreement.needed} per task)")
+    for column in AGREEMENT_HEADER:
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(*r.cells())
+    console.print(table)
+    console.print(AGREEMENT_NOTE, markup=False, soft_wrap=True)
+    split_rounds = [str(r.index) for r in rows if r.splits]
+    if split_rounds:
+        which = f"round{'' if len(split_rounds) == 1 else 's'} {', '.join(split_rounds)}"
+        console.print(f"Split decisions stand as labels: `activelabel status {campaign} --round N` lists them "
+                      f"({which}); have another annotator review them in Label Studio (the next sync follows "
+                      "the edit).", markup=False, soft_wrap=True)
+
+
+def _print_round_agreement(engine, campaign: str, index: int) -> None:
+    """``status --round N`` of a campaign with several annotators per task: the round's mean
+    agreement and split decisions, and a table of its split samples (answers, resolved label)."""
+    from activelabel.campaign.agreement import SPLIT_HEADER, campaign_agreement
+    from activelabel.campaign.summary import counted
+
+    agreement = campaign_agreement(engine, campaign)
+    if agreement is None:
+        return
+    mine = next((r for r in agreement.rounds if r.index == index), None)
+    if mine is None or not mine.resolved:
+        console.print(f"Round {index} · agreement: no sample resolved yet "
+                      f"({agreement.needed} annotators per task).", markup=False, soft_wrap=True)
+        return
+    evaluation = f", {mine.evaluation_splits} in the evaluation split" if mine.evaluation_splits else ""
+    console.print(f"Round {index} · agreement {mine.agreement:.3f} over {counted(mine.resolved, 'resolved sample')} "
+                  f"({agreement.needed} annotators per task) · "
+                  f"{counted(mine.splits, 'split decision')}{evaluation}", markup=False, soft_wrap=True)
+    splits = [s for s in agreement.splits if s.round_index == index]
+    if not splits:
+        return
+    table = Table(title=f"Campaign {campaign} · round {index} · split decisions")
+    for column in SPLIT_HEADER:
+        table.add_column(column, justify="right" if column == "agreement" else "left")
+    for s in splits:
+        table.add_row(*map(escape, s.cells()))
     console.print(table)
 
 

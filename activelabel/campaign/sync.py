@@ -85,6 +85,19 @@ def _steps():
 
 
 def collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, round_index: int) -> CollectResult:
+    """Make the campaign's stored annotations equal to what the annotators hold now
+    (:func:`_collect_answers`), and warn about samples this resolved by a split decision (no
+    majority among several annotators' answers: ``campaign.agreement``), naming those in the
+    evaluation split, since a wrong label there skews every round's yardstick."""
+    from activelabel.campaign.agreement import SplitWatch
+
+    watch = SplitWatch.start(engine, campaign.id)
+    got = _collect_answers(engine, campaign, config, round_index)
+    watch.warn(log, campaign.name)
+    return got
+
+
+def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig, round_index: int) -> CollectResult:
     """Make the campaign's stored annotations equal to what the annotators hold now.
 
     With a backend that reports changes (``changed_since``), every changed task of any round is

@@ -259,18 +259,20 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
 
 
 def ending_line(engine: Engine, campaign_id: int, campaign_name: str, done: int, rounds: int,
-                command_ref: str | None = None) -> str:
+                command_ref: str | None = None, *, command: str = "watch") -> str:
     """What ``watch`` says when it ends because ``done`` >= ``rounds`` rounds are complete: true
     also when the campaign went past ``rounds`` (another command gave it more), and naming a
     round still in flight (waiting for labels with its tasks out, or cut at a step) and the
-    command that finishes it, since this watch leaves it alone."""
+    command that finishes it, since this watch leaves it alone. ``command="run"``: what ``run``
+    says instead of running nothing in silence."""
     from activelabel.campaign.hints import follow_up
     from activelabel.storage import RoundStatus, session_scope
     from activelabel.storage.repository import latest_round, round_selections
 
     counted = (f"{done} of {rounds} rounds complete" if done == rounds
-               else f"{done} rounds complete (watch was asked for {rounds})")
-    line = f"Campaign {campaign_name!r}: {counted}, so watch ends"
+               else f"{done} rounds complete ({command} was asked for {rounds})")
+    ends = "so watch ends" if command == "watch" else f"so {command} has no round to run"
+    line = f"Campaign {campaign_name!r}: {counted}, {ends}"
     with session_scope(engine) as session:
         last = latest_round(session, campaign_id)
         open_round = None
@@ -281,7 +283,7 @@ def ending_line(engine: Engine, campaign_id: int, campaign_name: str, done: int,
     if open_round is None:
         return line + "; for more, raise `rounds` in the campaign file or pass --rounds N"
     index, status, step, out = open_round
-    watch_more = follow_up('watch', campaign_name, command_ref, extra=f" --rounds {index}")
+    watch_more = follow_up(command, campaign_name, command_ref, extra=f" --rounds {index}")
     if status == RoundStatus.waiting_for_labels:
         return (line + f"; round {index} is still waiting for labels ({out} sample(s) out with the annotators): "
                 f"{follow_up('sync', campaign_name, command_ref, note=False)} collects them, {watch_more} finishes it")

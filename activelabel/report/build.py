@@ -331,6 +331,11 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
 
     body.append(html.section("Data", html.paragraph(data_counts(engine, record.config["name"]).describe()),
                              anchor="data"))
+    from activelabel.report.agreement import agreement_section
+
+    agreement = agreement_section(engine, record.name)  # several annotators per task only
+    if agreement is not None:
+        body.append(agreement)
     rows = [[str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
              *training_cells(r.training),

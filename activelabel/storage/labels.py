@@ -21,3 +21,17 @@ def majority_vote(votes: list[str]) -> ResolvedLabel:
     best = max(counts.values())
     winner = next(v for v in votes if counts[v] == best)
     return ResolvedLabel(winner, len(votes), best / len(votes))
+
+
+def split_decision(resolved: ResolvedLabel) -> bool:
+    """Whether ``resolved`` was decided without a strict majority: its winning label holds at
+    most half of its votes (``2 × winning votes ≤ votes``).
+
+    That covers every tie the tie rule above settles by answer order (1–1, 2–2, three different
+    answers such as 7 / 1 / 4) and a plurality short of a majority (2 of 4 against 1 and 1): the
+    label then rests on who answered first, not on the annotators agreeing, so sync warns about
+    it and ``status`` and the report count it. A single vote (one annotator per task, a seed
+    label) is never a split decision, and 2 of 3 is a majority.
+    """
+    winning = round(resolved.agreement * resolved.votes)
+    return resolved.votes > 1 and 2 * winning <= resolved.votes

@@ -106,6 +106,12 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
     again = run_cli(*args[:2], "3", *args[3:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert note.format(40, 100) in " ".join(again.stderr.split())  # 2 batches of 32 per epoch
+    # Run again with its rounds complete: it says so and how to get more (it printed only the table).
+    complete = run_cli(*args[:2], "3", *args[3:], cwd=tmp_path)
+    assert complete.returncode == 0, complete.stderr
+    assert ("Campaign 'demo-entropy-seed0': 3 of 3 rounds complete, so run has no round to run; for more, raise "
+            "`rounds` in the campaign file or pass --rounds N") in " ".join(complete.stderr.split())
+    assert len([line for line in complete.stdout.splitlines() if "complete" in line]) == 3
     engine = open_engine(f"sqlite:///{tmp_path / 'activelabel.db'}")
     with session_scope(engine) as session:
         statuses = session.scalars(select(Round.status).order_by(Round.index)).all()

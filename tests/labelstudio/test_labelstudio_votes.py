@@ -6,6 +6,7 @@ annotations_per_task; status says what holds a waiting round.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -76,7 +77,7 @@ def _labeled_everywhere(engine, name: str) -> dict[str, int]:
     }, cli_status.output
 
 
-def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls_client):
+def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls_client, caplog):
     config, engine, second = two_per_task
     assert campaign_flow(config.name, 1)[0].status == "waiting_for_labels"
     project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
@@ -136,3 +137,18 @@ def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls
     assert picked == {t.data["sample_id"]: truth[t.id] if t is twice else None for t in tasks}
     short = short_of_answers(engine, config.name)
     assert (short.resolved, short.outstanding, short.rejected, short.partial) == (1, 2, 1, 1)
+
+    # The admin answers the task the second user answered, with another label: a 1-1 tie, resolved
+    # as the first answer (the second user's), and sync warns about the split decision (trial 12 F3).
+    other = "0" if truth[once.id] != "0" else "1"
+    _answer(ls_client, once, other)
+    with caplog.at_level(logging.WARNING, logger="activelabel.campaign.sync"):
+        result = sync_flow(config.name)
+    assert (result.new_labels, result.pending) == (1, 1)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "activelabel.campaign.sync" and "split decision" in r.getMessage()]
+    assert warnings == [
+        f"Round 1: 1 sample resolved by a split decision (no label has more than half of the answers; a tie goes "
+        f"to the first answer's label): {uri[once.data['sample_id']]} (task {once.id}): {truth[once.id]}, {other} "
+        f"-> {truth[once.id]}. Have another annotator review it in Label Studio: an edit there is followed by the "
+        f"next sync. `activelabel status {config.name} --round 1` lists it."]
