@@ -385,8 +385,10 @@ class LabelStudioAnnotator:
         """The projects with exactly this campaign's title, oldest first. Several is a fault: it
         is named, and the oldest is used by every process alike."""
         with self._talking(what):
-            found = sorted((p for p in self._ls.projects.list(title=self.project_title)
-                            if p.title == self.project_title), key=lambda p: p.id)
+            # by id: a listing read while projects come and go may hold one project twice
+            titled = {p.id: p for p in self._ls.projects.list(title=self.project_title)
+                      if p.title == self.project_title}
+            found = [titled[project_id] for project_id in sorted(titled)]
         if len(found) > 1:
             log.warning(
                 "Label Studio %s: %d projects are titled %r (ids %s); activelabel uses the oldest, id %d. "

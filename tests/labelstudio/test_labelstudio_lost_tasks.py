@@ -37,8 +37,13 @@ def campaign(ls_campaign):
 
 
 def project_of(ls_client, title: str):
-    [project] = [p for p in ls_client.projects.list() if p.title == title]
-    return project
+    """The project the campaign uses: the oldest with its title, as activelabel picks it.
+
+    Listed by title (one page: an unfiltered listing is paginated, and other test processes
+    creating and deleting projects meanwhile can shift a row onto two pages or off both)."""
+    found = {p.id: p for p in ls_client.projects.list(title=title) if p.title == title}
+    assert found, f"no project titled {title!r}"
+    return found[min(found)]
 
 
 def tasks_of(ls_client, project_id: int) -> list:
