@@ -258,6 +258,9 @@ class LabelStudioAnnotator:
         self.local_files_storage = local_files_storage or getattr(image_source, "local_storage_path", None)
         self._api_key = api_key
         self._project_id: int | None = None
+        #: True once this annotator created its project (none with its title existed): a sync that
+        #: finds the project gone says so when it pushes the lost tasks again.
+        self.created_project = False
         self._users: dict[int, str] | None = None
         from label_studio_sdk import LabelStudio
 
@@ -370,6 +373,7 @@ class LabelStudioAnnotator:
                     description="Created by activelabel: uncertain samples first.",
                 )
             log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
+            self.created_project = True
             # Every process must settle on the same project: if another one appeared with this title
             # (a create retried after a timeout, a second process at the same moment), the oldest wins.
             project = (self._projects_titled(what) or [project])[0]
@@ -381,8 +385,10 @@ class LabelStudioAnnotator:
         """The projects with exactly this campaign's title, oldest first. Several is a fault: it
         is named, and the oldest is used by every process alike."""
         with self._talking(what):
-            found = sorted((p for p in self._ls.projects.list(title=self.project_title)
-                            if p.title == self.project_title), key=lambda p: p.id)
+            # by id: a listing read while projects come and go may hold one project twice
+            titled = {p.id: p for p in self._ls.projects.list(title=self.project_title)
+                      if p.title == self.project_title}
+            found = [titled[project_id] for project_id in sorted(titled)]
         if len(found) > 1:
             log.warning(
                 "Label Studio %s: %d projects are titled %r (ids %s); activelabel uses the oldest, id %d. "
@@ -476,6 +482,18 @@ class LabelStudioAnnotator:
             versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
             found[sample_id] = (int(task.id), versions, dict(task.data or {}))
         return found
+
+    def tasks_of_samples(self, sample_ids: list[int], *, round_index: int | None = None) -> dict[int, str]:
+        """``sample_id -> task id`` of the project's tasks holding these samples (by ``data.sample_id``).
+
+        Sync asks this for the samples still out before reading their tasks, so tasks deleted in
+        Label Studio (one by one, with their project, or by a server reset) are found by what is
+        missing here rather than by a 404 on reading them.
+        """
+        what = f"syncing round {round_index}" if round_index is not None else "syncing"
+        project_id = self._ensure_project(what)
+        found = self._existing_tasks(project_id, what, sorted(set(sample_ids)))
+        return {sample_id: str(task_id) for sample_id, (task_id, _, _) in found.items()}
 
     def repoint_images(self, images: Mapping[int, str], doing: str) -> RepointedImages:
         """Give each of these samples' tasks the image reference ``images[sample_id]`` (a served

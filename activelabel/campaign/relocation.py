@@ -125,7 +125,7 @@ def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfi
     done = annotator.repoint_images(images, f"relocating campaign {config.name!r}")
     if done.missing:  # deleted in Label Studio: nothing to point at the new place
         log.warning("Label Studio: %d task(s) still out are not in project %d any more (deleted there?); "
-                    "nothing to update for them", done.missing, done.project_id)
+                    "the next sync pushes them again with the new image", done.missing, done.project_id)
     if isinstance(annotator.image_source, LocalFilesSource):
         where = folder
     elif all(value.startswith("data:") for value in images.values()):

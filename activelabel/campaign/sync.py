@@ -9,6 +9,9 @@ new labels while finished rounds' records stay as they were.
 It reads only what changed: a backend that offers ``changed_since(cursor)`` (Label Studio) is
 asked for the tasks changed since the stored high-water mark; one that does not (the simulated
 oracle, whose answers never change) is asked for the samples still out, as before.
+
+Tasks still out that Label Studio no longer holds (the project deleted, the server reset) are
+pushed again before they are read (:mod:`activelabel.campaign.lost_tasks`), with a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from activelabel.annotation import LabelAnswer, TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import task_kind
+from activelabel.campaign.lost_tasks import restore_lost_tasks
 from activelabel.campaign.setup import build_annotator
 from activelabel.campaign.data import campaign_data
 from activelabel.progress import reporter
@@ -123,6 +127,8 @@ def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig,
         waiting = [t for t in tasks if t.external_task_id is not None and t.sample_id not in resolved
                    and t.sample_id not in samples]
         if waiting:
+            # Tasks Label Studio lost (project deleted, server reset) are pushed again first.
+            waiting = restore_lost_tasks(engine, campaign, annotator, waiting, round_index)
             answers += annotator.answers_of_tasks(waiting, round_index=round_index)
             samples |= {t.sample_id for t in waiting}
         records = [
