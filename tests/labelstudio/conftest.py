@@ -21,7 +21,7 @@ import pytest
 
 from activelabel.annotation.base import TaskRequest
 
-from tests_support_lsserver import Server, delete_project, own_server
+from tests_support_lsserver import Server, delete_project, delete_projects_titled, own_server
 
 LABELS = ["cat", "dog", "bird"]
 
@@ -131,6 +131,4 @@ def ls_campaign(ls_server: Server, ls_client, tmp_path, monkeypatch):
         return config, engine, lookup.campaign_id(engine, config.name)
 
     yield make
-    for project in ls_client.projects.list():
-        if project.title in made:
-            delete_project(ls_client, project.id)
+    delete_projects_titled(ls_client, *made)

@@ -26,7 +26,7 @@ from activelabel.storage import (
 )
 from activelabel.storage.repository import resolved_labels
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled, project_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -56,9 +56,7 @@ def campaign(ls_server, ls_client, tmp_path, monkeypatch):
         return config, engine
 
     yield make
-    for project in ls_client.projects.list():
-        if project.title in made:
-            delete_project(ls_client, project.id)
+    delete_projects_titled(ls_client, *made)
 
 
 def field(obj, name):
@@ -67,7 +65,7 @@ def field(obj, name):
 
 
 def project_tasks(ls_client, title: str) -> list:
-    project = next(p for p in ls_client.projects.list() if p.title == title)
+    project = project_titled(ls_client, title)
     return list(ls_client.tasks.list(project=project.id, fields="all"))
 
 
@@ -301,7 +299,7 @@ def test_watch_starts_the_next_round_when_the_webhook_reports_labels(campaign, l
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).where(Annotation.source == "labelstudio")) == 6
     # The rounds are done: the watch deleted its webhook on the way out.
-    project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+    project = project_titled(ls_client, config.labelstudio_project)
     assert [w for w in ls_client.webhooks.list(project=str(project.id)) if w.project == project.id] == []
 
 

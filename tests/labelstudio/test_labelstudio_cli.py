@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled, project_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -36,7 +36,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
         row = next(line for line in status.stdout.splitlines() if "waiting for labels" in line)
         assert [c.strip() for c in row.split("│")[4:8]] == ["3", "3", "0", "0"]  # selected sent annotated resolved
 
-        project = next(p for p in ls_client.projects.list() if p.title == f"activelabel {name}")
+        project = project_titled(ls_client, f"activelabel {name}")
         for task in ls_client.tasks.list(project=project.id, fields="all"):
             ls_client.annotations.create(id=task.id, result=[{
                 "from_name": "label", "to_name": "image", "type": "choices",
@@ -51,9 +51,7 @@ def test_run_status_and_sync_through_the_cli(ls_server, ls_client, tmp_path):
         row = next(line for line in final.stdout.splitlines() if "│     1 │" in line)
         assert [c.strip() for c in row.split("│")[2:8]] == ["active", "complete", "3", "3", "3", "3"]
     finally:
-        for project in ls_client.projects.list():
-            if project.title == f"activelabel {name}":
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, f"activelabel {name}")
 
 
 def test_a_wrong_token_or_missing_settings_stop_before_anything_is_written(ls_server, tmp_path):

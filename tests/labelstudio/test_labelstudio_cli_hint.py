@@ -14,7 +14,7 @@ import pytest
 
 from tests_support_campaignfile import write_campaign_file
 from tests_support_owndata import write_unlabeled_pool
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -49,6 +49,4 @@ def test_the_waiting_hint_names_the_campaign_file_that_works_from_anywhere(ls_se
         assert synced.stdout.startswith("0 new answers, 0 edited, 0 deleted in Label Studio; 4 samples")
         assert not (third / "activelabel.db").exists() and (folder / "activelabel.db").exists()
     finally:
-        for project in ls_client.projects.list():
-            if project.title == f"activelabel {name}":
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, f"activelabel {name}")

@@ -26,7 +26,7 @@ from activelabel.campaign import CampaignConfig, lookup, prepare_campaign, steps
 from activelabel.storage import open_engine, session_scope
 from activelabel.storage.repository import annotation_changes, resolved_labels
 
-from tests_support_lsserver import own_server
+from tests_support_lsserver import own_server, project_titled
 from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
@@ -105,7 +105,7 @@ def test_sync_reads_answers_edits_and_deletions_when_label_studio_counts_no_anno
     prepare_campaign(engine, config)
     campaign_id = lookup.campaign_id(engine, config.name)
     run_round(engine, campaign_id, sync=False)
-    project = next(p for p in client.projects.list() if p.title == config.labelstudio_project)
+    project = project_titled(client, config.labelstudio_project)
     first, second, third = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
     one = client.annotations.create(id=first.id, result=choice("1"))
     two = client.annotations.create(id=second.id, result=choice("2"))

@@ -13,7 +13,7 @@ from activelabel.campaign import steps
 from activelabel.pipeline.datasets import load_dataset
 from activelabel.storage import Annotation, Round, RoundStatus, Sample, Selection, session_scope
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_project, project_titled
 from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
@@ -34,16 +34,6 @@ def campaign(ls_campaign):
                            mc_samples=2, epochs=1)
 
     return make
-
-
-def project_of(ls_client, title: str):
-    """The project the campaign uses: the oldest with its title, as activelabel picks it.
-
-    Listed by title (one page: an unfiltered listing is paginated, and other test processes
-    creating and deleting projects meanwhile can shift a row onto two pages or off both)."""
-    found = {p.id: p for p in ls_client.projects.list(title=title) if p.title == title}
-    assert found, f"no project titled {title!r}"
-    return found[min(found)]
 
 
 def tasks_of(ls_client, project_id: int) -> list:
@@ -83,7 +73,7 @@ def test_a_deleted_project_gets_the_tasks_still_out_again_and_the_round_complete
         campaign, ls_client, ls_server, caplog):
     config, engine, campaign_id = campaign()
     round_id = run_round(engine, campaign_id, sync=False)
-    old = project_of(ls_client, config.labelstudio_project)
+    old = project_titled(ls_client, config.labelstudio_project)
     first, *rest = tasks_of(ls_client, old.id)
     answer(ls_client, engine, [first])
     assert steps.sync_campaign(engine, campaign_id).new_labels == 1
@@ -93,7 +83,7 @@ def test_a_deleted_project_gets_the_tasks_still_out_again_and_the_round_complete
     caplog.set_level(logging.INFO)
     result = steps.sync_campaign(engine, campaign_id)
     assert (result.new_labels, result.deleted, result.pending) == (0, 0, 3)
-    new = project_of(ls_client, config.labelstudio_project)
+    new = project_titled(ls_client, config.labelstudio_project)
     assert new.id != old.id
     again = tasks_of(ls_client, new.id)
     assert sorted(t.data["sample_id"] for t in again) == sorted(t.data["sample_id"] for t in rest)
@@ -132,7 +122,7 @@ def test_a_deleted_project_gets_the_tasks_still_out_again_and_the_round_complete
 def test_a_single_deleted_task_is_pushed_again_and_the_others_are_untouched(campaign, ls_client, caplog):
     config, engine, campaign_id = campaign()
     run_round(engine, campaign_id, sync=False)
-    project = project_of(ls_client, config.labelstudio_project)
+    project = project_titled(ls_client, config.labelstudio_project)
     gone, *kept = tasks_of(ls_client, project.id)
     before = task_ids(engine, campaign_id)
     ls_client.tasks.delete(id=gone.id)
@@ -140,7 +130,7 @@ def test_a_single_deleted_task_is_pushed_again_and_the_others_are_untouched(camp
     caplog.set_level(logging.INFO)
     assert steps.sync_campaign(engine, campaign_id).pending == 4
     now = tasks_of(ls_client, project.id)
-    assert project_of(ls_client, config.labelstudio_project).id == project.id
+    assert project_titled(ls_client, config.labelstudio_project).id == project.id
     assert [(t.id, t.data, len(t.predictions)) for t in now[:3]] == [(t.id, t.data, len(t.predictions)) for t in kept]
     [back] = now[3:]
     assert back.data["sample_id"] == gone.data["sample_id"] and len(back.predictions) == 1
@@ -159,7 +149,7 @@ def test_a_round_failed_on_a_lost_task_continues_on_resume(campaign, ls_client):
     """The state the 404 left before this fix: the round failed at step waiting for labels."""
     config, engine, campaign_id = campaign()
     round_id = run_round(engine, campaign_id, sync=False)
-    delete_project(ls_client, project_of(ls_client, config.labelstudio_project).id)
+    delete_project(ls_client, project_titled(ls_client, config.labelstudio_project).id)
     steps.mark_failed(engine, round_id, LabelStudioError(
         "Label Studio at http://127.0.0.1 refused syncing round 1: reading task 1 (HTTP 404)"))
     with session_scope(engine) as session:
@@ -169,7 +159,7 @@ def test_a_round_failed_on_a_lost_task_continues_on_resume(campaign, ls_client):
     with session_scope(engine) as session:
         rnd = session.get(Round, round_id)
         assert (rnd.status, rnd.error) == (RoundStatus.waiting_for_labels, None)
-    again = tasks_of(ls_client, project_of(ls_client, config.labelstudio_project).id)
+    again = tasks_of(ls_client, project_titled(ls_client, config.labelstudio_project).id)
     assert len(again) == 4
     answer(ls_client, engine, again)
     run_round(engine, campaign_id)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from activelabel.campaign import steps
 from activelabel.storage import Round, RoundStatus, Score, Selection, session_scope
 
+from tests_support_lsserver import project_titled
 from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
@@ -39,7 +40,7 @@ def test_leftovers_get_the_current_prediction_and_next_serves_the_strategy_order
 ):
     config, engine, campaign_id = campaign()
     run_round(engine, campaign_id, sync=False)
-    project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+    project = project_titled(ls_client, config.labelstudio_project)
     tasks = sorted(ls_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
     for task in tasks[:2]:
         ls_client.annotations.create(id=task.id, result=choice(task.data["predicted_label"]))

@@ -21,7 +21,7 @@ from activelabel.storage import open_engine
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -71,6 +71,4 @@ def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, 
         assert exported == given
         assert {r["round"] for r in rows} == {"1", "2", "3", "4"}
     finally:
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)

@@ -25,7 +25,7 @@ from activelabel.storage.repository import resolved_labels
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled, project_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -44,14 +44,8 @@ def _campaign(tmp_path, monkeypatch, ls_server, annotator: str = "", settings: d
 
 
 def _project_tasks(ls_client, title: str) -> list:
-    project = next(p for p in ls_client.projects.list() if p.title == title)
+    project = project_titled(ls_client, title)
     return list(ls_client.tasks.list(project=project.id, fields="all"))
-
-
-def _delete_project(ls_client, title: str) -> None:
-    for project in ls_client.projects.list():
-        if project.title == title:
-            delete_project(ls_client, project.id)
 
 
 def _invert(path) -> None:
@@ -107,7 +101,7 @@ def test_changed_labeled_embedded_image_is_relabeled_in_its_task(ls_server, ls_c
                 select(Annotation).where(Annotation.sample_id == sample_id).order_by(Annotation.id))]
         assert labels == [(LABELS[0], AnnotationStatus.rejected), (LABELS[1], AnnotationStatus.accepted)]
     finally:
-        _delete_project(ls_client, config.labelstudio_project)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_served_images_refuse_relabel_since_the_task_shows_the_new_file(ls_server, ls_client, tmp_path, monkeypatch) -> None:
@@ -126,4 +120,4 @@ def test_served_images_refuse_relabel_since_the_task_shows_the_new_file(ls_serve
             prepare_campaign(engine, config, relabel_changes=True)
         assert len(ls_client.tasks.get(task_id).annotations) == 1
     finally:
-        _delete_project(ls_client, config.labelstudio_project)
+        delete_projects_titled(ls_client, config.labelstudio_project)

@@ -21,7 +21,8 @@ from activelabel.errors import CampaignStateError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Annotation, AnnotationStatus, Sample, session_scope
 from activelabel.storage.repository import resolved_labels
-from test_labelstudio_relabel import _campaign, _delete_project, _invert
+from test_labelstudio_relabel import _campaign, _invert
+from tests_support_lsserver import delete_projects_titled
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS
 
@@ -61,7 +62,7 @@ def partly_answered(ls_server, ls_client, tmp_path, monkeypatch):
         _invert(tmp_path / "images" / uri)
         yield name, config, engine, uri, task_id, sample_id, old_image
     finally:
-        _delete_project(ls_client, config.labelstudio_project)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_a_partly_answered_changed_image_needs_a_decision(partly_answered) -> None:
@@ -132,7 +133,7 @@ def test_a_changed_image_whose_task_has_no_answer_yet_is_shown_anew(ls_server, l
             sample_id = session.scalar(select(Sample.id).where(Sample.uri == uri))
         assert _rows(engine, sample_id) == [(LABELS[2], AnnotationStatus.accepted)]
     finally:
-        _delete_project(ls_client, config.labelstudio_project)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_an_answer_not_synced_yet_stops_the_run_and_nothing_is_deleted(
@@ -164,4 +165,4 @@ def test_an_answer_not_synced_yet_stops_the_run_and_nothing_is_deleted(
             sample_id = session.scalar(select(Sample.id).where(Sample.uri == uri))
         assert _rows(engine, sample_id) == [(LABELS[2], AnnotationStatus.accepted)]
     finally:
-        _delete_project(ls_client, config.labelstudio_project)
+        delete_projects_titled(ls_client, config.labelstudio_project)

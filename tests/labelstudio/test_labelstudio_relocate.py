@@ -23,7 +23,7 @@ from activelabel.errors import ConfigError
 from activelabel.flows import campaign_flow, sync_flow
 from activelabel.storage import Campaign, open_engine, session_scope
 from tests_support_campaignfile import use_label_studio, write_campaign_file
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled, project_titled
 from tests_support_lstasks import answer, tasks_of_round
 from tests_support_owndata import LABELS, write_unlabeled_pool
 
@@ -101,7 +101,7 @@ def test_relocation_points_the_tasks_still_out_at_the_moved_images(ls_server, ls
             assert served.content == (new_root / uri).read_bytes()
         for task_id in answered.values():  # answered: history, left as it was
             assert after[task_id] == before[task_id]
-        project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+        project = project_titled(ls_client, config.labelstudio_project)
         paths = [s.path for s in ls_client.import_storage.local.list(project=project.id)]
         assert paths.count(str(new_root)) == 1
 
@@ -117,9 +117,7 @@ def test_relocation_points_the_tasks_still_out_at_the_moved_images(ls_server, ls
     finally:
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(tmp_path / "outside", ignore_errors=True)
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder(ls_server, ls_client, tmp_path,
@@ -155,9 +153,7 @@ def test_relocation_keeps_prefix_urls_since_uris_are_relative_to_the_data_folder
         assert "t0ken" not in " ".join(said)
         assert _tasks(ls_client, sent.values()) == before
     finally:
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_images(ls_server, ls_client, tmp_path,
@@ -205,9 +201,7 @@ def test_relocation_outside_the_root_with_document_root_left_out_embeds_the_imag
                 assert after[task_id]["image"] == embed(uri) and after[task_id]["image"].startswith("data:image/png")
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client, tmp_path, monkeypatch) -> None:
@@ -243,11 +237,9 @@ def test_cli_run_relocate_says_what_it_did_in_label_studio(ls_server, ls_client,
         lines = run.stderr.splitlines()
         at = next(n for n, text in enumerate(lines) if text.startswith(f"Relocated campaign {name!r}"))
         assert lines[at + 1] == f"Label Studio: 4 task(s) still out now show images from {base / 'b' / 'images'}"
-        pid = next(p.id for p in ls_client.projects.list() if p.title == project)
+        pid = project_titled(ls_client, project).id
         images = {t.data["image"] for t in ls_client.tasks.list(project=pid, fields="all")}
         assert len(images) == 4 and all(i.startswith(f"/data/local-files/?d={base.name}/b/images/") for i in images)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        for p in ls_client.projects.list():
-            if p.title == project:
-                delete_project(ls_client, p.id)
+        delete_projects_titled(ls_client, project)

@@ -43,7 +43,7 @@ from activelabel.storage import (
     session_scope,
 )
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_project, project_titled
 
 pytestmark = pytest.mark.labelstudio
 SIZE, BATCH = 32, 4
@@ -79,7 +79,7 @@ def pushed(ls_server, ls_client, tmp_path_factory):
     round_id = steps.start_round(engine, campaign_id)
     for step in (steps.train_step, steps.score_step, steps.select_step, steps.push_step):
         step(engine, round_id)
-    project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+    project = project_titled(ls_client, config.labelstudio_project)
     yield config, engine, round_id, project
     delete_project(ls_client, project.id)
     mp.undo()

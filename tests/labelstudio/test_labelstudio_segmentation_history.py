@@ -24,7 +24,7 @@ from activelabel.pipeline.masks import mask_from_png_bytes
 from activelabel.storage import Annotation, Round, RoundKind, RoundStatus, Sample, Selection, open_engine, session_scope
 from activelabel.storage.models import AnnotationChange, AnnotationChangeKind
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled
 
 pytestmark = pytest.mark.labelstudio
 SIZE, SCALE = 32, 8
@@ -79,9 +79,7 @@ def test_a_repainted_and_a_deleted_mask_are_kept_and_exported(ls_server, ls_clie
         assert (removed.new_labels, removed.edited, removed.deleted) == (0, 0, 1)
         assert steps.sync_campaign(engine, campaign_id).edited == 0  # nothing recorded twice
     finally:
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
     with session_scope(engine) as session:
         current = {a.external_id: mask_from_png_bytes(a.mask) for a in session.scalars(select(Annotation))}

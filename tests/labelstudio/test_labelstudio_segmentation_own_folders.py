@@ -26,7 +26,7 @@ from activelabel.flows import campaign_flow, sync_flow
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes, write_segmentation_folder
 from activelabel.storage import Heatmap, Round, Sample, Selection, open_engine, session_scope
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled
 
 pytestmark = pytest.mark.labelstudio
 SIZE, SCALE = 32, 8
@@ -118,9 +118,7 @@ def test_own_images_and_seed_masks_through_label_studio(ls_server, ls_client, tm
             # Trained on the 6 seed masks, measured on the 3 masks painted for the evaluation round.
             assert second.labeled_count == 6 and second.segmentation_metrics["pixels"] == 3 * SIZE * SIZE
     finally:
-        for project in ls_client.projects.list():
-            if project.title == config.labelstudio_project:
-                delete_project(ls_client, project.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
     count = export_labels(engine, name, tmp_path / "out" / "labels.csv")
     rows = list(csv.DictReader((tmp_path / "out" / "labels.csv").open()))

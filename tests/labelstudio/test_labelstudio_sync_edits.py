@@ -19,6 +19,7 @@ from activelabel.storage import Round, RoundStatus, Sample, session_scope
 from activelabel.storage.models import AnnotationChangeKind
 from activelabel.storage.repository import annotation_changes, get_sync_cursor, resolved_labels
 
+from tests_support_lsserver import project_titled
 from tests_support_rounds import run_round
 
 pytestmark = pytest.mark.labelstudio
@@ -41,7 +42,7 @@ def campaign(ls_campaign):
 
 
 def project_tasks(ls_client, title: str) -> list:
-    project = next(p for p in ls_client.projects.list() if p.title == title)
+    project = project_titled(ls_client, title)
     return sorted(ls_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
 
 

@@ -22,7 +22,7 @@ from activelabel.report.data import load_campaign
 from activelabel.storage import Sample, open_engine, session_scope
 from activelabel.storage.repository import resolved_labels
 
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled, project_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -56,9 +56,7 @@ def two_per_task(ls_server, ls_client, tmp_path, monkeypatch):
         password="annotator-pw-123",
     )
     yield config, engine, second
-    for project in ls_client.projects.list():
-        if project.title == config.labelstudio_project:
-            delete_project(ls_client, project.id)
+    delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def _labeled_everywhere(engine, name: str) -> dict[str, int]:
@@ -80,7 +78,7 @@ def _labeled_everywhere(engine, name: str) -> dict[str, int]:
 def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls_client, caplog):
     config, engine, second = two_per_task
     assert campaign_flow(config.name, 1)[0].status == "waiting_for_labels"
-    project = next(p for p in ls_client.projects.list() if p.title == config.labelstudio_project)
+    project = project_titled(ls_client, config.labelstudio_project)
     tasks = sorted(ls_client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
     with session_scope(engine) as session:
         uri = dict(session.query(Sample.id, Sample.uri).all())

@@ -26,7 +26,7 @@ from activelabel.campaign.file import load_campaign_file
 from activelabel.storage import open_engine
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_owndata import write_unlabeled_pool
-from tests_support_lsserver import delete_project
+from tests_support_lsserver import delete_projects_titled
 
 pytestmark = pytest.mark.labelstudio
 REPO = Path(__file__).resolve().parents[2]
@@ -71,9 +71,7 @@ def campaign(ls_server, ls_client, tmp_path, monkeypatch):
     try:
         yield name, project_id, tmp_path
     finally:
-        for p in ls_client.projects.list():
-            if p.title == config.labelstudio_project:
-                delete_project(ls_client, p.id)
+        delete_projects_titled(ls_client, config.labelstudio_project)
 
 
 def _watch(name: str, port: int, log: Path) -> subprocess.Popen:

@@ -106,3 +106,27 @@ def delete_project(client: Any, project_id: int) -> None:
     with open(Path(tempfile.gettempdir()) / "activelabel-ls-delete.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         client.projects.delete(id=project_id)
+
+
+def projects_titled(client: Any, title: str) -> list[Any]:
+    """The projects with exactly this title, oldest first, each once.
+
+    Listed by title: an unfiltered listing is paginated (30 a page), and other test processes
+    creating and deleting projects meanwhile shift rows onto two pages or off both, so a
+    project can be seen twice or not at all."""
+    found = {p.id: p for p in client.projects.list(title=title) if p.title == title}
+    return [found[project_id] for project_id in sorted(found)]
+
+
+def project_titled(client: Any, title: str) -> Any:
+    """The project a campaign with this title uses: the oldest with the title, as activelabel picks."""
+    found = projects_titled(client, title)
+    assert found, f"no Label Studio project titled {title!r}"
+    return found[0]
+
+
+def delete_projects_titled(client: Any, *titles: str) -> None:
+    """Delete every project with one of these titles (one deletion at a time, see :func:`delete_project`)."""
+    for title in titles:
+        for project in projects_titled(client, title):
+            delete_project(client, project.id)
