@@ -1,0 +1,40 @@
+"""Whether a round's model learned anything: its test accuracy against the trivial answer.
+
+A model trained too briefly, on too few or on wrong labels can end at or below what always
+answering the most common label scores. Its uncertainty scores then order the pool no better
+than random, and the round's table shows only a small number that is easy to miss, so the
+training line says it as a warning with what to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["chance_accuracy", "no_better_than_chance"]
+
+
+def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
+    """(accuracy of the best constant answer, its class index) on ``targets`` (class indices,
+    shape [N]): the most common class's share, and never below 1 / ``classes``."""
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=classes)
+    best = int(counts.argmax())
+    share = float(counts[best]) / max(1, int(counts.sum()))
+    return max(share, 1.0 / classes), best
+
+
+def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence[str]) -> str | None:
+    """A warning's words when ``accuracy`` (on ``targets``, class indices into ``labels``) is at
+    or below :func:`chance_accuracy`, else None.
+
+    Said only when the measurement holds at least one sample per class: on fewer, a model's
+    accuracy and the chance level are both too coarse to compare."""
+    if len(labels) < 2 or len(targets) < len(labels):
+        return None
+    chance, best = chance_accuracy(targets, len(labels))
+    if accuracy > chance:
+        return None
+    return (f"that is no better than chance ({chance:.3f}: always answering {labels[best]!r} on these "
+            f"{len(targets)} samples), so its uncertainty scores pick no better than random; check the "
+            "labels (`activelabel status --round N`), and train longer (more epochs, or drop fixed_epochs)")

@@ -1,0 +1,38 @@
+"""A round's model at or below chance is said as a warning (trial 12: `evaluation accuracy 0.000`
+in two rounds and nothing said it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from activelabel.campaign.chance import chance_accuracy, no_better_than_chance
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def test_chance_is_the_most_common_labels_share_and_never_below_one_over_the_classes():
+    assert chance_accuracy(np.array([0, 0, 0, 1, 2, 3, 4, 5, 6, 7]), 10) == (pytest.approx(0.3), 0)
+    assert chance_accuracy(np.array([3, 1, 2, 0]), 10) == (pytest.approx(0.25), 0)  # a tie: the first class
+    assert chance_accuracy(np.arange(20) % 10, 10) == (pytest.approx(0.1), 0)
+
+
+def test_the_trial_model_at_zero_accuracy_is_named_with_the_chance_level_and_what_to_check():
+    targets = np.arange(10) % 10  # the trial's 10 evaluation samples, one per digit
+    said = no_better_than_chance(0.0, targets, DIGITS)
+    assert said is not None
+    assert said.startswith("that is no better than chance (0.100: always answering '0' on these 10 samples)")
+    assert "pick no better than random" in said and "activelabel status --round N" in said
+    assert "fixed_epochs" in said
+
+
+def test_at_chance_is_said_and_above_it_is_not():
+    targets = np.array([1] * 6 + [0] * 4)
+    assert no_better_than_chance(0.6, targets, ["cat", "dog"]) is not None  # = always 'dog'
+    assert "always answering 'dog'" in no_better_than_chance(0.6, targets, ["cat", "dog"])
+    assert no_better_than_chance(0.7, targets, ["cat", "dog"]) is None
+
+
+def test_fewer_measured_samples_than_classes_says_nothing():
+    assert no_better_than_chance(0.0, np.array([1, 2, 3]), DIGITS) is None
+    assert no_better_than_chance(0.0, np.array([], dtype=np.int64), DIGITS) is None
