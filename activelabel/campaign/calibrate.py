@@ -201,6 +201,7 @@ CANDIDATES = (("none", False, False), ("temperature", True, False), ("mixture_te
 
 def choose_mixture_calibration(
     logits: np.ndarray, labels: np.ndarray, wrong: np.ndarray, check: dict, seed: int = 0, fit=fit_mixture_temperature,
+    fold: np.ndarray | None = None,
 ) -> dict:
     """Choose, by out-of-fold NLL, the calibrator of a sampled predictor (logits ``[S, n, C]``,
     S > 1 passes or members; ``labels`` ``[n]``; ``wrong`` bool ``[n]`` at T = 1) among
@@ -208,7 +209,9 @@ def choose_mixture_calibration(
     (:func:`~activelabel.pipeline.calibration.fit_mixture_sharpness` at ``T1 = 1``), and ``T1``
     then ``T2`` on top. ``check`` is the round's :func:`cross_validated_nll` of ``T1`` (it gives
     the first two candidates' NLLs, unchanged). The other two are scored the same way, on the
-    same ``seed``-ed folds: each fold under both temperatures fitted on the other four.
+    same ``seed``-ed folds: each fold under both temperatures fitted on the other four. ``fold``
+    (ints ``[n]``) replaces those folds, as in :func:`cross_validated_nll`: segmentation passes
+    the folds by image its ``check`` used.
 
     Returns ``{"out_of_fold_nll": {name: float}, "fold_temperatures": {"mixture_temperature":
     [K floats], "both": [K [T1, T2] pairs]}, "chosen": name}``; the chosen candidate has the
@@ -222,8 +225,8 @@ def choose_mixture_calibration(
         return t1, fit_mixture_sharpness(z, y, t1)
 
     alone = cross_validated_nll(logits, labels, wrong, seed=seed, fit=lambda z, y: fit_mixture_sharpness(z, y, 1.0),
-                                apply=lambda z, t2: calibrated_probabilities(z, 1.0, t2))
-    joint = cross_validated_nll(logits, labels, wrong, seed=seed, fit=both, apply=calibrated_probabilities)
+                                apply=lambda z, t2: calibrated_probabilities(z, 1.0, t2), fold=fold)
+    joint = cross_validated_nll(logits, labels, wrong, seed=seed, fit=both, apply=calibrated_probabilities, fold=fold)
     nll = {"none": check["nll_at_1"], "temperature": check["out_of_fold_nll"],
            "mixture_temperature": alone["out_of_fold_nll"], "both": joint["out_of_fold_nll"]}
     chosen = min(nll, key=lambda name: (nll[name], [c[0] for c in CANDIDATES].index(name)))

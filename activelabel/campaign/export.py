@@ -418,8 +418,8 @@ def _export_segmenter(checkpoints: list[ModelCheckpoint], labels: list[str], pro
 
     An ensemble round's file holds ``"members"`` (one state_dict per U-Net, in member order)
     instead of ``"state_dict"``, plus ``"round"``, ``"members"`` (in the provenance) and
-    ``"calibration"`` (the round's per-pixel ``{"temperature", "mixture_temperature" (1.0),
-    "predictor"}``, or None). Why no ``"state_dict"``: any reader of it, ``[model] weights``
+    ``"calibration"`` (the round's per-pixel ``{"temperature", "mixture_temperature" (T2, 1.0
+    when not kept), "predictor"}``, or None). Why no ``"state_dict"``: any reader of it, ``[model] weights``
     included, would take member 0 for the model; without it ``[model] weights`` refuses the
     file ("holds no state_dict of tensors"), and one member saved on its own
     (``torch.save(f["members"][0], "member0.pt")``) is the file it takes."""

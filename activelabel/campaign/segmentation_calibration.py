@@ -7,8 +7,14 @@ LBFGS, :func:`~activelabel.pipeline.calibration.fit_temperature`) or the mean of
 ``mc_samples`` MC-dropout passes with the scoring's mask seed
 (:func:`~activelabel.pipeline.calibration.fit_mixture_temperature`); for a deep ensemble
 (``ensemble``, ``ensemble+mc_dropout``) the mean of all M members' passes, the members' mean
-softmax, as classification calibrates its ensembles. No mixture temperature ``T2``: the round
-stores ``"mixture_temperature": 1.0``.
+softmax, as classification calibrates its ensembles. A sampled predictor (more than one pass or
+member) also considers classification's mixture temperature ``T2`` on the averaged per-pixel
+distribution, ``softmax(log(mean_s softmax(z_s / T1)) / T2)``: the round keeps whichever of
+none, ``T1``, ``T2`` alone and both has the lowest out-of-fold pixel NLL on the same folds by
+image (:func:`~activelabel.campaign.calibrate.choose_mixture_calibration`; ties go to the
+simpler). As for classification, acquisition and the heatmaps divide each pass by ``T1`` only;
+``T2`` acts on the averaged distribution the stored figures describe, and the exported model
+carries it.
 
 On what. From :data:`MIN_IMAGES` labeled images on, the round holds out
 :data:`VALIDATION_FRACTION` of them (at least :data:`FOLDS` images), drawn with the round's seed
@@ -32,7 +38,8 @@ learned from errors; a fold without any would approve any sharpening). Otherwise
 ``"skipped"`` says why.
 
 What is stored (``round.calibration``, the keys classification stores): ``temperature``,
-``mixture_temperature`` (1.0), ``predictor``, ``validation_size`` (held-out *images*),
+``mixture_temperature`` (1.0 when not kept), ``mixture_check`` (the choice, for a sampled
+predictor), ``predictor``, ``validation_size`` (held-out *images*),
 ``validation_pixels`` and ``validation_errors`` (their pixels fitted on, and how many were
 predicted wrong at T = 1), ``check`` (when the guard ran), ``skipped`` (when T = 1 was kept), and
 ``before`` / ``after``: accuracy, NLL, Brier, ECE (15 bins) and the reliability bins of the
@@ -48,7 +55,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from activelabel.campaign.calibrate import cross_validated_nll
+from activelabel.campaign.calibrate import CANDIDATES, choose_mixture_calibration, cross_validated_nll
 from activelabel.campaign.calibration_terms import (
     BINS,
     FOLDS,
@@ -58,7 +65,9 @@ from activelabel.campaign.calibration_terms import (
     predictor,
 )
 from activelabel.pipeline.calibration import (
+    calibrated_probabilities,
     calibration_report,
+    fit_mixture_sharpness,
     fit_mixture_temperature,
     fit_temperature,
     predictive_probabilities,
@@ -156,7 +165,7 @@ def fit_segmentation_calibration(
     result: dict = {"predictor": predictor(method, samples, members), "validation_size": int(len(x_val)),
                     "validation_pixels": int(len(labels)), "validation_errors": errors,
                     "before": None, "after": None}
-    temperature = 1.0
+    temperature, mixture_temperature = 1.0, 1.0
     if images_wrong < FOLDS:
         result["skipped"] = (f"only {images_wrong} of the {len(x_val)} held-out images have a pixel predicted "
                              f"wrong ({errors} of {len(labels)} pixels; the round needs {FOLDS}, one per "
@@ -166,21 +175,32 @@ def fit_segmentation_calibration(
         folds = image_folds(image, wrong, seed, FOLDS)
         check = cross_validated_nll(z, labels, wrong, seed=seed, fit=fit, fold=folds)
         result["check"] = check
-        if check["out_of_fold_nll"] < check["nll_at_1"]:
+        chosen = "temperature" if check["out_of_fold_nll"] < check["nll_at_1"] else "none"
+        if z.shape[0] > 1:  # a sampled predictor: T2 too, judged on the same folds by image
+            mixture = choose_mixture_calibration(z, labels, wrong, check, seed=seed, fit=fit, fold=folds)
+            result["mixture_check"] = mixture
+            chosen = mixture["chosen"]
+        fits_t1, fits_t2 = next((t1, t2) for name, t1, t2 in CANDIDATES if name == chosen)
+        if fits_t1:
             temperature = float(fit(z, labels))
-        else:
+        if fits_t2:
+            mixture_temperature = float(fit_mixture_sharpness(z, labels, temperature))
+        if chosen == "none":
+            nll = result.get("mixture_check", {}).get("out_of_fold_nll")
+            nor_mixture = ("" if nll is None else f", nor did a mixture temperature (out-of-fold pixel NLL "
+                           f"{nll['mixture_temperature']:.4f} alone, {nll['both']:.4f} on top of the per-pass one)")
             result["skipped"] = (f"temperatures fitted on {FOLDS - 1} of {FOLDS} folds of the {len(x_val)} held-out "
                                  f"images ({errors} of {len(labels)} pixels wrong) predicted the left-out images' "
                                  f"pixels no better than T = 1 (out-of-fold pixel NLL {check['nll_at_1']:.4f} -> "
-                                 f"{check['out_of_fold_nll']:.4f}); T = 1 kept")
+                                 f"{check['out_of_fold_nll']:.4f}){nor_mixture}; T = 1 kept")
     result["temperature"] = temperature
-    result["mixture_temperature"] = 1.0
+    result["mixture_temperature"] = mixture_temperature
     if x_yard is not None and len(x_yard):
         yard, yard_labels, _ = segmentation_pixel_logits(model, x_yard, y_yard, device, samples=samples, seed=seed,
                                                          ignore_index=ignore_index,
                                                          per_image=YARDSTICK_PIXELS_PER_IMAGE)
         if len(yard_labels):
-            for key, t in (("before", 1.0), ("after", temperature)):
-                report = calibration_report(predictive_probabilities(yard, t), yard_labels, bins=BINS)
+            for key, (t1, t2) in (("before", (1.0, 1.0)), ("after", (temperature, mixture_temperature))):
+                report = calibration_report(calibrated_probabilities(yard, t1, t2), yard_labels, bins=BINS)
                 result[key] = report.to_dict()
     return result

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from activelabel.acquisition.pixelwise import pixel_maps
 from activelabel.campaign import prepare_campaign
+from activelabel.campaign.calibrate import choose_mixture_calibration, cross_validated_nll
 from activelabel.campaign.calibration_terms import FOLDS
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
@@ -35,7 +36,14 @@ from activelabel.campaign.segmentation_calibration import (
 )
 from activelabel.campaign.segmentation_round import load_segmenter
 from activelabel.campaign.uncertainty_report import round_uncertainty
-from activelabel.pipeline.calibration import calibration_report, predictive_probabilities
+from activelabel.pipeline.calibration import (
+    calibrated_probabilities,
+    calibration_report,
+    fit_mixture_sharpness,
+    fit_mixture_temperature,
+    predictive_probabilities,
+)
+from activelabel.pipeline.pixel_calibration import image_folds
 from activelabel.pipeline.masks import IGNORE_INDEX
 from activelabel.pipeline.segmentation import predict_segmentation_stream
 from activelabel.storage import ModelCheckpoint, Round, Sample, SampleSplit, Score, open_engine, session_scope
@@ -198,3 +206,63 @@ def test_many_images_share_a_pixel_budget(campaign, monkeypatch) -> None:
     monkeypatch.setattr(sc, "PIXEL_BUDGET", 10)
     _, y, _ = sc.segmentation_pixel_logits(model, images, masks, CPU, samples=0, seed=1, ignore_index=IGNORE_INDEX)
     assert len(y) == sc.MIN_PIXELS_PER_IMAGE * len(uris)
+
+
+def test_a_sampled_predictor_chooses_its_mixture_temperature_on_the_folds_by_image(tmp_path) -> None:
+    """MC dropout (4 passes): the round also weighs T2 (none, T1, T2, both) on the guard's folds by
+    image, stores the choice, keeps T2 = 1 unless chosen, and its after-figures are those of
+    ``calibrated_probabilities(passes, T1, T2)`` on the test pixels."""
+    clear_cache()
+    config = seg_config(tmp_path, name="shapes-seg-t2", uncertainty="mc_dropout", mc_samples=4, rounds=1)
+    engine = open_engine(f"sqlite:///{tmp_path}/al.db")
+    campaign_id = prepare_campaign(engine, config)
+    run_round(engine, campaign_id)
+    data = campaign_data(config)
+    with session_scope(engine) as session:
+        rnd = _round(session, 1)
+        cal = rnd.calibration
+        model = load_segmenter(_checkpoint(session, rnd), CPU)
+        test_uris = session.scalars(select(Sample.uri).where(Sample.split == SampleSplit.test)
+                                    .order_by(Sample.id)).all()
+    assert cal["predictor"] == {"method": "mc_dropout", "passes": 4, "members": 1}
+    mixture = cal["mixture_check"]
+    assert set(mixture["out_of_fold_nll"]) == {"none", "temperature", "mixture_temperature", "both"}
+    assert len(mixture["fold_temperatures"]["mixture_temperature"]) == FOLDS
+    assert mixture["out_of_fold_nll"]["none"] == cal["check"]["nll_at_1"]
+    assert mixture["out_of_fold_nll"]["temperature"] == cal["check"]["out_of_fold_nll"]
+    chosen = mixture["chosen"]
+    assert mixture["out_of_fold_nll"][chosen] == min(mixture["out_of_fold_nll"].values())
+    assert (cal["temperature"] != 1.0) == (chosen in ("temperature", "both"))
+    assert (cal["mixture_temperature"] != 1.0) == (chosen in ("mixture_temperature", "both"))
+    assert ("skipped" in cal) == (chosen == "none")
+    seed = config.seed * 1_000_003 + 1
+    images = data.store.read(test_uris)
+    masks = np.stack([data.given_masks[u] for u in test_uris])
+    z, y, _ = segmentation_pixel_logits(model, images, masks, CPU, samples=4, seed=seed,
+                                        ignore_index=IGNORE_INDEX, per_image=YARDSTICK_PIXELS_PER_IMAGE)
+    for when, (t1, t2) in (("before", (1.0, 1.0)), ("after", (cal["temperature"], cal["mixture_temperature"]))):
+        expected = calibration_report(calibrated_probabilities(z, t1, t2), y).to_dict()
+        assert cal[when]["ece"] == pytest.approx(expected["ece"], rel=1e-9)
+        assert cal[when]["nll"] == pytest.approx(expected["nll"], rel=1e-9)
+
+
+def test_the_mixture_choice_fits_each_fold_without_the_images_of_that_fold() -> None:
+    """Hand-made pixels of 10 images, 4 passes that each vote confidently and disagree: the
+    averaged distribution is under-confident, so a T2 < 1 wins; each fold's T2 is the one fitted
+    on the other folds' images only."""
+    rng = np.random.default_rng(0)
+    n, c = 400, 3
+    labels = rng.integers(0, c, n)
+    votes = np.where(rng.random((4, n)) < 0.7, labels, rng.integers(0, c, (4, n)))
+    z = np.eye(c)[votes] * 6.0 + rng.normal(0, 0.1, (4, n, c))
+    image = np.arange(n) % 10
+    wrong = predictive_probabilities(z).argmax(-1) != labels
+    folds = image_folds(image, wrong, 0, FOLDS)
+    check = cross_validated_nll(z, labels, wrong, seed=0, fit=fit_mixture_temperature, fold=folds)
+    mixture = choose_mixture_calibration(z, labels, wrong, check, seed=0, fold=folds)
+    assert mixture["chosen"] in ("mixture_temperature", "both")
+    for k, t2 in enumerate(mixture["fold_temperatures"]["mixture_temperature"]):
+        rest = folds != k
+        assert len(np.unique(image[folds == k])) == 2 and not set(image[folds == k]) & set(image[rest])
+        assert t2 == pytest.approx(fit_mixture_sharpness(z[:, rest], labels[rest], 1.0), rel=1e-9)
+        assert t2 < 1.0
