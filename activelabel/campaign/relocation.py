@@ -45,11 +45,12 @@ def refuse_outside_document_root(config: CampaignConfig) -> None:
     could not serve any of its images). Called before a relocation writes anything."""
     if config.annotator != "labelstudio" or not config.document_root or config.image_url_prefix:
         return
+    from activelabel.annotation.images import outside_document_root
     from activelabel.campaign.data import data_root
 
     folder = data_root(str(Path(config.data_pool).expanduser())).resolve()
     root = Path(config.document_root).expanduser().resolve()
-    if not folder.is_relative_to(root) or folder == root:
+    if outside_document_root(folder, root):  # the root itself too: it cannot be the project's storage
         raise ConfigError(
             f"--relocate: the new data folder {str(folder)!r} is not under annotator.document_root {str(root)!r}, "
             "so Label Studio could not serve its images to the tasks still out; move the folder under "
