@@ -41,6 +41,18 @@ class UnsafeImagePathError(ActiveLabelError, ValueError):
         )
 
 
+def outside_document_root(path: Path, document_root: Path, *, allow_root: bool = False) -> bool:
+    """Whether Label Studio cannot serve ``path`` from ``document_root`` (its
+    ``LOCAL_FILES_DOCUMENT_ROOT``): ``path`` is not under the root, or is the root itself.
+
+    Both must be resolved already (``..`` and symlinks followed), so a link leading out of the
+    root counts as outside. The root itself is no file to serve, and Label Studio refuses it as
+    a project's local-files storage; ``allow_root`` accepts it where a caller allows that (a
+    :class:`LocalFilesSource` storage path, which defaults to the root).
+    """
+    return not path.is_relative_to(document_root) or (path == document_root and not allow_root)
+
+
 def png_bytes(array: np.ndarray, *, scale: int = 1) -> bytes:
     """PNG bytes of an image ``[C, H, W]`` (C = 1, 3 or 4) or ``[H, W]`` with values in [0, 1].
 
@@ -172,7 +184,7 @@ class LocalFilesSource:
         if raw.startswith("file://"):
             raw = raw[len("file://"):]
         resolved = (self.base_dir / Path(raw).expanduser()).resolve()
-        if not resolved.is_relative_to(self.document_root) or (resolved == self.document_root and not allow_root):
+        if outside_document_root(resolved, self.document_root, allow_root=allow_root):
             raise UnsafeImagePathError(raw, self.document_root)
         return resolved
 

@@ -40,6 +40,9 @@ def restore_lost_tasks(engine: Engine, campaign: Campaign, annotator, waiting: l
                        round_index: int) -> list[TaskRequest]:
     """``waiting`` with the task ids Label Studio holds now, lost tasks pushed again first.
 
+    ``waiting``: tasks still out (:func:`~activelabel.campaign.still_out.tasks_still_out`), as
+    sync is about to read them.
+
     A sample found under another task id than the stored one (a push again that crashed before
     storing its ids) only gets the stored id set right. Returns the requests unchanged where
     the annotator cannot look tasks up by sample (the simulated oracle).

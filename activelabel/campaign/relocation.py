@@ -30,12 +30,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from activelabel.campaign.config import CampaignConfig
+from activelabel.campaign.still_out import tasks_still_out
 from activelabel.errors import ConfigError
-from activelabel.storage import Sample, Selection, session_scope
-from activelabel.storage.repository import resolved_labels
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,12 @@ def refuse_outside_document_root(config: CampaignConfig) -> None:
     could not serve any of its images). Called before a relocation writes anything."""
     if config.annotator != "labelstudio" or not config.document_root or config.image_url_prefix:
         return
+    from activelabel.annotation.images import outside_document_root
     from activelabel.campaign.data import data_root
 
     folder = data_root(str(Path(config.data_pool).expanduser())).resolve()
     root = Path(config.document_root).expanduser().resolve()
-    if not folder.is_relative_to(root) or folder == root:
+    if outside_document_root(folder, root):  # the root itself too: it cannot be the project's storage
         raise ConfigError(
             f"--relocate: the new data folder {str(folder)!r} is not under annotator.document_root {str(root)!r}, "
             "so Label Studio could not serve its images to the tasks still out; move the folder under "
@@ -58,19 +58,6 @@ def refuse_outside_document_root(config: CampaignConfig) -> None:
             "above the new folder (the server must use that root too), or leave document_root out to embed the "
             "images; nothing was changed"
         )
-
-
-def _tasks_still_out(engine: Engine, campaign_id: int, min_votes: int) -> dict[int, str]:
-    """``sample_id -> uri`` of the samples sent to Label Studio whose label is not resolved yet
-    (the ``waiting`` of :func:`activelabel.campaign.sync.collect_answers`), partly answered ones
-    included: annotators may still open them."""
-    with session_scope(engine) as session:
-        resolved = resolved_labels(session, campaign_id, min_votes)
-        rows = session.execute(
-            select(Selection.sample_id, Sample.uri).join(Sample, Sample.id == Selection.sample_id)
-            .where(Selection.campaign_id == campaign_id, Selection.external_task_id.is_not(None))
-        ).all()
-    return {sample_id: uri for sample_id, uri in rows if sample_id not in resolved}
 
 
 def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfig,
@@ -102,7 +89,8 @@ def carry_to_labelstudio(engine: Engine, campaign_id: int, stored: CampaignConfi
     from activelabel.campaign.data import data_root
 
     folder = data_root(str(Path(config.data_pool).expanduser())).resolve()
-    out = _tasks_still_out(engine, campaign_id, config.annotations_per_task)
+    # Partly answered tasks included: annotators may still open them.
+    out = {t.sample_id: t.uri for t in tasks_still_out(engine, campaign_id, config.annotations_per_task)}
     if config.image_url_prefix and stored.image_url_prefix == config.image_url_prefix:
         # prefix + URI relative to the data folder: the move changes no URL (the prefix is not
         # shown, it may hold a token).

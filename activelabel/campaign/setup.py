@@ -69,6 +69,8 @@ def _image_source(config: CampaignConfig, data: CampaignData):
                 "leave it out to embed the images"
             )
         # The project's local-files storage is the data folder (Label Studio refuses the root).
+        # LocalFilesSource refuses a storage folder or an image outside the root
+        # (images.outside_document_root, the check relocation shares); said here in setup's words.
         from activelabel.annotation.images import UnsafeImagePathError
 
         try:

@@ -691,10 +691,11 @@ def _task_requests(engine: Engine, where) -> list[TaskRequest]:
 
 def _leftover_requests(engine: Engine, rnd: Round, campaign: Campaign, config: CampaignConfig) -> list[TaskRequest]:
     """Earlier rounds' samples still out with annotators, with this round's scores and prediction."""
+    from activelabel.campaign.still_out import tasks_still_out
     from activelabel.storage import Sample, Score
 
+    waiting = {t.sample_id for t in tasks_still_out(engine, campaign.id, config.annotations_per_task)}
     with session_scope(engine) as session:
-        waiting = {s.id for s in outstanding_samples(session, campaign.id, config.annotations_per_task)}
         rows = session.execute(
             select(Selection, Sample.uri, Score).join(Sample, Sample.id == Selection.sample_id)
             .join(Score, (Score.sample_id == Selection.sample_id) & (Score.round_id == rnd.id)

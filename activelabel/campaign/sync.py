@@ -29,6 +29,7 @@ from activelabel.campaign.faults import crash_point
 from activelabel.campaign.kinds import task_kind
 from activelabel.campaign.lost_tasks import restore_lost_tasks
 from activelabel.campaign.setup import build_annotator
+from activelabel.campaign.still_out import tasks_still_out
 from activelabel.campaign.data import campaign_data
 from activelabel.progress import reporter
 from activelabel.storage import (
@@ -122,10 +123,8 @@ def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig,
         answers = [(a, snapshot.updated_at.get(a.external_id)) for a in snapshot.answers if a.sample_id in samples]
         # The samples still out are few (a round's batch and its leftovers): read them whole too,
         # so a round never waits on an answer the change cursor missed.
-        with session_scope(engine) as session:
-            resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
-        waiting = [t for t in tasks if t.external_task_id is not None and t.sample_id not in resolved
-                   and t.sample_id not in samples]
+        waiting = [t for t in tasks_still_out(engine, campaign.id, config.annotations_per_task, tasks)
+                   if t.sample_id not in samples]
         if waiting:
             # Tasks Label Studio lost (project deleted, server reset) are pushed again first.
             waiting = restore_lost_tasks(engine, campaign, annotator, waiting, round_index)
@@ -148,11 +147,7 @@ def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig,
                      "labels follow them", round_index, result.edited, result.deleted, annotator.source)
         return CollectResult(result.new, len(result.new_rejected), result.edited, result.deleted)
 
-    with session_scope(engine) as session:
-        resolved_before = resolved_labels(session, campaign.id, config.annotations_per_task)
-    outstanding = [
-        t for t in tasks if t.sample_id not in resolved_before and t.external_task_id is not None
-    ]
+    outstanding = tasks_still_out(engine, campaign.id, config.annotations_per_task, tasks)
     if not outstanding:
         return CollectResult(0, 0)
     answers = annotator.pull(outstanding, round_index=round_index)
