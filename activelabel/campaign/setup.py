@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine, func, select, update
@@ -73,6 +74,14 @@ def _image_source(config: CampaignConfig, data: CampaignData):
         # (images.outside_document_root, the check relocation shares); said here in setup's words.
         from activelabel.annotation.images import UnsafeImagePathError
 
+        root = Path(config.document_root).expanduser().resolve()
+        if Path(data.root).resolve() == root:
+            raise ConfigError(
+                f"annotator.document_root: the data folder {str(data.root)!r} is the document root itself, and Label "
+                "Studio refuses its LOCAL_FILES_DOCUMENT_ROOT as a project's local-files storage; move the images "
+                f"into a subfolder (e.g. {str(root / 'images')!r}) and point data.pool there, or leave document_root "
+                "out to embed the images"
+            )
         try:
             images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
             images.local_path(data.pool[0])  # refuse a dataset outside the root up front

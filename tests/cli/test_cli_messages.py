@@ -131,6 +131,16 @@ def test_setting_errors_name_the_campaign_file_and_the_key(tmp_path) -> None:
         "out to embed the images")
     assert not (path.parent / "activelabel.db").exists()
 
+    # The data folder is the root itself: Label Studio refuses its root as a project's storage.
+    images = path.parent / "images"
+    path.write_text(path.read_text().replace(f'document_root = "{root}"', f'document_root = "{images}"'))
+    assert error_line(cli("run", str(path), cwd=tmp_path)) == (
+        f"error: {path}: annotator.document_root: the data folder '{images}' is the document root itself, and "
+        "Label Studio refuses its LOCAL_FILES_DOCUMENT_ROOT as a project's local-files storage; move the images "
+        f"into a subfolder (e.g. '{images / 'images'}') and point data.pool there, or leave document_root out to "
+        "embed the images")
+    assert not (path.parent / "activelabel.db").exists()
+
 
 def test_a_complete_round_says_how_many_labels_it_trained_on() -> None:
     """trial7 #10: `round 5 complete · 60 labels` read as labels collected."""
