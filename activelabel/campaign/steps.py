@@ -35,7 +35,7 @@ from activelabel.campaign.model_settings import model_spec, training_config, tra
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
 from activelabel.campaign.setup import build_annotator
-from activelabel.campaign.summary import trained_on_words
+from activelabel.campaign.summary import accuracy_name, trained_on_words
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
@@ -327,7 +327,8 @@ def train_classifier(job: TrainInput) -> Trained:
         return Trained(models, spec.to_dict(), len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: {trained_on_words(len(train), len(held))}; no test or labeled evaluation "
                        "sample to measure on")
-    message = (f"Round {rnd.index}: {trained_on_words(len(train), len(held))}, test accuracy {metrics.accuracy:.3f} "
+    message = (f"Round {rnd.index}: {trained_on_words(len(train), len(held))}, "
+               f"{accuracy_name('classification', campaign.config)} {metrics.accuracy:.3f} "
                f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
     chance = no_better_than_chance(metrics.accuracy, yard_targets, campaign.labels)
     return Trained(models, spec.to_dict(), len(labeled), values, problems,

@@ -51,12 +51,16 @@ def _fresh_data_cache():
     clear_cache()
 
 
-def test_evaluation_first_then_cold_start_then_active_and_export_equals_truth(tmp_path) -> None:
+def test_evaluation_first_then_cold_start_then_active_and_export_equals_truth(tmp_path, caplog) -> None:
     truth = make_data(tmp_path)
     config, _ = load_campaign_file(campaign_file(tmp_path))
     engine = open_engine(f"sqlite:///{tmp_path}/al.db")
     campaign_id = prepare_campaign(engine, config)
-    run_rounds(engine, campaign_id, 4)
+    with caplog.at_level("INFO", logger="activelabel"):
+        run_rounds(engine, campaign_id, 4)
+    # The training line names what it measured on, as status does (trial 13 F4: it said "test").
+    trained = [m for m in caplog.messages if m.startswith("Round 3: trained on 10 labels")]
+    assert len(trained) == 1 and ", evaluation accuracy " in trained[0] and "test accuracy" not in trained[0]
 
     summaries = campaign_summaries(engine, "own")
     assert [s.kind for s in summaries] == ["evaluation", "cold_start", "active", "active"]
@@ -97,7 +101,7 @@ def test_cold_start_batch_is_seeded_and_random(tmp_path) -> None:
     assert picks[0] == picks[1] and len(picks[0]) == 10
 
 
-def test_test_folder_is_the_yardstick_and_seeds_train_the_first_round(tmp_path) -> None:
+def test_test_folder_is_the_yardstick_and_seeds_train_the_first_round(tmp_path, caplog) -> None:
     truth = make_data(tmp_path, count=90)
     names = sorted(truth)
     test_rows = {n: truth[n] for n in names[:20]}
@@ -108,9 +112,11 @@ def test_test_folder_is_the_yardstick_and_seeds_train_the_first_round(tmp_path) 
         tmp_path, **{"# test = ...": 'test = "test.csv"', "# labeled = ...": 'labeled = "seeds.csv"'}))
     engine = open_engine(f"sqlite:///{tmp_path}/al.db")
     campaign_id = prepare_campaign(engine, config)
-    run_rounds(engine, campaign_id, 1)
+    with caplog.at_level("INFO", logger="activelabel"):
+        run_rounds(engine, campaign_id, 1)
     summary = campaign_summaries(engine, "own")[0]
     assert summary.kind == "active" and summary.labeled == 15 and summary.test_accuracy is not None
+    assert any(m.startswith("Round 1: trained on 15 labels, test accuracy ") for m in caplog.messages)
     with session_scope(engine) as session:
         splits = dict(session.execute(select(Sample.split, func.count()).group_by(Sample.split)).all())
         given = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.source == "given"))
