@@ -137,7 +137,7 @@ def _configure_logging(verbose: int) -> None:
 def demo(
     ctx: typer.Context,
     strategy: Annotated[str, typer.Option(help="Acquisition strategy (see `activelabel strategies`).")] = "bald",
-    rounds: Annotated[int, typer.Option(help="Labeling rounds to run (a rerun continues up to this many).")] = 10,
+    rounds: Annotated[int, typer.Option(help="Labeling rounds to run, evaluation and cold-start rounds included (a rerun continues up to this many).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Samples sent to annotators each round.")] = 20,
     initial_labeled: Annotated[int, typer.Option(help="Randomly chosen samples labeled before round 1.")] = 20,
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
@@ -537,7 +537,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
 def run(
     campaign_file: Annotated[Optional[Path], typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Acquisition strategy (see `activelabel strategies`). Default: bald.", show_default=False)] = None,
-    rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run, evaluation and cold-start rounds included (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples sent to annotators each round. Default: 20.", show_default=False)] = None,
     initial_labeled: Annotated[Optional[int], typer.Option(help="Built-in datasets: randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,
