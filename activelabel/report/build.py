@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from activelabel.campaign.summary import TRAINED_ON_NOTE
 from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
@@ -336,15 +337,15 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
     agreement = agreement_section(engine, record.name)  # several annotators per task only
     if agreement is not None:
         body.append(agreement)
-    rows = [[str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
+    rows = [[str(r.index), r.kind.replace("_", " "), r.trained_on_cell(),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
              *training_cells(r.training),
              *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]
     body.append(html.section(
         "Rounds",
-        html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", "epochs", "steps",
+        html.table("rounds", ["round", "kind", "trained on", "accuracy", "NLL", "ECE", "epochs", "steps",
                               *[f"{s} s" for s in STEPS]], rows),
-        html.note(TRAINING_COLUMNS_NOTE),
+        html.note(f"{TRAINED_ON_NOTE} {TRAINING_COLUMNS_NOTE}"),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets, per_seed=False),
                    caption="Labels needed to reach an accuracy (the first measured round at or above it)"),
