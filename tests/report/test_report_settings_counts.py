@@ -91,3 +91,14 @@ def test_the_campaign_report_agrees_with_status_on_the_held_out_round(campaign_r
     settings = {row[0]: row[1] for row in parser.tables["settings"][1:]}
     assert settings["calibrate"] == ON_CLASSIFICATION
     assert all("seeds" not in cell for row in parser.tables["labels-to-target"] for cell in row)
+
+
+def test_gallery_scores_keep_small_values_readable() -> None:
+    """Trial F7b: a BALD of 0.0004 read "0.000"; three significant digits keep it."""
+    from activelabel.report.build import score_words
+
+    assert score_words(0.0004) == "0.0004"
+    assert score_words(0.000412345) == "0.000412"
+    assert score_words(0.1234) == "0.123"
+    assert score_words(1.2345) == "1.23"
+    assert score_words(0.0) == "0"

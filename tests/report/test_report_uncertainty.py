@@ -111,7 +111,7 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
         "SELECT l.score, s.epistemic FROM selection l JOIN round r ON r.id = l.round_id JOIN campaign c "
         "ON c.id = r.campaign_id JOIN score s ON s.round_id = l.round_id AND s.sample_id = l.sample_id "
         "AND s.strategy = r.strategy WHERE c.name = ? AND r.\"index\" = 2 AND l.rank = 0", CAMPAIGN)
-    assert f"#1 score {score:.3f} · BALD {bald:.3f}" in parser.text
+    assert f"#1 score {score:.3g} · BALD {bald:.3g}" in parser.text
     _png(parser, "class-balance")
     # The page opens with the latest round in one sentence.
     [(accuracy,)] = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
