@@ -26,6 +26,7 @@ from activelabel.report.settings import campaign_settings_rows
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
+UNIT_INTERVAL = {"accuracy", "ece"}  # metrics in [0, 1]: their curves' y axis starts at 0
 
 
 def metrics(split: str = "test") -> tuple[tuple[str, str], ...]:
@@ -249,7 +250,8 @@ def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool, spl
                 "evaluation — and campaigns without a labeled test or evaluation split measure nothing)."))
             continue
         band = " (mean ± std over seeds)" if several else ""
-        parts.append(html.figure(figures.learning_curves(curves, label, f"{label} against labels{band}"),
+        parts.append(html.figure(figures.learning_curves(curves, label, f"{label} against labels{band}",
+                                                         unit_interval=metric in UNIT_INTERVAL),
                                  f"learning-curve-{metric}",
                                  f"Learning curve: {label}" + (", mean ± one std over seeds" if several else "")))
     return parts

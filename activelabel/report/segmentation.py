@@ -96,7 +96,7 @@ def _learning_curves(record: CampaignRecord) -> list[str]:
             continue
         parts.append(html.figure(
             figures.learning_curves({record.strategy: [(xs, ys)]}, label, f"{label} against labeled images",
-                                     xlabel="labeled images"),
+                                     xlabel="labeled images", unit_interval=True),  # mIoU, pixel accuracy, ECE
             name, f"Learning curve: {label} on the test (or evaluation) masks against labeled images"))
     return parts
 
