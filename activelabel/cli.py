@@ -510,14 +510,17 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
     learning curve beside its accuracy; empty for a round that trains no model (the
     evaluation and cold-start rounds, which only send a random batch). The accuracy column is
-    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation."""
+    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation.
+    "work s": the seconds activelabel worked on the round (train, score, select, push, and the
+    sync that completed it), never the wait for annotators; named so because a waiting round's
+    figure grows by that last sync's seconds once it completes (trial F7d)."""
     from activelabel.campaign.summary import kind_cells
 
     table = Table(title=f"Campaign {campaign_name}")
     accuracy = summaries[0].accuracy_name if summaries else "test accuracy"
     miou = accuracy == "pixel accuracy"
     for column in ("round", "kind", "trained on", accuracy, *(("mIoU",) if miou else ()),
-                   "mean score of selected", "seconds", "status"):
+                   "mean score of selected", "work s", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right",
                          min_width=len("evaluation") if column == "kind" else None)
     for s in summaries:

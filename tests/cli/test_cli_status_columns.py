@@ -41,8 +41,8 @@ def _campaign(engine, config: CampaignConfig, rounds: list[dict], task: str = "c
         session.add(campaign)
         session.flush()
         for index, values in enumerate(rounds, start=1):
-            session.add(Round(campaign_id=campaign.id, index=index, strategy=config.strategy, timings={},
-                              **values))
+            session.add(Round(campaign_id=campaign.id, index=index, strategy=config.strategy,
+                              **{"timings": {}, **values}))
         return campaign.id
 
 
@@ -426,3 +426,21 @@ def test_the_report_headline_of_a_cold_start_round_says_no_model_was_trained(tmp
     sentence = re.search(r"<p>(Latest complete round:.*?)</p>", page, re.S).group(1)
     assert sentence.startswith("Latest complete round: 2 (cold start) · no model trained"), sentence
     assert "8 labels" not in sentence
+
+
+def test_the_run_tables_work_seconds_are_the_rounds_steps_never_the_wait(tmp_path) -> None:
+    """Trial F7d: the run table's seconds grew after the round was pushed. The column is `work s`:
+    the round's steps (train, score, select, push), plus the sync that completed it once it has."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'work.db'}")
+    steps = {"train": 1.5, "score": 2.0, "select": 0.25, "push": 0.5}
+    _campaign(engine, _own("work"), [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=12, test_accuracy=0.9, timings={**steps, "sync": 0.75}),
+        dict(kind=ACTIVE, status=WAITING, labeled_count=16, test_accuracy=0.9333, timings=steps),
+    ])
+    summaries = campaign_summaries(engine, "work")
+    assert [s.seconds for s in summaries] == [5.0, 4.25]
+    with cli.console.capture() as captured:
+        cli._print_rounds("work", summaries)
+    table = _table(captured.get(), "Campaign work")
+    assert "seconds" not in table[0]
+    assert _column(table, "work s") == ["5.0", "4.2"]
