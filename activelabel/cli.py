@@ -137,7 +137,7 @@ def _configure_logging(verbose: int) -> None:
 def demo(
     ctx: typer.Context,
     strategy: Annotated[str, typer.Option(help="Acquisition strategy (see `activelabel strategies`).")] = "bald",
-    rounds: Annotated[int, typer.Option(help="Labeling rounds to run (a rerun continues up to this many).")] = 10,
+    rounds: Annotated[int, typer.Option(help="Labeling rounds to run, evaluation and cold-start rounds included (a rerun continues up to this many).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Samples sent to annotators each round.")] = 20,
     initial_labeled: Annotated[int, typer.Option(help="Randomly chosen samples labeled before round 1.")] = 20,
     mc_samples: Annotated[int, typer.Option(help="MC-dropout forward passes per pool sample (T).")] = 20,
@@ -510,14 +510,17 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
     learning curve beside its accuracy; empty for a round that trains no model (the
     evaluation and cold-start rounds, which only send a random batch). The accuracy column is
-    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation."""
+    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation.
+    "work s": the seconds activelabel worked on the round (train, score, select, push, and the
+    sync that completed it), never the wait for annotators; named so because a waiting round's
+    figure grows by that last sync's seconds once it completes (trial F7d)."""
     from activelabel.campaign.summary import kind_cells
 
     table = Table(title=f"Campaign {campaign_name}")
     accuracy = summaries[0].accuracy_name if summaries else "test accuracy"
     miou = accuracy == "pixel accuracy"
     for column in ("round", "kind", "trained on", accuracy, *(("mIoU",) if miou else ()),
-                   "mean score of selected", "seconds", "status"):
+                   "mean score of selected", "work s", "status"):
         table.add_column(column, justify="left" if column in ("status", "kind") else "right",
                          min_width=len("evaluation") if column == "kind" else None)
     for s in summaries:
@@ -537,7 +540,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
 def run(
     campaign_file: Annotated[Optional[Path], typer.Argument(metavar="CAMPAIGN_FILE", help="Campaign file (write one with `activelabel init`). Without it, the options below describe the campaign, as for `demo`.", show_default=False)] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Acquisition strategy (see `activelabel strategies`). Default: bald.", show_default=False)] = None,
-    rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Labeling rounds to run, evaluation and cold-start rounds included (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples sent to annotators each round. Default: 20.", show_default=False)] = None,
     initial_labeled: Annotated[Optional[int], typer.Option(help="Built-in datasets: randomly chosen samples labeled before round 1. Default: 20.", show_default=False)] = None,
     mc_samples: Annotated[Optional[int], typer.Option(help="MC-dropout forward passes per pool sample (T). Default: 20.", show_default=False)] = None,

@@ -438,16 +438,18 @@ class LabelStudioAnnotator:
         return {t.sample_id: round(i / len(ordered), 9) for i, t in enumerate(ordered)}
 
     def _task_data(self, t: TaskRequest, order: int) -> dict:
+        # Evaluation and cold-start picks are random (no model, no predicted label): their score
+        # is a random draw, not an uncertainty, and their stored confidence a placeholder 0.0,
+        # not "0 % sure" (trial F7a), so annotators are shown neither (null in the task data).
+        modelled = bool(t.predicted_label) or t.predicted_mask is not None
         return {
             "sample_id": t.sample_id,
             "uri": t.uri,
-            # Evaluation and cold-start picks are random (no model, no predicted label): their
-            # score is a random draw, not an uncertainty, so annotators are not shown one.
-            "uncertainty": _finite(t.score) if t.predicted_label or t.predicted_mask is not None else None,
+            "uncertainty": _finite(t.score) if modelled else None,
             "rank": t.rank,
             "order": order,
             "predicted_label": t.predicted_label,
-            "confidence": _finite(t.confidence),
+            "confidence": _finite(t.confidence) if modelled else None,
             **self.codec.task_data(t),
         }
 

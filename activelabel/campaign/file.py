@@ -46,7 +46,7 @@ class CampaignSection(_Section):
         "classification", description="'classification' (a label per image) or 'segmentation' (a mask per image; see [segmentation])"
     )
     strategy: str = Field("bald", description="Acquisition strategy (see `activelabel strategies`)")
-    rounds: int = Field(10, description="Labeling rounds to run (a rerun continues up to this many)")
+    rounds: int = Field(10, description="Labeling rounds to run, evaluation and cold-start rounds included (a rerun continues up to this many)")
     batch_size: int = Field(20, description="Samples sent to annotators each round")
     min_labels_to_train: int | None = Field(
         None, description="Cold start: below this many labels a round sends a random batch (default: batch_size)"

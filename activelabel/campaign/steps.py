@@ -137,7 +137,16 @@ def _open_round(engine: Engine, campaign_id: int) -> tuple[int, int]:
             return last.id, last.index
         index = 1 if last is None else last.index + 1
         config = CampaignConfig.from_dict(campaign.config)
-        kind = next_round_kind(session, campaign_id, config)
+        kind, why = round_kind_and_reason(session, campaign_id, config)
+        if kind != RoundKind.active:
+            # A round that trains nothing says why: a second cold start (a cold-start round
+            # completed with fewer labels than the threshold, e.g. min_new_labels < batch) or a
+            # second evaluation round is otherwise a bare table row (trial F4).
+            again = last is not None and last.kind == kind
+            words = {RoundKind.evaluation: "evaluation round", RoundKind.cold_start: "cold start"}[kind]
+            article = "another" if again else ("an" if kind == RoundKind.evaluation else "a")
+            log.log(logging.WARNING if again else logging.INFO, "Round %d of %r is %s %s: %s",
+                    index, campaign.name, article, words, why)
         strategy = campaign.strategy if kind == RoundKind.active else "random"
         rnd = Round(campaign_id=campaign_id, index=index, strategy=strategy, kind=kind, timings={})
         session.add(rnd)
@@ -172,19 +181,35 @@ def _check_files_before_work(engine: Engine, campaign_id: int) -> None:
 
 
 def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundKind:
+    """The kind of the campaign's next round (see :func:`start_round`)."""
+    return round_kind_and_reason(session, campaign_id, config)[0]
+
+
+def round_kind_and_reason(session, campaign_id: int, config: CampaignConfig) -> tuple[RoundKind, str]:
+    """The next round's kind and why, in the numbers and setting names that decided it, so the
+    log can say why a round trains nothing (``rounds`` counts these rounds too)."""
     resolved = resolved_labels(session, campaign_id, config.annotations_per_task)
     taken = selected_sample_ids(session, campaign_id)
     evaluation = split_samples(session, campaign_id, SampleSplit.evaluation)
     # A copy shares its representative's label and an unreadable image is never sent (a file
     # removed from the folder): neither holds the evaluation round open.
     unreadable = problem_uris(session, campaign_id)
-    if any(s.id not in resolved and s.id not in taken and s.duplicate_of is None and s.uri not in unreadable
-           for s in evaluation):
-        return RoundKind.evaluation
+    open_evaluation = [s for s in evaluation if s.id not in resolved and s.id not in taken
+                       and s.duplicate_of is None and s.uri not in unreadable]
+    if open_evaluation:
+        return RoundKind.evaluation, (
+            f"{len(open_evaluation)} of the {len(evaluation)} evaluation samples (evaluation_size) "
+            "are not labeled yet; no model is trained until they are")
     pool_labels = sum(
         s.id in resolved for s in split_samples(session, campaign_id, SampleSplit.pool) if s.duplicate_of is None
     )
-    return RoundKind.cold_start if pool_labels < config.cold_start_threshold else RoundKind.active
+    setting = ("min_labels_to_train" if config.min_labels_to_train
+               else "min_labels_to_train (unset: the batch_size)")
+    if pool_labels < config.cold_start_threshold:
+        return RoundKind.cold_start, (
+            f"{pool_labels} pool labels < {setting} {config.cold_start_threshold}; it picks "
+            "at random and trains no model (rounds counts it)")
+    return RoundKind.active, f"{pool_labels} pool labels >= {setting} {config.cold_start_threshold}"
 
 
 def mark_failed(engine: Engine, round_id: int, error: BaseException) -> None:

@@ -71,14 +71,28 @@ class LearnedFrom:
             return 0
         return max(self.labeled - self.trained_on, 0)
 
-    def labeled_cell(self) -> str:
-        """The report's labels cell: every labeled sample the round had, and when some were held
-        out for calibration, what the model learned from ("500 (trained on 425, 75 held out)");
-        empty before any label."""
-        if self.labeled is None:
-            return ""
-        held = self.held_out
-        return f"{self.labeled:,}" + (f" (trained on {self.learned_from:,}, {held:,} held out)" if held else "")
+    def trained_on_cell(self) -> str:
+        """The report's "trained on" cell, the same as ``status``' (:func:`kind_cells`): the labels
+        the round's model learned from ("425 (75 held out)"); empty for a round that trains no
+        model (evaluation, cold start), whose stored count is only the labels so far."""
+        return kind_cells(self.kind, self.learned_from, self.held_out)[1]  # type: ignore[attr-defined]
+
+    def trained_on_clause(self, unit: str = "labels") -> str:
+        """The report headline's words for the same figure: "trained on 425 labels (75 held out
+        for calibration)", or "no model trained" for an evaluation or cold-start round (trial F6:
+        a bare "30 labels" beside the Data line's "50 labeled" read as a contradiction)."""
+        if self.labeled is None or self.kind != "active":  # type: ignore[attr-defined]
+            return "no model trained"
+        held = f" ({self.held_out:,} held out for calibration)" if self.held_out else ""
+        return f"trained on {self.learned_from:,} {unit}{held}"
+
+
+#: What the report's "trained on" column holds (the column ``status`` shows under that name).
+TRAINED_ON_NOTE = (
+    "trained on: the labels the round's model learned from, as in activelabel status (in brackets: those "
+    "held out to fit the calibration temperature); empty for evaluation and cold-start rounds, which train "
+    "no model."
+)
 
 
 def miou_of(segmentation_metrics: Mapping | None) -> float | None:

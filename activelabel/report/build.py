@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from activelabel.campaign.summary import TRAINED_ON_NOTE
 from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
@@ -25,6 +26,7 @@ from activelabel.report.settings import campaign_settings_rows
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
+UNIT_INTERVAL = {"accuracy", "ece"}  # metrics in [0, 1]: their curves' y axis starts at 0
 
 
 def metrics(split: str = "test") -> tuple[tuple[str, str], ...]:
@@ -156,6 +158,12 @@ def aulc_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
     return rows
 
 
+def score_words(value: float) -> str:
+    """A pick's score in three significant digits: a BALD of 0.0004 reads "0.0004", not "0.000"
+    (trial F7b); 0.1234 reads "0.123"."""
+    return f"{value:.3g}"
+
+
 def _gallery(record: CampaignRecord, size: int) -> str:
     from activelabel.campaign.config import CampaignConfig
     from activelabel.campaign.data import campaign_data
@@ -168,8 +176,8 @@ def _gallery(record: CampaignRecord, size: int) -> str:
     try:
         store = campaign_data(CampaignConfig.from_dict(record.config)).store
         items = [(base64.b64encode(store.png(p.uri)).decode("ascii"),
-                  f"#{p.rank + 1} score {p.score:.3f}"
-                  + ("" if p.epistemic is None else f" · BALD {p.epistemic:.3f}")
+                  f"#{p.rank + 1} score {score_words(p.score)}"
+                  + ("" if p.epistemic is None else f" · BALD {score_words(p.epistemic)}")
                   + f" · label {p.label or '?'} · model {p.predicted or '?'}")
                  for p in picked]
     except Exception as error:  # the data moved away: the report still shows everything else
@@ -242,7 +250,8 @@ def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool, spl
                 "evaluation — and campaigns without a labeled test or evaluation split measure nothing)."))
             continue
         band = " (mean ± std over seeds)" if several else ""
-        parts.append(html.figure(figures.learning_curves(curves, label, f"{label} against labels{band}"),
+        parts.append(html.figure(figures.learning_curves(curves, label, f"{label} against labels{band}",
+                                                         unit_interval=metric in UNIT_INTERVAL),
                                  f"learning-curve-{metric}",
                                  f"Learning curve: {label}" + (", mean ± one std over seeds" if several else "")))
     return parts
@@ -336,15 +345,15 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
     agreement = agreement_section(engine, record.name)  # several annotators per task only
     if agreement is not None:
         body.append(agreement)
-    rows = [[str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
+    rows = [[str(r.index), r.kind.replace("_", " "), r.trained_on_cell(),
              *["" if getattr(r, m) is None else f"{getattr(r, m):.4f}" for m, _ in METRICS],
              *training_cells(r.training),
              *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]] for r in record.rounds]
     body.append(html.section(
         "Rounds",
-        html.table("rounds", ["round", "kind", "labels", "accuracy", "NLL", "ECE", "epochs", "steps",
+        html.table("rounds", ["round", "kind", "trained on", "accuracy", "NLL", "ECE", "epochs", "steps",
                               *[f"{s} s" for s in STEPS]], rows),
-        html.note(TRAINING_COLUMNS_NOTE),
+        html.note(f"{TRAINED_ON_NOTE} {TRAINING_COLUMNS_NOTE}"),
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets, per_seed=False),
                    caption="Labels needed to reach an accuracy (the first measured round at or above it)"),

@@ -46,22 +46,37 @@ def _band(ax, xs: Sequence[int], mean: Sequence[float], std: Sequence[float], co
                         color=colour, alpha=alpha, linewidth=0)
 
 
-def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str, xlabel: str = "labels") -> str:
-    """One line per strategy: the mean over its seeds' curves, with a ± one std band."""
+def learning_curves(curves: Mapping[str, Sequence[Curve]], metric: str, title: str, xlabel: str = "labels",
+                    *, unit_interval: bool = False) -> str:
+    """One line per strategy: the mean over its seeds' curves, with a ± one std band (see
+    :func:`learning_curves_figure`)."""
+    return to_base64_png(learning_curves_figure(curves, metric, title, xlabel, unit_interval=unit_interval))
+
+
+def learning_curves_figure(curves: Mapping[str, Sequence[Curve]], metric: str, title: str,
+                           xlabel: str = "labels", *, unit_interval: bool = False) -> Figure:
+    """The learning-curve figure. ``unit_interval``: the metric lies in [0, 1] (accuracy, ECE,
+    mIoU), so the y axis starts at 0 and ends at most just above 1 (a band's std would reach
+    below 0), and an all-zero curve gets 0 to 1, not matplotlib's -0.04 to 0.04 (trial F7c)."""
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
+    highest = 0.0
     for i, (strategy, runs) in enumerate(curves.items()):
         xs, mean, std, count = mean_curve(runs)
         if not xs:
             continue
         ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
         _band(ax, xs, mean, std, color(i), 0.2)
+        highest = max(highest, *(m + s for m, s in zip(mean, std)))
+    if unit_interval:
+        top = ax.get_ylim()[1]
+        ax.set_ylim(0, 1.0 if highest <= 0 else min(top, 1.02))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return to_base64_png(figure)
+    return figure
 
 
 def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], classes: Sequence[str],

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from activelabel.campaign.summary import TRAINED_ON_NOTE
 from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.curves import aulc, labels_to_target
@@ -95,7 +96,7 @@ def _learning_curves(record: CampaignRecord) -> list[str]:
             continue
         parts.append(html.figure(
             figures.learning_curves({record.strategy: [(xs, ys)]}, label, f"{label} against labeled images",
-                                     xlabel="labeled images"),
+                                     xlabel="labeled images", unit_interval=True),  # mIoU, pixel accuracy, ECE
             name, f"Learning curve: {label} on the test (or evaluation) masks against labeled images"))
     return parts
 
@@ -104,7 +105,7 @@ def _rounds_tables(engine: Engine, record: CampaignRecord, targets: Sequence[flo
     rows, ious = [], []
     for r in record.rounds:
         m = r.segmentation or {}
-        rows.append([str(r.index), r.kind.replace("_", " "), r.labeled_cell(),
+        rows.append([str(r.index), r.kind.replace("_", " "), r.trained_on_cell(),
                      _fmt(m.get("miou")), _fmt(m.get("pixel_accuracy")), _fmt(m.get("pixel_ece")),
                      str(m.get("pixels", "")), *training_cells(r.training),
                      *[f"{r.timings[s]:.2f}" if s in r.timings else "" for s in STEPS]])
@@ -113,9 +114,9 @@ def _rounds_tables(engine: Engine, record: CampaignRecord, targets: Sequence[flo
             ious.append([str(r.index), "" if r.labeled is None else str(r.labeled),
                          *["—" if per_class.get(c) is None else f"{per_class[c]:.4f}" for c in record.labels],
                          _fmt(m.get("miou"))])
-    parts = [html.table("rounds", ["round", "kind", "labeled images", "mIoU", "pixel accuracy", "pixel ECE",
+    parts = [html.table("rounds", ["round", "kind", "trained on", "mIoU", "pixel accuracy", "pixel ECE",
                                    "pixels measured", "epochs", "steps", *[f"{s} s" for s in STEPS]], rows),
-             html.note(TRAINING_COLUMNS_NOTE)]
+             html.note(f"{TRAINED_ON_NOTE.replace('the labels', 'the labeled images')} {TRAINING_COLUMNS_NOTE}")]
     if ious:
         parts.append(html.table("per-class-iou", ["round", "labeled images", *record.labels, "mIoU"], ious,
                                 caption="Per-class IoU on the test (or evaluation) masks, per round"))

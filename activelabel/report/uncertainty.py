@@ -264,8 +264,7 @@ def latest_round_summary(engine: Engine, campaign_id: int, record: CampaignRecor
     said = [f"Latest complete round: {r.index} ({r.kind.replace('_', ' ')})"]
     if r.labeled is not None:
         # the same figure as status' "trained on" column: the hold-out is no training label
-        held = f" (trained on {r.learned_from:,}, {r.held_out:,} held out for calibration)" if r.held_out else ""
-        said.append(f"{r.labeled:,} {unit}{held}")
+        said.append(r.trained_on_clause(unit))
     said += (measured or (lambda row: _classification_measures(row, record.config)))(r)
     split = round_decomposition(engine, campaign_id, r.index)
     where = None if split is None else split.percentile("epistemic")

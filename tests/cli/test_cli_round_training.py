@@ -61,7 +61,7 @@ def test_status_and_report_show_the_epochs_and_steps_a_round_ran(database, tmp_p
     assert TRAINED in " ".join(_status(database, "--round", "1").split())
 
     rows = _rounds_table(_report(database, tmp_path))
-    assert rows[0][:8] == ["round", "kind", "labels", "accuracy", "NLL", "ECE", "epochs", "steps"]
+    assert rows[0][:8] == ["round", "kind", "trained on", "accuracy", "NLL", "ECE", "epochs", "steps"]
     assert rows[1][:3] == ["1", "active", "10"] and rows[1][6:8] == ["200", "200"]
     assert COLUMNS_NOTE.split(";")[0] in _report(database, tmp_path)
 

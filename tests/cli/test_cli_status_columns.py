@@ -41,8 +41,8 @@ def _campaign(engine, config: CampaignConfig, rounds: list[dict], task: str = "c
         session.add(campaign)
         session.flush()
         for index, values in enumerate(rounds, start=1):
-            session.add(Round(campaign_id=campaign.id, index=index, strategy=config.strategy, timings={},
-                              **values))
+            session.add(Round(campaign_id=campaign.id, index=index, strategy=config.strategy,
+                              **{"timings": {}, **values}))
         return campaign.id
 
 
@@ -159,7 +159,7 @@ def test_the_report_names_what_the_waiting_round_measured(tmp_path) -> None:
     _segmentation(engine)
     page = write_report(engine, "lead", tmp_path / "lead.html").path.read_text(encoding="utf-8")
     sentence = re.search(r"<p>(Latest complete round:.*?)</p>", page, re.S).group(1)
-    assert sentence.startswith("Latest complete round: 3 (active) · 12 labels · evaluation accuracy 0.9000 · ")
+    assert sentence.startswith("Latest complete round: 3 (active) · trained on 12 labels · evaluation accuracy 0.9000 · ")
     assert sentence.endswith(" · round 4 (active), waiting for labels, trained on 16 labels, measured evaluation "
                              "accuracy 0.9333 (not in the curves until the round completes).")
     seg = write_report(engine, "seg", tmp_path / "seg.html").path.read_text(encoding="utf-8")
@@ -175,7 +175,7 @@ def test_a_complete_latest_round_adds_no_waiting_clause(tmp_path) -> None:
     with session_scope(engine) as session:
         session.query(Round).filter(Round.index == 4).update({"status": COMPLETE})
     page = write_report(engine, "lead", tmp_path / "lead.html").path.read_text(encoding="utf-8")
-    assert "Latest complete round: 4 (active) · 16 labels · evaluation accuracy 0.9333" in page
+    assert "Latest complete round: 4 (active) · trained on 16 labels · evaluation accuracy 0.9333" in page
     assert "waiting for labels" not in page
 
 
@@ -386,3 +386,61 @@ def _title(output: str) -> str:
     start = next(i for i, line in enumerate(lines) if line.strip().startswith("Calibration of"))
     end = next(i for i in range(start, len(lines)) if "┏" in lines[i])
     return " ".join(line.strip() for line in lines[start:end])
+
+
+def _html_table(page: str, ident: str) -> list[list[str]]:
+    """Header and rows of the report's table ``ident`` (cell texts, HTML entities as written)."""
+    block = re.search(rf'<table id="{ident}">(.*?)</table>', page, re.S).group(1)
+    return [re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", block, re.S)]
+
+
+def test_the_reports_rounds_table_has_status_trained_on_column(tmp_path) -> None:
+    """Trial F6: the report showed `labels 6` on a cold-start round where status' `trained on` is
+    empty. Both now show one column, `trained on`, empty for rounds that train no model, and the
+    page says what it holds."""
+    from activelabel.report.build import write_report
+
+    url = f"sqlite:///{tmp_path / 'lead.db'}"
+    engine = open_engine(url)
+    _lead(engine)
+    with session_scope(engine) as session:
+        session.query(Round).filter(Round.index == 4).update({"status": COMPLETE})
+    status = _table(_status(url, "lead"), "Campaign lead")
+    page = write_report(engine, "lead", tmp_path / "lead.html").path.read_text(encoding="utf-8")
+    report = _html_table(page, "rounds")
+    assert report[0][:3] == ["round", "kind", "trained on"]
+    assert _column(report, "trained on") == _column(status, "trained on") == ["", "", "12", "16"]
+    assert _column(report, "kind") == _column(status, "kind") == ["evaluation", "cold start", "active", "active"]
+    assert ("trained on: the labels the round&#x27;s model learned from, as in activelabel status (in brackets: "
+            "those held out to fit the calibration temperature); empty for evaluation and cold-start rounds, "
+            "which train no model.") in page
+
+
+def test_the_report_headline_of_a_cold_start_round_says_no_model_was_trained(tmp_path) -> None:
+    from activelabel.report.build import write_report
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'cold.db'}")
+    _campaign(engine, _own("cold"), [dict(kind=EVALUATION, status=COMPLETE, labeled_count=0),
+                                     dict(kind=COLD, status=COMPLETE, labeled_count=8)])
+    page = write_report(engine, "cold", tmp_path / "cold.html").path.read_text(encoding="utf-8")
+    sentence = re.search(r"<p>(Latest complete round:.*?)</p>", page, re.S).group(1)
+    assert sentence.startswith("Latest complete round: 2 (cold start) · no model trained"), sentence
+    assert "8 labels" not in sentence
+
+
+def test_the_run_tables_work_seconds_are_the_rounds_steps_never_the_wait(tmp_path) -> None:
+    """Trial F7d: the run table's seconds grew after the round was pushed. The column is `work s`:
+    the round's steps (train, score, select, push), plus the sync that completed it once it has."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'work.db'}")
+    steps = {"train": 1.5, "score": 2.0, "select": 0.25, "push": 0.5}
+    _campaign(engine, _own("work"), [
+        dict(kind=ACTIVE, status=COMPLETE, labeled_count=12, test_accuracy=0.9, timings={**steps, "sync": 0.75}),
+        dict(kind=ACTIVE, status=WAITING, labeled_count=16, test_accuracy=0.9333, timings=steps),
+    ])
+    summaries = campaign_summaries(engine, "work")
+    assert [s.seconds for s in summaries] == [5.0, 4.25]
+    with cli.console.capture() as captured:
+        cli._print_rounds("work", summaries)
+    table = _table(captured.get(), "Campaign work")
+    assert "seconds" not in table[0]
+    assert _column(table, "work s") == ["5.0", "4.2"]

@@ -48,6 +48,7 @@ def test_unlabeled_folder_through_label_studio_end_to_end(ls_server, ls_client, 
             for task_id in sent.values():  # random rounds have no model: no uncertainty to show
                 data = ls_client.tasks.get(int(task_id)).data
                 assert (data["uncertainty"] is None) == (index <= 2), (index, data)
+                assert (data["confidence"] is None) == (index <= 2), (index, data)  # not "0 % sure"
             for n, (uri, task_id) in enumerate(sorted(sent.items())):
                 # People are not an oracle: one answer per round disagrees with the "truth".
                 label = truth[uri] if n else LABELS[(LABELS.index(truth[uri]) + 1) % len(LABELS)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 
@@ -102,6 +104,24 @@ def test_a_new_model_version_adds_its_prediction_to_existing_tasks(make_annotato
     assert len(tasks) == 5
     assert all(sorted(p.model_version for p in t.predictions) == ["r1", "r2"] for t in tasks)
     assert ls_client.projects.get(id=annotator.project_id).model_version == "r2"
+
+
+def test_tasks_of_a_round_without_a_model_carry_no_confidence(make_annotator, make_tasks, ls_client):
+    """Evaluation and cold-start picks (no model: no predicted label, a stored placeholder
+    confidence 0.0) show null uncertainty and confidence in Label Studio, not "0 % sure"
+    (trial F7a); a task with a model's guess keeps its confidence."""
+    annotator = make_annotator()
+    random_picks = [dataclasses.replace(r, predicted_label="", confidence=0.0, score=0.37)
+                    for r in make_tasks([0.5, 0.5])]
+    guessed = make_tasks([0.8], first_id=300)
+    annotator.push(random_picks + guessed)
+    by_sample = {t.data["sample_id"]: t for t in _project_tasks(ls_client, annotator.project_id)}
+    for r in random_picks:
+        data = by_sample[r.sample_id].data
+        assert data["confidence"] is None and data["uncertainty"] is None and data["predicted_label"] == ""
+        assert data["rank"] == r.rank  # the 0-based rank is kept
+    assert by_sample[300].data["confidence"] == pytest.approx(0.8)
+    assert by_sample[300].data["uncertainty"] == pytest.approx(0.2)
 
 
 def test_next_serves_the_least_confident_task_first(ls_server, make_annotator, make_tasks, ls_client, choice_result):

@@ -46,7 +46,7 @@ def test_miou_pixel_metrics_and_per_class_iou_are_the_stored_ones(report) -> Non
     rounds = _rounds(exp)
     assert [i for i, _, _ in rounds] == [1, 2]
     table = page.tables["rounds"]
-    assert table[0][:7] == ["round", "kind", "labeled images", "mIoU", "pixel accuracy", "pixel ECE", "pixels measured"]
+    assert table[0][:7] == ["round", "kind", "trained on", "mIoU", "pixel accuracy", "pixel ECE", "pixels measured"]
     assert [row[:7] for row in table[1:]] == [
         [str(i), "active", str(n), f"{m['miou']:.4f}", f"{m['pixel_accuracy']:.4f}", f"{m['pixel_ece']:.4f}",
          str(m["pixels"])] for i, n, m in rounds]
@@ -158,7 +158,7 @@ def test_opening_sentence_and_score_histograms_come_from_the_stored_rounds(repor
     pool = np.array([e for _, e in rows])
     picked = np.array([e for sid, e in rows if sid in chosen])
     share = 100.0 * np.mean(pool < np.median(picked))
-    assert (f"Latest complete round: {index} (active) · {labeled} labeled images · mIoU {m['miou']:.4f} · "
+    assert (f"Latest complete round: {index} (active) · trained on {labeled} labeled images · mIoU {m['miou']:.4f} · "
             f"pixel accuracy {m['pixel_accuracy']:.4f} · pixel ECE {m['pixel_ece']:.4f} · its {len(picked)} picks' "
             f"median mean-pixel BALD is above {math.floor(share):.0f} % of the scored pool.") in page.text
     for i, _, _ in _rounds(exp):

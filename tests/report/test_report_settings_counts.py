@@ -56,10 +56,16 @@ def test_a_segmentation_page_shows_calibrate_from_20_labeled_images() -> None:
 def test_a_round_with_a_calibration_hold_out_says_what_it_trained_on_everywhere() -> None:
     row = _row(2, 500, TRAINING)
     assert (row.learned_from, row.held_out) == (425, 75)
-    assert row.labeled_cell() == "500 (trained on 425, 75 held out)"  # the report's rounds table
-    assert _row(1, 495, {**TRAINING, "trained_on": 495, "held_out": 0}).labeled_cell() == "495"
-    assert _row(1, 495).labeled_cell() == "495"  # stored before round.training: labeled stands for it
-    assert kind_cells("active", 425, 75) == ("active", "425 (75 held out)")  # status' "trained on" column
+    assert row.trained_on_cell() == "425 (75 held out)"  # the report's rounds table ...
+    assert kind_cells("active", 425, 75) == ("active", "425 (75 held out)")  # ... is status' "trained on" column
+    assert row.trained_on_clause() == "trained on 425 labels (75 held out for calibration)"  # the report's headline
+    assert _row(1, 495, {**TRAINING, "trained_on": 495, "held_out": 0}).trained_on_cell() == "495"
+    assert _row(1, 495).trained_on_cell() == "495"  # stored before round.training: labeled stands for it
+    assert _row(1, 495).trained_on_clause() == "trained on 495 labels"
+    # a cold-start round stores the labels so far (8), but trains no model: empty, as in status
+    cold = RoundRow(2, "cold_start", 8, None, None, None, {})
+    assert cold.trained_on_cell() == "" and kind_cells("cold_start", 8) == ("cold start", "")
+    assert cold.trained_on_clause() == "no model trained"
     assert trained_on_words(425, 75) == "trained on 425 labels (75 held out for calibration)"  # the run's log
     assert trained_on_words(17, 3, "mask") == "trained on 17 masks (3 held out for calibration)"
     waiting = CampaignRecord("digits", "bald", 0, ["0", "1"], {}, [], waiting=RoundRow(
@@ -79,8 +85,20 @@ def test_the_campaign_report_agrees_with_status_on_the_held_out_round(campaign_r
     """tiny-random-seed1: round 1 has 495 labels (none held out), round 2 has 500, 75 held out."""
     out, parser = campaign_report
     text = " ".join(out.read_text(encoding="utf-8").split())
-    assert [row[2] for row in parser.tables["rounds"][1:]] == ["495", "500 (trained on 425, 75 held out)"]
-    assert "Latest complete round: 2 (active) · 500 labels (trained on 425, 75 held out for calibration)" in text
+    assert parser.tables["rounds"][0][2] == "trained on"
+    assert [row[2] for row in parser.tables["rounds"][1:]] == ["495", "425 (75 held out)"]
+    assert "Latest complete round: 2 (active) · trained on 425 labels (75 held out for calibration)" in text
     settings = {row[0]: row[1] for row in parser.tables["settings"][1:]}
     assert settings["calibrate"] == ON_CLASSIFICATION
     assert all("seeds" not in cell for row in parser.tables["labels-to-target"] for cell in row)
+
+
+def test_gallery_scores_keep_small_values_readable() -> None:
+    """Trial F7b: a BALD of 0.0004 read "0.000"; three significant digits keep it."""
+    from activelabel.report.build import score_words
+
+    assert score_words(0.0004) == "0.0004"
+    assert score_words(0.000412345) == "0.000412"
+    assert score_words(0.1234) == "0.123"
+    assert score_words(1.2345) == "1.23"
+    assert score_words(0.0) == "0"

@@ -111,7 +111,7 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
         "SELECT l.score, s.epistemic FROM selection l JOIN round r ON r.id = l.round_id JOIN campaign c "
         "ON c.id = r.campaign_id JOIN score s ON s.round_id = l.round_id AND s.sample_id = l.sample_id "
         "AND s.strategy = r.strategy WHERE c.name = ? AND r.\"index\" = 2 AND l.rank = 0", CAMPAIGN)
-    assert f"#1 score {score:.3f} · BALD {bald:.3f}" in parser.text
+    assert f"#1 score {score:.3g} · BALD {bald:.3g}" in parser.text
     _png(parser, "class-balance")
     # The page opens with the latest round in one sentence.
     [(accuracy,)] = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
@@ -119,7 +119,7 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
     stored = _calibration(exp, CAMPAIGN, 2)
     share = 100.0 * np.mean(pool[:, 2] < np.median(selected[:, 2]))
     # 500 labels, 75 held out for calibration: what status' "trained on" says (425)
-    assert (f"Latest complete round: 2 (active) · {INITIAL + BATCH} labels (trained on 425, 75 held out for "
+    assert (f"Latest complete round: 2 (active) · trained on {INITIAL + BATCH - 75} labels (75 held out for "
             f"calibration) · test accuracy {accuracy:.4f} · "
             f"ECE {stored['before']['ece']:.4f} → {stored['after']['ece']:.4f} with T = {stored['temperature']:.3f}"
             + ("" if stored.get("mixture_temperature", 1.0) == 1.0 else
