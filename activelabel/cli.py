@@ -1312,7 +1312,10 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
     training = describe_training(report.training)
     if training:  # what the round's model was trained with, before what it made of the pool
         console.print(f"Round {index} · {training}", markup=False, soft_wrap=True)
-    if not report.distributions:
+    if not report.distributions and report.not_scored_yet:
+        console.print(f"Round {index} ({report.kind}) has not scored the pool yet ({report.not_scored_yet}): "
+                      "no uncertainty to show.", markup=False, soft_wrap=True)
+    elif not report.distributions:
         console.print(f"Round {index} ({report.kind}) scored the pool without a model ({report.strategy} order): "
                       "no uncertainty to show.")
     else:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from activelabel.campaign.hints import follow_up
 from activelabel.errors import CampaignStateError
-from activelabel.storage import Round, Score, session_scope
+from activelabel.storage import Round, RoundStatus, Score, session_scope
 from activelabel.storage.repository import require_campaign
 
 PARTS = ("total", "aleatoric", "epistemic")
@@ -49,6 +49,24 @@ class RoundUncertainty:
     calibration_absence: str | None = None
     # Round.training: what the round's training ran (None: no model trained, or stored before it).
     training: dict | None = None
+    # Where a round stands that has not scored its pool yet ("at step training", "stopped by
+    # Ctrl-C at step training"); None once it scored (with or without a model).
+    not_scored_yet: str | None = None
+
+
+def not_scored_yet(status: RoundStatus, failed_step: RoundStatus | None, error: str | None) -> str | None:
+    """Where a round that has not scored its pool yet stands, in words; None once it has.
+
+    A round stopped (Ctrl-C, SIGTERM) or failed in its train or score step is stored as
+    ``failed`` at that step and resumes there; ``status --round N`` says that instead of taking
+    its missing scores for a round that scored without a model (trial 13 F2)."""
+    step = failed_step if status == RoundStatus.failed else status
+    if step not in (RoundStatus.training, RoundStatus.scoring):
+        return None
+    if status != RoundStatus.failed:
+        return f"at step {step.value}"
+    why = error if error and error.startswith("stopped by") else "failed"
+    return f"{why} at step {step.value}; it resumes there"
 
 
 def calibration_absence(kind: str, labeled: int | None, calibration: Mapping | None,
@@ -118,10 +136,12 @@ def round_uncertainty(engine: Engine, campaign: str, index: int, command_ref: st
         distributions = [_distribution(part, values[:, i]) for i, part in enumerate(PARTS)] if len(values) else []
         if densities:
             distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
+        waiting = not_scored_yet(rnd.status, rnd.failed_step, rnd.error)
+        untrained = waiting is not None and (rnd.failed_step or rnd.status) == RoundStatus.training
+        absence = ("the round has not trained its model yet" if untrained and not rnd.calibration
+                   else calibration_absence(rnd.kind.value, rnd.labeled_count, rnd.calibration, stored.config or {}))
         return RoundUncertainty(rnd.index, rnd.kind.value, rnd.strategy, distributions, rnd.uncertainty, rnd.calibration,
-                                rnd.labeled_count, calibration_absence(rnd.kind.value, rnd.labeled_count,
-                                                                       rnd.calibration, stored.config or {}),
-                                rnd.training)
+                                rnd.labeled_count, absence, rnd.training, waiting)
 
 
 _MODES = {

@@ -77,3 +77,26 @@ def test_a_round_stored_before_the_column_shows_nothing(database, tmp_path):
     assert "Training:" not in detail and "pool uncertainty" in detail  # the rest of the detail stays
     rows = _rounds_table(_report(older, tmp_path))
     assert rows[0][6:8] == ["epochs", "steps"] and rows[1][6:8] == ["", ""]
+
+
+def test_a_round_stopped_in_training_says_it_has_not_scored_yet(database, tmp_path):
+    """trial 13 F2: `status --round N` of a round stopped (Ctrl-C) in its train step said it
+    "scored the pool without a model" and "no calibration stored": it has simply not got there."""
+    import signal
+
+    from activelabel import stop
+    from activelabel.campaign import steps
+    from activelabel.campaign.lookup import campaign_id
+
+    copy = tmp_path / "stopped.db"
+    with sqlite3.connect(database) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    engine = open_engine(f"sqlite:///{copy}")
+    round_id = steps.start_round(engine, campaign_id(engine, "trained"))  # round 2, at step training
+    steps.mark_failed(engine, round_id, stop.Stopped(signal.SIGINT))  # what the flow records for a Ctrl-C
+    engine.dispose()
+    detail = " ".join(_status(copy, "--round", "2").split())
+    assert ("Round 2 (active) has not scored the pool yet (stopped by Ctrl-C at step training; it resumes there): "
+            "no uncertainty to show.") in detail
+    assert "without a model" not in detail
+    assert "Calibration: none this round — the round has not trained its model yet." in detail
