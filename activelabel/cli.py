@@ -1457,7 +1457,11 @@ def main() -> None:
         signum = stop.stop_signal_in_chain(error)
         if signum is None:
             raise
-        stop.record_cut_work(signum)  # a round this process cut and did not record yet
+        if stop.holds_work():  # a round this process cut and did not record yet
+            from activelabel.storage.database import release_reads_cut_by
+
+            release_reads_cut_by(error)
+            stop.record_cut_work(signum)
         err_console.print(
             f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
             markup=True, highlight=False, soft_wrap=True,

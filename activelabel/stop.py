@@ -152,6 +152,11 @@ def release(key: object) -> None:
     _in_hand.pop(key, None)
 
 
+def holds_work() -> bool:
+    """Whether some work in hand is not recorded yet (see :func:`hold`)."""
+    return bool(_in_hand)
+
+
 def record_cut_work(signum: int) -> None:
     """Record every piece of work still held as cut by ``signum`` (the CLI, exiting on a stop)."""
     for key, record_cut in list(_in_hand.items()):

@@ -265,6 +265,8 @@ class UnfinishedRound:
     step: str
     failed: bool
     holder: str | None
+    #: A failed round whose error says it was stopped (Ctrl-C, SIGTERM, a stopped serve).
+    stopped: bool = False
 
     def describe(self, command_ref: str) -> str:
         """What ``activelabel status NAME`` says about it: where the round stands, whether a run
@@ -277,6 +279,9 @@ class UnfinishedRound:
         if self.holder is not None:
             return f"Round {self.index} is at step {self.step}: {self.holder} is running it now."
         resume = follow_up("resume", command_ref, command_ref)
+        if self.failed and self.stopped:  # a stop is no fault: say so, not only "failed" (trial 13 F3)
+            return (f"Round {self.index} was stopped at step {self.step} (the error column says how; its status "
+                    f"reads failed until it runs again); {resume} continues it from that step.")
         if self.failed:
             return (f"Round {self.index} failed at step {self.step} (see the error column); "
                     f"{resume} runs it again from that step.")
@@ -301,9 +306,10 @@ def unfinished_round(engine: Engine, campaign_name: str) -> UnfinishedRound | No
         if last is None or (last.status.value not in IN_FLIGHT and last.status != RoundStatus.failed):
             return None
         failed = last.status == RoundStatus.failed
+        stopped = failed and (last.error or "").startswith("stopped")
         step = last.resume_step.value
         index, campaign_id = last.index, campaign.id
-    return UnfinishedRound(index, step.replace("_", " "), failed, live_holder(engine, campaign_id))
+    return UnfinishedRound(index, step.replace("_", " "), failed, live_holder(engine, campaign_id), stopped)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from activelabel.campaign.stopping import check_stop
 from activelabel.campaign.summary import RoundSummary, round_summary
 from activelabel.errors import DatabaseUnavailableError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
-from activelabel.storage.database import describe_error, describe_url
+from activelabel.storage.database import describe_error, describe_url, release_reads_cut_by
 from activelabel.storage.lease import campaign_lease
 from activelabel.progress import reporter
 from activelabel import stop
@@ -160,6 +160,7 @@ def _record_failure(engine: Engine, round_id: int, error: BaseException) -> bool
     """Mark the round failed at its step (:func:`steps.mark_failed`, which leaves a round already
     failed, complete or waiting for labels as it is); False, with a warning, if the database did
     not take it."""
+    release_reads_cut_by(error)  # a read the stop cut would keep SQLite locked against this write
     try:
         steps.mark_failed(engine, round_id, error)
     except SQLAlchemyError as failure:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -187,6 +189,27 @@ def _mask(message: str, engine: Engine) -> str:
         if secret:
             message = message.replace(str(secret), "***")
     return message
+
+
+def release_reads_cut_by(error: BaseException | None) -> None:
+    """Let go of the database reads an exception cut mid-way, before writing after it.
+
+    A stop (Ctrl-C, SIGTERM) lands at any bytecode, also while a query's rows are being read.
+    The cut read's result stays referenced by its frame, which the exception's traceback keeps
+    alive, and on SQLite an unfinished read holds its SHARED lock for as long as its cursor
+    lives: Python 3.11's ``sqlite3`` no longer resets statements on commit or rollback, so
+    returning the connection to the pool does not release it. Every write of the process then
+    waits out the busy timeout and fails with "database is locked" (a round stopped mid-step
+    was left ``training`` instead of marked stopped, in CI). Clearing the locals of the frames
+    the exception has left (those still executing are skipped) drops those results, and their
+    cursors with them. The traceback's lines stay; only locals go. Also for the exceptions it
+    was raised while handling."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        error = error.__context__ or error.__cause__
+    gc.collect()  # a result caught in a reference cycle
 
 
 @contextmanager

@@ -99,8 +99,8 @@ def test_status_says_where_an_unfinished_round_stands_and_what_continues_it(tmp_
     assert _stop(demo, signal.SIGTERM) == 128 + signal.SIGTERM
     assert _round(tmp_path, 2) == ("failed", "training"), (tmp_path / "demo-2.err").read_text()[-4000:]
     said = _status(tmp_path)
-    assert ("Round 2 failed at step training (see the error column); `activelabel resume halted` runs it "
-            "again from that step.") in said
+    assert ("Round 2 was stopped at step training (the error column says how; its status reads failed until "
+            "it runs again); `activelabel resume halted` continues it from that step.") in said
 
     # The stop lands just after the round's row was committed, before its first step: the
     # round (here reopened) is marked failed at its step all the same (it stayed "training",
@@ -110,3 +110,16 @@ def test_status_says_where_an_unfinished_round_stands_and_what_continues_it(tmp_
     assert _round(tmp_path, 2) == ("failed", "training"), (tmp_path / "demo-2.err").read_text()[-4000:]
     with sqlite3.connect(tmp_path / "activelabel.db") as connection:
         assert connection.execute('SELECT error FROM round WHERE "index" = 2').fetchone() == ("stopped by SIGTERM",)
+
+
+def test_a_stopped_round_is_said_as_stopped_and_a_failed_one_as_failed() -> None:
+    """trial 13 F3: a round stopped by Ctrl-C read as a fault ("failed"); a stop is said as one."""
+    from activelabel.campaign.summary import UnfinishedRound
+
+    stopped = UnfinishedRound(4, "training", failed=True, holder=None, stopped=True)
+    assert stopped.describe("camp") == (
+        "Round 4 was stopped at step training (the error column says how; its status reads failed until it runs "
+        "again); `activelabel resume camp` continues it from that step.")
+    failed = UnfinishedRound(4, "pushing", failed=True, holder=None)
+    assert failed.describe("camp") == (
+        "Round 4 failed at step pushing (see the error column); `activelabel resume camp` runs it again from that step.")

@@ -96,8 +96,8 @@ def test_serve_says_each_tick_refuses_a_second_serve_and_records_a_ctrl_c_mid_ro
     from activelabel.campaign.summary import unfinished_round
 
     assert unfinished_round(engine, name).describe(name) == (
-        f"Round 2 failed at step training (see the error column); `activelabel resume {name}` runs it again "
-        "from that step.")
+        f"Round 2 was stopped at step training (the error column says how; its status reads failed until it "
+        f"runs again); `activelabel resume {name}` continues it from that step.")
     # Nothing of Prefect's per-run logging (a busy machine may add a warning of its own: not asserted).
     unexpected = [line for line in lines if line not in ticks() and not line.startswith(("Serving campaign",))]
     assert not [line for line in unexpected if "Crash detected" in line or "Task run" in line or "Flow run" in line], unexpected
