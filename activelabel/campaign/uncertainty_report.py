@@ -134,7 +134,9 @@ def round_uncertainty(engine: Engine, campaign: str, index: int, command_ref: st
         ).all()
         values = np.array(rows, dtype=np.float64).reshape(-1, 3)
         distributions = [_distribution(part, values[:, i]) for i, part in enumerate(PARTS)] if len(values) else []
-        if densities:
+        # Not measured yet, the log densities are the jittered regime's extremes (around -1e13):
+        # no row of them beside the line that says they mean nothing (trial 13 F6).
+        if densities and density_measured((rnd.uncertainty or {}).get("density") or {}):
             distributions.append(_distribution("log density", np.array(densities, dtype=np.float64)))
         waiting = not_scored_yet(rnd.status, rnd.failed_step, rnd.error)
         untrained = waiting is not None and (rnd.failed_step or rnd.status) == RoundStatus.training
