@@ -1,7 +1,8 @@
 """Whether a round's model learned anything: its test accuracy against the trivial answer.
 
 A model trained too briefly, on too few or on wrong labels can end at or below what always
-answering the most common label scores. Its uncertainty scores then order the pool no better
+answering the most common label scores (for segmentation: painting every pixel the most
+common class, usually the background). Its uncertainty scores then order the pool no better
 than random, and the round's table shows only a small number that is easy to miss, so the
 training line says it as a warning with what to check.
 """
@@ -24,17 +25,20 @@ def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
     return max(share, 1.0 / classes), best
 
 
-def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence[str]) -> str | None:
-    """A warning's words when ``accuracy`` (on ``targets``, class indices into ``labels``) is at
-    or below :func:`chance_accuracy`, else None.
+def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence[str],
+                          unit: str = "samples") -> str | None:
+    """A warning's words when ``accuracy`` (on ``targets``, class indices into ``labels``, any
+    shape) is at or below :func:`chance_accuracy`, else None. ``unit``: what a target is
+    ("samples"; a segmentation round passes its labeled yardstick pixels as "pixels").
 
-    Said only when the measurement holds at least one sample per class: on fewer, a model's
+    Said only when the measurement holds at least one target per class: on fewer, a model's
     accuracy and the chance level are both too coarse to compare."""
+    targets = np.asarray(targets).reshape(-1)
     if len(labels) < 2 or len(targets) < len(labels):
         return None
     chance, best = chance_accuracy(targets, len(labels))
     if accuracy > chance:
         return None
     return (f"that is no better than chance ({chance:.3f}: always answering {labels[best]!r} on these "
-            f"{len(targets)} samples), so its uncertainty scores pick no better than random; check the "
+            f"{len(targets):,} {unit}), so its uncertainty scores pick no better than random; check the "
             "labels (`activelabel status --round N`), and train longer (more epochs, or drop fixed_epochs)")

@@ -47,6 +47,7 @@ from sqlalchemy import select
 
 from activelabel.acquisition.pixelwise import aggregate, class_pixel_counts, inverse_frequency_weights, pixel_maps
 from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
+from activelabel.campaign.chance import no_better_than_chance
 from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.campaign.kinds import Trained, TrainInput
@@ -191,9 +192,14 @@ def train_segmenter(job: TrainInput) -> Trained:
     if calibration and calibration.get("before") and calibration.get("after"):
         calibrated = (f"; temperature {calibration['temperature']:.3f} on {len(held)} held-out masks, pixel ECE "
                       f"{calibration['before']['ece']:.3f} -> {calibration['after']['ece']:.3f}")
-    return Trained(models, architecture, len(labeled), values, problems, logging.INFO,
-                   f"Round {rnd.index}: trained {what} on {len(train)} masks, mIoU {metrics.miou:.3f} "
-                   f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f}){calibrated}")
+    message = (f"Round {rnd.index}: trained {what} on {len(train)} masks, mIoU {metrics.miou:.3f} "
+               f"(pixel accuracy {metrics.pixel_accuracy:.3f}, pixel ECE {metrics.pixel_ece:.3f}){calibrated}")
+    yard_masks = measured[2]
+    chance = no_better_than_chance(metrics.pixel_accuracy, yard_masks[yard_masks != IGNORE_INDEX], campaign.labels,
+                                   unit="labeled pixels")
+    return Trained(models, architecture, len(labeled), values, problems,
+                   logging.INFO if chance is None else logging.WARNING,
+                   message if chance is None else f"{message}: {chance}")
 
 
 def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray], device, problems):

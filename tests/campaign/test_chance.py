@@ -36,3 +36,16 @@ def test_at_chance_is_said_and_above_it_is_not():
 def test_fewer_measured_samples_than_classes_says_nothing():
     assert no_better_than_chance(0.0, np.array([1, 2, 3]), DIGITS) is None
     assert no_better_than_chance(0.0, np.array([], dtype=np.int64), DIGITS) is None
+
+
+def test_a_segmentation_model_below_all_background_is_said_per_labeled_pixel():
+    """trial 13 F5: pixel accuracy 0.326 where painting everything background scores about 0.8."""
+    masks = np.zeros((3, 4, 4), dtype=np.int64)
+    masks[:, 0, :2] = 1  # a circle's pixels
+    masks[:, 3, 3] = 2  # a square's
+    masks[0, 1, 1] = 255  # unlabeled: not measured
+    labeled = masks[masks != 255]
+    said = no_better_than_chance(0.326, labeled, ["background", "circle", "square"], unit="labeled pixels")
+    assert said is not None and said.startswith(
+        "that is no better than chance (0.809: always answering 'background' on these 47 labeled pixels)")
+    assert no_better_than_chance(0.92, labeled, ["background", "circle", "square"], unit="labeled pixels") is None
