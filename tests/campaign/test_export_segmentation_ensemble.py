@@ -55,7 +55,8 @@ def test_a_segmentation_ensemble_exports_every_unet_and_its_temperature(tmp_path
     assert (payload["campaign"], payload["version"], payload["round"]) == (
         "seg-ens-export", rnd.model_version, 1)
     assert payload["labels"][0] == "background"
-    assert payload["calibration"] == {"temperature": rnd.calibration["temperature"], "mixture_temperature": 1.0,
+    assert payload["calibration"] == {"temperature": rnd.calibration["temperature"],
+                                      "mixture_temperature": rnd.calibration["mixture_temperature"],
                                       "predictor": rnd.calibration["predictor"]}
     for state, checkpoint in zip(payload["members"], checkpoints):
         stored = torch.load(io.BytesIO(checkpoint.state), weights_only=True)
