@@ -43,13 +43,16 @@ def test_a_project_created_beside_another_of_the_same_title_gives_way_to_the_old
         project_id = annotator.ensure_project()
     assert project_id == other[0]
     ids = sorted(p.id for p in ls_client.projects.list(title=titled) if p.title == titled)
-    assert ids[0] == other[0] and len(ids) == 2
-    assert f"2 projects are titled {titled!r} (ids {ids[0]}, {ids[1]}); activelabel uses the oldest, id {ids[0]}" \
-        in caplog.text
+    # Two, or three: Label Studio on SQLite under load can answer a create 500 ("database is
+    # locked" in ProjectSummary.reset) after writing the project, and the SDK then retries it
+    # (seen once in CI: ids 62, 63, 64). Whatever the count, the oldest is used and all are named.
+    assert ids[0] == other[0] and len(ids) in (2, 3)
+    assert (f"{len(ids)} projects are titled {titled!r} (ids {', '.join(map(str, ids))}); activelabel uses "
+            f"the oldest, id {ids[0]}") in caplog.text
 
     # A later process (a new annotator) settles on the same project, and pushes land there.
     later = make_annotator()
     assert later.ensure_project() == project_id
     pushed = later.push(make_tasks([0.4, 0.9]))
     assert sorted(int(t.id) for t in ls_client.tasks.list(project=project_id)) == sorted(int(i) for i in pushed.values())
-    assert list(ls_client.tasks.list(project=ids[1])) == []
+    assert all(list(ls_client.tasks.list(project=other_id)) == [] for other_id in ids[1:])
