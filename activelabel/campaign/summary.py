@@ -255,6 +255,13 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
         return out
 
 
+def was_stopped(error: str | None) -> bool:
+    """Whether a failed round's stored error records a stop, not a fault: "stopped by Ctrl-C" /
+    "stopped by SIGTERM" (``steps.mark_failed``) or "stopped because serve was stopped ..."
+    (``flows.schedule``). ``status`` and ``status --round N`` both say such a round was stopped."""
+    return bool(error) and error.startswith("stopped")
+
+
 @dataclass(frozen=True)
 class UnfinishedRound:
     """The campaign's latest round when it stands in a step (training, scoring, selecting,
@@ -306,7 +313,7 @@ def unfinished_round(engine: Engine, campaign_name: str) -> UnfinishedRound | No
         if last is None or (last.status.value not in IN_FLIGHT and last.status != RoundStatus.failed):
             return None
         failed = last.status == RoundStatus.failed
-        stopped = failed and (last.error or "").startswith("stopped")
+        stopped = failed and was_stopped(last.error)
         step = last.resume_step.value
         index, campaign_id = last.index, campaign.id
     return UnfinishedRound(index, step.replace("_", " "), failed, live_holder(engine, campaign_id), stopped)

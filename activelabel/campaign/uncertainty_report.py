@@ -65,7 +65,14 @@ def not_scored_yet(status: RoundStatus, failed_step: RoundStatus | None, error: 
         return None
     if status != RoundStatus.failed:
         return f"at step {step.value}"
-    why = error if error and error.startswith("stopped by") else "failed"
+    from activelabel.campaign.summary import was_stopped
+
+    if not was_stopped(error):
+        why = "failed"
+    elif error.startswith("stopped by"):  # the stop's own words: "stopped by Ctrl-C"
+        why = error
+    else:  # a stopped serve's error is a paragraph
+        why = "stopped"
     return f"{why} at step {step.value}; it resumes there"
 
 
