@@ -55,6 +55,7 @@ from activelabel.annotation.images import (
     png_data_uri,
     url_prefix_source,
 )
+from activelabel.annotation.send_once import create_once
 from activelabel.errors import ActiveLabelError, ConfigError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
@@ -362,8 +363,9 @@ class LabelStudioAnnotator:
                 )
             log.info("Label Studio %s: using project %r (id %d)", self.url, self.project_title, project.id)
         else:
-            with self._talking(f"{doing}creating project {self.project_title!r}"):
-                project = self._ls.projects.create(
+            project = create_once(
+                self._talking, f"{doing}creating project {self.project_title!r}",
+                lambda once: self._ls.projects.create(
                     title=self.project_title,
                     label_config=self.codec.label_config(),
                     sampling=SAMPLING,
@@ -371,7 +373,10 @@ class LabelStudioAnnotator:
                     maximum_annotations=self.annotations_per_task,
                     overlap_cohort_percentage=100,
                     description="Created by activelabel: uncertain samples first.",
-                )
+                    request_options=once,
+                ),
+                landed=lambda: next(iter(self._projects_titled(what)), None),
+            )
             log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
             self.created_project = True
             # Every process must settle on the same project: if another one appeared with this title
@@ -404,10 +409,18 @@ class LabelStudioAnnotator:
         what = f"{doing}adding local-files storage {path!r} to project {project_id}"
         with self._talking(what):
             existing = self._ls.import_storage.local.list(project=project_id)
-            if not any(_get(s, "path") == path for s in existing):
-                self._ls.import_storage.local.create(
-                    project=project_id, path=path, title="activelabel images", use_blob_urls=False,
-                )
+        if any(_get(s, "path") == path for s in existing):
+            return
+
+        def landed() -> Any:
+            with self._talking(what):
+                return next((s for s in self._ls.import_storage.local.list(project=project_id)
+                             if _get(s, "path") == path), None)
+
+        create_once(self._talking, what, lambda once: self._ls.import_storage.local.create(
+            project=project_id, path=path, title="activelabel images", use_blob_urls=False,
+            request_options=once,
+        ), landed)
 
     # -- push -----------------------------------------------------------------------------
 
@@ -555,26 +568,18 @@ class LabelStudioAnnotator:
         stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
         for t in stale:
             task_id, _, data = existing[t.sample_id]
-            with self._talking(f"{what}: adding a {version} prediction to task {task_id}"):
+            doing = f"{what}: adding a {version} prediction to task {task_id}"
+            with self._talking(doing):
                 # This round's figures in the data first: a crash before the prediction redoes both.
                 self._ls.tasks.update(id=task_id, data={**data, **self._task_data(t, order[t.sample_id])})
-                self._ls.predictions.create(task=task_id, project=project_id,
-                                            **self._prediction(t, version, serving[t.sample_id]))
+            self._add_prediction(project_id, doing, task_id, t, version, serving[t.sample_id])
         ids: dict[int, str] = {}
         for t in unique:
             if t.sample_id in existing:
                 ids[t.sample_id] = str(existing[t.sample_id][0])
         for start in range(0, len(payload), IMPORT_CHUNK):
-            chunk, requests = missing[start:start + IMPORT_CHUNK], payload[start:start + IMPORT_CHUNK]
-            with self._talking(f"{what}: importing {len(chunk)} tasks into project {project_id}"):
-                response = self._ls.projects.import_tasks(id=project_id, request=requests, return_task_ids=True)
-            task_ids = list(response.task_ids or [])
-            if len(task_ids) != len(chunk):
-                raise LabelStudioError(
-                    f"Label Studio at {self.url} returned {len(task_ids)} task ids for {len(chunk)} "
-                    f"imported tasks while {what}; push again to reconcile"
-                )
-            ids.update({t.sample_id: str(task_id) for t, task_id in zip(chunk, task_ids)})
+            ids.update(self._import(project_id, what, missing[start:start + IMPORT_CHUNK],
+                                    payload[start:start + IMPORT_CHUNK]))
         if missing:
             self._restore_dropped_predictions(project_id, what, missing, version, serving)
         # Label Studio accepts a project model version only once predictions of it exist.
@@ -608,9 +613,53 @@ class LabelStudioAnnotator:
         )
         for t in dropped:
             task_id = stored[t.sample_id][0]
-            with self._talking(f"{what}: adding the {version} prediction Label Studio dropped from task {task_id}"):
-                self._ls.predictions.create(task=task_id, project=project_id,
-                                            **self._prediction(t, version, serving[t.sample_id]))
+            self._add_prediction(project_id, f"{what}: adding the {version} prediction Label Studio dropped "
+                                 f"from task {task_id}", task_id, t, version, serving[t.sample_id])
+
+    def _import(self, project_id: int, what: str, chunk: list[TaskRequest], requests: list[dict]) -> dict[int, str]:
+        """Import these tasks (one request each in ``requests``, alike in order); ``sample_id -> task id``.
+
+        Sent once (:mod:`~activelabel.annotation.send_once`): after a failed answer, the samples
+        the project holds by then are looked up, and only the others are sent again, so an import
+        Label Studio did but answered 500 is not imported twice.
+        """
+        ids: dict[int, str] = {}
+        pending = list(zip(chunk, requests))
+
+        def send(once: dict) -> dict[int, str]:
+            response = self._ls.projects.import_tasks(id=project_id, request=[r for _, r in pending],
+                                                      return_task_ids=True, request_options=once)
+            task_ids = list(response.task_ids or [])
+            if len(task_ids) != len(pending):
+                raise LabelStudioError(
+                    f"Label Studio at {self.url} returned {len(task_ids)} task ids for {len(pending)} "
+                    f"imported tasks while {what}; push again to reconcile"
+                )
+            ids.update({t.sample_id: str(task_id) for (t, _), task_id in zip(pending, task_ids)})
+            return ids
+
+        def landed() -> dict[int, str] | None:
+            stored = self._existing_tasks(project_id, what, [t.sample_id for t, _ in pending])
+            ids.update({sample_id: str(task_id) for sample_id, (task_id, _, _) in stored.items()})
+            pending[:] = [(t, r) for t, r in pending if t.sample_id not in stored]
+            return None if pending else ids
+
+        return create_once(self._talking, f"{what}: importing {len(chunk)} tasks into project {project_id}",
+                           send, landed)
+
+    def _add_prediction(
+        self, project_id: int, what: str, task_id: int, task: TaskRequest, version: str, serving_score: float,
+    ) -> None:
+        """Give this task a ``version`` prediction, sent once: after a failed answer, the task is
+        read back and the prediction sent again only if it does not hold one of that version."""
+        def landed() -> bool | None:
+            stored = self._existing_tasks(project_id, what, [task.sample_id]).get(task.sample_id)
+            return True if stored is not None and version in stored[1] else None
+
+        create_once(self._talking, what, lambda once: self._ls.predictions.create(
+            task=task_id, project=project_id, **self._prediction(task, version, serving_score),
+            request_options=once,
+        ), landed)
 
     # -- pull -----------------------------------------------------------------------------
 
