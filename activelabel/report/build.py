@@ -158,12 +158,6 @@ def aulc_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
     return rows
 
 
-def score_words(value: float) -> str:
-    """A pick's score in three significant digits: a BALD of 0.0004 reads "0.0004", not "0.000"
-    (trial F7b); 0.1234 reads "0.123"."""
-    return f"{value:.3g}"
-
-
 def _gallery(record: CampaignRecord, size: int) -> str:
     from activelabel.campaign.config import CampaignConfig
     from activelabel.campaign.data import campaign_data
@@ -176,8 +170,8 @@ def _gallery(record: CampaignRecord, size: int) -> str:
     try:
         store = campaign_data(CampaignConfig.from_dict(record.config)).store
         items = [(base64.b64encode(store.png(p.uri)).decode("ascii"),
-                  f"#{p.rank + 1} score {score_words(p.score)}"
-                  + ("" if p.epistemic is None else f" · BALD {score_words(p.epistemic)}")
+                  f"#{p.rank + 1} score {html.score_words(p.score)}"
+                  + ("" if p.epistemic is None else f" · BALD {html.score_words(p.epistemic)}")
                   + f" · label {p.label or '?'} · model {p.predicted or '?'}")
                  for p in picked]
     except Exception as error:  # the data moved away: the report still shows everything else

@@ -55,6 +55,12 @@ def paragraph(text: str) -> str:
     return f"<p>{escape(text)}</p>"
 
 
+def score_words(value: float) -> str:
+    """An uncertainty score in three significant digits: a BALD of 0.0004 reads "0.0004", not
+    "0.000" (trial F7b); 0.1234 reads "0.123"."""
+    return f"{value:.3g}"
+
+
 def note(text: str) -> str:
     return f'<p class="note">{escape(text)}</p>'
 

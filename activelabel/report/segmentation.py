@@ -176,8 +176,10 @@ def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> 
 
 
 def _heatmap_figure(row: HeatmapRow) -> str:
-    caption = (f"Round {row.round_index}, rank {row.rank + 1}: {row.uri} · score {row.score:.4f} · {row.map_name} "
-               f"mean {row.mean:.4f}, max {row.max:.4f}, top-{row.q:g} mean {row.top_q_mean:.4f}")
+    words = html.score_words
+    caption = (f"Round {row.round_index}, rank {row.rank + 1}: {row.uri} · score {words(row.score)} · "
+               f"{row.map_name} mean {words(row.mean)}, max {words(row.max)}, top-{row.q:g} mean "
+               f"{words(row.top_q_mean)}")
     try:
         data = Path(row.path).read_bytes()
     except OSError as error:
@@ -203,8 +205,8 @@ def _heatmaps(engine: Engine, campaign_id: int, record: CampaignRecord, per_roun
     parts += [_heatmap_figure(r) for r in shown]
     parts.append(html.table(
         "heatmaps", ["round", "rank", "sample", "map", "score", "map mean", "map max", "top-q mean", "q", "file"],
-        [[str(r.round_index), str(r.rank + 1), r.uri, r.map_name, f"{r.score:.4f}", f"{r.mean:.4f}",
-          f"{r.max:.4f}", f"{r.top_q_mean:.4f}", f"{r.q:g}", r.path] for r in rows]))
+        [[str(r.round_index), str(r.rank + 1), r.uri, r.map_name,
+          *map(html.score_words, (r.score, r.mean, r.max, r.top_q_mean)), f"{r.q:g}", r.path] for r in rows]))
     return parts
 
 

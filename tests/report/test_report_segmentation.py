@@ -16,6 +16,8 @@ from conftest import SEGMENTATION_CAMPAIGN
 from PIL import Image
 from report_tiny import ReportParser, run_cli
 
+from activelabel.report.html import score_words
+
 GALLERY = 4  # heatmaps embedded per round (the rounds pick 6)
 
 
@@ -97,7 +99,7 @@ def test_heatmaps_are_embedded_byte_for_byte_with_their_statistics(report) -> No
         'AND s.sample_id = h.sample_id JOIN sample p ON p.id = h.sample_id ORDER BY r."index", s.rank')
     assert len(stored) == 2 * 6
     assert page.tables["heatmaps"][1:] == [
-        [str(i), str(rank + 1), uri, name, f"{score:.4f}", f"{mean:.4f}", f"{top:.4f}", f"{topq:.4f}", f"{q:g}", path]
+        [str(i), str(rank + 1), uri, name, *map(score_words, (score, mean, top, topq)), f"{q:g}", path]
         for i, rank, uri, name, score, mean, top, topq, q, path in stored]
     embedded = {name: srcs for name, srcs in page.figures.items() if name.startswith("heatmap-")}
     assert set(embedded) == {f"heatmap-round-{i}-rank-{rank + 1}" for i, rank, *_ in stored if rank < GALLERY}
@@ -110,7 +112,7 @@ def test_heatmaps_are_embedded_byte_for_byte_with_their_statistics(report) -> No
         with open(path, "rb") as png:
             assert data == png.read()  # self-contained: the file's own bytes
         caption = page.captions[f"heatmap-round-{i}-rank-{rank + 1}"]
-        assert uri in caption and f"top-{q:g} mean {topq:.4f}" in caption
+        assert uri in caption and f"top-{q:g} mean {score_words(topq)}" in caption
 
 
 def test_pixel_balance_of_the_picks_is_computed_from_the_stored_masks(report) -> None:

@@ -95,7 +95,7 @@ def test_the_campaign_report_agrees_with_status_on_the_held_out_round(campaign_r
 
 def test_gallery_scores_keep_small_values_readable() -> None:
     """Trial F7b: a BALD of 0.0004 read "0.000"; three significant digits keep it."""
-    from activelabel.report.build import score_words
+    from activelabel.report.html import score_words
 
     assert score_words(0.0004) == "0.0004"
     assert score_words(0.000412345) == "0.000412"
