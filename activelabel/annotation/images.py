@@ -172,7 +172,7 @@ class LocalFilesSource:
         base_dir: str | Path | None = None,
         storage_path: str | Path | None = None,
     ) -> None:
-        self.document_root = Path(document_root).resolve()
+        self.document_root = Path(document_root).expanduser().resolve()
         self.base_dir = Path(base_dir).resolve() if base_dir is not None else self.document_root
         self.local_storage_path = str(self._inside(storage_path or self.document_root, allow_root=True))
 

@@ -84,7 +84,8 @@ def _image_source(config: CampaignConfig, data: CampaignData):
             )
         try:
             images = LocalFilesSource(config.document_root, base_dir=data.root, storage_path=data.root)
-            images.local_path(data.pool[0])  # refuse a dataset outside the root up front
+            if data.pool:
+                images.local_path(data.pool[0])  # refuse a dataset outside the root up front
         except UnsafeImagePathError as error:
             raise ConfigError(
                 f"annotator.document_root: the data folder {str(data.root)!r} is not under the document root "

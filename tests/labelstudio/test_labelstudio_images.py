@@ -80,6 +80,17 @@ def test_local_files_maps_paths_under_the_root(tmp_path):
     assert source.local_path("imgs/a 1.png") == (root / "imgs" / "a 1.png").resolve()
 
 
+def test_local_files_takes_a_root_given_with_a_tilde(tmp_path, monkeypatch):
+    # `--document-root=~/ls-files` reaches us unexpanded (the shell expands ~ only at a word's start)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ls-files" / "imgs").mkdir(parents=True)
+    (tmp_path / "ls-files" / "imgs" / "a.png").write_bytes(b"x")
+    source = LocalFilesSource("~/ls-files")
+
+    assert source.document_root == (tmp_path / "ls-files").resolve()
+    assert source("imgs/a.png") == "/data/local-files/?d=imgs/a.png"
+
+
 def test_local_files_refuses_paths_outside_the_root(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
