@@ -889,8 +889,10 @@ def serve(
     Prefect server: `prefect server start`, then export PREFECT_API_URL. Stop with Ctrl-C (or
     SIGTERM): the schedule is removed from the server and serve exits 0; a round cut mid-way
     exits 130 (143 for SIGTERM) and resumes when you run the command again. Each tick says on
-    one line when its round starts and how it ended. A campaign already served by a live serve
-    is refused (exit 1).
+    one line when its round starts and how it ended. A tick refused by the campaign's data (a
+    folder gone, a labeled image changed, the database down) starts no round and says so once,
+    then 'still refused' until it is fixed; serve keeps ticking. A campaign already served by a
+    live serve is refused (exit 1); a tick that meets another process's round skips, naming it.
     """
     _configure_logging(verbose)
     # Checks that need neither the database nor the flow stack first: they answer in a second.

@@ -180,6 +180,11 @@ def _check_files_before_work(engine: Engine, campaign_id: int) -> None:
         check_stored_files(engine, campaign_id, config, rerun=RUN_TO_DECIDE)
 
 
+#: The same check for a caller that must know, without starting a round, whether its start
+#: would be refused (a serve tick after a refused one: :mod:`activelabel.flows.refusal`).
+check_files_before_work = _check_files_before_work
+
+
 def next_round_kind(session, campaign_id: int, config: CampaignConfig) -> RoundKind:
     """The kind of the campaign's next round (see :func:`start_round`)."""
     return round_kind_and_reason(session, campaign_id, config)[0]

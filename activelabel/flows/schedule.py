@@ -26,6 +26,7 @@ from uuid import UUID
 from sqlalchemy import Engine
 
 from prefect import flow
+from prefect.states import State
 
 from activelabel import stop
 from activelabel.campaign import lookup, steps
@@ -157,31 +158,42 @@ def mark_dead_ticks_crashed(client: Any, campaign_name: str) -> int:
 def scheduled_round_flow(
     campaign_name: str, max_rounds: int, database_url: str | None = None, dask_address: str | None = None,
     dask_workers: int | None = None,
-) -> RoundSummary | None:
+) -> RoundSummary | State | None:
     """One tick of a schedule: advance the campaign by one round (None: nothing to do);
     ``dask_address`` / ``dask_workers`` score its active rounds as shards on Dask.
 
     Says on one line (two when it runs a round: its start, then how it ended) what the tick
-    did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed."""
+    did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed.
+    A refusal of the campaign's data (:mod:`activelabel.flows.refusal`) is said in full once,
+    then "still refused" while the next ticks find the same fault; the tick run then ends in
+    a state named ``Refused`` (Failed) or ``Still refused`` (Cancelled) instead of raising."""
+    from activelabel.flows import refusal
+
     _quiet_prefect_runs()
     _record_process()
-    engine = engine_for(database_url)
-    campaign_id = lookup.campaign_id(engine, campaign_name)
-    done = steps.completed_rounds(engine, campaign_id)
-    if done >= max_rounds:
-        log.info("Campaign %r has its %d rounds; nothing to do", campaign_name, max_rounds)
-        _tick_line(f"campaign {campaign_name!r} has its {max_rounds} rounds; nothing to do")
-        return None
-
-    def one_round() -> RoundSummary:
-        _tick_line(round_start_line(engine, campaign_id, campaign_name))
-        return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
-
+    previous = refusal.previous_refusal()
     try:
+        engine = engine_for(database_url)
+        campaign_id = lookup.campaign_id(engine, campaign_name)
+        done = steps.completed_rounds(engine, campaign_id)
+        if done >= max_rounds:
+            log.info("Campaign %r has its %d rounds; nothing to do", campaign_name, max_rounds)
+            _tick_line(f"campaign {campaign_name!r} has its {max_rounds} rounds; nothing to do")
+            return None
+        if previous is not None:  # the last tick was refused: no round subflow while it still is
+            refusal.recheck(engine, campaign_id)
+
+        def one_round() -> RoundSummary:
+            _tick_line(round_start_line(engine, campaign_id, campaign_name))
+            return round_flow(campaign_name, database_url, dask_address=dask_address, dask_workers=dask_workers)
+
         summary, holder = unless_busy(engine, campaign_id, one_round)
     except BaseException as error:
         if isinstance(error, ServiceUnavailableError):  # the round waits in its step
             _tick_line(f"waits: {error}; the next tick tries again")
+        elif stop.stop_signal_in_chain(error) is None and refusal.is_refusal(error):
+            _tick_line(refusal.refused_line(str(error), previous))
+            return refusal.refused_state(str(error), previous)
         elif stop.stop_signal_in_chain(error) is None:  # a stop is said by serve itself
             _tick_line(f"failed: {type(error).__name__}: {error}")
         raise
