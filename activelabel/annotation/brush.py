@@ -11,9 +11,16 @@ Conventions:
 - Class 0 (``labels[0]``, usually the background) is what nobody painted: the config offers
   brushes for ``labels[1:]`` only, and an unpainted pixel decodes to 0.
 - The image shown to the annotator may be an enlargement of the training image by a whole
-  factor ``scale`` (small images are enlarged so they can be painted). Pre-annotations are
-  encoded at that size, and a painted mask is reduced back to the training size by
-  majority of each ``scale x scale`` block (ties -> the lower class index).
+  factor ``scale`` (an embedded image: small images are enlarged so they can be painted).
+  Pre-annotations are encoded at that size, and a painted mask is reduced back to the training
+  size by majority of each ``scale x scale`` block (ties -> the lower class index).
+- Or it is the user's own image file, served at its natural size (a document root or URL
+  prefix), which need not be a whole multiple of the training size, nor square. Then
+  pre-annotations are enlarged to that ``size`` by nearest neighbour, and a painted mask is
+  kept at the size it was painted (stored and exported so); training resizes it to the
+  training size by nearest neighbour, as it does the campaign's own mask files
+  (:func:`activelabel.pipeline.masks.resize_mask`), so an accepted pre-annotation trains as
+  the predicted mask it was.
 - Where one annotation paints a pixel with two labels, the later result wins (the layer drawn
   last is the one on top).
 """
@@ -82,6 +89,7 @@ def mask_to_results(
     labels: Sequence[str],
     *,
     scale: int = 1,
+    size: tuple[int, int] | None = None,
     ignore_index: int | None = 255,
     from_name: str = BRUSH_FROM_NAME,
     to_name: str = IMAGE_NAME,
@@ -90,8 +98,10 @@ def mask_to_results(
 
     Suitable as a prediction's (pre-annotation's) or an annotation's ``result``. Class 0 and
     ``ignore_index`` pixels are left unpainted. ``scale`` enlarges the mask to the size of the
-    image shown (``original_width = W * scale``). RLE by ``label_studio_sdk``'s ``mask2rle``.
-    Raises :class:`BrushResultError` for a value that is not a class index nor ``ignore_index``.
+    image shown (``original_width = W * scale``); ``size`` (``(height, width)`` of a served
+    image, in pixels) instead resizes it to that size by nearest neighbour. RLE by
+    ``label_studio_sdk``'s ``mask2rle``. Raises :class:`BrushResultError` for a value that is
+    not a class index nor ``ignore_index``.
     """
     from label_studio_sdk.converter.brush import mask2rle
 
@@ -106,7 +116,12 @@ def mask_to_results(
     if not known.all():
         bad = sorted(int(v) for v in np.unique(values[~known]))[:5]
         raise BrushResultError(f"mask values {bad} are not class indices 0..{len(labels) - 1} nor ignore_index {ignore_index}")
-    big = _enlarge(values, scale)
+    if size is not None:
+        from activelabel.pipeline.masks import resize_mask
+
+        big = resize_mask(values, int(size[0]), int(size[1]))
+    else:
+        big = _enlarge(values, scale)
     height, width = big.shape
     results = []
     for c in range(1, len(labels)):
@@ -140,14 +155,19 @@ def results_to_mask(
     width: int,
     from_name: str = BRUSH_FROM_NAME,
     where: str = "annotation",
+    keep_size: bool = False,
 ) -> np.ndarray:
     """Class-index mask int64 ``[height, width]`` from an annotation's brush ``results``.
 
     Unpainted pixels are 0; a result painted at ``k`` times the size is reduced by block
-    majority (see the module docstring). Results of other controls (other ``from_name``) are
-    skipped. Decoding by ``label_studio_sdk``'s ``decode_rle``. Raises
-    :class:`BrushResultError` naming ``where`` for a label that is not in ``labels[1:]``, an
-    RLE of the wrong length, or a size that is not a whole multiple of ``height x width``.
+    majority (see the module docstring). With ``keep_size`` (a served image, shown at its natural
+    size) the mask is returned at the size it was painted, ``[original_height, original_width]``
+    (``height x width`` only when nothing was painted): the annotators' full-resolution work is
+    kept, and training resizes it. Results of other controls (other ``from_name``) are skipped.
+    Decoding by ``label_studio_sdk``'s ``decode_rle``. Raises :class:`BrushResultError` naming
+    ``where`` for a label that is not in ``labels[1:]``, an RLE of the wrong length, results
+    painted at different sizes, or (without ``keep_size``: the image shown was the training
+    image enlarged) a size that is not a whole multiple of ``height x width``.
     """
     from label_studio_sdk.converter.brush import decode_rle
 
@@ -183,6 +203,8 @@ def results_to_mask(
         big[alpha >= 128] = index[names[0]]
     if big is None:
         return np.zeros((height, width), dtype=np.int64)
+    if keep_size:
+        return big
     h, w = big.shape
     if h % height or w % width or h // height != w // width:
         raise BrushResultError(

@@ -161,6 +161,9 @@ class BrushCodec:
 
     ``height x width`` is the training size of the masks; the image is shown ``scale`` times
     larger, and pre-annotations are encoded at that size (:mod:`activelabel.annotation.brush`).
+    With ``displayed_size`` (served images: ``uri -> (height, width)`` of the file as shown),
+    each pre-annotation is encoded at its image's natural size instead, and a painted mask is
+    kept at the size it was painted (the training step resizes it).
     ``encode``/``decode`` turn a mask ``[H, W]`` into PNG bytes and back (the campaign's
     storage format); ``heatmap_value`` turns a task's heatmap path (None: no heatmap yet, e.g.
     a random cold-start pick) into the value of ``$heatmap``.
@@ -178,11 +181,13 @@ class BrushCodec:
         encode: Callable[[np.ndarray], bytes],
         decode: Callable[[bytes], np.ndarray],
         heatmap_value: Callable[[str | None], str],
+        displayed_size: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.labels = list(labels)
         self.project_labels = self.labels[1:]
         self.height, self.width, self.scale = int(height), int(width), int(scale)
         self.encode, self.decode, self.heatmap_value = encode, decode, heatmap_value
+        self.displayed_size = displayed_size
 
     def label_config(self) -> str:
         from activelabel.annotation.brush import build_brush_config
@@ -197,7 +202,8 @@ class BrushCodec:
 
         if task.predicted_mask is None:
             return []
-        return mask_to_results(self.decode(task.predicted_mask), self.labels, scale=self.scale)
+        size = self.displayed_size(task.uri) if self.displayed_size is not None else None
+        return mask_to_results(self.decode(task.predicted_mask), self.labels, scale=self.scale, size=size)
 
     def task_data(self, task: TaskRequest) -> dict:
         return {"heatmap": self.heatmap_value(task.heatmap)}
@@ -217,7 +223,8 @@ class BrushCodec:
                 + "; paint the objects with the brush, or skip the task"
             ))
         try:
-            mask = results_to_mask(brushes, self.labels, height=self.height, width=self.width, where=where)
+            mask = results_to_mask(brushes, self.labels, height=self.height, width=self.width, where=where,
+                                   keep_size=self.displayed_size is not None)
         except BrushResultError as error:
             return DecodedAnswer(MASK_LABEL, error=str(error))
         return DecodedAnswer(MASK_LABEL, mask=self.encode(mask))

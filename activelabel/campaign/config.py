@@ -389,9 +389,6 @@ class CampaignConfig:
             (self.annotator_noise > 0, "annotator_noise"),
             (self.annotator == "simulated" and self.annotations_per_task != 1,
              "annotations_per_task > 1 with the simulated annotator"),
-            (self.image_url_prefix is not None, "annotator.image_url_prefix (images are embedded at the "
-                                                "training size, so a painted mask maps onto it exactly)"),
-            (self.document_root is not None, "annotator.document_root (images and heatmaps are embedded)"),
             (self.freeze_backbone, "freeze_backbone"),
             (self.initial_balanced, "initial_balanced"),
         ]

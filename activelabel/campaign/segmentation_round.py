@@ -35,9 +35,11 @@ uncertainty, draw heatmaps of what was selected (see :mod:`activelabel.campaign.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,7 +59,7 @@ from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.summary import trained_on_words
 from activelabel.pipeline.device import resolve_device
 from activelabel.pipeline.heatmaps import heatmap_filenames, write_heatmap
-from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes, mask_to_png_bytes
+from activelabel.pipeline.masks import IGNORE_INDEX, mask_from_png_bytes, mask_to_png_bytes, resize_mask
 from activelabel.pipeline.prediction import mc_strategy
 from activelabel.pipeline.segmentation import evaluate_segmentation, predict_segmentation_stream, train_segmentation
 from activelabel.pipeline.segmentation_model import SegmentationSpec, build_segmentation_model
@@ -103,7 +105,7 @@ def resolved_mask_labels(engine, campaign_id: int, num_classes: int) -> dict[int
         votes = annotation_masks(session, campaign_id)
     out = {}
     for sample_id, blobs in votes.items():
-        masks = [mask_from_png_bytes(b, where=f"annotation mask of sample {sample_id}") for b in blobs]
+        masks = _same_size([mask_from_png_bytes(b, where=f"annotation mask of sample {sample_id}") for b in blobs])
         if len(masks) == 1:
             out[sample_id] = ResolvedMask(masks[0], 1, 1.0)
             continue
@@ -113,16 +115,26 @@ def resolved_mask_labels(engine, campaign_id: int, num_classes: int) -> dict[int
     return out
 
 
+def _same_size(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """One image's masks at one size for the vote: the largest one's (nearest neighbour). They
+    differ only when the image was painted both embedded (training size) and served (its own)."""
+    height, width = max(m.shape for m in masks)
+    return [m if m.shape == (height, width) else resize_mask(m, height, width) for m in masks]
+
+
 def resolved_masks(engine, campaign_id: int, num_classes: int) -> dict[int, np.ndarray]:
-    """Each annotated sample's mask ``[H, W]`` int64 (see :func:`resolved_mask_labels`)."""
+    """Each annotated sample's mask ``[H, W]`` int64 (see :func:`resolved_mask_labels`), at the
+    size it was painted: the training size for embedded images, the file's own for served ones."""
     return {i: r.mask for i, r in resolved_mask_labels(engine, campaign_id, num_classes).items()}
 
 
-def _masks_by_uri(engine, campaign_id: int, num_classes: int) -> dict[str, np.ndarray]:
+def _masks_by_uri(engine, campaign_id: int, num_classes: int, size: int) -> dict[str, np.ndarray]:
+    """The resolved masks by URI at the training size ``size x size``: a mask painted on a served
+    image at its natural size is resized by nearest neighbour, as the campaign's mask files are."""
     by_id = resolved_masks(engine, campaign_id, num_classes)
     with session_scope(engine) as session:
         uris = dict(session.execute(select(Sample.id, Sample.uri).where(Sample.campaign_id == campaign_id)).all())
-    return {uris[i]: m for i, m in by_id.items()}
+    return {uris[i]: m if m.shape == (size, size) else resize_mask(m, size) for i, m in by_id.items()}
 
 
 def train_segmenter(job: TrainInput) -> Trained:
@@ -133,7 +145,7 @@ def train_segmenter(job: TrainInput) -> Trained:
 
     rnd, campaign, config, data = job.rnd, job.campaign, job.config, job.data
     num_classes = len(campaign.labels)
-    masks = _masks_by_uri(job.engine, campaign.id, num_classes)
+    masks = _masks_by_uri(job.engine, campaign.id, num_classes, int(data.store.size))
     labeled = [s for s in job.labeled if s.uri in masks]
     x, kept, problems = read_readable(data.store, [s.uri for s in labeled])
     labeled = [labeled[i] for i in kept]
@@ -370,11 +382,16 @@ MIN_DISPLAY = 256
 def labelstudio_parts(config: CampaignConfig, data):
     """The image source and brush codec of a segmentation campaign's Label Studio annotator.
 
-    The image is embedded (a PNG data URI) as the model sees it: decoded and resized to the
-    training size, then enlarged by a whole factor to at least :data:`MIN_DISPLAY` pixels, so
-    a painted mask reduces exactly to a training mask (block majority; ``annotation.brush``).
-    The heatmap PNG is embedded beside it; a task without one (a random pick before the first
-    model) shows a grey placeholder.
+    By default the image is embedded (a PNG data URI) as the model sees it: decoded and resized
+    to the training size, then enlarged by a whole factor to at least :data:`MIN_DISPLAY`
+    pixels, so a painted mask reduces exactly to a training mask (block majority;
+    ``annotation.brush``). With ``annotator.document_root`` or ``image_url_prefix`` the user's
+    own files are served at their natural size instead (image source ``None``: the campaign's
+    usual one, :func:`activelabel.campaign.setup.build_annotator`): annotators paint the full
+    resolution, pre-annotations are encoded at each file's size and painted masks resized to
+    the training size by nearest neighbour, as mask files are. The heatmap PNG is embedded
+    beside the image either way; a task without one (a random pick before the first model)
+    shows a grey placeholder.
     """
     import base64
 
@@ -401,7 +418,31 @@ def labelstudio_parts(config: CampaignConfig, data):
             log.warning("heatmap %s cannot be read (%s); the task shows a placeholder", path, error)
             return placeholder
 
-    codec = BrushCodec(data.labels, height=height, width=width, scale=scale, encode=mask_to_png_bytes,
-                       decode=lambda png: mask_from_png_bytes(png, where="a predicted mask"),
-                       heatmap_value=heatmap)
-    return image, codec
+    served = _served_sizes(config, data)
+    codec = BrushCodec(data.labels, height=height, width=width, scale=1 if served else scale,
+                       encode=mask_to_png_bytes, decode=lambda png: mask_from_png_bytes(png, where="a predicted mask"),
+                       heatmap_value=heatmap, displayed_size=served)
+    return (None if served else image), codec
+
+
+def _served_sizes(config: CampaignConfig, data) -> Callable[[str], tuple[int, int]] | None:
+    """``uri -> (height, width)`` of the file Label Studio shows, when the campaign serves its
+    files (document root or URL prefix); ``None`` when images are embedded."""
+    from activelabel.errors import ConfigError
+    from activelabel.pipeline.decode import displayed_size
+
+    if not (config.document_root or config.image_url_prefix):
+        return None
+    if data.root is None:
+        key = "document_root" if config.document_root else "image_url_prefix"
+        raise ConfigError(
+            f"annotator.{key} serves image files, but dataset {config.dataset!r} is in memory; leave it out "
+            "to embed the images"
+        )
+    root = Path(data.root)
+
+    @functools.lru_cache(maxsize=4096)
+    def size(uri: str) -> tuple[int, int]:
+        return displayed_size(root / uri, name=uri)
+
+    return size

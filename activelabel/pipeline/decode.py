@@ -139,6 +139,34 @@ def decode_image(source: str | Path | bytes, *, name: str | None = None):
     return _decode(source, name=name, at_least=None)
 
 
+#: EXIF orientations that turn the stored image a quarter turn: the shown width is its height.
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def displayed_size(path: str | Path, *, name: str | None = None) -> tuple[int, int]:
+    """``(height, width)`` in pixels of the image file as a browser shows it (EXIF orientation
+    applied, as :func:`decode_image` does), read from the header without decoding the pixels.
+
+    Label Studio reports a painted brush mask at this size (``original_height`` x
+    ``original_width``). Raises :class:`UnreadableImageError` as :func:`decode_image` does for a
+    missing, empty or non-image file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    label = name if name is not None else str(path)
+    try:
+        with Image.open(path) as opened:
+            width, height = opened.size
+            turned = opened.getexif().get(0x0112) in _QUARTER_TURNS
+    except FileNotFoundError:
+        raise UnreadableImageError(label, "file does not exist") from None
+    except UnidentifiedImageError:
+        raise UnreadableImageError(label, "not an image file Pillow can identify (corrupt or another format)") from None
+    except OSError as exc:
+        raise UnreadableImageError(label, f"cannot read its header: {exc.strerror or exc}") from None
+    return (width, height) if turned else (height, width)
+
+
 def _decode(source: str | Path | bytes, *, name: str | None, at_least: int | None):
     """:func:`decode_image`; ``at_least`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale (DCT
     scaling, ``Image.draft``) while both sides stay >= ``at_least`` pixels."""

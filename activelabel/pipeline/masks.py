@@ -89,19 +89,23 @@ class SegmentationImages:
         return hashlib.sha256(np.ascontiguousarray(self.images[i]).tobytes()).hexdigest()
 
 
-def _resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of an index mask (never blends two class indices)."""
+def _resize_nearest(mask: np.ndarray, size: int, width: int | None = None) -> np.ndarray:
+    """Nearest-neighbour resize of an index mask to ``size x size`` (or ``size x width``): each
+    output pixel takes the input pixel under its centre, so two class indices never blend."""
     h, w = mask.shape
-    if (h, w) == (size, size):
+    out_h, out_w = size, size if width is None else width
+    if (h, w) == (out_h, out_w):
         return mask
-    rows = np.minimum((np.arange(size) + 0.5) * h / size, h - 1).astype(np.int64)
-    cols = np.minimum((np.arange(size) + 0.5) * w / size, w - 1).astype(np.int64)
+    rows = np.minimum((np.arange(out_h) + 0.5) * h / out_h, h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(out_w) + 0.5) * w / out_w, w - 1).astype(np.int64)
     return mask[rows[:, None], cols[None, :]]
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """An index mask ``[H, W]`` resized to ``size x size`` by nearest neighbour (no blends)."""
-    return _resize_nearest(np.asarray(mask), size)
+def resize_mask(mask: np.ndarray, size: int, width: int | None = None) -> np.ndarray:
+    """An index mask ``[H, W]`` resized to ``size x size`` (or ``size x width``: height first) by
+    nearest neighbour (no blends): how mask files and masks painted on a served image of another
+    size become training masks."""
+    return _resize_nearest(np.asarray(mask), size, width)
 
 
 def read_mask(

@@ -55,6 +55,35 @@ def test_enlarged_display_reduced_by_block_majority() -> None:
     assert out.tolist() == [[1, 0], [1, 0]]
 
 
+def test_a_served_image_of_any_size_keeps_the_painted_mask_and_trains_on_it_resized() -> None:
+    from activelabel.pipeline.masks import resize_mask
+
+    # A user's own 50 x 37 image served at its natural size; the model trains at 16 x 16.
+    mask = make_shapes(1, seed=3, size=16).masks[0]
+    results = mask_to_results(mask, LABELS, size=(37, 50))
+    assert {(r["original_height"], r["original_width"]) for r in results} == {(37, 50)}
+    kept = results_to_mask(results, LABELS, height=16, width=16, keep_size=True)
+    assert kept.shape == (37, 50)  # the annotators' work at the size they painted it
+    # An accepted pre-annotation trains as the predicted mask it was (nearest there and back).
+    np.testing.assert_array_equal(resize_mask(kept, 16), mask)
+    # A mask painted at 37 x 50: each training pixel takes the painted pixel under its centre,
+    # as resize_mask does to the campaign's own mask files.
+    painted = np.zeros((37, 50), dtype=np.int64)
+    painted[:19, 25:] = 2  # the top-right quarter, rounded as pixel centres fall
+    kept = results_to_mask(mask_to_results(painted, LABELS), LABELS, height=16, width=16, keep_size=True)
+    np.testing.assert_array_equal(kept, painted)
+    out = resize_mask(kept, 16)
+    rows = np.minimum((np.arange(16) + 0.5) * 37 / 16, 36).astype(int)
+    cols = np.minimum((np.arange(16) + 0.5) * 50 / 16, 49).astype(int)
+    np.testing.assert_array_equal(out, painted[rows[:, None], cols[None, :]])
+    assert out[:8, 8:].tolist() == [[2] * 8] * 8 and not out[8:].any() and not out[:, :8].any()
+    # nothing painted: an empty mask of the training size
+    assert results_to_mask([], LABELS, height=16, width=16, keep_size=True).shape == (16, 16)
+    # an embedded image's codec still refuses a size the enlarged image cannot have
+    with pytest.raises(BrushResultError, match="brush painted at 50x37 pixels, not a whole multiple of the 16x16"):
+        results_to_mask(results, LABELS, height=16, width=16)
+
+
 def test_decode_errors_name_the_problem() -> None:
     results = mask_to_results(np.array([[0, 1], [1, 0]]), LABELS)
     bad_label = [dict(results[0], value=dict(results[0]["value"], brushlabels=["unicorn"]))]

@@ -17,6 +17,7 @@ from activelabel.annotation.base import MASK_LABEL
 from activelabel.campaign import prepare_campaign
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import campaign_data, clear_cache
+from activelabel.campaign.segmentation_round import labelstudio_parts
 from activelabel.errors import ConfigError
 from activelabel.pipeline.masks import mask_from_png_bytes
 from activelabel.storage import (
@@ -156,8 +157,12 @@ def test_segmentation_settings_are_checked_before_anything_runs(tmp_path) -> Non
     with pytest.raises(ConfigError, match="unknown aggregation 'median'"):
         seg_config(tmp_path, aggregation="median")
     assert seg_config(tmp_path, annotator="labelstudio", annotations_per_task=3).annotator == "labelstudio"
-    with pytest.raises(ConfigError, match="do not support annotator.image_url_prefix"):
-        seg_config(tmp_path, annotator="labelstudio", image_url_prefix="http://example.com/")
+    # Served images are the user's own files: generated shapes have none to serve.
+    served = seg_config(tmp_path, annotator="labelstudio", image_url_prefix="http://example.com/")
+    clear_cache()
+    with pytest.raises(ConfigError, match=r"annotator.image_url_prefix serves image files, but dataset "
+                                          r"'shapes\?n=120&size=32' is in memory; leave it out"):
+        labelstudio_parts(served, campaign_data(served))
     with pytest.raises(ConfigError, match="annotations_per_task > 1 with the simulated annotator"):
         seg_config(tmp_path, annotations_per_task=2)
     with pytest.raises(ConfigError, match="set task = \"segmentation\""):

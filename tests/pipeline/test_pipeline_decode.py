@@ -14,6 +14,7 @@ from activelabel.pipeline.decode import (
     array_png,
     decode_image,
     display_png,
+    displayed_size,
     image_array,
     read_image,
 )
@@ -94,6 +95,19 @@ def test_exif_orientation_6_is_shown_upright(tmp_path):
     pixels = np.asarray(image.convert("L"))
     # After a clockwise turn the stored top-left lands at the top-right.
     assert pixels[5, 15] < 40 and pixels[5, 4] > 215 and pixels[35, 15] > 215
+    # The size Label Studio paints a brush mask at, read from the header: as shown, (height, width).
+    assert displayed_size(path) == (40, 20)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(stored).resize((40, 20)).save(plain)
+    assert displayed_size(plain) == (20, 40)
+
+
+def test_displayed_size_names_a_file_it_cannot_read(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(UnreadableImageError, match="notes.png: not an image file"):
+        displayed_size(tmp_path / "notes.png")
+    with pytest.raises(UnreadableImageError, match="img/gone.png: file does not exist"):
+        displayed_size(tmp_path / "gone.png", name="img/gone.png")
 
 
 def test_one_bit_palette_and_transparent_palette(tmp_path):
