@@ -1111,7 +1111,8 @@ def status(
 @app.command()
 def compare(
     experiment_file: Annotated[Optional[Path], typer.Argument(metavar="EXPERIMENT_FILE", help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits (--task segmentation: shapes, the generated shapes images).", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help="'classification' or 'segmentation' (simulated segmentation campaigns: generated shapes or your own image and mask folders from the experiment file, a small U-Net, mIoU; options left unset take the CPU-fast values of `demo --task segmentation`). Default: the file's [campaign] task, else classification.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Rounds per campaign (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
@@ -1138,6 +1139,8 @@ def compare(
     Every strategy of a seed starts from the same initial labels and is measured on the same
     test split. All campaigns are stored under one experiment; a rerun continues it without
     redoing finished campaigns. Then `activelabel report EXPERIMENT` writes the HTML report.
+    With --task segmentation each campaign is a simulated segmentation campaign (generated
+    shapes, or your own image and mask folders named in the experiment file).
     """
     _configure_logging(verbose)
     from activelabel.cli_compare import run_compare_command
@@ -1145,7 +1148,8 @@ def compare(
     run_compare_command(
         experiment_file, console=console, err_console=err_console, database_url=database_url,
         name=experiment, strategies=strategies, seeds=seeds, workers=workers,
-        campaign=dict(dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
+        segmentation_defaults=SEGMENTATION_DEMO,
+        campaign=dict(task=task, dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
                       initial_balanced=initial_balanced or None, pool_subset=pool_subset,
                       mc_samples=mc_samples, epochs=epochs, fixed_epochs=fixed_epochs or None,
                       weight_decay_scale=weight_decay_scale, architecture=architecture, recipe=recipe,
