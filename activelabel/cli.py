@@ -1163,7 +1163,7 @@ def compare(
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign or experiment: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -1178,7 +1178,9 @@ def report(
     samples, class balance, selected samples, timings, and with several annotators per task their
     agreement per round and per annotator and the split decisions. A segmentation campaign: mIoU, pixel
     accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
-    heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
+    heatmaps embedded with their statistics, the pixel balance of the picks and its settings. A
+    segmentation experiment: the experiment's sections on the mIoU curve (pixel accuracy and
+    pixel ECE curves too), the picks' pixel balance over seeds and their heatmaps.
     Read from the database only: nothing is retrained.
     """
     _configure_logging(False)
