@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from report_tiny import ReportParser, run_cli
+from test_report_browser import _errors, _load, browser  # noqa: F401  (browser: the module's Chromium fixture)
 
 STRATEGIES, SEEDS, ROUNDS, BATCH, INITIAL = ("random", "entropy"), (0, 1), 2, 4, 6
 COMMON = ["--task", "segmentation", "--dataset", "shapes?n=60&size=32", "--strategies", ",".join(STRATEGIES),
@@ -203,3 +204,15 @@ def test_timings_per_round_are_the_stored_ones(ran, report):
         for step, cell in zip(("train", "score", "select"), rows[strategy]):
             means = [sum(t[step] for t in ts) / len(ts) for _, ts in sorted(by_round.items())]
             assert cell == f"{sum(means) / len(means):.2f}"
+
+
+def test_the_report_renders_in_chromium_without_errors(ran, report, browser):
+    images = _load(browser, ran.folder / "segtiny.html")
+    # every figure drawn, none an empty placeholder (heatmap figures share names across strategies)
+    assert {i["figure"] for i in images if i["figure"]} == {
+        "learning-curve-miou", "learning-curve-pixel-accuracy", "learning-curve-pixel-ece", "decomposition-comparison",
+        "pixel-balance", "timings", *[f"heatmap-round-2-rank-{k}" for k in range(1, BATCH + 1)]}
+    assert len(images) == 6 + len(STRATEGIES) * BATCH
+    for image in images:
+        assert image["complete"] and image["w"] > 0 and image["h"] > 0 and image["shown"] > 0, image
+    assert _errors(browser.events) == []
