@@ -97,7 +97,7 @@ def _heatmaps(engine: Engine, record: CampaignRecord, size: int) -> list[str]:
     shown = [r for r in rows if r.round_index == last and r.rank < size]
     return [html.note(f"{record.name}, round {last}: the {len(shown)} highest-ranked selections' heatmaps (image, "
                       "predicted mask, scored per-pixel map, max-softmax map)."),
-            *[_heatmap_figure(r) for r in shown]]
+            *[_heatmap_figure(r, f"heatmap-{record.strategy}") for r in shown]]
 
 
 def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence[CampaignRecord],
