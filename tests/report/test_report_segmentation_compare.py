@@ -2,7 +2,7 @@
 
 2 strategies × 2 seeds × 2 rounds on 60 generated 32 × 32 images (6 seed masks, batches of 4,
 20 fixed epochs of one step): first --seeds 1 (as if interrupted after the first seed), then
---seeds 2. --mc-samples is left unset, so it takes `demo --task segmentation`'s value (8). The
+--seeds 2 with two worker processes. --mc-samples is left unset, so it takes `demo --task segmentation`'s value (8). The
 report's tables are checked against the rounds the database holds.
 """
 
@@ -52,7 +52,7 @@ def ran(tmp_path_factory) -> Ran:
     assert first.returncode == 0, first.stderr[-3000:]
     with sqlite3.connect(folder / "seg.db") as connection:
         first_rounds = connection.execute(ROUND_ROWS).fetchall()
-    second = run_cli("compare", *COMMON, "--seeds", "2", "--database-url", url, cwd=folder)
+    second = run_cli("compare", *COMMON, "--seeds", "2", "--workers", "2", "--database-url", url, cwd=folder)
     assert second.returncode == 0, second.stderr[-3000:]
     return Ran(folder, first_rounds, second)
 
