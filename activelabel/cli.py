@@ -1113,7 +1113,8 @@ def status(
 @app.command()
 def compare(
     experiment_file: Annotated[Optional[Path], typer.Argument(metavar="EXPERIMENT_FILE", help="Experiment file (TOML): \\[experiment] name, strategies, seeds, workers; \\[campaign] shared settings. Options given here override it.", show_default=False)] = None,
-    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=f"Built-in dataset: {BUILT_IN_DATASETS} Default: digits (--task segmentation: shapes, the generated shapes images).", show_default=False)] = None,
+    task: Annotated[Optional[str], typer.Option(help="'classification' or 'segmentation' (simulated segmentation campaigns: generated shapes or your own image and mask folders from the experiment file, a small U-Net, mIoU; options left unset take the CPU-fast values of `demo --task segmentation`). Default: the file's [campaign] task, else classification.", show_default=False)] = None,
     strategies: Annotated[Optional[str], typer.Option(help="Comma-separated strategies to compare (see `activelabel strategies`). Default: random,entropy,bald,mean_std,margin.", show_default=False)] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds 0..N-1: each gives its own split, initial labels and training noise, shared by every strategy. Default: 3.", show_default=False)] = None,
     rounds: Annotated[Optional[int], typer.Option(help="Rounds per campaign (a rerun continues up to this many). Default: 10.", show_default=False)] = None,
@@ -1140,6 +1141,8 @@ def compare(
     Every strategy of a seed starts from the same initial labels and is measured on the same
     test split. All campaigns are stored under one experiment; a rerun continues it without
     redoing finished campaigns. Then `activelabel report EXPERIMENT` writes the HTML report.
+    With --task segmentation each campaign is a simulated segmentation campaign (generated
+    shapes, or your own image and mask folders named in the experiment file).
     """
     _configure_logging(verbose)
     from activelabel.cli_compare import run_compare_command
@@ -1147,7 +1150,8 @@ def compare(
     run_compare_command(
         experiment_file, console=console, err_console=err_console, database_url=database_url,
         name=experiment, strategies=strategies, seeds=seeds, workers=workers,
-        campaign=dict(dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
+        segmentation_defaults=SEGMENTATION_DEMO,
+        campaign=dict(task=task, dataset=dataset, rounds=rounds, batch_size=batch_size, initial_labeled=initial_labeled,
                       initial_balanced=initial_balanced or None, pool_subset=pool_subset,
                       mc_samples=mc_samples, epochs=epochs, fixed_epochs=fixed_epochs or None,
                       weight_decay_scale=weight_decay_scale, architecture=architecture, recipe=recipe,
@@ -1161,7 +1165,7 @@ def compare(
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
-    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
+    target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign or experiment: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
 ) -> None:
@@ -1176,7 +1180,9 @@ def report(
     samples, class balance, selected samples, timings, and with several annotators per task their
     agreement per round and per annotator and the split decisions. A segmentation campaign: mIoU, pixel
     accuracy and pixel ECE against labeled images, per-class IoU per round, the selected images'
-    heatmaps embedded with their statistics, the pixel balance of the picks and its settings.
+    heatmaps embedded with their statistics, the pixel balance of the picks and its settings. A
+    segmentation experiment: the experiment's sections on the mIoU curve (pixel accuracy and
+    pixel ECE curves too), the picks' pixel balance over seeds and their heatmaps.
     Read from the database only: nothing is retrained.
     """
     _configure_logging(False)

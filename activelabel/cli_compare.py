@@ -49,10 +49,11 @@ class ExperimentProgress:
         self._progress.stop()
 
 
-def final_table(title: str, rows: list[tuple[str, int, int | None, float | None, float | None]]) -> Table:
-    """rows: (strategy, seeds, labels, mean accuracy, std accuracy) at each arm's last round."""
+def final_table(title: str, rows: list[tuple[str, int, int | None, float | None, float | None]],
+                measure: str = "test accuracy (mean ± std)") -> Table:
+    """rows: (strategy, seeds, labels, mean, std of ``measure``) at each arm's last round."""
     table = Table(title=title)
-    for column in ("strategy", "seeds", "labels", "test accuracy (mean ± std)"):
+    for column in ("strategy", "seeds", "labels", measure):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for strategy, seeds, labels, mean, std in rows:
         accuracy = "" if mean is None else f"{mean:.3f} ± {std or 0.0:.3f}"
@@ -81,9 +82,12 @@ def load_experiment_file(path) -> tuple[dict, dict]:
         raise ConfigError(f"experiment file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
-    unknown = sorted(set(raw) - {"experiment", "campaign"})
+    from activelabel.campaign.file import OWN_DATA_TABLES, experiment_arm_settings
+
+    unknown = sorted(set(raw) - {"experiment", "campaign", *OWN_DATA_TABLES})
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [experiment] and [campaign]")
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [experiment] and [campaign] "
+                          f"(on your own folders also a campaign file's {', '.join(f'[{t}]' for t in OWN_DATA_TABLES)})")
     experiment = dict(raw.get("experiment", {}))
     extra = sorted(set(experiment) - {"name", "strategies", "seeds", "workers", "database_url"})
     if extra:
@@ -93,11 +97,27 @@ def load_experiment_file(path) -> tuple[dict, dict]:
         from activelabel.storage.location import anchor_sqlite_url
 
         experiment["database_url"] = anchor_sqlite_url(experiment["database_url"], path.resolve().parent)
+    own = {t: raw[t] for t in OWN_DATA_TABLES if t in raw}
+    if own:  # your own folders: [campaign] and these tables read as a campaign file's
+        return experiment, experiment_arm_settings(path, dict(raw.get("campaign", {})), own)
     return experiment, dict(raw.get("campaign", {}))
 
 
+def segmentation_settings(shared: dict, defaults: dict) -> dict:
+    """A segmentation experiment's shared settings: on a built-in dataset, what is left unset
+    takes ``defaults`` (``demo --task segmentation``'s CPU-fast values, cli.SEGMENTATION_DEMO),
+    and round 1 trains on the seed masks (min_labels_to_train = initial_labeled), as the demo
+    does. Own folders (dataset ``files``) keep what their tables say, as `run` would."""
+    if shared.get("dataset") == "files":
+        return shared
+    merged = {**defaults, **shared}
+    merged.setdefault("min_labels_to_train", merged.get("initial_labeled"))
+    return merged
+
+
 def run_compare_command(experiment_file, *, console: Console, err_console: Console, database_url, name,
-                        strategies, seeds, workers, campaign: dict, open_database, quiet_prefect) -> None:
+                        strategies, seeds, workers, campaign: dict, open_database, quiet_prefect,
+                        segmentation_defaults: dict | None = None) -> None:
     """The `compare` command: build the experiment, run its unfinished arms, print a summary."""
     from activelabel.campaign.experiment import (
         ExperimentConfig, completed_rounds, is_finished, prepare_experiment,
@@ -109,6 +129,8 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
 
     settings, shared = ({}, {}) if experiment_file is None else load_experiment_file(experiment_file)
     shared.update({k: v for k, v in campaign.items() if v is not None})
+    if shared.get("task") == "segmentation":
+        shared = segmentation_settings(shared, segmentation_defaults or {})
     shared.setdefault("dataset", "digits")
     given = settings.get("strategies", DEFAULT_STRATEGIES) if strategies is None else strategies
     names = [s.strip() for s in given.split(",")] if isinstance(given, str) else list(given)
@@ -150,7 +172,9 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         with ExperimentProgress(err_console, f"{config.name}: rounds over {_count(len(arms), 'campaign')}",
                                 len(arms) * config.rounds, lambda: completed_rounds(engine, ids)):
             failed = run_compare(config.name, [a.name for a in pending], config.rounds, workers=workers)
-    console.print(final_table(f"Experiment {config.name}", summary_rows(engine, arms)))
+    segmentation = shared.get("task") == "segmentation"
+    console.print(final_table(f"Experiment {config.name}", summary_rows(engine, arms, "miou" if segmentation else "accuracy"),
+                              "test mIoU (mean ± std)" if segmentation else "test accuracy (mean ± std)"))
     if failed:
         for campaign_name, error in failed.items():
             err_console.print(f"[bold red]failed:[/] {campaign_name}: {error}", highlight=False)
@@ -160,12 +184,16 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     err_console.print(f"Report: activelabel report {config.name}")
 
 
-def summary_rows(engine, arms) -> list[tuple]:
+def summary_rows(engine, arms, metric: str = "accuracy") -> list[tuple]:
+    """Per strategy: (strategy, seeds, labels, mean, std) of ``metric`` at each arm's last
+    measured round; ``metric`` "miou" reads a segmentation round's mIoU."""
     from activelabel.report.data import load_campaign
 
     groups: dict[str, list] = {}
     for arm in arms:
-        groups.setdefault(arm.strategy, []).append(load_campaign(engine, arm.campaign_id).curve("accuracy"))
+        record = load_campaign(engine, arm.campaign_id)
+        groups.setdefault(arm.strategy, []).append(
+            record.segmentation_curve("miou") if metric == "miou" else record.curve(metric))
     rows = []
     for strategy, curves in groups.items():
         last = [(labels[-1], acc[-1]) for labels, acc in curves if labels]

@@ -7,12 +7,17 @@ dataset depends only on the seed (see :func:`activelabel.campaign.setup.split_da
 strategy of one seed starts from the same initial labeled set and is measured on the same
 test split: the strategies differ in what they pick, nothing else.
 
+A segmentation experiment (``task = "segmentation"``) runs on the generated shapes (split by
+seed as above) or on your own image and mask folders with the simulated annotator painting the
+pool's true masks: there every arm shares the seed masks and the test folder, whatever the seed.
+
 No Prefect here: :mod:`activelabel.flows.compare` runs the arms as subflows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -57,10 +62,13 @@ class ExperimentConfig:
         unknown = sorted(set(self.campaign) - known)
         if unknown:
             raise ConfigError(f"unknown campaign settings for experiment {self.name!r}: {', '.join(unknown)}")
-        if self.campaign.get("dataset", "digits") == "files" or self.campaign.get("annotator", "simulated") != "simulated":
+        own_folders = self.campaign.get("dataset", "digits") == "files"
+        segmentation = self.campaign.get("task") == "segmentation"
+        if (own_folders and not segmentation) or self.campaign.get("annotator", "simulated") != "simulated":
             raise ConfigError(
                 "an experiment runs simulated campaigns on a built-in dataset (digits, mnist:/dir, "
-                "imagefolder:/dir): the oracle must know every answer"
+                "imagefolder:/dir, shapes) or, for task = \"segmentation\", on your own image and mask folders "
+                "with [annotator] kind = \"simulated\" and its truth masks: the oracle must know every answer"
             )
         self.arms()  # every arm's settings are checked now, before anything is written
 
@@ -74,12 +82,19 @@ class ExperimentConfig:
     def arms(self) -> list[CampaignConfig]:
         """One campaign per (seed, strategy), seed-major: an interrupted run leaves whole seeds."""
         return [
-            CampaignConfig(name=self.arm_name(strategy, seed), strategy=strategy, seed=seed, **self.campaign)
+            CampaignConfig(name=self.arm_name(strategy, seed), strategy=strategy, seed=seed,
+                           **self._own_folder(self.arm_name(strategy, seed)))
             for seed in self.seeds for strategy in self.strategies
         ]
 
+    def _own_folder(self, arm: str) -> dict:
+        """The shared settings for one arm: a shared ``heatmap_dir`` gets a sub-folder per arm,
+        since heatmap files are named by sample and round and arms pick the same samples."""
+        folder = self.campaign.get("heatmap_dir")
+        return self.campaign if not folder else {**self.campaign, "heatmap_dir": str(Path(folder) / arm)}
+
     def to_dict(self) -> dict:
-        shared = self.arms()[0].to_dict()
+        shared = {**self.arms()[0].to_dict(), "heatmap_dir": self.campaign.get("heatmap_dir")}
         return {"strategies": list(self.strategies), "seeds": list(self.seeds),
                 "campaign": {k: v for k, v in shared.items() if k not in _PER_ARM}}
 

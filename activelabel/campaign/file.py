@@ -234,6 +234,28 @@ def parse_campaign_file(path: str | Path) -> CampaignFile:
     return parsed
 
 
+#: The tables of a campaign file an experiment file may hold for arms on your own folders.
+OWN_DATA_TABLES = ("data", "model", "annotator", "stop", "segmentation")
+
+
+def experiment_arm_settings(file: str | Path, campaign: dict, tables: dict) -> dict:
+    """The settings every arm of an experiment on your own folders shares: the experiment
+    file's ``[campaign]`` and its campaign-file tables (``[data]``, ``[annotator]``,
+    ``[segmentation]``, ...) read exactly as a campaign file's (paths relative to the file's
+    folder), less what each arm sets itself (name, strategy, seed). Raises
+    ``CampaignFileError`` naming the file and the key for anything a campaign file refuses."""
+    file = Path(file)
+    raw = {"campaign": {**campaign, "name": "experiment-arm"}, **tables}
+    try:
+        parsed = CampaignFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(e) for e in error.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CampaignFileError(f"{file}: {problems[0]}{more}") from None
+    settings = to_config(parsed, file.resolve().parent).to_dict()
+    return {k: v for k, v in settings.items() if k not in ("name", "strategy", "seed")}
+
+
 def _has_password(url: str) -> bool:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError

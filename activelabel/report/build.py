@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from activelabel.report.data import CampaignRecord, load_campaign, yardstick
 from activelabel.report.settings import campaign_settings_rows
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
+#: How a report reads one run's learning curve: (labels, values) of its complete active rounds.
+CurveOf = Callable[[CampaignRecord], tuple[list[int], list[float]]]
 METRICS = (("accuracy", "test accuracy"), ("nll", "test NLL (nats)"), ("ece", "test ECE"))
 UNIT_INTERVAL = {"accuracy", "ece"}  # metrics in [0, 1]: their curves' y axis starts at 0
 
@@ -59,7 +61,7 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     """Write the report of experiment ``name`` (or, if none, campaign ``name``) to ``path``.
 
     ``targets``: test accuracies to count the labels needed for (default 0.8, 0.9, 0.95); for a
-    segmentation campaign they are mIoU values (default 0.6, 0.7, 0.8).
+    segmentation campaign or experiment they are mIoU values (default 0.6, 0.7, 0.8).
 
     Raises ``ConfigError`` for a target outside (0, 1] and ``CampaignStateError`` when neither
     an experiment nor a campaign has that name.
@@ -73,7 +75,13 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
     settings = find_experiment(engine, name)
     if settings is not None:
         records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, name)]
-        text = experiment_page(engine, name, settings, records, tuple(targets or DEFAULT_TARGETS), gallery_size)
+        if records and all(r.task == "segmentation" for r in records):
+            from activelabel.report import segmentation, segmentation_experiment
+
+            text = segmentation_experiment.experiment_page(
+                engine, name, settings, records, tuple(targets or segmentation.DEFAULT_TARGETS), gallery_size)
+        else:
+            text = experiment_page(engine, name, settings, records, tuple(targets or DEFAULT_TARGETS), gallery_size)
         kind = "experiment"
     else:
         with session_scope(engine) as session:
@@ -115,29 +123,37 @@ def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRec
     return groups
 
 
+def accuracy_curve(record: CampaignRecord) -> tuple[list[int], list[float]]:
+    """A classification run's learning curve: (labels, test accuracy)."""
+    return record.curve("accuracy")
+
+
 def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequence[float],
-                          per_seed: bool = True) -> list[list[str]]:
-    """Per strategy: labels at which the mean accuracy curve over seeds first reaches each
-    target, with the per-seed figures after it (``per_seed``; a campaign page, one run and no
-    seeds to speak of, passes False: the labels alone)."""
+                          per_seed: bool = True, curve: CurveOf = accuracy_curve) -> list[list[str]]:
+    """Per strategy: labels at which the mean ``curve`` over seeds (default: accuracy; a
+    segmentation experiment passes mIoU) first reaches each target, with the per-seed figures
+    after it (``per_seed``; a campaign page, one run and no seeds to speak of, passes False:
+    the labels alone)."""
     rows = []
     for strategy, runs in groups.items():
-        xs, mean, _, _ = mean_curve([r.curve("accuracy") for r in runs])
+        xs, mean, _, _ = mean_curve([curve(r) for r in runs])
         row = [strategy]
         for target in targets:
             reached = labels_to_target(xs, mean, target)
-            each = [labels_to_target(*r.curve("accuracy"), target) for r in runs]
+            each = [labels_to_target(*curve(r), target) for r in runs]
             seeds = ", ".join("—" if n is None else str(n) for n in each)
             row.append(f"{'not reached' if reached is None else reached}" + (f" (seeds: {seeds})" if per_seed else ""))
         rows.append(row)
     return rows
 
 
-def aulc_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
+def aulc_rows(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy_curve) -> list[list[str]]:
+    """Per strategy: AULC of ``curve`` (default accuracy; segmentation: mIoU), mean ± std over
+    seeds, and the paired t-test of its per-seed gain over random on the same seed."""
     baseline = {r.seed: r for r in groups.get(BASELINE, [])}
     rows = []
     for strategy, runs in groups.items():
-        own = [aulc(*r.curve("accuracy")) for r in runs if r.curve("accuracy")[0]]
+        own = [aulc(*curve(r)) for r in runs if curve(r)[0]]
         mean = sum(own) / len(own) if own else math.nan
         std = (sum((v - mean) ** 2 for v in own) / (len(own) - 1)) ** 0.5 if len(own) > 1 else 0.0
         gain, t, p, n = "", "", "", ""
@@ -145,7 +161,7 @@ def aulc_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
             pairs = []
             for r in runs:
                 if r.seed in baseline:
-                    a, b = common_points(r.curve("accuracy"), baseline[r.seed].curve("accuracy"))
+                    a, b = common_points(curve(r), curve(baseline[r.seed]))
                     if a[0]:
                         pairs.append((aulc(*a), aulc(*b)))
             test = paired_t_test([p_[0] for p_ in pairs], [p_[1] for p_ in pairs])
@@ -220,7 +236,7 @@ def settings_rows(settings: dict, most_labeled: int | None = None) -> list[list[
     rows = [["strategies", ", ".join(settings.get("strategies", []))],
             ["seeds", ", ".join(str(s) for s in settings.get("seeds", []))]]
     return (rows + key_rows(shared, [*data_keys(shared), *ROUND_KEYS, *model_keys(shared)])
-            + calibrate_rows(shared, most_labeled))
+            + calibrate_rows(shared, most_labeled, task=shared.get("task") or "classification"))
 
 
 def most_labeled(records: Sequence[CampaignRecord]) -> int:

@@ -175,7 +175,9 @@ def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> 
     ]
 
 
-def _heatmap_figure(row: HeatmapRow) -> str:
+def _heatmap_figure(row: HeatmapRow, name_prefix: str = "heatmap") -> str:
+    """One embedded heatmap PNG with its caption; ``name_prefix`` keeps figure names unique on a
+    page showing several campaigns' heatmaps (an experiment's: ``heatmap-<strategy>``)."""
     words = html.score_words
     caption = (f"Round {row.round_index}, rank {row.rank + 1}: {row.uri} · score {words(row.score)} · "
                f"{row.map_name} mean {words(row.mean)}, max {words(row.max)}, top-{row.q:g} mean "
@@ -185,7 +187,7 @@ def _heatmap_figure(row: HeatmapRow) -> str:
     except OSError as error:
         return html.note(f"{caption}: its heatmap is not readable at {row.path} any more "
                          f"({error.strerror or error}); the table keeps its statistics.")
-    return html.figure(base64.b64encode(data).decode("ascii"), f"heatmap-round-{row.round_index}-rank-{row.rank + 1}",
+    return html.figure(base64.b64encode(data).decode("ascii"), f"{name_prefix}-round-{row.round_index}-rank-{row.rank + 1}",
                        caption)
 
 
