@@ -220,18 +220,24 @@ def parse_campaign_file(path: str | Path) -> CampaignFile:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise CampaignFileError(f"{file}: not valid TOML ({error})") from None
-    try:
-        parsed = CampaignFile.model_validate(raw)
-    except ValidationError as error:
-        problems = [_describe(e) for e in error.errors()]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CampaignFileError(f"{file}: {problems[0]}{more}") from None
+    parsed = _validated(file, raw)
     if parsed.database.url and _has_password(parsed.database.url):
         raise CampaignFileError(
             f"{file}: database.url holds a password; remove it from the file and export "
             "ACTIVELABEL_DATABASE_PASSWORD instead"
         )
     return parsed
+
+
+def _validated(file: Path, raw: dict) -> CampaignFile:
+    """``raw`` (a campaign file's tables) as a :class:`CampaignFile`; the first problem named
+    with the file and the key (``CampaignFileError``), and how many more there are."""
+    try:
+        return CampaignFile.model_validate(raw)
+    except ValidationError as error:
+        problems = [_describe(e) for e in error.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CampaignFileError(f"{file}: {problems[0]}{more}") from None
 
 
 #: The tables of a campaign file an experiment file may hold for arms on your own folders.
@@ -245,13 +251,7 @@ def experiment_arm_settings(file: str | Path, campaign: dict, tables: dict) -> d
     folder), less what each arm sets itself (name, strategy, seed). Raises
     ``CampaignFileError`` naming the file and the key for anything a campaign file refuses."""
     file = Path(file)
-    raw = {"campaign": {**campaign, "name": "experiment-arm"}, **tables}
-    try:
-        parsed = CampaignFile.model_validate(raw)
-    except ValidationError as error:
-        problems = [_describe(e) for e in error.errors()]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise CampaignFileError(f"{file}: {problems[0]}{more}") from None
+    parsed = _validated(file, {"campaign": {**campaign, "name": "experiment-arm"}, **tables})
     settings = to_config(parsed, file.resolve().parent).to_dict()
     return {k: v for k, v in settings.items() if k not in ("name", "strategy", "seed")}
 

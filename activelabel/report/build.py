@@ -147,6 +147,22 @@ def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequ
     return rows
 
 
+def aulc_section(groups: dict[str, list[CampaignRecord]], title: str, column: str, explanation: str,
+                 curve: CurveOf = accuracy_curve) -> str:
+    """The experiment page's section of :func:`aulc_rows` on ``curve`` (``column`` names its AULC),
+    with the paired test explained, and a note when there is no random arm to gain over."""
+    return html.section(
+        title,
+        html.table("aulc", ["strategy", "seeds", column, "gain over random", "t", "p (paired t-test)", "pairs"],
+                   aulc_rows(groups, curve=curve)),
+        html.paragraph(explanation),
+        *([] if BASELINE in groups else [html.note(
+            f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
+            f"{BASELINE!r} to --strategies (a rerun adds only the missing campaigns).")]),
+        anchor="aulc-section",
+    )
+
+
 def aulc_rows(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy_curve) -> list[list[str]]:
     """Per strategy: AULC of ``curve`` (default accuracy; segmentation: mIoU), mean ± std over
     seeds, and the paired t-test of its per-seed gain over random on the same seed."""
@@ -306,16 +322,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                   "target (no interpolation). Per-seed figures in brackets; — : not reached."),
         anchor="labels-to-target-section",
     ))
-    body.append(html.section(
-        "Area under the learning curve and gain over random",
-        html.table("aulc", ["strategy", "seeds", "AULC (mean ± std)", "gain over random", "t", "p (paired t-test)",
-                            "pairs"], aulc_rows(groups)),
-        html.paragraph(TEST_EXPLANATION),
-        *([] if BASELINE in groups else [html.note(
-            f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
-            f"{BASELINE!r} to --strategies (a rerun adds only the missing campaigns).")]),
-        anchor="aulc-section",
-    ))
+    body.append(aulc_section(groups, "Area under the learning curve and gain over random", "AULC (mean ± std)",
+                             TEST_EXPLANATION))
     body.append(html.section("Calibration: temperature scaling", *uncertainty.experiment_calibration(groups),
                              anchor="calibration"))
     body.append(html.section("Uncertainty decomposition: pool against selected",

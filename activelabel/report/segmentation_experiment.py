@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.build import (
-    BASELINE, STEPS, TEST_EXPLANATION, _settings_table, _timing_rows, _timings, aulc_rows, by_strategy,
+    STEPS, TEST_EXPLANATION, _settings_table, _timing_rows, _timings, aulc_section, by_strategy,
     labels_to_target_rows, most_labeled, settings_rows,
 )
 from activelabel.report.data import CampaignRecord
@@ -117,16 +117,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                   "the target (no interpolation). Per-seed figures in brackets; — : not reached."),
         anchor="labels-to-target-section",
     ))
-    body.append(html.section(
-        "Area under the mIoU curve and gain over random",
-        html.table("aulc", ["strategy", "seeds", "AULC of mIoU (mean ± std)", "gain over random", "t",
-                            "p (paired t-test)", "pairs"], aulc_rows(groups, curve=miou_curve)),
-        html.paragraph(MIOU_EXPLANATION),
-        *([] if BASELINE in groups else [html.note(
-            f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
-            f"{BASELINE!r} to --strategies (a rerun adds only the missing campaigns).")]),
-        anchor="aulc-section",
-    ))
+    body.append(aulc_section(groups, "Area under the mIoU curve and gain over random", "AULC of mIoU (mean ± std)",
+                             MIOU_EXPLANATION, curve=miou_curve))
     body.append(html.section("Calibration: per-pixel temperature scaling", *uncertainty.experiment_calibration(groups),
                              anchor="calibration"))
     body.append(html.section(
