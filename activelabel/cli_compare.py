@@ -50,12 +50,15 @@ class ExperimentProgress:
 
 
 def final_table(title: str, rows: list[tuple[str, int, int | None, float | None, float | None]]) -> Table:
-    """rows: (strategy, seeds, labels, mean accuracy, std accuracy) at each arm's last round.
+    """rows: (strategy, seeds, labels trained on, mean accuracy, std accuracy) at each arm's last round.
+
+    "trained on", as status and the report name it: the labels the last measured model learned
+    from, not the labels bought (the last round's batch is labeled after it; trial 14 F2).
 
     4 decimals, as the report: its labels-to-target rule is a strict >= on these means, so a
     mean of 0.8997 must not read 0.900 (trial 14 F1)."""
     table = Table(title=title)
-    for column in ("strategy", "seeds", "labels", "test accuracy (mean ± std)"):
+    for column in ("strategy", "seeds", "trained on", "test accuracy (mean ± std)"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for strategy, seeds, labels, mean, std in rows:
         accuracy = "" if mean is None else f"{mean:.4f} ± {std or 0.0:.4f}"

@@ -32,8 +32,9 @@ def test_the_export_line_counts_labeled_samples_and_copies_apart() -> None:
     assert ExportedLabels(1, 0).describe() == "1 labeled sample"
 
 
-def test_compares_closing_table_shows_four_decimals() -> None:
-    """Trial 14 F1: a mean of 0.899721 must not read 0.900 beside the report's strict >= target."""
+def test_compares_closing_table_names_labels_trained_on_and_shows_four_decimals() -> None:
+    """Trial 14 F1/F2: the column counts the labels the last model trained on (as status and the
+    report name it), and a mean of 0.899721 must not read 0.900 beside the report's strict >= target."""
     from rich.console import Console
 
     from activelabel.cli_compare import final_table
@@ -42,7 +43,7 @@ def test_compares_closing_table_shows_four_decimals() -> None:
     console.print(final_table("Experiment e", [("random", 2, 80, 0.899721, 0.0158), ("bald", 2, None, None, None)]))
     lines = console.export_text().splitlines()
     header = next(line for line in lines if "strategy" in line)
-    assert [c.strip() for c in header.split("┃")][1:5] == ["strategy", "seeds", "labels",
+    assert [c.strip() for c in header.split("┃")][1:5] == ["strategy", "seeds", "trained on",
                                                             "test accuracy (mean ± std)"]
     rows = [[c.strip() for c in line.split("│")][1:5] for line in lines if "random" in line or "bald" in line]
     assert rows == [["random", "2", "80", "0.8997 ± 0.0158"], ["bald", "2", "", ""]]
