@@ -100,11 +100,12 @@ def check_targets(targets: Sequence[float] | None) -> None:
 
     for target in targets or ():
         if not (isinstance(target, (int, float)) and 0.0 < target <= 1.0):
+            # One hint, not two (trial 14 F4): a percentage gets its own fraction, anything else
+            # the general example.
             hint = (f"; for {target:g} % give --target {target / 100:g}" if isinstance(target, (int, float))
-                    and 2.0 <= target <= 100.0 else "")
+                    and 2.0 <= target <= 100.0 else ", e.g. --target 0.9 for 90 %")
             raise ConfigError(
-                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1], e.g. "
-                f"--target 0.9 for 90 %{hint}")
+                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1]{hint}")
 
 
 def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRecord]]:
