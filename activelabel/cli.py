@@ -613,9 +613,24 @@ def run(
         command_ref = _command_ref(config.name, campaign_file, given_url)
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
-    _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
-                  accept_changes=accept_changes, relabel_changes=relabel_changes)
+    from activelabel.errors import SettingsChangedError
+
+    try:
+        _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
+                      command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
+                      accept_changes=accept_changes, relabel_changes=relabel_changes)
+    except SettingsChangedError as error:
+        # Changed in the file, not by an option: say what to put back there (trial 14 F6); an
+        # option or --campaign in play keeps the command-line wording.
+        given = {k for k, v in overrides.items() if v is not None}
+        from_options = given & ({setting for setting, _, _ in error.changes} | {"name"})
+        if campaign_file is not None and not from_options:
+            from activelabel.campaign.file import changed_settings_message
+
+            text = changed_settings_message(campaign_file, config.name, error.changes)
+            if text is not None:
+                error.args = (text,)
+        raise
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
