@@ -510,7 +510,9 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     """The run table. "trained on": the labels the round's model learned from, the x of the
     learning curve beside its accuracy; empty for a round that trains no model (the
     evaluation and cold-start rounds, which only send a random batch). The accuracy column is
-    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation.
+    named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation;
+    4 decimals, as the report: a target's strict >= must read the same here (0.8997 is not 0.900,
+    trial 14 F1).
     "work s": the seconds activelabel worked on the round (train, score, select, push, and the
     sync that completed it), never the wait for annotators; named so because a waiting round's
     figure grows by that last sync's seconds once it completes (trial F7d)."""
@@ -527,8 +529,8 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
         table.add_row(
             str(s.index),
             *kind_cells(s.kind, s.learned_from, s.held_out),
-            "" if s.test_accuracy is None else f"{s.test_accuracy:.3f}",
-            *(("" if s.miou is None else f"{s.miou:.3f}",) if miou else ()),
+            "" if s.test_accuracy is None else f"{s.test_accuracy:.4f}",
+            *(("" if s.miou is None else f"{s.miou:.4f}",) if miou else ()),
             "" if s.mean_selected_score is None else _score_text(s.mean_selected_score),
             f"{s.seconds:.1f}",
             s.status.replace("_", " ") + (f" · stopped: {s.stop_reason}" if s.stop_reason else ""),
@@ -611,9 +613,24 @@ def run(
         command_ref = _command_ref(config.name, campaign_file, given_url)
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
         command_ref = _command_ref(config.name, None, database_url)
-    _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
-                  command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
-                  accept_changes=accept_changes, relabel_changes=relabel_changes)
+    from activelabel.errors import SettingsChangedError
+
+    try:
+        _run_campaign(config, database_url, dask=(dask_address, dask_workers), note_epochs=epochs is not None,
+                      command_ref=command_ref, campaign_file=campaign_file, overridden=overridden, relocate=relocate,
+                      accept_changes=accept_changes, relabel_changes=relabel_changes)
+    except SettingsChangedError as error:
+        # Changed in the file, not by an option: say what to put back there (trial 14 F6); an
+        # option or --campaign in play keeps the command-line wording.
+        given = {k for k, v in overrides.items() if v is not None}
+        from_options = given & ({setting for setting, _, _ in error.changes} | {"name"})
+        if campaign_file is not None and not from_options:
+            from activelabel.campaign.file import changed_settings_message
+
+            text = changed_settings_message(campaign_file, config.name, error.changes)
+            if text is not None:
+                error.args = (text,)
+        raise
     if config.task == "segmentation":
         _print_heatmaps(config.name, database_url)
 
@@ -1071,6 +1088,7 @@ def status(
     # answers only (an answer withdrawn by --relabel-changes is history). "changed": samples whose
     # annotations were edited or deleted in Label Studio after a sync.
     # The accuracy column is named by what it measures; a waiting round shows its model's figure.
+    # 4 decimals as the report, whose labels-to-target is a strict >= (trial 14 F1: 0.8997 read 0.900).
     columns = ["round", "kind", "status", "selected", "sent", "annotated", "resolved", "rejected", "changed",
                "trained on", accuracy, *(["mIoU"] if segmentation else [])]
     trained = any(r.training for r in rounds)  # rounds stored before round.training: no column
@@ -1087,8 +1105,8 @@ def status(
         cells = [
             str(r.index), kind, r.status.replace("_", " "), str(r.selected), str(r.sent), str(r.annotated),
             str(r.resolved), str(r.rejected), str(r.changed), trained_on,
-            "" if r.test_accuracy is None else f"{r.test_accuracy:.3f}",
-            *(["" if r.miou is None else f"{r.miou:.3f}"] if segmentation else []),
+            "" if r.test_accuracy is None else f"{r.test_accuracy:.4f}",
+            *(["" if r.miou is None else f"{r.miou:.4f}"] if segmentation else []),
             *([training_cells(r.training)[0]] if trained else []), r.error or "",
         ]
         table.add_row(*cells[: len(columns)])

@@ -51,12 +51,18 @@ class ExperimentProgress:
 
 def final_table(title: str, rows: list[tuple[str, int, int | None, float | None, float | None]],
                 measure: str = "test accuracy (mean ± std)") -> Table:
-    """rows: (strategy, seeds, labels, mean, std of ``measure``) at each arm's last round."""
+    """rows: (strategy, seeds, labels trained on, mean, std of ``measure``) at each arm's last round.
+
+    "trained on", as status and the report name it: the labels the last measured model learned
+    from, not the labels bought (the last round's batch is labeled after it; trial 14 F2).
+
+    4 decimals, as the report: its labels-to-target rule is a strict >= on these means, so a
+    mean of 0.8997 must not read 0.900 (trial 14 F1)."""
     table = Table(title=title)
-    for column in ("strategy", "seeds", "labels", measure):
+    for column in ("strategy", "seeds", "trained on", measure):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for strategy, seeds, labels, mean, std in rows:
-        accuracy = "" if mean is None else f"{mean:.3f} ± {std or 0.0:.3f}"
+        accuracy = "" if mean is None else f"{mean:.4f} ± {std or 0.0:.4f}"
         table.add_row(strategy, str(seeds), "" if labels is None else str(labels), accuracy)
     return table
 

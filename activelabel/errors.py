@@ -47,6 +47,16 @@ class CampaignStateError(ActiveLabelError):
     """The stored campaign cannot do what was asked (e.g. conflicting settings, round already running)."""
 
 
+class SettingsChangedError(CampaignStateError):
+    """A rerun's fixed settings differ from the stored campaign's. ``changes`` holds
+    (setting, stored value, new value) so a caller that knows where the values came from (a
+    campaign file) can say what to put back where (trial 14 F6)."""
+
+    def __init__(self, message: str, changes: list[tuple[str, object, object]] | None = None) -> None:
+        super().__init__(message)  # args = (message,): unpickled (a flow's state) without changes
+        self.changes = list(changes or [])
+
+
 class RoundAlreadyRunningError(CampaignStateError):
     """Another live process holds the campaign's lease: one round per campaign at a time."""
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 
 from activelabel.acquisition import get_strategy
-from activelabel.errors import CampaignStateError, ConfigError
+from activelabel.errors import ConfigError, SettingsChangedError
 
 # Settings that may change between runs of the same campaign without changing its meaning.
 # Data locations are compared by resolved path and content hash instead (see campaign.data).
@@ -448,15 +448,17 @@ class CampaignConfig:
 
     def check_compatible(self, stored: CampaignConfig) -> None:
         """Rerunning a campaign may extend its rounds, not change what its rounds meant."""
-        changed = [
-            f"{f.name} {getattr(stored, f.name)!r} -> {getattr(self, f.name)!r}"
+        changes = [
+            (f.name, getattr(stored, f.name), getattr(self, f.name))
             for f in fields(self)
             if f.name not in _MUTABLE and getattr(self, f.name) != getattr(stored, f.name)
         ]
-        if changed:
-            raise CampaignStateError(
+        if changes:
+            changed = [f"{name} {old!r} -> {new!r}" for name, old, new in changes]
+            raise SettingsChangedError(
                 f"campaign {self.name!r} already exists with other settings ({'; '.join(changed)}); "
-                "pick another --campaign name or a fresh --database-url"
+                "pick another --campaign name or a fresh --database-url",
+                changes,
             )
 
 

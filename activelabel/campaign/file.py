@@ -379,6 +379,48 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
+# Stored settings whose campaign-file key is not ``<section>.<same name>``.
+_RENAMED_KEYS = {"annotator": "annotator.kind", "annotator_noise": "annotator.noise", "loader_workers": "data.workers"}
+
+
+def file_key(setting: str) -> str | None:
+    """The campaign-file key a stored setting is read from (``batch_size`` ->
+    ``campaign.batch_size``); None for one a file does not set (``dataset``, ``initial_labeled``)."""
+    if setting in _RENAMED_KEYS:
+        return _RENAMED_KEYS[setting]
+    for section in ("campaign", "data", "model", "annotator", "stop", "segmentation"):
+        if setting in SECTIONS[section].model_fields:
+            return f"{section}.{setting}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A stored setting as the file writes it (tuples are TOML lists); None: unset."""
+    if value is None:
+        return "unset"
+    return _toml_value(list(value) if isinstance(value, tuple) else value)
+
+
+def _put_back(key: str, value: Any) -> str:
+    """``key = value`` as the file writes it; for a value the campaign was created without, the
+    line to leave out."""
+    return f"no {key} (leave the key out)" if value is None else f"{key} = {_shown(value)}"
+
+
+def changed_settings_message(file: str | Path, name: str, changes: list[tuple[str, Any, Any]]) -> str | None:
+    """The refusal of changed fixed settings in a campaign file's words (trial 14 F6): the file,
+    each key with the value the campaign was created with, and the two ways on. None when a
+    change is not a file key (the caller keeps its command-line wording)."""
+    keys = [(file_key(setting), old, new) for setting, old, new in changes]
+    if any(key is None for key, _, _ in keys):
+        return None
+    listed = "; ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in keys)
+    back = ", ".join(_put_back(key, old) for key, old, _ in keys)
+    return (f"{file}: campaign {name!r} already exists with other settings ({listed}); these settings are "
+            f"fixed once a campaign is created: put back what it was created with ({back}), or start a new "
+            f"campaign: another campaign.name or another database.url in {file}")
+
+
 _EXAMPLES = {
     ("campaign", "name"): "my-campaign",
     ("data", "pool"): "images/",

@@ -129,8 +129,8 @@ class RoundSummary(LearnedFrom):
             return f"round {self.index} complete · {self.kind.replace('_', ' ')} batch labeled · {self.seconds:.1f}s"
         # No yardstick (no data.test, evaluation_size = 0): no accuracy to show.
         accuracy = ("no test set" if self.test_accuracy is None
-                    else f"{self.accuracy_name} {self.test_accuracy:.3f}"
-                    + ("" if self.miou is None else f" · mIoU {self.miou:.3f}"))
+                    else f"{self.accuracy_name} {self.test_accuracy:.4f}"
+                    + ("" if self.miou is None else f" · mIoU {self.miou:.4f}"))
         learned = self.learned_from
         trained = "trained" if learned is None else trained_on_words(learned, self.held_out)
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"

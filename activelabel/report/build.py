@@ -108,11 +108,12 @@ def check_targets(targets: Sequence[float] | None) -> None:
 
     for target in targets or ():
         if not (isinstance(target, (int, float)) and 0.0 < target <= 1.0):
+            # One hint, not two (trial 14 F4): a percentage gets its own fraction, anything else
+            # the general example.
             hint = (f"; for {target:g} % give --target {target / 100:g}" if isinstance(target, (int, float))
-                    and 2.0 <= target <= 100.0 else "")
+                    and 2.0 <= target <= 100.0 else ", e.g. --target 0.9 for 90 %")
             raise ConfigError(
-                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1], e.g. "
-                f"--target 0.9 for 90 %{hint}")
+                f"--target {target:g} is not a test accuracy (or mIoU): give a fraction in (0, 1]{hint}")
 
 
 def by_strategy(records: Sequence[CampaignRecord]) -> dict[str, list[CampaignRecord]]:
@@ -233,12 +234,35 @@ def _timing_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
     return rows
 
 
+def _drawn_kinds(record: CampaignRecord) -> dict[int, str]:
+    """Round index -> kind of the record's rounds that draw their batch at random (evaluation,
+    cold start) instead of letting the strategy pick it."""
+    rows = [*record.rounds, *([record.waiting] if record.waiting is not None else [])]
+    return {r.index: r.kind for r in rows if r.kind != "active"}
+
+
 def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
+    """Classes of the strategy's picks per round: the random draws of evaluation and cold-start
+    rounds are left out, they are no strategy's picks (trial 14 F3)."""
     counts: dict[int, Counter] = {}
     for r in records:
+        drawn = _drawn_kinds(r)
         for p in r.picked:
-            counts.setdefault(p.round_index, Counter())[p.label or "unlabeled"] += 1
+            if p.round_index not in drawn:
+                counts.setdefault(p.round_index, Counter())[p.label or "unlabeled"] += 1
     return counts
+
+
+def _drawn_note(records: Sequence[CampaignRecord]) -> str:
+    """The sentence naming the rounds the class balance leaves out, and why; "" when none."""
+    drawn = sorted({(i, kind) for r in records for i, kind in _drawn_kinds(r).items()
+                    if any(p.round_index == i for p in r.picked)})
+    if not drawn:
+        return ""
+    listed = ", ".join(f"round {i} ({kind.replace('_', ' ')})" for i, kind in drawn)
+    return html.note(f"Left out of the chart: {listed}: their samples were drawn at random (the evaluation set, "
+                     "never trained on, or a cold-start batch labeled before a model could score the pool), not "
+                     "picked by the strategy. Their labels are in `activelabel export`.")
 
 
 def settings_rows(settings: dict, most_labeled: int | None = None) -> list[list[str]]:
@@ -283,11 +307,17 @@ def _learning_curves(groups: dict[str, list[CampaignRecord]], several: bool, spl
     return parts
 
 
-def _class_balance(groups: dict[str, list[CampaignRecord]], classes: Sequence[str], caption: str) -> str:
+def _class_balance(groups: dict[str, list[CampaignRecord]], classes: Sequence[str], caption: str,
+                   across: str = "") -> str:
+    """The class-balance figure of the strategies' picks, and the note on the random draws left
+    out. ``across``: the figure titles' suffix (an experiment's " (all seeds)")."""
     balance = {s: counts for s, runs in groups.items() if (counts := _class_counts(runs))}
+    drawn = _drawn_note([r for runs in groups.values() for r in runs])
     if not balance:
-        return html.note("No sample has been selected yet, so there is no class balance to show.")
-    return html.figure(figures.class_balance(balance, [*classes, "unlabeled"]), "class-balance", caption)
+        return (html.note("No strategy has picked a sample yet, so there is no class balance to show.") + drawn
+                if drawn else html.note("No sample has been selected yet, so there is no class balance to show."))
+    return html.figure(figures.class_balance(balance, [*classes, "unlabeled"], across=across),
+                       "class-balance", caption) + drawn
 
 
 def _timings(groups: dict[str, list[CampaignRecord]], caption: str) -> str:
@@ -332,7 +362,8 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
                              *density.experiment_density(engine, groups), anchor="density"))
     body.append(html.section(
         "Class balance of the picks",
-        _class_balance(groups, classes, "Classes (their annotated labels) of the samples each strategy picked, per round"),
+        _class_balance(groups, classes, "Classes (their annotated labels) of the samples each strategy picked, per round",
+                       across=" (all seeds)"),
         anchor="class-balance-section",
     ))
     body.append(html.section("Selected samples", *[_gallery(runs[0], gallery_size) for runs in groups.values()],

@@ -62,14 +62,16 @@ def density_row(index: int, summary: Mapping, counts: DensityCounts) -> list[str
 
 def not_measured_note(rounds: Sequence[tuple[int, Mapping]]) -> str:
     """Why rounds' densities are not measured yet, on one line: ``rounds`` (index, summary)."""
+    from activelabel.campaign.summary import counted  # "1 labeled sample" (trial 14 F5)
+
     indices = ", ".join(str(i) for i, _ in rounds)
     dims = sorted({int(d.get("dim", 0)) for _, d in rounds})
     smallest = max(int(d.get("smallest_class", 0)) for _, d in rounds)
     dim = dims[-1] if len(dims) == 1 else f"{dims[0]} to {dims[-1]}"
     return (f"Round{'s' if len(rounds) > 1 else ''} {indices}: feature density not measured yet — the smallest "
-            f"class had at most {smallest} labeled samples, not more than the {dim} feature dimensions, so its "
-            "covariance is held up by jitter and log densities run to meaningless extremes; no threshold, flag "
-            f"or histogram until every class has more than {dims[-1]} labeled samples.")
+            f"class had at most {counted(smallest, 'labeled sample')}, not more than the {dim} feature dimensions, "
+            "so its covariance is held up by jitter and log densities run to meaningless extremes; no threshold, "
+            f"flag or histogram until every class has more than {counted(dims[-1], 'labeled sample')}.")
 
 
 def campaign_density(engine: Engine, campaign_id: int, record: CampaignRecord,

@@ -80,9 +80,11 @@ def learning_curves_figure(curves: Mapping[str, Sequence[Curve]], metric: str, t
 
 
 def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], classes: Sequence[str],
-                  ylabel: str = "samples") -> str:
+                  ylabel: str = "samples", across: str = "") -> str:
     """Per strategy (one panel each): stacked bars of the classes picked in each round
-    (``counts[strategy][round][class]``: samples, or for segmentation a share of pixels)."""
+    (``counts[strategy][round][class]``: samples, or for segmentation a share of pixels).
+    ``across``: the titles' suffix, " (all seeds)" where bars add an experiment's seeds; a
+    single campaign's report has none (trial 14 F3)."""
     strategies = list(counts)
     figure = Figure(figsize=(6.4, 2.4 * max(1, len(strategies))))
     for row, strategy in enumerate(strategies):
@@ -94,7 +96,7 @@ def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], class
             if any(heights):
                 ax.bar(rounds, heights, bottom=bottom, color=_class_color(c, name), label=name)
                 bottom = [b + h for b, h in zip(bottom, heights)]
-        ax.set_title(f"{strategy}: classes picked per round (all seeds)", fontsize=9)
+        ax.set_title(f"{strategy}: classes picked per round{across}", fontsize=9)
         ax.set_ylabel(ylabel)
         ax.set_xlabel("round")
         if rounds:

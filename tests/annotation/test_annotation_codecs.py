@@ -71,3 +71,27 @@ def test_exported_mask_files_stay_inside_the_export_folder() -> None:
     assert mask_file_name("a/b.jpg").as_posix() == "a/b.png"
     assert mask_file_name("../../seed/images/x.JPG").as_posix() == "_parent_/_parent_/seed/images/x.png"
     assert mask_file_name("shapes/0/000012.png").as_posix() == "shapes/0/000012.png"
+
+
+def test_the_documented_scripted_answer_is_what_the_classification_project_reads() -> None:
+    """Trial 14 F11: docs/labelstudio.md's `annotations.create(..., result=[...])` example gives the
+    exact result; it must name the label config's Choices/Image and decode to its choice."""
+    import ast
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "labelstudio.md").read_text(encoding="utf-8")
+    call = doc[doc.index("client.annotations.create(\n"):]
+    call = call[: call.index("\n)")]
+    result = ast.literal_eval(re.search(r"result=(\[.*?\}\}\])", call, re.S).group(1))
+    assert "completed_by=user.id" in call
+    codec = ChoicesCodec([str(d) for d in range(10)])
+    config = codec.label_config()
+    [item] = result
+    assert f'<Choices name="{item["from_name"]}" toName="{item["to_name"]}"' in config
+    assert f'<Image name="{item["to_name"]}"' in config
+    assert item["type"] == "choices"
+    assert codec.answer(result, "annotation 1").label == "3"
+    # the same shape as the pre-annotation activelabel itself sends, less the score
+    pre = codec.prediction_result(TaskRequest(1, "x.png", 0, 0.2, "3", 0.8))
+    assert [{k: v for k, v in pre[0].items() if k != "score"}] == result

@@ -136,3 +136,38 @@ def test_the_dask_section_says_where_rounds_are_scored(tmp_path):
     with pytest.raises(CampaignFileError, match="dask.workers"):
         dask_settings(file)
     assert "[dask]" in template() and "# address = ..." in template() and "# workers = ..." in template()
+
+
+def test_a_fixed_setting_changed_in_the_file_says_what_to_put_back_there(data_folder, tmp_path) -> None:
+    """Trial 14 F6: batch_size edited in the file of an existing campaign was refused with the
+    command-line hint (--campaign / --database-url); the file's refusal names the file, the key and
+    the value to put back. A changed value given as an option keeps the command-line wording."""
+    from activelabel.campaign import prepare_campaign
+    from activelabel.storage.database import open_engine
+
+    path = write_campaign_file(data_folder / f"fixed-{tmp_path.name}.toml", "files-test", simulated=True,
+                               settings={"campaign.batch_size": 5, "data.evaluation_size": 10})
+    url = f"sqlite:///{tmp_path / 'al.db'}"
+    config, _ = load_campaign_file(path)
+    prepare_campaign(open_engine(url), config)  # the campaign exists, created from the file
+    text = path.read_text()
+    assert f"batch_size = {config.batch_size}" in text
+    data_edited = data_folder / f"edited-{tmp_path.name}.toml"  # beside the data: its relative paths hold
+    data_edited.write_text(text.replace(f"batch_size = {config.batch_size}", "batch_size = 15", 1))
+
+    def refused(*args: str) -> str:
+        result = subprocess.run([*EXE, "run", *args, "--database-url", url], capture_output=True, text=True,
+                                timeout=600, cwd=tmp_path, env={**os.environ, "COLUMNS": "400"})
+        assert result.returncode == 1, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        return lines[0]
+
+    assert refused(str(data_edited)) == (
+        f"error: {data_edited}: campaign 'files-test' already exists with other settings (campaign.batch_size "
+        f"{config.batch_size} -> 15); these settings are fixed once a campaign is created: put back what it was "
+        f"created with (campaign.batch_size = {config.batch_size}), or start a new campaign: another "
+        f"campaign.name or another database.url in {data_edited}")
+    by_option = refused(str(path), "--batch-size", "7")
+    assert f"(batch_size {config.batch_size} -> 7); pick another --campaign name or a fresh --database-url" in by_option
+    assert "put back" not in by_option

@@ -149,8 +149,8 @@ def test_a_complete_round_says_how_many_labels_it_trained_on() -> None:
     def summary(labeled: int) -> RoundSummary:
         return RoundSummary(5, "complete", labeled, 0.9, None, None, None, 7.84, "v5")
 
-    assert summary(1200).describe() == "round 5 complete · trained on 1,200 labels · test accuracy 0.900 · 7.8s"
-    assert summary(1).describe() == "round 5 complete · trained on 1 label · test accuracy 0.900 · 7.8s"
+    assert summary(1200).describe() == "round 5 complete · trained on 1,200 labels · test accuracy 0.9000 · 7.8s"
+    assert summary(1).describe() == "round 5 complete · trained on 1 label · test accuracy 0.9000 · 7.8s"
 
 
 def test_help_paragraphs_wrap_at_the_terminal_width_not_at_the_source_lines(tmp_path) -> None:

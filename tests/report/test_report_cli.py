@@ -45,7 +45,8 @@ def test_status_says_why_a_segmentation_round_fits_no_temperature(segmentation_c
 
 
 @pytest.mark.parametrize(("target", "hint"), [
-    ("1.5", ""), ("90", "; for 90 % give --target 0.9"), ("0", ""), ("-0.2", ""),
+    ("1.5", ", e.g. --target 0.9 for 90 %"), ("90", "; for 90 % give --target 0.9"),
+    ("0", ", e.g. --target 0.9 for 90 %"), ("-0.2", ", e.g. --target 0.9 for 90 %"),
 ])
 def test_report_refuses_a_target_outside_0_1(tiny_experiment, tmp_path, target, hint) -> None:
     out = tmp_path / "r.html"
@@ -53,9 +54,21 @@ def test_report_refuses_a_target_outside_0_1(tiny_experiment, tmp_path, target, 
                      "--database-url", tiny_experiment.url, cwd=tiny_experiment.folder)
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
-    assert (f"error: --target {float(target):g} is not a test accuracy (or mIoU): give a fraction in (0, 1], e.g. "
-            f"--target 0.9 for 90 %{hint}") in message
+    assert (f"error: --target {float(target):g} is not a test accuracy (or mIoU): give a fraction in (0, 1]"
+            f"{hint}") in message
+    assert message.count("--target 0.9") == 1  # trial 14 F4: the hint once, not twice
     assert not out.exists()
+
+
+def test_a_percentage_target_gets_one_hint() -> None:
+    """Trial 14 F4: `--target 90` said "e.g. --target 0.9 for 90 %; for 90 % give --target 0.9"."""
+    with pytest.raises(ConfigError) as raised:
+        check_targets([90.0])
+    assert str(raised.value) == ("--target 90 is not a test accuracy (or mIoU): give a fraction in (0, 1]; "
+                                 "for 90 % give --target 0.9")
+    with pytest.raises(ConfigError) as raised:
+        check_targets([85.0])
+    assert str(raised.value).endswith("(0, 1]; for 85 % give --target 0.85")
 
 
 def test_targets_in_0_1_pass_and_others_raise() -> None:

@@ -108,3 +108,16 @@ def test_the_experiment_density_sums_measured_rounds_only_and_counts_the_rest() 
     assert "<td>9 / 20</td><td>45.0</td><td>45 / 600</td><td>7.5</td>" in parts.replace("\n", "")
     assert ("Left out: 2 campaign rounds whose density is not measured yet (a class with no more labeled samples "
             "than feature dimensions); their flags mean nothing.") in parts
+
+
+def test_the_not_measured_note_counts_one_sample_in_the_singular() -> None:
+    """Trial 14 F5: "at most 1 labeled samples" read wrong; the counts take the right number."""
+    from activelabel.report.density import not_measured_note
+
+    one = not_measured_note([(3, {"dim": 128, "smallest_class": 1})])
+    assert one.startswith("Round 3: feature density not measured yet — the smallest class had at most "
+                          "1 labeled sample, not more than the 128 feature dimensions, ")
+    assert one.endswith("until every class has more than 128 labeled samples.")
+    two = not_measured_note([(3, {"dim": 128, "smallest_class": 1}), (4, {"dim": 128, "smallest_class": 2})])
+    assert two.startswith("Rounds 3, 4: feature density not measured yet — the smallest class had at most "
+                          "2 labeled samples, ")

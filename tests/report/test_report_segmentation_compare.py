@@ -97,7 +97,7 @@ def test_every_strategy_and_seed_is_a_segmentation_campaign_with_the_demo_defaul
     # the final table reads each arm's last mIoU: mean ± std over seeds
     for strategy in STRATEGIES:
         mean, std = _mean_std([ran.miou(strategy, seed)[-1][1] for seed in SEEDS])
-        assert f"│ {strategy}" in ran.second.stdout and f"{mean:.3f} ± {std:.3f}" in ran.second.stdout
+        assert f"│ {strategy}" in ran.second.stdout and f"{mean:.4f} ± {std:.4f}" in ran.second.stdout
     assert "test mIoU (mean ± std)" in ran.second.stdout
 
 
