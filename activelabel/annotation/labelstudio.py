@@ -407,20 +407,18 @@ class LabelStudioAnnotator:
         if not path:
             return
         what = f"{doing}adding local-files storage {path!r} to project {project_id}"
-        with self._talking(what):
-            existing = self._ls.import_storage.local.list(project=project_id)
-        if any(_get(s, "path") == path for s in existing):
-            return
 
-        def landed() -> Any:
+        def storage_with_path() -> Any:
+            """The project's local-files storage of this path, or None (also what a failed create left)."""
             with self._talking(what):
                 return next((s for s in self._ls.import_storage.local.list(project=project_id)
                              if _get(s, "path") == path), None)
 
-        create_once(self._talking, what, lambda once: self._ls.import_storage.local.create(
-            project=project_id, path=path, title="activelabel images", use_blob_urls=False,
-            request_options=once,
-        ), landed)
+        if storage_with_path() is None:
+            create_once(self._talking, what, lambda once: self._ls.import_storage.local.create(
+                project=project_id, path=path, title="activelabel images", use_blob_urls=False,
+                request_options=once,
+            ), storage_with_path)
 
     # -- push -----------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def _same_size(masks: list[np.ndarray]) -> list[np.ndarray]:
     """One image's masks at one size for the vote: the largest one's (nearest neighbour). They
     differ only when the image was painted both embedded (training size) and served (its own)."""
     height, width = max(m.shape for m in masks)
-    return [m if m.shape == (height, width) else resize_mask(m, height, width) for m in masks]
+    return [resize_mask(m, height, width) for m in masks]  # a mask of that size comes back as it is
 
 
 def resolved_masks(engine, campaign_id: int, num_classes: int) -> dict[int, np.ndarray]:
@@ -134,7 +134,7 @@ def _masks_by_uri(engine, campaign_id: int, num_classes: int, size: int) -> dict
     by_id = resolved_masks(engine, campaign_id, num_classes)
     with session_scope(engine) as session:
         uris = dict(session.execute(select(Sample.id, Sample.uri).where(Sample.campaign_id == campaign_id)).all())
-    return {uris[i]: m if m.shape == (size, size) else resize_mask(m, size) for i, m in by_id.items()}
+    return {uris[i]: resize_mask(m, size) for i, m in by_id.items()}  # unchanged at the training size
 
 
 def train_segmenter(job: TrainInput) -> Trained:

@@ -368,13 +368,18 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
     ))
     body.append(html.section("Selected samples", *[_gallery(runs[0], gallery_size) for runs in groups.values()],
                              anchor="gallery"))
-    body.append(html.section(
+    body.append(experiment_timings_section(groups))
+    return html.page(f"Experiment {name}", body)
+
+
+def experiment_timings_section(groups: dict[str, list[CampaignRecord]]) -> str:
+    """An experiment page's per-round timings: the chart and the table of mean seconds over seeds."""
+    return html.section(
         "Timings per round",
         _timings(groups, "Mean seconds per round over seeds: training, scoring the pool, selecting"),
         html.table("timings-table", ["strategy", *[f"{s} (mean s per round)" for s in STEPS]], _timing_rows(groups)),
         anchor="timings-section",
-    ))
-    return html.page(f"Experiment {name}", body)
+    )
 
 
 def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targets: Sequence[float],

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.build import (
-    STEPS, TEST_EXPLANATION, _settings_table, _timing_rows, _timings, aulc_section, by_strategy,
+    TEST_EXPLANATION, _settings_table, aulc_section, by_strategy, experiment_timings_section,
     labels_to_target_rows, most_labeled, settings_rows,
 )
 from activelabel.report.data import CampaignRecord
@@ -134,10 +134,5 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
     body.append(html.section("Heatmaps of the selected images",
                              *[part for runs in groups.values() for part in _heatmaps(engine, runs[0], gallery_size)],
                              anchor="gallery"))
-    body.append(html.section(
-        "Timings per round",
-        _timings(groups, "Mean seconds per round over seeds: training, scoring the pool, selecting"),
-        html.table("timings-table", ["strategy", *[f"{s} (mean s per round)" for s in STEPS]], _timing_rows(groups)),
-        anchor="timings-section",
-    ))
+    body.append(experiment_timings_section(groups))
     return html.page(f"Experiment {name} (segmentation)", body)
