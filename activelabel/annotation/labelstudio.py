@@ -195,6 +195,11 @@ class LabelStudioProjectError(LabelStudioError):
     """The project with the campaign's title exists but does not fit the campaign (other labels)."""
 
 
+def _task_entry(task: Any) -> tuple[int, set[str], dict]:
+    """``(task id, model versions of its predictions, data)`` of a listed task."""
+    return int(task.id), {str(_get(p, "model_version")) for p in (task.predictions or [])}, dict(task.data or {})
+
+
 def _sample_id(data: Any) -> int | None:
     try:
         return int(_get(data or {}, "sample_id"))
@@ -375,31 +380,71 @@ class LabelStudioAnnotator:
                     description="Created by activelabel: uncertain samples first.",
                     request_options=once,
                 ),
-                landed=lambda: next(iter(self._projects_titled(what)), None),
+                # quiet: several here are sorted out just below
+                landed=lambda: next(iter(self._projects_titled(what, warn=False)), None),
             )
             log.info("Label Studio %s: created project %r (id %d)", self.url, self.project_title, project.id)
             self.created_project = True
             # Every process must settle on the same project: if another one appeared with this title
-            # (a create retried after a timeout, a second process at the same moment), the oldest wins.
-            project = (self._projects_titled(what) or [project])[0]
+            # (Label Studio ran the create twice, a second process at the same moment), the oldest wins.
+            project = (self._drop_projects_made_twice(what) or [project])[0]
         self._project_id = int(project.id)
         self._ensure_local_storage(self._project_id, doing)
         return self._project_id
 
-    def _projects_titled(self, what: str) -> list[Any]:
+    def _projects_titled(self, what: str, *, warn: bool = True) -> list[Any]:
         """The projects with exactly this campaign's title, oldest first. Several is a fault: it
-        is named, and the oldest is used by every process alike."""
+        is named (unless ``warn`` is false), and the oldest is used by every process alike."""
         with self._talking(what):
             # by id: a listing read while projects come and go may hold one project twice
             titled = {p.id: p for p in self._ls.projects.list(title=self.project_title)
                       if p.title == self.project_title}
             found = [titled[project_id] for project_id in sorted(titled)]
-        if len(found) > 1:
+        if len(found) > 1 and warn:
             log.warning(
                 "Label Studio %s: %d projects are titled %r (ids %s); activelabel uses the oldest, id %d. "
                 "Move any answers from the others into it, then delete them in Label Studio.",
                 self.url, len(found), self.project_title, ", ".join(str(p.id) for p in found), found[0].id)
         return found
+
+    def _drop_projects_made_twice(self, what: str) -> list[Any]:
+        """Right after this process created the campaign's project (none had its title before):
+        the projects with its title, oldest first, less the newer empty ones, which are deleted.
+
+        Two ways make more than one:
+
+        - Label Studio on SQLite reruns a whole request that ended in "database is locked"
+          (``core.middleware.DatabaseIsLockedRetryMiddleware``), and a project create can hit it
+          after the project was written (in ``ProjectSummary.reset``): one POST, answered once,
+          makes two projects (this project's CI, stop 23: ids 30 and 31);
+        - another process created the same campaign's project at the same moment.
+
+        Every process uses the oldest, so a newer one is only clutter that annotators would see;
+        it is deleted only while it holds no task, so no work is ever removed.
+        """
+        from label_studio_sdk.core.api_error import ApiError
+
+        found = self._projects_titled(what, warn=False)
+        kept, extra = found[:1], found[1:]
+        for project in extra:
+            if project.task_number:
+                kept.append(project)
+                continue
+            with self._talking(f"{what}: deleting project {project.id}, made twice"):
+                try:
+                    self._ls.projects.delete(id=project.id)
+                except ApiError as exc:
+                    if exc.status_code != 404:  # 404: another process deleted it first
+                        raise
+            log.warning(
+                "Label Studio %s: project %r was made %d times while activelabel created it (ids %s): on "
+                "SQLite, Label Studio reruns a create that hit 'database is locked', or another process "
+                "created it at the same moment. activelabel uses the oldest, id %d, and deleted the empty "
+                "id %d.", self.url, self.project_title, len(found),
+                ", ".join(str(p.id) for p in found), found[0].id, project.id)
+        if len(kept) > 1:
+            return self._projects_titled(what)  # some hold tasks: named, and the oldest used
+        return kept
 
     def _ensure_local_storage(self, project_id: int, doing: str) -> None:
         """Local files are served only to a project with a local-files storage holding them."""
@@ -464,10 +509,8 @@ class LabelStudioAnnotator:
             **self.codec.task_data(t),
         }
 
-    def _existing_tasks(
-        self, project_id: int, what: str, sample_ids: list[int]
-    ) -> dict[int, tuple[int, set[str], dict]]:
-        """``sample_id -> (task id, model versions of its predictions, data)`` for these samples.
+    def _tasks_by_sample(self, project_id: int, what: str, sample_ids: list[int]) -> dict[int, list[Any]]:
+        """``sample_id -> the project's tasks holding it``, oldest first, for these samples.
 
         Asks for those samples only (a Data Manager filter on ``data.sample_id``, in chunks), so
         a push costs what it sends, not the size of the project.
@@ -483,17 +526,25 @@ class LabelStudioAnnotator:
                 rows.extend(self._ls.tasks.list(project=project_id, fields="all", query=query,
                                                 page_size=PAGE_SIZE))
         wanted = set(sample_ids)
-        found: dict[int, tuple[int, set[str], dict]] = {}
-        for task in sorted(rows, key=lambda t: t.id):
+        found: dict[int, dict[int, Any]] = {}
+        for task in rows:  # by id: a listing read while tasks come and go may hold one twice
             sample_id = _sample_id(task.data)
-            if sample_id is None or sample_id not in wanted:
-                continue
-            if sample_id in found:
-                log.warning("Label Studio %s: project %d holds sample %d twice (tasks %d and %d); using %d",
-                            self.url, project_id, sample_id, found[sample_id][0], task.id, found[sample_id][0])
-                continue
-            versions = {str(_get(p, "model_version")) for p in (task.predictions or [])}
-            found[sample_id] = (int(task.id), versions, dict(task.data or {}))
+            if sample_id is not None and sample_id in wanted:
+                found.setdefault(sample_id, {})[int(task.id)] = task
+        return {sample_id: [tasks[i] for i in sorted(tasks)] for sample_id, tasks in found.items()}
+
+    def _existing_tasks(
+        self, project_id: int, what: str, sample_ids: list[int]
+    ) -> dict[int, tuple[int, set[str], dict]]:
+        """``sample_id -> (task id, model versions of its predictions, data)`` for these samples;
+        a sample held by several tasks is named, and its oldest task used."""
+        found: dict[int, tuple[int, set[str], dict]] = {}
+        for sample_id, tasks in self._tasks_by_sample(project_id, what, sample_ids).items():
+            if len(tasks) > 1:
+                log.warning("Label Studio %s: project %d holds sample %d %d times (tasks %s); using %d",
+                            self.url, project_id, sample_id, len(tasks),
+                            ", ".join(str(t.id) for t in tasks), tasks[0].id)
+            found[sample_id] = _task_entry(tasks[0])
         return found
 
     def tasks_of_samples(self, sample_ids: list[int], *, round_index: int | None = None) -> dict[int, str]:
@@ -579,7 +630,7 @@ class LabelStudioAnnotator:
             ids.update(self._import(project_id, what, missing[start:start + IMPORT_CHUNK],
                                     payload[start:start + IMPORT_CHUNK]))
         if missing:
-            self._restore_dropped_predictions(project_id, what, missing, version, serving)
+            ids.update(self._settle_imported(project_id, what, missing, version, serving))
         # Label Studio accepts a project model version only once predictions of it exist.
         with self._talking(f"{what}: setting the project's model version to {version!r}"):
             self._ls.projects.update(id=project_id, model_version=version)
@@ -589,30 +640,66 @@ class LabelStudioAnnotator:
         )
         return ids
 
-    def _restore_dropped_predictions(
+    def _settle_imported(
         self, project_id: int, what: str, imported: list[TaskRequest], version: str, serving: dict[int, float],
-    ) -> None:
-        """Add back the predictions Label Studio dropped from an import that it reported as done.
+    ) -> dict[int, str]:
+        """Read the imported tasks back and mend what Label Studio said was done but did other
+        than asked; ``sample_id -> task id`` of the task each sample keeps.
 
-        Label Studio 1.23 (seen on its SQLite database) sometimes stores an import's tasks
-        without their predictions when several imports reach it at once, and still answers
-        201 with every task id. The tasks would be served without pre-annotation and out of
-        the strategy's order, and the project would refuse this model version. So push reads
-        the imported tasks back and creates each missing prediction on its own (one request
-        per task, only when something was dropped).
+        - **Imported twice.** Label Studio on SQLite reruns a whole request that ended in
+          "database is locked" (``DatabaseIsLockedRetryMiddleware``); an import can hit it after
+          its tasks were written (counters, project summary), so one import, answered once,
+          holds its samples twice. These samples had no task before this import, so every task
+          holding them is this import's: the oldest is kept and the newer ones deleted while
+          they hold no annotation (an annotated one is kept, named, and left to the team).
+        - **Predictions dropped.** Label Studio 1.23 (seen on its SQLite database) sometimes
+          stores an import's tasks without their predictions when several imports reach it at
+          once, and still answers 201 with every task id. The tasks would be served without
+          pre-annotation and out of the strategy's order, and the project would refuse this model
+          version, so each missing prediction is created on its own (one request per task).
         """
-        stored = self._existing_tasks(project_id, what, [t.sample_id for t in imported])
+        by_sample = self._tasks_by_sample(project_id, what, [t.sample_id for t in imported])
+        twice = {s: tasks[1:] for s, tasks in by_sample.items() if len(tasks) > 1}
+        if twice:
+            self._delete_tasks_made_twice(project_id, what, twice)
+        stored = {s: _task_entry(tasks[0]) for s, tasks in by_sample.items()}
         dropped = [t for t in imported if t.sample_id in stored and version not in stored[t.sample_id][1]]
-        if not dropped:
-            return
-        log.warning(
-            "Label Studio %s: project %d stored %d imported tasks without their %s prediction; adding them again",
-            self.url, project_id, len(dropped), version,
-        )
+        if dropped:
+            log.warning(
+                "Label Studio %s: project %d stored %d imported tasks without their %s prediction; adding them again",
+                self.url, project_id, len(dropped), version,
+            )
         for t in dropped:
             task_id = stored[t.sample_id][0]
             self._add_prediction(project_id, f"{what}: adding the {version} prediction Label Studio dropped "
                                  f"from task {task_id}", task_id, t, version, serving[t.sample_id])
+        return {sample_id: str(entry[0]) for sample_id, entry in stored.items()}
+
+    def _delete_tasks_made_twice(self, project_id: int, what: str, newer: dict[int, list[Any]]) -> None:
+        """Delete these newer copies of just-imported tasks (see :meth:`_settle_imported`)."""
+        from label_studio_sdk.core.api_error import ApiError
+
+        deleted: list[int] = []
+        for sample_id, tasks in sorted(newer.items()):
+            for task in tasks:
+                if _get(task, "total_annotations") or _get(task, "annotations"):
+                    log.warning("Label Studio %s: project %d holds sample %d twice and its task %d is already "
+                                "annotated, so it is kept; activelabel uses the oldest task",
+                                self.url, project_id, sample_id, task.id)
+                    continue
+                with self._talking(f"{what}: deleting task {task.id}, imported twice"):
+                    try:
+                        self._ls.tasks.delete(id=task.id)
+                    except ApiError as exc:
+                        if exc.status_code != 404:
+                            raise
+                deleted.append(int(task.id))
+        if deleted:
+            log.warning(
+                "Label Studio %s imported %d tasks of project %d twice from one import: on SQLite it reruns a "
+                "request that hit 'database is locked'. activelabel keeps each sample's oldest task and deleted "
+                "the empty copies (tasks %s).", self.url, len(deleted), project_id,
+                ", ".join(map(str, deleted)))
 
     def _import(self, project_id: int, what: str, chunk: list[TaskRequest], requests: list[dict]) -> dict[int, str]:
         """Import these tasks (one request each in ``requests``, alike in order); ``sample_id -> task id``.

@@ -7,7 +7,10 @@ create made two projects (CI proxy of 9e93623: three projects with one title).
 Every request here goes to the real server. What cannot be had from it on demand is the failed
 answer itself: a transport between the SDK and the server replaces the real answer to the chosen
 requests with a 500 after the server has done them (or, with ``forward=False``, before it sees
-them). That fault is injected and nothing else.
+them), or has the server run them twice and answers the second run, which is what Label
+Studio's own ``DatabaseIsLockedRetryMiddleware`` does with a request that hit "database is
+locked" (CI of stop 23: one project create, two projects). Those faults are injected and
+nothing else: the lock itself cannot be had on demand.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from tests_support_lsserver import projects_titled
 pytestmark = pytest.mark.labelstudio
 
 
-class AnswersFailAfterDoing(httpx.BaseTransport):
-    """Forward every request to the real server, but answer the first ``times`` requests matching
-    ``method`` and ``path`` (a regular expression) with a 500: after the server did them
-    (``forward=True``) or without sending them (``forward=False``)."""
+class ServerFault(httpx.BaseTransport):
+    """Forward every request to the real server, except the first ``times`` requests matching
+    ``method`` and ``path`` (a regular expression): the server runs each of those ``runs`` times
+    (0: it never sees it; 2: what Label Studio's own ``DatabaseIsLockedRetryMiddleware`` does
+    with a request that hit "database is locked"), and the answer is a 500 (``answer_500``) or
+    the last real answer."""
 
-    def __init__(self, method: str, path: str, *, times: int = 1, forward: bool = True) -> None:
+    def __init__(self, method: str, path: str, *, times: int = 1, runs: int = 1, answer_500: bool = True) -> None:
         self.real = httpx.HTTPTransport()
-        self.method, self.path, self.left, self.forward = method, re.compile(path), times, forward
+        self.method, self.path, self.left = method, re.compile(path), times
+        self.runs, self.answer_500 = runs, answer_500
         self.failed: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -39,9 +45,20 @@ class AnswersFailAfterDoing(httpx.BaseTransport):
             return self.real.handle_request(request)
         self.left -= 1
         self.failed.append(request.url.path)
-        if self.forward:
-            self.real.handle_request(request).close()
-        return httpx.Response(500, json={"detail": "database is locked"}, request=request)
+        answers = []
+        for _ in range(self.runs):
+            answer = self.real.handle_request(request)
+            answer.read()
+            answers.append(answer)
+        if self.answer_500 or not answers:
+            return httpx.Response(500, json={"detail": "database is locked"}, request=request)
+        return httpx.Response(answers[-1].status_code, headers=answers[-1].headers,
+                              content=answers[-1].content, request=request)
+
+
+def AnswersFailAfterDoing(method: str, path: str, *, times: int = 1, forward: bool = True) -> ServerFault:
+    """The server did (``forward``) or never saw the request, and the answer is a 500."""
+    return ServerFault(method, path, times=times, runs=1 if forward else 0)
 
 
 def with_faults(annotator, ls_server, transport: AnswersFailAfterDoing):
@@ -107,3 +124,42 @@ def test_a_prediction_answered_500_after_it_was_stored_is_stored_once(
     assert len(transport.failed) == 2  # both tasks' r2 predictions were answered 500
     for task in ls_client.tasks.list(project=annotator.project_id, fields="all"):
         assert sorted(p.model_version for p in task.predictions) == ["r1-test", "r2-test"]
+
+
+@pytest.mark.parametrize("answer_500", [False, True], ids=["answered-201", "answered-500"])
+def test_a_project_create_label_studio_ran_twice_leaves_one_project_the_oldest(
+        make_annotator, ls_server, ls_client, project_title, caplog, answer_500):
+    # CI of stop 23: Label Studio's retry-on-locked middleware ran one POST twice (ids 30 and 31).
+    transport = ServerFault("POST", r"/api/projects/?$", runs=2, answer_500=answer_500)
+    annotator = with_faults(make_annotator(), ls_server, transport)
+    with caplog.at_level(logging.WARNING):
+        project_id = annotator.ensure_project()
+    assert len(transport.failed) == 1
+    assert [p.id for p in projects_titled(ls_client, project_title)] == [project_id]
+    made = re.search(r"was made 2 times while activelabel created it \(ids (\d+), (\d+)\)", caplog.text)
+    assert made and int(made.group(1)) == project_id and int(made.group(2)) > project_id
+    assert f"uses the oldest, id {project_id}, and deleted the empty id {made.group(2)}" in caplog.text
+    assert "Move any answers" not in caplog.text  # not the user-made duplicates' warning
+    assert annotator.created_project
+
+
+def test_a_task_import_label_studio_ran_twice_leaves_each_sample_once(
+        make_annotator, ls_server, ls_client, make_tasks, caplog):
+    annotator = make_annotator()
+    project_id = annotator.ensure_project()
+    transport = ServerFault("POST", rf"/api/projects/{project_id}/import", runs=2, answer_500=False)
+    with_faults(annotator, ls_server, transport)
+    tasks = make_tasks([0.2, 0.5, 0.9])
+    with caplog.at_level(logging.WARNING):
+        pushed = annotator.push(tasks)
+    assert len(transport.failed) == 1
+    stored = list(ls_client.tasks.list(project=project_id, fields="all"))
+    assert sorted(t.data["sample_id"] for t in stored) == [100, 101, 102]
+    assert pushed == {t.data["sample_id"]: str(t.id) for t in stored}
+    assert sorted(int(i) for i in pushed.values()) == sorted(t.id for t in stored)
+    assert all([p.model_version for p in t.predictions] == ["r1-test"] for t in stored)
+    assert "imported 3 tasks of project" in caplog.text and "twice from one import" in caplog.text
+    # the kept tasks are the oldest (the first run's); the deleted copies were the newer three
+    deleted = [int(i) for i in re.search(r"empty copies \(tasks ([\d, ]+)\)", caplog.text).group(1).split(", ")]
+    assert len(deleted) == 3 and min(deleted) > max(int(i) for i in pushed.values())
+    assert annotator.push(tasks) == pushed
