@@ -34,12 +34,15 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from activelabel.annotation.labelstudio import LabelStudioError
+from activelabel.annotation.labelstudio import LabelStudioError, LabelStudioUnavailableError
+from activelabel.annotation.send_once import create_once
 from activelabel.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -464,11 +467,67 @@ def unregister_webhook(client: Any, webhook_id: int) -> bool:
     return True
 
 
+def _webhooks_to(client: Any, project_id: int, url: str) -> list[Any]:
+    """The project's webhooks to ``url``, oldest first."""
+    hooks = [w for w in client.webhooks.list(project=str(project_id))
+             if _get(w, "project") == project_id and _get(w, "url") == url]
+    return sorted(hooks, key=lambda w: int(_get(w, "id")))
+
+
+@contextmanager
+def _unavailable_as_typed(base: str, what: str) -> Iterator[None]:
+    """A 5xx, 408, 429, timeout or dropped connection as :class:`LabelStudioUnavailableError`,
+    which :func:`~activelabel.annotation.send_once.create_once` takes for "maybe done"."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        if exc.status_code is None or exc.status_code >= 500 or exc.status_code in (408, 429):
+            raise LabelStudioUnavailableError(
+                f"Label Studio at {base} failed while {what} (HTTP {exc.status_code}); retry later") from None
+        raise
+    except httpx.TimeoutException:
+        raise LabelStudioUnavailableError(f"Label Studio at {base} timed out while {what}; retry later") from None
+    except httpx.TransportError as exc:
+        raise LabelStudioUnavailableError(
+            f"Label Studio at {base} is unreachable while {what} ({type(exc).__name__}); is the server running?"
+        ) from None
+
+
+def _create_webhook_once(client: Any, project_id: int, url: str, settings: dict[str, Any], what: str) -> int:
+    """Create the project's webhook to ``url``, sent once (:mod:`~activelabel.annotation.send_once`);
+    its id. A webhook made twice (Label Studio on SQLite reruns a request that hit "database is
+    locked", even after it wrote the webhook) would send every annotation event twice: the newer
+    copies are deleted and the oldest is used."""
+    base = _base_url(client)
+    created = create_once(
+        lambda doing: _unavailable_as_typed(base, doing), what,
+        lambda once: client.webhooks.create(url=url, project=project_id, **settings, request_options=once),
+        landed=lambda: next(iter(_webhooks_to(client, project_id, url)), None),
+    )
+    from label_studio_sdk.core.api_error import ApiError
+
+    made = _webhooks_to(client, project_id, url) or [created]
+    for extra in made[1:]:
+        try:
+            client.webhooks.delete(id=int(_get(extra, "id")))
+        except ApiError as exc:
+            if exc.status_code != 404:  # 404: gone already
+                raise
+        log.warning("Label Studio %s: project %d: webhook to %s was made %d times from one create (ids %s): on "
+                    "SQLite, Label Studio reruns a create that hit 'database is locked'. activelabel uses the "
+                    "oldest, id %d, and deleted id %d.", base, project_id, url, len(made),
+                    ", ".join(str(_get(w, "id")) for w in made), int(_get(made[0], "id")), int(_get(extra, "id")))
+    return int(_get(made[0], "id"))
+
+
 def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int:
     """Make Label Studio POST annotation events of ``project_id`` to ``url``; returns the webhook id.
 
     Idempotent: an existing webhook of the project with the same URL is updated (actions,
-    payload, active, secret header) and reused, never duplicated. Other webhooks of ours (the
+    payload, active, secret header) and reused, never duplicated; a new one is created once, even
+    when Label Studio answers 5xx after making it or makes it twice (:func:`_create_webhook_once`). Other webhooks of ours (the
     project's webhooks to the same receiver path that send our secret header) are probed
     (:func:`receiver_answers`, at most :data:`PROBE_SECONDS` each): one whose receiver answers
     belongs to another running ``watch`` and is kept; one where nothing answers was left by a
@@ -516,9 +575,10 @@ def register_webhook(client: Any, project_id: int, url: str, secret: str) -> int
             log.info("Label Studio %s: project %d: reusing webhook %d to %s", base, project_id, webhook_id, url)
         else:
             doing = f"creating a webhook for project {project_id}"
-            created = client.webhooks.create(url=url, project=project_id, **settings)
-            webhook_id = int(_get(created, "id"))
+            webhook_id = _create_webhook_once(client, project_id, url, settings, doing)
             log.info("Label Studio %s: project %d: created webhook %d to %s", base, project_id, webhook_id, url)
+    except LabelStudioUnavailableError as exc:
+        raise LabelStudioWebhookError(_scrub(str(exc), *hidden)) from None
     except ApiError as exc:
         code = exc.status_code
         body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body, default=str)

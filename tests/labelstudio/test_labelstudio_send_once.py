@@ -163,3 +163,26 @@ def test_a_task_import_label_studio_ran_twice_leaves_each_sample_once(
     deleted = [int(i) for i in re.search(r"empty copies \(tasks ([\d, ]+)\)", caplog.text).group(1).split(", ")]
     assert len(deleted) == 3 and min(deleted) > max(int(i) for i in pushed.values())
     assert annotator.push(tasks) == pushed
+
+
+@pytest.mark.parametrize("runs,answer_500", [(1, True), (2, False), (2, True)],
+                         ids=["done-answered-500", "ran-twice-answered-201", "ran-twice-answered-500"])
+def test_a_webhook_create_done_but_answered_500_or_run_twice_leaves_one_webhook(
+        make_annotator, ls_server, ls_client, caplog, runs, answer_500):
+    from activelabel.annotation.webhook import generate_secret, register_webhook
+
+    annotator = make_annotator()
+    project_id = annotator.ensure_project()
+    transport = ServerFault("POST", r"/api/webhooks/?$", runs=runs, answer_500=answer_500)
+    with_faults(annotator, ls_server, transport)
+    url = "http://127.0.0.1:9/activelabel/webhook"  # never called: only the registration is checked
+    with caplog.at_level(logging.WARNING):
+        webhook_id = register_webhook(annotator.client, project_id, url, generate_secret())
+    assert len(transport.failed) == 1
+    hooks = [w for w in ls_client.webhooks.list(project=str(project_id)) if w.project == project_id]
+    assert [(w.id, w.url) for w in hooks] == [(webhook_id, url)]
+    if runs == 2:
+        assert "was made 2 times from one create" in caplog.text
+        assert f"uses the oldest, id {webhook_id}, and deleted id" in caplog.text
+    if answer_500:
+        assert "it was done all the same" in caplog.text
