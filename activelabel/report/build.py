@@ -234,7 +234,7 @@ def _timing_rows(groups: dict[str, list[CampaignRecord]]) -> list[list[str]]:
     return rows
 
 
-def _drawn_kinds(record: CampaignRecord) -> dict[int, str]:
+def drawn_kinds(record: CampaignRecord) -> dict[int, str]:
     """Round index -> kind of the record's rounds that draw their batch at random (evaluation,
     cold start) instead of letting the strategy pick it."""
     rows = [*record.rounds, *([record.waiting] if record.waiting is not None else [])]
@@ -246,16 +246,16 @@ def _class_counts(records: Sequence[CampaignRecord]) -> dict[int, Counter]:
     rounds are left out, they are no strategy's picks (trial 14 F3)."""
     counts: dict[int, Counter] = {}
     for r in records:
-        drawn = _drawn_kinds(r)
+        drawn = drawn_kinds(r)
         for p in r.picked:
             if p.round_index not in drawn:
                 counts.setdefault(p.round_index, Counter())[p.label or "unlabeled"] += 1
     return counts
 
 
-def _drawn_note(records: Sequence[CampaignRecord]) -> str:
+def drawn_note(records: Sequence[CampaignRecord]) -> str:
     """The sentence naming the rounds the class balance leaves out, and why; "" when none."""
-    drawn = sorted({(i, kind) for r in records for i, kind in _drawn_kinds(r).items()
+    drawn = sorted({(i, kind) for r in records for i, kind in drawn_kinds(r).items()
                     if any(p.round_index == i for p in r.picked)})
     if not drawn:
         return ""
@@ -312,7 +312,7 @@ def _class_balance(groups: dict[str, list[CampaignRecord]], classes: Sequence[st
     """The class-balance figure of the strategies' picks, and the note on the random draws left
     out. ``across``: the figure titles' suffix (an experiment's " (all seeds)")."""
     balance = {s: counts for s, runs in groups.items() if (counts := _class_counts(runs))}
-    drawn = _drawn_note([r for runs in groups.values() for r in runs])
+    drawn = drawn_note([r for runs in groups.values() for r in runs])
     if not balance:
         return (html.note("No strategy has picked a sample yet, so there is no class balance to show.") + drawn
                 if drawn else html.note("No sample has been selected yet, so there is no class balance to show."))

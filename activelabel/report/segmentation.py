@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from activelabel.campaign.summary import TRAINED_ON_NOTE
 from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import figures, html, uncertainty
+from activelabel.report.build import drawn_kinds, drawn_note
 from activelabel.report.curves import aulc, labels_to_target
 from activelabel.report.data import CampaignRecord, RoundRow
 from activelabel.report.settings import ROUND_KEYS, annotator_rows, calibrate_rows, data_keys, key_rows, masked
@@ -159,20 +160,32 @@ def _pixel_balance(engine: Engine, campaign_id: int, record: CampaignRecord) -> 
     rounds = sorted(k for k in shares if k is not None)
     if not rounds:
         return [html.note("No selected image has a mask yet, so there is no pixel balance of the picks to show.")]
+    drawn = drawn_kinds(record)
     counts = {record.strategy: {i: {c: float(v) for c, v in zip(record.labels, 100.0 * shares[i].shares())}
-                                for i in rounds}}
-    rows = [[("seed masks" if key is None else f"round {key}"), str(shares[key].images),
-             *[f"{100.0 * v:.1f}" for v in shares[key].shares()]]
+                                for i in rounds if i not in drawn}}
+    rows = [[picked_in_words(key, drawn), str(shares[key].images), *[f"{100.0 * v:.1f}" for v in shares[key].shares()]]
             for key in ([None] if None in shares else []) + rounds]
+    chart = ([html.figure(figures.class_balance(counts, record.labels, ylabel="% of painted pixels"), "pixel-balance",
+                          "Classes of the painted pixels in the masks of the images the strategy picked, per round "
+                          "(% of the round's painted pixels)")] if counts[record.strategy] else [])
     return [
-        html.figure(figures.class_balance(counts, record.labels, ylabel="% of painted pixels"), "pixel-balance",
-                    "Classes of the painted pixels in the masks of the images picked, per round (% of the round's "
-                    "painted pixels)"),
+        *chart,
         html.table("pixel-share", ["picked in", "images", *[f"{c} %" for c in record.labels]], rows),
         html.note("Per group of images, each class's share of the painted pixels (ignore pixels left out; several "
                   "annotators' masks of an image are averaged). A strategy that hunts uncertain pixels shifts the "
                   "share towards thin and small classes; compare with the seed masks."),
+        drawn_note([record]),
     ]
+
+
+def picked_in_words(key: int | None, drawn: dict[int, str]) -> str:
+    """A pixel-balance row's group: the seed masks, a round, or a round whose images were drawn
+    at random (evaluation, cold start), so no strategy's picks (trial 14 F3)."""
+    if key is None:
+        return "seed masks"
+    if key in drawn:
+        return f"round {key} ({drawn[key].replace('_', ' ')}, drawn at random)"
+    return f"round {key}"
 
 
 def _heatmap_figure(row: HeatmapRow, name_prefix: str = "heatmap") -> str:

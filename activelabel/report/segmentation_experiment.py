@@ -22,11 +22,11 @@ from sqlalchemy import Engine
 
 from activelabel.report import figures, html, uncertainty
 from activelabel.report.build import (
-    TEST_EXPLANATION, _settings_table, aulc_section, by_strategy, experiment_timings_section,
+    TEST_EXPLANATION, _settings_table, aulc_section, by_strategy, drawn_kinds, drawn_note, experiment_timings_section,
     labels_to_target_rows, most_labeled, settings_rows,
 )
 from activelabel.report.data import CampaignRecord
-from activelabel.report.segmentation import METRICS, _heatmap_figure
+from activelabel.report.segmentation import METRICS, _heatmap_figure, picked_in_words
 from activelabel.report.segmentation_data import heatmap_rows, picked_pixel_shares
 
 MIOU_EXPLANATION = (TEST_EXPLANATION.replace("accuracy curve", "mIoU curve").replace("mean accuracy", "mean mIoU")
@@ -69,22 +69,26 @@ def _pixel_balance(engine: Engine, groups: dict[str, list[CampaignRecord]], clas
         total = float(pixels.sum())
         return 100.0 * pixels / total if total else np.zeros_like(pixels)
 
-    counts = {s: {k: dict(zip(classes, map(float, percent(p)))) for k, (_, p) in rounds.items() if k is not None}
+    records = [r for runs in groups.values() for r in runs]
+    drawn = {i: kind for r in records for i, kind in drawn_kinds(r).items()}
+    counts = {s: {k: dict(zip(classes, map(float, percent(p)))) for k, (_, p) in rounds.items()
+                  if k is not None and k not in drawn}
               for s, rounds in summed.items()}
-    rows = [[strategy, "seed masks" if key is None else f"round {key}", str(rounds[key][0]),
+    rows = [[strategy, picked_in_words(key, drawn), str(rounds[key][0]),
              *[f"{v:.1f}" for v in percent(rounds[key][1])]]
             for strategy, rounds in summed.items()
             for key in ([None] if None in rounds else []) + sorted(k for k in rounds if k is not None)]
+    picked = {s: c for s, c in counts.items() if c}
     return [
-        html.figure(figures.class_balance({s: c for s, c in counts.items() if c}, classes,
-                                          ylabel="% of painted pixels"), "pixel-balance",
-                    "Classes of the painted pixels in the masks of the images each strategy picked, per round, over "
-                    "all seeds (% of the round's painted pixels)"),
+        *([html.figure(figures.class_balance(picked, classes, ylabel="% of painted pixels"), "pixel-balance",
+                       "Classes of the painted pixels in the masks of the images each strategy picked, per round, "
+                       "over all seeds (% of the round's painted pixels)")] if picked else []),
         html.table("pixel-share", ["strategy", "picked in", "images (all seeds)", *[f"{c} %" for c in classes]], rows),
         html.note("Segmentation's class balance: per strategy and group of images, each class's share of the painted "
                   "pixels of their masks, summed over seeds (ignore pixels left out). The seed masks are the same for "
                   "every strategy of a seed; a strategy that hunts uncertain pixels shifts the share towards thin and "
                   "small classes."),
+        drawn_note(records),
     ]
 
 

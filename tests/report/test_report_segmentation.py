@@ -167,3 +167,22 @@ def test_opening_sentence_and_score_histograms_come_from_the_stored_rounds(repor
         assert page.captions[f"uncertainty-round-{i}"] == (
             f"Round {i}: bald image scores (the per-pixel map aggregated per image), pool against selected")
         assert page.figures[f"uncertainty-round-{i}"][0].startswith("data:image/png;base64,")
+
+
+def test_a_round_drawn_at_random_is_named_in_the_pixel_balance_and_left_out_of_its_chart(
+        segmentation_campaign, tmp_path) -> None:
+    # An unlabeled folder starts with a cold-start round: its images are drawn at random, not
+    # picked by the strategy (trial 14 F3 for classification). The campaign's round 1 is made one.
+    exp = segmentation_campaign
+    copy = tmp_path / "seg.db"
+    shutil.copyfile(exp.database, copy)
+    with sqlite3.connect(copy) as connection:
+        connection.execute("UPDATE round SET kind = 'cold_start' WHERE \"index\" = 1")
+    drawn = type(exp)(exp.folder, copy, f"sqlite:///{copy}", [], "", "")
+    _, page = _report(drawn, tmp_path / "drawn.html")
+    _, before = _report(exp, tmp_path / "before.html")
+    rows, rows_before = page.tables["pixel-share"][1:], before.tables["pixel-share"][1:]
+    assert [r[0] for r in rows] == ["seed masks", "round 1 (cold start, drawn at random)", "round 2"]
+    assert [r[1:] for r in rows] == [r[1:] for r in rows_before]  # same images, same shares
+    assert "Left out of the chart: round 1 (cold start)" in page.text
+    assert "pixel-balance" in page.figures and "Left out of the chart" not in before.text
