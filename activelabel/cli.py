@@ -602,13 +602,13 @@ def run(
         name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
         config = CampaignConfig(name=name, **given)
     if dask_address is not None or dask_workers is not None:
-        from activelabel.flows.sharded import check_cluster
+        from activelabel.campaign.dask_options import check_cluster
 
         check_cluster(address=dask_address, workers=dask_workers)
-        _quiet_dask()
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
+        _quiet_dask()
     if campaign_file is not None and campaign is None:
         command_ref = _command_ref(config.name, campaign_file, given_url)
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
@@ -718,19 +718,19 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     if address is None and workers is None:
         return None, None
     from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.dask_options import check_cluster
     from activelabel.errors import ConfigError
-    from activelabel.flows.sharded import check_cluster
     from activelabel.storage import Campaign, session_scope
     from sqlalchemy import select
 
     check_cluster(address=address, workers=workers)
-    _quiet_dask()
     with session_scope(engine) as session:
         stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign))
     task = CampaignConfig.from_dict(stored).task if stored is not None else "classification"
     if task != "classification":
         raise ConfigError(f"--dask-address / --dask-workers score classification pools; a {task} campaign "
                           "scores in one process (leave them out)")
+    _quiet_dask()
     return address, workers
 
 
