@@ -808,10 +808,10 @@ def sync(
     """
     _configure_logging(verbose)
     campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows import sync_flow
-
     engine, _ = _open_database(database_url, existing=True)
     _known_campaign(engine, campaign)
+    from activelabel.flows import sync_flow  # torch and Prefect: after the checks (trial 14 F7)
+
     _quiet_prefect()
     result = sync_flow(campaign)
     from activelabel.campaign.summary import counted
@@ -852,8 +852,6 @@ def watch(
     _configure_logging(verbose)
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows.watch import WatchStopped, watch_campaign
-
     engine, _ = _open_database(database_url, existing=True)
     from activelabel.campaign.lookup import campaign_id
 
@@ -861,6 +859,8 @@ def watch(
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     same = f" --rounds {rounds}" if rounds is not None else ""  # given again, the stop line names it
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
+    from activelabel.flows.watch import WatchStopped, watch_campaign  # torch and Prefect: after the checks
+
     _quiet_prefect()
     ref = _given_command_ref(campaign, given, given_url, database_url)
     try:
