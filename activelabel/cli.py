@@ -913,9 +913,11 @@ def serve(
     """
     _configure_logging(verbose)
     # Checks that need neither the database nor the flow stack first: they answer in a second.
-    from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
+    from activelabel.serve_checks import check_cron, check_prefect_server, check_schedule_options, prefect_api_url
 
     check_schedule_options(interval, cron)
+    if cron is not None:
+        check_cron(cron)
     check_prefect_server(prefect_api_url())
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
