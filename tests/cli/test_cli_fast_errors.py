@@ -169,7 +169,10 @@ def test_a_wrong_cron_expression_is_refused_before_the_server_the_database_and_t
 
 def test_the_settings_checks_modules_import_neither_torch_nor_prefect() -> None:
     # What the commands above check with: their homes must stay light, or every refusal waits again.
+    # The strategy registry (every command checks a strategy name with it) needs no scipy either.
     code = ("import json, sys\n"
+            "import activelabel.acquisition\n"
+            "assert 'scipy' not in sys.modules, 'the strategy registry imported scipy'\n"
             "import activelabel.campaign.model_settings, activelabel.campaign.epochs, activelabel.campaign.setup\n"
             "import activelabel.campaign.dask_options, activelabel.campaign.experiment, activelabel.serve_checks\n"
             "import activelabel.pipeline.architectures, activelabel.pipeline.training_plan, activelabel.cli_compare\n"
