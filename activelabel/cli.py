@@ -602,13 +602,13 @@ def run(
         name = campaign or f"demo-{given.get('strategy', 'bald')}-seed{given.get('seed', 0)}"
         config = CampaignConfig(name=name, **given)
     if dask_address is not None or dask_workers is not None:
-        from activelabel.flows.sharded import check_cluster
+        from activelabel.campaign.dask_options import check_cluster
 
         check_cluster(address=dask_address, workers=dask_workers)
-        _quiet_dask()
         if config.task != "classification":
             raise ConfigError("--dask-address / --dask-workers score classification pools; a "
                               f"{config.task} campaign scores in one process (leave them out)")
+        _quiet_dask()
     if campaign_file is not None and campaign is None:
         command_ref = _command_ref(config.name, campaign_file, given_url)
     else:  # no file, or --campaign renames it (the file then names another campaign): name and database
@@ -718,19 +718,19 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     if address is None and workers is None:
         return None, None
     from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.dask_options import check_cluster
     from activelabel.errors import ConfigError
-    from activelabel.flows.sharded import check_cluster
     from activelabel.storage import Campaign, session_scope
     from sqlalchemy import select
 
     check_cluster(address=address, workers=workers)
-    _quiet_dask()
     with session_scope(engine) as session:
         stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign))
     task = CampaignConfig.from_dict(stored).task if stored is not None else "classification"
     if task != "classification":
         raise ConfigError(f"--dask-address / --dask-workers score classification pools; a {task} campaign "
                           "scores in one process (leave them out)")
+    _quiet_dask()
     return address, workers
 
 
@@ -808,10 +808,10 @@ def sync(
     """
     _configure_logging(verbose)
     campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows import sync_flow
-
     engine, _ = _open_database(database_url, existing=True)
     _known_campaign(engine, campaign)
+    from activelabel.flows import sync_flow  # torch and Prefect: after the checks (trial 14 F7)
+
     _quiet_prefect()
     result = sync_flow(campaign)
     from activelabel.campaign.summary import counted
@@ -852,8 +852,6 @@ def watch(
     _configure_logging(verbose)
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)
-    from activelabel.flows.watch import WatchStopped, watch_campaign
-
     engine, _ = _open_database(database_url, existing=True)
     from activelabel.campaign.lookup import campaign_id
 
@@ -861,6 +859,8 @@ def watch(
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     same = f" --rounds {rounds}" if rounds is not None else ""  # given again, the stop line names it
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds
+    from activelabel.flows.watch import WatchStopped, watch_campaign  # torch and Prefect: after the checks
+
     _quiet_prefect()
     ref = _given_command_ref(campaign, given, given_url, database_url)
     try:
@@ -913,9 +913,11 @@ def serve(
     """
     _configure_logging(verbose)
     # Checks that need neither the database nor the flow stack first: they answer in a second.
-    from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
+    from activelabel.serve_checks import check_cron, check_prefect_server, check_schedule_options, prefect_api_url
 
     check_schedule_options(interval, cron)
+    if cron is not None:
+        check_cron(cron)
     check_prefect_server(prefect_api_url())
     given, given_url = campaign, database_url
     campaign, database_url = _campaign_ref(campaign, database_url)

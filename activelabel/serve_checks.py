@@ -34,6 +34,24 @@ def check_schedule_options(interval: float | None, cron: str | None) -> None:
         raise ConfigError("--cron is empty; give a cron expression, e.g. '0 3 * * *' (3 am daily)")
 
 
+def check_cron(cron: str) -> None:
+    """A cron expression Prefect's schedules accept (Prefect's own validator, imported here only:
+    it costs Prefect's client, about a second, and neither torch nor the flows).
+
+    Raises:
+        ConfigError: not a cron expression, or one of croniter's random/hashed forms.
+    """
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        CronSchedule(cron=cron)
+    except ValueError as error:
+        errors = error.errors() if hasattr(error, "errors") else []  # pydantic's ValidationError
+        reason = str(errors[0].get("msg", error)).removeprefix("Value error, ") if errors else str(error)
+        raise ConfigError(f"--cron {cron!r} is not a cron expression ({reason}); "
+                          "e.g. '0 3 * * *' for 3 am daily") from None
+
+
 def prefect_api_url(environ: Mapping[str, str] | None = None) -> str:
     """``$PREFECT_API_URL``, which a schedule needs (Prefect's temporary server ends with the
     process, and its schedule with it).

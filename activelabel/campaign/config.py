@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 from activelabel.acquisition import get_strategy
 from activelabel.errors import ConfigError, SettingsChangedError
+from activelabel.pipeline.architectures import ARCHITECTURES
 
 # Settings that may change between runs of the same campaign without changing its meaning.
 # Data locations are compared by resolved path and content hash instead (see campaign.data).
@@ -24,7 +25,6 @@ _MUTABLE = {
 }
 ANNOTATORS = ("simulated", "labelstudio")
 UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_dropout")
-ARCHITECTURES = ("small_cnn", "gal_cnn", "gal_cnn_keras", "resnet18", "mobilenet_v3_small", "efficientnet_b0")
 #: Training recipes (see campaign.recipes): None is the default recipe.
 RECIPES = ("gal2017",)
 TASKS = ("classification", "segmentation")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.model_settings import training_config
-from activelabel.pipeline.training import planned_epochs
+from activelabel.pipeline.training_plan import planned_epochs
 
 
 def labels_for_epochs(config: CampaignConfig) -> int | None:

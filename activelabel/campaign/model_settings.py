@@ -1,11 +1,21 @@
-"""The campaign's model and training settings, as the pipeline's own objects."""
+"""The campaign's model and training settings, as the pipeline's own objects.
+
+Imports no torch until a network is built (:func:`model_spec`, a weights file or a Gal CNN's
+size check in :func:`check_model`): the checks and notes a command makes before it runs use
+this module, and a typo must answer in a second, not after torch's import (trial 14 F7).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
-from activelabel.pipeline.model import GAL_LAYOUTS, ModelSpec
-from activelabel.pipeline.training import TrainingConfig, optimizer_steps, planned_epochs
+from activelabel.pipeline.architectures import GAL_LAYOUTS
+from activelabel.pipeline.training_plan import TrainingConfig, optimizer_steps, planned_epochs
+
+if TYPE_CHECKING:
+    from activelabel.pipeline.model import ModelSpec
 
 
 def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> ModelSpec:
@@ -14,6 +24,8 @@ def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image
 
     Raises ``ConfigError`` when ``gal_cnn`` (``gal_cnn_keras``) gets no image size or images under 8 (9) pixels.
     """
+    from activelabel.pipeline.model import ModelSpec
+
     return ModelSpec(
         in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
         dropout=config.dropout, weights=config.weights, freeze_backbone=config.freeze_backbone,
@@ -87,8 +99,6 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int, imag
     segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``), and
     ``ConfigError`` when ``gal_cnn`` or ``gal_cnn_keras`` does not fit the image size.
     """
-    from activelabel.pipeline.model_file import build_model_for_training
-
     if config.weights is not None and config.task == "segmentation":
         from activelabel.campaign.segmentation_round import segmentation_spec
         from activelabel.pipeline.segmentation_model import build_segmentation_model, load_segmentation_weights
@@ -96,6 +106,8 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int, imag
         spec = segmentation_spec(config, in_channels, num_classes)
         load_segmentation_weights(build_segmentation_model(spec), spec.weights)
     elif config.weights is not None:
+        from activelabel.pipeline.model_file import build_model_for_training
+
         build_model_for_training(model_spec(config, in_channels, num_classes, image_size))
     elif config.task == "classification" and config.architecture in GAL_LAYOUTS:
         model_spec(config, in_channels, num_classes, image_size)  # its size checks

@@ -31,11 +31,11 @@ from prefect.states import State
 from activelabel import stop
 from activelabel.campaign import lookup, steps
 from activelabel.campaign.summary import RoundSummary
-from activelabel.errors import CampaignStateError, ConfigError, ServiceUnavailableError
+from activelabel.errors import CampaignStateError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
 from activelabel.flows.guard import interrupted_round, unless_busy
 from activelabel.flows.round import round_flow
-from activelabel.serve_checks import check_prefect_server, check_schedule_options, prefect_api_url
+from activelabel.serve_checks import check_cron, check_prefect_server, check_schedule_options, prefect_api_url
 from activelabel.storage import RoundStatus
 from activelabel.storage.lease import STALE_AFTER, pid_alive
 
@@ -224,18 +224,6 @@ class ServeEnd:
 def deployment_name(campaign_name: str) -> str:
     """The deployment ``serve`` creates for a campaign, as Prefect's CLI names it."""
     return f"{FLOW_NAME}/{campaign_name}"
-
-
-def _check_cron(cron: str) -> None:
-    from prefect.client.schemas.schedules import CronSchedule
-
-    try:
-        CronSchedule(cron=cron)
-    except ValueError as error:
-        errors = error.errors() if hasattr(error, "errors") else []  # pydantic's ValidationError
-        reason = str(errors[0].get("msg", error)).removeprefix("Value error, ") if errors else str(error)
-        raise ConfigError(f"--cron {cron!r} is not a cron expression ({reason}); "
-                          "e.g. '0 3 * * *' for 3 am daily") from None
 
 
 def remove_leftovers(campaign_name: str, say: Callable[[str], None] = log.warning) -> int:
@@ -462,7 +450,7 @@ def serve_campaign(
     check_schedule_options(interval, cron)
     check_prefect_server(prefect_api_url())
     if cron is not None:
-        _check_cron(cron)
+        check_cron(cron)
     engine_for(None)  # fail here, not at the first tick, on a wrong database URL
     serving = live_server(campaign_name)
     if serving is not None:

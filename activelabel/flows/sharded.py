@@ -23,6 +23,7 @@ from functools import cached_property
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from activelabel.campaign.dask_options import check_cluster
 from activelabel.campaign.shards import ShardRequest, ShardScores, merge_shards, score_shard
 from activelabel.errors import ConfigError
 
@@ -33,20 +34,6 @@ SHARDS_PER_WORKER = 2
 @task(name="score-shard", cache_policy=NO_CACHE, persist_result=False)
 def score_shard_task(request: ShardRequest) -> ShardScores:
     return score_shard(request)
-
-
-def check_cluster(*, address: str | None = None, workers: int | None = None) -> None:
-    """Raise :class:`~activelabel.errors.ConfigError` unless exactly one of a scheduler
-    address (``tcp://host:8786``, ``tls://...``) and a worker count (>= 1) is given."""
-    if (address is None) == (workers is None):
-        raise ConfigError("give either --dask-address tcp://host:8786 (an existing cluster) or "
-                          "--dask-workers N (a local one), not both or neither")
-    if address is not None:
-        if not address.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-            raise ConfigError(f"--dask-address {address!r} is not a Dask scheduler address; "
-                              "write it as tcp://host:8786")
-    elif workers < 1:
-        raise ConfigError(f"--dask-workers must be at least 1, got {workers}")
 
 
 def dask_task_runner(*, address: str | None = None, workers: int | None = None):

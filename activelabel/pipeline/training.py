@@ -14,7 +14,6 @@ Ghahramani 2017 use the second with ``l2_penalty = c / N`` (``recipe = "gal2017"
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,40 +27,11 @@ from activelabel.pipeline.model import (
     regularised_weights,
 )
 from activelabel.pipeline.model_file import build_model_for_training
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    # Small labeled sets give few steps per epoch; train at least this many steps.
-    min_steps: int = 200
-    # Random translations by up to 1/8 of each side (zero padding, then a random crop).
-    augment: bool = False
-    # With ``augment``, also flip half the images left-right (off: digits and text are not symmetric).
-    augment_flip: bool = False
-    # lambda of the loss term lambda * sum(W ** 2) over ``regularised_weights(model)`` (0: none).
-    l2_penalty: float = 0.0
-
-
-def planned_epochs(n_samples: int, config: TrainingConfig) -> int:
-    """Epochs the loop will run: ``config.epochs``, or more so that ``min_steps`` are taken."""
-    steps_per_epoch = max(1, -(-n_samples // config.batch_size))
-    return max(config.epochs, -(-config.min_steps // steps_per_epoch))
-
-
-def optimizer_steps(n_samples: int, config: TrainingConfig, *, skips_batch_of_one: bool) -> int:
-    """Optimizer steps the loop takes on ``n_samples``: :func:`planned_epochs` times the batches
-    of an epoch (``ceil(n_samples / batch_size)``), less a last batch of one sample in each
-    epoch when ``skips_batch_of_one`` (a model with batch norm, see :func:`uses_batch_norm`,
-    on at least 2 samples), which takes no step. The 200-step minimum counts batches, so such
-    a model may take fewer than ``min_steps`` steps."""
-    full, last = divmod(n_samples, config.batch_size)
-    skipped = skips_batch_of_one and last == 1 and n_samples >= 2
-    per_epoch = full + (1 if last and not skipped else 0)
-    return planned_epochs(n_samples, config) * per_epoch
+from activelabel.pipeline.training_plan import (  # noqa: F401  (the recipe's numbers, without torch)
+    TrainingConfig,
+    optimizer_steps,
+    planned_epochs,
+)
 
 
 def uses_batch_norm(model: nn.Module) -> bool:

@@ -1,0 +1,182 @@
+"""A wrong argument, value or file is refused before torch, Prefect or the flows are imported.
+
+Trial 14 F7: `compare --strategies bogus,random ...` printed its (right) one-line error after
+26 s under load, because ``activelabel.flows.compare`` (torch, Prefect) was imported before the
+arguments were checked. The same held for `run --dask-workers 0`, `watch`/`sync` of an unknown
+campaign and `serve --cron` with a wrong expression.
+
+Behaviour, not timing: each command runs through the console entry point (``cli.main``) in a
+fresh interpreter, which then reports which heavy modules the command imported. Each case
+asserts the exact error line, exit 1, nothing on stdout, and that neither torch nor Prefect nor
+the flows were imported; nothing is written (no database appears, a stored experiment or
+campaign keeps its rows). Real SQLite files; the settings refusals meet a real stored
+experiment and campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Modules a refusal must not import: each costs seconds (torch 1.5-10 s, Prefect and the flows more).
+HEAVY = ("torch", "prefect", "activelabel.flows")
+
+# Runs each argv of argv[1] (JSON) through the console entry point, as `activelabel ARGS` does,
+# and prints one JSON line per command: its exit code, what it wrote to stdout and stderr, and
+# which HEAVY modules are imported after it (cumulative: the first offender is the one to read).
+RUNNER = """
+import contextlib, io, json, sys
+from activelabel.cli import main
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["activelabel", *args]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code
+    heavy = sorted(m for m in %r if m in sys.modules)
+    print(json.dumps({"args": args, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                      "heavy": heavy}))
+""" % (HEAVY,)
+
+
+def _run(commands: list[list[str]], cwd: Path) -> list[dict]:
+    env = {**os.environ, "COLUMNS": "400", "OMP_NUM_THREADS": "1"}
+    env.pop("ACTIVELABEL_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(commands)], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def _check(results: list[dict], expected: list[str], light: tuple[str, ...] = HEAVY) -> None:
+    """Each command: exit 1, stdout empty, stderr exactly its expected line, none of ``light`` imported."""
+    assert len(results) == len(expected)
+    for result, line in zip(results, expected):
+        args = result["args"]
+        assert result["code"] == 1, (args, result)
+        assert result["stdout"].strip() == "", (args, result["stdout"])
+        assert [s for s in result["stderr"].splitlines() if s.strip()] == [line], args
+        assert not set(result["heavy"]) & set(light), (args, result["heavy"])
+
+
+def _unknown_strategy(name: str) -> str:
+    """The registry's own message for an unknown strategy (its list of names may grow)."""
+    from activelabel.acquisition import get_strategy
+    from activelabel.errors import UnknownStrategyError
+
+    with pytest.raises(UnknownStrategyError) as refused:
+        get_strategy(name)
+    text = str(refused.value)
+    assert text.startswith(f"unknown strategy {name!r}; choose one of: ") and "random" in text
+    return f"error: {text}"
+
+
+def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_path) -> None:
+    experiment = tmp_path / "exp.toml"
+    experiment.write_text('[experiment]\nname = "t"\nstrategies = ["random"]\nbogus_key = 1\n', encoding="utf-8")
+    no_workers = tmp_path / "workers.toml"
+    no_workers.write_text('[experiment]\nname = "w"\nstrategies = ["random"]\nworkers = 0\n', encoding="utf-8")
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text('[campaign]\nname = "c"\nstrategy = "random"\nbatch_size = 0\n[data]\npool = "images"\n', encoding="utf-8")
+    cases = [
+        # trial 14 F7, as the user ran it
+        (["compare", "--strategies", "bogus,random", "--seeds", "2", "--rounds", "4", "--experiment", "t14-digits"],
+         _unknown_strategy("bogus")),
+        (["compare", "--seeds", "0"], "error: --seeds must be at least 1, got 0"),
+        (["compare", "--rounds", "0"], "error: rounds must be at least 1, got 0"),
+        (["compare", "--workers", "0"], "error: --workers must be at least 1, got 0"),
+        (["compare", "--dataset", "bogus:x"],
+         "error: unknown dataset 'bogus:x'; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]' "
+         "or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"),
+        (["compare", "--batch-size", "100000"],  # the bundled digits loaded and their pool counted
+         "error: batch size 100000 is larger than the unlabeled pool (1438 pool samples - 20 initially labeled "
+         "= 1418)"),
+        (["compare", "--architecture", "bogus"],
+         "error: unknown model architecture 'bogus'; choose one of: small_cnn, gal_cnn, gal_cnn_keras, resnet18, "
+         "mobilenet_v3_small, efficientnet_b0"),
+        (["compare", str(experiment)],
+         f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
+         "workers, database_url)"),
+        (["compare", str(no_workers)],
+         f"error: {no_workers}: [experiment] workers must be a whole number of at least 1, got 0"),
+        (["report", str(experiment)],
+         f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
+         "workers, database_url)"),
+        (["run", "--strategy", "bogus"], _unknown_strategy("bogus")),
+        (["run", str(campaign)], f"error: {campaign}: batch size must be at least 1, got 0"),
+        (["run", "--dask-workers", "0"], "error: --dask-workers must be at least 1, got 0"),
+        (["run", "--dask-address", "foo"],
+         "error: --dask-address 'foo' is not a Dask scheduler address; write it as tcp://host:8786"),
+        (["demo", "--strategy", "bogus"], _unknown_strategy("bogus")),
+        (["demo", "--dataset", f"mnist:{tmp_path / 'nowhere'}"], f"error: MNIST folder {tmp_path / 'nowhere'} does not exist"),
+    ]
+    _check(_run([args for args, _ in cases], tmp_path), [line for _, line in cases])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.toml", "exp.toml", "workers.toml"]
+
+
+def test_settings_refusals_and_unknown_campaigns_come_before_torch_prefect_and_the_flows(tmp_path) -> None:
+    from sqlalchemy import select
+
+    from activelabel.campaign import CampaignConfig, prepare_campaign
+    from activelabel.campaign.experiment import ExperimentConfig, prepare_experiment
+    from activelabel.storage import Campaign, open_engine, session_scope
+
+    url = f"sqlite:///{tmp_path / 'stored.db'}"
+    engine = open_engine(url)
+    prepare_experiment(engine, ExperimentConfig(name="t14", strategies=("random",), seeds=(0,),
+                                                campaign={"dataset": "digits", "rounds": 2}))
+    prepare_campaign(engine, CampaignConfig(name="c1", dataset="digits", rounds=2))
+
+    def stored() -> list[tuple]:
+        with session_scope(engine) as session:
+            return [tuple(row) for row in session.execute(select(Campaign.name, Campaign.config).order_by(Campaign.name))]
+
+    before = stored()
+    db = ["--database-url", url]
+    known = "its campaigns: 'c1', 't14-random-seed0'"
+    cases = [
+        (["compare", "--experiment", "t14", "--strategies", "random", "--seeds", "1", "--batch-size", "7", *db],
+         "error: experiment 't14' already exists with other settings (batch_size 20 -> 7); pick another "
+         "--experiment name or a fresh --database-url"),
+        (["run", "--campaign", "c1", "--batch-size", "7", *db],
+         "error: campaign 'c1' already exists with other settings (batch_size 20 -> 7); pick another --campaign "
+         "name or a fresh --database-url"),
+        (["watch", "nosuch", *db], f"error: no campaign named 'nosuch' in this database; {known}"),
+        (["sync", "nosuch", *db], f"error: no campaign named 'nosuch' in this database; {known}"),
+        (["watch", "c1", "--dask-workers", "0", *db], "error: --dask-workers must be at least 1, got 0"),
+    ]
+    _check(_run([args for args, _ in cases], tmp_path), [line for _, line in cases])
+    assert stored() == before  # the refusals changed no stored setting and added no campaign
+    engine.dispose()
+
+
+def test_a_wrong_cron_expression_is_refused_before_the_server_the_database_and_torch(tmp_path) -> None:
+    # Prefect's own cron validator is used (its client, about a second), but not the flows nor torch;
+    # no PREFECT_API_URL is needed to hear that the expression is wrong.
+    results = _run([["serve", "nowhere", "--cron", "bogus"]], tmp_path)
+    _check(results, ["error: --cron 'bogus' is not a cron expression (Invalid cron string: \"bogus\"); "
+                     "e.g. '0 3 * * *' for 3 am daily"], light=("torch", "activelabel.flows"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_settings_checks_modules_import_neither_torch_nor_prefect() -> None:
+    # What the commands above check with: their homes must stay light, or every refusal waits again.
+    # The strategy registry (every command checks a strategy name with it) needs no scipy either.
+    code = ("import json, sys\n"
+            "import activelabel.acquisition\n"
+            "assert 'scipy' not in sys.modules, 'the strategy registry imported scipy'\n"
+            "import activelabel.campaign.model_settings, activelabel.campaign.epochs, activelabel.campaign.setup\n"
+            "import activelabel.campaign.dask_options, activelabel.campaign.experiment, activelabel.serve_checks\n"
+            "import activelabel.pipeline.architectures, activelabel.pipeline.training_plan, activelabel.cli_compare\n"
+            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
