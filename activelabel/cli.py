@@ -830,7 +830,8 @@ def sync(
 def watch(
     campaign: Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name or campaign file.")],
     rounds: Annotated[Optional[int], typer.Option(help="Stop once the campaign has this many complete rounds. Default: the campaign's rounds setting (its file's, when named by its file).", show_default=False)] = None,
-    poll_seconds: Annotated[float, typer.Option(help="Seconds between two checks for new labels.")] = 30.0,
+    poll_seconds: Annotated[float, typer.Option(
+        min=0.5, help="Seconds between two checks for new labels (at least 0.5: each check reads Label Studio).")] = 30.0,
     webhook: Annotated[bool, typer.Option(help="Also listen for Label Studio's webhook and check at once when it calls.")] = False,
     webhook_host: Annotated[str, typer.Option(help="Address the webhook receiver binds to.")] = "127.0.0.1",
     webhook_port: Annotated[int, typer.Option(help="Port the webhook receiver listens on; Label Studio must reach it there. 0 picks a free port. The webhook is deleted when watch ends, and one left by a killed watch is replaced.")] = 18093,

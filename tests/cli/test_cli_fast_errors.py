@@ -180,3 +180,13 @@ def test_the_settings_checks_modules_import_neither_torch_nor_prefect() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_watch_refuses_a_poll_interval_under_half_a_second(tmp_path):
+    # 0 would read Label Studio in a busy loop; a negative one failed in time.sleep mid-watch.
+    results = _run([["watch", "any", "--poll-seconds", value] for value in ("0", "-3")], tmp_path)
+    for result in results:
+        assert result["code"] == 2, result  # click's usage error
+        assert "Invalid value for '--poll-seconds'" in result["stderr"] and "0.5" in result["stderr"]
+        assert not set(result["heavy"]) & set(HEAVY)
+    assert not list(tmp_path.iterdir())  # no database made
