@@ -1,21 +1,17 @@
 """The campaign's model and training settings, as the pipeline's own objects.
 
-Imports no torch until a network is built (:func:`model_spec`, a weights file or a Gal CNN's
-size check in :func:`check_model`): the checks and notes a command makes before it runs use
+Imports no torch until a network is built (a weights file in :func:`check_model`; the
+:class:`ModelSpec` and a Gal CNN's size check need none): the checks and notes a command makes before it runs use
 this module, and a typo must answer in a second, not after torch's import (trial 14 F7).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
 from activelabel.pipeline.architectures import GAL_LAYOUTS
+from activelabel.pipeline.model_spec import ModelSpec
 from activelabel.pipeline.training_plan import TrainingConfig, optimizer_steps, planned_epochs
-
-if TYPE_CHECKING:
-    from activelabel.pipeline.model import ModelSpec
 
 
 def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image_size: int | None = None) -> ModelSpec:
@@ -24,8 +20,6 @@ def model_spec(config: CampaignConfig, in_channels: int, num_classes: int, image
 
     Raises ``ConfigError`` when ``gal_cnn`` (``gal_cnn_keras``) gets no image size or images under 8 (9) pixels.
     """
-    from activelabel.pipeline.model import ModelSpec
-
     return ModelSpec(
         in_channels=in_channels, num_classes=num_classes, architecture=config.architecture,
         dropout=config.dropout, weights=config.weights, freeze_backbone=config.freeze_backbone,

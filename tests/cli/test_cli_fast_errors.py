@@ -102,6 +102,9 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["compare", "--architecture", "bogus"],
          "error: unknown model architecture 'bogus'; choose one of: small_cnn, gal_cnn, gal_cnn_keras, resnet18, "
          "mobilenet_v3_small, efficientnet_b0"),
+        (["compare", "--architecture", "gal_cnn_keras"],  # the digits are 8 x 8: checked by the spec, no torch
+         "error: gal_cnn_keras needs images of at least 9x9 pixels (two 3x3 convolutions and a 5x5 max-pool), "
+         "got 8x8; use a larger image_size or small_cnn"),
         (["compare", str(experiment)],
          f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
          "workers, database_url)"),

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,14 +134,19 @@ def test_pixel_balance_of_the_picks_is_computed_from_the_stored_masks(report) ->
     assert images == {None: 8, 1: 6, 2: 6} and "pixel-balance" in page.figures
 
 
-def test_a_moved_heatmap_file_is_named_and_the_rest_still_shows(segmentation_campaign, tmp_path) -> None:
-    exp = segmentation_campaign
+def _report_of_a_changed_copy(exp, tmp_path: Path, change: str):
+    """The report page of a copy of the campaign's database after one SQL ``change``."""
     copy = tmp_path / "seg.db"
     shutil.copyfile(exp.database, copy)
     with sqlite3.connect(copy) as connection:
-        connection.execute("UPDATE heatmap SET path = '/nowhere/gone.png' WHERE id = (SELECT min(id) FROM heatmap)")
-    moved = type(exp)(exp.folder, copy, f"sqlite:///{copy}", [], "", "")
-    _, page = _report(moved, tmp_path / "moved.html")
+        connection.execute(change)
+    _, page = _report(type(exp)(exp.folder, copy, f"sqlite:///{copy}", [], "", ""), tmp_path / "changed.html")
+    return page
+
+
+def test_a_moved_heatmap_file_is_named_and_the_rest_still_shows(segmentation_campaign, tmp_path) -> None:
+    page = _report_of_a_changed_copy(segmentation_campaign, tmp_path, "UPDATE heatmap SET path = '/nowhere/gone.png' "
+                                     "WHERE id = (SELECT min(id) FROM heatmap)")
     assert "its heatmap is not readable at /nowhere/gone.png any more" in page.text
     assert sum(name.startswith("heatmap-") for name in page.figures) == 2 * GALLERY - 1
 
@@ -173,14 +179,9 @@ def test_a_round_drawn_at_random_is_named_in_the_pixel_balance_and_left_out_of_i
         segmentation_campaign, tmp_path) -> None:
     # An unlabeled folder starts with a cold-start round: its images are drawn at random, not
     # picked by the strategy (trial 14 F3 for classification). The campaign's round 1 is made one.
-    exp = segmentation_campaign
-    copy = tmp_path / "seg.db"
-    shutil.copyfile(exp.database, copy)
-    with sqlite3.connect(copy) as connection:
-        connection.execute("UPDATE round SET kind = 'cold_start' WHERE \"index\" = 1")
-    drawn = type(exp)(exp.folder, copy, f"sqlite:///{copy}", [], "", "")
-    _, page = _report(drawn, tmp_path / "drawn.html")
-    _, before = _report(exp, tmp_path / "before.html")
+    page = _report_of_a_changed_copy(segmentation_campaign, tmp_path, "UPDATE round SET kind = 'cold_start' "
+                                     "WHERE \"index\" = 1")
+    _, before = _report(segmentation_campaign, tmp_path / "before.html")
     rows, rows_before = page.tables["pixel-share"][1:], before.tables["pixel-share"][1:]
     assert [r[0] for r in rows] == ["seed masks", "round 1 (cold start, drawn at random)", "round 2"]
     assert [r[1:] for r in rows] == [r[1:] for r in rows_before]  # same images, same shares
