@@ -268,6 +268,7 @@ class LabelStudioAnnotator:
         #: finds the project gone says so when it pushes the lost tasks again.
         self.created_project = False
         self._users: dict[int, str] | None = None
+        self._served_checked = False
         from label_studio_sdk import LabelStudio
 
         with self._talking("connecting"):
@@ -614,6 +615,8 @@ class LabelStudioAnnotator:
             }
             for t in missing
         ]
+        if payload:
+            self._check_served(missing[0], payload[0]["data"]["image"], what)
         stale = [t for t in unique if t.sample_id in existing and version not in existing[t.sample_id][1]]
         for t in stale:
             task_id, _, data = existing[t.sample_id]
@@ -639,6 +642,58 @@ class LabelStudioAnnotator:
             self.url, project_id, len(missing), len(unique) - len(missing), version,
         )
         return ids
+
+    def _check_served(self, task: TaskRequest, image: str, what: str) -> None:
+        """Before the first import, fetch one served image as the annotators' browsers will, and
+        refuse with what to do unless Label Studio serves it.
+
+        A ``document_root`` that is not the server's ``LOCAL_FILES_DOCUMENT_ROOT`` but a folder
+        inside it (the folder the photos are in: an easy slip) passes every local check, and
+        Label Studio accepts its local-files storage; but it resolves ``?d=<path>`` under its own
+        root, so every task's image answered 404 and annotators saw broken images, with nothing
+        said (trial 15 F1). Only served local files are checked (an ``image_url_prefix`` server
+        may want a browser's cookies); once per annotator, and nothing is sent before it.
+        """
+        if self._served_checked or not image.startswith(LocalFilesSource.prefix):
+            return
+        from urllib.parse import urljoin
+
+        wrapper = self._ls._client_wrapper  # the SDK's own auth headers (legacy token or access token)
+        address = urljoin(self.url.rstrip("/") + "/", image)  # as a browser resolves the path
+        doing = f"{what}: fetching one served image ({image})"
+        try:
+            with wrapper.httpx_client.httpx_client.stream("GET", address, headers=wrapper.get_headers(),
+                                                          timeout=60) as answer:
+                code = answer.status_code
+        except httpx.TimeoutException:
+            raise LabelStudioUnavailableError(f"Label Studio at {self.url} timed out while {doing}; retry later") from None
+        except httpx.TransportError as exc:
+            raise LabelStudioUnavailableError(
+                f"Label Studio at {self.url} is unreachable while {doing} ({type(exc).__name__}); "
+                "is the server running?") from None
+        if code == 200:
+            self._served_checked = True
+            return
+        if code >= 500:
+            raise LabelStudioUnavailableError(f"Label Studio at {self.url} failed while {doing} (HTTP {code}); retry later")
+        if code == 401:
+            raise LabelStudioAuthError(f"authentication failed at {self.url}: check LABEL_STUDIO_API_KEY "
+                                       f"(HTTP 401 while {doing})")
+        local = getattr(self.image_source, "local_path", None)
+        root = getattr(self.image_source, "document_root", None)
+        where = f" ({local(task.uri)})" if local is not None else ""
+        if code == 403:
+            fix = ("start Label Studio with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                   f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}")
+        else:
+            fix = (f"annotator.document_root ({root}) must be the folder the server was started with as "
+                   "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, not a folder inside it: fix it in the campaign file "
+                   "and run again")
+        raise LabelStudioError(
+            f"Label Studio at {self.url} cannot serve the campaign's images: sample {task.sample_id}'s image "
+            f"{image}{where} answered HTTP {code}, so annotators would see a broken image; {fix}. No task was "
+            "sent: the round resumes at its push."
+        )
 
     def _settle_imported(
         self, project_id: int, what: str, imported: list[TaskRequest], version: str, serving: dict[int, float],

@@ -274,7 +274,8 @@ def prepare_campaign(
         else:
             moved = []
         carried = None
-        if moved:
+        serving = serving_change(stored, config)
+        if moved or serving:
             from activelabel.campaign.relocation import carry_to_labelstudio
 
             # Before the new place is stored: a failure here leaves the move to be redone by a rerun.
@@ -292,6 +293,9 @@ def prepare_campaign(
                               f"place, all present and unchanged ({'; '.join(moved)})")
             if carried:
                 (say or log.info)(carried)
+        elif serving:
+            (say or log.info)(f"Campaign {config.name!r}: {serving}"
+                              + (f"; {carried}" if carried else "; no Label Studio task is still out"))
         return existing.id
 
     data = campaign_data(config)
@@ -306,6 +310,26 @@ def prepare_campaign(
     except IntegrityError:
         # Another process created the same campaign a moment ago: use theirs.
         return prepare_campaign(engine, config)
+
+
+def serving_change(stored: CampaignConfig, config: CampaignConfig) -> str | None:
+    """How the way Label Studio gets the images changed since the campaign last ran (a corrected
+    ``annotator.document_root`` or ``image_url_prefix``, or either one added or left out), in
+    words; None when it did not. The tasks still out then get the new image reference, as after
+    a relocation (trial 15 F2: a wrong root, once corrected, left the tasks sent with it broken).
+    The prefix itself is never shown: it may hold a token."""
+    if config.annotator != "labelstudio":
+        return None
+
+    def root(c: CampaignConfig) -> str | None:
+        return str(Path(c.document_root).expanduser().resolve()) if c.document_root else None
+
+    if root(stored) != root(config):
+        before, after = root(stored), root(config)
+        return (f"annotator.document_root changed ({before or 'unset'} -> {after or 'unset'})")
+    if (stored.image_url_prefix or None) != (config.image_url_prefix or None):
+        return "annotator.image_url_prefix changed"
+    return None
 
 
 def check_truth_covers(config: CampaignConfig, data: CampaignData, uris: Iterable[str], *, then: str) -> None:
