@@ -1185,7 +1185,7 @@ def compare(
 @app.command()
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name, characters other than letters, digits, '.', '_' and '-' made '-').", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign or experiment: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
@@ -1211,9 +1211,17 @@ def report(
 
     name, database_url = _report_ref(name, database_url)
     engine, _ = _open_database(database_url, existing=True)
-    info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
+    info = write_report(engine, name, out or default_report_file(name), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
                   f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path.resolve()}", soft_wrap=True)
+
+
+def default_report_file(name: str) -> Path:
+    """``NAME.html`` in this folder, file-safe: a ``?`` in a name would start a file:// URL's
+    query, so the browser could not open the report (trial 15 F13)."""
+    from activelabel.naming import file_safe
+
+    return Path(f"{file_safe(name)}.html")
 
 
 def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
