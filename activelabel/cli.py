@@ -213,8 +213,8 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
         rows = session.execute(
             select(Round.index, Selection.rank, Heatmap.path, Heatmap.map_name, Heatmap.top_q_mean)
             .join(Heatmap, Heatmap.round_id == Round.id)
-            .join(Selection, (Selection.round_id == Round.id) & (Selection.sample_id == Heatmap.sample_id))
-            .where(Round.campaign_id == campaign.id).order_by(Round.index, Selection.rank)
+            .outerjoin(Selection, (Selection.round_id == Round.id) & (Selection.sample_id == Heatmap.sample_id))
+            .where(Round.campaign_id == campaign.id).order_by(Round.index, Selection.rank, Heatmap.path)
         ).all()
         measured = session.execute(select(Round.index, Round.segmentation_metrics).where(
             Round.campaign_id == campaign.id, Round.segmentation_metrics.is_not(None)).order_by(Round.index)).all()
@@ -225,11 +225,23 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
     if not rows:
         console.print("No heatmaps written (no active round selected anything).")
         return
-    console.print(f"Heatmaps of the selected samples: {len(rows)} PNG files in {Path(rows[0].path).parent.parent}",
+    selected = sum(rank is not None for _, rank, *_ in rows)
+    console.print(heatmap_files_line(selected, len(rows) - selected, Path(rows[0].path).parent.parent),
                   soft_wrap=True)
     for index, rank, path, map_name, top in rows:
         if rank == 0:
             console.print(f"  round {index}, most uncertain: {path} ({map_name}, top-q mean {top:.3f})", soft_wrap=True)
+
+
+def heatmap_files_line(selected: int, still_out: int, folder: Path) -> str:
+    """Where the heatmaps are and how many: every PNG the rounds wrote, the samples each round
+    selected and, apart, those written for tasks still out from an earlier round (a round
+    redraws them too), so the count matches the folder (trial 15 F17)."""
+    files = f"{selected + still_out} PNG file{'' if selected + still_out == 1 else 's'}"
+    if not still_out:
+        return f"Heatmaps of the selected samples: {files} in {folder}"
+    return (f"Heatmaps: {files} in {folder} ({selected} selected, {still_out} for "
+            f"task{'' if still_out == 1 else 's'} still out from an earlier round)")
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
