@@ -213,8 +213,8 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
         rows = session.execute(
             select(Round.index, Selection.rank, Heatmap.path, Heatmap.map_name, Heatmap.top_q_mean)
             .join(Heatmap, Heatmap.round_id == Round.id)
-            .join(Selection, (Selection.round_id == Round.id) & (Selection.sample_id == Heatmap.sample_id))
-            .where(Round.campaign_id == campaign.id).order_by(Round.index, Selection.rank)
+            .outerjoin(Selection, (Selection.round_id == Round.id) & (Selection.sample_id == Heatmap.sample_id))
+            .where(Round.campaign_id == campaign.id).order_by(Round.index, Selection.rank, Heatmap.path)
         ).all()
         measured = session.execute(select(Round.index, Round.segmentation_metrics).where(
             Round.campaign_id == campaign.id, Round.segmentation_metrics.is_not(None)).order_by(Round.index)).all()
@@ -225,11 +225,23 @@ def _print_heatmaps(campaign_name: str, database_url: str | None) -> None:
     if not rows:
         console.print("No heatmaps written (no active round selected anything).")
         return
-    console.print(f"Heatmaps of the selected samples: {len(rows)} PNG files in {Path(rows[0].path).parent.parent}",
+    selected = sum(rank is not None for _, rank, *_ in rows)
+    console.print(heatmap_files_line(selected, len(rows) - selected, Path(rows[0].path).parent.parent),
                   soft_wrap=True)
     for index, rank, path, map_name, top in rows:
         if rank == 0:
             console.print(f"  round {index}, most uncertain: {path} ({map_name}, top-q mean {top:.3f})", soft_wrap=True)
+
+
+def heatmap_files_line(selected: int, still_out: int, folder: Path) -> str:
+    """Where the heatmaps are and how many: every PNG the rounds wrote, the samples each round
+    selected and, apart, those written for tasks still out from an earlier round (a round
+    redraws them too), so the count matches the folder (trial 15 F17)."""
+    files = f"{selected + still_out} PNG file{'' if selected + still_out == 1 else 's'}"
+    if not still_out:
+        return f"Heatmaps of the selected samples: {files} in {folder}"
+    return (f"Heatmaps: {files} in {folder} ({selected} selected, {still_out} for "
+            f"task{'' if still_out == 1 else 's'} still out from an earlier round)")
 
 
 def _run_campaign(config, database_url: str | None, *, dask: tuple[str | None, int | None] = (None, None),
@@ -1185,7 +1197,7 @@ def compare(
 @app.command()
 def report(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Experiment name (from `compare`) or campaign name, or the campaign file (or experiment file) that names it; the file's database is used unless --database-url is given.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: NAME.html in this folder (NAME: the experiment's or campaign's name, characters other than letters, digits, '.', '_' and '-' made '-').", show_default=False)] = None,
     target: Annotated[Optional[list[float]], typer.Option("--target", metavar="<float>", help="Test accuracy to report the labels needed for, in (0, 1]; repeat for several. Default: 0.8, 0.9, 0.95 (for a segmentation campaign or experiment: mIoU, default 0.6, 0.7, 0.8).", show_default=False)] = None,
     gallery_size: Annotated[int, typer.Option(help="Selected samples shown per strategy (a segmentation campaign: heatmaps embedded per round).")] = 8,
     database_url: DatabaseOption = None,
@@ -1211,9 +1223,17 @@ def report(
 
     name, database_url = _report_ref(name, database_url)
     engine, _ = _open_database(database_url, existing=True)
-    info = write_report(engine, name, out or Path(f"{name}.html"), targets=target, gallery_size=gallery_size)
+    info = write_report(engine, name, out or default_report_file(name), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
                   f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path.resolve()}", soft_wrap=True)
+
+
+def default_report_file(name: str) -> Path:
+    """``NAME.html`` in this folder, file-safe: a ``?`` in a name would start a file:// URL's
+    query, so the browser could not open the report (trial 15 F13)."""
+    from activelabel.naming import file_safe
+
+    return Path(f"{file_safe(name)}.html")
 
 
 def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:

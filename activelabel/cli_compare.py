@@ -6,12 +6,16 @@ steps: arms may run in other processes, where this process's reporter cannot hea
 
 from __future__ import annotations
 
+import dataclasses
+import shlex
 import threading
 from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from activelabel.naming import file_safe
 
 
 class ExperimentProgress:
@@ -143,8 +147,8 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     seed_list = list(range(seed_value)) if isinstance(seed_value, int) else [int(s) for s in seed_value]
     if isinstance(seed_value, int) and seed_value < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seed_value}")
-    kind = shared["dataset"].partition(":")[0]
-    config = ExperimentConfig(name=name or settings.get("name") or f"compare-{kind}", strategies=tuple(names),
+    chosen_name = name or settings.get("name")
+    config = ExperimentConfig(name=chosen_name or default_experiment_name(shared["dataset"]), strategies=tuple(names),
                               seeds=tuple(seed_list), campaign=shared)
     # Checked here, before anything is written or the flows are imported (trial 14 F7).
     if workers is not None and workers < 1:
@@ -174,6 +178,13 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         database_url = database_for_file(experiment_file, database_url, table="experiment", name=config.name,
                                          setting="[experiment] database_url")
     engine, url = open_database(database_url)
+    if not chosen_name:
+        stored_name = continued_name(engine, shared["dataset"])
+        if stored_name != config.name:
+            err_console.print(f"Continuing experiment {stored_name!r}, stored under the name older versions "
+                              f"gave it (new experiments on this dataset are named {config.name!r})",
+                              markup=False, highlight=False, soft_wrap=True)
+            config = dataclasses.replace(config, name=stored_name)
     arms = prepare_experiment(engine, config)
     pending = [a for a in arms if not is_finished(engine, a.campaign_id, config.rounds)]
     err_console.print(
@@ -201,7 +212,33 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         raise ConfigError(
             f"{len(failed)} of {_count(len(pending), 'campaign')} failed; run the same command again to continue them"
         )
-    err_console.print(f"Report: activelabel report {config.name}")
+    err_console.print(f"Report: activelabel report {shlex.quote(config.name)}")
+
+
+def default_experiment_name(dataset: str) -> str:
+    """``compare-<dataset kind>``, made file-safe: ``--dataset "shapes?n=120"`` names the
+    experiment ``compare-shapes-n-120``, so its report ``compare-shapes-n-120.html`` opens from a
+    file:// URL and its campaigns' heatmap folders carry the same words (trial 15 F13)."""
+    return f"compare-{file_safe(dataset.partition(':')[0])}"
+
+
+def continued_name(engine, dataset: str) -> str:
+    """The experiment name a rerun without a name continues: the file-safe default, unless only
+    the name older versions gave (``compare-shapes?n=120``, unsanitised) is stored in this
+    database: then that one, so the same command continues the same experiment instead of
+    starting a second one from round one."""
+    from sqlalchemy import select
+
+    from activelabel.storage.database import session_scope
+    from activelabel.storage.models import Experiment
+
+    name = default_experiment_name(dataset)
+    legacy = f"compare-{dataset.partition(':')[0]}"
+    if legacy == name:
+        return name
+    with session_scope(engine) as session:
+        stored = set(session.scalars(select(Experiment.name).where(Experiment.name.in_((name, legacy)))))
+    return legacy if legacy in stored and name not in stored else name
 
 
 def summary_rows(engine, arms, metric: str = "accuracy") -> list[tuple]:

@@ -172,11 +172,11 @@ def _warn_if_counters_stopped(url: str, project_id: int, rows: list[Any]) -> Non
     stale = uncounted_tasks(rows)
     if stale:
         log.warning(
-            "Label Studio %s: project %d: %d task%s hold annotations that Label Studio does not count "
+            "Label Studio %s: project %d: %d task%s hold%s annotations that Label Studio does not count "
             "(total_annotations 0), so its queue serves them to annotators again. Its signals were "
             "detached, which Label Studio 1.23 does when two projects are deleted at once; restart "
             "Label Studio to fix it. activelabel's sync reads the annotations themselves and is not "
-            "affected.", url, project_id, stale, "" if stale == 1 else "s")
+            "affected.", url, project_id, stale, "" if stale == 1 else "s", "s" if stale == 1 else "")
 
 
 class LabelStudioError(ActiveLabelError):

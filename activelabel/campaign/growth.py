@@ -38,6 +38,7 @@ from activelabel.campaign.data import campaign_data, clear_cache, list_pool_file
 from activelabel.campaign.summary import counted
 from activelabel.errors import DatasetError
 from activelabel.storage import Campaign, RoundStatus, Sample, SampleSplit, session_scope
+from activelabel.campaign.unreadable import warn_unreadable
 from activelabel.storage.repository import latest_round, problem_uris, record_problems
 
 log = logging.getLogger(__name__)
@@ -143,12 +144,8 @@ def _write(engine, campaign_id, config, data, fresh, hashes, signatures) -> Grow
         log.info("campaign %r: new images in data.pool were added by another process", config.name)
         return Growth()
     log.info("campaign %r: %s", config.name, describe_joined(len(fresh), len(duplicate_of), len(unreadable)))
-    for uri, reason in unreadable[:10]:
-        log.warning("campaign %r: new image %s cannot be read (%s); recorded and never sent to annotators",
-                    config.name, _shown(data, uri), reason)
-    if len(unreadable) > 10:
-        log.warning("campaign %r: %d more new images cannot be read (see `activelabel status`)",
-                    config.name, len(unreadable) - 10)
+    warn_unreadable(log, f"campaign {config.name!r}", unreadable, shown=lambda uri: _shown(data, uri),
+                    what="new image")
     return Growth(len(fresh), len(duplicate_of), tuple(unreadable))
 
 

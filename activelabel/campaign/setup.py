@@ -20,6 +20,7 @@ from activelabel.annotation import Annotator, OracleAnnotator
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.data import CampaignData, campaign_data, data_root, missing_classes
 from activelabel.campaign.kinds import task_kind
+from activelabel.campaign.unreadable import shown_path, warn_unreadable
 from activelabel.errors import ConfigError
 from activelabel.storage import Campaign, Sample, SampleProblem, SampleSplit, session_scope
 from activelabel.storage.bulk import write_samples
@@ -423,6 +424,7 @@ def _create_campaign(engine: Engine, config: CampaignConfig, data: CampaignData,
             "%d duplicate copies", config.name, counts[SampleSplit.pool], len(plan.seeds),
             counts[SampleSplit.test], counts[SampleSplit.evaluation], len(plan.duplicate_of),
         )
+        warn_unreadable(log, f"campaign {config.name!r}", plan.problems, shown=shown_path(data.root))
         return campaign.id
 
 

@@ -31,6 +31,7 @@ from activelabel.campaign.kinds import Trained, TrainInput, task_kind
 from activelabel.campaign.data import CampaignData, campaign_data, one_pool_listing
 from activelabel.campaign.density import MIN_LABELED, fit_round_density
 from activelabel.campaign.growth import join_before_round
+from activelabel.campaign.unreadable import shown_path, warn_unreadable
 from activelabel.campaign.model_settings import model_spec, training_config, training_record
 from activelabel.campaign.pixels import read_readable, stream_probabilities
 from activelabel.campaign.refine import Refined, choose_candidates, refine_pool, refinement_passes, refines
@@ -307,6 +308,9 @@ def train_step(engine: Engine, round_id: int) -> None:
                 for member, net in enumerate(models)
             )
             record_problems(session, campaign.id, trained.problems)
+    if moved:
+        warn_unreadable(log, f"Round {rnd.index}", trained.problems, shown=shown_path(data.root),
+                        what="labeled image")
     log.log(trained.log_level, trained.message)
 
 
@@ -455,8 +459,7 @@ def score_step(engine: Engine, round_id: int, *, run_shards: ShardRunner | None 
                 write_score_columns(session, round_id, rnd.strategy, columns)
             record_problems(session, campaign.id, problems)
     if problems:
-        log.warning("Round %d: %d unreadable images skipped (recorded; see `activelabel status`)",
-                    rnd.index, len(problems))
+        warn_unreadable(log, f"Round {rnd.index}", problems, shown=shown_path(campaign_data(config).root))
 
 
 def _pool_subset(pool, config: CampaignConfig, rnd: Round):

@@ -489,30 +489,52 @@ class DataCounts:
     ``labeled``: samples with a resolved label, counted as the export and the round table count
     them (``annotations_per_task`` distinct annotators, or given with the data).
 
-    ``by_split`` counts every sample of a split, copies included; ``copies_by_split`` the copies
-    among them, shown apart ("10 evaluation (+1 copy)"): a copy dropped into the folder lands in
-    its original's split, so without it "11 evaluation" would contradict ``evaluation_size = 10``."""
+    ``by_split`` counts every sample of a split, copies and unreadable files included;
+    ``copies_by_split`` the copies among them and ``unreadable_by_split`` the unreadable files
+    (not copies), both shown apart ("10 evaluation (+1 copy)", "42 pool (+3 unreadable)"): a copy
+    dropped into the folder lands in its original's split, so without it "11 evaluation" would
+    contradict ``evaluation_size = 10``, and an unreadable file can never be labeled, so "45 pool"
+    would contradict "pool exhausted" at 42 labels (trial 15 F15). ``copies_of_unreadable``: the
+    copies whose original is unreadable; they are skipped with it, never "labeled once with
+    their original" (trial 15 F8)."""
 
     by_split: dict[str, int]
     copies: int
     unreadable: int
     labeled: int
     copies_by_split: dict[str, int] = field(default_factory=dict)
+    unreadable_by_split: dict[str, int] = field(default_factory=dict)
+    copies_of_unreadable: int = 0
 
     def describe(self) -> str:
         def split_count(split: str, n: int) -> str:
-            extra = self.copies_by_split.get(split, 0)
-            return f"{n - extra} {split}" + (f" (+{counted(extra, 'copy', 'copies')})" if extra else "")
+            copies = self.copies_by_split.get(split, 0)
+            unreadable = self.unreadable_by_split.get(split, 0)
+            apart = ([f"+{counted(copies, 'copy', 'copies')}"] if copies else []) + (
+                [f"+{unreadable} unreadable"] if unreadable else [])
+            return f"{n - copies - unreadable} {split}" + (f" ({', '.join(apart)})" if apart else "")
 
         splits = ", ".join(split_count(split, n) for split, n in sorted(self.by_split.items()))
         return (f"Samples: {splits} · {counted(self.copies, 'byte-identical copy', 'byte-identical copies')} "
-                f"(labeled once with {'its' if self.copies == 1 else 'their'} original) · "
+                f"({self._copies_note()}) · "
                 f"{self.unreadable} unreadable (skipped) · "
                 f"{self.labeled} labeled")
+
+    def _copies_note(self) -> str:
+        readable = self.copies - self.copies_of_unreadable
+        with_original = f"labeled once with {'its' if readable == 1 else 'their'} original"
+        if not self.copies_of_unreadable:
+            return with_original
+        of_unreadable = ("of an unreadable file, skipped with it" if self.copies_of_unreadable == 1
+                         else "of unreadable files, skipped with them")
+        if not readable:
+            return of_unreadable
+        return f"{readable} {with_original}, {self.copies_of_unreadable} {of_unreadable}"
 
 
 def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
     from sqlalchemy import func
+    from sqlalchemy.orm import aliased
 
     from activelabel.storage import Sample, SampleProblem
     from activelabel.storage.repository import campaign_min_votes, resolved_labels
@@ -526,11 +548,21 @@ def data_counts(engine: Engine, campaign_name: str) -> DataCounts:
             select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id,
                                                      Sample.duplicate_of.is_not(None)).group_by(Sample.split)
         ).all())
+        problems = select(SampleProblem.uri).where(SampleProblem.campaign_id == campaign.id)
+        unreadable_by_split = dict(session.execute(
+            select(Sample.split, func.count()).where(Sample.campaign_id == campaign.id, Sample.duplicate_of.is_(None),
+                                                     Sample.uri.in_(problems)).group_by(Sample.split)
+        ).all())
+        original = aliased(Sample)
+        copies_of_unreadable = session.scalar(
+            select(func.count()).select_from(Sample).join(original, original.id == Sample.duplicate_of)
+            .where(Sample.campaign_id == campaign.id, original.uri.in_(problems)))
         unreadable = session.scalar(select(func.count()).select_from(SampleProblem).where(
             SampleProblem.campaign_id == campaign.id))
         labeled = len(resolved_labels(session, campaign.id, campaign_min_votes(campaign)))
     return DataCounts({k.value: v for k, v in by_split.items()}, sum(copies_by_split.values()), unreadable, labeled,
-                      {k.value: v for k, v in copies_by_split.items()})
+                      {k.value: v for k, v in copies_by_split.items()},
+                      {k.value: v for k, v in unreadable_by_split.items()}, copies_of_unreadable)
 
 
 @dataclass(frozen=True)
