@@ -72,7 +72,7 @@ def training_record(
     campaign's, else "default"). Shown by :mod:`activelabel.campaign.training_terms`.
     """
     return {
-        "epochs": planned_epochs(trained_on, training),
+        "epochs": planned_epochs(trained_on, training, skips_batch_of_one=skips_batch_of_one),
         "requested_epochs": training.epochs,
         "steps": optimizer_steps(trained_on, training, skips_batch_of_one=skips_batch_of_one),
         "batch_size": training.batch_size,

@@ -162,7 +162,8 @@ def train_segmenter(job: TrainInput) -> Trained:
     # classification derives them (steps.member_seed).
     members = ensemble_members(config)
     what = f"{members} {spec.architecture}s" if members > 1 else f"a {spec.architecture}"
-    progress.phase(f"round {rnd.index} · training {what} on {len(train)} masks", planned_epochs(len(train), training))
+    progress.phase(f"round {rnd.index} · training {what} on {len(train)} masks",
+                   planned_epochs(len(train), training, skips_batch_of_one=True))  # batch norm: see below
     models = [train_segmentation(x[train], y[train], spec, training, seed=member_seed(job.seed, member),
                                  device=job.device, ignore_index=IGNORE_INDEX,
                                  on_epoch=lambda epoch, _epochs, _loss: progress.advance(epoch))

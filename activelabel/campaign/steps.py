@@ -22,6 +22,7 @@ from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
 from activelabel.campaign.chance import no_better_than_chance
+from activelabel.pipeline.architectures import BATCH_NORM_ARCHITECTURES
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, merge_shards, shard_requests
@@ -326,7 +327,7 @@ def train_classifier(job: TrainInput) -> Trained:
     progress = reporter()
     progress.phase(
         f"round {rnd.index} · {trained_on_words(len(train), len(held)).replace('trained', 'training', 1)}",
-        planned_epochs(len(train), training)
+        planned_epochs(len(train), training, skips_batch_of_one=config.architecture in BATCH_NORM_ARCHITECTURES)
     )
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [
