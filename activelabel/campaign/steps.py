@@ -22,7 +22,6 @@ from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
 from activelabel.campaign.chance import no_better_than_chance
-from activelabel.pipeline.architectures import BATCH_NORM_ARCHITECTURES
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, merge_shards, shard_requests
@@ -38,6 +37,7 @@ from activelabel.campaign.refine import Refined, choose_candidates, refine_pool,
 from activelabel.campaign.setup import build_annotator
 from activelabel.campaign.summary import accuracy_name, trained_on_words
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
+from activelabel.pipeline.architectures import BATCH_NORM_ARCHITECTURES
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate

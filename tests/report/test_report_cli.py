@@ -221,7 +221,7 @@ def test_compare_says_once_that_a_low_epochs_is_raised(tiny_experiment) -> None:
     """--epochs 1 on 495 initial labels (16 batches of 32 per epoch): 13 epochs reach 200 steps."""
     said = " ".join(tiny_experiment.second_stderr.split())
     assert said.count("Rounds on fewer than") == 1
-    assert ("Rounds on fewer than 6,369 labels train more than epochs = 1: each round takes at least 200 optimizer "
+    assert ("Rounds on fewer than 6,370 labels train more than epochs = 1: each round takes at least 200 optimizer "
             "steps of 32 samples (on 495 labels: 13 epochs); --fixed-epochs trains exactly that many.") in said
 
 
