@@ -60,7 +60,7 @@ from activelabel.pipeline.calibration import (  # noqa: E402
 from activelabel.pipeline.datasets import load_mnist_images  # noqa: E402
 from activelabel.pipeline.metrics import negative_log_likelihood  # noqa: E402
 from activelabel.pipeline.prediction import predict_probabilities  # noqa: E402
-from activelabel.pipeline.training import planned_epochs, train_model  # noqa: E402
+from activelabel.pipeline.training import planned_epochs, train_model, uses_batch_norm  # noqa: E402
 
 GOAL_ECE = 0.015
 METRICS = ("accuracy", "nll", "brier", "ece")
@@ -99,7 +99,7 @@ def one_seed(seed: int, args, train_set, test_set, device: torch.device) -> dict
     deterministic = fit_round_calibration([model], x[held], y[held], yard, test_set.targets, device)
     row = {
         "seed": seed, "round_seed": rseed, "labels": int(len(labeled)), "trained_on": int(len(train)),
-        "validation_size": deterministic["validation_size"], "epochs": planned_epochs(len(train), training),
+        "validation_size": deterministic["validation_size"], "epochs": planned_epochs(len(train), training, skips_batch_of_one=uses_batch_norm(model)),
         "train_seconds": round(train_s, 1), "deterministic": {
             "temperature": deterministic["temperature"], "skipped": deterministic.get("skipped"),
             "before": figures(deterministic["before"]), "after": figures(deterministic["after"])},

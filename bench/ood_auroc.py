@@ -45,7 +45,7 @@ from activelabel.campaign.model_settings import model_spec, training_config  # n
 from activelabel.pipeline.datasets import load_mnist_images  # noqa: E402
 from activelabel.pipeline.metrics import auroc  # noqa: E402
 from activelabel.pipeline.prediction import predict_probabilities  # noqa: E402
-from activelabel.pipeline.training import planned_epochs, train_model  # noqa: E402
+from activelabel.pipeline.training import planned_epochs, train_model, uses_batch_norm  # noqa: E402
 
 GOAL = 0.95
 OOD_KINDS = ("inverted", "uniform noise", "rotated 90°")
@@ -126,7 +126,7 @@ def one_seed(seed: int, args, train_set, test_set) -> dict:
         for d in range(10)
     }
     return {
-        "seed": seed, "labels": int(args.labels), "epochs": planned_epochs(len(x), training),
+        "seed": seed, "labels": int(args.labels), "epochs": planned_epochs(len(x), training, skips_batch_of_one=uses_batch_norm(model)),
         "train_seconds": round(train_s, 1), "score_seconds": round(score_s, 1), "test_accuracy": accuracy,
         "feature_dim": density.dim, "max_jitter": float(density.jitters.max()),
         "min_class_count": int(np.bincount(y, minlength=10).min()),

@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["chance_accuracy", "no_better_than_chance"]
+__all__ = ["CHANCE_ADVICE", "chance_accuracy", "chance_clause", "no_better_than_chance"]
+
+#: What a round at chance means and what to check (the end of the warning).
+CHANCE_ADVICE = ("its uncertainty scores pick no better than random; check the labels (`activelabel status --round N`), "
+                 "and train longer (more epochs, or drop fixed_epochs)")
 
 
 def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
@@ -27,9 +31,20 @@ def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
 
 def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence[str],
                           unit: str = "samples") -> str | None:
-    """A warning's words when ``accuracy`` (on ``targets``, class indices into ``labels``, any
-    shape) is at or below :func:`chance_accuracy`, else None. ``unit``: what a target is
-    ("samples"; a segmentation round passes its labeled yardstick pixels as "pixels").
+    """A warning's words to follow the round's accuracy when ``accuracy`` (on ``targets``,
+    class indices into ``labels``, any shape) is at or below :func:`chance_accuracy`, else None
+    (see :func:`chance_clause`). ``unit``: what a target is (default "samples")."""
+    clause = chance_clause(accuracy, targets, labels, unit)
+    return None if clause is None else f"that is {clause}, so {CHANCE_ADVICE}"
+
+
+def chance_clause(accuracy: float, targets: np.ndarray, labels: Sequence[str], unit: str = "samples",
+                  measure: str | None = None) -> str | None:
+    """``no better than chance (0.846: always answering 'background' on these 6,109 labeled
+    pixels)`` when ``accuracy`` is at or below :func:`chance_accuracy` on ``targets``, else
+    None; with ``measure`` the number compared leads (``pixel accuracy 0.759 is no better ...``),
+    for a line whose headline number is another one (a segmentation round's mIoU: trial 15 F5).
+    ``unit``: what a target is (a segmentation round passes its labeled yardstick pixels).
 
     Said only when the measurement holds at least one target per class: on fewer, a model's
     accuracy and the chance level are both too coarse to compare."""
@@ -39,6 +54,6 @@ def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence
     chance, best = chance_accuracy(targets, len(labels))
     if accuracy > chance:
         return None
-    return (f"that is no better than chance ({chance:.3f}: always answering {labels[best]!r} on these "
-            f"{len(targets):,} {unit}), so its uncertainty scores pick no better than random; check the "
-            "labels (`activelabel status --round N`), and train longer (more epochs, or drop fixed_epochs)")
+    lead = "" if measure is None else f"{measure} {accuracy:.3f} is "
+    return (f"{lead}no better than chance ({chance:.3f}: always answering {labels[best]!r} on these "
+            f"{len(targets):,} {unit})")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from activelabel.acquisition import get_strategy
 from activelabel.errors import ConfigError, SettingsChangedError
 from activelabel.pipeline.architectures import ARCHITECTURES
+from activelabel.pipeline.segmentation_sizes import SEGMENTATION_ARCHITECTURES
 
 # Settings that may change between runs of the same campaign without changing its meaning.
 # Data locations are compared by resolved path and content hash instead (see campaign.data).
@@ -28,7 +29,6 @@ UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_d
 #: Training recipes (see campaign.recipes): None is the default recipe.
 RECIPES = ("gal2017",)
 TASKS = ("classification", "segmentation")
-SEGMENTATION_ARCHITECTURES = ("unet_small", "smp_unet")
 #: Segmentation strategies: the per-pixel map (acquisition.pixelwise) each one aggregates into an
 #: image score; ``least_confidence`` scores 1 - max softmax; ``random`` draws seeded scores.
 SEGMENTATION_STRATEGY_MAPS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.model_settings import training_config
+from activelabel.pipeline.architectures import BATCH_NORM_ARCHITECTURES
 from activelabel.pipeline.training_plan import planned_epochs
 
 
@@ -20,7 +21,14 @@ def labels_for_epochs(config: CampaignConfig) -> int | None:
     if config.fixed_epochs or training.min_steps <= 0:
         return None
     batches = -(-training.min_steps // max(config.epochs, 1))  # per epoch, to reach the minimum
-    return (batches - 1) * training.batch_size + 1
+    # The smallest count whose epoch takes that many steps: a last batch of one is skipped with batch norm.
+    skips = _skips_batch_of_one(config) and training.batch_size > 1 and batches > 1
+    return (batches - 1) * training.batch_size + (2 if skips else 1)
+
+
+def _skips_batch_of_one(config: CampaignConfig) -> bool:
+    """Whether the campaign's classifier skips a last batch of one (batch norm)."""
+    return config.architecture in BATCH_NORM_ARCHITECTURES
 
 
 def raised_epochs_note(config: CampaignConfig, labels: int | None = None, *, hint: str = "") -> str | None:
@@ -33,6 +41,6 @@ def raised_epochs_note(config: CampaignConfig, labels: int | None = None, *, hin
     if config.task != "classification" or enough is None or (labels is not None and labels >= enough):
         return None
     training = training_config(config, labels)
-    example = (f" (on {labels} labels: {planned_epochs(labels, training)} epochs)" if labels else "")
+    example = (f" (on {labels} labels: {planned_epochs(labels, training, skips_batch_of_one=_skips_batch_of_one(config))} epochs)" if labels else "")
     return (f"Rounds on fewer than {enough:,} labels train more than epochs = {config.epochs}: each round takes at "
             f"least {training.min_steps} optimizer steps of {training.batch_size} samples{example}{hint}.")

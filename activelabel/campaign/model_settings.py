@@ -11,6 +11,7 @@ from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.recipes import RECIPE_TRAINING_BATCH
 from activelabel.pipeline.architectures import GAL_LAYOUTS
 from activelabel.pipeline.model_spec import ModelSpec
+from activelabel.pipeline.segmentation_sizes import check_side
 from activelabel.pipeline.training_plan import TrainingConfig, optimizer_steps, planned_epochs
 
 
@@ -71,7 +72,7 @@ def training_record(
     campaign's, else "default"). Shown by :mod:`activelabel.campaign.training_terms`.
     """
     return {
-        "epochs": planned_epochs(trained_on, training),
+        "epochs": planned_epochs(trained_on, training, skips_batch_of_one=skips_batch_of_one),
         "requested_epochs": training.epochs,
         "steps": optimizer_steps(trained_on, training, skips_batch_of_one=skips_batch_of_one),
         "batch_size": training.batch_size,
@@ -91,8 +92,15 @@ def check_model(config: CampaignConfig, in_channels: int, num_classes: int, imag
 
     Raises ``WeightsFileError`` naming the file when it does not fit the architecture (for a
     segmentation campaign: the U-Net of ``segmentation_round.segmentation_spec``), and
-    ``ConfigError`` when ``gal_cnn`` or ``gal_cnn_keras`` does not fit the image size.
+    ``ConfigError`` when ``gal_cnn`` or ``gal_cnn_keras`` does not fit the image size, or when
+    the U-Net cannot take images of ``image_size`` (its sides must be a multiple of the
+    architecture's ``pipeline.segmentation_sizes.SIDE_DIVISORS``; checked without torch).
     """
+    if config.task == "segmentation" and image_size is not None:
+        if config.uses_own_data:
+            check_side(config.architecture, image_size, "data.image_size")
+        else:  # the generated shapes: their side is the dataset's size option
+            check_side(config.architecture, image_size, "size", where=f"dataset {config.dataset!r}: ")
     if config.weights is not None and config.task == "segmentation":
         from activelabel.campaign.segmentation_round import segmentation_spec
         from activelabel.pipeline.segmentation_model import build_segmentation_model, load_segmentation_weights

@@ -38,6 +38,7 @@ from activelabel.campaign.refine import Refined, choose_candidates, refine_pool,
 from activelabel.campaign.setup import build_annotator
 from activelabel.campaign.summary import accuracy_name, trained_on_words
 from activelabel.errors import CampaignStateError, RoundAlreadyRunningError
+from activelabel.pipeline.architectures import BATCH_NORM_ARCHITECTURES
 from activelabel.pipeline.checkpoint import load_model, serialize_weights, weights_digest
 from activelabel.pipeline.device import resolve_device, use_cpu_threads
 from activelabel.pipeline.metrics import evaluate
@@ -330,7 +331,7 @@ def train_classifier(job: TrainInput) -> Trained:
     progress = reporter()
     progress.phase(
         f"round {rnd.index} · {trained_on_words(len(train), len(held)).replace('trained', 'training', 1)}",
-        planned_epochs(len(train), training)
+        planned_epochs(len(train), training, skips_batch_of_one=config.architecture in BATCH_NORM_ARCHITECTURES)
     )
     # Deep ensembles: M members from different seeds (member 0 is the single model's seed).
     models = [

@@ -158,6 +158,9 @@ _MODES = {
     "head_only": "dropout in the classifier head only; the backbone runs once",
     "naive": "each pass runs the whole model",
 }
+#: A segmentation network (``pipeline.segmentation_model``: trunk, then Dropout and a 1x1 conv) is
+#: scored as a chain ("full_network"), but its only dropout is the one before the head (trial 15 F9).
+_SEGMENTATION_MODES = _MODES | {"full_network": "dropout before the 1x1 head only; the trunk runs once per image"}
 
 
 def _plain(value: object) -> str:
@@ -197,8 +200,10 @@ def describe_scoring(how: Mapping | None) -> list[str]:
         passes = f"MC dropout, {samples} stochastic passes per sample"
     else:
         passes = f"{method}, {samples} passes per sample"
-    if mode in _MODES and method != "deterministic":
-        passes += f" ({_MODES[mode]})"
+    # A segmentation round's settings hold its per-pixel ``map`` (every such round stores one).
+    modes = _SEGMENTATION_MODES if "map" in how else _MODES
+    if mode in modes and method != "deterministic":
+        passes += f" ({modes[mode]})"
     if temperature is not None:
         passes += ("; no temperature (T = 1)" if float(temperature) == 1.0
                    else f"; logits divided by the fitted temperature T = {float(temperature):.3f}")

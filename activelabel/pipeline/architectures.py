@@ -39,5 +39,10 @@ class GalLayout:
 GAL_LAYOUTS = {GAL_CNN: GalLayout(kernel=4, pool=2, hidden=128), GAL_CNN_KERAS: GalLayout(kernel=3, pool=5, hidden=256)}
 TORCHVISION_ARCHITECTURES = ("resnet18", "mobilenet_v3_small", "efficientnet_b0")
 ARCHITECTURES = (SMALL_CNN, GAL_CNN, GAL_CNN_KERAS, *TORCHVISION_ARCHITECTURES)
+#: Classifiers with batch-norm layers: their training skips a last batch of one sample, so the
+#: step plan (``training_plan.planned_epochs``) must know before a network is built (progress
+#: totals, the raised-epochs note). Gal et al.'s CNNs have none. Kept true to the networks by a
+#: test against ``pipeline.training.uses_batch_norm``; the training loop itself asks the network.
+BATCH_NORM_ARCHITECTURES = (SMALL_CNN, *TORCHVISION_ARCHITECTURES)
 #: gal_cnn: two valid 4x4 convolutions and a 2x2 max-pool need images of at least this side.
 GAL_CNN_MIN_SIDE = GAL_LAYOUTS[GAL_CNN].min_side

@@ -70,7 +70,7 @@ def train_segmentation(
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(device)
     y_all = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.int64)).to(device)
     n = len(x_all)
-    epochs = planned_epochs(n, config)
+    epochs = planned_epochs(n, config, skips_batch_of_one=True)  # the loop below skips one
     loss_fn = nn.CrossEntropyLoss(ignore_index=ignore_index)
     model.train()
     for epoch in range(epochs):

@@ -36,10 +36,14 @@ from torch import nn
 from activelabel.errors import ConfigError, WeightsFileError
 from activelabel.pipeline.model import Normalize
 from activelabel.pipeline.model_file import ensemble_size, save_one_member_command
+from activelabel.pipeline.segmentation_sizes import (  # noqa: F401 - re-exported
+    SEGMENTATION_ARCHITECTURES,
+    SIDE_DIVISORS,
+    SMP_UNET,
+    UNET_SMALL,
+    fitting_sides,
+)
 
-UNET_SMALL = "unet_small"
-SMP_UNET = "smp_unet"
-SEGMENTATION_ARCHITECTURES = (UNET_SMALL, SMP_UNET)
 #: Encoders offered for ``smp_unet``: small ones that train on a CPU in minutes.
 SMP_ENCODERS = ("resnet18", "resnet34", "mobilenet_v2", "efficientnet-b0")
 
@@ -93,8 +97,8 @@ class SegmentationSpec:
 
     @property
     def divisor(self) -> int:
-        """Image sides must be a multiple of this."""
-        return 4 if self.architecture == UNET_SMALL else 32
+        """Image sides must be a multiple of this (:data:`SIDE_DIVISORS`)."""
+        return SIDE_DIVISORS[self.architecture]
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -118,7 +122,7 @@ def _check_size(x: torch.Tensor, spec: SegmentationSpec) -> None:
     if h % d or w % d:
         raise ConfigError(
             f"{spec.architecture} needs image sides divisible by {d}; got {h}x{w} "
-            f"(set the image size to e.g. {max(d, (h // d) * d)})"
+            f"(set the image size to e.g. {fitting_sides(min(h, w), d)[0]})"
         )
 
 

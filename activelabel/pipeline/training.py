@@ -89,11 +89,11 @@ def train_model(
     x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     y_all = torch.from_numpy(np.ascontiguousarray(targets)).to(device)
     n = len(x_all)
-    epochs = planned_epochs(n, config)
     loss_fn = nn.CrossEntropyLoss()
     if config.l2_penalty:
         l2_term(model, config.l2_penalty)  # raises before training when the model has no such layer
     batch_norm = uses_batch_norm(model)
+    epochs = planned_epochs(n, config, skips_batch_of_one=batch_norm)
     _train_mode(model, frozen_backbone=spec.freeze_backbone)
     # A frozen backbone without augmentation gives the same features every epoch: compute them once.
     cached = _features(model, x_all, config.batch_size) if spec.freeze_backbone and not config.augment else None

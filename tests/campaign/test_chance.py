@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from activelabel.campaign.chance import chance_accuracy, no_better_than_chance
+from activelabel.campaign.chance import chance_accuracy, chance_clause, no_better_than_chance
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -49,3 +49,24 @@ def test_a_segmentation_model_below_all_background_is_said_per_labeled_pixel():
     assert said is not None and said.startswith(
         "that is no better than chance (0.809: always answering 'background' on these 47 labeled pixels)")
     assert no_better_than_chance(0.92, labeled, ["background", "circle", "square"], unit="labeled pixels") is None
+    assert chance_clause(0.326, labeled, ["background", "circle", "square"], "labeled pixels", "pixel accuracy") == (
+        "pixel accuracy 0.326 is no better than chance (0.809: always answering 'background' on these 47 labeled "
+        "pixels)")
+    assert chance_clause(0.92, labeled, ["background", "circle", "square"], "labeled pixels", "pixel accuracy") is None
+
+
+def test_a_segmentation_round_at_chance_leads_with_the_pixel_accuracy_it_compares():
+    """trial 15 F5: "mIoU 0.414 (pixel accuracy 0.759, pixel ECE 0.187): that is no better than chance
+    (0.846 ...)" compared pixel accuracy with 0.846, but a reader compared the mIoU."""
+    from activelabel.campaign.segmentation_round import trained_line
+
+    targets = np.array([0] * 5168 + [1] * 941)  # the trial's 6,109 labeled pixels, 84.6 % background
+    chance = chance_clause(0.759, targets, ["background", "thing"], "labeled pixels", "pixel accuracy")
+    line = trained_line("Round 3: trained a unet_small on 6 masks", 0.414, 0.759, 0.187, "", chance)
+    assert line == (
+        "Round 3: trained a unet_small on 6 masks: pixel accuracy 0.759 is no better than chance (0.846: always "
+        "answering 'background' on these 6,109 labeled pixels); mIoU 0.414, pixel ECE 0.187; so its uncertainty "
+        "scores pick no better than random; check the labels (`activelabel status --round N`), and train longer "
+        "(more epochs, or drop fixed_epochs)")
+    assert trained_line("Round 3: trained a unet_small on 6 masks", 0.614, 0.9, 0.05, "; temperature 1.2", None) == (
+        "Round 3: trained a unet_small on 6 masks, mIoU 0.614 (pixel accuracy 0.900, pixel ECE 0.050); temperature 1.2")

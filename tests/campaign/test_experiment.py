@@ -122,9 +122,9 @@ def test_weight_decay_scales_with_the_labels_and_fixed_epochs_drop_the_step_mini
     gal = CampaignConfig(name="w", weight_decay_scale=2.5, fixed_epochs=True, epochs=50)
     assert training_config(gal, 100).weight_decay == pytest.approx(0.025)
     assert training_config(gal, 500).weight_decay == pytest.approx(0.005)
-    assert planned_epochs(20, training_config(gal, 20)) == 50
+    assert planned_epochs(20, training_config(gal, 20), skips_batch_of_one=True) == 50
     default = training_config(CampaignConfig(name="d", epochs=50), 20)
     assert default.weight_decay == TrainingConfig().weight_decay
-    assert planned_epochs(20, default) == 200  # one step per epoch: the 200-step minimum rules
+    assert planned_epochs(20, default, skips_batch_of_one=True) == 200  # one step per epoch: the 200-step minimum rules
     with pytest.raises(ConfigError, match="weight decay scale"):
         CampaignConfig(name="x", weight_decay_scale=0)

@@ -37,7 +37,7 @@ def test_a_round_under_the_recipe_trains_with_batches_of_128_and_l2_c_over_n_on_
         training = training_config(config, n)
         assert training.batch_size == 128 and training.weight_decay == 0.0 and training.min_steps == 0
         assert training.l2_penalty == pytest.approx(3.5 / n)
-        assert planned_epochs(n, training) == 50
+        assert planned_epochs(n, training, skips_batch_of_one=False) == 50
     # Without the recipe, weight_decay_scale stays Adam's decay on every weight, batches of 32.
     plain = training_config(CampaignConfig(name="p", weight_decay_scale=3.5, fixed_epochs=True, epochs=50), 20)
     assert (plain.batch_size, plain.l2_penalty) == (32, 0.0) and plain.weight_decay == pytest.approx(3.5 / 20)

@@ -98,7 +98,7 @@ def test_demo_runs_shows_table_and_a_rerun_continues(tmp_path):
     assert len(table_rows) == 2
     assert "round 2 complete" in first.stderr  # the per-round progress bar's last state
     # --epochs 3 on 20 labels is raised by the 200-step minimum: said once, not per round
-    note = ("Rounds on fewer than 2,113 labels train more than epochs = 3: each round takes at least 200 optimizer "
+    note = ("Rounds on fewer than 2,114 labels train more than epochs = 3: each round takes at least 200 optimizer "
             "steps of 32 samples (on {} labels: {} epochs).")
     assert " ".join(first.stderr.split()).count(note.format(20, 200)) == 1
     assert first.stderr.count("Rounds on fewer than") == 1

@@ -193,3 +193,47 @@ def test_watch_refuses_a_poll_interval_under_half_a_second(tmp_path):
         assert "Invalid value for '--poll-seconds'" in result["stderr"] and "0.5" in result["stderr"]
         assert not set(result["heavy"]) & set(HEAVY)
     assert not list(tmp_path.iterdir())  # no database made
+
+
+def test_an_image_size_the_unet_cannot_take_is_refused_when_the_campaign_is_created(tmp_path) -> None:
+    # Trial 15 F3: image_size 30 with unet_small (sides divisible by 4) was accepted, annotators
+    # painted two rounds, and round 3's training failed; image_size is then fixed, so the campaign
+    # was stuck. The divisor is the network's own (SIDE_DIVISORS), checked before anything is written.
+    from activelabel.campaign import prepare_campaign
+    from activelabel.campaign.file import load_campaign_file
+    from activelabel.campaign.setup import check_dataset
+    from activelabel.pipeline.segmentation_sizes import SIDE_DIVISORS
+    from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes, write_segmentation_folder
+    from activelabel.storage import Campaign, open_engine, session_scope
+
+    write_segmentation_folder(make_shapes(12, seed=1, size=32), tmp_path / "pool")
+
+    def campaign_file(name: str, size: int, architecture: str = "unet_small") -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(
+            f'[campaign]\nname = "{name}"\ntask = "segmentation"\n'
+            'strategy = "entropy"\nbatch_size = 2\nrounds = 1\n'
+            f'[model]\narchitecture = "{architecture}"\n'
+            f'[data]\npool = "pool/images"\nlabels = {list(SHAPE_CLASSES)!r}\nimage_size = {size}\nchannels = 3\nevaluation_size = 2\n'
+            f'[annotator]\nkind = "simulated"\ntruth = "pool/masks"\n'
+            f'[database]\nurl = "sqlite:///{name}.db"\n'.replace("'", '"'), encoding="utf-8")
+        return path
+
+    assert SIDE_DIVISORS == {"unet_small": 4, "smp_unet": 32}
+    bad, bad_smp = campaign_file("c30", 30), campaign_file("s48", 48, "smp_unet")
+    results = _run([["run", str(bad)], ["run", str(bad_smp)]], tmp_path)
+    _check(results, [
+        f"error: {bad}: data.image_size = 30 does not fit unet_small, which needs image sides divisible by 4; "
+        "set data.image_size to 28 or 32",
+        f"error: {bad_smp}: data.image_size = 48 does not fit smp_unet, which needs image sides divisible by 32; "
+        "set data.image_size to 32 or 64",
+    ])
+    assert not list(tmp_path.glob("*.db"))  # refused before the database was written
+
+    good, url = load_campaign_file(campaign_file("c28", 28))
+    check_dataset(good)  # the same check `run` makes: 28 fits
+    engine = open_engine(url)
+    prepare_campaign(engine, good)
+    with session_scope(engine) as session:
+        assert session.query(Campaign).one().config["image_size"] == 28
+    engine.dispose()

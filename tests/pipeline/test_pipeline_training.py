@@ -15,6 +15,7 @@ from activelabel.pipeline.model import ModelSpec, build_model
 from activelabel.pipeline.model_file import build_model_for_training
 from activelabel.pipeline.prediction import predict_probabilities
 from activelabel.pipeline.training import TrainingConfig, augment_batch, planned_epochs, train_model
+from activelabel.pipeline.training_plan import optimizer_steps, steps_per_epoch
 
 CPU = torch.device("cpu")
 SPEC = ModelSpec(in_channels=1, num_classes=10, width=8)
@@ -95,7 +96,24 @@ def test_on_epoch_count_follows_min_steps() -> None:
 )
 def test_planned_epochs(n: int, epochs: int, batch: int, min_steps: int, expected: int) -> None:
     config = TrainingConfig(epochs=epochs, batch_size=batch, min_steps=min_steps)
-    assert planned_epochs(n, config) == expected
+    assert planned_epochs(n, config, skips_batch_of_one=False) == expected
+
+
+@pytest.mark.parametrize(("n", "per_epoch", "epochs", "steps"), [
+    (25, 3, 67, 201),  # trial 15 F4: 3 batches of 8 and one of 1 (skipped): 67 x 3, not 50 x 3 = 150
+    (19, 3, 67, 201),  # a last batch of 3 is a step
+    (24, 3, 67, 201),
+    (33, 4, 50, 200),
+    (1, 1, 200, 200),  # one sample: its batch of one is the only one, and is trained on
+])
+def test_the_step_minimum_counts_the_steps_a_batch_norm_loop_takes(n, per_epoch, epochs, steps) -> None:
+    config = TrainingConfig(epochs=40, batch_size=8, min_steps=200)
+    assert steps_per_epoch(n, config, skips_batch_of_one=True) == per_epoch
+    assert planned_epochs(n, config, skips_batch_of_one=True) == epochs
+    assert optimizer_steps(n, config, skips_batch_of_one=True) == steps >= 200
+    # Without batch norm the batch of one is a step: 25 samples, 4 steps an epoch, 50 epochs.
+    assert (planned_epochs(25, config, skips_batch_of_one=False), optimizer_steps(25, config, skips_batch_of_one=False)) \
+        == (50, 200)
 
 
 def test_empty_labeled_set_is_rejected() -> None:

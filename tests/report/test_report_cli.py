@@ -140,6 +140,52 @@ def test_describe_scoring_renders_every_stored_setting_as_words() -> None:
     ]
 
 
+
+def test_describe_scoring_says_where_the_dropout_is_for_each_kind_of_network() -> None:
+    # trial 15 F9: a segmentation round said "dropout active through the network", but its U-Net's
+    # only dropout sits before the 1x1 head (pipeline.segmentation_model). Classification keeps its words:
+    # small_cnn and gal_cnn drop out in the conv features too (full_network), torchvision nets in the head.
+    from activelabel.campaign.uncertainty_report import describe_scoring
+
+    segmentation = {"method": "mc_dropout", "samples": 8, "members": 1, "mode": "full_network", "temperature": 1.0,
+                    "map": "entropy", "aggregation": "mean", "q": 0.1}
+    assert describe_scoring(segmentation)[0] == (
+        "Scoring: MC dropout, 8 stochastic passes per sample (dropout before the 1x1 head only; the trunk runs once "
+        "per image); no temperature (T = 1).")
+    ensemble = segmentation | {"method": "ensemble+mc_dropout", "samples": 16, "members": 2}
+    assert describe_scoring(ensemble)[0] == (
+        "Scoring: an ensemble of 2 models, 16 passes per sample in all (MC dropout in each model) (dropout before the "
+        "1x1 head only; the trunk runs once per image); no temperature (T = 1).")
+    classification = {k: v for k, v in segmentation.items() if k not in ("map", "aggregation", "q")}
+    assert describe_scoring(classification) == [
+        "Scoring: MC dropout, 8 stochastic passes per sample (dropout active through the network); no temperature "
+        "(T = 1)."]
+    assert describe_scoring(classification | {"mode": "head_only"})[0] == (
+        "Scoring: MC dropout, 8 stochastic passes per sample (dropout in the classifier head only; the backbone runs "
+        "once); no temperature (T = 1).")
+
+
+def test_the_networks_score_in_the_modes_their_words_describe() -> None:
+    # The words above rest on these: the U-Net is a chain whose one dropout is its head's first layer;
+    # small_cnn has dropout in its features; a torchvision net only in its classifier head.
+    import torch
+
+    from activelabel.campaign import CampaignConfig
+    from activelabel.campaign.model_settings import model_spec
+    from activelabel.pipeline.model import DROPOUT_TYPES, build_model
+    from activelabel.pipeline.prediction import mc_strategy
+    from activelabel.pipeline.segmentation_model import SegmentationSpec, build_segmentation_model
+
+    unet = build_segmentation_model(SegmentationSpec(in_channels=1, num_classes=2, width=4))
+    dropouts = [m for m in unet.modules() if isinstance(m, DROPOUT_TYPES)]
+    assert dropouts == [unet.head[0]] and isinstance(unet.head[1], torch.nn.Conv2d)
+    assert unet.head[1].kernel_size == (1, 1) and mc_strategy(unet, 8) == "full_network"
+    small = build_model(model_spec(CampaignConfig(name="s"), 1, 10))
+    assert mc_strategy(small, 8) == "full_network"
+    assert any(isinstance(m, DROPOUT_TYPES) and m.p > 0 for m in small.features.modules())
+    resnet = build_model(model_spec(CampaignConfig(name="r", architecture="resnet18"), 3, 10))
+    assert mc_strategy(resnet, 8) == "head_only"
+
 def test_report_takes_a_campaign_or_experiment_file_and_says_where_it_wrote(tiny_experiment, tmp_path) -> None:
     """`report campaign.toml` resolves the name and the database from the file, as `status` does;
     the same for `compare`'s experiment file. The HTML lands in the current folder and the
@@ -175,7 +221,7 @@ def test_compare_says_once_that_a_low_epochs_is_raised(tiny_experiment) -> None:
     """--epochs 1 on 495 initial labels (16 batches of 32 per epoch): 13 epochs reach 200 steps."""
     said = " ".join(tiny_experiment.second_stderr.split())
     assert said.count("Rounds on fewer than") == 1
-    assert ("Rounds on fewer than 6,369 labels train more than epochs = 1: each round takes at least 200 optimizer "
+    assert ("Rounds on fewer than 6,370 labels train more than epochs = 1: each round takes at least 200 optimizer "
             "steps of 32 samples (on 495 labels: 13 epochs); --fixed-epochs trains exactly that many.") in said
 
 
