@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -326,7 +325,9 @@ def heatmap_folder(config: CampaignConfig) -> Path:
     """Where the campaign's heatmaps go: ``heatmap_dir``, else ./activelabel-heatmaps/<name>."""
     if config.heatmap_dir:
         return Path(config.heatmap_dir).expanduser().resolve()
-    return (Path("activelabel-heatmaps") / re.sub(r"[^A-Za-z0-9._-]+", "-", config.name)).resolve()
+    from activelabel.naming import file_safe
+
+    return (Path("activelabel-heatmaps") / file_safe(config.name)).resolve()
 
 
 def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *, seed: int):
