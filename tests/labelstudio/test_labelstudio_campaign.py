@@ -26,7 +26,7 @@ from activelabel.storage import (
 )
 from activelabel.storage.repository import resolved_labels
 
-from tests_support_lsserver import delete_projects_titled, project_titled
+from tests_support_lsserver import delete_projects_titled, project_titled, projects_titled
 
 pytestmark = pytest.mark.labelstudio
 
@@ -274,11 +274,11 @@ def test_watch_starts_the_next_round_when_the_webhook_reports_labels(campaign, l
 
     def annotators() -> None:
         while not stop.wait(0.5):
-            try:
-                tasks = project_tasks(ls_client, config.labelstudio_project)
-            except StopIteration:  # project not created yet
+            # Not created yet on a loaded machine: look again (project_titled would raise, and
+            # end this thread: nobody would answer and the watch would wait out its deadline).
+            if not projects_titled(ls_client, config.labelstudio_project):
                 continue
-            for task in tasks:
+            for task in project_tasks(ls_client, config.labelstudio_project):
                 if not task.annotations:
                     answer(ls_client, task, TRUTH[uris[task.data["sample_id"]]])
 
