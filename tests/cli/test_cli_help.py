@@ -53,7 +53,7 @@ def test_flags_read_as_flags_and_value_options_keep_their_type() -> None:
     assert _row(run, "--rounds").startswith("--rounds <int> Labeling rounds")
     watch = _help("watch")
     assert _row(watch, "--webhook").startswith("--webhook --no-webhook Also listen for Label Studio's webhook")
-    assert _row(watch, "--poll-seconds").startswith("--poll-seconds <float> Seconds between")
+    assert _row(watch, "--poll-seconds").startswith("--poll-seconds <float range> [x>=0.5] Seconds between")
     compare = _help("compare")
     assert _row(compare, "--initial-balanced").startswith("--initial-balanced Draw the initial labels balanced")
     assert _row(compare, "--fixed-epochs").startswith("--fixed-epochs Train exactly --epochs epochs")
