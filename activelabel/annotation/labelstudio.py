@@ -30,13 +30,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-
-import httpx
 
 from activelabel.annotation.base import LabelAnswer, TaskRequest
 from activelabel.annotation.codecs import (
@@ -55,8 +53,17 @@ from activelabel.annotation.images import (
     png_data_uri,
     url_prefix_source,
 )
+from activelabel.annotation.ls_errors import (
+    LabelStudioAuthError,
+    LabelStudioError,
+    LabelStudioProjectError,
+    LabelStudioUnavailableError,
+    deleted_unless_gone,
+    error_for_status,
+    typed_errors,
+)
 from activelabel.annotation.send_once import create_once
-from activelabel.errors import ActiveLabelError, ConfigError, ServiceUnavailableError
+from activelabel.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -179,22 +186,6 @@ def _warn_if_counters_stopped(url: str, project_id: int, rows: list[Any]) -> Non
             "affected.", url, project_id, stale, "" if stale == 1 else "s", "s" if stale == 1 else "")
 
 
-class LabelStudioError(ActiveLabelError):
-    """Label Studio answered something this adapter cannot use (e.g. a 4xx on a valid request)."""
-
-
-class LabelStudioUnavailableError(LabelStudioError, ServiceUnavailableError):
-    """The Label Studio server cannot be reached, timed out or failed (5xx). Retry later."""
-
-
-class LabelStudioAuthError(LabelStudioError):
-    """Label Studio refused the API key (401/403). Never carries the key."""
-
-
-class LabelStudioProjectError(LabelStudioError):
-    """The project with the campaign's title exists but does not fit the campaign (other labels)."""
-
-
 def _task_entry(task: Any) -> tuple[int, set[str], dict]:
     """``(task id, model versions of its predictions, data)`` of a listed task."""
     return int(task.id), {str(_get(p, "model_version")) for p in (task.predictions or [])}, dict(task.data or {})
@@ -313,37 +304,10 @@ class LabelStudioAnnotator:
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
-    @contextmanager
-    def _talking(self, what: str) -> Iterator[None]:
-        """Turn SDK and transport failures into typed errors naming the URL, never the key."""
-        from label_studio_sdk.core.api_error import ApiError
-
-        try:
-            yield
-        except ApiError as exc:
-            code = exc.status_code
-            if code in (401, 403):
-                raise LabelStudioAuthError(
-                    f"authentication failed at {self.url}: check LABEL_STUDIO_API_KEY "
-                    f"(HTTP {code} while {what})"
-                ) from None
-            if code is None or code >= 500 or code in (408, 429):
-                raise LabelStudioUnavailableError(
-                    f"Label Studio at {self.url} failed while {what} (HTTP {code}); retry later"
-                ) from None
-            body = self._scrub(json.dumps(exc.body, default=str) if not isinstance(exc.body, str) else exc.body)
-            raise LabelStudioError(
-                f"Label Studio at {self.url} refused {what} (HTTP {code}): {body[:300]}"
-            ) from None
-        except httpx.TimeoutException:
-            raise LabelStudioUnavailableError(
-                f"Label Studio at {self.url} timed out while {what}; is the server overloaded?"
-            ) from None
-        except httpx.TransportError as exc:
-            raise LabelStudioUnavailableError(
-                f"Label Studio at {self.url} is unreachable while {what} "
-                f"({type(exc).__name__}: {self._scrub(str(exc))}); is the server running?"
-            ) from None
+    def _talking(self, what: str) -> AbstractContextManager[None]:
+        """SDK and transport failures inside as typed errors naming the URL, never the key
+        (:func:`~activelabel.annotation.ls_errors.typed_errors`)."""
+        return typed_errors(self.url, what, scrub=self._scrub)
 
     # -- project --------------------------------------------------------------------------
 
@@ -423,26 +387,23 @@ class LabelStudioAnnotator:
         Every process uses the oldest, so a newer one is only clutter that annotators would see;
         it is deleted only while it holds no task, so no work is ever removed.
         """
-        from label_studio_sdk.core.api_error import ApiError
-
         found = self._projects_titled(what, warn=False)
         kept, extra = found[:1], found[1:]
+        deleted: list[int] = []
         for project in extra:
             if project.task_number:
                 kept.append(project)
                 continue
             with self._talking(f"{what}: deleting project {project.id}, made twice"):
-                try:
-                    self._ls.projects.delete(id=project.id)
-                except ApiError as exc:
-                    if exc.status_code != 404:  # 404: another process deleted it first
-                        raise
+                deleted_unless_gone(lambda: self._ls.projects.delete(id=project.id))
+            deleted.append(int(project.id))
+        if deleted:
             log.warning(
                 "Label Studio %s: project %r was made %d times while activelabel created it (ids %s): on "
                 "SQLite, Label Studio reruns a create that hit 'database is locked', or another process "
                 "created it at the same moment. activelabel uses the oldest, id %d, and deleted the empty "
-                "id %d.", self.url, self.project_title, len(found),
-                ", ".join(str(p.id) for p in found), found[0].id, project.id)
+                "%s %s.", self.url, self.project_title, len(found), ", ".join(str(p.id) for p in found),
+                found[0].id, "id" if len(deleted) == 1 else "ids", ", ".join(map(str, deleted)))
         if len(kept) > 1:
             return self._projects_titled(what)  # some hold tasks: named, and the oldest used
         return kept
@@ -661,24 +622,15 @@ class LabelStudioAnnotator:
         wrapper = self._ls._client_wrapper  # the SDK's own auth headers (legacy token or access token)
         address = urljoin(self.url.rstrip("/") + "/", image)  # as a browser resolves the path
         doing = f"{what}: fetching one served image ({image})"
-        try:
+        with self._talking(doing):
             with wrapper.httpx_client.httpx_client.stream("GET", address, headers=wrapper.get_headers(),
                                                           timeout=60) as answer:
                 code = answer.status_code
-        except httpx.TimeoutException:
-            raise LabelStudioUnavailableError(f"Label Studio at {self.url} timed out while {doing}; retry later") from None
-        except httpx.TransportError as exc:
-            raise LabelStudioUnavailableError(
-                f"Label Studio at {self.url} is unreachable while {doing} ({type(exc).__name__}); "
-                "is the server running?") from None
         if code == 200:
             self._served_checked = True
             return
-        if code >= 500:
-            raise LabelStudioUnavailableError(f"Label Studio at {self.url} failed while {doing} (HTTP {code}); retry later")
-        if code == 401:
-            raise LabelStudioAuthError(f"authentication failed at {self.url}: check LABEL_STUDIO_API_KEY "
-                                       f"(HTTP 401 while {doing})")
+        if code not in (403, 404):  # 403 here: serving is off; 404: not under the server's root
+            raise error_for_status(self.url, doing, code, "", self._scrub)
         local = getattr(self.image_source, "local_path", None)
         root = getattr(self.image_source, "document_root", None)
         where = f" ({local(task.uri)})" if local is not None else ""
@@ -732,8 +684,6 @@ class LabelStudioAnnotator:
 
     def _delete_tasks_made_twice(self, project_id: int, what: str, newer: dict[int, list[Any]]) -> None:
         """Delete these newer copies of just-imported tasks (see :meth:`_settle_imported`)."""
-        from label_studio_sdk.core.api_error import ApiError
-
         deleted: list[int] = []
         for sample_id, tasks in sorted(newer.items()):
             for task in tasks:
@@ -743,11 +693,7 @@ class LabelStudioAnnotator:
                                 self.url, project_id, sample_id, task.id)
                     continue
                 with self._talking(f"{what}: deleting task {task.id}, imported twice"):
-                    try:
-                        self._ls.tasks.delete(id=task.id)
-                    except ApiError as exc:
-                        if exc.status_code != 404:
-                            raise
+                    deleted_unless_gone(lambda: self._ls.tasks.delete(id=task.id))
                 deleted.append(int(task.id))
         if deleted:
             log.warning(

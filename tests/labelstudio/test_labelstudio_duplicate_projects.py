@@ -49,9 +49,13 @@ def test_a_project_created_beside_another_of_the_same_title_gives_way_to_the_old
     # answered 500 after making the project is not sent again either: test_labelstudio_send_once.py;
     # CI once saw three here, ids 62, 63, 64).
     assert ids == other
-    made = re.search(rf"project {re.escape(repr(titled))} was made 2 times while activelabel created it "
-                     rf"\(ids {other[0]}, (\d+)\)", caplog.text)
-    assert made and f"uses the oldest, id {other[0]}, and deleted the empty id {made.group(1)}" in caplog.text
+    # 2 times, or more where Label Studio's own rerun-on-locked middleware added a run under load
+    made = re.search(rf"project {re.escape(repr(titled))} was made (\d+) times while activelabel created it "
+                     rf"\(ids {other[0]}, ([\d, ]+)\)", caplog.text)
+    assert made and int(made.group(1)) >= 2
+    newer = made.group(2)
+    assert f"uses the oldest, id {other[0]}, and deleted the empty id{'s' if ',' in newer else ''} {newer}." \
+        in caplog.text
 
     # A later process (a new annotator) settles on the same project, and pushes land there.
     later = make_annotator()

@@ -11,6 +11,10 @@ them), or has the server run them twice and answers the second run, which is wha
 Studio's own ``DatabaseIsLockedRetryMiddleware`` does with a request that hit "database is
 locked" (CI of stop 23: one project create, two projects). Those faults are injected and
 nothing else: the lock itself cannot be had on demand.
+
+Under load the real middleware may still add runs of its own beside the injected ones (seen
+here: one injected double create, three projects), so where the count of copies is logged the
+tests ask for at least the injected count, and always for exactly one kept, the oldest.
 """
 
 from __future__ import annotations
@@ -117,9 +121,12 @@ def test_a_project_create_label_studio_ran_twice_leaves_one_project_the_oldest(
         project_id = annotator.ensure_project()
     assert len(transport.failed) == 1
     assert [p.id for p in projects_titled(ls_client, project_title)] == [project_id]
-    made = re.search(r"was made 2 times while activelabel created it \(ids (\d+), (\d+)\)", caplog.text)
-    assert made and int(made.group(1)) == project_id and int(made.group(2)) > project_id
-    assert f"uses the oldest, id {project_id}, and deleted the empty id {made.group(2)}" in caplog.text
+    made = re.search(r"was made (\d+) times while activelabel created it \(ids ([\d, ]+)\)", caplog.text)
+    ids = [int(i) for i in made.group(2).split(", ")]
+    assert int(made.group(1)) == len(ids) >= 2 and ids[0] == project_id and min(ids[1:]) > project_id
+    deleted = ", ".join(map(str, ids[1:]))
+    assert f"uses the oldest, id {project_id}, and deleted the empty id{'s' if len(ids) > 2 else ''} {deleted}." \
+        in caplog.text
     assert "Move any answers" not in caplog.text  # not the user-made duplicates' warning
     assert annotator.created_project
 
@@ -143,10 +150,11 @@ def test_a_task_import_done_but_answered_500_or_run_twice_holds_each_sample_once
     assert all([p.model_version for p in t.predictions] == ["r1-test"] for t in stored)
     assert ("it was done all the same" in caplog.text) == answer_500
     if runs == 2:
-        assert "imported 3 tasks of project" in caplog.text and "twice from one import" in caplog.text
+        copies = re.search(r"imported (\d+) tasks of project \d+ twice from one import", caplog.text)
+        assert copies and int(copies.group(1)) >= 3
         # the kept tasks are the oldest (the first run's); the deleted copies were the newer three
         deleted = [int(i) for i in re.search(r"empty copies \(tasks ([\d, ]+)\)", caplog.text).group(1).split(", ")]
-        assert len(deleted) == 3 and min(deleted) > max(int(i) for i in pushed.values())
+        assert len(deleted) >= 3 and len(deleted) % 3 == 0 and min(deleted) > max(int(i) for i in pushed.values())
     assert annotator.push(tasks) == pushed  # and a second push imports nothing
 
 
@@ -167,7 +175,9 @@ def test_a_webhook_create_done_but_answered_500_or_run_twice_leaves_one_webhook(
     hooks = [w for w in ls_client.webhooks.list(project=str(project_id)) if w.project == project_id]
     assert [(w.id, w.url) for w in hooks] == [(webhook_id, url)]
     if runs == 2:
-        assert "was made 2 times from one create" in caplog.text
+        made = re.search(r"was made (\d+) times from one create \(ids ([\d, ]+)\)", caplog.text)
+        ids = [int(i) for i in made.group(2).split(", ")]
+        assert int(made.group(1)) == len(ids) >= 2 and ids[0] == webhook_id
         assert f"uses the oldest, id {webhook_id}, and deleted id" in caplog.text
     if answer_500:
         assert "it was done all the same" in caplog.text

@@ -1,4 +1,4 @@
-"""The webhook receiver (plain HTTP, no server needed) and its registration in a real Label Studio."""
+"""The webhook receiver (FastAPI on uvicorn, no Label Studio needed) and its registration in a real Label Studio."""
 
 from __future__ import annotations
 
@@ -133,6 +133,40 @@ def test_body_over_5_mb_is_413_without_reading_it(receiver):
         response = connection.getresponse()  # answered at once, not after 5 MB
         assert response.status == 413
         assert json.loads(response.read())["ok"] is False
+    finally:
+        connection.close()
+    assert receiver.events_received == 0
+    assert receiver.wait_for_event(0.05) is False
+
+
+def test_chunked_body_is_411_and_a_body_cut_short_records_nothing(receiver):
+    connection = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=5)
+    try:
+        connection.request("POST", "/activelabel/webhook", body=iter([json.dumps(EVENT).encode()]),
+                           headers={SECRET_HEADER: SECRET, "Content-Type": "application/json"},
+                           encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == 411
+        assert json.loads(response.read()) == {"ok": False,
+                                               "error": "chunked bodies are not accepted; send Content-Length"}
+    finally:
+        connection.close()
+
+    # A client that announces a body and goes away halfway: nothing is recorded, and the receiver
+    # still serves the next request.
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=5) as cut:
+        cut.sendall(b"POST /activelabel/webhook HTTP/1.1\r\nHost: x\r\n" + f"{SECRET_HEADER}: {SECRET}\r\n".encode()
+                    + b"Content-Length: 100\r\n\r\n{\"action\": \"ANNOTATION_CREATED\"")
+    assert _post(receiver.url, json.dumps(EVENT), _auth()) == (200, {"ok": True})
+    assert receiver.events_received == 1
+    assert receiver.action_counts == {"ANNOTATION_CREATED": 1}
+
+
+def test_the_liveness_probe_needs_no_secret_and_records_nothing(receiver):
+    connection = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=5)
+    try:
+        connection.request("HEAD", "/activelabel/webhook")
+        assert connection.getresponse().status == 200
     finally:
         connection.close()
     assert receiver.events_received == 0
