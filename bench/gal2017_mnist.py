@@ -98,25 +98,22 @@ def main() -> int:
 
 
 def print_table(database_url: str, experiment: str) -> None:
+    """Labels to 10 % and 5 % test error per strategy, read as the report reads them (on the mean
+    curve where every seed has run; each seed's figure after it), beside Table 1."""
     from activelabel.campaign.experiment import experiment_arms
-    from activelabel.report.build import by_strategy
-    from activelabel.report.curves import labels_to_target, mean_curve
+    from activelabel.report.build import by_strategy, labels_to_target_rows
     from activelabel.report.data import load_campaign
     from activelabel.storage import open_engine
 
     engine = open_engine(database_url)
     records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, experiment)]
-    print(f"\n{'strategy':<18}{'ours 10% err':>14}{'paper':>8}{'ours 5% err':>14}{'paper':>8}"
-          f"{'last labels':>13}{'last acc':>10}")
-    for strategy, runs in by_strategy(records).items():
-        xs, mean, _, _ = mean_curve([r.curve("accuracy") for r in runs])
-        ours = [labels_to_target(xs, mean, t) for t in (0.90, 0.95)]
+    groups = by_strategy(records)
+    print(f"\n{'strategy':<18}{'paper 10% / 5% err':>20}   ours: labels to 10 % error | to 5 % error")
+    for strategy, to_90, to_95 in labels_to_target_rows(groups, [0.90, 0.95]):
         paper = PAPER.get(strategy, (None, None))
-        cells = [("—" if v is None else str(v)) for v in (ours[0], paper[0], ours[1], paper[1])]
-        last = f"{mean[-1]:.3f}" if mean else ""
-        print(f"{strategy:<18}{cells[0]:>14}{cells[1]:>8}{cells[2]:>14}{cells[3]:>8}"
-              f"{(xs[-1] if xs else ''):>13}{last:>10}")
-    print("(— : not reached within the run's labels; ours read off the mean curve over seeds)")
+        print(f"{strategy:<18}{'/'.join('—' if v is None else str(v) for v in paper):>20}   {to_90} | {to_95}")
+    print("(ours: on the mean curve over seeds where every seed has run; each seed's figure in brackets;"
+          " — : not reached)")
     print_curves(records)
 
 
@@ -127,12 +124,16 @@ def print_curves(records) -> None:
     from activelabel.report.curves import mean_curve
 
     groups = by_strategy(records)
-    curves = {s: dict(zip(*mean_curve([r.curve("accuracy") for r in runs])[:2])) for s, runs in groups.items()}
+    curves = {}
+    for strategy, runs in groups.items():
+        xs, mean, _, count = mean_curve([r.curve("accuracy") for r in runs])
+        curves[strategy] = {n: f"{m:.3f}" + (" " if c == max(count) else "*") for n, m, c in zip(xs, mean, count)}
     top = max((max(c) for c in curves.values() if c), default=20)
     columns = list(range(20, top + 1, 20))
-    print(f"\n{'accuracy at labels':<18}" + "".join(f"{n:>7}" for n in columns))
+    print(f"\n{'accuracy at labels':<18}" + "".join(f"{n:>8}" for n in columns))
     for strategy, curve in curves.items():
-        print(f"{strategy:<18}" + "".join(f"{curve[n]:>7.3f}" if n in curve else f"{'':>7}" for n in columns))
+        print(f"{strategy:<18}" + "".join(f"{curve[n]:>8}" if n in curve else f"{'':>8}" for n in columns))
+    print("(* : fewer seeds than the strategy's have reached these labels)")
     print(f"\n{'mean s per round':<18}{'train':>8}{'score':>8}{'rounds':>8}")
     for strategy, runs in groups.items():
         timings = [r.timings for run in runs for r in run.rounds if r.timings]

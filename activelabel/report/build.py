@@ -20,7 +20,15 @@ from sqlalchemy import Engine, select
 from activelabel.campaign.summary import TRAINED_ON_NOTE
 from activelabel.campaign.training_terms import COLUMNS_NOTE as TRAINING_COLUMNS_NOTE, training_cells
 from activelabel.report import density, figures, html, uncertainty
-from activelabel.report.curves import aulc, common_points, labels_to_target, mean_curve, paired_t_test
+from activelabel.report.curves import (
+    aulc,
+    common_points,
+    labels_to_target,
+    mean_curve,
+    paired_t_test,
+    shared_span,
+    within,
+)
 from activelabel.report.data import CampaignRecord, load_campaign, yardstick
 from activelabel.report.settings import campaign_settings_rows
 
@@ -137,13 +145,25 @@ def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequ
     the labels alone)."""
     rows = []
     for strategy, runs in groups.items():
-        xs, mean, _, _ = mean_curve([curve(r) for r in runs])
+        curves = [curve(r) for r in runs]
+        xs, mean, _, count = mean_curve(curves)
+        seeds_with_points = sum(1 for c in curves if c[0])
+        # The mean only where every seed has run: past the shortest seed a "mean" of the others
+        # would change what it averages from one point to the next (an experiment read while it
+        # runs, or after it was interrupted, has seeds of unequal length).
+        full = [(x, m) for x, m, c in zip(xs, mean, count) if c == seeds_with_points]
         row = [strategy]
         for target in targets:
-            reached = labels_to_target(xs, mean, target)
-            each = [labels_to_target(*curve(r), target) for r in runs]
+            reached = labels_to_target([x for x, _ in full], [m for _, m in full], target)
+            each = [labels_to_target(*c, target) for c in curves]
             seeds = ", ".join("—" if n is None else str(n) for n in each)
-            row.append(f"{'not reached' if reached is None else reached}" + (f" (seeds: {seeds})" if per_seed else ""))
+            if reached is not None:
+                cell = str(reached)
+            elif full and len(full) < len(xs):
+                cell = f"not reached by {full[-1][0]} (where all {seeds_with_points} seeds have run)"
+            else:
+                cell = "not reached"
+            row.append(cell + (f" (seeds: {seeds})" if per_seed else ""))
         rows.append(row)
     return rows
 
@@ -156,6 +176,7 @@ def aulc_section(groups: dict[str, list[CampaignRecord]], title: str, column: st
         title,
         html.table("aulc", ["strategy", "seeds", column, "gain over random", "t", "p (paired t-test)", "pairs"],
                    aulc_rows(groups, curve=curve)),
+        aulc_span_note(groups, curve),
         html.paragraph(explanation),
         *([] if BASELINE in groups else [html.note(
             f"This experiment has no {BASELINE!r} arm, so there is no gain over random to test; add "
@@ -166,11 +187,15 @@ def aulc_section(groups: dict[str, list[CampaignRecord]], title: str, column: st
 
 def aulc_rows(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy_curve) -> list[list[str]]:
     """Per strategy: AULC of ``curve`` (default accuracy; segmentation: mIoU), mean ± std over
-    seeds, and the paired t-test of its per-seed gain over random on the same seed."""
+    seeds, over the span every campaign of the experiment has run (:func:`shared_span`, so rows
+    compare like with like), and the paired t-test of its per-seed gain over random on the same
+    seed (over the label counts both measured)."""
     baseline = {r.seed: r for r in groups.get(BASELINE, [])}
+    span = shared_span([curve(r) for runs in groups.values() for r in runs])
     rows = []
     for strategy, runs in groups.items():
-        own = [aulc(*curve(r)) for r in runs if curve(r)[0]]
+        cut = [within(curve(r), span) for r in runs] if span is not None else []
+        own = [aulc(*c) for c in cut if c[0]]
         mean = sum(own) / len(own) if own else math.nan
         std = (sum((v - mean) ** 2 for v in own) / (len(own) - 1)) ** 0.5 if len(own) > 1 else 0.0
         gain, t, p, n = "", "", "", ""
@@ -189,6 +214,21 @@ def aulc_rows(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy
             p = "n/a (needs 2+ seeds with spread)" if test.p_value is None else f"{test.p_value:.3g}"
         rows.append([strategy, str(len(own)), f"{mean:.4f} ± {std:.4f}" if own else "", gain, t, p, n])
     return rows
+
+
+def aulc_span_note(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy_curve) -> str:
+    """Where some campaign has run past the shared span, the note saying the AULC column is cut
+    to it (and where to); nothing when every campaign covers the same labels."""
+    curves = [curve(r) for runs in groups.values() for r in runs]
+    span = shared_span(curves)
+    longest = max((max(c[0]) for c in curves if c[0]), default=None)
+    if span is None or longest is None or longest <= span[1]:
+        return ""
+    return html.note(
+        f"The AULC column covers {span[0]}–{span[1]} labels, the span every campaign of the experiment "
+        f"has run (some have run to {longest}): a longer curve would add its later, higher points, so "
+        "every row is cut to the same labels. The gain over random compares each seed with random's "
+        "same seed over the labels both have run.")
 
 
 def _gallery(record: CampaignRecord, size: int) -> str:
@@ -348,8 +388,9 @@ def experiment_page(engine: Engine, name: str, settings: dict, records: Sequence
         "Labels needed to reach a test accuracy",
         html.table("labels-to-target", ["strategy", *[f"accuracy ≥ {t:g}" for t in targets]],
                    labels_to_target_rows(groups, targets)),
-        html.note("Read on the mean curve over seeds: the first measured label count at or above the "
-                  "target (no interpolation). Per-seed figures in brackets; — : not reached."),
+        html.note("Read on the mean curve over seeds, at the label counts every seed of the strategy has "
+                  "reached: the first measured label count at or above the target (no interpolation). "
+                  "Per-seed figures in brackets; — : not reached."),
         anchor="labels-to-target-section",
     ))
     body.append(aulc_section(groups, "Area under the learning curve and gain over random", "AULC (mean ± std)",

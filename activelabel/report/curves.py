@@ -29,8 +29,8 @@ def aulc(labels: Sequence[float], values: Sequence[float]) -> float:
     """Normalised area under the learning curve: the trapezoid area divided by the label span.
 
     The result is the curve's mean height over the labels it covers (in the metric's unit: an
-    accuracy for accuracy curves), so runs with different spans stay comparable. A single point
-    gives its value. Raises ``ValueError`` for no points, unequal lengths or labels that do not
+    accuracy for accuracy curves). Runs compare only over the same span (a longer curve adds
+    its later, higher points): cut them to :func:`shared_span` first. A single point gives its value. Raises ``ValueError`` for no points, unequal lengths or labels that do not
     increase.
     """
     x = np.asarray(labels, dtype=np.float64)
@@ -108,6 +108,27 @@ def mean_curve(curves: Sequence[tuple[Sequence[int], Sequence[float]]]) -> tuple
     means = [float(np.mean(by_label[x])) for x in xs]
     stds = [float(np.std(by_label[x], ddof=1)) if len(by_label[x]) > 1 else 0.0 for x in xs]
     return xs, means, stds, [len(by_label[x]) for x in xs]
+
+
+def shared_span(curves: Sequence[tuple[Sequence[int], Sequence[float]]]) -> tuple[int, int] | None:
+    """``(first, last)``: the label counts between which every curve with a point has run (the
+    latest first point, the earliest last point); None when there is no curve or no overlap.
+
+    An experiment read while it runs, or after it was interrupted, holds curves of unequal
+    length; an area or a mean compares strategies fairly only over this span.
+    """
+    ends = [(min(int(n) for n, v in zip(*c) if v is not None), max(int(n) for n, v in zip(*c) if v is not None))
+            for c in curves if any(v is not None for v in c[1])]
+    if not ends:
+        return None
+    first, last = max(e[0] for e in ends), min(e[1] for e in ends)
+    return (first, last) if first <= last else None
+
+
+def within(curve: tuple[Sequence[int], Sequence[float]], span: tuple[int, int]) -> tuple[list[int], list[float]]:
+    """The curve's measured points with labels in ``span`` (both ends included)."""
+    points = [(int(n), float(v)) for n, v in zip(*curve) if v is not None and span[0] <= int(n) <= span[1]]
+    return [p[0] for p in points], [p[1] for p in points]
 
 
 def common_points(a: tuple[Sequence[int], Sequence[float]], b: tuple[Sequence[int], Sequence[float]]):

@@ -61,13 +61,27 @@ def learning_curves_figure(curves: Mapping[str, Sequence[Curve]], metric: str, t
     figure = Figure(figsize=(6.4, 4.0))
     ax = figure.add_subplot()
     highest = 0.0
+    some_unequal = False
     for i, (strategy, runs) in enumerate(curves.items()):
         xs, mean, std, count = mean_curve(runs)
         if not xs:
             continue
-        ax.plot(xs, mean, marker="o", markersize=3, color=color(i), label=f"{strategy} ({max(count)} seed{'s' if max(count) != 1 else ''})")
-        _band(ax, xs, mean, std, color(i), 0.2)
+        seeds = max(count)
+        # Solid with its band where every seed has run; past the shortest seed the mean holds
+        # fewer seeds (an experiment still running, or interrupted), drawn dotted and bandless so
+        # a jump there is not read as the strategy's.
+        full = [j for j, c in enumerate(count) if c == seeds]
+        ax.plot([xs[j] for j in full], [mean[j] for j in full], marker="o", markersize=3, color=color(i),
+                label=f"{strategy} ({seeds} seed{'s' if seeds != 1 else ''})")
+        _band(ax, [xs[j] for j in full], [mean[j] for j in full], [std[j] for j in full], color(i), 0.2)
+        if len(full) < len(xs):
+            some_unequal = True
+            tail = [j for j in range(len(xs)) if j >= (full[-1] if full else 0)]
+            ax.plot([xs[j] for j in tail], [mean[j] for j in tail], linestyle=":", marker=".", markersize=3,
+                    color=color(i))
         highest = max(highest, *(m + s for m, s in zip(mean, std)))
+    if some_unequal:
+        ax.plot([], [], linestyle=":", color="0.4", label="dotted: fewer seeds have run")
     if unit_interval:
         top = ax.get_ylim()[1]
         ax.set_ylim(0, 1.0 if highest <= 0 else min(top, 1.02))
