@@ -1511,10 +1511,14 @@ def main() -> None:
 
             release_reads_cut_by(error)
             stop.record_cut_work(signum)
-        err_console.print(
-            f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
-            markup=True, highlight=False, soft_wrap=True,
-        )
+        if stop.left() is not None:  # the stop cut nothing (a round waits for labels): no "error"
+            err_console.print(f"stopped by {stop.signal_name(signum)} {stop.left()}",
+                              markup=False, highlight=False, soft_wrap=True)
+        else:
+            err_console.print(
+                f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
+                markup=True, highlight=False, soft_wrap=True,
+            )
         sys.exit(128 + signum)
 
 
