@@ -639,7 +639,7 @@ def run(
         if campaign_file is not None and not from_options:
             from activelabel.campaign.file import changed_settings_message
 
-            text = changed_settings_message(campaign_file, config.name, error.changes)
+            text = changed_settings_message(campaign_file, config.name, error.changes, getattr(error, "why", ""))
             if text is not None:
                 error.args = (text,)
         raise
