@@ -1273,13 +1273,24 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     header, rows = segmentation_figure_rows(engine, campaign)
     if not rows:
         return
-    table = Table(title="Annotators' agreement (mean pairwise IoU, images painted by 2 or more)"
-                        + (" and class weights (labeled pixels)" if len(header) > 2 else ""))
+    weighted = len(header) > 2
+    # A short title, and the table at least as wide as it: a title wider than a two-column table
+    # was wrapped into three fragments (trial 15, F12); what the figures mean is a line below.
+    title = "Annotators' agreement" + (" and class weights" if weighted else "")
+    table = Table(title=title, min_width=len(title) + 4)
     for column in header:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.print(SEGMENTATION_AGREEMENT_NOTE + (SEGMENTATION_WEIGHTS_NOTE if weighted else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+SEGMENTATION_AGREEMENT_NOTE = ("agreement: the mean pairwise IoU of the masks of the round's images painted by 2 or "
+                               "more annotators (how many images)")
+SEGMENTATION_WEIGHTS_NOTE = ("; class weights: each class's weight in class-weighted scoring (its labeled pixels), "
+                             "w_c = (1 / f_c) / sum_k (1 / f_k), f_c the class's share of the labeled pixels")
 
 
 AGREEMENT_NOTE = ("agreement: the mean share of a sample's answers that match its resolved label; split decision: "
