@@ -639,7 +639,7 @@ def run(
         if campaign_file is not None and not from_options:
             from activelabel.campaign.file import changed_settings_message
 
-            text = changed_settings_message(campaign_file, config.name, error.changes)
+            text = changed_settings_message(campaign_file, config.name, error.changes, getattr(error, "why", ""))
             if text is not None:
                 error.args = (text,)
         raise
@@ -1273,13 +1273,24 @@ def _print_segmentation_rounds(engine, campaign: str) -> None:
     header, rows = segmentation_figure_rows(engine, campaign)
     if not rows:
         return
-    table = Table(title="Annotators' agreement (mean pairwise IoU, images painted by 2 or more)"
-                        + (" and class weights (labeled pixels)" if len(header) > 2 else ""))
+    weighted = len(header) > 2
+    # A short title, and the table at least as wide as it: a title wider than a two-column table
+    # was wrapped into three fragments (trial 15, F12); what the figures mean is a line below.
+    title = "Annotators' agreement" + (" and class weights" if weighted else "")
+    table = Table(title=title, min_width=len(title) + 4)
     for column in header:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    console.print(SEGMENTATION_AGREEMENT_NOTE + (SEGMENTATION_WEIGHTS_NOTE if weighted else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+SEGMENTATION_AGREEMENT_NOTE = ("agreement: the mean pairwise IoU of the masks of the round's images painted by 2 or "
+                               "more annotators (how many images)")
+SEGMENTATION_WEIGHTS_NOTE = ("; class weights: each class's weight in class-weighted scoring (its labeled pixels), "
+                             "w_c = (1 / f_c) / sum_k (1 / f_k), f_c the class's share of the labeled pixels")
 
 
 AGREEMENT_NOTE = ("agreement: the mean share of a sample's answers that match its resolved label; split decision: "
@@ -1511,10 +1522,14 @@ def main() -> None:
 
             release_reads_cut_by(error)
             stop.record_cut_work(signum)
-        err_console.print(
-            f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
-            markup=True, highlight=False, soft_wrap=True,
-        )
+        if stop.left() is not None:  # the stop cut nothing (a round waits for labels): no "error"
+            err_console.print(f"stopped by {stop.signal_name(signum)} {stop.left()}",
+                              markup=False, highlight=False, soft_wrap=True)
+        else:
+            err_console.print(
+                f"[bold red]error:[/] stopped by {stop.signal_name(signum)}; run the same command again to resume",
+                markup=True, highlight=False, soft_wrap=True,
+            )
         sys.exit(128 + signum)
 
 

@@ -52,9 +52,11 @@ class SettingsChangedError(CampaignStateError):
     (setting, stored value, new value) so a caller that knows where the values came from (a
     campaign file) can say what to put back where (trial 14 F6)."""
 
-    def __init__(self, message: str, changes: list[tuple[str, object, object]] | None = None) -> None:
+    def __init__(self, message: str, changes: list[tuple[str, object, object]] | None = None,
+                 why: str = "") -> None:
         super().__init__(message)  # args = (message,): unpickled (a flow's state) without changes
         self.changes = list(changes or [])
+        self.why = why  # why a setting that may change at other times is fixed now ("" when none)
 
 
 class RoundAlreadyRunningError(CampaignStateError):

@@ -38,6 +38,8 @@ _requested: int | None = None  # the last stop signal received; kept for the exi
 _pending = False  # a request not yet raised at a check point
 #: Work a stop may cut, by key (a round id): how to record it as cut by a signal. See :func:`hold`.
 _in_hand: dict[object, Callable[[int], bool]] = {}
+#: What a stop left, said after "stopped by Ctrl-C" when it cut nothing (see :func:`note_left`).
+_left: str | None = None
 
 
 class Stopped(BaseException):
@@ -131,9 +133,24 @@ def raise_if_requested() -> None:
 
 def clear() -> None:
     """Forget any request (tests; a process that serves more than one command)."""
-    global _requested, _pending
+    global _requested, _pending, _left
     _requested = None
     _pending = False
+    _left = None
+
+
+def note_left(words: str | None) -> None:
+    """Record what a stop left when it cut nothing, in words that follow "stopped by Ctrl-C"
+    (e.g. "after round 5 was pushed: it waits for labels; ..."): the CLI's last line then says
+    that instead of the resume hint (trial 15, F6: a Ctrl-C just after a round was pushed read
+    "round 5 failed"). None forgets it."""
+    global _left
+    _left = words
+
+
+def left() -> str | None:
+    """What :func:`note_left` recorded, or None."""
+    return _left
 
 
 def hold(key: object, record_cut: Callable[[int], bool]) -> None:

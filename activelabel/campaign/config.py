@@ -446,19 +446,24 @@ class CampaignConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def check_compatible(self, stored: CampaignConfig) -> None:
-        """Rerunning a campaign may extend its rounds, not change what its rounds meant."""
+    def check_compatible(self, stored: CampaignConfig, *, may_change: frozenset[str] = frozenset(),
+                         why: str = "") -> None:
+        """Rerunning a campaign may extend its rounds, not change what its rounds meant.
+
+        ``may_change``: further settings that may differ this time (a segmentation campaign's
+        ``image_size`` before any model was trained: :mod:`activelabel.campaign.image_size_change`);
+        ``why``: said in the refusal (why such a setting is fixed now)."""
         changes = [
             (f.name, getattr(stored, f.name), getattr(self, f.name))
             for f in fields(self)
-            if f.name not in _MUTABLE and getattr(self, f.name) != getattr(stored, f.name)
+            if f.name not in _MUTABLE | may_change and getattr(self, f.name) != getattr(stored, f.name)
         ]
         if changes:
             changed = [f"{name} {old!r} -> {new!r}" for name, old, new in changes]
             raise SettingsChangedError(
                 f"campaign {self.name!r} already exists with other settings ({'; '.join(changed)}); "
-                "pick another --campaign name or a fresh --database-url",
-                changes,
+                + (f"{why}; " if why else "") + "pick another --campaign name or a fresh --database-url",
+                changes, why=why,
             )
 
 

@@ -407,9 +407,11 @@ def _put_back(key: str, value: Any) -> str:
     return f"no {key} (leave the key out)" if value is None else f"{key} = {_shown(value)}"
 
 
-def changed_settings_message(file: str | Path, name: str, changes: list[tuple[str, Any, Any]]) -> str | None:
+def changed_settings_message(file: str | Path, name: str, changes: list[tuple[str, Any, Any]],
+                             why: str = "") -> str | None:
     """The refusal of changed fixed settings in a campaign file's words (trial 14 F6): the file,
-    each key with the value the campaign was created with, and the two ways on. None when a
+    each key with the value the campaign was created with, and the two ways on. ``why``: why a
+    setting that may change at other times is fixed now, said in brackets. None when a
     change is not a file key (the caller keeps its command-line wording)."""
     keys = [(file_key(setting), old, new) for setting, old, new in changes]
     if any(key is None for key, _, _ in keys):
@@ -417,7 +419,7 @@ def changed_settings_message(file: str | Path, name: str, changes: list[tuple[st
     listed = "; ".join(f"{key} {_shown(old)} -> {_shown(new)}" for key, old, new in keys)
     back = ", ".join(_put_back(key, old) for key, old, _ in keys)
     return (f"{file}: campaign {name!r} already exists with other settings ({listed}); these settings are "
-            f"fixed once a campaign is created: put back what it was created with ({back}), or start a new "
+            f"fixed once a campaign is created{f' ({why})' if why else ''}: put back what it was created with ({back}), or start a new "
             f"campaign: another campaign.name or another database.url in {file}")
 
 

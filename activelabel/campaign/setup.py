@@ -260,7 +260,10 @@ def prepare_campaign(
         existing = get_campaign(session, config.name)
         stored = CampaignConfig.from_dict(existing.config) if existing is not None else None
     if existing is not None:
-        config.check_compatible(stored)
+        from activelabel.campaign.image_size_change import image_size_verdict
+
+        resize = image_size_verdict(engine, existing.id, stored, config)
+        config.check_compatible(stored, may_change=resize.may_change, why=resize.why)
         if config.uses_own_data:
             from activelabel.campaign.integrity import check_relocation, check_stored_files
 
@@ -289,6 +292,8 @@ def prepare_campaign(
                 campaign.dataset = own_dataset(config)
             checked = session.scalar(select(func.count()).select_from(Sample).where(
                 Sample.campaign_id == existing.id)) if moved else 0
+        if resize.line:
+            (say or log.info)(resize.line)
         if moved:
             (say or log.info)(f"Relocated campaign {config.name!r}: {checked} stored files found at the new "
                               f"place, all present and unchanged ({'; '.join(moved)})")

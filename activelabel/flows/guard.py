@@ -33,6 +33,21 @@ def unless_busy(engine: Engine, campaign_id: int, work: Callable[[], T]) -> tupl
         return None, live_holder(engine, campaign_id) or "another process"
 
 
+def holder_doing(engine: Engine, campaign_id: int, holder: str) -> str:
+    """What the lease's ``holder`` does, in words for a waiting loop's message: "P holds the
+    campaign's lease (syncing)" while the campaign's latest round waits for labels (its holder
+    then only collects answers: the sync of a ``watch`` poll or a ``run``, seconds long), else "P is
+    running a round". Trial 15, F7: two watches on one waiting campaign called each other's
+    poll "running a round"."""
+    from activelabel.storage import RoundStatus, session_scope
+    from activelabel.storage.repository import latest_round
+
+    with session_scope(engine) as session:
+        last = latest_round(session, campaign_id)
+        waiting = last is not None and last.status == RoundStatus.waiting_for_labels
+    return f"{holder} holds the campaign's lease (syncing)" if waiting else f"{holder} is running a round"
+
+
 _WORKING = ("training", "scoring", "selecting", "pushing")
 
 

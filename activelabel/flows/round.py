@@ -136,7 +136,13 @@ def round_flow(campaign_name: str, database_url: str | None = None, dask_address
             signum = stop.note(error)
             if _record_failure(engine, round_id, error):
                 stop.release(round_id)
-            progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}", done=False)
+            left = None if signum is None else _left_by_stop(engine, round_id, index, signum, campaign_name, command_ref)
+            if left is not None:  # the stop cut nothing: the round was pushed (or done) already
+                progress.finish_round(left[0], done=False)
+                stop.note_left(left[1])
+            else:
+                progress.finish_round(f"round {index} failed: {error if signum is None else stop.Stopped(signum)}",
+                                      done=False)
             raise
         summary = round_summary(engine, round_id)
         stop.release(round_id)
@@ -167,6 +173,35 @@ def _record_failure(engine: Engine, round_id: int, error: BaseException) -> bool
         log.warning("could not record the failure of round id %d: %s", round_id, describe_error(failure, engine))
         return False
     return True
+
+
+def _left_by_stop(engine: Engine, round_id: int, index: int, signum: int, campaign_name: str,
+                  command_ref: str | None) -> tuple[str, str] | None:
+    """(the round's progress line, the words after "stopped by Ctrl-C") when a stop cut nothing
+    because the round's stored status is already waiting for labels or complete (the stop landed
+    in its sync, or just after), else None: then the stop cut the round and it "failed" at its step.
+
+    Why: trial 15, F6: a Ctrl-C 0.1 s after round 5 reached ``waiting_for_labels`` printed
+    "round 5 failed: stopped by Ctrl-C" while the database (rightly) kept it waiting with all its
+    tasks out. The exit status stays 128 + signal: the command was still interrupted."""
+    from activelabel.storage import Round, RoundStatus, session_scope
+
+    try:
+        with session_scope(engine) as session:
+            rnd = session.get(Round, round_id)
+            status = None if rnd is None else rnd.status
+    except SQLAlchemyError:
+        return None  # the database does not say: the plain stop line, as before
+    how = f"stopped by {stop.signal_name(signum)}"
+    if status == RoundStatus.waiting_for_labels:
+        watch = follow_up("watch", campaign_name, command_ref)
+        return (f"round {index} waits for labels ({how} after it was pushed)",
+                f"after round {index} was pushed: it waits for labels; {watch} (or the same command again) "
+                "continues once they arrive")
+    if status == RoundStatus.complete:
+        return (f"round {index} complete ({how} after it completed)",
+                f"after round {index} completed; run the same command again to continue")
+    return None
 
 
 def _recorder_of_cut(engine: Engine, round_id: int):

@@ -100,16 +100,17 @@ def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, po
     started = time.monotonic()
     reported: set[int] = set()
     waiting: set[int] = set()
-    told_busy: str | None = None
+    told_busy: set[str] = set()  # each holder (and what it does) is said once, not at every poll it holds
     try:
         while True:
             _check_terminated(terminated)
             stop.raise_if_requested()  # a stop Python swallowed (in a weakref callback) still ends it
             summaries, busy = _advance(engine, campaign_id, campaign_name, rounds, dask, command_ref)
-            if busy is not None and busy != told_busy:  # said once per holder, not at every check
+            if busy is not None and busy not in told_busy:  # said once per holder, not at every check,
+                # also when two watches leapfrog: each holds the lease only for its poll's sync (trial 15, F7)
+                told_busy.add(busy)
                 log.warning("Campaign %r: %s; this watch waits and checks again every %.0f s",
                             campaign_name, busy, poll_seconds)
-            told_busy = busy
             for summary in summaries:
                 if summary.status == "complete" and summary.index not in reported:
                     reported.add(summary.index)
@@ -143,14 +144,15 @@ def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, po
 
 def _advance(engine: Engine, campaign_id: int, campaign_name: str, rounds: int,
              dask: tuple[str | None, int | None], command_ref: str | None) -> tuple[list[RoundSummary], str | None]:
-    """Run what rounds can run now: (their summaries, None), or ([], who runs a round now) when
-    another process (a second watch, ``run``, ``resume``) holds the campaign's lease."""
-    from activelabel.flows.guard import unless_busy
+    """Run what rounds can run now: (their summaries, None), or ([], who holds the campaign's
+    lease and what it does: :func:`~activelabel.flows.guard.holder_doing`) when another process
+    (a second watch, ``run``, ``resume``) holds it."""
+    from activelabel.flows.guard import holder_doing, unless_busy
 
     summaries, holder = unless_busy(engine, campaign_id, lambda: campaign_flow(
         campaign_name, rounds, dask_address=dask[0], dask_workers=dask[1], advise_on_wait=False,
         command_ref=command_ref))
-    return (summaries or [], None) if holder is None else ([], f"{holder} is running a round")
+    return (summaries or [], None) if holder is None else ([], holder_doing(engine, campaign_id, holder))
 
 
 def _exit_on_sigterm(terminated: list[int]):

@@ -148,7 +148,7 @@ def experiment_calibration(groups: Mapping[str, Sequence[CampaignRecord]]) -> li
         for n in labels:
             cells = []
             for key, when in (("ece", "before"), ("ece", "after"), ("nll", "before"), ("nll", "after"),
-                              ("temperature", None)):
+                              ("temperature", None), ("mixture_temperature", None)):
                 values = [v for r in runs for x, v in zip(*r.calibration_curve(key, when)) if x == n]
                 cells.append(_mean_std(values) if values else "")
             seeds = sum(1 for r in runs if n in r.calibration_curve("temperature")[0])
@@ -157,10 +157,14 @@ def experiment_calibration(groups: Mapping[str, Sequence[CampaignRecord]]) -> li
         html.figure(figures.calibration_curves(series), "calibration-curves",
                     "Test ECE and NLL before (dashed) and after (solid) temperature scaling, and the fitted "
                     "temperature, against labels; mean ± one std over seeds"),
+        # T2 too, as the campaign page's table: for a sampled predictor (MC dropout, a segmentation
+        # round's per-pixel scaling) most of the ECE and NLL change can come from it (trial 15, F14).
         html.table("calibration-by-labels", ["strategy", "labels", "seeds", "ECE before", "ECE after",
-                                             "NLL before", "NLL after", "T"], rows),
+                                             "NLL before", "NLL after", "T", "T2"], rows),
         html.note("Mean ± sample std over the seeds that stored a calibration at that label count. Rounds below "
-                  "the calibration threshold store none and are left out."),
+                  "the calibration threshold store none and are left out. T is the fitted temperature; T2, for "
+                  "a sampled predictor, rescales the log of the averaged distribution (1: not kept; empty: "
+                  "rounds stored before it existed)."),
     ]
 
 

@@ -121,7 +121,31 @@ def test_status_shows_agreement_and_class_weights_per_round(tmp_path) -> None:
          "0.3256 (50 px)", "0.3256 (50 px)"],
         ["3", "1.000 (1 image)", "", "", "", "", ""],
     ]  # round 2: one mask, no weights: no row
-    assert "Annotators' agreement (mean pairwise IoU, images painted by 2 or more) and class weights" in result.stdout
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "Annotators' agreement and class weights" in lines  # the title on one line
+    assert ("agreement: the mean pairwise IoU of the masks of the round's images painted by 2 or more annotators "
+            "(how many images); class weights: each class's weight in class-weighted scoring (its labeled pixels), "
+            "w_c = (1 / f_c) / sum_k (1 / f_k), f_c the class's share of the labeled pixels") in lines
+
+
+def test_the_two_column_agreement_table_keeps_its_title_on_one_line(tmp_path) -> None:
+    """Trial 15, F12: without class weights the table has two narrow columns, and its long title
+    was wrapped into three fragments; the title is short now and the table at least as wide."""
+    url = _campaign(tmp_path)
+    engine = open_engine(url)
+    with session_scope(engine) as session:
+        session.query(Round).update({"uncertainty": None})  # no class weights: agreement alone
+    engine.dispose()
+    result = _cli(tmp_path, "status", NAME, "--database-url", url)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "Annotators' agreement" in lines, result.stdout
+    assert _table(result.stdout, "Annotators' agreement") == [
+        ["round", "agreement"], ["1", f"{19 / 24:.3f} (2 images)"], ["3", "1.000 (1 image)"]]
+    at = lines.index("Annotators' agreement")
+    assert lines[at + 1].startswith("┏") and len(lines[at + 1]) >= len("Annotators' agreement")
+    assert ("agreement: the mean pairwise IoU of the masks of the round's images painted by 2 or more annotators "
+            "(how many images)") in lines
 
 
 def test_the_report_shows_the_same_agreement_and_class_weights(tmp_path) -> None:

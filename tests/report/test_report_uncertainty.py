@@ -132,14 +132,14 @@ def test_the_experiment_report_compares_calibration_and_decomposition_per_strate
     exp, parser = tiny_experiment, experiment_report[1]
     _png(parser, "calibration-curves")
     header, *rows = parser.tables["calibration-by-labels"]
-    assert header == ["strategy", "labels", "seeds", "ECE before", "ECE after", "NLL before", "NLL after", "T"]
+    assert header == ["strategy", "labels", "seeds", "ECE before", "ECE after", "NLL before", "NLL after", "T", "T2"]
     assert [(r[0], r[1], r[2]) for r in rows] == [(s, str(INITIAL + BATCH), "2") for s in STRATEGIES]
     for row in rows:
         stored = [_calibration(exp, f"tiny-{row[0]}-seed{seed}", 2) for seed in SEEDS]
         for cell, values in zip(row[3:], (
             [c["before"]["ece"] for c in stored], [c["after"]["ece"] for c in stored],
             [c["before"]["nll"] for c in stored], [c["after"]["nll"] for c in stored],
-            [c["temperature"] for c in stored],
+            [c["temperature"] for c in stored], [c["mixture_temperature"] for c in stored],
         )):
             assert cell == f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
     _png(parser, "decomposition-comparison")
