@@ -170,14 +170,22 @@ def uncounted_tasks(rows: list[Any]) -> int:
     )
 
 
+#: (server, project) -> the uncounted tasks last said, so a process (a ``watch`` syncing every few
+#: seconds, a ``run`` that syncs twice) says it once, and again only when the count changes.
+_COUNTERS_SAID: dict[tuple[str, int], int] = {}
+
+
 def _warn_if_counters_stopped(url: str, project_id: int, rows: list[Any]) -> None:
-    """Say so when Label Studio stopped counting annotations (the note on task counters by PAGE_SIZE).
+    """Say so when Label Studio stopped counting annotations (the note on task counters by PAGE_SIZE),
+    once per project and process while the count stays the same (trial 15, F16).
 
     activelabel's sync does not read the counters, but Label Studio's own queue does: it serves a
     task whose annotation it does not count to annotators again.
     """
     stale = uncounted_tasks(rows)
-    if stale:
+    said = _COUNTERS_SAID.get((url, project_id))
+    _COUNTERS_SAID[(url, project_id)] = stale
+    if stale and stale != said:
         log.warning(
             "Label Studio %s: project %d: %d task%s hold%s annotations that Label Studio does not count "
             "(total_annotations 0), so its queue serves them to annotators again. Its signals were "
