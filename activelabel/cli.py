@@ -746,6 +746,20 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
     return address, workers
 
 
+def _check_webhook_annotator(engine, campaign: str) -> None:
+    """``watch --webhook`` on a campaign whose annotator is not Label Studio: refused before the
+    flows (torch, Prefect) load, as the other argument errors are."""
+    from sqlalchemy import select
+
+    from activelabel.storage import Campaign, session_scope
+
+    with session_scope(engine) as session:
+        stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign)) or {}
+    annotator = stored.get("annotator", "simulated")
+    if annotator != "labelstudio":
+        raise ConfigError(f"--webhook needs a Label Studio campaign; {campaign!r} uses {annotator!r}")
+
+
 def _campaign_rounds(value: str, engine, campaign: str) -> int:
     """The rounds a campaign is set to run: its file's ``rounds`` when named by its file (a
     user extends a campaign there), else the stored campaign's."""
@@ -869,6 +883,8 @@ def watch(
     from activelabel.campaign.lookup import campaign_id
 
     campaign_id(engine, campaign)  # a clear error for an unknown campaign
+    if webhook:
+        _check_webhook_annotator(engine, campaign)
     dask = _dask_choice(given, engine, campaign, dask_address, dask_workers)
     same = f" --rounds {rounds}" if rounds is not None else ""  # given again, the stop line names it
     rounds = _campaign_rounds(given, engine, campaign) if rounds is None else rounds

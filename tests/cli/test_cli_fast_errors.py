@@ -155,6 +155,7 @@ def test_settings_refusals_and_unknown_campaigns_come_before_torch_prefect_and_t
         (["watch", "nosuch", *db], f"error: no campaign named 'nosuch' in this database; {known}"),
         (["sync", "nosuch", *db], f"error: no campaign named 'nosuch' in this database; {known}"),
         (["watch", "c1", "--dask-workers", "0", *db], "error: --dask-workers must be at least 1, got 0"),
+        (["watch", "c1", "--webhook", *db], "error: --webhook needs a Label Studio campaign; 'c1' uses 'simulated'"),
     ]
     _check(_run([args for args, _ in cases], tmp_path), [line for _, line in cases])
     assert stored() == before  # the refusals changed no stored setting and added no campaign
