@@ -19,6 +19,7 @@ from activelabel.storage import Round, open_engine, session_scope
 from activelabel.storage.location import default_database_url
 from activelabel.storage.lease import campaign_lease
 from tests_support_cli import cli, error_line
+from tests_support_loglines import WarningLines
 from tests_support_owndata import write_manifest, write_unlabeled_pool
 
 
@@ -64,14 +65,6 @@ def test_status_round_from_another_folder_hints_the_files_absolute_path(tmp_path
     assert line == f"error: campaign 'hinted' has no round 9; `activelabel status {path.resolve()}` lists its rounds"
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
 
 def test_watch_waits_while_another_process_runs_a_round(tmp_path) -> None:
     """The campaign's lease (held here, as a second watch or `run` would hold it) makes the watch
@@ -87,7 +80,7 @@ def test_watch_waits_while_another_process_runs_a_round(tmp_path) -> None:
     with campaign_lease(engine, cid, "hinted", 1):
         holder = live_holder(engine, cid)
         assert holder is not None
-        lines = _Lines()
+        lines = WarningLines()
         logging.getLogger("activelabel.flows.watch").addHandler(lines)
         try:
             done = watch_campaign(engine, "hinted", 1, poll_seconds=1.0, deadline_seconds=3.5)

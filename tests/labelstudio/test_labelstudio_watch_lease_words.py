@@ -29,19 +29,12 @@ from activelabel.flows.watch import WatchStopped, watch_campaign
 from activelabel.storage import CampaignLease, Round, RoundStatus, open_engine, session_scope
 from activelabel.storage.lease import campaign_lease, live_holder
 from test_labelstudio_webhook_lifetime import campaign  # noqa: F401  (the fixture: a real LS campaign)
+from tests_support_loglines import WarningLines
 
 pytestmark = pytest.mark.labelstudio
 HOLD_S = 2.5  # longer than the watch's 1 s poll interval: each hold meets at least one of its polls
 BOUND_S = 60.0  # for the watch's own poll (a Prefect flow and a Label Studio read) on a busy machine
 
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 def _owners(engine, cid: int) -> set[str]:
@@ -94,7 +87,7 @@ def test_a_watch_says_once_that_a_syncing_holder_holds_the_lease(campaign) -> No
     assert ready.wait(BOUND_S) and not problems, problems
     holder = live_holder(watch_engine, cid)
     assert holder == f"process {os.getpid()} on {os.uname().nodename} (round 1)"
-    lines = _Lines()
+    lines = WarningLines()
     logging.getLogger("activelabel.flows.watch").addHandler(lines)
     try:
         with pytest.raises(WatchStopped) as stopped:  # once the thread is done: only waiting, nothing cut
