@@ -363,6 +363,7 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
     drawn = map_name if map_name in ("entropy", "bald", "variance") else "entropy"
     folder = heatmap_folder(config) / f"round-{rnd.index:03d}"
     names = heatmap_filenames([t.uri for t in readable], rnd.index)
+    shown = _served_sizes(config, data)  # a served file's own size: its heatmap keeps its aspect
     rows, extras = [], {}
     chunks = (images[s:s + CHUNK] for s in range(0, len(images), CHUNK))
     done = 0
@@ -377,6 +378,7 @@ def prepare_tasks(engine, rnd, campaign, config: CampaignConfig, tasks: list, *,
                 folder / names[done + k], images[done + k], maps.predicted[k], maps.get(drawn)[k],
                 maps.max_softmax[k], labels=list(campaign.labels), map_name=drawn, q=config.aggregation_q,
                 title=f"round {rnd.index}, {how}: {task.uri}",
+                shown_size=_shown_size(shown, task.uri),
             )
             rows.append(dict(round_id=rnd.id, sample_id=task.sample_id, map_name=drawn, path=str(heatmap.path),
                              mean=heatmap.summary.mean, max=heatmap.summary.max,
@@ -436,6 +438,19 @@ def labelstudio_parts(config: CampaignConfig, data):
                        encode=mask_to_png_bytes, decode=lambda png: mask_from_png_bytes(png, where="a predicted mask"),
                        heatmap_value=heatmap, displayed_size=served)
     return (None if served else image), codec
+
+
+def _shown_size(served: Callable[[str], tuple[int, int]] | None, uri: str) -> tuple[int, int] | None:
+    """The served file's ``(height, width)``, or None (embedded images, or a file that went
+    unreadable since it was read: its heatmap then keeps the map's own aspect)."""
+    from activelabel.pipeline.decode import UnreadableImageError
+
+    if served is None:
+        return None
+    try:
+        return served(uri)
+    except UnreadableImageError:
+        return None
 
 
 def _served_sizes(config: CampaignConfig, data) -> Callable[[str], tuple[int, int]] | None:

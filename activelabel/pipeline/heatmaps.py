@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,10 +97,38 @@ def write_heatmap(
     ignore: np.ndarray | None = None,
     title: str | None = None,
     vmax: float | None = None,
+    shown_size: tuple[int, int] | None = None,
     dpi: int = 100,
 ) -> Heatmap:
     """Write the four-panel heatmap PNG of one image to ``path``; return it with the map's
     :class:`~activelabel.acquisition.pixelwise.MapSummary` (mean, max, top-q mean).
+    The arguments are :func:`heatmap_figure`'s; parent folders are created.
+    """
+    figure, summary = heatmap_figure(image, predicted, uncertainty, max_softmax, labels=labels, map_name=map_name,
+                                     q=q, ignore=ignore, title=title, vmax=vmax, shown_size=shown_size, dpi=dpi)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png")
+    return Heatmap(path=target, map_name=map_name, summary=summary)
+
+
+def heatmap_figure(
+    image: np.ndarray,
+    predicted: np.ndarray,
+    uncertainty: np.ndarray,
+    max_softmax: np.ndarray,
+    *,
+    labels: list[str],
+    map_name: str = "entropy",
+    q: float = 0.1,
+    ignore: np.ndarray | None = None,
+    title: str | None = None,
+    vmax: float | None = None,
+    shown_size: tuple[int, int] | None = None,
+    dpi: int = 100,
+) -> tuple[Any, MapSummary]:
+    """The four-panel heatmap figure of one image (a ``matplotlib.figure.Figure`` on the Agg
+    canvas) and the map's :class:`~activelabel.acquisition.pixelwise.MapSummary`.
 
     ``image`` ``[C, H, W]`` (C = 1 or 3) in [0, 1]; ``predicted`` int ``[H, W]``;
     ``uncertainty`` and ``max_softmax`` float ``[H, W]``; ``labels`` the class names;
@@ -107,8 +136,12 @@ def write_heatmap(
     scale). ``vmax`` sets the top of the uncertainty colour scale (default: the map's
     theoretical maximum, ``log C`` nats or 0.25; BALD is usually far below it, so a campaign may
     fix e.g. 0.5 nats for all its BALD heatmaps). ``ignore`` (bool ``[H, W]``) pixels are left out of the summary and drawn grey.
-    Parent folders are created. Raises :class:`~activelabel.errors.InvalidArrayError` for
-    mismatched shapes and ``ValueError`` for an unknown ``map_name``.
+    ``shown_size`` ``(height, width)`` in pixels: the size annotators see the image at (a served
+    file's own size); each panel is drawn at that aspect ratio, so a map made at the training
+    size (e.g. 32 x 32) lies over a 4:3 photo as it does in the model's view, stretched, not
+    squashed to a square (trial 15 F10). None: the arrays' own aspect. Raises
+    :class:`~activelabel.errors.InvalidArrayError` for mismatched shapes or a non-positive
+    ``shown_size`` and ``ValueError`` for an unknown ``map_name``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -123,6 +156,10 @@ def write_heatmap(
     for name, arr in (("predicted", predicted), ("uncertainty", uncertainty), ("max_softmax", max_softmax)):
         if np.shape(arr) != hw:
             raise InvalidArrayError(f"heatmap {name} map is shaped {np.shape(arr)}, the image {hw}")
+    if shown_size is not None and (len(shown_size) != 2 or min(int(v) for v in shown_size) <= 0):
+        raise InvalidArrayError(f"heatmap shown_size must be (height, width) in pixels, got {shown_size!r}")
+    # Every panel spans the shown image's pixels: its aspect, and axes in its own pixels.
+    extent = None if shown_size is None else (0, int(shown_size[1]), int(shown_size[0]), 0)
     summary = summarize_map(uncertainty, q=q, ignore=ignore)
     num_classes = len(labels)
     colours = _class_colours(num_classes)
@@ -134,9 +171,9 @@ def write_heatmap(
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 4)
     shown = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
-    axes[0].imshow(np.clip(shown, 0, 1), cmap="gray" if pixels.shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    axes[0].imshow(np.clip(shown, 0, 1), cmap="gray" if pixels.shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest", extent=extent)
     axes[0].set_title("image")
-    axes[1].imshow(mask_rgb, interpolation="nearest")
+    axes[1].imshow(mask_rgb, interpolation="nearest", extent=extent)
     axes[1].set_title("predicted mask")
     present = sorted(int(c) for c in np.unique(predicted))
     axes[1].legend(
@@ -144,10 +181,12 @@ def write_heatmap(
         loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False,
     )
     cmap_unc = _with_grey("magma")
-    drawn = axes[2].imshow(unc, cmap=cmap_unc, vmin=0.0, vmax=vmax if vmax is not None else _vmax(map_name, num_classes), interpolation="nearest")
+    drawn = axes[2].imshow(unc, cmap=cmap_unc, vmin=0.0, vmax=vmax if vmax is not None else _vmax(map_name, num_classes), interpolation="nearest",
+                          extent=extent)
     figure.colorbar(drawn, ax=axes[2], fraction=0.046, pad=0.04, label=_UNITS[map_name])
     axes[2].set_title(f"{_TITLES[map_name]}\nmean {summary.mean:.3g}, top-{summary.q:g} {summary.top_q_mean:.3g}", fontsize=9)
-    drawn = axes[3].imshow(soft, cmap=_with_grey("viridis"), vmin=1.0 / num_classes, vmax=1.0, interpolation="nearest")
+    drawn = axes[3].imshow(soft, cmap=_with_grey("viridis"), vmin=1.0 / num_classes, vmax=1.0, interpolation="nearest",
+                          extent=extent)
     figure.colorbar(drawn, ax=axes[3], fraction=0.046, pad=0.04, label="probability")
     axes[3].set_title("max softmax (low = unsure)", fontsize=9)
     for ax in axes:
@@ -156,10 +195,7 @@ def write_heatmap(
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, format="png")
-    return Heatmap(path=target, map_name=map_name, summary=summary)
+    return figure, summary
 
 
 def _with_grey(name: str):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from activelabel.acquisition.pixelwise import pixel_maps, summarize_map
 from activelabel.errors import InvalidArrayError
-from activelabel.pipeline.heatmaps import NAME_STEM_MAX, heatmap_filenames, write_heatmap
+from activelabel.pipeline.heatmaps import NAME_STEM_MAX, heatmap_figure, heatmap_filenames, write_heatmap
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes
 
 
@@ -61,6 +61,29 @@ def test_uncertainty_panel_shows_the_map(tmp_path: Path) -> None:
         tmp_path / "dim.png", image, pred, np.full((32, 32), math.log(5)), soft, labels=list(SHAPE_CLASSES), vmax=4 * math.log(5)
     )
     assert _panel_brightness(dim.path, 2) < _panel_brightness(wild.path, 2) - 50
+
+
+def test_panels_take_the_shown_images_aspect(tmp_path: Path) -> None:
+    # trial 15 F10: a 32 x 32 map beside a served 160 x 120 photo was drawn square
+    image = make_shapes(1, seed=0, size=32).images[0]
+    maps = pixel_maps(_probs(1))
+    args = (image, maps.predicted[0], maps.entropy[0], maps.max_softmax[0])
+    wide, _ = heatmap_figure(*args, labels=list(SHAPE_CLASSES), shown_size=(120, 160))
+    tall, _ = heatmap_figure(*args, labels=list(SHAPE_CLASSES), shown_size=(130, 97))
+    square, _ = heatmap_figure(*args, labels=list(SHAPE_CLASSES))
+    for figure, (height, width) in ((wide, (120, 160)), (tall, (130, 97)), (square, (32, 32))):
+        figure.canvas.draw()  # places the axes as the saved PNG has them
+        panels = figure.axes[:1] + [ax for ax in figure.axes[1:] if ax.images][:3]
+        assert len(panels) == 4
+        for ax in panels:
+            left, right, bottom, top = ax.images[0].get_extent()
+            assert (right - left, bottom - top) == pytest.approx((width, height), abs=1)
+            box = ax.get_window_extent()  # the drawn panel: the image's aspect, not a square
+            assert box.width / box.height == pytest.approx(width / height, rel=0.02)
+    written = write_heatmap(tmp_path / "w.png", *args, labels=list(SHAPE_CLASSES), shown_size=(120, 160))
+    assert written.summary == summarize_map(maps.entropy[0])
+    with pytest.raises(InvalidArrayError, match="shown_size"):
+        heatmap_figure(*args, labels=list(SHAPE_CLASSES), shown_size=(0, 160))
 
 
 def test_heatmap_errors(tmp_path: Path) -> None:
