@@ -131,7 +131,7 @@ class SegmentationSection(_Section):
         "top_q", description="How a per-pixel uncertainty map becomes an image score: mean, max, top_q or class_weighted"
     )
     aggregation_q: float = Field(0.1, description="top_q: the fraction of each image's most uncertain pixels averaged")
-    heatmap_dir: str | None = Field(None, description="Folder for heatmap PNGs of the selected images (default: ./activelabel-heatmaps/<name>)")
+    heatmap_dir: str | None = Field(None, description="Folder for heatmap PNGs of the selected images (default: activelabel-heatmaps/<name> beside the campaign file)")
     labeled_masks: str | None = Field(None, description="Masks of data.labeled's images: same relative path, suffix .png (required with data.labeled)")
     test_masks: str | None = Field(None, description="Masks of data.test's images (required with data.test)")
     ignore_index: int = Field(255, description="Mask value of pixels that take no part in training, metrics or scores")
@@ -273,6 +273,18 @@ def _resolve(base: Path, value: str | None) -> str | None:
     return str((path if path.is_absolute() else base / path).resolve())
 
 
+def _heatmap_dir(base: Path, name: str, task: str, section: SegmentationSection) -> str | None:
+    """``segmentation.heatmap_dir`` resolved against the file's folder; for a segmentation campaign
+    that leaves it out, ``activelabel-heatmaps/<name>`` beside the file, as its default database
+    is: the heatmaps of every run land in one folder whichever folder a command ran in (they
+    went to the working folder, so rounds run from two folders split them)."""
+    if section.heatmap_dir or task != "segmentation":
+        return _resolve(base, section.heatmap_dir)
+    from activelabel.naming import file_safe
+
+    return str((base / "activelabel-heatmaps" / file_safe(name)).resolve())
+
+
 def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
     """The stored campaign settings for a parsed file; ``overrides`` (CLI options) win."""
     c, d, m, a, s = parsed.campaign, parsed.data, parsed.model, parsed.annotator, parsed.stop
@@ -295,7 +307,7 @@ def to_config(parsed: CampaignFile, base: Path, overrides: dict[str, Any] | None
         image_url_prefix=a.image_url_prefix, document_root=_resolve(base, a.document_root),
         label_budget=s.label_budget, target_accuracy=s.target_accuracy,
         plateau_threshold=s.plateau_threshold, plateau_rounds=s.plateau_rounds,
-        aggregation=g.aggregation, aggregation_q=g.aggregation_q, heatmap_dir=_resolve(base, g.heatmap_dir),
+        aggregation=g.aggregation, aggregation_q=g.aggregation_q, heatmap_dir=_heatmap_dir(base, c.name, c.task, g),
         labeled_masks=_resolve(base, g.labeled_masks), test_masks=_resolve(base, g.test_masks),
         ignore_index=g.ignore_index, palette=_palette(g, d.labels),
     )

@@ -49,6 +49,21 @@ def test_file_values_paths_relative_to_the_file_and_overrides_win(data_folder) -
     assert config.dataset == "files" and url is None
 
 
+def test_a_segmentation_files_heatmaps_default_beside_it_whatever_the_working_folder(data_folder, tmp_path,
+                                                                                        monkeypatch) -> None:
+    # trial 15: heatmaps went to ./activelabel-heatmaps of whichever folder a command ran in
+    path = write_campaign_file(data_folder / "seg.toml", "seg test", simulated=True,
+                               settings={"campaign.task": "segmentation"})
+    monkeypatch.chdir(tmp_path)
+    config, _ = load_campaign_file(path)
+    assert config.task == "segmentation"
+    assert config.heatmap_dir == str((data_folder / "activelabel-heatmaps" / "seg-test").resolve())
+    given = write_campaign_file(data_folder / "seg2.toml", "seg2", simulated=True,
+                                settings={"campaign.task": "segmentation", "segmentation.heatmap_dir": "maps"})
+    assert load_campaign_file(given)[0].heatmap_dir == str((data_folder / "maps").resolve())
+    assert load_campaign_file(write_campaign(data_folder))[0].heatmap_dir is None  # classification: none
+
+
 @pytest.mark.parametrize("replace, message", [
     ({"image_size = 28": "imag_size = 28"}, "unknown key 'data.imag_size'; did you mean 'data.image_size'?"),
     ({"[stop]": "[stop]\nbatch_size = 3"}, "unknown key 'stop.batch_size'; did you mean 'campaign.batch_size'?"),
