@@ -1367,6 +1367,14 @@ def _print_round_agreement(engine, campaign: str, index: int) -> None:
     console.print(table)
 
 
+def _is_segmentation(engine, campaign: str) -> bool:
+    from activelabel.storage import session_scope
+    from activelabel.storage.repository import require_campaign
+
+    with session_scope(engine) as session:
+        return require_campaign(session, campaign).task_kind == "segmentation"
+
+
 def _accuracy_name(engine, campaign: str) -> str:
     """What the campaign's accuracy measures, as every table names it (test, evaluation or pixel accuracy)."""
     from activelabel.campaign.summary import accuracy_name
@@ -1385,7 +1393,7 @@ def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str
 
     report = round_uncertainty(engine, campaign, index, command_ref)
     how = report.uncertainty or {}
-    training = describe_training(report.training)
+    training = describe_training(report.training, "masks" if _is_segmentation(engine, campaign) else "labels")
     if training:  # what the round's model was trained with, before what it made of the pool
         console.print(f"Round {index} · {training}", markup=False, soft_wrap=True)
     if not report.distributions and report.not_scored_yet:

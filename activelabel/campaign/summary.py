@@ -120,6 +120,8 @@ class RoundSummary(LearnedFrom):
     # Round.training["trained_on"]: the labels the model learned from (labeled less those held
     # out for calibration); None for rounds stored before it (then ``labeled`` stands for it).
     trained_on: int | None = None
+    # What one label is: "label" (a class) or "mask" (a segmentation round's painted image; trial 15 F11).
+    unit: str = "label"
 
     def describe(self) -> str:
         """One line for logs and progress bars, in the user's words."""
@@ -132,7 +134,7 @@ class RoundSummary(LearnedFrom):
                     else f"{self.accuracy_name} {self.test_accuracy:.4f}"
                     + ("" if self.miou is None else f" · mIoU {self.miou:.4f}"))
         learned = self.learned_from
-        trained = "trained" if learned is None else trained_on_words(learned, self.held_out)
+        trained = "trained" if learned is None else trained_on_words(learned, self.held_out, self.unit)
         return f"round {self.index} complete · {trained} · {accuracy} · {self.seconds:.1f}s"
 
 
@@ -152,6 +154,7 @@ def _summary(rnd: Round) -> RoundSummary:
         accuracy_name=accuracy_name(rnd.campaign.task_kind, rnd.campaign.config or {}),
         miou=miou_of(rnd.segmentation_metrics),
         trained_on=trained_on(rnd),
+        unit="mask" if rnd.campaign.task_kind == "segmentation" else "label",
     )
 
 

@@ -27,8 +27,9 @@ def training_cells(training: Mapping | None) -> tuple[str, str]:
     return _int(training, "epochs"), _int(training, "steps")
 
 
-def describe_training(training: Mapping | None) -> str | None:
-    """One sentence on what the round's training ran; None when nothing is stored.
+def describe_training(training: Mapping | None, unit: str = "labels") -> str | None:
+    """One sentence on what the round's training ran; None when nothing is stored. ``unit``:
+    what the model learned from, "labels" or a segmentation round's "masks".
 
     E.g. "Training: 200 epochs (the campaign sets 40; raised to take at least 200 optimizer
     steps), 200 optimizer steps per model in batches of 32, on 16 labels (4 held out for
@@ -50,6 +51,6 @@ def describe_training(training: Mapping | None) -> str | None:
     ) if part) or "no weight decay"
     members = training.get("members", 1)
     return (f"Training: {epochs} epochs{raised}, {steps:,} optimizer steps per model in batches of "
-            f"{training.get('batch_size')}, on {training.get('trained_on')} labels{held_text}; Adam, learning rate "
+            f"{training.get('batch_size')}, on {training.get('trained_on')} {unit}{held_text}; Adam, learning rate "
             f"{training.get('learning_rate'):g}, {regular}; recipe {training.get('recipe', 'default')}, "
             f"{members} model{'s' if members != 1 else ''}.")

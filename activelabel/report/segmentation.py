@@ -250,7 +250,7 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
 
     targets = tuple(targets or DEFAULT_TARGETS)
     body = [
-        uncertainty.latest_round_summary(engine, campaign_id, record, _measures, unit="labeled images",
+        uncertainty.latest_round_summary(engine, campaign_id, record, _measures, unit="masks",
                                          picks_measure="mean-pixel BALD"),
         html.section("Settings", html.table("settings", ["setting", "value"], settings_rows(record)),
                      anchor="settings"),

@@ -52,6 +52,8 @@ def test_the_default_recipe_stores_the_raised_epochs_it_ran(tmp_path):
         "Training: 200 epochs (the campaign sets 1; raised to take at least 200 optimizer steps), 200 optimizer "
         "steps per model in batches of 32, on 10 labels; Adam, learning rate 0.001, weight decay 0.0001; recipe "
         "default, 1 model.")
+    # a segmentation round learns from masks (trial 15 F11: status --round said "labels")
+    assert ", on 10 masks; Adam" in describe_training(training, "masks")
 
 
 def test_fixed_epochs_store_exactly_the_epochs_asked(tmp_path):

@@ -140,7 +140,7 @@ def test_runs_table_and_per_round_line_name_the_accuracy_the_same_way(tmp_path) 
     with session_scope(engine) as session:
         ids = {(r.campaign.name, r.index): r.id for r in session.query(Round)}
     assert round_summary(engine, ids["seg", 1]).describe() == (
-        "round 1 complete · trained on 8 labels · pixel accuracy 0.9510 · mIoU 0.6190 · 0.0s")
+        "round 1 complete · trained on 8 masks · pixel accuracy 0.9510 · mIoU 0.6190 · 0.0s")
     assert round_summary(engine, ids["lead", 3]).describe() == (
         "round 3 complete · trained on 12 labels · evaluation accuracy 0.9000 · 0.0s")
     with cli.console.capture() as captured:
@@ -163,7 +163,7 @@ def test_the_report_names_what_the_waiting_round_measured(tmp_path) -> None:
     assert sentence.endswith(" · round 4 (active), waiting for labels, trained on 16 labels, measured evaluation "
                              "accuracy 0.9333 (not in the curves until the round completes).")
     seg = write_report(engine, "seg", tmp_path / "seg.html").path.read_text(encoding="utf-8")
-    assert ("round 2 (active), waiting for labels, trained on 14 labeled images, measured mIoU 0.7000 and pixel "
+    assert ("round 2 (active), waiting for labels, trained on 14 masks, measured mIoU 0.7000 and pixel "
             "accuracy 0.9750 (not in the curves until the round completes).") in seg
 
 

@@ -166,7 +166,7 @@ def test_opening_sentence_and_score_histograms_come_from_the_stored_rounds(repor
     pool = np.array([e for _, e in rows])
     picked = np.array([e for sid, e in rows if sid in chosen])
     share = 100.0 * np.mean(pool < np.median(picked))
-    assert (f"Latest complete round: {index} (active) · trained on {labeled} labeled images · mIoU {m['miou']:.4f} · "
+    assert (f"Latest complete round: {index} (active) · trained on {labeled} masks · mIoU {m['miou']:.4f} · "
             f"pixel accuracy {m['pixel_accuracy']:.4f} · pixel ECE {m['pixel_ece']:.4f} · its {len(picked)} picks' "
             f"median mean-pixel BALD is above {math.floor(share):.0f} % of the scored pool.") in page.text
     for i, _, _ in _rounds(exp):
