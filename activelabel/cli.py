@@ -840,8 +840,10 @@ def sync(
 
     _quiet_prefect()
     result = sync_flow(campaign)
+    from activelabel.campaign.leftovers import earlier_rounds_still_out
     from activelabel.campaign.summary import counted
 
+    earlier = len(earlier_rounds_still_out(engine, campaign).samples)
     console.print(
         f"{counted(result.new_labels, 'new answer')}"
         + (f" ({result.rejected} rejected: the reasons are logged above)"
@@ -849,6 +851,7 @@ def sync(
         f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
         f"{counted(result.pending, 'sample')} of the current round still "
         f"{'waits' if result.pending == 1 else 'wait'} for labels"
+        + (f", and {earlier} of earlier rounds (`activelabel status` names them)" if earlier else "")
     )
 
 
@@ -1152,6 +1155,11 @@ def status(
     short = short_of_answers(engine, campaign)
     if short is not None and short.describe() is not None:
         console.print(short.describe(), markup=False, soft_wrap=True)
+    from activelabel.campaign.leftovers import earlier_rounds_still_out
+
+    leftovers = earlier_rounds_still_out(engine, campaign).describe()
+    if leftovers is not None:  # trial 16 F2: a skipped sample of a completed round, stuck unseen
+        console.print(leftovers, markup=False, soft_wrap=True)
     unfinished = unfinished_round(engine, campaign)
     if unfinished is not None:
         # the resume hint works from any folder

@@ -1,0 +1,89 @@
+"""Samples of earlier, completed rounds that are still out with the annotators, in words.
+
+A round completes at ``min_new_labels`` (or, evaluation rounds aside, when enough of its
+samples resolve); its other samples stay out and go along with every later round's tasks until
+they resolve. Usually they are only late. But with exactly as many annotators as answers per
+task, one skip (Label Studio stores nothing for it) or one rejected answer leaves a task that
+every annotator has already answered or skipped: Label Studio serves it to none of them again,
+and it never resolves unless someone acts. Trial 16 F2: such a sample stayed out through four
+more rounds, and ``status``, ``status --round`` and ``sync`` never named it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from activelabel.campaign.summary import counted
+from activelabel.storage import Annotation, AnnotationStatus, Round, RoundStatus, Selection, session_scope
+from activelabel.storage.repository import campaign_min_votes, require_campaign, resolved_labels
+
+#: Samples named one by one; more are counted.
+NAMED = 5
+
+
+@dataclass(frozen=True)
+class LeftOver:
+    """One sample of a completed round still out: its task, the round that chose it and the
+    distinct annotators whose accepted answer is stored (``needed`` resolve it)."""
+
+    sample_id: int
+    task_id: str
+    round_index: int
+    accepted: int
+    needed: int
+
+    def describe(self) -> str:
+        return (f"sample {self.sample_id} (round {self.round_index}, task {self.task_id}): "
+                f"{self.accepted} of {self.needed} accepted answer{'s' if self.needed != 1 else ''}")
+
+
+@dataclass(frozen=True)
+class EarlierRoundsStillOut:
+    """The campaign's samples of completed rounds still out, oldest round first."""
+
+    samples: list[LeftOver]
+
+    def describe(self) -> str | None:
+        """One paragraph for ``activelabel status``; None when no such sample is out."""
+        if not self.samples:
+            return None
+        named = "; ".join(s.describe() for s in self.samples[:NAMED])
+        more = f"; and {len(self.samples) - NAMED} more" if len(self.samples) > NAMED else ""
+        short = [s for s in self.samples if s.accepted > 0]
+        advice = ("they go along with every round's tasks until they resolve. A task that every annotator has "
+                  "answered or skipped is not served to them again (a skip stores no answer): ask another "
+                  "annotator to answer it, or the one who skipped to answer after all")
+        if not short:
+            advice = "they go along with every round's tasks until they resolve (a skipped task stores no answer)"
+        return (f"{counted(len(self.samples), 'sample')} of earlier, completed rounds "
+                f"{'is' if len(self.samples) == 1 else 'are'} still out with the annotators: {named}{more}; "
+                f"{advice}.")
+
+
+def earlier_rounds_still_out(engine: Engine, campaign_name: str) -> EarlierRoundsStillOut:
+    """The campaign's pushed samples whose round is complete and whose label is not resolved
+    (:func:`~activelabel.storage.repository.resolved_labels`). Raises ``CampaignStateError`` for
+    an unknown campaign."""
+    with session_scope(engine) as session:
+        campaign = require_campaign(session, campaign_name)
+        needed = campaign_min_votes(campaign)
+        resolved = set(resolved_labels(session, campaign.id, needed))
+        rows = session.execute(
+            select(Selection.sample_id, Selection.external_task_id, Round.index)
+            .join(Round, Round.id == Selection.round_id)
+            .where(Selection.campaign_id == campaign.id, Selection.external_task_id.is_not(None),
+                   Round.status == RoundStatus.complete)
+            .order_by(Round.index, Selection.rank)
+        ).all()
+        out = [(s, t, i) for s, t, i in rows if s not in resolved]
+        accepted: dict[int, set[str]] = {}
+        if out:
+            for sample_id, annotator in session.execute(
+                    select(Annotation.sample_id, Annotation.annotator)
+                    .where(Annotation.campaign_id == campaign.id, Annotation.status == AnnotationStatus.accepted,
+                           Annotation.sample_id.in_([s for s, _, _ in out]))):
+                accepted.setdefault(sample_id, set()).add(annotator)
+    samples = [LeftOver(s, str(task), index, len(accepted.get(s, ())), needed) for s, task, index in out]
+    return EarlierRoundsStillOut(samples)
