@@ -170,28 +170,35 @@ def uncounted_tasks(rows: list[Any]) -> int:
     )
 
 
-#: (server, project) -> the uncounted tasks last said, so a process (a ``watch`` syncing every few
-#: seconds, a ``run`` that syncs twice) says it once, and again only when the count changes.
-_COUNTERS_SAID: dict[tuple[str, int], int] = {}
+#: The (server, project) pairs this process has warned about: a ``watch`` syncing every few
+#: seconds, a ``serve`` tick after tick, said it again at every sync (trial 15 F16, trial 16 F1).
+_COUNTERS_SAID: set[tuple[str, int]] = set()
 
 
 def _warn_if_counters_stopped(url: str, project_id: int, rows: list[Any]) -> None:
-    """Say so when Label Studio stopped counting annotations (the note on task counters by PAGE_SIZE),
-    once per project and process while the count stays the same (trial 15, F16).
+    """Say so when Label Studio stopped counting annotations (the note on task counters by
+    PAGE_SIZE), once per project and process; later syncs that find it again say so at DEBUG.
 
     activelabel's sync does not read the counters, but Label Studio's own queue does: it serves a
-    task whose annotation it does not count to annotators again.
+    task whose annotation it does not count to annotators again. ``rows`` are only the tasks
+    this sync read (those changed since the last one), so the count is a lower bound for the
+    project, and says so.
     """
     stale = uncounted_tasks(rows)
-    said = _COUNTERS_SAID.get((url, project_id))
-    _COUNTERS_SAID[(url, project_id)] = stale
-    if stale and stale != said:
-        log.warning(
-            "Label Studio %s: project %d: %d task%s hold%s annotations that Label Studio does not count "
-            "(total_annotations 0), so its queue serves them to annotators again. Its signals were "
-            "detached, which Label Studio 1.23 does when two projects are deleted at once; restart "
-            "Label Studio to fix it. activelabel's sync reads the annotations themselves and is not "
-            "affected.", url, project_id, stale, "" if stale == 1 else "s", "s" if stale == 1 else "")
+    if not stale:
+        return
+    if (url, project_id) in _COUNTERS_SAID:
+        log.debug("Label Studio %s: project %d: %d of the tasks this sync read hold uncounted annotations",
+                  url, project_id, stale)
+        return
+    _COUNTERS_SAID.add((url, project_id))
+    log.warning(
+        "Label Studio %s: project %d: %d of the %d task%s this sync read hold%s annotations that Label Studio "
+        "does not count (total_annotations 0; other tasks of the project may too), so its queue serves them to "
+        "annotators again. Its signals were detached, which Label Studio 1.23 does when two projects are "
+        "deleted at once; restart Label Studio to fix it. activelabel's sync reads the annotations themselves "
+        "and is not affected (said once per project while this command runs).",
+        url, project_id, stale, len(rows), "" if len(rows) == 1 else "s", "s" if stale == 1 else "")
 
 
 def _task_entry(task: Any) -> tuple[int, set[str], dict]:
