@@ -129,3 +129,20 @@ def test_webhook_is_deleted_on_ctrl_c_and_sigterm_and_a_stale_one_is_replaced(ca
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_a_watch_with_nothing_left_to_wait_for_registers_no_webhook(campaign, ls_client, caplog):
+    # trial 16 F3: a watch whose rounds were all complete said "Listening for Label Studio
+    # webhooks ..." and registered a webhook, then ended at once
+    import logging
+
+    from activelabel.flows.watch import watch_campaign
+
+    name, project_id, _ = campaign
+    engine = open_engine(os.environ["ACTIVELABEL_DATABASE_URL"])
+    with caplog.at_level(logging.INFO):
+        done = watch_campaign(engine, name, 0, poll_seconds=1.0, webhook=("127.0.0.1", 0),
+                              on_round=lambda summary: None)
+    assert done == 0
+    assert "Listening for Label Studio webhooks" not in caplog.text
+    assert _ours(ls_client, project_id) == []
