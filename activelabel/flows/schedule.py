@@ -53,6 +53,37 @@ def _tick_line(text: str) -> None:
     sys.stderr.flush()
 
 
+class _TickWarning(logging.Handler):
+    """activelabel's warnings in a tick, as tick lines: ``HH:MM:SS tick: warning: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _tick_line(f"{record.levelname.lower()}: {record.getMessage()}")
+        except Exception:  # noqa: BLE001 - logging must not end the tick
+            self.handleError(record)
+
+
+@contextmanager
+def warnings_as_tick_lines() -> Iterator[None]:
+    """Inside: activelabel's WARNING (and worse) lines are said as tick lines, and not in
+    Prefect's log format besides (trial 16 F4: a 500-character ``07:44:53.924 | WARNING |
+    activelabel...`` line between two ``tick:`` lines). With serve ``-v``
+    (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG) every line keeps Prefect's format, as asked.
+    The logger is as it was afterwards (a tick may run in a process that goes on)."""
+    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() in {"DEBUG", "INFO"}:
+        yield
+        return
+    ours = logging.getLogger("activelabel")
+    handler, propagated = _TickWarning(logging.WARNING), ours.propagate
+    ours.addHandler(handler)
+    ours.propagate = False
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
+        ours.propagate = propagated
+
+
 def _quiet_prefect_runs() -> None:
     """Unless serve runs with -v (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG): no Prefect run lines
     in the tick's process, as the CLI keeps them quiet in its own. A stop's SIGTERM would
@@ -166,10 +197,18 @@ def scheduled_round_flow(
     did: the round summary ``run`` prints, why it waits, why it skipped, or why it failed.
     A refusal of the campaign's data (:mod:`activelabel.flows.refusal`) is said in full once,
     then "still refused" while the next ticks find the same fault; the tick run then ends in
-    a state named ``Refused`` (Failed) or ``Still refused`` (Cancelled) instead of raising."""
+    a state named ``Refused`` (Failed) or ``Still refused`` (Cancelled) instead of raising.
+    activelabel's warnings during the tick are tick lines too (:func:`warnings_as_tick_lines`)."""
+    _quiet_prefect_runs()
+    with warnings_as_tick_lines():
+        return _tick(campaign_name, max_rounds, database_url, dask_address, dask_workers)
+
+
+def _tick(campaign_name: str, max_rounds: int, database_url: str | None, dask_address: str | None,
+          dask_workers: int | None) -> RoundSummary | State | None:
+    """:func:`scheduled_round_flow`'s work (its docstring says what a tick does)."""
     from activelabel.flows import refusal
 
-    _quiet_prefect_runs()
     _record_process()
     previous = refusal.previous_refusal()
     try:

@@ -16,7 +16,7 @@ import re
 import signal
 
 import pytest
-from tests_support_serve import ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import TICK_LINE, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
 from tests_support_serve import start_serve
 from tests_support_serve import wait_for
 
@@ -58,7 +58,7 @@ def test_serve_says_a_lost_database_once_stays_up_and_reads_it_again_once_back(p
     nothing = f"tick: campaign '{name}' has its 1 rounds; nothing to do"
 
     def ticks() -> list[str]:
-        return [line[9:] for line in log.read_text().splitlines() if re.match(r"\d\d:\d\d:\d\d tick: ", line)]
+        return [line[9:] for line in log.read_text().splitlines() if re.match(TICK_LINE, line)]
 
     masked = f"cannot reach database postgresql+psycopg://crash_user:***@127.0.0.1:{private_postgres.port}/crash_db"
     serving = start_serve(name, env, log, "--interval", "2", "--rounds", "1")

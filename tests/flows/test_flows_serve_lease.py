@@ -22,7 +22,7 @@ import sys
 
 import pytest
 from sqlalchemy import func, select
-from tests_support_serve import ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import TICK_LINE, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
 from tests_support_serve import campaign_paused_in_training
 from tests_support_serve import start_serve
 from tests_support_serve import wait_for
@@ -53,7 +53,7 @@ def test_serve_skips_its_ticks_while_a_watch_holds_the_lease_and_never_runs_a_ro
             return None if lease is None else lease.pid
 
     def ticks() -> list[str]:
-        return [line[9:] for line in serve_log.read_text().splitlines() if re.match(r"\d\d:\d\d:\d\d tick: ", line)]
+        return [line[9:] for line in serve_log.read_text().splitlines() if re.match(TICK_LINE, line)]
 
     skipped = (f"tick: skipped: process {watching.pid} on {socket.gethostname()} (round 2) is still working on "
                f"campaign '{name}'")

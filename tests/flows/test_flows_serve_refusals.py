@@ -27,7 +27,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from tests_support_campaignfile import write_campaign_file
 from tests_support_owndata import write_manifest, write_unlabeled_pool
-from tests_support_serve import ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import TICK_LINE, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
 from tests_support_serve import start_serve
 from tests_support_serve import wait_for
 
@@ -74,7 +74,7 @@ def test_a_refused_tick_says_it_once_serve_stays_up_and_goes_on_once_fixed(tmp_p
     serving = start_serve("own.toml", env, log, "--interval", "2")
 
     def ticks() -> list[str]:
-        return [line[9:] for line in log.read_text().splitlines() if re.match(r"\d\d:\d\d:\d\d tick: ", line)]
+        return [line[9:] for line in log.read_text().splitlines() if re.match(TICK_LINE, line)]
 
     def refused(after: int, still: int, reason: str):
         def seen() -> bool:

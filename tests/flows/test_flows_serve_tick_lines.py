@@ -78,3 +78,45 @@ def test_the_start_line_names_a_new_a_continued_a_failed_and_a_waiting_round(tmp
     with session_scope(engine) as session:
         session.query(Round).filter_by(index=1).one().status = RoundStatus.complete
     assert round_start_line(engine, cid, name) == f"round 2 of campaign '{name}' runs"
+
+
+def test_activelabels_warnings_in_a_tick_are_tick_lines_and_the_logger_is_restored(capsys, monkeypatch):
+    # trial 16 F4: a 500-character "07:44:53.924 | WARNING | activelabel..." line came between two tick lines
+    import logging
+    import re
+
+    from activelabel.flows.schedule import warnings_as_tick_lines
+
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    ours = logging.getLogger("activelabel")
+    seen: list[str] = []
+
+    class Root(logging.Handler):  # what Prefect's console handler on the root logger would print
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    root = Root(logging.WARNING)
+    logging.getLogger().addHandler(root)
+    try:
+        with warnings_as_tick_lines():
+            logging.getLogger("activelabel.campaign.steps").warning("Round 6: trained on 59 labels, evaluation "
+                                                                    "accuracy 0.133 is no better than chance")
+            logging.getLogger("activelabel.campaign.steps").info("an INFO line stays quiet")
+            lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger().removeHandler(root)
+    assert len(lines) == 1 and re.fullmatch(
+        r"\d\d:\d\d:\d\d tick: warning: Round 6: trained on 59 labels, evaluation accuracy 0\.133 is no better "
+        r"than chance", lines[0]), lines
+    assert seen == []  # not in Prefect's format besides
+    assert ours.propagate is True and not any(type(h).__name__ == "_TickWarning" for h in ours.handlers)
+
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # serve -v: every line in Prefect's format, as asked
+    logging.getLogger().addHandler(root)
+    try:
+        with warnings_as_tick_lines():
+            logging.getLogger("activelabel.x").warning("verbose")
+            said = capsys.readouterr().err
+    finally:
+        logging.getLogger().removeHandler(root)
+    assert seen == ["verbose"] and "tick:" not in said

@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 import pytest
-from tests_support_serve import NEVER, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
+from tests_support_serve import TICK_LINE, NEVER, ROUND_BOUND_S, START_BOUND_S, STOP_BOUND_S
 from tests_support_serve import campaign_paused_in_training
 from tests_support_serve import start_serve as _serve
 from tests_support_serve import wait_for as _wait_for
@@ -56,7 +56,7 @@ def test_serve_says_each_tick_refuses_a_second_serve_and_records_a_ctrl_c_mid_ro
 
         # Each tick says when its round starts and how it ended, time-stamped, without Prefect's lines.
         def ticks() -> list[str]:
-            return [line for line in log.read_text().splitlines() if re.match(r"\d\d:\d\d:\d\d tick: ", line)]
+            return [line for line in log.read_text().splitlines() if re.match(TICK_LINE, line)]
 
         _wait_for("round 1's summary", lambda: any("tick: round 1 complete · cold start batch labeled" in t
                                                     for t in ticks()), serving, log, ROUND_BOUND_S)

@@ -11,6 +11,10 @@ START_BOUND_S = 300  # a serve start on a loaded machine: torch + Prefect import
 ROUND_BOUND_S = 300  # a tick's flow-run process start and a tiny round
 STOP_BOUND_S = 120  # runner shutdown: cancel, SIGTERM to the tick, one DELETE
 NEVER = "0 3 1 1 *"  # a cron schedule that never comes during a test
+#: A tick's own line on serve's terminal ("HH:MM:SS tick: ..."), not an activelabel warning said
+#: during the tick ("HH:MM:SS tick: warning: ...", flows.schedule.warnings_as_tick_lines), which
+#: a tiny campaign may add anywhere (e.g. "no better than chance").
+TICK_LINE = r"\d\d:\d\d:\d\d tick: (?!(warning|error|critical): )"
 
 
 def start_serve(name: str, env: dict[str, str], log: Path, *schedule: str) -> subprocess.Popen:
