@@ -84,32 +84,20 @@ def _class_colours(num_classes: int) -> np.ndarray:
     return np.asarray([colours[c % 10] for c in range(num_classes)])
 
 
-def write_heatmap(
-    path: str | Path,
-    image: np.ndarray,
-    predicted: np.ndarray,
-    uncertainty: np.ndarray,
-    max_softmax: np.ndarray,
-    *,
-    labels: list[str],
-    map_name: str = "entropy",
-    q: float = 0.1,
-    ignore: np.ndarray | None = None,
-    title: str | None = None,
-    vmax: float | None = None,
-    shown_size: tuple[int, int] | None = None,
-    dpi: int = 100,
-) -> Heatmap:
+def write_heatmap(path: str | Path, image: np.ndarray, predicted: np.ndarray, uncertainty: np.ndarray,
+                  max_softmax: np.ndarray, **options: Any) -> Heatmap:
     """Write the four-panel heatmap PNG of one image to ``path``; return it with the map's
     :class:`~activelabel.acquisition.pixelwise.MapSummary` (mean, max, top-q mean).
-    The arguments are :func:`heatmap_figure`'s; parent folders are created.
+
+    The arrays and the keyword ``options`` (``labels`` required; ``map_name``, ``q``,
+    ``ignore``, ``title``, ``vmax``, ``shown_size``, ``dpi``) are :func:`heatmap_figure`'s, and
+    so are the errors raised; parent folders are created.
     """
-    figure, summary = heatmap_figure(image, predicted, uncertainty, max_softmax, labels=labels, map_name=map_name,
-                                     q=q, ignore=ignore, title=title, vmax=vmax, shown_size=shown_size, dpi=dpi)
+    figure, summary = heatmap_figure(image, predicted, uncertainty, max_softmax, **options)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target, format="png")
-    return Heatmap(path=target, map_name=map_name, summary=summary)
+    return Heatmap(path=target, map_name=options.get("map_name", "entropy"), summary=summary)
 
 
 def heatmap_figure(
