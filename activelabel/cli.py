@@ -683,7 +683,8 @@ def export(
     _known_campaign(engine, name)
     if to is not None:
         missing = _missing_folder(to)
-        exported = export_labels(engine, name, to)
+        with _MaskProgress(err_console) as progress:  # a segmentation campaign writes one PNG per mask
+            exported = export_labels(engine, name, to, on_mask=progress.advance)
         if missing is not None:
             console.print(f"Created the folder {missing} (it did not exist)", markup=False, soft_wrap=True)
         console.print(f"Wrote {exported.describe()} to {to}")
@@ -1247,9 +1248,36 @@ def report(
 
     name, database_url = _report_ref(name, database_url)
     engine, _ = _open_database(database_url, existing=True)
-    info = write_report(engine, name, out or default_report_file(name), targets=target, gallery_size=gallery_size)
+    # A spinner on the terminal (nothing when stderr is not one): an experiment's figures take a while.
+    with err_console.status(f"Writing the report of {name!r} (reading the database, drawing the figures) ..."):
+        info = write_report(engine, name, out or default_report_file(name), targets=target, gallery_size=gallery_size)
     console.print(f"Wrote the {info.kind} report of {name!r} ({info.campaigns} "
                   f"campaign{'' if info.campaigns == 1 else 's'}) to {info.path.resolve()}", soft_wrap=True)
+
+
+class _MaskProgress:
+    """A bar over the mask files `export` writes, shown once the first is written (a
+    classification export writes none and shows nothing)."""
+
+    def __init__(self, on: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("writing masks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  console=on, transient=True)
+        self._task = None
+
+    def advance(self, written: int, total: int) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task("masks", total=total)
+        self._progress.update(self._task, completed=written)
+
+    def __enter__(self) -> _MaskProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._progress.stop()
 
 
 def default_report_file(name: str) -> Path:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -139,8 +140,10 @@ def write_palette_mask(mask, path: Path) -> None:
     image.save(path, format="PNG")
 
 
-def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]:
-    """Write every labeled sample's resolved mask under ``folder/masks`` (copies too); their rows."""
+def mask_rows(engine: Engine, campaign_name: str, folder: Path,
+              on_mask: Callable[[int, int], None] | None = None) -> list[MaskRow]:
+    """Write every labeled sample's resolved mask under ``folder/masks`` (copies too); their rows.
+    ``on_mask(written, total)`` is called after each file (a progress bar)."""
     import math
 
     from activelabel.campaign.segmentation_round import resolved_mask_labels
@@ -154,14 +157,15 @@ def mask_rows(engine: Engine, campaign_name: str, folder: Path) -> list[MaskRow]
     masks = resolved_mask_labels(engine, campaign_id, len(labels))
     data = campaign_data(config)
     by_id = {s.id: s for s in samples}
+    firsts = [(sample, by_id[sample.duplicate_of] if sample.duplicate_of else sample) for sample in samples]
+    labeled = [(sample, first) for sample, first in firsts if first.id in masks and first.id in resolved_ids]
     rows = []
-    for sample in samples:
-        first = by_id[sample.duplicate_of] if sample.duplicate_of else sample
-        label = masks.get(first.id)
-        if label is None or first.id not in resolved_ids:
-            continue
+    for sample, first in labeled:
+        label = masks[first.id]
         relative = Path("masks") / mask_file_name(sample.uri)
         write_palette_mask(label.mask, folder / relative)
+        if on_mask is not None:
+            on_mask(len(rows) + 1, len(labeled))
         rows.append(MaskRow(
             path=_path(data, sample.uri), mask=relative.as_posix(),
             annotations=label.votes,
@@ -299,12 +303,14 @@ class ExportedLabels:
                 f"{self.history.parent / HISTORY_FOLDER}/")
 
 
-def export_labels(engine: Engine, campaign_name: str, target: Path) -> ExportedLabels:
+def export_labels(engine: Engine, campaign_name: str, target: Path,
+                  on_mask: Callable[[int, int], None] | None = None) -> ExportedLabels:
     """Write the labels to ``target`` (.csv or .jsonl); returns how many rows (and copies).
 
     Segmentation campaigns: the masks go to ``masks/`` beside ``target`` (see the module
     docstring), the manifest to ``target``; edited or deleted mask annotations, if any, to
-    ``mask-history/`` and ``mask-history.csv`` (or ``.jsonl``) beside it."""
+    ``mask-history/`` and ``mask-history.csv`` (or ``.jsonl``) beside it. ``on_mask(written,
+    total)`` is called after each mask file."""
     if target.suffix.lower() not in FORMATS:
         raise ConfigError(f"--to {target}: use a .csv or .jsonl file name")
     with session_scope(engine) as session:
@@ -315,7 +321,7 @@ def export_labels(engine: Engine, campaign_name: str, target: Path) -> ExportedL
         history = target.with_name(HISTORY_NAME + target.suffix)
         if history == target:
             raise ConfigError(f"--to {target}: that name is the mask history's; give the labels file another name")
-        rows, kind = mask_rows(engine, campaign_name, target.parent), MaskRow
+        rows, kind = mask_rows(engine, campaign_name, target.parent, on_mask), MaskRow
         changes = mask_history_rows(engine, campaign_name, target.parent, {r.mask for r in rows})
     else:
         rows, kind = labeled_rows(engine, campaign_name), LabelRow

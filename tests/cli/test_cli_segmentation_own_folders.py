@@ -183,6 +183,13 @@ def test_export_writes_the_stored_masks_named_by_sample_uri(ran) -> None:
         assert row["annotations"] == "1" and float(row["agreement"]) == 1.0 and row["split"] == "pool"
         assert (row["round"] == "") == (part == "seed")
     assert kinds == {"seed": SEEDS, "pool": 2 * BATCH}
+    # the CLI's progress bar over the mask files: one call per file written, counting to the total
+    from activelabel.campaign.export import export_labels
+
+    calls: list[tuple[int, int]] = []
+    again = export_labels(engine, "own-seg", root / "again" / "labels.csv", on_mask=lambda n, total: calls.append((n, total)))
+    assert again.rows == len(rows)
+    assert calls == [(n, len(rows)) for n in range(1, len(rows) + 1)]
 
 
 def test_own_folder_segmentation_settings_name_what_is_missing(tmp_path) -> None:
