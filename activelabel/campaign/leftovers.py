@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
+from activelabel.campaign.still_out import tasks_still_out
 from activelabel.campaign.summary import counted
 from activelabel.storage import Annotation, AnnotationStatus, Round, RoundStatus, Selection, session_scope
-from activelabel.storage.repository import campaign_min_votes, require_campaign, resolved_labels
+from activelabel.storage.repository import campaign_min_votes, require_campaign
 
 #: Samples named one by one; more are counted.
 NAMED = 5
@@ -63,27 +64,24 @@ class EarlierRoundsStillOut:
 
 
 def earlier_rounds_still_out(engine: Engine, campaign_name: str) -> EarlierRoundsStillOut:
-    """The campaign's pushed samples whose round is complete and whose label is not resolved
-    (:func:`~activelabel.storage.repository.resolved_labels`). Raises ``CampaignStateError`` for
-    an unknown campaign."""
+    """The campaign's tasks still out (:func:`~activelabel.campaign.still_out.tasks_still_out`, the
+    rule sync and recovery share) whose round is complete. Raises ``CampaignStateError`` for an
+    unknown campaign."""
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
-        needed = campaign_min_votes(campaign)
-        resolved = set(resolved_labels(session, campaign.id, needed))
-        rows = session.execute(
-            select(Selection.sample_id, Selection.external_task_id, Round.index)
-            .join(Round, Round.id == Selection.round_id)
-            .where(Selection.campaign_id == campaign.id, Selection.external_task_id.is_not(None),
-                   Round.status == RoundStatus.complete)
-            .order_by(Round.index, Selection.rank)
-        ).all()
-        out = [(s, t, i) for s, t, i in rows if s not in resolved]
-        accepted: dict[int, set[str]] = {}
-        if out:
+        campaign_id, needed = campaign.id, campaign_min_votes(campaign)
+        round_of = dict(session.execute(
+            select(Selection.sample_id, Round.index).join(Round, Round.id == Selection.round_id)
+            .where(Selection.campaign_id == campaign_id, Round.status == RoundStatus.complete)).all())
+    out = [t for t in tasks_still_out(engine, campaign_id, needed) if t.sample_id in round_of]
+    accepted: dict[int, set[str]] = {}
+    if out:
+        with session_scope(engine) as session:
             for sample_id, annotator in session.execute(
                     select(Annotation.sample_id, Annotation.annotator)
-                    .where(Annotation.campaign_id == campaign.id, Annotation.status == AnnotationStatus.accepted,
-                           Annotation.sample_id.in_([s for s, _, _ in out]))):
+                    .where(Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.accepted,
+                           Annotation.sample_id.in_([t.sample_id for t in out]))):
                 accepted.setdefault(sample_id, set()).add(annotator)
-    samples = [LeftOver(s, str(task), index, len(accepted.get(s, ())), needed) for s, task, index in out]
-    return EarlierRoundsStillOut(samples)
+    return EarlierRoundsStillOut([
+        LeftOver(t.sample_id, str(t.external_task_id), round_of[t.sample_id], len(accepted.get(t.sample_id, ())),
+                 needed) for t in out])
