@@ -23,6 +23,7 @@ from activelabel.report import density, figures, html, uncertainty
 from activelabel.report.curves import (
     aulc,
     common_points,
+    every_seed_points,
     labels_to_target,
     mean_curve,
     paired_t_test,
@@ -147,11 +148,8 @@ def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequ
     for strategy, runs in groups.items():
         curves = [curve(r) for r in runs]
         xs, mean, _, count = mean_curve(curves)
-        seeds_with_points = sum(1 for c in curves if c[0])
-        # The mean only where every seed has run: past the shortest seed a "mean" of the others
-        # would change what it averages from one point to the next (an experiment read while it
-        # runs, or after it was interrupted, has seeds of unequal length).
-        full = [(x, m) for x, m, c in zip(xs, mean, count) if c == seeds_with_points]
+        points = every_seed_points(curves, count)
+        full = [(xs[i], mean[i]) for i in points]
         row = [strategy]
         for target in targets:
             reached = labels_to_target([x for x, _ in full], [m for _, m in full], target)
@@ -160,7 +158,7 @@ def labels_to_target_rows(groups: dict[str, list[CampaignRecord]], targets: Sequ
             if reached is not None:
                 cell = str(reached)
             elif full and len(full) < len(xs):
-                cell = f"not reached by {full[-1][0]} (where all {seeds_with_points} seeds have run)"
+                cell = f"not reached by {full[-1][0]} (where all {count[points[0]]} seeds have run)"
             else:
                 cell = "not reached"
             row.append(cell + (f" (seeds: {seeds})" if per_seed else ""))

@@ -110,6 +110,14 @@ def mean_curve(curves: Sequence[tuple[Sequence[int], Sequence[float]]]) -> tuple
     return xs, means, stds, [len(by_label[x]) for x in xs]
 
 
+def every_seed_points(curves: Sequence[tuple[Sequence[int], Sequence[float]]], count: Sequence[int]) -> list[int]:
+    """The indices of :func:`mean_curve`'s points (``count``: its fourth result) that every curve
+    with a point has measured: where a mean over seeds means the same seeds from one point to the
+    next. Past a strategy's shortest seed (an experiment still running, or interrupted) it does not."""
+    seeds = sum(1 for c in curves if any(v is not None for v in c[1]))
+    return [i for i, n in enumerate(count) if n == seeds]
+
+
 def shared_span(curves: Sequence[tuple[Sequence[int], Sequence[float]]]) -> tuple[int, int] | None:
     """``(first, last)``: the label counts between which every curve with a point has run (the
     latest first point, the earliest last point); None when there is no curve or no overlap.

@@ -14,7 +14,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from activelabel.report.curves import mean_curve
+from activelabel.report.curves import every_seed_points, mean_curve
 
 Curve = tuple[Sequence[int], Sequence[float]]
 _COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
@@ -70,7 +70,7 @@ def learning_curves_figure(curves: Mapping[str, Sequence[Curve]], metric: str, t
         # Solid with its band where every seed has run; past the shortest seed the mean holds
         # fewer seeds (an experiment still running, or interrupted), drawn dotted and bandless so
         # a jump there is not read as the strategy's.
-        full = [j for j, c in enumerate(count) if c == seeds]
+        full = every_seed_points(runs, count)
         ax.plot([xs[j] for j in full], [mean[j] for j in full], marker="o", markersize=3, color=color(i),
                 label=f"{strategy} ({seeds} seed{'s' if seeds != 1 else ''})")
         _band(ax, [xs[j] for j in full], [mean[j] for j in full], [std[j] for j in full], color(i), 0.2)
