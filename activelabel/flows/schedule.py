@@ -53,6 +53,12 @@ def _tick_line(text: str) -> None:
     sys.stderr.flush()
 
 
+def _verbose() -> bool:
+    """Whether serve runs with -v: its ``PREFECT_LOGGING_LEVEL`` (INFO or DEBUG), which the tick's
+    process inherits. Then every line keeps Prefect's format and nothing is quieted."""
+    return os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() in {"DEBUG", "INFO"}
+
+
 class _TickWarning(logging.Handler):
     """activelabel's warnings in a tick, as tick lines: ``HH:MM:SS tick: warning: ...``."""
 
@@ -70,7 +76,7 @@ def warnings_as_tick_lines() -> Iterator[None]:
     activelabel...`` line between two ``tick:`` lines). With serve ``-v``
     (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG) every line keeps Prefect's format, as asked.
     The logger is as it was afterwards (a tick may run in a process that goes on)."""
-    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() in {"DEBUG", "INFO"}:
+    if _verbose():
         yield
         return
     ours = logging.getLogger("activelabel")
@@ -89,7 +95,7 @@ def _quiet_prefect_runs() -> None:
     in the tick's process, as the CLI keeps them quiet in its own. A stop's SIGTERM would
     otherwise add "Task run 'train-...' - Crash detected! ..." under serve's own stop line;
     the tick says how its round ended itself (:func:`_tick_line`), and the round records it."""
-    if os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() not in {"DEBUG", "INFO"}:
+    if not _verbose():
         for name in ("prefect.flow_runs", "prefect.task_runs"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
