@@ -750,13 +750,7 @@ def _dask_choice(value: str, engine, campaign: str, address: str | None,
 def _check_webhook_annotator(engine, campaign: str) -> None:
     """``watch --webhook`` on a campaign whose annotator is not Label Studio: refused before the
     flows (torch, Prefect) load, as the other argument errors are."""
-    from sqlalchemy import select
-
-    from activelabel.storage import Campaign, session_scope
-
-    with session_scope(engine) as session:
-        stored = session.scalar(select(Campaign.config).where(Campaign.name == campaign)) or {}
-    annotator = stored.get("annotator", "simulated")
+    annotator = _stored_kind(engine, campaign)[1].get("annotator", "simulated")
     if annotator != "labelstudio":
         raise ConfigError(f"--webhook needs a Label Studio campaign; {campaign!r} uses {annotator!r}")
 
@@ -1403,23 +1397,26 @@ def _print_round_agreement(engine, campaign: str, index: int) -> None:
     console.print(table)
 
 
-def _is_segmentation(engine, campaign: str) -> bool:
-    from activelabel.storage import session_scope
-    from activelabel.storage.repository import require_campaign
-
-    with session_scope(engine) as session:
-        return require_campaign(session, campaign).task_kind == "segmentation"
-
-
-def _accuracy_name(engine, campaign: str) -> str:
-    """What the campaign's accuracy measures, as every table names it (test, evaluation or pixel accuracy)."""
-    from activelabel.campaign.summary import accuracy_name
+def _stored_kind(engine, campaign: str) -> tuple[str, dict]:
+    """The stored campaign's task kind ("classification" or "segmentation") and settings;
+    ``CampaignStateError`` naming the campaigns there for an unknown one."""
     from activelabel.storage import session_scope
     from activelabel.storage.repository import require_campaign
 
     with session_scope(engine) as session:
         stored = require_campaign(session, campaign)
-        return accuracy_name(stored.task_kind, stored.config or {})
+        return stored.task_kind, dict(stored.config or {})
+
+
+def _is_segmentation(engine, campaign: str) -> bool:
+    return _stored_kind(engine, campaign)[0] == "segmentation"
+
+
+def _accuracy_name(engine, campaign: str) -> str:
+    """What the campaign's accuracy measures, as every table names it (test, evaluation or pixel accuracy)."""
+    from activelabel.campaign.summary import accuracy_name
+
+    return accuracy_name(*_stored_kind(engine, campaign))
 
 
 def _print_round_uncertainty(engine, campaign: str, index: int, command_ref: str | None = None) -> None:
@@ -1582,8 +1579,9 @@ def main() -> None:
 
             release_reads_cut_by(error)
             stop.record_cut_work(signum)
-        if stop.left() is not None:  # the stop cut nothing (a round waits for labels): no "error"
-            err_console.print(f"stopped by {stop.signal_name(signum)} {stop.left()}",
+        left = stop.left()
+        if left is not None:  # the stop cut nothing (a round waits for labels): no "error"
+            err_console.print(f"stopped by {stop.signal_name(signum)} {left}",
                               markup=False, highlight=False, soft_wrap=True)
         else:
             err_console.print(

@@ -83,6 +83,11 @@ class _Refused(Exception):
         self.status, self.reason, self.allow = status, reason, allow
 
 
+def _client(request: Request) -> str:
+    """The address a request came from, for log lines ("?" when the server does not know it)."""
+    return request.client.host if request.client else "?"
+
+
 def _event_of(body: bytes) -> dict:
     """The JSON object of a webhook body; :class:`_Refused` (400) unless it is one with an ``action``."""
     try:
@@ -185,9 +190,9 @@ class WebhookReceiver:
             limit_concurrency=64,  # past it uvicorn answers 503: never an unbounded backlog
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
-                                  name=f"activelabel-webhook-{listener.getsockname()[1]}", daemon=True)
         self._bound_port = int(listener.getsockname()[1])
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
+                                  name=f"activelabel-webhook-{self._bound_port}", daemon=True)
         thread.start()
         deadline = time.monotonic() + SERVER_WAIT_S
         while not server.started:
@@ -245,8 +250,7 @@ class WebhookReceiver:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
         def refused(request: Request, status: int, reason: str, allow: str | None = None) -> Response:
-            client = request.client.host if request.client else "?"
-            log.warning("webhook %s: refused %s %s (%d): %s", client, request.method, request.url.path,
+            log.warning("webhook %s: refused %s %s (%d): %s", _client(request), request.method, request.url.path,
                         status, reason)
             headers = {"Allow": allow} if allow else None
             return JSONResponse({"ok": False, "error": reason}, status_code=status, headers=headers)
@@ -272,10 +276,9 @@ class WebhookReceiver:
             except _Refused as refusal:
                 return refused(request, refusal.status, refusal.reason, refusal.allow)
             except ClientDisconnect:
-                log.warning("webhook %s: the client went away before sending its whole body",
-                            request.client.host if request.client else "?")
+                log.warning("webhook %s: the client went away before sending its whole body", _client(request))
                 return Response(status_code=400)
-            event = self._record(payload, request.client.host if request.client else "?")
+            event = self._record(payload, _client(request))
             log.info("webhook %s: accepted %s (project %s, sample %s, annotation %s)", event["client"],
                      event["action"], event["project_id"], event["sample_id"], event["annotation_id"])
             return JSONResponse({"ok": True})
