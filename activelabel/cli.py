@@ -90,6 +90,8 @@ app = _Typer(
 BUILT_IN_DATASETS = (
     "'digits' (bundled, 8x8); 'imagefolder:/folder[?size=28&channels=1]' (one sub-folder per class; "
     "size: images resized to size x size pixels, channels: 1 grey or 3 RGB); "
+    "'manifest:/labels.csv[?size=28&channels=1]' (your images listed in a CSV or JSON Lines file with "
+    "columns path and label, paths relative to its folder; size and channels as for imagefolder); "
     "'mnist:/folder[?limit=N][&test=t10k]' (the MNIST IDX files; limit: the first N training images, "
     "test=t10k: test on the 10,000 official test images instead of a test_fraction)."
 )
@@ -153,7 +155,7 @@ def demo(
     annotations_per_task: Annotated[int, typer.Option(help="Label Studio: annotators per sample; the label is their majority vote.")] = 1,
     min_new_labels: Annotated[Optional[int], typer.Option(help="A round completes once this many of its samples are labeled (default: all).", show_default=False)] = None,
     image_url_prefix: Annotated[Optional[str], typer.Option(help="Label Studio: image URL = prefix + sample URI (default: embed images as PNG data).", show_default=False)] = None,
-    document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT; image files of an imagefolder dataset under it are served from there.", show_default=False)] = None,
+    document_root: Annotated[Optional[str], typer.Option(help="Label Studio: its LOCAL_FILES_DOCUMENT_ROOT; image files of an imagefolder or manifest dataset under it are served from there.", show_default=False)] = None,
     task: Annotated[str, typer.Option(help="'classification' (one label per image) or 'segmentation' (a mask per image: generated shapes, a small U-Net; options left unset take tiny CPU-fast values, and heatmaps of each selection are written).")] = "classification",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help="Log each step (and Prefect's own logs). -vv also logs every HTTP request and database migration step.")] = 0,
 ) -> None:
@@ -464,8 +466,9 @@ def _open_database(database_url: str | None, *, existing: bool = False):
             from activelabel.errors import CampaignStateError
 
             raise CampaignStateError(
-                f"no database at {describe_url(url)}: no campaign has run there yet. Pass the campaign's "
-                "--database-url (or set ACTIVELABEL_DATABASE_URL), or start one with `activelabel run`."
+                f"no database at {describe_url(url)}: no campaign has run there yet. Name the campaign or "
+                "experiment file instead (its database sits beside it), or pass its --database-url (or set "
+                "ACTIVELABEL_DATABASE_URL); or start one with `activelabel run` or `activelabel compare`."
             )
     engine = open_engine(url)
     os.environ[DATABASE_URL_ENV] = url

@@ -110,7 +110,12 @@ def load_experiment_file(path) -> tuple[dict, dict]:
     own = {t: raw[t] for t in OWN_DATA_TABLES if t in raw}
     if own:  # your own folders: [campaign] and these tables read as a campaign file's
         return experiment, experiment_arm_settings(path, dict(raw.get("campaign", {})), own)
-    return experiment, dict(raw.get("campaign", {}))
+    campaign = dict(raw.get("campaign", {}))
+    if isinstance(campaign.get("dataset"), str):  # imagefolder:, manifest:, mnist: paths are read from the file's folder
+        from activelabel.campaign.config import normalize_dataset_spec
+
+        campaign["dataset"] = normalize_dataset_spec(campaign["dataset"], path.resolve().parent)
+    return experiment, campaign
 
 
 def segmentation_settings(shared: dict, defaults: dict) -> dict:
@@ -136,6 +141,7 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     from activelabel.errors import ConfigError
     from activelabel.storage.database import describe_url
 
+    given_url = database_url  # --database-url as given: the report hint repeats it
     settings, shared = ({}, {}) if experiment_file is None else load_experiment_file(experiment_file)
     shared.update({k: v for k, v in campaign.items() if v is not None})
     if shared.get("task") == "segmentation":
@@ -212,7 +218,25 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         raise ConfigError(
             f"{len(failed)} of {_count(len(pending), 'campaign')} failed; run the same command again to continue them"
         )
-    err_console.print(f"Report: activelabel report {shlex.quote(config.name)}")
+    err_console.print(f"Report: {report_command(config.name, experiment_file, given_url)}", markup=False,
+                      highlight=False, soft_wrap=True)
+
+
+def report_command(name: str, experiment_file, given_url: str | None) -> str:
+    """The ``activelabel report`` line compare ends with, runnable from any folder: the experiment
+    file's absolute path when one was given (report finds the database beside it, or the file's
+    own ``database_url``), else the experiment's name; ``--database-url`` follows when one was
+    given on the command line, without its password (trial 17 F2: ``Report: activelabel report
+    NAME`` failed outside the file's folder)."""
+    from pathlib import Path
+
+    from activelabel.campaign.hints import database_option, password_note
+    from activelabel.storage.location import anchor_sqlite_url
+
+    ref = shlex.quote(str(Path(experiment_file).resolve()) if experiment_file is not None else name)
+    if given_url:
+        ref += database_option(anchor_sqlite_url(given_url, Path.cwd()))
+    return f"activelabel report {ref}{password_note(ref)}"
 
 
 def default_experiment_name(dataset: str) -> str:

@@ -8,6 +8,8 @@ here: Label Studio's token and the database password come from the environment a
 
 from __future__ import annotations
 
+import os
+
 import re
 from dataclasses import asdict, dataclass, fields
 
@@ -69,8 +71,8 @@ class CampaignConfig:
     # What a label is: "classification" (one class per image) or "segmentation" (a mask: one
     # class per pixel). Each kind brings its model, loss, metrics and scoring (campaign.kinds).
     task: str = "classification"
-    # A built-in dataset spec ('digits', 'mnist:/dir', 'imagefolder:/dir'), or 'files' when the
-    # campaign reads its own pool/labeled/test sources (data_pool and friends).
+    # A built-in dataset spec ('digits', 'mnist:/dir', 'imagefolder:/dir', 'manifest:/labels.csv'), or
+    # 'files' when the campaign reads its own pool/labeled/test sources (data_pool and friends).
     dataset: str = "digits"
     strategy: str = "bald"
     rounds: int = 10
@@ -467,14 +469,14 @@ class CampaignConfig:
             )
 
 
-def normalize_dataset_spec(spec: str) -> str:
+def normalize_dataset_spec(spec: str, base: str | os.PathLike | None = None) -> str:
     """The spec with its folder resolved: ``imagefolder:data/`` and ``imagefolder:./data`` name
-    the same campaign data, so a rerun spelled differently continues the same campaign."""
-    import os
-
+    the same campaign data, so a rerun spelled differently continues the same campaign. A
+    relative path is relative to ``base`` (an experiment file's folder), else to the working
+    folder."""
     kind, sep, rest = spec.partition(":")
-    if kind not in ("imagefolder", "mnist") or not sep or not rest:
+    if kind not in ("imagefolder", "manifest", "mnist") or not sep or not rest:
         return spec
     path, qsep, query = rest.partition("?")
-    resolved = os.path.realpath(os.path.expanduser(path))
+    resolved = os.path.realpath(os.path.join(base or os.getcwd(), os.path.expanduser(path)))
     return f"{kind}:{resolved}{qsep}{query}"

@@ -64,10 +64,20 @@ class ExperimentConfig:
             raise ConfigError(f"unknown campaign settings for experiment {self.name!r}: {', '.join(unknown)}")
         own_folders = self.campaign.get("dataset", "digits") == "files"
         segmentation = self.campaign.get("task") == "segmentation"
+        if own_folders and not segmentation and self.campaign.get("annotator", "simulated") == "simulated":
+            truth = self.campaign.get("truth")
+            suggestion = (f"dataset = \"manifest:{truth}\" (your truth manifest, if it lists every image with its "
+                          "label)" if truth and Path(truth).suffix.lower() in (".csv", ".jsonl", ".ndjson") else
+                          "dataset = \"manifest:labels.csv\" (a .csv/.jsonl with path and label columns)")
+            raise ConfigError(
+                f"an experiment reads your own classification images as a labeled dataset: instead of [data] pool, "
+                f"set {suggestion} or dataset = \"imagefolder:FOLDER\" (one sub-folder per class) under [campaign] "
+                "(or --dataset); the strategies of a seed then share one test split"
+            )
         if (own_folders and not segmentation) or self.campaign.get("annotator", "simulated") != "simulated":
             raise ConfigError(
-                "an experiment runs simulated campaigns on a built-in dataset (digits, mnist:/dir, "
-                "imagefolder:/dir, shapes) or, for task = \"segmentation\", on your own image and mask folders "
+                "an experiment runs simulated campaigns on a built-in dataset (digits, mnist:/dir, imagefolder:/dir, "
+                "manifest:/labels.csv, shapes) or, for task = \"segmentation\", on your own image and mask folders "
                 "with [annotator] kind = \"simulated\" and its truth masks: the oracle must know every answer"
             )
         self.arms()  # every arm's settings are checked now, before anything is written

@@ -6,6 +6,8 @@ resumes the campaign loads the very same samples:
 - ``digits`` — scikit-learn's bundled 8x8 handwritten digits (1,797 images, no download);
 - ``imagefolder:/path[?size=28&channels=1]`` — your own images, one sub-folder per class
   (see :mod:`activelabel.pipeline.imagefolder`);
+- ``manifest:/path/labels.csv[?size=28&channels=1]`` — your own images listed with their labels in
+  a CSV or JSON Lines manifest (columns ``path``, ``label``; same module);
 - ``mnist:/path/to/dir`` — the MNIST IDX files (``train-images-idx3-ubyte[.gz]`` and
   ``train-labels-idx1-ubyte[.gz]``) in that folder, or in ``dir/MNIST/raw`` as torchvision
   lays them out. ``mnist:/dir?limit=5000`` keeps the first 5,000 images.
@@ -162,14 +164,15 @@ def load_dataset(spec: str) -> LabeledImages:
     kind, _, rest = spec.partition(":")
     if kind == "digits" and not rest:
         return load_digits_images()
-    if kind == "imagefolder" and rest:
-        from activelabel.pipeline.imagefolder import load_image_folder
+    if kind in ("imagefolder", "manifest") and rest:
+        from activelabel.pipeline.imagefolder import load_image_folder, load_labeled_manifest
 
         path, _, query = rest.partition("?")
         options = parse_qs(query)
         size = _limit(spec, options.get("size", ["28"])[0])
         channels = _limit(spec, options.get("channels", ["1"])[0])
-        return load_image_folder(path, size=size or 28, channels=channels or 1)
+        load = load_image_folder if kind == "imagefolder" else load_labeled_manifest
+        return load(path, size=size or 28, channels=channels or 1)
     if kind == "mnist" and rest:
         path, _, query = rest.partition("?")
         options = parse_qs(query)
@@ -184,8 +187,8 @@ def load_dataset(spec: str) -> LabeledImages:
             )
         return with_test_split(train, load_mnist_images(path, split="test"))
     raise DatasetError(
-        f"unknown dataset {spec!r}; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]' "
-        "or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"
+        f"unknown dataset {spec!r}; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]', "
+        "'manifest:/path/to/labels.csv[?size=N&channels=1|3]' or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"
     )
 
 

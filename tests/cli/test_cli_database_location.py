@@ -170,13 +170,16 @@ def test_the_old_default_is_no_obstacle_when_it_lacks_the_campaign_or_is_the_sam
 
 def test_an_experiment_file_keeps_its_database_next_to_it(tmp_path) -> None:
     """`compare experiment.toml` from another folder writes exp/activelabel.db; `report` given
-    the file finds it; a relative database_url is read from the file's folder."""
+    the file finds it, and compare's last line says so; a relative database_url and a relative
+    ``manifest:`` dataset are read from the file's folder (trial 17 F1, F2)."""
     folder, elsewhere = tmp_path / "exp", tmp_path / "elsewhere"
     folder.mkdir(), elsewhere.mkdir()
+    truth = write_unlabeled_pool(folder / "data" / "images", count=40)
+    write_manifest(folder / "data" / "labels.csv", truth, base=folder / "data" / "images")
     (folder / "experiment.toml").write_text(
         '[experiment]\nname = "loc"\nstrategies = ["random"]\nseeds = 1\n\n'
-        '[campaign]\ndataset = "digits"\nrounds = 1\nbatch_size = 5\ninitial_labeled = 20\nepochs = 1\n'
-        'mc_samples = 2\ndevice = "cpu"\n')
+        '[campaign]\ndataset = "manifest:data/labels.csv"\nrounds = 1\nbatch_size = 5\ninitial_labeled = 20\n'
+        'epochs = 1\nmc_samples = 2\ndevice = "cpu"\n')
     db = (folder / "activelabel.db").resolve()
     ran = cli("compare", "../exp/experiment.toml", cwd=elsewhere)
     assert ran.returncode == 0, ran.stderr
@@ -184,9 +187,15 @@ def test_an_experiment_file_keeps_its_database_next_to_it(tmp_path) -> None:
     assert rounds_in(db) == [("loc-random-seed0", 1, "active", "complete", 5)]
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT name FROM experiment").fetchall() == [("loc",)]
+        assert connection.execute("SELECT dataset FROM campaign").fetchall() == [
+            (f"manifest:{(folder / 'data' / 'labels.csv').resolve()}",)]
+        uris = {uri for (uri,) in connection.execute("SELECT uri FROM sample")}
+        assert uris == {f"images/{name}" for name in truth}  # relative to the manifest's folder
     assert not (elsewhere / "activelabel.db").exists()
+    hint = ran.stderr.strip().splitlines()[-1]
+    assert hint == f"Report: activelabel report {(folder / 'experiment.toml').resolve()}", ran.stderr
 
-    report = cli("report", "../exp/experiment.toml", "--out", "r.html", cwd=elsewhere)
+    report = cli(*hint.removeprefix("Report: activelabel ").split(), "--out", "r.html", cwd=elsewhere)
     assert report.returncode == 0, report.stderr
     assert "<h1>Experiment loc</h1>" in (elsewhere / "r.html").read_text(encoding="utf-8")
 

@@ -86,7 +86,16 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
     no_workers.write_text('[experiment]\nname = "w"\nstrategies = ["random"]\nworkers = 0\n', encoding="utf-8")
     campaign = tmp_path / "campaign.toml"
     campaign.write_text('[campaign]\nname = "c"\nstrategy = "random"\nbatch_size = 0\n[data]\npool = "images"\n', encoding="utf-8")
+    own_pool = tmp_path / "own.toml"  # trial 17 F1: a classification experiment given a campaign file's pool
+    own_pool.write_text('[experiment]\nname = "own"\nstrategies = ["random"]\n[campaign]\nrounds = 1\n[data]\n'
+                        'pool = "images"\nlabels = ["a", "b"]\n[annotator]\nkind = "simulated"\ntruth = "truth.csv"\n',
+                        encoding="utf-8")
     cases = [
+        (["compare", str(own_pool)],
+         "error: an experiment reads your own classification images as a labeled dataset: instead of [data] pool, "
+         f"set dataset = \"manifest:{tmp_path / 'truth.csv'}\" (your truth manifest, if it lists every image with "
+         "its label) or dataset = \"imagefolder:FOLDER\" (one sub-folder per class) under [campaign] (or "
+         "--dataset); the strategies of a seed then share one test split"),
         # trial 14 F7, as the user ran it
         (["compare", "--strategies", "bogus,random", "--seeds", "2", "--rounds", "4", "--experiment", "t14-digits"],
          _unknown_strategy("bogus")),
@@ -94,8 +103,8 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["compare", "--rounds", "0"], "error: rounds must be at least 1, got 0"),
         (["compare", "--workers", "0"], "error: --workers must be at least 1, got 0"),
         (["compare", "--dataset", "bogus:x"],
-         "error: unknown dataset 'bogus:x'; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]' "
-         "or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"),
+         "error: unknown dataset 'bogus:x'; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]', "
+         "'manifest:/path/to/labels.csv[?size=N&channels=1|3]' or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"),
         (["compare", "--batch-size", "100000"],  # the bundled digits loaded and their pool counted
          "error: batch size 100000 is larger than the unlabeled pool (1438 pool samples - 20 initially labeled "
          "= 1418)"),
@@ -122,7 +131,7 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["demo", "--dataset", f"mnist:{tmp_path / 'nowhere'}"], f"error: MNIST folder {tmp_path / 'nowhere'} does not exist"),
     ]
     _check(_run([args for args, _ in cases], tmp_path), [line for _, line in cases])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.toml", "exp.toml", "workers.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.toml", "exp.toml", "own.toml", "workers.toml"]
 
 
 def test_settings_refusals_and_unknown_campaigns_come_before_torch_prefect_and_the_flows(tmp_path) -> None:

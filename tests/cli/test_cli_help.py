@@ -82,7 +82,8 @@ def test_every_epochs_option_says_the_200_step_minimum() -> None:
 @pytest.mark.parametrize("command", ["demo", "run", "compare"])
 def test_the_dataset_option_documents_every_form_the_loader_accepts(command) -> None:
     text = " ".join(_help(command).replace("│", " ").split())
-    for form in ("'digits'", "'imagefolder:/folder[?size=28&channels=1]'", "'mnist:/folder[?limit=N][&test=t10k]'"):
+    for form in ("'digits'", "'imagefolder:/folder[?size=28&channels=1]'", "'manifest:/labels.csv[?size=28&channels=1]'",
+                 "'mnist:/folder[?limit=N][&test=t10k]'"):
         assert form in text, (command, form)
     assert "channels: 1 grey or 3 RGB" in text and "test=t10k: test on the 10,000 official test images" in text
 
