@@ -17,8 +17,10 @@ from sqlalchemy import Engine, select
 from activelabel.storage import Annotation, AnnotationStatus, Round, Selection, session_scope
 from activelabel.storage.repository import campaign_min_votes, require_campaign, set_aside_samples
 
-__all__ = ["advice", "SetAside", "campaign_set_aside", "round_skips", "set_aside_words"]
+__all__ = ["NAMED", "SetAside", "advice", "campaign_set_aside", "round_skips", "set_aside_words"]
 
+#: Set-aside samples named one by one; more are counted.
+NAMED = 5
 
 
 def advice(n: int) -> str:
@@ -27,9 +29,6 @@ def advice(n: int) -> str:
         return "answer it in Label Studio's Data Manager to label it after all; it is not offered again by activelabel"
     return ("answer them in Label Studio's Data Manager to label them after all; they are not offered again by "
             "activelabel")
-
-#: Set-aside samples named one by one; more are counted.
-NAMED = 5
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,15 @@ def test_a_skip_alone_of_three_is_still_out_and_not_annotated(tmp_path) -> None:
     assert [s.sample_id for s in out.samples] == [ids["s3.png"], ids["s4.png"]] and out.set_aside == []
     first = round_progress(engine, "team")[0]
     assert (first.annotated, first.resolved, first.rejected) == (4, 3, 0)
+
+
+def test_a_long_set_aside_list_is_cut_and_the_advice_follows_the_number() -> None:
+    from activelabel.campaign.skips import SetAside, set_aside_words
+
+    assert set_aside_words([]) is None
+    many = set_aside_words([SetAside(i, 2, str(100 + i), ("a", "b")) for i in range(7)])
+    assert many.startswith("7 samples set aside (skipped, and no annotator left to answer): sample 0 (round 2, "
+                           "task 100) skipped by a, b; ")
+    assert many.endswith("sample 4 (round 2, task 104) skipped by a, b; and 2 more; answer them in Label Studio's "
+                         "Data Manager to label them after all; they are not offered again by activelabel.")
+    assert SetAside(3, 1, None, ("c",)).describe() == "sample 3 (round 1) skipped by c"
