@@ -33,7 +33,8 @@ from activelabel.storage import (
     session_scope,
 )
 from activelabel.storage.models import AnnotationChange, AnnotationChangeKind
-from activelabel.storage.repository import resolved_labels, set_aside_samples
+from activelabel.campaign.still_out import tasks_still_out
+from activelabel.storage.repository import resolved_labels, set_aside_samples, unlabeled_pool
 
 from tests_support_campaignfile import use_label_studio, write_campaign_file
 from tests_support_lsserver import delete_projects_titled, project_titled
@@ -124,6 +125,10 @@ def test_one_annotator_a_skip_sets_the_sample_aside_and_the_round_completes(digi
     assert {s for s in resolved if s in {t.data["sample_id"] for t in tasks}} == answered
     assert len(resolved) == INITIAL + 2
     assert aside == {skipped_task.data["sample_id"]: [me]}
+    # Set aside, it never returns to the pool, and its task stays out (a late answer still counts).
+    with session_scope(engine) as session:
+        assert skipped_task.data["sample_id"] not in {s.id for s in unlabeled_pool(session, campaign_id)}
+    assert [t.sample_id for t in tasks_still_out(engine, campaign_id, 1)] == [skipped_task.data["sample_id"]]
 
     # A second sync changes nothing.
     before = _rows(engine)
