@@ -841,15 +841,22 @@ def sync(
     from activelabel.campaign.leftovers import earlier_rounds_still_out
     from activelabel.campaign.summary import counted
 
-    earlier = len(earlier_rounds_still_out(engine, campaign).samples)
+    leftovers = earlier_rounds_still_out(engine, campaign)
+    earlier = len(leftovers.samples)
+    from activelabel.campaign.skips import campaign_set_aside
+
+    aside = len(campaign_set_aside(engine, campaign))  # every round's: no round waits for them
     console.print(
         f"{counted(result.new_labels, 'new answer')}"
         + (f" ({result.rejected} rejected: the reasons are logged above)"
            if result.rejected else "") + ", "
-        f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
+        + (f"{counted(result.skipped, 'skip')}, " if result.skipped else "")
+        + f"{result.edited} edited, {result.deleted} deleted in Label Studio; "
         f"{counted(result.pending, 'sample')} of the current round still "
         f"{'waits' if result.pending == 1 else 'wait'} for labels"
         + (f", and {earlier} of earlier rounds (`activelabel status` names them)" if earlier else "")
+        + (f"; {counted(aside, 'sample')} set aside by skips, not waited for (`activelabel status` names "
+           f"{'it' if aside == 1 else 'them'})" if aside else "")
     )
 
 
@@ -1100,6 +1107,7 @@ def status(
         _print_round_uncertainty(engine, campaign, round_index,
                                  _given_command_ref(campaign, given, given_url, database_url))
         _print_round_agreement(engine, campaign, round_index)
+        _print_round_skips(engine, campaign, round_index)
         return
     if campaign is None:
         table = Table(title="Campaigns")
@@ -1369,6 +1377,20 @@ def _print_agreement(engine, campaign: str) -> None:
         console.print(f"Split decisions stand as labels: `activelabel status {campaign} --round N` lists them "
                       f"({which}); have another annotator review them in Label Studio (the next sync follows "
                       "the edit).", markup=False, soft_wrap=True)
+
+
+def _print_round_skips(engine, campaign: str, index: int) -> None:
+    """``status --round N``: how many of the round's samples an annotator skipped, and those set
+    aside by skips (no round waits for them), by name, with who skipped them and what to do."""
+    from activelabel.campaign.skips import round_skips, set_aside_words
+    from activelabel.campaign.summary import counted
+
+    skipped, aside = round_skips(engine, campaign, index)
+    if skipped:
+        words = set_aside_words(aside)
+        console.print(f"Round {index} · {counted(skipped, 'sample')} skipped in Label Studio"
+                      + (f" · {words}" if words else " (none set aside: other annotators may still answer)"),
+                      markup=False, soft_wrap=True)
 
 
 def _print_round_agreement(engine, campaign: str, index: int) -> None:

@@ -36,6 +36,9 @@ class LabelAnswer:
     # Why the answer cannot be used (e.g. a brush result that does not decode); the sync stores
     # it as rejected with this reason, naming the task and the sample.
     error: str | None = None
+    # The annotator skipped the task (Label Studio: ``was_cancelled``, or an empty result where
+    # the codec reads it as a skip); ``label`` is then "". Stored as a skip, never as a vote.
+    skipped: bool = False
 
 
 #: The ``label`` of an answer whose content is a mask (segmentation): the mask is the label.

@@ -15,7 +15,8 @@ Image + single-choice labeling config built from the label set and "Uncertainty 
   changed since a cursor (a task's ``updated_at`` moves on each annotation created, edited or
   deleted), so a sync follows edits and deletions while reading only what changed.
 - :meth:`LabelStudioAnnotator.pull` returns one :class:`LabelAnswer` per submitted annotation,
-  keyed by Label Studio's annotation id. Skipped tasks (cancelled, empty result) give no answer.
+  keyed by Label Studio's annotation id. A skip (cancelled, or an empty result where the codec
+  reads it as a skip) comes back as an answer marked ``skipped``, keyed the same way.
   A label outside the label set, several choices or a malformed result are returned as text so
   the caller can reject them with a reason.
 
@@ -789,7 +790,7 @@ class LabelStudioAnnotator:
         return self._user_names().get(user_id, str(user_id))
 
     def pull(self, tasks: list[TaskRequest], *, round_index: int | None = None) -> list[LabelAnswer]:
-        """Every submitted annotation of these samples, one answer each (skips give none)."""
+        """Every submitted annotation of these samples, one answer each (a skip is one marked ``skipped``)."""
         what = f"pulling round {round_index}" if round_index is not None else f"pulling {len(tasks)} tasks"
         wanted = {t.sample_id for t in tasks}
         if not wanted:
@@ -825,16 +826,20 @@ class LabelStudioAnnotator:
         return out
 
     def _answers(self, sample_id: int, task: Any) -> list[tuple[LabelAnswer, datetime | None]]:
-        """The submitted annotations of one task (skips give none; so do empty results where
-        the codec reads them as skips). The codec decodes each result; one it cannot use comes
-        back with ``error`` set, for the sync to store as rejected."""
+        """The submitted annotations of one task. A skip (``was_cancelled``, or an empty result
+        where the codec reads it as a skip) comes back marked ``skipped`` with label "", keyed
+        by its annotation id like any answer, so the sync stores it once and follows it when the
+        annotator turns it into an answer (Label Studio keeps the id). The codec decodes each
+        other result; one it cannot use comes back with ``error`` set, for the sync to store as
+        rejected."""
         out = []
         for annotation in sorted(task.annotations or [], key=lambda a: int(_get(a, "id"))):
             result = _get(annotation, "result") or []
-            if _get(annotation, "was_cancelled") or (not result and self.codec.empty_is_skip):
-                continue
             external_id = str(_get(annotation, "id"))
-            if isinstance(result, list):
+            skipped = bool(_get(annotation, "was_cancelled")) or (not result and self.codec.empty_is_skip)
+            if skipped:
+                label, mask, error = "", None, None
+            elif isinstance(result, list):
                 decoded = self.codec.answer(result, f"annotation {external_id}")
                 label, mask, error = decoded.label, decoded.mask, decoded.error
             else:
@@ -846,6 +851,7 @@ class LabelStudioAnnotator:
                 external_id=external_id,
                 mask=mask,
                 error=error,
+                skipped=skipped,
             ), parse_time(_get(annotation, "updated_at")) or parse_time(_get(annotation, "created_at"))))
         return out
 

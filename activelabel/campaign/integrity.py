@@ -270,8 +270,10 @@ def reconcile_changes(
             # Studio task now shows the new image keeps its selection: it is out with the
             # annotators again, in the same task (so a rerun pushes nothing new).
             session.execute(delete(Selection).where(Selection.sample_id.in_([i for i in ids if i not in in_tasks])))
+            # Skips too: a skip of the old picture must not set the new one aside.
             withdrawn = list(session.scalars(select(Annotation).where(
-                Annotation.sample_id.in_(ids), Annotation.status == AnnotationStatus.accepted)))
+                Annotation.sample_id.in_(ids),
+                Annotation.status.in_([AnnotationStatus.accepted, AnnotationStatus.skipped]))))
             for annotation in withdrawn:
                 # Kept as history under a new key, so the annotator's next answer (which may reuse
                 # the backend's id, as the simulation does) is stored as a new annotation.

@@ -210,8 +210,9 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
     """Each round's figures for ``activelabel status``; every count is of the round's selected
     samples (a sample with two rejected answers counts once). Only current answers count: one
     per annotator (their latest, :func:`~activelabel.storage.repository.one_vote_per_annotator`),
-    and none withdrawn by ``--relabel-changes`` (its image changed: that answer is history,
-    not a label). Raises ``CampaignStateError`` for an unknown campaign."""
+    none withdrawn by ``--relabel-changes`` (its image changed: that answer is history, not a
+    label), and no skip (a skip is no answer; ``status`` names skipped samples apart). Raises
+    ``CampaignStateError`` for an unknown campaign."""
     from activelabel.campaign.integrity import WITHDRAWN_REASON
     from activelabel.storage import Annotation, AnnotationStatus, Selection
     from activelabel.storage.repository import (
@@ -233,7 +234,9 @@ def round_progress(engine: Engine, campaign_name: str) -> list[RoundProgress]:
         votes = one_vote_per_annotator(
             (sample, who, None if (reason or "").startswith(WITHDRAWN_REASON) else status, updated, created, i)
             for sample, who, status, reason, updated, created, i in rows)
-        answered = {i for i, current in votes.items() if any(v is not None for v in current)}
+        # A skip is no answer: a sample only skipped is not "annotated" (status names it apart).
+        answered = {i for i, current in votes.items()
+                    if any(v is not None and v != AnnotationStatus.skipped for v in current)}
         rejected = {i for i, current in votes.items() if AnnotationStatus.rejected in current}
         out = []
         for rnd in session.scalars(select(Round).where(Round.campaign_id == campaign.id).order_by(Round.index)):
@@ -332,8 +335,10 @@ class ShortOfAnswers:
     than ``needed`` (and no rejected one), and :attr:`unanswered` the rest (no answer stored).
     ``resolved`` of ``selected`` are done; the round completes at ``to_complete``
     (``min_new_labels``, else the batch size; every sample for an ``evaluation`` round, whatever
-    ``min_new_labels`` says). A skip in Label Studio stores nothing here, so a skipped sample
-    shows as a missing answer, never as "skipped".
+    ``min_new_labels`` says). Samples ``set_aside`` by skips
+    (:func:`~activelabel.storage.repository.set_aside_samples`) are neither outstanding nor
+    needed: the round does not wait for them, and they are named with who skipped them. A
+    sample skipped by fewer annotators than a task needs is outstanding (others may answer).
     """
 
     index: int
@@ -351,6 +356,8 @@ class ShortOfAnswers:
     # Outstanding samples sent back for a new answer: their answers were withdrawn by
     # --relabel-changes because the image changed (rejected with integrity.WITHDRAWN_REASON).
     withdrawn: int = 0
+    # The round's samples set aside by skips (not in ``outstanding``): named in the advice.
+    set_aside: tuple = ()
 
     @property
     def unanswered(self) -> int:
@@ -366,7 +373,8 @@ class ShortOfAnswers:
         """One paragraph for ``activelabel status``, or None when nothing stored holds the round
         and no rule needs saying (no sample has a rejected or a partial answer: the annotators
         simply have not answered). Its parts add up to ``outstanding``."""
-        if self.rejected == 0 and self.partial == 0 and self.withdrawn == 0 and not self._held_by_evaluation():
+        if (self.rejected == 0 and self.partial == 0 and self.withdrawn == 0 and not self._held_by_evaluation()
+                and not self.set_aside):
             return None
         parts = []
         if self.rejected:
@@ -379,6 +387,12 @@ class ShortOfAnswers:
                          f"({'its image' if self.withdrawn == 1 else 'their images'} changed)")
         if self.unanswered:
             parts.append(f"{self.unanswered} not answered yet")
+        from activelabel.campaign.skips import set_aside_words
+
+        aside = set_aside_words(list(self.set_aside))
+        if not self.outstanding:  # only set-aside samples hold it: the next sync completes it
+            return (f"Round {self.index} waits: {self.resolved} of {self.selected} samples resolved, "
+                    f"{self.to_complete} needed; the next sync completes it. {aside}")
         lack = "lacks" if self.outstanding == 1 else "lack"
         wanted = ("an accepted answer" if self.needed == 1
                   else f"{self.needed} accepted answers from different annotators")
@@ -389,18 +403,17 @@ class ShortOfAnswers:
                        f"; min_new_labels = {self.min_new_labels} applies to the later rounds only") + ")")
         line = (f"Round {self.index} waits: {self.resolved} of {self.selected} samples resolved, "
                 f"{self.to_complete} needed{rule}; {counted(self.outstanding, 'sample')} {lack} {wanted}: "
-                f"{', '.join(parts)}.")
+                f"{', '.join(parts)}." + (f" {aside}" if aside else ""))
         advice = []
         if self.rejected:
             advice.append("correct the rejected labels in Label Studio")
         if self.needed > 1 and self.partial:
-            advice.append("ask another annotator to answer (a skipped task stores no answer here, and "
-                          "one annotator answering twice counts once)")
+            advice.append("ask another annotator to answer (one annotator answering twice counts once)")
         if self.withdrawn:
             advice.append(f"have the annotators answer {'it' if self.withdrawn == 1 else 'them'} again")
         if self.unanswered:
             advice.append(f"have the annotators answer the {self.unanswered} unanswered task"
-                          f"{'' if self.unanswered == 1 else 's'} (a skipped task stores no answer here)")
+                          f"{'' if self.unanswered == 1 else 's'}")
         if not self.evaluation:
             advice.append("or set min_new_labels to complete the round with fewer labels")
         return f"{line} To go on: {', '.join(advice)}."
@@ -417,6 +430,7 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         latest_round,
         one_vote_per_annotator,
         resolved_labels,
+        set_aside_samples,
     )
 
     with session_scope(engine) as session:
@@ -426,18 +440,22 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
             return None
         needed = campaign_min_votes(campaign)
         selected = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == last.id)))
-        resolved = selected & set(resolved_labels(session, campaign.id, needed))
-        outstanding = selected - resolved
+        labels = resolved_labels(session, campaign.id, needed)
+        resolved = selected & set(labels)
+        aside = selected & set(set_aside_samples(session, campaign.id, needed, labels.keys()))
+        outstanding = selected - resolved - aside
         rows = session.execute(
             select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.reason,
                    Annotation.updated_at, Annotation.created_at, Annotation.id)
             .where(Annotation.campaign_id == campaign.id, Annotation.sample_id.in_(outstanding))
         ).all() if outstanding else []
-        # Each annotator's latest answer, as "accepted", "rejected" (a label outside the label
-        # set, or another reason) or "withdrawn" (its image changed: --relabel-changes).
+        # Each annotator's latest answer, as "accepted", "skipped", "rejected" (a label outside the
+        # label set, or another reason) or "withdrawn" (its image changed: --relabel-changes).
         def vote(status: AnnotationStatus, reason: str | None) -> str:
             if status == AnnotationStatus.accepted:
                 return "accepted"
+            if status == AnnotationStatus.skipped:
+                return "skipped"
             return "withdrawn" if (reason or "").startswith(WITHDRAWN_REASON) else "rejected"
 
         statuses = one_vote_per_annotator((s, a, vote(st, r), u, c, i) for s, a, st, r, u, c, i in rows)
@@ -448,10 +466,16 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         min_new = (campaign.config or {}).get("min_new_labels")
         to_complete = int(min_new or (campaign.config or {}).get("batch_size") or len(selected))
         evaluation = last.kind == RoundKind.evaluation
-        to_complete = len(selected) if evaluation else min(to_complete, len(selected))
-        return ShortOfAnswers(last.index, needed, len(selected), len(resolved), to_complete,
-                              len(outstanding), len(rejected), len(partial), evaluation,
-                              None if min_new is None else int(min_new), len(withdrawn))
+        # As sync_step: set-aside samples are not waited for.
+        waited = len(selected) - len(aside)
+        to_complete = waited if evaluation else min(to_complete, waited)
+        index = last.index
+    from activelabel.campaign.skips import campaign_set_aside
+
+    named = tuple(s for s in campaign_set_aside(engine, campaign_name) if s.sample_id in aside)
+    return ShortOfAnswers(index, needed, len(selected), len(resolved), to_complete,
+                          len(outstanding), len(rejected), len(partial), evaluation,
+                          None if min_new is None else int(min_new), len(withdrawn), named)
 
 
 @dataclass(frozen=True)

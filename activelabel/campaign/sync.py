@@ -6,6 +6,11 @@ deletions (the row goes, its vote with it, the history keeps it), including on s
 long ago. Resolved labels are derived from the current rows, so the next round trains on the
 new labels while finished rounds' records stay as they were.
 
+A skip in Label Studio is stored too (status ``skipped``, never a vote) and followed like an
+answer: turned into an answer, it becomes one (the skip kept in ``annotation_change``). A
+sample that enough annotators answered or skipped, but that is not resolved, is *set aside*
+(:func:`~activelabel.storage.repository.set_aside_samples`): no round waits for it.
+
 It reads only what changed: a backend that offers ``changed_since(cursor)`` (Label Studio) is
 asked for the tasks changed since the stored high-water mark; one that does not (the simulated
 oracle, whose answers never change) is asked for the samples still out, as before.
@@ -50,32 +55,44 @@ from activelabel.storage.repository import (
     move_round,
     reconcile_annotations,
     resolved_labels,
+    set_aside_samples,
     set_sync_cursor,
 )
 
 log = logging.getLogger(__name__)
+
+#: The reason stored with a skip.
+SKIPPED_REASON = "skipped in Label Studio"
 
 __all__ = ["CollectResult", "SyncResult", "collect_answers", "sync_campaign", "sync_step"]
 
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a sync did: answers stored, of which rejected, samples of the round still out,
-    and annotations edited or deleted in the backend since the last sync."""
+    """What a sync did: answers stored (skips not counted), of which rejected, samples of the
+    round the round still waits for (set-aside ones not counted), annotations edited or
+    deleted in the backend since the last sync, skips stored, and samples of the round set
+    aside by skips."""
 
     new_labels: int
     rejected: int
     pending: int
     edited: int = 0
     deleted: int = 0
+    skipped: int = 0
+    set_aside: int = 0
 
 
 @dataclass(frozen=True)
 class CollectResult:
+    """What collecting stored: ``new`` answers (skips not counted), of which ``rejected``;
+    edits and deletions followed; ``skipped``: skips stored."""
+
     new: int
     rejected: int
     edited: int = 0
     deleted: int = 0
+    skipped: int = 0
 
 
 def _steps():
@@ -145,7 +162,8 @@ def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig,
         if result.edited or result.deleted:
             log.info("Round %d: %d annotations edited and %d deleted in %s since the last sync; "
                      "labels follow them", round_index, result.edited, result.deleted, annotator.source)
-        return CollectResult(result.new, len(result.new_rejected), result.edited, result.deleted)
+        return CollectResult(result.new - result.new_skipped, len(result.new_rejected), result.edited,
+                             result.deleted, result.new_skipped)
 
     outstanding = tasks_still_out(engine, campaign.id, config.annotations_per_task, tasks)
     if not outstanding:
@@ -164,7 +182,8 @@ def _collect_answers(engine: Engine, campaign: Campaign, config: CampaignConfig,
     rejected = [r for r in fresh if r.status == AnnotationStatus.rejected]
     for record in rejected:
         log.warning("Round %d: %s; stored as rejected", round_index, record.reason)
-    return CollectResult(len(fresh), len(rejected))
+    skipped = sum(r.status == AnnotationStatus.skipped for r in fresh)
+    return CollectResult(len(fresh) - skipped, len(rejected), skipped=skipped)
 
 
 def sync_step(engine: Engine, round_id: int) -> SyncResult:
@@ -172,7 +191,8 @@ def sync_step(engine: Engine, round_id: int) -> SyncResult:
 
     A label outside the campaign's label set is stored as rejected, with a reason naming the
     task and the label, so it is visible and never trained on. The round completes when
-    ``labels_to_complete`` of its own samples are resolved.
+    ``labels_to_complete`` of its own samples are resolved, counting only samples not set aside
+    by skips (:func:`~activelabel.storage.repository.set_aside_samples`).
     """
     steps = _steps()
     rnd, campaign, config = steps._load(engine, round_id)
@@ -183,17 +203,27 @@ def sync_step(engine: Engine, round_id: int) -> SyncResult:
     got = collect_answers(engine, campaign, config, rnd.index)
     with session_scope(engine) as session:
         resolved = resolved_labels(session, campaign.id, config.annotations_per_task)
+        aside = set_aside_samples(session, campaign.id, config.annotations_per_task, resolved.keys())
         mine = session.scalars(select(Selection.sample_id).where(Selection.round_id == round_id)).all()
         done = sum(sample_id in resolved for sample_id in mine)
-        # An evaluation round is the yardstick: all of it must be labeled.
-        needed = len(mine) if rnd.kind == RoundKind.evaluation else min(config.labels_to_complete, len(mine))
+        # Set aside: skipped, and no annotator left to answer (Label Studio's skip queue serves a
+        # skipped task only to those who have not seen it). Waiting for it would be forever, so
+        # the round needs only its other samples; its task stays out, and a late answer still
+        # resolves it.
+        settled = sum(sample_id in aside for sample_id in mine)
+        # An evaluation round is the yardstick: all of it must be labeled, except samples set
+        # aside (a sample no annotator will label cannot be the yardstick; waiting forever is
+        # worse). Everything set aside: the round completes with no new label.
+        open_ = len(mine) - settled
+        needed = open_ if rnd.kind == RoundKind.evaluation else min(config.labels_to_complete, open_)
         if done >= needed:
             move_round(session, round_id, RoundStatus.waiting_for_labels, RoundStatus.complete,
                        finished_at=utcnow(), error=None, timings=steps._timings(rnd, "sync", started))
-    if got.new:
-        log.info("Round %d: %d new answers, %d of %d samples resolved", rnd.index, got.new, done, len(mine))
-    return SyncResult(new_labels=got.new, rejected=got.rejected, pending=len(mine) - done,
-                      edited=got.edited, deleted=got.deleted)
+    if got.new or got.skipped:
+        log.info("Round %d: %d new answers, %d skips, %d of %d samples resolved, %d set aside by skips",
+                 rnd.index, got.new, got.skipped, done, len(mine), settled)
+    return SyncResult(new_labels=got.new, rejected=got.rejected, pending=len(mine) - done - settled,
+                      edited=got.edited, deleted=got.deleted, skipped=got.skipped, set_aside=settled)
 
 
 def sync_campaign(engine: Engine, campaign_id: int) -> SyncResult:
@@ -208,7 +238,7 @@ def sync_campaign(engine: Engine, campaign_id: int) -> SyncResult:
     _, campaign, config = steps._load(engine, last.id)
     got = collect_answers(engine, campaign, config, last.index)
     return SyncResult(new_labels=got.new, rejected=got.rejected, pending=0, edited=got.edited,
-                      deleted=got.deleted)
+                      deleted=got.deleted, skipped=got.skipped)
 
 
 def _annotation_record(
@@ -216,6 +246,12 @@ def _annotation_record(
     updated_at: datetime | None = None,
 ) -> NewAnnotation:
     where = f"task {task.external_task_id} (sample {task.uri})" if task else f"sample {answer.sample_id}"
+    if answer.skipped:  # no vote: stored so the sample can be set aside, and followed if answered later
+        return NewAnnotation(
+            sample_id=answer.sample_id, annotator=answer.annotator, label="", source=source,
+            external_id=answer.external_id, round_id=round_id, status=AnnotationStatus.skipped,
+            reason=SKIPPED_REASON, updated_at=updated_at,
+        )
     if answer.error is not None:  # e.g. a brush result that does not decode into a mask
         reason = f"{where}: {answer.error}"
     elif answer.label not in known:

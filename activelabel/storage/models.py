@@ -69,8 +69,17 @@ class RoundStatus(str, enum.Enum):
 
 
 class AnnotationStatus(str, enum.Enum):
+    """What one stored annotation is: a vote (``accepted``), an answer that cannot be used
+    (``rejected``: a label outside the label set, a mask that does not decode), or a skip
+    (``skipped``: the annotator skipped the task in Label Studio; label ""). A skip is never a
+    vote; it only says who will not answer (see ``repository.set_aside_samples``).
+
+    Stored as a plain string (no CHECK constraint: ``native_enum=False`` without
+    ``create_constraint``), so a new value needs no migration."""
+
     accepted = "accepted"
     rejected = "rejected"
+    skipped = "skipped"
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

@@ -176,6 +176,53 @@ def resolved_labels(
     }
 
 
+def set_aside_samples(
+    session: Session, campaign_id: int, min_votes: int = 1, resolved: Iterable[int] | None = None,
+) -> dict[int, list[str]]:
+    """The campaign's samples *set aside* by skips, each with the annotators who skipped it (in
+    the order they first answered or skipped it).
+
+    A sample is set aside when it is not resolved (:func:`resolved_labels` with ``min_votes``),
+    at least one annotator's current annotation of it is a skip, and the distinct annotators
+    whose current annotation is an answer (accepted or rejected) or a skip number at least
+    ``min_votes``. Why: Label Studio's default skip queue (``REQUEUE_FOR_OTHERS``) serves a
+    skipped task only to annotators who have not seen it, so once ``min_votes`` annotators have
+    each answered or skipped, nobody is left to make it resolve, and a round waiting for it
+    would wait forever. With one annotator per task one skip sets the sample aside; with three,
+    A and B answering and C skipping does; C's skip alone does not (others may still answer).
+
+    Derived from the current rows on each call, never stored: an answer given later (the skip
+    turned into an answer, another annotator) makes the sample resolved, and resolved wins.
+    One annotator counts once (their latest annotation, :func:`one_vote_per_annotator`).
+    Answers withdrawn by ``--relabel-changes`` (``~withdrawn-`` in the external id) are
+    history and count for nothing. ``resolved``: the resolved sample ids, when the caller has
+    them already.
+    """
+    # Most campaigns hold no skip: one cheap query says so, before any vote is read.
+    skipped = set(session.scalars(select(Annotation.sample_id).distinct().where(
+        Annotation.campaign_id == campaign_id, Annotation.status == AnnotationStatus.skipped)))
+    if not skipped:
+        return {}
+    if resolved is None:
+        resolved = resolved_labels(session, campaign_id, min_votes).keys()
+    wanted = skipped - set(resolved)
+    rows = [
+        (sample_id, annotator, (annotator, status), updated_at, created_at, row_id)
+        for sample_id, annotator, status, external_id, updated_at, created_at, row_id in session.execute(
+            select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.external_id,
+                   Annotation.updated_at, Annotation.created_at, Annotation.id)
+            .where(Annotation.campaign_id == campaign_id)
+        )
+        if sample_id in wanted and "~withdrawn-" not in external_id
+    ]
+    out: dict[int, list[str]] = {}
+    for sample_id, votes in one_vote_per_annotator(rows).items():
+        skippers = [who for who, status in votes if status == AnnotationStatus.skipped]
+        if skippers and len(votes) >= min_votes:
+            out[sample_id] = skippers
+    return out
+
+
 def selected_sample_ids(session: Session, campaign_id: int) -> set[int]:
     return set(session.scalars(select(Selection.sample_id).where(Selection.campaign_id == campaign_id)))
 
@@ -418,6 +465,8 @@ class ReconcileResult:
     edited: int
     deleted: int
     new_rejected: list[NewAnnotation]
+    # Of ``new``: skips (status skipped), which are no answers.
+    new_skipped: int = 0
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -498,7 +547,8 @@ def reconcile_annotations(
     session.flush()
     new = add_annotations(session, campaign_id, fresh)
     rejected = [a for a in fresh if a.status == AnnotationStatus.rejected]
-    return ReconcileResult(new=new, edited=edited, deleted=deleted, new_rejected=rejected)
+    skipped = sum(a.status == AnnotationStatus.skipped for a in fresh)
+    return ReconcileResult(new=new, edited=edited, deleted=deleted, new_rejected=rejected, new_skipped=skipped)
 
 
 def annotation_changes(session: Session, campaign_id: int) -> list[AnnotationChange]:

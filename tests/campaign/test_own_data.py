@@ -226,8 +226,14 @@ def test_changed_labeled_image_stops_the_run_until_the_user_decides(tmp_path) ->
         Image.fromarray(np.full((16, 16), 7, np.uint8)).save(target, format="PNG" if uri.endswith("png") else "JPEG")
     with pytest.raises(CampaignStateError, match="1 labeled image.*changed.*--accept-changes"):
         prepare_campaign(engine, config)
+    with session_scope(engine) as session:  # a second annotator skipped the old picture
+        labeled_id = session.scalar(select(Sample.id).where(Sample.uri == labeled_uri))
+        session.add(Annotation(campaign_id=campaign_id, sample_id=labeled_id, round_id=None, annotator="ann2",
+                               label="", source="labelstudio", external_id="skip-1",
+                               status=AnnotationStatus.skipped, reason="skipped in Label Studio"))
     prepare_campaign(engine, config, relabel_changes=True)
     with session_scope(engine) as session:
+        # Withdrawn with the answer: a skip of the old picture must not set the new one aside.
         statuses = set(session.scalars(select(Annotation.status).join(Sample).where(Sample.uri == labeled_uri)))
         reselectable = session.scalar(select(func.count()).select_from(Selection).join(Sample).where(Sample.uri == labeled_uri))
     assert statuses == {AnnotationStatus.rejected} and reselectable == 0
@@ -248,7 +254,7 @@ def test_changed_labeled_image_stops_the_run_until_the_user_decides(tmp_path) ->
     assert steps.sync_step(engine, again_id).pending == 0
     with session_scope(engine) as session:
         statuses = sorted(s.value for s in session.scalars(select(Annotation.status).where(Annotation.sample_id == sample_id)))
-        assert statuses == ["accepted", "rejected"]
+        assert statuses == ["accepted", "rejected", "rejected"]
         assert session.get(Round, again_id).status == RoundStatus.complete
 
 

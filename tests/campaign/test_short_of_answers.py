@@ -23,5 +23,5 @@ def test_an_evaluation_round_is_not_offered_min_new_labels() -> None:
         "Round 1 waits: 28 of 30 samples resolved, 30 needed (an evaluation round needs all its samples labeled); "
         "2 samples lack 3 accepted answers from different "
         "annotators: 2 with some accepted answers from fewer than 3 annotators. To go on: ask another annotator "
-        "to answer (a skipped task stores no answer here, and one annotator answering twice counts once)."
+        "to answer (one annotator answering twice counts once)."
     )

@@ -209,8 +209,7 @@ def test_the_waits_line_adds_up_and_says_an_evaluation_round_needs_all_samples(t
     assert ("Round 1 waits: 3 of 6 samples resolved, 6 needed (an evaluation round needs all its samples labeled; "
             "min_new_labels = 2 applies to the later rounds only); 3 samples lack an accepted answer: 1 with a "
             "rejected label (not in the label set), 2 not answered yet. To go on: correct the rejected labels in "
-            "Label Studio, have the annotators answer the 2 unanswered tasks (a skipped task stores no answer "
-            "here).") in said
+            "Label Studio, have the annotators answer the 2 unanswered tasks.") in said
     assert _column(_table(_status(url, "yard"), "Campaign yard"), "kind") == ["evaluation"]
 
 
@@ -221,7 +220,7 @@ def test_trial8_round_1_waits_line() -> None:
         "Round 1 waits: 19 of 30 samples resolved, 30 needed (an evaluation round needs all its samples labeled; "
         "min_new_labels = 15 applies to the later rounds only); 11 samples lack an accepted answer: 1 with a "
         "rejected label (not in the label set), 10 not answered yet. To go on: correct the rejected labels in "
-        "Label Studio, have the annotators answer the 10 unanswered tasks (a skipped task stores no answer here).")
+        "Label Studio, have the annotators answer the 10 unanswered tasks.")
 
 
 def test_an_evaluation_round_held_only_by_unanswered_samples_still_says_why() -> None:
@@ -240,9 +239,8 @@ def test_an_active_round_lists_partial_and_unanswered_samples_with_advice_for_ea
         "Round 3 waits: 5 of 10 samples resolved, 10 needed; 5 samples lack 2 accepted answers from different "
         "annotators: 1 with a rejected label (not in the label set), 2 with an accepted answer from fewer than 2 "
         "annotators, 2 not answered yet. To go on: correct the rejected labels in Label Studio, ask another "
-        "annotator to answer (a skipped task stores no answer here, and one annotator answering twice counts "
-        "once), have the annotators answer the 2 unanswered tasks (a skipped task stores no answer here), or set "
-        "min_new_labels to complete the round with fewer labels.")
+        "annotator to answer (one annotator answering twice counts once), have the annotators answer the 2 "
+        "unanswered tasks, or set min_new_labels to complete the round with fewer labels.")
 
 
 def test_status_round_names_the_calibration_accuracy_the_same_way(tmp_path) -> None:
@@ -305,8 +303,8 @@ def test_an_answer_withdrawn_because_its_image_changed_waits_for_a_new_answer(tm
     said = " ".join(_status(url, "yard").split())
     assert ("3 samples lack an accepted answer: 1 with a rejected label (not in the label set), 1 sent back for "
             "a new answer (its image changed), 1 not answered yet. To go on: correct the rejected labels in "
-            "Label Studio, have the annotators answer it again, have the annotators answer the 1 unanswered task "
-            "(a skipped task stores no answer here).") in said
+            "Label Studio, have the annotators answer it again, have the annotators answer the 1 unanswered "
+            "task.") in said
     # only the withdrawn answer: nothing to correct in Label Studio
     text = ShortOfAnswers(1, 2, 6, 0, 6, 6, 0, 1, evaluation=True, withdrawn=1).describe()
     assert "1 sent back for a new answer (its image changed)" in text and "rejected" not in text

@@ -188,7 +188,7 @@ def test_two_annotators_resolve_by_majority_and_record_agreement(campaign, ls_cl
     assert sync_flow(config.name).new_labels == 0
 
 
-def test_unknown_label_is_rejected_with_task_and_label_and_skips_are_ignored(campaign, ls_client, caplog):
+def test_unknown_label_is_rejected_with_task_and_label_and_a_skip_is_stored_apart(campaign, ls_client, caplog):
     config, engine = campaign(rounds=1, batch_size=3)
     campaign_flow(config.name, 1)
     tasks = sorted(project_tasks(ls_client, config.labelstudio_project), key=lambda t: t.id)
@@ -198,7 +198,10 @@ def test_unknown_label_is_rejected_with_task_and_label_and_skips_are_ignored(cam
     answer(ls_client, tasks[2], TRUTH[uris[tasks[2].data["sample_id"]]])
 
     result = sync_flow(config.name)
-    assert (result.new_labels, result.rejected, result.pending) == (2, 1, 2)
+    # The skip used to be dropped, leaving 2 samples pending for ever (trial 16 F2). Now it is
+    # stored as a skip (not an answer) and, with one annotator per task, sets its sample aside:
+    # only the rejected sample is still waited for, and the round waits for it (2 of 2 needed).
+    assert (result.new_labels, result.rejected, result.pending, result.skipped, result.set_aside) == (2, 1, 1, 1, 1)
     with session_scope(engine) as session:
         rejected = session.execute(
             select(Annotation.label, Annotation.reason, Annotation.status)

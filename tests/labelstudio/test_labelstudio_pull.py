@@ -47,21 +47,31 @@ def test_two_annotators_disagreeing_give_two_answers(
     assert {a.sample_id for a in annotator.pull([agreed])} == {agreed.sample_id}
 
 
-def test_skipped_task_gives_no_answer_and_unknown_labels_come_back_as_is(
+def test_skipped_task_comes_back_as_a_skip_and_unknown_labels_come_back_as_is(
     make_annotator, make_tasks, ls_client, choice_result
 ):
     annotator = make_annotator()
-    requests = make_tasks([0.1, 0.2, 0.3, 0.4])
+    requests = make_tasks([0.1, 0.2, 0.3, 0.4, 0.5])
     ids = annotator.push(requests)
-    skipped, zebra, both, _unlabeled = (int(ids[r.sample_id]) for r in requests)
-    ls_client.annotations.create(id=skipped, result=[], was_cancelled=True)
+    skipped, zebra, both, _unlabeled, empty = (int(ids[r.sample_id]) for r in requests)
+    s = ls_client.annotations.create(id=skipped, result=[], was_cancelled=True)
+    # A submit with no choice: the classification codec reads an empty result as a skip too.
+    e = ls_client.annotations.create(id=empty, result=[])
     z = ls_client.annotations.create(id=zebra, result=choice_result("zebra"))
     two = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["cat", "dog"]}}]
     b = ls_client.annotations.create(id=both, result=two)
 
     answers = {a.sample_id: a for a in annotator.pull(requests)}
 
-    assert set(answers) == {requests[1].sample_id, requests[2].sample_id}
+    # A skip is returned (it used to be dropped, trial 16 F2), keyed by its annotation id and
+    # marked skipped with no label, so the sync can store it and set the sample aside.
+    assert set(answers) == {requests[0].sample_id, requests[1].sample_id, requests[2].sample_id,
+                            requests[4].sample_id}
+    skip = answers[requests[0].sample_id]
+    assert (skip.skipped, skip.label, skip.external_id, skip.mask, skip.error) == (True, "", str(s.id), None, None)
+    blank = answers[requests[4].sample_id]
+    assert (blank.skipped, blank.label, blank.external_id) == (True, "", str(e.id))
+    assert not answers[requests[1].sample_id].skipped and not answers[requests[2].sample_id].skipped
     assert answers[requests[1].sample_id].label == "zebra"
     assert answers[requests[1].sample_id].external_id == str(z.id)
     assert answers[requests[2].sample_id].label == '["cat", "dog"]'

@@ -116,8 +116,8 @@ def test_one_annotator_twice_is_one_vote_and_every_count_agrees(two_per_task, ls
         "Round 1 waits: 0 of 3 samples resolved, 3 needed; 3 samples lack 2 accepted answers from "
         "different annotators: 1 with a rejected label (not in the label set), 2 with an accepted answer "
         "from fewer than 2 annotators. To go on: correct the rejected labels in Label Studio, ask another "
-        "annotator to answer (a skipped task stores no answer here, and one annotator answering twice "
-        "counts once), or set min_new_labels to complete the round with fewer labels."
+        "annotator to answer (one annotator answering twice counts once), or set min_new_labels to complete "
+        "the round with fewer labels."
     )
     assert short.describe() == expected
     assert expected in " ".join(output.split())
