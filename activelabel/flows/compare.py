@@ -16,6 +16,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from activelabel.flows.quiet import quiet_prefect_runs
 from activelabel.flows.round import campaign_flow
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,12 @@ log = logging.getLogger(__name__)
 
 @task(name="campaign", task_run_name="{campaign_name}", cache_policy=NO_CACHE)
 def campaign_task(campaign_name: str, rounds: int, database_url: str | None = None) -> int:
-    """Run one arm up to ``rounds`` complete rounds; the number of rounds run now."""
+    """Run one arm up to ``rounds`` complete rounds; the number of rounds run now.
+
+    In a worker process, which does not inherit the CLI's logger levels: unless -v, no Prefect
+    run lines, so a Ctrl-C's "Crash detected! Execution was aborted by a termination signal."
+    does not follow the CLI's own stop line (trial 17 F3)."""
+    quiet_prefect_runs()
     return len(campaign_flow(campaign_name, rounds, database_url))
 
 

@@ -34,6 +34,7 @@ from activelabel.campaign.summary import RoundSummary
 from activelabel.errors import CampaignStateError, ServiceUnavailableError
 from activelabel.flows.engines import engine_for
 from activelabel.flows.guard import interrupted_round, unless_busy
+from activelabel.flows.quiet import quiet_prefect_runs, verbose
 from activelabel.flows.round import round_flow
 from activelabel.serve_checks import check_cron, check_prefect_server, check_schedule_options, prefect_api_url
 from activelabel.storage import RoundStatus
@@ -53,12 +54,6 @@ def _tick_line(text: str) -> None:
     sys.stderr.flush()
 
 
-def _verbose() -> bool:
-    """Whether serve runs with -v: its ``PREFECT_LOGGING_LEVEL`` (INFO or DEBUG), which the tick's
-    process inherits. Then every line keeps Prefect's format and nothing is quieted."""
-    return os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING").upper() in {"DEBUG", "INFO"}
-
-
 class _TickWarning(logging.Handler):
     """activelabel's warnings in a tick, as tick lines: ``HH:MM:SS tick: warning: ...``."""
 
@@ -76,7 +71,7 @@ def warnings_as_tick_lines() -> Iterator[None]:
     activelabel...`` line between two ``tick:`` lines). With serve ``-v``
     (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG) every line keeps Prefect's format, as asked.
     The logger is as it was afterwards (a tick may run in a process that goes on)."""
-    if _verbose():
+    if verbose():
         yield
         return
     ours = logging.getLogger("activelabel")
@@ -88,16 +83,6 @@ def warnings_as_tick_lines() -> Iterator[None]:
     finally:
         ours.removeHandler(handler)
         ours.propagate = propagated
-
-
-def _quiet_prefect_runs() -> None:
-    """Unless serve runs with -v (``PREFECT_LOGGING_LEVEL`` INFO or DEBUG): no Prefect run lines
-    in the tick's process, as the CLI keeps them quiet in its own. A stop's SIGTERM would
-    otherwise add "Task run 'train-...' - Crash detected! ..." under serve's own stop line;
-    the tick says how its round ended itself (:func:`_tick_line`), and the round records it."""
-    if not _verbose():
-        for name in ("prefect.flow_runs", "prefect.task_runs"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def round_start_line(engine: Engine, campaign_id: int, campaign_name: str) -> str:
@@ -205,7 +190,9 @@ def scheduled_round_flow(
     then "still refused" while the next ticks find the same fault; the tick run then ends in
     a state named ``Refused`` (Failed) or ``Still refused`` (Cancelled) instead of raising.
     activelabel's warnings during the tick are tick lines too (:func:`warnings_as_tick_lines`)."""
-    _quiet_prefect_runs()
+    # No "Task run 'train-...' - Crash detected!" under serve's own stop line: the tick says how
+    # its round ended itself (_tick_line), and the round records it.
+    quiet_prefect_runs()
     with warnings_as_tick_lines():
         return _tick(campaign_name, max_rounds, database_url, dask_address, dask_workers)
 
