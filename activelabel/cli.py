@@ -528,7 +528,7 @@ def _print_rounds(campaign_name: str, summaries: list) -> None:
     named by what it measures (test, evaluation or pixel accuracy), with mIoU for segmentation;
     4 decimals, as the report: a target's strict >= must read the same here (0.8997 is not 0.900,
     trial 14 F1).
-    "work s": the seconds activelabel worked on the round (train, score, select, push, and the
+    "work s": the seconds activelabel worked on the round (train, evaluate, score, select, push, and the
     sync that completed it), never the wait for annotators; named so because a waiting round's
     figure grows by that last sync's seconds once it completes (trial F7d)."""
     from activelabel.campaign.summary import kind_cells

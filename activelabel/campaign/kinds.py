@@ -59,7 +59,8 @@ class Trained:
     """What a kind's training gives ``train_step`` to store: the models (one per ensemble
     member), the architecture dict stored with each checkpoint, the labels trained on, the
     round's measured columns (``round_values``, passed to ``move_round``), unreadable files
-    met, and the log line."""
+    met, the log line, and the seconds of it spent measuring the models on the yardstick and
+    fitting their temperature (stored as the round's ``evaluate`` timing, apart from ``train``)."""
 
     models: list
     architecture: dict
@@ -68,6 +69,7 @@ class Trained:
     problems: list = field(default_factory=list)
     log_level: int = logging.INFO
     message: str = ""
+    evaluate_seconds: float = 0.0
 
 
 @dataclass

@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -171,6 +172,7 @@ def train_segmenter(job: TrainInput) -> Trained:
     # the labeled pixels per class it trained on: class_weighted scoring's inverse frequencies
     pixels = class_pixel_counts(y[train], num_classes, ignore_index=IGNORE_INDEX)
     architecture = spec.to_dict() | {CLASS_PIXELS: pixels.tolist()}
+    measuring = time.perf_counter()
     measured = _measure(model, data, job.yard_uris, masks, job.device, problems)
     metrics = measured[0] if measured else None
     calibration = None
@@ -179,6 +181,7 @@ def train_segmenter(job: TrainInput) -> Trained:
         calibration = fit_segmentation_calibration(model, x[held], y[held], yard_images, yard_masks, job.device,
                                                    samples=_samples(config), seed=job.seed, method=config.uncertainty,
                                                    ignore_index=IGNORE_INDEX)
+    evaluate_seconds = time.perf_counter() - measuring
     # A U-Net skips a last batch of one (batch norm) and a batch whose pixels are all ignored
     # (the latter is not counted: "steps" is then at most that many).
     record = training_record(config, training, len(train), members=len(models), held_out=len(held),
@@ -188,7 +191,7 @@ def train_segmenter(job: TrainInput) -> Trained:
     if metrics is None:
         return Trained(models, architecture, len(labeled), values, problems, logging.WARNING,
                        f"Round {rnd.index}: {trained_on_words(len(train), len(held), 'mask')}; no test or "
-                       "labeled evaluation sample to measure on")
+                       "labeled evaluation sample to measure on", evaluate_seconds)
     values.update(
         test_accuracy=metrics.pixel_accuracy, test_ece=metrics.pixel_ece,
         segmentation_metrics={
@@ -210,7 +213,7 @@ def train_segmenter(job: TrainInput) -> Trained:
     line = trained_line(f"Round {rnd.index}: trained {what} on {len(train)} masks", metrics.miou,
                         metrics.pixel_accuracy, metrics.pixel_ece, calibrated, chance)
     return Trained(models, architecture, len(labeled), values, problems,
-                   logging.INFO if chance is None else logging.WARNING, line)
+                   logging.INFO if chance is None else logging.WARNING, line, evaluate_seconds)
 
 
 def trained_line(trained: str, miou: float, pixel_accuracy: float, pixel_ece: float, calibrated: str,

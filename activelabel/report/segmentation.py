@@ -36,7 +36,9 @@ METRICS = (("miou", "mIoU", "learning-curve-miou"),
            ("pixel_accuracy", "pixel accuracy", "learning-curve-pixel-accuracy"),
            ("pixel_ece", "pixel ECE", "learning-curve-pixel-ece"))
 HEATMAP_ROUNDS = 3  # heatmaps embedded: the top-ranked picks of the last N rounds that wrote some
-STEPS = ("train", "score", "select")
+# "evaluate": measuring the round's model on the yardstick and fitting its temperature, apart
+# from "train" (rounds stored before it existed counted it in "train").
+STEPS = ("train", "evaluate", "score", "select")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -271,7 +273,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
         html.section("Pixel balance of the picks", *_pixel_balance(engine, campaign_id, record),
                      anchor="class-balance-section"),
         html.section("Timings per round", _timings({record.strategy: [record]},
-                                                   "Seconds per round: training, scoring the pool, selecting"),
+                                                   "Seconds per round: training, evaluating (the yardstick and the "
+                                                   "temperature), scoring the pool, selecting"),
                      anchor="timings-section"),
     ]
     return html.page(f"Campaign {record.name} (segmentation)", body)
