@@ -56,7 +56,8 @@ class ExperimentConfig:
             raise ConfigError("an experiment needs at least one strategy and one seed")
         for what, values in (("strategies", strategies), ("seeds", self.seeds)):
             if len(set(values)) != len(values):
-                raise ConfigError(f"{what} of experiment {self.name!r} has duplicates: {list(values)}")
+                raise ConfigError(f"the {what} of experiment {self.name!r} repeat a value: {list(values)}; "
+                                  "give each once")
         object.__setattr__(self, "campaign", recipe_defaults(self.campaign))
         known = {f.name for f in fields(CampaignConfig)} - _PER_ARM
         unknown = sorted(set(self.campaign) - known)

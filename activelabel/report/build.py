@@ -43,7 +43,9 @@ UNIT_INTERVAL = {"accuracy", "ece"}  # metrics in [0, 1]: their curves' y axis s
 def metrics(split: str = "test") -> tuple[tuple[str, str], ...]:
     """:data:`METRICS` named by what they are measured on (``split``: "test" or "evaluation")."""
     return tuple((key, label.replace("test", split, 1)) for key, label in METRICS)
-STEPS = ("train", "score", "select")
+# "evaluate": measuring the round's model on the yardstick and fitting its temperature, apart
+# from "train" (rounds stored before it existed counted it in "train").
+STEPS = ("train", "evaluate", "score", "select")
 BASELINE = "random"
 
 TEST_EXPLANATION = (
@@ -96,7 +98,12 @@ def write_report(engine: Engine, name: str, path: str | Path, *, targets: Sequen
         with session_scope(engine) as session:
             campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == name))
         if campaign_id is None:
-            raise CampaignStateError(f"no experiment or campaign named {name!r} in this database")
+            from activelabel.storage.database import describe_url
+
+            raise CampaignStateError(
+                f"no experiment or campaign named {name!r} in {describe_url(engine.url.render_as_string(hide_password=False))}; "
+                "`activelabel status` lists its campaigns (an experiment's are named EXPERIMENT-STRATEGY-seedN), or "
+                "name the campaign or experiment file, or pass its --database-url")
         records = [load_campaign(engine, campaign_id)]
         if records[0].task == "segmentation":
             from activelabel.report import segmentation
@@ -240,8 +247,10 @@ def _gallery(record: CampaignRecord, size: int) -> str:
     picked = [p for p in record.picked if p.round_index == last][:size]
     try:
         store = campaign_data(CampaignConfig.from_dict(record.config)).store
+        # random's score is its uniform draw: the order it picked in, not an uncertainty (trial 17 F7).
+        score = "random draw" if record.strategy == "random" else "score"
         items = [(base64.b64encode(store.png(p.uri)).decode("ascii"),
-                  f"#{p.rank + 1} score {html.score_words(p.score)}"
+                  f"#{p.rank + 1} {score} {html.score_words(p.score)}"
                   + ("" if p.epistemic is None else f" · BALD {html.score_words(p.epistemic)}")
                   + f" · label {p.label or '?'} · model {p.predicted or '?'}")
                  for p in picked]
@@ -415,7 +424,8 @@ def experiment_timings_section(groups: dict[str, list[CampaignRecord]]) -> str:
     """An experiment page's per-round timings: the chart and the table of mean seconds over seeds."""
     return html.section(
         "Timings per round",
-        _timings(groups, "Mean seconds per round over seeds: training, scoring the pool, selecting"),
+        _timings(groups, "Mean seconds per round over seeds: training, evaluating (the yardstick and the "
+                         "temperature), scoring the pool, selecting"),
         html.table("timings-table", ["strategy", *[f"{s} (mean s per round)" for s in STEPS]], _timing_rows(groups)),
         anchor="timings-section",
     )
@@ -469,7 +479,8 @@ def campaign_page(engine: Engine, campaign_id: int, record: CampaignRecord, targ
     body.append(html.section("Selected samples", _gallery(record, gallery_size), anchor="gallery"))
     body.append(html.section(
         "Timings per round",
-        _timings(groups, "Seconds per round: training, scoring the pool, selecting"),
+        _timings(groups, "Seconds per round: training, evaluating (the yardstick and the temperature), scoring "
+                         "the pool, selecting"),
         anchor="timings-section",
     ))
     return html.page(f"Campaign {record.name}", body)

@@ -86,6 +86,7 @@ def learning_curves_figure(curves: Mapping[str, Sequence[Curve]], metric: str, t
         top = ax.get_ylim()[1]
         ax.set_ylim(0, 1.0 if highest <= 0 else min(top, 1.02))
     ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # label counts: no 22.5 ticks (trial 17 F9)
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -123,7 +124,7 @@ def class_balance(counts: Mapping[str, Mapping[int, Mapping[str, float]]], class
 
 def timings(per_strategy: Mapping[str, Mapping[str, Mapping[int, float]]], steps: Sequence[str]) -> str:
     """One panel per step: mean seconds per round, one line per strategy."""
-    figure = Figure(figsize=(9.0, 2.8))
+    figure = Figure(figsize=(2.75 * max(len(steps), 1), 2.8))
     for col, step in enumerate(steps):
         ax = figure.add_subplot(1, len(steps), col + 1)
         for i, (strategy, by_step) in enumerate(per_strategy.items()):
@@ -192,6 +193,7 @@ def calibration_curves(runs: Mapping[str, Mapping[str, Sequence[Curve]]]) -> str
         if key == "temperature":
             ax.axhline(1.0, color="#888888", linewidth=0.8, linestyle=":")
         ax.set_xlabel("labels")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.set_title(label + (" (T > 1 softens, < 1 sharpens)" if key == "temperature"
                               else ": before (x, dashed) / after (o)"), fontsize=9)
@@ -208,8 +210,11 @@ def _reliability_panel(ax, bins: Sequence[Mapping]) -> None:
     centres = [(b["lower"] + b["upper"]) / 2 for b in filled]
     ax.bar(centres, [b["accuracy"] for b in filled], width=width, color=color(0), edgecolor="white",
            label="accuracy")
+    # The gap hatched, not filled: below the accuracy top (under-confident bins) a translucent fill
+    # over the blue bar read as a third colour that the legend did not have (trial 17 F8).
     ax.bar(centres, [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
-           width=width, color=color(1), alpha=0.35, edgecolor=color(1), label="gap to confidence")
+           width=width, fill=False, hatch="///", edgecolor=color(1), linewidth=0.8,
+           label="gap to confidence (above: over-, below: under-confident)")
     ax.plot([0, 1], [0, 1], color="#555555", linestyle="--", linewidth=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

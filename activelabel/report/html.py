@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
@@ -57,7 +59,12 @@ def paragraph(text: str) -> str:
 
 def score_words(value: float) -> str:
     """An uncertainty score in three significant digits: a BALD of 0.0004 reads "0.0004", not
-    "0.000" (trial F7b); 0.1234 reads "0.123"."""
+    "0.000" (trial F7b); 0.1234 reads "0.123". Just below 1 (a margin score of a near-tie,
+    ``1 - (p1 - p2)``), enough digits for two of ``1 - value``: 0.99987 reads "0.99987", not
+    "1", so a gallery of near-ties still shows its ranking (trial 17 F7)."""
+    gap = 1.0 - value
+    if 0 < gap < 0.01:
+        return f"{value:.{int(math.floor(-math.log10(gap))) + 2}f}".rstrip("0")
     return f"{value:.3g}"
 
 

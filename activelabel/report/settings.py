@@ -3,7 +3,7 @@
 A campaign page shows what a team lead needs to read its figures: the strategy, the label set,
 who labels (and, for Label Studio, when a round completes and how images reach it), where the
 data and the yardstick come from, then the round and model settings. Settings that do not apply
-are left out: ``test_fraction`` when a test set is given or for your own data, ``evaluation_size``
+are left out: ``test_fraction`` when a test set is given (your own, or MNIST's t10k) or for your own data, ``evaluation_size``
 when a test set is given or it is 0, ``initial_labeled`` for your own data, unset (None) and
 switched-off (False) settings; ``calibrate`` where a round had the labels it needs (500 labels,
 20 labeled images for segmentation), with that threshold in words. An experiment page keeps its
@@ -88,8 +88,18 @@ def data_keys(config: Mapping) -> list[str]:
             keys.append("evaluation_size")
     else:
         keys += [k for k in ("initial_labeled", "initial_balanced") if _shown(config, k)]
-        keys.append("test_fraction")
+        if not given_test_split(str(config.get("dataset", ""))):
+            keys.append("test_fraction")
     return keys
+
+
+def given_test_split(dataset: str) -> bool:
+    """Whether the dataset spec brings its own test split (``mnist:...?test=t10k``), so the
+    campaign's ``test_fraction`` is not used and is not shown (trial 17 F5)."""
+    from urllib.parse import parse_qs
+
+    kind, _, rest = dataset.partition(":")
+    return kind == "mnist" and parse_qs(rest.partition("?")[2]).get("test") == ["t10k"]
 
 
 def annotator_rows(config: Mapping) -> list[list[str]]:

@@ -96,8 +96,10 @@ def campaign_calibration(record: CampaignRecord, last: int = RELIABILITY_ROUNDS)
         "Temperature scaling (Guo et al. 2017): T is fitted on labels held out from training; T2, for a sampled "
         "predictor, rescales the log of the averaged distribution (1: not kept; empty: rounds stored before it "
         "existed). Before and after are "
-        "measured on the test (or evaluation) split. ECE uses 15 equal-width confidence bins. The learning curves "
-        "above show the model before scaling."))
+        "measured on the test (or evaluation) split, for the predictor T was fitted for (with MC dropout: the mean "
+        "of the round's passes, which acquisition reads). ECE uses 15 equal-width confidence bins. The learning "
+        "curves and the rounds table show one deterministic pass before scaling, so their accuracy and ECE "
+        "differ from the columns here."))
 
     measured = [r for r in record.rounds if calibration_absence(r, record.config) is None]
     for r in measured[-last:]:
@@ -320,7 +322,10 @@ def _classification_measures(r: RoundRow, config: Mapping) -> list[str]:
     said = [] if r.accuracy is None else [f"{yardstick(config)} accuracy {r.accuracy:.4f}"]
     why = calibration_absence(r, config)
     if why is None:
-        said.append(f"ECE {r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
+        # Whose ECE: the calibrated predictor's (e.g. the mean of the MC passes acquisition reads), not
+        # the one deterministic pass of the accuracy before it and of the learning curves (trial 17 F4).
+        said.append(f"ECE of the {describe_predictor(r.calibration.get('predictor'))} "
+                    f"{r.calibrated('before', 'ece'):.4f} → {r.calibrated('after', 'ece'):.4f} with "
                     f"T = {r.calibration['temperature']:.3f}"
                     + _mixture_clause(r.calibration, " and mixture T2 = "))
     else:

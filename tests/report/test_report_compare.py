@@ -175,3 +175,19 @@ def test_an_experiment_file_names_the_same_experiment(tiny_experiment):
     (exp.folder / "typo.toml").write_text('[experiment]\nname = "tiny"\nseed = 1\n', encoding="utf-8")
     typo = run_cli("compare", "typo.toml", "--database-url", exp.url, cwd=exp.folder)
     assert typo.returncode == 1 and "unknown key(s) in [experiment]: seed" in typo.stderr
+
+
+def test_each_round_times_training_apart_from_evaluation_and_the_report_shows_both(tiny_experiment, experiment_report):
+    """Trial 17 F6: "train" held the yardstick's measurement and the temperature fit too (40 s for
+    5 optimizer steps on MNIST with 10,000 test images). Now "evaluate" is its own step."""
+    import sqlite3
+
+    with sqlite3.connect(tiny_experiment.database) as connection:
+        stored = [json.loads(t) for (t,) in connection.execute("SELECT timings FROM round")]
+    assert stored and all({"train", "evaluate", "score", "select"} <= set(t) for t in stored), stored
+    assert all(t["train"] >= 0 and t["evaluate"] > 0 for t in stored)  # every round measured its model
+    _, parser, _, _ = experiment_report
+    header, *rows = parser.tables["timings-table"]
+    assert header == ["strategy", "train (mean s per round)", "evaluate (mean s per round)",
+                      "score (mean s per round)", "select (mean s per round)"]
+    assert {row[0] for row in rows} == set(STRATEGIES) and all(len(row) == 5 and row[2] for row in rows)

@@ -32,6 +32,17 @@ def test_a_built_in_dataset_keeps_its_test_fraction_and_initial_labels() -> None
     assert "data_pool" not in rows and "evaluation_size" not in rows
 
 
+def test_mnists_own_test_split_leaves_the_unused_test_fraction_out() -> None:
+    """Trial 17 F5: ``mnist:...?test=t10k`` tests on the 10,000 official images; the settings
+    table still listed test_fraction 0.2 as if it applied."""
+    for dataset, shown in (("mnist:/data/mnist?limit=2000&test=t10k", False), ("mnist:/data/mnist?test=t10k", False),
+                           ("mnist:/data/mnist?limit=2000", True), ("digits", True)):
+        config = CampaignConfig(name="m", dataset=dataset).to_dict()
+        rows = dict(settings_rows({"strategies": ["bald"], "seeds": [0], "campaign": config}))
+        assert ("test_fraction" in rows) is shown, dataset
+        assert rows["initial_labeled"] == str(config["initial_labeled"])
+
+
 def test_the_metric_is_named_by_the_split_it_is_measured_on() -> None:
     assert yardstick(_own()) == "evaluation"
     assert yardstick(_own(data_test="/data/test")) == "test"

@@ -102,3 +102,12 @@ def test_gallery_scores_keep_small_values_readable() -> None:
     assert score_words(0.1234) == "0.123"
     assert score_words(1.2345) == "1.23"
     assert score_words(0.0) == "0"
+
+
+def test_gallery_scores_just_below_one_keep_their_ranking() -> None:
+    """Trial 17 F7: margin scores of near-ties (1 - (p1 - p2)) all read "1"."""
+    from activelabel.report.html import score_words
+
+    near_ties = [0.99987, 0.99912, 0.9931, 0.999996]
+    assert [score_words(v) for v in near_ties] == ["0.99987", "0.99912", "0.9931", "0.999996"]
+    assert score_words(0.985) == "0.985" and score_words(1.0) == "1"

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from report_tiny import BATCH, INITIAL, SEEDS, STRATEGIES, ReportParser, run_cli
 
+from activelabel.report.html import score_words
+
 CAMPAIGN = "tiny-random-seed1"  # the campaign of the conftest's campaign_report
 TOO_FEW = "fewer than 500 labels (temperature scaling starts at 500, holding 15% of them out of training to fit T)"
 
@@ -111,7 +113,8 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
         "SELECT l.score, s.epistemic FROM selection l JOIN round r ON r.id = l.round_id JOIN campaign c "
         "ON c.id = r.campaign_id JOIN score s ON s.round_id = l.round_id AND s.sample_id = l.sample_id "
         "AND s.strategy = r.strategy WHERE c.name = ? AND r.\"index\" = 2 AND l.rank = 0", CAMPAIGN)
-    assert f"#1 score {score:.3g} · BALD {bald:.3g}" in parser.text
+    # A random campaign's score is its uniform draw, named so (trial 17 F7).
+    assert f"#1 random draw {score_words(score)} · BALD {score_words(bald)}" in parser.text
     _png(parser, "class-balance")
     # The page opens with the latest round in one sentence.
     [(accuracy,)] = exp.query("SELECT r.test_accuracy FROM round r JOIN campaign c ON c.id = r.campaign_id "
@@ -121,7 +124,8 @@ def test_the_campaign_report_places_the_selected_samples_in_the_pools_decomposit
     # 500 labels, 75 held out for calibration: what status' "trained on" says (425)
     assert (f"Latest complete round: 2 (active) · trained on {INITIAL + BATCH - 75} labels (75 held out for "
             f"calibration) · test accuracy {accuracy:.4f} · "
-            f"ECE {stored['before']['ece']:.4f} → {stored['after']['ece']:.4f} with T = {stored['temperature']:.3f}"
+            f"ECE of the mean of 2 MC-dropout passes {stored['before']['ece']:.4f} → {stored['after']['ece']:.4f} "
+            f"with T = {stored['temperature']:.3f}"
             + ("" if stored.get("mixture_temperature", 1.0) == 1.0 else
                f" and mixture T2 = {stored['mixture_temperature']:.3f}") + " · "
             f"its {BATCH} picks' median epistemic uncertainty is above {math.floor(share)} % of the scored pool.") in parser.text
