@@ -65,7 +65,7 @@ def test_experiment_settings_are_checked_before_anything_is_written():
     assert config.strategies == ("random", "bald")
     assert [c.name for c in config.arms()] == ["e-random-seed0", "e-bald-seed0", "e-random-seed1", "e-bald-seed1"]
     assert {c.rounds for c in config.arms()} == {3}
-    with pytest.raises(ConfigError, match="duplicates"):
+    with pytest.raises(ConfigError, match="repeat a value"):
         ExperimentConfig("e", ("random", "random"), (0,), {})
     with pytest.raises(ConfigError, match="unknown campaign settings.*colour"):
         ExperimentConfig("e", ("random",), (0,), {"colour": 1})

@@ -121,7 +121,9 @@ def test_the_report_of_the_experiment_file_reads_the_rounds(ran):
 
 
 @pytest.mark.parametrize("change, says", [
-    ('task = "segmentation"', 'for task = "segmentation", on your own image and mask folders'),
+    # a classification experiment on a campaign file's [data] pool: read it as a labeled dataset instead
+    ('task = "segmentation"', 'an experiment reads your own classification images as a labeled dataset: instead '
+                              'of [data] pool, set dataset ='),
     ('kind = "simulated"', "the oracle must know every answer"),
     ("image_size = 32", "unknown key 'data.image_sise'"),
 ])
