@@ -143,6 +143,8 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
 
     given_url = database_url  # --database-url as given: the report hint repeats it
     settings, shared = ({}, {}) if experiment_file is None else load_experiment_file(experiment_file)
+    # The experiment `report FILE` finds (cli._report_ref: the file's name, else its default).
+    file_experiment = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
     shared.update({k: v for k, v in campaign.items() if v is not None})
     if shared.get("task") == "segmentation":
         shared = segmentation_settings(shared, segmentation_defaults or {})
@@ -218,21 +220,27 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         raise ConfigError(
             f"{len(failed)} of {_count(len(pending), 'campaign')} failed; run the same command again to continue them"
         )
-    err_console.print(f"Report: {report_command(config.name, experiment_file, given_url)}", markup=False,
-                      highlight=False, soft_wrap=True)
+    hint = report_command(config.name, experiment_file, given_url, file_experiment=file_experiment, used_url=url)
+    err_console.print(f"Report: {hint}", markup=False, highlight=False, soft_wrap=True)
 
 
-def report_command(name: str, experiment_file, given_url: str | None) -> str:
-    """The ``activelabel report`` line compare ends with, runnable from any folder: the experiment
-    file's absolute path when one was given (report finds the database beside it, or the file's
-    own ``database_url``), else the experiment's name; ``--database-url`` follows when one was
-    given on the command line, without its password (trial 17 F2: ``Report: activelabel report
-    NAME`` failed outside the file's folder)."""
+def report_command(name: str, experiment_file, given_url: str | None, *, file_experiment: str | None = None,
+                   used_url: str | None = None) -> str:
+    """The ``activelabel report`` line compare ends with, runnable from any folder (trial 17 F2:
+    ``Report: activelabel report NAME`` failed outside the experiment file's folder).
+
+    With an experiment file whose experiment this is (``file_experiment``: the name ``report
+    FILE`` finds), the file's absolute path: report finds the database beside it, or the file's
+    own ``database_url``. With a file but another ``--experiment``, the name and ``used_url``, the
+    database it ran in. Without a file, the name. ``--database-url`` (``given_url``, the one given
+    on the command line) follows, never with its password."""
     from pathlib import Path
 
     from activelabel.campaign.hints import database_option, password_note
     from activelabel.storage.location import anchor_sqlite_url
 
+    if experiment_file is not None and file_experiment not in (None, name):
+        experiment_file, given_url = None, used_url
     ref = shlex.quote(str(Path(experiment_file).resolve()) if experiment_file is not None else name)
     if given_url:
         ref += database_option(anchor_sqlite_url(given_url, Path.cwd()))

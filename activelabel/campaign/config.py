@@ -9,7 +9,6 @@ here: Label Studio's token and the database password come from the environment a
 from __future__ import annotations
 
 import os
-
 import re
 from dataclasses import asdict, dataclass, fields
 

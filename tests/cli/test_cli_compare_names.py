@@ -49,3 +49,25 @@ def test_a_rerun_continues_the_experiment_an_older_version_named(tmp_path: Path)
     plain = open_engine(f"sqlite:///{tmp_path / 'plain.db'}")
     _store(plain, "compare-digits")
     assert continued_name(plain, "digits") == "compare-digits"
+
+
+def test_the_report_line_names_what_report_will_find_from_any_folder(tmp_path, monkeypatch) -> None:
+    """Trial 17 F2: compare's last line said `activelabel report NAME`, which failed outside the
+    experiment file's folder (its database sits beside the file)."""
+    from activelabel.cli_compare import report_command
+
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "exp" / "experiment.toml"
+    # the file's experiment: its absolute path, which report reads the database setting of
+    assert report_command("loc", "exp/experiment.toml", None, file_experiment="loc") == f"activelabel report {file}"
+    # an --experiment other than the file's: the name and the database it ran in, never its password
+    assert report_command("other", "exp/experiment.toml", None, file_experiment="loc",
+                          used_url=f"sqlite:///{tmp_path}/exp/activelabel.db") == (
+        f"activelabel report other --database-url sqlite:///{tmp_path}/exp/activelabel.db")
+    # no file: the name, and a --database-url given (relative SQLite made absolute)
+    assert report_command("digits-5x3", None, None) == "activelabel report digits-5x3"
+    assert report_command("digits-5x3", None, "sqlite:///runs.db") == (
+        f"activelabel report digits-5x3 --database-url sqlite:///{tmp_path}/runs.db")
+    line = report_command("pg", None, "postgresql+psycopg://al:s3cret@db:5432/labels")
+    assert "s3cret" not in line and line.startswith("activelabel report pg --database-url postgresql+psycopg://al@db:5432/labels")
+    assert line.endswith("(with the database password in $ACTIVELABEL_DATABASE_PASSWORD)")
