@@ -32,7 +32,7 @@ from sqlalchemy import Engine, delete, select, update
 from activelabel.campaign.config import CampaignConfig
 from activelabel.errors import CampaignStateError, DatasetError
 from activelabel.storage import Annotation, AnnotationStatus, Sample, SampleProblem, Selection, session_scope
-from activelabel.storage.repository import record_problems, resolved_labels
+from activelabel.storage.repository import WITHDRAWN_MARK, record_problems, resolved_labels
 
 log = logging.getLogger(__name__)
 _DATA_KEYS = (("data_pool", "data.pool"), ("data_labeled", "data.labeled"), ("data_test", "data.test"))
@@ -45,8 +45,6 @@ MISSING_REASONS = (GONE_REASON, "file does not exist")
 #: The reason stored on an answer withdrawn by ``--relabel-changes`` (its image changed after it
 #: was labeled); readers match on it with ``startswith`` (``campaign.summary.short_of_answers``).
 WITHDRAWN_REASON = "image changed after it was labeled"
-#: Marks the external id of an answer withdrawn by ``--relabel-changes``: history, not the backend's.
-WITHDRAWN_MARK = "~withdrawn-"
 
 
 class DataChangedError(CampaignStateError):

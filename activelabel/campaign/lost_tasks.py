@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 
 from activelabel.annotation import TaskRequest
 from activelabel.storage import Annotation, Campaign, Round, Selection, session_scope
-from activelabel.storage.repository import latest_round
+from activelabel.storage.repository import WITHDRAWN_MARK, latest_round
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _warn(engine: Engine, campaign: Campaign, annotator, lost: list[TaskRequest]
             select(Round.index, Selection.sample_id).join(Round, Round.id == Selection.round_id)
             .where(Selection.campaign_id == campaign.id, Selection.sample_id.in_(samples))
         ).all()
-        synced = sum("~withdrawn-" not in external_id for external_id in session.scalars(
+        synced = sum(WITHDRAWN_MARK not in external_id for external_id in session.scalars(
             select(Annotation.external_id).where(
                 Annotation.campaign_id == campaign.id, Annotation.source == annotator.source,
                 Annotation.sample_id.in_(samples),

@@ -120,6 +120,10 @@ def campaign_min_votes(campaign: Campaign) -> int:
     return max(1, int((campaign.config or {}).get("annotations_per_task", 1) or 1))
 
 
+#: Marks the external id of an answer withdrawn by ``--relabel-changes`` (its image changed):
+#: history, not the backend's; every reader of external ids skips it through this one mark.
+WITHDRAWN_MARK = "~withdrawn-"
+
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
@@ -213,7 +217,7 @@ def set_aside_samples(
                    Annotation.updated_at, Annotation.created_at, Annotation.id)
             .where(Annotation.campaign_id == campaign_id)
         )
-        if sample_id in wanted and "~withdrawn-" not in external_id
+        if sample_id in wanted and WITHDRAWN_MARK not in external_id
     ]
     out: dict[int, list[str]] = {}
     for sample_id, votes in one_vote_per_annotator(rows).items():
@@ -505,7 +509,7 @@ def reconcile_annotations(
                 Annotation.sample_id.in_(wanted[start : start + IN_CHUNK]),
             )
         ):
-            if "~withdrawn-" not in row.external_id:  # withdrawn by --relabel-changes: history, not the backend's
+            if WITHDRAWN_MARK not in row.external_id:  # withdrawn by --relabel-changes: history, not the backend's
                 stored[row.external_id] = row
     now = utcnow()
     fresh: list[NewAnnotation] = []
