@@ -1306,11 +1306,10 @@ def _report_ref(value: str, database_url: str | None) -> tuple[str, str | None]:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             tables = {}  # the campaign-file reader below names the problem
         if "experiment" in tables:
-            from activelabel.cli_compare import load_experiment_file
+            from activelabel.cli_compare import file_experiment_name, load_experiment_file
 
             settings, shared = load_experiment_file(value)
-            # `compare`'s default name when the file gives none (cli_compare.run_compare_command)
-            name = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
+            name = file_experiment_name(settings, shared)
             return name, _file_database(value, database_url or settings.get("database_url"), "experiment", name)
     return _campaign_ref(value, database_url)
 

@@ -111,7 +111,8 @@ def load_experiment_file(path) -> tuple[dict, dict]:
     if own:  # your own folders: [campaign] and these tables read as a campaign file's
         return experiment, experiment_arm_settings(path, dict(raw.get("campaign", {})), own)
     campaign = dict(raw.get("campaign", {}))
-    if isinstance(campaign.get("dataset"), str):  # imagefolder:, manifest:, mnist: paths are read from the file's folder
+    # imagefolder:, manifest:, mnist: paths are read from the file's folder
+    if isinstance(campaign.get("dataset"), str):
         from activelabel.campaign.config import normalize_dataset_spec
 
         campaign["dataset"] = normalize_dataset_spec(campaign["dataset"], path.resolve().parent)
@@ -143,8 +144,7 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
 
     given_url = database_url  # --database-url as given: the report hint repeats it
     settings, shared = ({}, {}) if experiment_file is None else load_experiment_file(experiment_file)
-    # The experiment `report FILE` finds (cli._report_ref: the file's name, else its default).
-    file_experiment = settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
+    file_experiment = file_experiment_name(settings, shared)  # what `report FILE` finds
     shared.update({k: v for k, v in campaign.items() if v is not None})
     if shared.get("task") == "segmentation":
         shared = segmentation_settings(shared, segmentation_defaults or {})
@@ -220,7 +220,8 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         raise ConfigError(
             f"{len(failed)} of {_count(len(pending), 'campaign')} failed; run the same command again to continue them"
         )
-    hint = report_command(config.name, experiment_file, given_url, file_experiment=file_experiment, used_url=url)
+    hint = report_command(config.name, experiment_file, given_url, file_experiment=file_experiment,
+                          used_url=url)
     err_console.print(f"Report: {hint}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -245,6 +246,13 @@ def report_command(name: str, experiment_file, given_url: str | None, *, file_ex
     if given_url:
         ref += database_option(anchor_sqlite_url(given_url, Path.cwd()))
     return f"activelabel report {ref}{password_note(ref)}"
+
+
+def file_experiment_name(settings: dict, shared: dict) -> str:
+    """The experiment an experiment file names, as ``report FILE`` finds it: its ``[experiment]
+    name``, else the name compare stored experiments under before names were made file-safe
+    (``compare-<dataset kind>``)."""
+    return settings.get("name") or f"compare-{str(shared.get('dataset', 'digits')).partition(':')[0]}"
 
 
 def default_experiment_name(dataset: str) -> str:
