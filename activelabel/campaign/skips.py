@@ -59,12 +59,14 @@ def set_aside_words(samples: list[SetAside]) -> str | None:
             f"{named}{more}; {advice(len(samples))}.")
 
 
-def campaign_set_aside(engine: Engine, campaign_name: str) -> list[SetAside]:
-    """The campaign's samples set aside by skips, by round then sample. Raises
-    ``CampaignStateError`` for an unknown campaign."""
+def campaign_set_aside(engine: Engine, campaign_name: str, aside: dict[int, list[str]] | None = None) -> list[SetAside]:
+    """The campaign's samples set aside by skips, by round then sample. ``aside``: the
+    :func:`~activelabel.storage.repository.set_aside_samples` map, when the caller has read it
+    already. Raises ``CampaignStateError`` for an unknown campaign."""
     with session_scope(engine) as session:
         campaign = require_campaign(session, campaign_name)
-        aside = set_aside_samples(session, campaign.id, campaign_min_votes(campaign))
+        if aside is None:
+            aside = set_aside_samples(session, campaign.id, campaign_min_votes(campaign))
         if not aside:
             return []
         picked = session.execute(

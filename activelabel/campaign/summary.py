@@ -442,7 +442,8 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         selected = set(session.scalars(select(Selection.sample_id).where(Selection.round_id == last.id)))
         labels = resolved_labels(session, campaign.id, needed)
         resolved = selected & set(labels)
-        aside = selected & set(set_aside_samples(session, campaign.id, needed, labels.keys()))
+        skipped_by = set_aside_samples(session, campaign.id, needed, labels.keys())
+        aside = selected & set(skipped_by)
         outstanding = selected - resolved - aside
         rows = session.execute(
             select(Annotation.sample_id, Annotation.annotator, Annotation.status, Annotation.reason,
@@ -472,7 +473,7 @@ def short_of_answers(engine: Engine, campaign_name: str) -> ShortOfAnswers | Non
         index = last.index
     from activelabel.campaign.skips import campaign_set_aside
 
-    named = tuple(s for s in campaign_set_aside(engine, campaign_name) if s.sample_id in aside)
+    named = tuple(s for s in campaign_set_aside(engine, campaign_name, skipped_by) if s.sample_id in aside)
     return ShortOfAnswers(index, needed, len(selected), len(resolved), to_complete,
                           len(outstanding), len(rejected), len(partial), evaluation,
                           None if min_new is None else int(min_new), len(withdrawn), named)
