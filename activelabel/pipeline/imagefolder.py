@@ -23,6 +23,7 @@ import numpy as np
 
 from activelabel.errors import DatasetError
 from activelabel.pipeline.decode import read_image
+from activelabel.pipeline.memmap import parse_row_uri
 from activelabel.pipeline.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def load_labeled_manifest(manifest: str | Path, *, size: int = 28, channels: int
     except DataSourceError as error:
         raise DatasetError(str(error).removeprefix("dataset: ")) from None
     root = path.resolve().parent
-    arrays = [r.uri for r in records if "#" in r.uri and r.path.suffix.lower() == ".npy"]
+    arrays = [r.uri for r in records if parse_row_uri(r.uri) is not None]
     if arrays:
         raise DatasetError(f"manifest {path.resolve()} lists rows of an .npy array (e.g. {arrays[0]}); a manifest: "
                            "dataset reads image files: list image files, or run a campaign file whose pool is "
