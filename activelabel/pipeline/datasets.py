@@ -158,6 +158,15 @@ def _limit(spec: str, value: str | None) -> int | None:
     return int(value)
 
 
+def named_test_split(spec: str) -> str | None:
+    """The test split a dataset spec names (``mnist:/dir?test=t10k``: ``'t10k'``, checked when
+    the dataset loads); ``None`` when the campaign holds out a seeded ``test_fraction`` instead."""
+    kind, _, rest = spec.partition(":")
+    if kind != "mnist":
+        return None
+    return parse_qs(rest.partition("?")[2]).get("test", [None])[0]
+
+
 @lru_cache(maxsize=4)
 def load_dataset(spec: str) -> LabeledImages:
     """Load the dataset a campaign names (cached per process: rounds reload it often)."""
@@ -177,7 +186,7 @@ def load_dataset(spec: str) -> LabeledImages:
         path, _, query = rest.partition("?")
         options = parse_qs(query)
         train = load_mnist_images(path, _limit(spec, options.get("limit", [None])[0]))
-        test = options.get("test", [None])[0]
+        test = named_test_split(spec)
         if test is None:
             return train
         if test != "t10k":

@@ -96,10 +96,9 @@ def data_keys(config: Mapping) -> list[str]:
 def given_test_split(dataset: str) -> bool:
     """Whether the dataset spec brings its own test split (``mnist:...?test=t10k``), so the
     campaign's ``test_fraction`` is not used and is not shown (trial 17 F5)."""
-    from urllib.parse import parse_qs
+    from activelabel.pipeline.datasets import named_test_split
 
-    kind, _, rest = dataset.partition(":")
-    return kind == "mnist" and parse_qs(rest.partition("?")[2]).get("test") == ["t10k"]
+    return named_test_split(dataset) is not None
 
 
 def annotator_rows(config: Mapping) -> list[list[str]]:
