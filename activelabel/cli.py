@@ -1193,7 +1193,7 @@ def compare(
     recipe: Annotated[Optional[str], typer.Option(help="Training recipe. 'gal2017': Gal et al. 2017's — architecture gal_cnn, batches of 128, Adam without decay, 50 fixed epochs, loss + 3.5/N × ‖W‖² on the hidden dense layer (N: labels trained on), from scratch each round; --architecture, --epochs and --weight-decay-scale override its values. Default: none (Adam, weight decay 1e-4 on all weights, batches of 32, at least 200 steps).", show_default=False)] = None,
     test_fraction: Annotated[Optional[float], typer.Option(help="Share of the dataset held out as the test split (not used with mnist:...?test=t10k, which tests on the official test images). Default: 0.2.", show_default=False)] = None,
     experiment: Annotated[Optional[str], typer.Option(help="Experiment name (campaigns are NAME-STRATEGY-seedN). Default: compare-<dataset>.", show_default=False)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Campaigns run at once (separate processes). Default: 1.", show_default=False)] = None,
+    workers: Annotated[Optional[str], typer.Option(metavar="auto|N", help="Campaigns run at once, each in its own process. 'auto' (default): one per usable CPU core (one per --cpu-threads cores), one on a GPU, never more than the campaigns left; or a number.", show_default=False)] = None,
     database_url: DatabaseOption = None,
     device: Annotated[Optional[str], typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.", show_default=False)] = None,
     cpu_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch per campaign. Default: 1.", show_default=False)] = None,

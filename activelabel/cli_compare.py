@@ -159,17 +159,12 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
     config = ExperimentConfig(name=chosen_name or default_experiment_name(shared["dataset"]), strategies=tuple(names),
                               seeds=tuple(seed_list), campaign=shared)
     # Checked here, before anything is written or the flows are imported (trial 14 F7).
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if workers is None:
-        given_workers = settings.get("workers", 1)
-        try:
-            workers = int(given_workers)
-        except (TypeError, ValueError):
-            workers = 0
-        if workers < 1:
-            raise ConfigError(f"{experiment_file}: [experiment] workers must be a whole number of at least 1, "
-                              f"got {given_workers!r}")
+    from activelabel.campaign.concurrency import parse_workers
+
+    if workers is not None:
+        given_workers = parse_workers(workers, "--workers")
+    else:
+        given_workers = parse_workers(settings.get("workers", "auto"), f"{experiment_file}: [experiment] workers")
     if campaign.get("epochs") is not None:  # --epochs given: say once if the step minimum raises it
         from activelabel.campaign.epochs import raised_epochs_note
 
@@ -195,10 +190,18 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
             config = dataclasses.replace(config, name=stored_name)
     arms = prepare_experiment(engine, config)
     pending = [a for a in arms if not is_finished(engine, a.campaign_id, config.rounds)]
+    workers = None
+    if pending:
+        from activelabel.campaign.concurrency import choose_workers
+
+        first = config.arms()[0]
+        workers = choose_workers(given_workers, len(pending), device=first.device, cpu_threads=first.cpu_threads,
+                                 cuda_available=_cuda_available)
+    at_once = f" · {workers.count} at once ({workers.why})" if workers else ""
     err_console.print(
         f"Experiment [bold]{config.name}[/] · {_count(len(config.strategies), 'strateg', 'y', 'ies')} × "
-        f"{_count(len(config.seeds), 'seed')} · {_count(len(arms) - len(pending), 'campaign')} already finished · "
-        f"database {describe_url(url)}", soft_wrap=True,
+        f"{_count(len(config.seeds), 'seed')} · {_count(len(arms) - len(pending), 'campaign')} already finished"
+        f"{at_once} · database {describe_url(url)}", soft_wrap=True, highlight=False,
     )
     failed: dict[str, str] = {}
     if pending:
@@ -210,7 +213,7 @@ def run_compare_command(experiment_file, *, console: Console, err_console: Conso
         ids = [a.campaign_id for a in arms]
         with ExperimentProgress(err_console, f"{config.name}: rounds over {_count(len(arms), 'campaign')}",
                                 len(arms) * config.rounds, lambda: completed_rounds(engine, ids)):
-            failed = run_compare(config.name, [a.name for a in pending], config.rounds, workers=workers)
+            failed = run_compare(config.name, [a.name for a in pending], config.rounds, workers=workers.count)
     segmentation = shared.get("task") == "segmentation"
     console.print(final_table(f"Experiment {config.name}", summary_rows(engine, arms, "miou" if segmentation else "accuracy"),
                               "test mIoU (mean ± std)" if segmentation else "test accuracy (mean ± std)"))
@@ -302,6 +305,12 @@ def summary_rows(engine, arms, metric: str = "accuracy") -> list[tuple]:
         std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
         rows.append((strategy, len(curves), max(n for n, _ in last), mean, std))
     return rows
+
+
+def _cuda_available() -> bool:
+    import torch  # only when the campaigns' device is 'auto' and there is work to run
+
+    return torch.cuda.is_available()
 
 
 def _count(n: int, stem: str, one: str = "", many: str = "s") -> str:

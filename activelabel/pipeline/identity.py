@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from activelabel.pipeline.cpus import usable_cpus
 from activelabel.pipeline.memmap import parse_row_uri, release_rows, row_hashes
 from activelabel.pipeline.sources import file_sha256, file_signature
 
@@ -32,11 +33,7 @@ FILES_PER_TASK = 512
 
 def default_workers() -> int:
     """Hashing processes by default: the CPUs this process may use, at most 8."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        available = os.cpu_count() or 1
-    return max(1, min(8, available))
+    return min(8, usable_cpus())
 
 
 def _hash_and_sign(paths: list[str]) -> list[tuple[str, Signature]]:

@@ -102,6 +102,7 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["compare", "--seeds", "0"], "error: --seeds must be at least 1, got 0"),
         (["compare", "--rounds", "0"], "error: rounds must be at least 1, got 0"),
         (["compare", "--workers", "0"], "error: --workers must be at least 1, got 0"),
+        (["compare", "--workers", "two"], "error: --workers must be 'auto' or a whole number of at least 1, got 'two'"),
         (["compare", "--dataset", "bogus:x"],
          "error: unknown dataset 'bogus:x'; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]', "
          "'manifest:/path/to/labels.csv[?size=N&channels=1|3]' or 'mnist:/path/to/folder[?limit=N][&test=t10k]'"),
@@ -118,7 +119,7 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
          f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
          "workers, database_url)"),
         (["compare", str(no_workers)],
-         f"error: {no_workers}: [experiment] workers must be a whole number of at least 1, got 0"),
+         f"error: {no_workers}: [experiment] workers must be at least 1, got 0"),
         (["report", str(experiment)],
          f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
          "workers, database_url)"),

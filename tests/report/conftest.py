@@ -17,7 +17,7 @@ def tiny_experiment(tmp_path_factory) -> TinyExperiment:
     folder = tmp_path_factory.mktemp("tiny-experiment")
     database = folder / "experiment.db"
     url = f"sqlite:///{database}"
-    first = run_cli("compare", *COMMON, "--seeds", "1", "--database-url", url, cwd=folder)
+    first = run_cli("compare", *COMMON, "--seeds", "1", "--workers", "1", "--database-url", url, cwd=folder)
     assert first.returncode == 0, first.stderr
     with sqlite3.connect(database) as connection:
         first_rounds = connection.execute(ROUND_ROWS).fetchall()

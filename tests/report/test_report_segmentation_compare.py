@@ -48,7 +48,7 @@ class Ran:
 def ran(tmp_path_factory) -> Ran:
     folder = tmp_path_factory.mktemp("seg-experiment")
     url = f"sqlite:///{folder / 'seg.db'}"
-    first = run_cli("compare", *COMMON, "--seeds", "1", "--database-url", url, cwd=folder)
+    first = run_cli("compare", *COMMON, "--seeds", "1", "--workers", "1", "--database-url", url, cwd=folder)
     assert first.returncode == 0, first.stderr[-3000:]
     with sqlite3.connect(folder / "seg.db") as connection:
         first_rounds = connection.execute(ROUND_ROWS).fetchall()

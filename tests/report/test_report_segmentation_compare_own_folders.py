@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from report_tiny import ReportParser, run_cli
 
+from activelabel.pipeline.cpus import usable_cpus
 from activelabel.pipeline.shapes import SHAPE_CLASSES, make_shapes, write_segmentation_folder
 
 STRATEGIES, BATCH = ("random", "entropy"), 4
@@ -99,6 +100,9 @@ def test_each_arm_is_a_segmentation_campaign_on_the_same_folders(ran):
     assert len(seeds["random"]) == 4 and seeds["random"] == seeds["entropy"]
     assert len(tests["random"]) == 8 and tests["random"] == tests["entropy"]
     assert "test mIoU (mean ± std)" in result.stdout
+    # no workers setting: auto, one campaign per usable core, at most the 2 campaigns left
+    at_once = min(2, usable_cpus())
+    assert f"· {at_once} at once (auto: " in " ".join(result.stderr.split())
 
     again = run_cli("compare", "experiment.toml", cwd=root)
     assert again.returncode == 0, again.stderr[-3000:]
