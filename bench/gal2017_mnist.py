@@ -59,7 +59,7 @@ def main() -> int:
                              "gal_cnn: the paper's text, the recipe's own default)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per round (default with --recipe gal2017: 200; with --recipe none, 40)")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="auto", help="campaigns at once (compare --workers: auto, or a number)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table-only", action="store_true",
                         help="print the tables of the experiment already in the database; run nothing")
