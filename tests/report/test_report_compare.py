@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 from report_tiny import BATCH, COMMON, INITIAL, POOL_SUBSET, ROUND_ROWS, ROUNDS, SEEDS, STRATEGIES, run_cli
 
@@ -48,6 +49,27 @@ def test_a_rerun_continues_the_experiment_without_redoing_finished_campaigns(tin
     assert again.returncode == 0, again.stderr
     assert "4 campaigns already finished" in again.stderr
     assert exp.query(ROUND_ROWS) == now
+
+
+OUTCOME = ("SELECT c.name, r.\"index\", r.labeled_count, r.test_accuracy, r.test_nll, "
+           "(SELECT group_concat(s.uri, ' ') FROM (SELECT s.uri FROM selection x JOIN sample s ON s.id = x.sample_id "
+           "WHERE x.round_id = r.id ORDER BY s.uri) AS s) FROM round r JOIN campaign c ON c.id = r.campaign_id "
+           "WHERE c.name LIKE '%-seed0' ORDER BY c.name, r.\"index\"")
+
+
+def test_results_do_not_depend_on_how_many_campaigns_run_at_once(tiny_experiment, tmp_path):
+    """Seed 0 ran in this process (--workers 1); run again in two worker processes, its rounds
+    reach the same accuracy and NLL and pick the same samples: each campaign's randomness comes
+    from its own seeds, not from what else the process ran (docs/compare.md)."""
+    exp = tiny_experiment
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    again = run_cli("compare", *COMMON, "--seeds", "1", "--workers", "2", "--database-url", url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "· 2 at once (--workers)" in " ".join(again.stderr.split())
+    with sqlite3.connect(tmp_path / "again.db") as connection:
+        in_two_processes = connection.execute(OUTCOME).fetchall()
+    assert len(in_two_processes) == len(STRATEGIES) * ROUNDS
+    assert in_two_processes == exp.query(OUTCOME)
 
 
 def test_every_strategy_of_a_seed_starts_from_the_same_labels_and_test_split(tiny_experiment):
