@@ -124,7 +124,7 @@ def test_webhook_is_deleted_on_ctrl_c_and_sigterm_and_a_stale_one_is_replaced(ca
         assert [urlsplit(h.url).port for h in _ours(ls_client, project_id)] == [port] and len(hooks) == 1
         # it only waits for labels: a stop there is its normal way out (exit 0)
         assert _stop(proc, signal.SIGTERM) == 0, log.read_text()[-3000:]
-        assert _ours(ls_client, project_id) == []
+        assert _ours(ls_client, project_id) == [], log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

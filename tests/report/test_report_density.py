@@ -53,7 +53,12 @@ def test_campaign_density_table_and_figures_equal_the_database(campaign_report, 
     if unmeasured:
         assert f"Round{'s' if len(unmeasured) > 1 else ''} {', '.join(map(str, unmeasured))}: feature density not " \
                "measured yet — the smallest class had at most" in " ".join(page.texts)
-    assert sum(c[3] for c in counts) > 0  # the tiny campaign does flag some: the test checks real numbers
+    # The stored counts equal the score rows in every campaign, and some round somewhere flags samples,
+    # so the comparison is of real numbers. Not asserted of this one campaign: whether its few
+    # flags appear hangs on the CPU's arithmetic (none in tiny-random-seed1 on an AMD EPYC).
+    everywhere = [c for s in STRATEGIES for seed in SEEDS for c in _round_counts(calibrated_experiment, f"tiny-{s}-seed{seed}")]
+    assert all(flagged == d["flagged"] for _, d, _, flagged, _, _ in everywhere)
+    assert sum(c[3] for c in everywhere) > 0
 
 
 def test_a_measured_density_row_shows_its_numbers_and_an_unmeasured_one_says_so() -> None:
