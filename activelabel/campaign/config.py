@@ -30,6 +30,9 @@ UNCERTAINTY_METHODS = ("mc_dropout", "deterministic", "ensemble", "ensemble+mc_d
 #: Training recipes (see campaign.recipes): None is the default recipe.
 RECIPES = ("gal2017",)
 TASKS = ("classification", "segmentation")
+#: The device names a campaign accepts, checked without torch: torch.device would take many more
+#: (ipu, xpu, ...) that no campaign step supports; pipeline.device.resolve_device picks the device.
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 #: Segmentation strategies: the per-pixel map (acquisition.pixelwise) each one aggregates into an
 #: image score; ``least_confidence`` scores 1 - max softmax; ``random`` draws seeded scores.
 SEGMENTATION_STRATEGY_MAPS = {
@@ -202,6 +205,9 @@ class CampaignConfig:
                 f"initial labeled size must be 0 (cold start through annotators) or at least 2, "
                 f"got {self.initial_labeled}"
             )
+        if not DEVICE_NAME.fullmatch(str(self.device)):  # checked here, before torch is loaded (trial 18 F10)
+            raise ConfigError(f"device must be 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N', "
+                              f"got {self.device!r}")
         if self.uncertainty not in UNCERTAINTY_METHODS:
             raise ConfigError(
                 f"unknown uncertainty method {self.uncertainty!r}; choose one of: {', '.join(UNCERTAINTY_METHODS)}"

@@ -102,6 +102,9 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["compare", "--seeds", "0"], "error: --seeds must be at least 1, got 0"),
         (["compare", "--rounds", "0"], "error: rounds must be at least 1, got 0"),
         (["compare", "--workers", "0"], "error: --workers must be at least 1, got 0"),
+        (["compare", "--device", "tpu"],  # trial 18 F10: was 15 campaigns written, each failed by torch
+         "error: device must be 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        (["demo", "--device", "gpu"], "error: device must be 'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
         (["compare", "--workers", "two"], "error: --workers must be 'auto' or a whole number of at least 1, got 'two'"),
         (["compare", "--dataset", "bogus:x"],
          "error: unknown dataset 'bogus:x'; use 'digits', 'imagefolder:/path/to/folder[?size=N&channels=1|3]', "
