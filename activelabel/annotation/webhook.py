@@ -64,6 +64,7 @@ __all__ = [
     "receiver_answers",
     "register_webhook",
     "unregister_webhook",
+    "unregister_webhooks_to",
 ]
 
 # Deletions matter too: a deleted annotation stops being a vote at the next sync.
@@ -151,6 +152,21 @@ def unregister_webhook(client: Any, webhook_id: int) -> bool:
         return False
     log.info("Label Studio %s: deleted webhook %d", base, webhook_id)
     return True
+
+
+def unregister_webhooks_to(client: Any, project_id: int, url: str) -> None:
+    """Delete every webhook of ``project_id`` to ``url`` (best effort, as :func:`unregister_webhook`):
+    for a run stopped while Label Studio made its webhook, before the webhook's id came back. A
+    failed listing is a warning naming the project, nothing raised."""
+    try:
+        hooks = _webhooks_to(client, project_id, url)
+    except Exception as exc:  # noqa: BLE001 - best effort on the way out; the next watch replaces a stale one
+        log.warning("Label Studio %s: could not list the webhooks of project %d (%s); a webhook to %s may stay "
+                    "registered: delete it in the project's settings (Webhooks), or the next `watch --webhook` "
+                    "replaces it", _base_url(client), project_id, type(exc).__name__, url)
+        return
+    for hook in hooks:
+        unregister_webhook(client, int(_get(hook, "id")))
 
 
 def _webhooks_to(client: Any, project_id: int, url: str) -> list[Any]:

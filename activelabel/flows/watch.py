@@ -95,11 +95,16 @@ def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, po
             return done
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
+    started: list[tuple] = []  # filled the moment the webhook exists, so a stop right then still deletes it
     try:
-        hook = _start_webhook(engine, campaign_id, webhook) if webhook else None
+        if webhook:
+            _start_webhook(engine, campaign_id, webhook, started)
     except BaseException:
+        if started:
+            _stop_webhook(*started[0])
         _restore_sigterm(previous)
         raise
+    hook = started[0] if started else None
     receiver = hook[0] if hook is not None else None
     started = time.monotonic()
     reported: set[int] = set()
@@ -236,9 +241,15 @@ def stopped_by_rule(engine: Engine, campaign_id: int) -> str | None:
         return last.stop_reason
 
 
-def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
+def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int], started: list[tuple]) -> None:
+    """Start the receiver and register its webhook; ``(receiver, client, webhook id)`` is
+    appended to ``started`` as soon as the webhook exists. A Ctrl-C or SIGTERM while Label Studio
+    makes it (the stop can land after the webhook was made, before its id is back) deletes every
+    webhook of the project to this receiver's URL: no webhook outlives the run that made it."""
     from activelabel.annotation.labelstudio import LabelStudioAnnotator
-    from activelabel.annotation.webhook import WebhookReceiver, generate_secret, register_webhook
+    from activelabel.annotation.webhook import (
+        WebhookReceiver, generate_secret, register_webhook, unregister_webhooks_to,
+    )
     from activelabel.campaign.config import CampaignConfig
     from activelabel.campaign.setup import build_annotator
     from activelabel.campaign.data import campaign_data
@@ -252,16 +263,22 @@ def _start_webhook(engine: Engine, campaign_id: int, where: tuple[str, int]):
     if not isinstance(annotator, LabelStudioAnnotator):
         raise ConfigError(f"--webhook needs a Label Studio campaign; {config.name!r} uses {config.annotator!r}")
     secret = generate_secret()
+    project_id = annotator.ensure_project()
     receiver = WebhookReceiver(secret, host=where[0], port=where[1])
     receiver.start()
     try:
-        webhook_id = register_webhook(annotator.client, annotator.ensure_project(), receiver.url, secret)
-    except BaseException:
-        receiver.stop()
+        webhook_id = register_webhook(annotator.client, project_id, receiver.url, secret)
+        started.append((receiver, annotator.client, webhook_id))
+    except BaseException as stopped:
+        if not started:
+            try:
+                if isinstance(stopped, (KeyboardInterrupt, SystemExit)):  # a stop, not a refusal
+                    unregister_webhooks_to(annotator.client, project_id, receiver.url)
+            finally:
+                receiver.stop()
         raise
     log.warning("Listening for Label Studio webhooks on %s (webhook %d, deleted when watching ends)",
-             receiver.url, webhook_id)
-    return receiver, annotator.client, webhook_id
+                receiver.url, webhook_id)
 
 
 def ending_line(engine: Engine, campaign_id: int, campaign_name: str, done: int, rounds: int,

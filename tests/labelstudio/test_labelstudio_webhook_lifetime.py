@@ -146,3 +146,33 @@ def test_a_watch_with_nothing_left_to_wait_for_registers_no_webhook(campaign, ls
     assert done == 0
     assert "Listening for Label Studio webhooks" not in caplog.text
     assert _ours(ls_client, project_id) == []
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_while_label_studio_makes_the_webhook_deletes_it(campaign, ls_client, monkeypatch, stop) -> None:
+    """A Ctrl-C or SIGTERM landing after Label Studio made the webhook but before its id came back
+    (CI once sent SIGTERM the moment the webhook was listed) still leaves no webhook behind. The
+    signal's timing is the one thing mocked: the stop is raised right after the real create
+    returns, since a real signal cannot be made to land in that window on demand."""
+    from activelabel.annotation import webhook as webhook_module
+    from activelabel.campaign.lookup import campaign_id as campaign_id_of
+    from activelabel.flows.watch import _start_webhook
+
+    name, project_id, _ = campaign
+    real_register = webhook_module.register_webhook
+
+    def made_then_stopped(client, project, url, secret):
+        real_register(client, project, url, secret)
+        assert [urlsplit(h.url).port for h in _ours(ls_client, project_id)] == [port]  # it exists in Label Studio
+        raise stop()
+
+    monkeypatch.setattr(webhook_module, "register_webhook", made_then_stopped)
+    engine = open_engine(os.environ["ACTIVELABEL_DATABASE_URL"])
+    port = _free_port()
+    started: list[tuple] = []
+    with pytest.raises(stop):
+        _start_webhook(engine, campaign_id_of(engine, name), ("127.0.0.1", port), started)
+    assert started == []
+    assert _ours(ls_client, project_id) == []
+    with socket.socket() as s:  # the receiver stopped: its port is free again
+        s.bind(("127.0.0.1", port))
