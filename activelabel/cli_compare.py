@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from activelabel.naming import file_safe
+from activelabel.spread import mean_std_text
 
 
 class ExperimentProgress:
@@ -66,7 +67,7 @@ def final_table(title: str, rows: list[tuple[str, int, int | None, float | None,
     for column in ("strategy", "seeds", "trained on", measure):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for strategy, seeds, labels, mean, std in rows:
-        accuracy = "" if mean is None else f"{mean:.4f} ± {std or 0.0:.4f}"
+        accuracy = "" if mean is None else mean_std_text(mean, std, seeds)
         table.add_row(strategy, str(seeds), "" if labels is None else str(labels), accuracy)
     return table
 

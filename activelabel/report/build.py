@@ -32,6 +32,7 @@ from activelabel.report.curves import (
 )
 from activelabel.report.data import CampaignRecord, load_campaign, yardstick
 from activelabel.report.settings import campaign_settings_rows
+from activelabel.spread import mean_std_text
 
 DEFAULT_TARGETS = (0.80, 0.90, 0.95)
 #: How a report reads one run's learning curve: (labels, values) of its complete active rounds.
@@ -217,7 +218,7 @@ def aulc_rows(groups: dict[str, list[CampaignRecord]], curve: CurveOf = accuracy
                 gain = f"{test.mean_difference:+.4f}"
             t = "" if test.t is None else f"{test.t:.2f}"
             p = "n/a (needs 2+ seeds with spread)" if test.p_value is None else f"{test.p_value:.3g}"
-        rows.append([strategy, str(len(own)), f"{mean:.4f} ± {std:.4f}" if own else "", gain, t, p, n])
+        rows.append([strategy, str(len(own)), mean_std_text(mean, std, len(own)) if own else "", gain, t, p, n])
     return rows
 
 

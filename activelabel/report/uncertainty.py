@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from activelabel.campaign.calibration_terms import describe_predictor, kept_mixture_temperature
 from activelabel.report import figures, html
 from activelabel.report.curves import mean_curve
+from activelabel.spread import mean_std_text
 from activelabel.report.data import (
     PARTS, CampaignRecord, DecompositionMeans, RoundRow, decomposition_means, round_decomposition,
     round_score_values, yardstick,
@@ -126,9 +127,9 @@ def _mixture_clause(calibration: dict, lead: str = ", mixture T2 = ") -> str:
 
 
 def _mean_std(values: Sequence[float]) -> str:
-    """"mean ± sample std" (std 0 for one value), as the learning curves' bands compute it."""
+    """"mean ± sample std" (the mean alone for one value), as the learning curves' bands compute it."""
     _, mean, std, _ = mean_curve([([0] * len(values), list(values))])
-    return f"{mean[0]:.4f} ± {std[0]:.4f}"
+    return mean_std_text(mean[0], std[0], len(values))
 
 
 def experiment_calibration(groups: Mapping[str, Sequence[CampaignRecord]]) -> list[str]:

@@ -40,10 +40,12 @@ def test_compares_closing_table_names_labels_trained_on_and_shows_four_decimals(
     from activelabel.cli_compare import final_table
 
     console = Console(width=200, record=True)
-    console.print(final_table("Experiment e", [("random", 2, 80, 0.899721, 0.0158), ("bald", 2, None, None, None)]))
+    console.print(final_table("Experiment e", [("random", 2, 80, 0.899721, 0.0158), ("bald", 2, None, None, None),
+                                               ("entropy", 1, 80, 0.91, 0.0)]))
     lines = console.export_text().splitlines()
     header = next(line for line in lines if "strategy" in line)
     assert [c.strip() for c in header.split("┃")][1:5] == ["strategy", "seeds", "trained on",
                                                             "test accuracy (mean ± std)"]
-    rows = [[c.strip() for c in line.split("│")][1:5] for line in lines if "random" in line or "bald" in line]
-    assert rows == [["random", "2", "80", "0.8997 ± 0.0158"], ["bald", "2", "", ""]]
+    rows = [[c.strip() for c in line.split("│")][1:5] for line in lines if any(s in line for s in ("random", "bald", "entropy"))]
+    # one seed: the mean alone, not "± 0.0000" as if a spread were measured (trial 18 F8)
+    assert rows == [["random", "2", "80", "0.8997 ± 0.0158"], ["bald", "2", "", ""], ["entropy", "1", "80", "0.9100"]]
