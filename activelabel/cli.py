@@ -1249,6 +1249,8 @@ def report(
     Read from the database only: nothing is retrained.
     """
     _configure_logging(False)
+    if gallery_size < 1:  # trial 18 F13: -1 sliced off the last pick, 0 left empty headings
+        raise ConfigError(f"--gallery-size must be at least 1, got {gallery_size}")
     from activelabel.report import write_report
 
     name, database_url = _report_ref(name, database_url)

@@ -126,6 +126,8 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["report", str(experiment)],
          f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
          "workers, database_url)"),
+        (["report", "anything", "--gallery-size", "-1"], "error: --gallery-size must be at least 1, got -1"),
+        (["report", "anything", "--gallery-size", "0"], "error: --gallery-size must be at least 1, got 0"),
         (["run", "--strategy", "bogus"], _unknown_strategy("bogus")),
         (["run", str(campaign)], f"error: {campaign}: batch size must be at least 1, got 0"),
         (["run", "--dask-workers", "0"], "error: --dask-workers must be at least 1, got 0"),
