@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,18 +41,25 @@ PAPER = {
 }
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and every option's default after its help."""
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
     parser.add_argument("--data", default="/work/shared/data", help="folder with the MNIST IDX files")
-    parser.add_argument("--database-url", default="sqlite:///bench-gal2017.db")
-    parser.add_argument("--experiment", default="gal2017-mnist")
-    parser.add_argument("--strategies", default="bald,variation_ratios,entropy,mean_std,random")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--max-labels", type=int, default=200)
+    parser.add_argument("--database-url", default="sqlite:///bench-gal2017.db",
+                        help="where the experiment is stored; a rerun continues it")
+    parser.add_argument("--experiment", default="gal2017-mnist", help="experiment name (campaigns NAME-STRATEGY-seedN)")
+    parser.add_argument("--strategies", default="bald,variation_ratios,entropy,mean_std,random",
+                        help="comma-separated; Table 1's five by default")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (the paper averages 3)")
+    parser.add_argument("--max-labels", type=int, default=200,
+                        help="labels of the last round's training set (20 initial + 10 per round; the paper: 1000)")
     parser.add_argument("--limit", type=int, default=20000, help="first N training images (0: all 60,000)")
     parser.add_argument("--test-split", choices=("t10k", "drawn"), default="t10k",
                         help="t10k: the 10,000 MNIST test images (the paper); drawn: a seeded 20%% of the training images")
-    parser.add_argument("--mc-samples", type=int, default=20)
+    parser.add_argument("--mc-samples", type=int, default=20, help="MC-dropout passes T per pool image")
     parser.add_argument("--recipe", choices=("gal2017", "none"), default="gal2017",
                         help="gal2017: the paper's CNN and training recipe (default); none: our small_cnn recipe")
     parser.add_argument("--architecture", default=None,
@@ -60,7 +68,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per round (default with --recipe gal2017: 200; with --recipe none, 40)")
     parser.add_argument("--workers", default="auto", help="campaigns at once (compare --workers: auto, or a number)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'")
     parser.add_argument("--table-only", action="store_true",
                         help="print the tables of the experiment already in the database; run nothing")
     parser.add_argument("--extra", default="", help="more `compare` options, e.g. '--fixed-epochs --weight-decay-scale 2.5'")
@@ -108,13 +116,27 @@ def print_table(database_url: str, experiment: str) -> None:
     engine = open_engine(database_url)
     records = [load_campaign(engine, arm.campaign_id) for arm in experiment_arms(engine, experiment)]
     groups = by_strategy(records)
-    print(f"\n{'strategy':<18}{'paper 10% / 5% err':>20}   ours: labels to 10 % error | to 5 % error")
+    print(f"\n{'labels to':<18}{'10 % error':>12}{'':>16}{'5 % error':>12}")
+    print(f"{'strategy':<18}{'paper':>6}{'ours':>6}{'(seeds)':>16}{'paper':>6}{'ours':>6}{'(seeds)':>16}")
     for strategy, to_90, to_95 in labels_to_target_rows(groups, [0.90, 0.95]):
         paper = PAPER.get(strategy, (None, None))
-        print(f"{strategy:<18}{'/'.join('—' if v is None else str(v) for v in paper):>20}   {to_90} | {to_95}")
-    print("(ours: on the mean curve over seeds where every seed has run; each seed's figure in brackets;"
-          " — : not reached)")
+        cells = "".join(f"{'—' if p is None else p:>6}{ours:>6}{seeds:>16}"
+                        for p, (ours, seeds) in zip(paper, (_compact(to_90), _compact(to_95))))
+        print(f"{strategy:<18}{cells}")
+    print("(ours: on the mean curve over seeds, where every seed has run; >N: not reached by N labels;"
+          " each seed's figure in brackets, — : not reached)")
     print_curves(records)
+
+
+def _compact(cell: str) -> tuple[str, str]:
+    """The report's labels-to-target cell ("170 (seeds: 160, 140, 120)", "not reached by 300 (where
+    all 3 seeds have run) (seeds: 300, —, —)") as (ours, "(160,140,120)") for a table that fits
+    beside the paper's figures."""
+    reached = re.match(r"\s*(\d+)", cell)
+    by = re.search(r"not reached by (\d+)", cell)
+    ours = reached.group(1) if reached else (f">{by.group(1)}" if by else (cell.strip() or "—"))
+    seeds = re.search(r"\(seeds: ([^)]*)\)", cell)
+    return ours, f"({seeds.group(1).replace(' ', '')})" if seeds else ""
 
 
 def print_curves(records) -> None:
@@ -134,11 +156,15 @@ def print_curves(records) -> None:
     for strategy, curve in curves.items():
         print(f"{strategy:<18}" + "".join(f"{curve[n]:>8}" if n in curve else f"{'':>8}" for n in columns))
     print("(* : fewer seeds than the strategy's have reached these labels)")
-    print(f"\n{'mean s per round':<18}{'train':>8}{'score':>8}{'rounds':>8}")
+    # Timings over the label counts every campaign has run (a mean over different ranges would
+    # read as one strategy costing more: training grows with the labels, trial 18 F9).
+    common = min((max((r.labeled or 0) for r in run.rounds) for runs in groups.values() for run in runs),
+                 default=0)
+    print(f"\n{f'mean s per round, {common} labels or fewer':<42}{'train':>8}{'evaluate':>9}{'score':>8}{'rounds':>8}")
     for strategy, runs in groups.items():
-        timings = [r.timings for run in runs for r in run.rounds if r.timings]
-        mean = {k: sum(t.get(k, 0.0) for t in timings) / max(1, len(timings)) for k in ("train", "score")}
-        print(f"{strategy:<18}{mean['train']:>8.1f}{mean['score']:>8.1f}{len(timings):>8}")
+        timings = [r.timings for run in runs for r in run.rounds if r.timings and (r.labeled or 0) <= common]
+        mean = {k: sum(t.get(k, 0.0) for t in timings) / max(1, len(timings)) for k in ("train", "evaluate", "score")}
+        print(f"{strategy:<42}{mean['train']:>8.1f}{mean['evaluate']:>9.1f}{mean['score']:>8.1f}{len(timings):>8}")
 
 
 if __name__ == "__main__":
