@@ -1598,6 +1598,8 @@ def main() -> None:
     except BaseException as error:
         # ours (Stopped), Prefect's TerminationSignal, or another error raised while handling one
         signum = stop.stop_signal_in_chain(error)
+        if signum is None:  # a library wrapped our Stopped in its own error without chaining it (pydantic
+            signum = stop.requested()  # did, serialising Prefect's context at a Ctrl-C): the recorded stop
         if signum is None:
             raise
         if stop.holds_work():  # a round this process cut and did not record yet

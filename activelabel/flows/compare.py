@@ -9,8 +9,14 @@ returned, and a rerun continues it from the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
+import shlex
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -51,18 +57,59 @@ def compare_flow(
             except Exception as error:  # one arm's failure must not stop the others
                 _failed(failed, experiment_name, name, error)
         return failed
-    futures = {name: campaign_task.submit(name, rounds, database_url) for name in campaign_names}
-    for name, future in futures.items():
-        try:
-            future.result()
-        except Exception as error:
-            _failed(failed, experiment_name, name, error)
+    try:
+        futures = {name: campaign_task.submit(name, rounds, database_url) for name in campaign_names}
+        for name, future in futures.items():
+            try:
+                future.result()
+            except Exception as error:
+                _failed(failed, experiment_name, name, error)
+    except BaseException:
+        # A stop: end the workers now. They ignore Ctrl-C (_workers_ignore_ctrl_c), and the task
+        # runner's exit would otherwise wait for their campaigns to finish.
+        _end_workers()
+        raise
     return failed
+
+
+def _end_workers() -> None:
+    for child in multiprocessing.active_children():
+        child.terminate()
 
 
 def _failed(failed: dict[str, str], experiment_name: str, name: str, error: Exception) -> None:
     log.warning("Campaign %r of experiment %r failed: %s", name, experiment_name, error)
     failed[name] = f"{type(error).__name__}: {error}"
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside this block ignore Ctrl-C from their first instruction.
+
+    A Ctrl-C reaches every process of the terminal's group. A worker still starting (Python's
+    start-up, the imports before the pool runs any of our code) died of it with tracebacks
+    ("Fatal Python error: init_import_site", KeyboardInterrupt through the pool's result thread;
+    trial 18 F19). So the pool starts its workers through a two-line ``/bin/sh`` wrapper that sets
+    SIGINT to ignored and ``exec``s Python: an ignored signal survives ``exec``, and Python then
+    installs no KeyboardInterrupt handler. The parent keeps its own Ctrl-C (nothing is ignored
+    in it, so no Ctrl-C is lost) and ends the workers itself (:func:`run_compare`); each campaign
+    resumes from its last committed step. Without ``/bin/sh`` the workers start as before.
+    """
+    from multiprocessing import spawn
+
+    python = spawn.get_executable()
+    if os.name != "posix" or not os.path.exists("/bin/sh"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="activelabel-workers-") as folder:
+        wrapper = Path(folder) / "python-without-ctrl-c"
+        wrapper.write_text(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(os.fsdecode(python))} \"$@\"\n")
+        wrapper.chmod(0o700)
+        spawn.set_executable(str(wrapper))
+        try:
+            yield
+        finally:
+            spawn.set_executable(python)
 
 
 def run_compare(
@@ -82,9 +129,9 @@ def run_compare(
         raise ConfigError(f"workers must be at least 1, got {workers}")
     runner = ProcessPoolTaskRunner(max_workers=workers) if workers > 1 else ThreadPoolTaskRunner(max_workers=1)
     try:
-        return compare_flow.with_options(task_runner=runner)(
-            experiment_name, campaign_names, rounds, database_url, workers)
+        with _workers_ignore_ctrl_c() if workers > 1 else contextlib.nullcontext():
+            return compare_flow.with_options(task_runner=runner)(
+                experiment_name, campaign_names, rounds, database_url, workers)
     except BaseException:
-        for child in multiprocessing.active_children():
-            child.terminate()
+        _end_workers()
         raise

@@ -102,3 +102,47 @@ def _safe_rounds(db) -> list[tuple]:
         return _rounds(db)
     except sqlite3.Error:
         return []
+
+
+def _children(pid: int) -> list[int]:
+    """The direct child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.prefect_server
+@pytest.mark.slow
+def test_ctrl_c_while_the_worker_processes_start_is_our_line_alone(tmp_path, prefect_api_url):
+    """Trial 18 F19: a Ctrl-C landing while the two worker processes were still importing printed a
+    40-line KeyboardInterrupt traceback through the pool's result thread. Workers now leave Ctrl-C
+    to the parent, which ends them (compare._workers_ignore_ctrl_c): the CLI's one line, exit 130, no round."""
+    db = tmp_path / "start.db"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "COLUMNS": "200",
+           "PREFECT_HOME": str(tmp_path / "prefect-client")}
+    env.pop("ACTIVELABEL_DATABASE_URL", None)
+    args = [sys.executable, "-m", "activelabel.cli", *COMMAND, "--database-url", f"sqlite:///{db}"]
+    log = tmp_path / "start.log"
+    with log.open("w") as out:
+        cli = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + FIRST_ROUND_BOUND_S
+        while len(_children(cli.pid)) < 2:  # the pool's processes (and its resource tracker) exist
+            assert cli.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no worker processes within {FIRST_ROUND_BOUND_S} s"
+            time.sleep(0.1)
+        os.killpg(cli.pid, signal.SIGINT)
+        assert cli.wait(timeout=STOP_BOUND_S) == 130, log.read_text()[-3000:]
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+    text = log.read_text()
+    assert "error: stopped by Ctrl-C" in text and "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert not [r for r in _safe_rounds(db) if r[3] == "complete"], "the stop landed after a round: not start-up"
