@@ -13,11 +13,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CHANCE_ADVICE", "chance_accuracy", "chance_clause", "no_better_than_chance"]
+__all__ = ["chance_accuracy", "chance_advice", "chance_clause", "no_better_than_chance"]
 
-#: What a round at chance means and what to check (the end of the warning).
-CHANCE_ADVICE = ("its uncertainty scores pick no better than random; check the labels (`activelabel status --round N`), "
-                 "and train longer (more epochs, or drop fixed_epochs)")
+
+def chance_advice(campaign: str | None = None, round_index: int | None = None, fixed_epochs: bool = True) -> str:
+    """What a round at chance means and what to check (the end of the warning): the status
+    command of this campaign's round, runnable as it stands, and "drop fixed_epochs" only where
+    it is set (trial 18 F14: a literal ``--round N`` in a warning that did not name the campaign,
+    among a compare's four)."""
+    import shlex
+
+    where = (f"activelabel status {shlex.quote(campaign)} --round {round_index}"
+             if campaign is not None and round_index is not None else "activelabel status CAMPAIGN --round N")
+    longer = "more epochs, or drop fixed_epochs" if fixed_epochs else "more epochs"
+    return f"its uncertainty scores pick no better than random; check the labels (`{where}`), and train longer ({longer})"
 
 
 def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
@@ -30,12 +39,13 @@ def chance_accuracy(targets: np.ndarray, classes: int) -> tuple[float, int]:
 
 
 def no_better_than_chance(accuracy: float, targets: np.ndarray, labels: Sequence[str],
-                          unit: str = "samples") -> str | None:
+                          unit: str = "samples", advice: str | None = None) -> str | None:
     """A warning's words to follow the round's accuracy when ``accuracy`` (on ``targets``,
     class indices into ``labels``, any shape) is at or below :func:`chance_accuracy`, else None
-    (see :func:`chance_clause`). ``unit``: what a target is (default "samples")."""
+    (see :func:`chance_clause`). ``unit``: what a target is (default "samples"); ``advice``: the
+    round's :func:`chance_advice` (default: the generic one)."""
     clause = chance_clause(accuracy, targets, labels, unit)
-    return None if clause is None else f"that is {clause}, so {CHANCE_ADVICE}"
+    return None if clause is None else f"that is {clause}, so {advice or chance_advice()}"
 
 
 def chance_clause(accuracy: float, targets: np.ndarray, labels: Sequence[str], unit: str = "samples",

@@ -49,7 +49,7 @@ from sqlalchemy import select
 
 from activelabel.acquisition.pixelwise import aggregate, class_pixel_counts, inverse_frequency_weights, pixel_maps
 from activelabel.annotation.mask_votes import majority_mask, mean_pairwise_iou
-from activelabel.campaign.chance import CHANCE_ADVICE, chance_clause
+from activelabel.campaign.chance import chance_advice, chance_clause
 from activelabel.campaign.config import SEGMENTATION_STRATEGY_MAPS, CampaignConfig
 from activelabel.campaign.data import campaign_data
 from activelabel.campaign.kinds import Trained, TrainInput
@@ -211,13 +211,14 @@ def train_segmenter(job: TrainInput) -> Trained:
     chance = chance_clause(metrics.pixel_accuracy, yard_masks[yard_masks != IGNORE_INDEX], campaign.labels,
                            unit="labeled pixels", measure="pixel accuracy")
     line = trained_line(f"Round {rnd.index}: trained {what} on {len(train)} masks", metrics.miou,
-                        metrics.pixel_accuracy, metrics.pixel_ece, calibrated, chance)
+                        metrics.pixel_accuracy, metrics.pixel_ece, calibrated, chance,
+                        advice=chance_advice(campaign.name, rnd.index, config.fixed_epochs))
     return Trained(models, architecture, len(labeled), values, problems,
                    logging.INFO if chance is None else logging.WARNING, line, evaluate_seconds)
 
 
 def trained_line(trained: str, miou: float, pixel_accuracy: float, pixel_ece: float, calibrated: str,
-                 chance: str | None) -> str:
+                 chance: str | None, advice: str | None = None) -> str:
     """The round's training line: ``trained`` (what was trained on what), its mIoU, pixel
     accuracy and pixel ECE, then ``calibrated``. At chance (``chance``: the
     :func:`~activelabel.campaign.chance.chance_clause` of the pixel accuracy) the pixel accuracy
@@ -225,7 +226,7 @@ def trained_line(trained: str, miou: float, pixel_accuracy: float, pixel_ece: fl
     accuracy 0.759, ...): that is no better than chance (0.846 ...)" read as 0.414 vs 0.846)."""
     if chance is None:
         return f"{trained}, mIoU {miou:.3f} (pixel accuracy {pixel_accuracy:.3f}, pixel ECE {pixel_ece:.3f}){calibrated}"
-    return f"{trained}: {chance}; mIoU {miou:.3f}, pixel ECE {pixel_ece:.3f}{calibrated}; so {CHANCE_ADVICE}"
+    return f"{trained}: {chance}; mIoU {miou:.3f}, pixel ECE {pixel_ece:.3f}{calibrated}; so {advice or chance_advice()}"
 
 
 def _measure(model, data, yard_uris: list[str], annotated: dict[str, np.ndarray], device, problems):

@@ -21,7 +21,7 @@ from activelabel.acquisition import get_strategy, select_top_k
 from activelabel.annotation import TaskRequest
 from activelabel.campaign.config import CampaignConfig
 from activelabel.campaign.calibrate import fit_round_calibration, validation_positions
-from activelabel.campaign.chance import no_better_than_chance
+from activelabel.campaign.chance import chance_advice, no_better_than_chance
 from activelabel.pipeline.calibration import predictive_probabilities
 from activelabel.campaign.candidates import Candidates, candidate_count, distinct
 from activelabel.campaign.shards import PoolScorer, ShardRunner, ShardScores, merge_shards, shard_requests
@@ -375,7 +375,8 @@ def train_classifier(job: TrainInput) -> Trained:
     message = (f"Round {rnd.index}: {trained_on_words(len(train), len(held))}, "
                f"{accuracy_name('classification', campaign.config)} {metrics.accuracy:.3f} "
                f"(NLL {metrics.nll:.3f}, ECE {metrics.ece:.3f})")
-    chance = no_better_than_chance(metrics.accuracy, yard_targets, campaign.labels)
+    chance = no_better_than_chance(metrics.accuracy, yard_targets, campaign.labels,
+                                   advice=chance_advice(campaign.name, rnd.index, config.fixed_epochs))
     return Trained(models, spec.to_dict(), len(labeled), values, problems,
                    logging.INFO if chance is None else logging.WARNING,
                    message if chance is None else f"{message}: {chance}", evaluate_seconds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from activelabel.campaign.chance import chance_accuracy, chance_clause, no_better_than_chance
+from activelabel.campaign.chance import chance_accuracy, chance_advice, chance_clause, no_better_than_chance
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -22,8 +22,21 @@ def test_the_trial_model_at_zero_accuracy_is_named_with_the_chance_level_and_wha
     said = no_better_than_chance(0.0, targets, DIGITS)
     assert said is not None
     assert said.startswith("that is no better than chance (0.100: always answering '0' on these 10 samples)")
-    assert "pick no better than random" in said and "activelabel status --round N" in said
+    assert "pick no better than random" in said and "activelabel status CAMPAIGN --round N" in said
     assert "fixed_epochs" in said
+
+
+def test_a_rounds_advice_names_its_campaign_and_round_and_fixed_epochs_only_when_set():
+    """trial 18 F14: a compare's warning said `activelabel status --round N` without naming which
+    of four campaigns, and "drop fixed_epochs" to a user who had not set it."""
+    assert chance_advice("t18-random-seed1", 1, fixed_epochs=False) == (
+        "its uncertainty scores pick no better than random; check the labels (`activelabel status "
+        "t18-random-seed1 --round 1`), and train longer (more epochs)")
+    assert "(`activelabel status 'my pets' --round 3`)" in chance_advice("my pets", 3)  # runnable as it stands
+    assert chance_advice("c", 2, fixed_epochs=True).endswith("(more epochs, or drop fixed_epochs)")
+    targets = np.arange(10) % 10
+    said = no_better_than_chance(0.0, targets, DIGITS, advice=chance_advice("c", 2, fixed_epochs=False))
+    assert said.endswith("check the labels (`activelabel status c --round 2`), and train longer (more epochs)")
 
 
 def test_at_chance_is_said_and_above_it_is_not():
@@ -66,7 +79,7 @@ def test_a_segmentation_round_at_chance_leads_with_the_pixel_accuracy_it_compare
     assert line == (
         "Round 3: trained a unet_small on 6 masks: pixel accuracy 0.759 is no better than chance (0.846: always "
         "answering 'background' on these 6,109 labeled pixels); mIoU 0.414, pixel ECE 0.187; so its uncertainty "
-        "scores pick no better than random; check the labels (`activelabel status --round N`), and train longer "
+        "scores pick no better than random; check the labels (`activelabel status CAMPAIGN --round N`), and train longer "
         "(more epochs, or drop fixed_epochs)")
     assert trained_line("Round 3: trained a unet_small on 6 masks", 0.614, 0.9, 0.05, "; temperature 1.2", None) == (
         "Round 3: trained a unet_small on 6 masks, mIoU 0.614 (pixel accuracy 0.900, pixel ECE 0.050); temperature 1.2")
