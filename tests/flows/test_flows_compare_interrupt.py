@@ -44,16 +44,23 @@ def _complete(rows) -> set[str]:
 
 @pytest.mark.prefect_server
 @pytest.mark.slow
-def test_ctrl_c_ends_with_our_line_and_the_rerun_finishes_without_redoing_anything(tmp_path, prefect_api_url):
-    db = tmp_path / "intr.db"
+def _start(tmp_path, prefect_api_url: str, name: str):
+    """(the compare CLI in its own process group, its database, its log, its command, its
+    environment), started with COMMAND on a fresh database ``name``.db."""
+    db = tmp_path / f"{name}.db"
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "COLUMNS": "200",
            "PREFECT_HOME": str(tmp_path / "prefect-client")}
     env.pop("ACTIVELABEL_DATABASE_URL", None)
     args = [sys.executable, "-m", "activelabel.cli", *COMMAND, "--database-url", f"sqlite:///{db}"]
-    log = tmp_path / "first.log"
+    log = tmp_path / f"{name}.log"
     with log.open("w") as out:
-        first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        cli = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return cli, db, log, args, env
+
+
+def test_ctrl_c_ends_with_our_line_and_the_rerun_finishes_without_redoing_anything(tmp_path, prefect_api_url):
+    first, db, log, args, env = _start(tmp_path, prefect_api_url, "intr")
     try:
         deadline = time.monotonic() + FIRST_ROUND_BOUND_S
         while not (db.exists() and any(r[3] == "complete" for r in _safe_rounds(db))):
@@ -122,15 +129,7 @@ def test_ctrl_c_while_the_worker_processes_start_is_our_line_alone(tmp_path, pre
     """Trial 18 F19: a Ctrl-C landing while the two worker processes were still importing printed a
     40-line KeyboardInterrupt traceback through the pool's result thread. Workers now leave Ctrl-C
     to the parent, which ends them (compare._workers_ignore_ctrl_c): the CLI's one line, exit 130, no round."""
-    db = tmp_path / "start.db"
-    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "COLUMNS": "200",
-           "PREFECT_HOME": str(tmp_path / "prefect-client")}
-    env.pop("ACTIVELABEL_DATABASE_URL", None)
-    args = [sys.executable, "-m", "activelabel.cli", *COMMAND, "--database-url", f"sqlite:///{db}"]
-    log = tmp_path / "start.log"
-    with log.open("w") as out:
-        cli = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    cli, db, log, _, _ = _start(tmp_path, prefect_api_url, "start")
     try:
         deadline = time.monotonic() + FIRST_ROUND_BOUND_S
         while len(_children(cli.pid)) < 2:  # the pool's processes (and its resource tracker) exist
