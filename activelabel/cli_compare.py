@@ -112,12 +112,39 @@ def load_experiment_file(path) -> tuple[dict, dict]:
     if own:  # your own folders: [campaign] and these tables read as a campaign file's
         return experiment, experiment_arm_settings(path, dict(raw.get("campaign", {})), own)
     campaign = dict(raw.get("campaign", {}))
+    check_campaign_keys(path, campaign)
     # imagefolder:, manifest:, mnist: paths are read from the file's folder
     if isinstance(campaign.get("dataset"), str):
         from activelabel.campaign.config import normalize_dataset_spec
 
         campaign["dataset"] = normalize_dataset_spec(campaign["dataset"], path.resolve().parent)
     return experiment, campaign
+
+
+def check_campaign_keys(path, campaign: dict) -> None:
+    """An experiment file's [campaign] keys, checked as [experiment]'s are: the file, the table,
+    every unknown key at once, and the nearest known one (trial 18 F12: `round = 3` got "unknown
+    campaign settings for experiment 'typo': round", no file, no table, no suggestion)."""
+    import difflib
+    from dataclasses import fields
+
+    from activelabel.campaign.config import CampaignConfig
+    from activelabel.campaign.experiment import PER_ARM
+    from activelabel.errors import ConfigError
+
+    known = sorted({f.name for f in fields(CampaignConfig)} - PER_ARM)
+    unknown = sorted(set(campaign) - set(known))
+    if not unknown:
+        return
+    words = []
+    for key in unknown:
+        if key in PER_ARM:
+            words.append(f"{key} (set per campaign by [experiment] strategies and seeds)")
+            continue
+        guess = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        words.append(f"{key} (did you mean {guess[0]}?)" if guess else key)
+    raise ConfigError(f"{path}: unknown key(s) in [campaign]: {', '.join(words)}; the keys are a campaign's "
+                      "settings, as `activelabel compare --help` and docs/compare.md name them")
 
 
 def segmentation_settings(shared: dict, defaults: dict) -> dict:

@@ -29,7 +29,7 @@ from activelabel.errors import CampaignStateError, ConfigError
 from activelabel.storage import Campaign, Experiment, Round, RoundStatus, session_scope
 
 # Settings an arm takes from its place in the grid, not from the shared settings.
-_PER_ARM = {"name", "strategy", "seed"}
+PER_ARM = {"name", "strategy", "seed"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ExperimentConfig:
                 raise ConfigError(f"the {what} of experiment {self.name!r} repeat a value: {list(values)}; "
                                   "give each once")
         object.__setattr__(self, "campaign", recipe_defaults(self.campaign))
-        known = {f.name for f in fields(CampaignConfig)} - _PER_ARM
+        known = {f.name for f in fields(CampaignConfig)} - PER_ARM
         unknown = sorted(set(self.campaign) - known)
         if unknown:
             raise ConfigError(f"unknown campaign settings for experiment {self.name!r}: {', '.join(unknown)}")
@@ -107,7 +107,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         shared = {**self.arms()[0].to_dict(), "heatmap_dir": self.campaign.get("heatmap_dir")}
         return {"strategies": list(self.strategies), "seeds": list(self.seeds),
-                "campaign": {k: v for k, v in shared.items() if k not in _PER_ARM}}
+                "campaign": {k: v for k, v in shared.items() if k not in PER_ARM}}
 
 
 @dataclass(frozen=True)

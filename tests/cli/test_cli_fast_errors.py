@@ -82,6 +82,9 @@ def _unknown_strategy(name: str) -> str:
 def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_path) -> None:
     experiment = tmp_path / "exp.toml"
     experiment.write_text('[experiment]\nname = "t"\nstrategies = ["random"]\nbogus_key = 1\n', encoding="utf-8")
+    typo = tmp_path / "typo.toml"  # trial 18 F12: the file, the table, every key at once, the nearest known one
+    typo.write_text('[experiment]\nname = "t"\nstrategies = ["random"]\n[campaign]\nround = 3\nbatchsize = 5\n'
+                    'seed = 1\nzzz = 2\n', encoding="utf-8")
     no_workers = tmp_path / "workers.toml"
     no_workers.write_text('[experiment]\nname = "w"\nstrategies = ["random"]\nworkers = 0\n', encoding="utf-8")
     campaign = tmp_path / "campaign.toml"
@@ -121,6 +124,10 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["compare", str(experiment)],
          f"error: {experiment}: unknown key(s) in [experiment]: bogus_key (known: name, strategies, seeds, "
          "workers, database_url)"),
+        (["compare", str(typo)],
+         f"error: {typo}: unknown key(s) in [campaign]: batchsize (did you mean batch_size?), round (did you mean "
+         "rounds?), seed (set per campaign by [experiment] strategies and seeds), zzz; the keys are a campaign's "
+         "settings, as `activelabel compare --help` and docs/compare.md name them"),
         (["compare", str(no_workers)],
          f"error: {no_workers}: [experiment] workers must be at least 1, got 0"),
         (["report", str(experiment)],
@@ -137,7 +144,7 @@ def test_argument_and_file_errors_come_before_torch_prefect_and_the_flows(tmp_pa
         (["demo", "--dataset", f"mnist:{tmp_path / 'nowhere'}"], f"error: MNIST folder {tmp_path / 'nowhere'} does not exist"),
     ]
     _check(_run([args for args, _ in cases], tmp_path), [line for _, line in cases])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.toml", "exp.toml", "own.toml", "workers.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["campaign.toml", "exp.toml", "own.toml", "typo.toml", "workers.toml"]
 
 
 def test_settings_refusals_and_unknown_campaigns_come_before_torch_prefect_and_the_flows(tmp_path) -> None:
