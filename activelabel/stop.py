@@ -204,6 +204,17 @@ def _on_unraisable(unraisable: Any) -> None:
 _previous_unraisablehook: Callable[[Any], None] = sys.__unraisablehook__
 
 
+def record_swallowed_stops() -> None:
+    """Only the unraisable hook of :func:`install`, not its signal handlers: for a compare worker
+    process, which leaves Ctrl-C to its parent and is ended by the parent's SIGTERM. Prefect's
+    SIGTERM handler can raise inside a weakref callback there, and Python's default hook printed
+    that as "Exception ignored ... Traceback" under the parent's clean stop line."""
+    global _previous_unraisablehook
+    if sys.unraisablehook is not _on_unraisable:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _on_unraisable
+
+
 def install() -> Callable[[], None]:
     """Handle SIGINT and SIGTERM with :func:`handle_signal` and record swallowed stops.
 

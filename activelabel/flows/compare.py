@@ -36,6 +36,9 @@ def campaign_task(campaign_name: str, rounds: int, database_url: str | None = No
     run lines, so a Ctrl-C's "Crash detected! Execution was aborted by a termination signal."
     does not follow the CLI's own stop line (trial 17 F3)."""
     quiet_prefect_runs()
+    from activelabel import stop
+
+    stop.record_swallowed_stops()
     return len(campaign_flow(campaign_name, rounds, database_url))
 
 
