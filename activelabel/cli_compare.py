@@ -126,13 +126,11 @@ def check_campaign_keys(path, campaign: dict) -> None:
     every unknown key at once, and the nearest known one (trial 18 F12: `round = 3` got "unknown
     campaign settings for experiment 'typo': round", no file, no table, no suggestion)."""
     import difflib
-    from dataclasses import fields
 
-    from activelabel.campaign.config import CampaignConfig
-    from activelabel.campaign.experiment import PER_ARM
+    from activelabel.campaign.experiment import PER_ARM, shared_campaign_keys
     from activelabel.errors import ConfigError
 
-    known = sorted({f.name for f in fields(CampaignConfig)} - PER_ARM)
+    known = sorted(shared_campaign_keys())
     unknown = sorted(set(campaign) - set(known))
     if not unknown:
         return

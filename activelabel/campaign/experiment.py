@@ -32,6 +32,11 @@ from activelabel.storage import Campaign, Experiment, Round, RoundStatus, sessio
 PER_ARM = {"name", "strategy", "seed"}
 
 
+def shared_campaign_keys() -> set[str]:
+    """The campaign settings every arm of an experiment shares: a campaign's, less :data:`PER_ARM`."""
+    return {f.name for f in fields(CampaignConfig)} - PER_ARM
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """An experiment's grid (strategies × seeds) and the settings every arm shares.
@@ -59,8 +64,7 @@ class ExperimentConfig:
                 raise ConfigError(f"the {what} of experiment {self.name!r} repeat a value: {list(values)}; "
                                   "give each once")
         object.__setattr__(self, "campaign", recipe_defaults(self.campaign))
-        known = {f.name for f in fields(CampaignConfig)} - PER_ARM
-        unknown = sorted(set(self.campaign) - known)
+        unknown = sorted(set(self.campaign) - shared_campaign_keys())
         if unknown:
             raise ConfigError(f"unknown campaign settings for experiment {self.name!r}: {', '.join(unknown)}")
         own_folders = self.campaign.get("dataset", "digits") == "files"

@@ -95,16 +95,16 @@ def _watch(engine: Engine, campaign_id: int, campaign_name: str, rounds: int, po
             return done
     terminated: list[int] = []
     previous = _exit_on_sigterm(terminated) if webhook else None
-    started: list[tuple] = []  # filled the moment the webhook exists, so a stop right then still deletes it
+    made: list[tuple] = []  # filled the moment the webhook exists, so a stop right then still deletes it
     try:
         if webhook:
-            _start_webhook(engine, campaign_id, webhook, started)
+            _start_webhook(engine, campaign_id, webhook, made)
     except BaseException:
-        if started:
-            _stop_webhook(*started[0])
+        if made:
+            _stop_webhook(*made[0])
         _restore_sigterm(previous)
         raise
-    hook = started[0] if started else None
+    hook = made[0] if made else None
     receiver = hook[0] if hook is not None else None
     started = time.monotonic()
     reported: set[int] = set()
